@@ -1,0 +1,493 @@
+"""The optimizer protocol and the template every optimizer fills in.
+
+Every optimizer minimizes. It proposes candidates with :meth:`ask`, learns from
+their fitness with :meth:`tell`, and can be saved and resumed with
+:meth:`state_dict` / :meth:`load_state_dict` so that a resumed run continues the
+same trajectory bit for bit.
+
+:class:`BaseOptimizer` is a template method (as in evosax's ``base.py`` and
+nevergrad's ``optimization/base.py``): the public methods check input, convert
+between the user's array library and the optimizer's own, keep the best-so-far,
+count evaluations and non-finite fitness, and own the seeded random generator;
+subclasses implement small ``_ask`` / ``_tell`` over a typed state object.
+
+Example:
+    >>> import numpy as np
+    >>> from optim import SNES
+    >>> opt = SNES(np.zeros(5), sigma0=1.0, seed=0)
+    >>> for _ in range(300):
+    ...     x = opt.ask()
+    ...     _ = opt.tell(x, (x**2).sum(axis=1))
+    >>> bool((opt.recommend() ** 2).sum() < 1e-6)
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+Array = Any  # numpy.ndarray | torch.Tensor
+
+STATE_FORMAT_VERSION = 1
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    """What every optimizer of this package offers (minimization)."""
+
+    def ask(self, n: int | None = None) -> Array: ...
+
+    def tell(self, candidates: Array, fitness: Array, **extra: Any) -> dict[str, float]: ...
+
+    def recommend(self) -> Array: ...
+
+    def stop(self) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+@dataclasses.dataclass
+class Result:
+    """Outcome of :func:`optim.minimize`.
+
+    Attributes:
+        x: best point found, in the array library of ``x0`` (or decoded values).
+        f: its objective value (in the user's sense: maximized if ``maximize``).
+        evaluations: objective evaluations used.
+        iterations: ask/tell generations.
+        stop: why the run ended, e.g. ``{"budget": 1000}`` or pycma's reasons.
+        history: ``(k, 2)`` float array of (evaluations, best-so-far f) after
+            each generation.
+        nonfinite: number of NaN/inf fitness values seen (ranked worst).
+        optimizer: registry name of the optimizer.
+    """
+
+    x: Array
+    f: float
+    evaluations: int
+    iterations: int
+    stop: dict[str, Any]
+    history: np.ndarray
+    nonfinite: int = 0
+    optimizer: str = ""
+
+
+@dataclasses.dataclass
+class ArrayFormat:
+    """The array library, dtype and device a user works in (those of ``x0``)."""
+
+    library: str  # "numpy" or "torch"
+    dtype: Any
+    device: torch.device
+
+    @classmethod
+    def of(cls, x0: Array) -> ArrayFormat:
+        if isinstance(x0, torch.Tensor):
+            dtype = x0.dtype if x0.is_floating_point() else torch.float64
+            return cls("torch", dtype, x0.device)
+        arr = np.asarray(x0)
+        dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.dtype(np.float64)
+        return cls("numpy", dtype, torch.device("cpu"))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        if self.library == "torch":
+            return self.dtype
+        return torch.from_numpy(np.zeros(0, dtype=self.dtype)).dtype
+
+    def to_torch(self, x: Array, dtype: torch.dtype | None = None) -> torch.Tensor:
+        dtype = dtype or self.torch_dtype
+        if isinstance(x, torch.Tensor):
+            return x.to(device=self.device, dtype=dtype)
+        return torch.as_tensor(np.asarray(x), device=self.device).to(dtype)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy().astype(np.float64, copy=False)
+        return np.asarray(x, dtype=np.float64)
+
+    def to_user(self, x: Array) -> Array:
+        """Convert an internal array (torch or numpy) to the user's format."""
+        if self.library == "torch":
+            return self.to_torch(x, self.dtype)
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        return np.asarray(x).astype(self.dtype, copy=False)
+
+
+def _validate_positive(name: str, value: Any, *, integer: bool = False) -> None:
+    kind = "a positive integer" if integer else "a positive finite number"
+    bad = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+    if not bad:
+        bad = (integer and int(value) != value) or not math.isfinite(value) or value <= 0
+    if bad:
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def default_popsize(dim: int) -> int:
+    """The usual population size 4 + floor(3 ln d) (Hansen 2016, CMA-ES tutorial)."""
+    return 4 + int(3 * math.log(max(dim, 1)))
+
+
+def to_plain(value: Any) -> Any:
+    """Turn state into plain tensors, scalars, strings, lists and dicts.
+
+    numpy arrays become torch tensors, so the result loads with
+    ``torch.load(weights_only=True)``.
+    """
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value, copy=True))
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_plain(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def from_plain(template: Any, value: Any) -> Any:
+    """Inverse of :func:`to_plain`, guided by a ``template`` of the wanted types."""
+    if isinstance(template, np.ndarray):
+        arr = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        return np.array(arr, dtype=template.dtype, copy=True)
+    if isinstance(template, torch.Tensor):
+        return torch.as_tensor(value).to(dtype=template.dtype, device=template.device).clone()
+    if dataclasses.is_dataclass(template) and not isinstance(template, type):
+        fields = {f.name for f in dataclasses.fields(template)}
+        unknown = set(value) - fields
+        if unknown:
+            raise ValueError(f"unknown state keys {sorted(unknown)} for {type(template).__name__}")
+        kwargs = {
+            name: from_plain(getattr(template, name), value[name]) if name in value
+            else getattr(template, name)  # back-fill keys added after the checkpoint
+            for name in fields
+        }
+        return type(template)(**kwargs)
+    if isinstance(template, Mapping) and isinstance(value, Mapping):
+        return {k: from_plain(template.get(k), v) for k, v in value.items()}
+    return value
+
+
+class BaseOptimizer(ABC):
+    """Template for ask/tell optimizers; see the module docstring.
+
+    Subclasses set ``name`` (the registry name), ``backend`` (``"torch"`` or
+    ``"numpy"``: the array library ``_ask``/``_tell`` work in), and implement
+    ``_init_state``, ``_ask`` and ``_tell``; optionally ``_stop``,
+    ``_recommend`` and ``_metrics``.
+
+    Args:
+        x0: initial mean / starting point, shape ``(dim,)``; numpy or torch.
+            Candidates come back in its library, dtype and device.
+        sigma0: initial step size, > 0.
+        popsize: default number of candidates per :meth:`ask`.
+        seed: seed of the optimizer's own random generator (None: fresh entropy,
+            readable afterwards as ``.seed``).
+        bounds: ``(lower, upper)`` scalars or ``(dim,)`` arrays. Optimizers
+            without their own bound handling clip candidates into the box.
+    """
+
+    name: ClassVar[str] = "base"
+    backend: ClassVar[str] = "torch"
+    handles_bounds: ClassVar[bool] = False
+    state_version: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        x0: Array,
+        sigma0: float = 1.0,
+        popsize: int | None = None,
+        seed: int | None = None,
+        bounds: tuple[Any, Any] | None = None,
+    ) -> None:
+        x0_array = x0.detach().cpu().numpy() if isinstance(x0, torch.Tensor) else np.asarray(x0)
+        if x0_array.ndim != 1 or x0_array.size == 0:
+            raise ValueError(
+                f"x0 must be a non-empty 1-D array of shape (dim,), got shape {x0_array.shape}"
+            )
+        if not np.all(np.isfinite(x0_array.astype(np.float64))):
+            raise ValueError("x0 contains NaN or inf; give a finite starting point")
+        _validate_positive("sigma0", sigma0)
+        if popsize is not None:
+            _validate_positive("popsize", popsize, integer=True)
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.format = ArrayFormat.of(x0)
+        self.dim = int(x0_array.size)
+        self.sigma0 = float(sigma0)
+        self.popsize = int(popsize) if popsize is not None else self.default_popsize(self.dim)
+        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        self.bounds = self._check_bounds(bounds, x0_array)
+        self.counters = {"iterations": 0, "evaluations": 0, "nonfinite": 0}
+        self._best_f = math.inf
+        self._best_x = self._internal(x0)
+        self._init_rng()
+        self.state = self._init_state(self._internal(x0))
+
+    # ----- configuration helpers -------------------------------------------------
+    @classmethod
+    def default_popsize(cls, dim: int) -> int:
+        return default_popsize(dim)
+
+    def config(self) -> dict[str, Any]:
+        """Static configuration (hyperparameters); saved beside the state."""
+        return {"dim": self.dim, "sigma0": self.sigma0, "popsize": self.popsize, "seed": self.seed}
+
+    def _check_bounds(self, bounds: Any, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        if bounds is None:
+            return None
+        try:
+            lower, upper = bounds
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds must be a pair (lower, upper), got {bounds!r}") from None
+        lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (self.dim,)).copy()
+        upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (self.dim,)).copy()
+        if np.any(lower >= upper):
+            i = int(np.argmax(lower >= upper))
+            raise ValueError(
+                f"bounds need lower < upper in every coordinate; coordinate {i} has "
+                f"lower={lower[i]} and upper={upper[i]}"
+            )
+        if np.any(x0 < lower) or np.any(x0 > upper):
+            raise ValueError("x0 lies outside bounds; start inside the box (lower <= x0 <= upper)")
+        return lower, upper
+
+    # ----- array conversion ------------------------------------------------------
+    def _internal(self, x: Array) -> Array:
+        if self.backend == "torch":
+            return self.format.to_torch(x)
+        return self.format.to_numpy(x)
+
+    def _init_rng(self) -> None:
+        if self.backend == "torch":
+            self._rng = torch.Generator(device=self.format.device)
+            self._rng.manual_seed(self.seed)
+        else:
+            self._rng = np.random.Generator(np.random.PCG64(self.seed))
+
+    def _clip(self, x: Array) -> Array:
+        if self.bounds is None or self.handles_bounds:
+            return x
+        lower, upper = self.bounds
+        if isinstance(x, torch.Tensor):
+            low = torch.as_tensor(lower, dtype=x.dtype, device=x.device)
+            high = torch.as_tensor(upper, dtype=x.dtype, device=x.device)
+            return torch.maximum(torch.minimum(x, high), low)
+        return np.clip(x, lower, upper)
+
+    # ----- the protocol ----------------------------------------------------------
+    def ask(self, n: int | None = None) -> Array:
+        """Return ``(n, dim)`` candidates (``n`` defaults to ``popsize``)."""
+        if n is None:
+            n = self.popsize
+        _validate_positive("n", n, integer=True)
+        return self.format.to_user(self._clip(self._ask(int(n))))
+
+    def tell(self, candidates: Array, fitness: Array, **extra: Any) -> dict[str, float]:
+        """Learn from the fitness (to minimize) of ``candidates``.
+
+        NaN and ±inf fitness never raise: they rank worst and are counted in
+        ``metrics["nonfinite"]``. Keyword data an optimizer does not use
+        (``constraints=``, ...) is accepted and ignored.
+
+        Returns:
+            metrics: iteration, evaluations, best_f, population best/median,
+            non-finite count, plus the optimizer's own (e.g. ``sigma``).
+        """
+        x = self._internal(candidates)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(
+                f"candidates must have shape (n, {self.dim}), got {tuple(x.shape)}; "
+                "pass what ask() returned"
+            )
+        f = self._fitness_array(fitness, x.shape[0])
+        finite = np.isfinite(f)
+        n_bad = int((~finite).sum())
+        if finite.any():
+            i = int(np.argmin(np.where(finite, f, np.inf)))
+            if f[i] < self._best_f:
+                self._best_f = float(f[i])
+                self._best_x = x[i].clone() if isinstance(x, torch.Tensor) else x[i].copy()
+        ranked = rank_safe_fitness(f)
+        self.counters["iterations"] += 1
+        self.counters["evaluations"] += int(x.shape[0])
+        self.counters["nonfinite"] += n_bad
+        metrics = self._tell(x, ranked, **extra) or {}
+        pop = f[finite]
+        return {
+            "iteration": float(self.counters["iterations"]),
+            "evaluations": float(self.counters["evaluations"]),
+            "best_f": self._best_f,
+            "pop_best_f": float(pop.min()) if pop.size else math.nan,
+            "pop_median_f": float(np.median(pop)) if pop.size else math.nan,
+            "nonfinite": float(n_bad),
+            **{k: float(v) for k, v in metrics.items()},
+        }
+
+    def _fitness_array(self, fitness: Array, n: int) -> np.ndarray:
+        if isinstance(fitness, torch.Tensor):
+            fitness = fitness.detach().cpu().to(torch.float64).numpy()
+        try:
+            f = np.asarray(fitness, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"fitness must be numeric, got {type(fitness).__name__}") from None
+        if f.ndim == 2 and f.shape[1] == 1:
+            f = f[:, 0]
+        if f.shape != (n,):
+            raise ValueError(
+                f"fitness must have shape ({n},), one value per candidate, got {f.shape}"
+            )
+        return f
+
+    def recommend(self) -> Array:
+        """The current best guess: best-so-far point unless the subclass knows better."""
+        return self.format.to_user(self._recommend())
+
+    def _recommend(self) -> Array:
+        return self._best_x
+
+    @property
+    def best_f(self) -> float:
+        """Lowest finite fitness told so far (inf before the first tell)."""
+        return self._best_f
+
+    @property
+    def best_x(self) -> Array:
+        """The candidate with the lowest fitness told so far."""
+        return self.format.to_user(self._best_x)
+
+    def stop(self) -> dict[str, Any]:
+        """Why the optimizer would stop; empty while it should go on."""
+        return self._stop()
+
+    def _stop(self) -> dict[str, Any]:
+        return {}
+
+    # ----- state -----------------------------------------------------------------
+    def _rng_state(self) -> Any:
+        if isinstance(self._rng, torch.Generator):
+            return self._rng.get_state()
+        return dict(self._rng.bit_generator.state)
+
+    def _set_rng_state(self, state: Any) -> None:
+        if isinstance(self._rng, torch.Generator):
+            self._rng.set_state(torch.as_tensor(state, dtype=torch.uint8))
+        else:
+            self._rng.bit_generator.state = dict(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A versioned plain dict (tensors, scalars, strings): ``torch.save``-able
+        and loadable with ``torch.load(weights_only=True)``."""
+        return {
+            "format_version": STATE_FORMAT_VERSION,
+            "optimizer": self.name,
+            "state_version": self.state_version,
+            "config": to_plain(self.config()),
+            "counters": dict(self.counters),
+            "best_f": self._best_f,
+            "best_x": to_plain(self._best_x),
+            "rng": self._rng_state(),
+            "state": self._state_to_plain(),
+        }
+
+    def _state_to_plain(self) -> Any:
+        return to_plain(self.state)
+
+    def _state_from_plain(self, plain: Any) -> None:
+        self.state = from_plain(self.state, plain)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; the run then continues exactly as before.
+
+        Raises:
+            ValueError: the dict is of another optimizer, version or
+                configuration, or has unknown keys.
+        """
+        expected = {"format_version", "optimizer", "state_version", "config", "counters",
+                    "best_f", "best_x", "rng", "state"}
+        if not isinstance(state, Mapping):
+            raise ValueError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        unknown, missing = set(state) - expected, expected - set(state)
+        if unknown or missing:
+            raise ValueError(
+                f"not a {self.name} state dict: unknown keys {sorted(unknown)}, "
+                f"missing keys {sorted(missing)}"
+            )
+        if state["format_version"] > STATE_FORMAT_VERSION:
+            raise ValueError(
+                f"state format version {state['format_version']} is newer than this "
+                f"nondiff ({STATE_FORMAT_VERSION}); upgrade nondiff to load it"
+            )
+        if state["optimizer"] != self.name:
+            raise ValueError(
+                f"state dict is of optimizer {state['optimizer']!r}, not {self.name!r}"
+            )
+        saved, current = dict(state["config"]), to_plain(self.config())
+        differ = sorted(k for k in set(saved) | set(current)
+                        if not _plain_equal(saved.get(k), current.get(k)))
+        if differ:
+            detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs {current.get(k)!r}" for k in differ)
+            raise ValueError(
+                f"state dict was made with another configuration ({detail}); construct the "
+                "optimizer with the same arguments before loading"
+            )
+        self.counters = {k: int(v) for k, v in state["counters"].items()}
+        self._best_f = float(state["best_f"])
+        self._best_x = from_plain(self._best_x, state["best_x"])
+        self._set_rng_state(state["rng"])
+        self._state_from_plain(state["state"])
+
+    # ----- what subclasses implement --------------------------------------------
+    @abstractmethod
+    def _init_state(self, x0: Array) -> Any:
+        """Build the dynamic state (a dataclass of arrays/scalars) from ``x0``."""
+
+    @abstractmethod
+    def _ask(self, n: int) -> Array:
+        """Sample ``n`` candidates as an internal ``(n, dim)`` array."""
+
+    @abstractmethod
+    def _tell(self, x: Array, fitness: np.ndarray, **extra: Any) -> dict[str, float] | None:
+        """Update from candidates and float64 fitness with non-finite values
+        already replaced by values ranked worst; return extra metrics."""
+
+
+def rank_safe_fitness(f: np.ndarray) -> np.ndarray:
+    """Replace NaN/±inf by finite values that rank after every finite one.
+
+    Order among the finite values is unchanged; the non-finite ones tie for last
+    (one above the worst finite value, or all zero if none is finite).
+    """
+    finite = np.isfinite(f)
+    if finite.all():
+        return f
+    if not finite.any():
+        return np.zeros_like(f)
+    worst = float(f[finite].max())
+    spread = float(worst - f[finite].min())
+    return np.where(finite, f, worst + max(spread, abs(worst), 1.0))
+
+
+def _plain_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        try:
+            return bool(torch.equal(torch.as_tensor(a), torch.as_tensor(b)))
+        except (TypeError, RuntimeError):
+            return False
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
