@@ -1,0 +1,36 @@
+# Set-up and the two everyday commands. `make run` and `make test` create the
+# virtual environment on first use.
+#
+# TORCH_CONSTRAINTS pins the CPU build of torch that lies on the disk of our
+# development and CI machines; elsewhere run `make TORCH_CONSTRAINTS= test` (or
+# `pip install -e .[dev]`) to take whatever torch pip chooses for your platform.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_CONSTRAINTS ?= constraints/cpu.txt
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nondiff-installed
+
+.PHONY: venv run test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e ".[dev,rl,dist]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/nondiff compare
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.cmaes_overhead
+	$(BIN)/python -m benchmarks.es_speed
+	$(BIN)/python -m benchmarks.quality
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Comparison benchmarks: reference-library baselines, quality and speed scripts, the CLI."""

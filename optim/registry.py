@@ -1,0 +1,79 @@
+"""Optimizers by name: the names ``minimize(optimizer=...)``, the CLI and the docs use.
+
+Example:
+    >>> import numpy as np
+    >>> from optim import registry
+    >>> "cmaes" in registry.names()
+    True
+    >>> opt = registry.create("snes", np.zeros(4), sigma0=0.5, seed=1)
+    >>> opt.ask().shape
+    (6, 4)
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any
+
+from .base import Array, BaseOptimizer
+
+_OPTIMIZERS: dict[str, type[BaseOptimizer]] = {}
+
+
+def register(cls: type[BaseOptimizer]) -> type[BaseOptimizer]:
+    """Add an optimizer class under its ``name``; usable as a class decorator."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or name == BaseOptimizer.name:
+        raise ValueError(f"{cls.__name__} needs a class attribute `name` to be registered")
+    if name in _OPTIMIZERS and _OPTIMIZERS[name] is not cls:
+        raise ValueError(f"an optimizer named {name!r} is registered already")
+    _OPTIMIZERS[name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    """Registered optimizer names, sorted."""
+    return sorted(_OPTIMIZERS)
+
+
+def unknown_name_error(kind: str, name: object, known: list[str]) -> ValueError:
+    """A ValueError for a misspelled name that suggests the closest known ones."""
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(f"unknown {kind} {name!r}{hint} Known: {', '.join(known)}")
+
+
+def get(name: str) -> type[BaseOptimizer]:
+    """The optimizer class registered as ``name``."""
+    if name not in _OPTIMIZERS:
+        raise unknown_name_error("optimizer", name, names())
+    return _OPTIMIZERS[name]
+
+
+def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
+    """Construct the optimizer ``name`` at ``x0`` with keyword hyperparameters.
+
+    Raises:
+        ValueError: unknown name, or a hyperparameter the optimizer does not have.
+    """
+    cls = get(name)
+    accepted = _hyperparameters(cls)
+    for key in kwargs:
+        if key not in accepted:
+            raise unknown_name_error(f"option of {name}:", key, sorted(accepted))
+    return cls(x0, **kwargs)
+
+
+def _hyperparameters(cls: type) -> set[str]:
+    """Keyword arguments of ``cls``'s constructor, following ``**kwargs`` to its bases."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names - {"self", "x0"}

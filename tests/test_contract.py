@@ -1,0 +1,168 @@
+"""Contract tests every registered optimizer must pass (parametrized over the registry)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from optim import registry
+from tests.conftest import make, sphere
+
+
+def _roundtrip(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def _run(opt, generations):
+    asked = []
+    for _ in range(generations):
+        x = opt.ask()
+        asked.append(np.array(x, copy=True) if isinstance(x, np.ndarray) else x.clone().numpy())
+        opt.tell(x, sphere(x))
+    return asked
+
+
+def test_ask_numpy_shape_and_dtype(optimizer_name):
+    opt = make(optimizer_name)
+    x = opt.ask()
+    assert isinstance(x, np.ndarray)
+    assert x.dtype == np.float64
+    assert x.shape == (opt.popsize, 6)
+    assert np.all(np.isfinite(x))
+
+
+def test_ask_torch_keeps_dtype_and_device(optimizer_name):
+    opt = make(optimizer_name, x0=torch.full((6,), 0.5, dtype=torch.float32))
+    x = opt.ask()
+    assert isinstance(x, torch.Tensor)
+    assert x.dtype == torch.float32
+    assert x.device == torch.device("cpu")
+    assert tuple(x.shape) == (opt.popsize, 6)
+    metrics = opt.tell(x, sphere(x))
+    assert metrics["evaluations"] == opt.popsize
+    assert isinstance(opt.recommend(), torch.Tensor)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"sigma0": 0.0}, "sigma0"),
+        ({"sigma0": -1.0}, "sigma0"),
+        ({"sigma0": math.nan}, "sigma0"),
+        ({"popsize": 0}, "popsize"),
+        ({"popsize": 2.5}, "popsize"),
+        ({"seed": -1}, "seed"),
+        ({"no_such_option": 1}, "no_such_option"),
+    ],
+)
+def test_invalid_configuration_is_named(optimizer_name, kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        make(optimizer_name, **kwargs)
+
+
+@pytest.mark.parametrize("x0", [np.zeros((2, 3)), np.array([]), np.array([0.0, np.nan])])
+def test_invalid_x0(optimizer_name, x0):
+    with pytest.raises(ValueError, match="x0"):
+        make(optimizer_name, x0=x0)
+
+
+def test_tell_validates_shapes(optimizer_name):
+    opt = make(optimizer_name)
+    x = opt.ask()
+    f = sphere(x)
+    with pytest.raises(ValueError, match="fitness must have shape"):
+        opt.tell(x, f[:-1])
+    with pytest.raises(ValueError, match="fitness must have shape"):
+        opt.tell(x, np.stack([f, f], axis=1))
+    with pytest.raises(ValueError, match=r"candidates must have shape \(n, 6\)"):
+        opt.tell(x[:, :-1], f)
+    with pytest.raises(ValueError, match=r"candidates must have shape"):
+        opt.tell(x[0], f[:1])
+    with pytest.raises(ValueError, match="numeric"):
+        opt.tell(x, ["a"] * len(f))
+    assert opt.counters["iterations"] == 0  # rejected tells change nothing
+
+
+def test_nonfinite_fitness_ranks_worst_and_is_counted(optimizer_name):
+    opt = make(optimizer_name)
+    x = opt.ask()
+    f = sphere(x)
+    f[0], f[1] = np.nan, -np.inf
+    metrics = opt.tell(x, f)
+    assert metrics["nonfinite"] == 2
+    assert math.isfinite(opt.best_f)
+    assert opt.best_f == pytest.approx(float(np.min(f[2:])))
+    x = opt.ask()
+    assert np.all(np.isfinite(x))
+    metrics = opt.tell(x, np.full(len(x), np.nan))
+    assert metrics["nonfinite"] == len(x)
+    assert opt.counters["nonfinite"] == len(x) + 2
+    assert np.all(np.isfinite(opt.ask()))
+
+
+def test_same_seed_same_trajectory(optimizer_name):
+    a = _run(make(optimizer_name, seed=11), 4)
+    b = _run(make(optimizer_name, seed=11), 4)
+    c = _run(make(optimizer_name, seed=12), 4)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not all(np.array_equal(p, q) for p, q in zip(a, c, strict=True))
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_state_dict_resume_is_bit_for_bit(optimizer_name, library):
+    x0 = np.full(6, 0.5) if library == "numpy" else torch.full((6,), 0.5, dtype=torch.float64)
+    uninterrupted = make(optimizer_name, x0=x0)
+    _run(uninterrupted, 5)
+    saved = _roundtrip(uninterrupted.state_dict())
+    expected = _run(uninterrupted, 8)
+
+    resumed = make(optimizer_name, x0=x0)
+    resumed.load_state_dict(saved)
+    assert resumed.counters == {**saved["counters"]}
+    got = _run(resumed, 8)
+    assert all(np.array_equal(p, q) for p, q in zip(expected, got, strict=True))
+    assert resumed.best_f == uninterrupted.best_f
+    assert np.array_equal(np.asarray(resumed.recommend()), np.asarray(uninterrupted.recommend()))
+
+
+def test_load_state_dict_rejects_foreign_states(optimizer_name):
+    opt = make(optimizer_name)
+    _run(opt, 2)
+    state = opt.state_dict()
+    other_name = next(n for n in registry.names() if n != optimizer_name)
+    with pytest.raises(ValueError, match="optimizer"):
+        make(other_name).load_state_dict(state)
+    with pytest.raises(ValueError, match="configuration"):
+        make(optimizer_name, popsize=opt.popsize + 2).load_state_dict(state)
+    with pytest.raises(ValueError, match="unknown keys"):
+        make(optimizer_name).load_state_dict({**state, "bogus": 1})
+    with pytest.raises(ValueError, match="missing keys"):
+        make(optimizer_name).load_state_dict({k: v for k, v in state.items() if k != "rng"})
+
+
+def test_bounds_are_respected(optimizer_name):
+    opt = make(optimizer_name, bounds=(0.0, 1.0))
+    for _ in range(3):
+        x = opt.ask()
+        assert x.min() >= 0.0 and x.max() <= 1.0
+        opt.tell(x, sphere(x - 2.0))
+
+
+def test_extra_keywords_are_accepted(optimizer_name):
+    opt = make(optimizer_name)
+    x = opt.ask()
+    metrics = opt.tell(x, sphere(x), some_extra_data=np.zeros(len(x)))
+    assert metrics["iteration"] == 1
+
+
+def test_stop_is_empty_while_running(optimizer_name):
+    opt = make(optimizer_name)
+    _run(opt, 2)
+    assert opt.stop() == {}
