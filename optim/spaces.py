@@ -1,0 +1,376 @@
+"""Typed search spaces: the values a user means, and the flat arrays optimizers see.
+
+A space encodes a value into a float vector of ``space.size`` entries and decodes
+it back. Leaves:
+
+==============  ==================================  ===============================
+space           value                               encoding (per entry)
+==============  ==================================  ===============================
+Real            float (array if ``size`` > 1)       the float (its log if ``log``)
+Integer         int (array if ``size`` > 1)         the integer as a float
+Categorical     one of ``choices`` (list if size)   the index 0 .. k-1
+Binary(n)       bool array of shape (n,)            0.0 / 1.0
+Permutation(n)  int array, a permutation of 0..n-1  the permutation itself
+==============  ==================================  ===============================
+
+``Product`` names leaves (and nested products) for mixed spaces; its encoding is
+the concatenation in the order given. Optimizers declare which leaf kinds they
+handle (``supported_spaces``); each leaf reports its ``kind``, its encoded bounds
+and, for discrete kinds, its cardinality.
+
+Example:
+    >>> from optim.spaces import Binary, Categorical, Product, Real
+    >>> space = Product({"lr": Real(1e-4, 1e-1, log=True),
+    ...                  "op": Categorical(["conv", "pool", "skip"]),
+    ...                  "mask": Binary(4)})
+    >>> space.size
+    6
+    >>> value = {"lr": 0.01, "op": "pool", "mask": [True, False, False, True]}
+    >>> decoded = space.decode(space.encode(value))
+    >>> decoded["op"], round(decoded["lr"], 6), decoded["mask"].tolist()
+    ('pool', 0.01, [True, False, False, True])
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+KINDS = ("real", "integer", "categorical", "binary", "permutation")
+
+
+class Space(ABC):
+    """A set of values with an encoding as a float vector of ``size`` entries."""
+
+    kind: str = "space"
+    size: int = 1
+
+    @abstractmethod
+    def encode(self, value: Any) -> np.ndarray:
+        """The ``(size,)`` float64 encoding of ``value`` (ValueError if outside)."""
+
+    @abstractmethod
+    def decode(self, encoded: Any) -> Any:
+        """The value of one ``(size,)`` encoded vector (ValueError if outside)."""
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``(n, size)`` encoded values drawn uniformly (log-uniform for log reals)."""
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Encoded lower and upper bounds, each ``(size,)`` (±inf when unbounded)."""
+        return np.full(self.size, -np.inf), np.full(self.size, np.inf)
+
+    def leaves(self, prefix: str = "") -> Iterator[tuple[str, Space, slice]]:
+        """(name, leaf space, slice of the encoding) for every leaf, in order."""
+        yield prefix, self, slice(0, self.size)
+
+    def decode_batch(self, encoded: Any) -> list[Any]:
+        """Decode every row of an ``(n, size)`` array."""
+        array = _as_matrix(encoded, self.size)
+        return [self.decode(row) for row in array]
+
+    def contains(self, value: Any) -> bool:
+        try:
+            self.encode(value)
+        except ValueError:
+            return False
+        return True
+
+    def initial(self) -> np.ndarray:
+        """A deterministic starting encoding: the middle of the encoded box."""
+        lower, upper = self.bounds()
+        middle = np.where(np.isfinite(lower) & np.isfinite(upper), (lower + upper) / 2, 0.0)
+        middle = np.where(np.isfinite(lower) & ~np.isfinite(upper), lower, middle)
+        return np.where(~np.isfinite(lower) & np.isfinite(upper), upper, middle)
+
+
+def _as_vector(encoded: Any, size: int, what: str) -> np.ndarray:
+    array = np.asarray(encoded.detach().cpu() if hasattr(encoded, "detach") else encoded,
+                       dtype=np.float64)
+    if array.shape != (size,):
+        raise ValueError(f"{what} expects an encoded vector of shape ({size},), got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what} got a non-finite encoded value: {array}")
+    return array
+
+
+def _as_matrix(encoded: Any, size: int) -> np.ndarray:
+    array = np.asarray(encoded.detach().cpu() if hasattr(encoded, "detach") else encoded,
+                       dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != size:
+        raise ValueError(f"expected encoded rows of shape (n, {size}), got {array.shape}")
+    return array
+
+
+def _check_size(size: Any) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    return int(size)
+
+
+class Real(Space):
+    """Reals in ``[low, high]`` (either may be infinite), optionally on a log scale.
+
+    Args:
+        low, high: bounds, low < high; both > 0 if ``log``.
+        log: encode ``log(x)``, so optimizers search orders of magnitude evenly.
+        size: number of entries (a vector value when > 1).
+    """
+
+    kind = "real"
+
+    def __init__(self, low: float = -math.inf, high: float = math.inf, *, log: bool = False,
+                 size: int = 1) -> None:
+        low, high = float(low), float(high)
+        if math.isnan(low) or math.isnan(high) or not low < high:
+            raise ValueError(f"Real needs low < high, got low={low}, high={high}")
+        if log and not (low > 0 and math.isfinite(high)):
+            raise ValueError(f"Real(log=True) needs 0 < low < high < inf, got [{low}, {high}]")
+        self.low, self.high, self.log, self.size = low, high, bool(log), _check_size(size)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        low, high = (math.log(self.low), math.log(self.high)) if self.log else (self.low, self.high)
+        return np.full(self.size, low), np.full(self.size, high)
+
+    def encode(self, value: Any) -> np.ndarray:
+        array = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.size,)) \
+            if self.size > 1 else np.asarray([float(value)])
+        if np.any(np.isnan(array)) or np.any(array < self.low) or np.any(array > self.high):
+            raise ValueError(f"{value!r} is outside Real[{self.low}, {self.high}]")
+        return np.log(array) if self.log else array.astype(np.float64)
+
+    def decode(self, encoded: Any) -> Any:
+        array = _as_vector(encoded, self.size, repr(self))
+        value = np.exp(array) if self.log else array
+        # exp(log(x)) may step a hair outside the box: that is rounding, not an error.
+        tolerance = 1e-9 * np.maximum(1.0, np.abs(value))
+        if np.any(value < self.low - tolerance) or np.any(value > self.high + tolerance):
+            raise ValueError(f"decoded value {value} is outside Real[{self.low}, {self.high}]")
+        value = np.clip(value, self.low, self.high)
+        return float(value[0]) if self.size == 1 else value
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        lower, upper = self.bounds()
+        if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
+            raise ValueError(f"cannot sample uniformly from unbounded {self!r}")
+        return rng.uniform(lower, upper, size=(n, self.size))
+
+    def __repr__(self) -> str:
+        extra = (", log=True" if self.log else "")
+        extra += f", size={self.size}" if self.size > 1 else ""
+        return f"Real({self.low}, {self.high}{extra})"
+
+
+class _Discrete(Space):
+    """Shared by leaves whose entries take ``cardinality`` values 0 .. k-1 (+ offset)."""
+
+    offset = 0
+    cardinality = 2
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.full(self.size, float(self.offset)),
+                np.full(self.size, float(self.offset + self.cardinality - 1)))
+
+    def _indices(self, encoded: Any) -> np.ndarray:
+        array = np.rint(_as_vector(encoded, self.size, repr(self)))
+        lower, upper = self.bounds()
+        if np.any(array < lower) or np.any(array > upper):
+            raise ValueError(
+                f"decoded value {array} is outside {self!r} (entries must lie in "
+                f"[{lower[0]:g}, {upper[0]:g}])"
+            )
+        return array.astype(np.int64)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return (self.offset + rng.integers(0, self.cardinality, size=(n, self.size))).astype(
+            np.float64)
+
+
+class Integer(_Discrete):
+    """Integers in ``[low, high]`` inclusive."""
+
+    kind = "integer"
+
+    def __init__(self, low: int, high: int, *, size: int = 1) -> None:
+        if int(low) != low or int(high) != high or not low <= high:
+            raise ValueError(f"Integer needs integer low <= high, got low={low}, high={high}")
+        self.low, self.high, self.size = int(low), int(high), _check_size(size)
+        self.offset, self.cardinality = self.low, self.high - self.low + 1
+
+    def encode(self, value: Any) -> np.ndarray:
+        array = np.atleast_1d(np.asarray(value))
+        if array.shape != (self.size,) or not np.all(np.equal(np.mod(array, 1), 0)) \
+                or np.any(array < self.low) or np.any(array > self.high):
+            raise ValueError(f"{value!r} is not in {self!r}")
+        return array.astype(np.float64)
+
+    def decode(self, encoded: Any) -> Any:
+        values = self._indices(encoded)
+        return int(values[0]) if self.size == 1 else values
+
+    def __repr__(self) -> str:
+        return f"Integer({self.low}, {self.high}" + (f", size={self.size})" if self.size > 1
+                                                     else ")")
+
+
+class Categorical(_Discrete):
+    """One of ``choices`` (any objects; compared with ``==``), or ``size`` of them."""
+
+    kind = "categorical"
+
+    def __init__(self, choices: Sequence[Any], *, size: int = 1) -> None:
+        choices = list(choices)
+        if not choices:
+            raise ValueError("Categorical needs at least one choice, got an empty list")
+        for i, choice in enumerate(choices):
+            if any(choice == other for other in choices[:i]):
+                raise ValueError(f"Categorical choices must be distinct; {choice!r} repeats")
+        self.choices, self.size = choices, _check_size(size)
+        self.cardinality = len(choices)
+
+    def _index(self, value: Any) -> int:
+        for i, choice in enumerate(self.choices):
+            if choice == value:
+                return i
+        raise ValueError(f"{value!r} is not one of the choices {self.choices}")
+
+    def encode(self, value: Any) -> np.ndarray:
+        values = [value] if self.size == 1 else list(value)
+        if len(values) != self.size:
+            raise ValueError(f"{self!r} expects {self.size} choices, got {len(values)}")
+        return np.asarray([self._index(v) for v in values], dtype=np.float64)
+
+    def decode(self, encoded: Any) -> Any:
+        picked = [self.choices[i] for i in self._indices(encoded)]
+        return picked[0] if self.size == 1 else picked
+
+    def __repr__(self) -> str:
+        return f"Categorical({self.choices!r}" + (f", size={self.size})" if self.size > 1
+                                                  else ")")
+
+
+class Binary(_Discrete):
+    """A bit string of length ``n`` (a bool array)."""
+
+    kind = "binary"
+
+    def __init__(self, n: int) -> None:
+        self.size = _check_size(n)
+
+    def encode(self, value: Any) -> np.ndarray:
+        array = np.asarray(value)
+        if array.shape != (self.size,) or not np.all((array == 0) | (array == 1)):
+            raise ValueError(f"{self!r} expects {self.size} values in {{0, 1}}, got {value!r}")
+        return array.astype(np.float64)
+
+    def decode(self, encoded: Any) -> np.ndarray:
+        return self._indices(encoded).astype(bool)
+
+    def __repr__(self) -> str:
+        return f"Binary({self.size})"
+
+
+class Permutation(Space):
+    """An ordering of ``n`` items: an int array holding each of 0 .. n-1 once."""
+
+    kind = "permutation"
+
+    def __init__(self, n: int) -> None:
+        self.size = _check_size(n)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(self.size), np.full(self.size, float(self.size - 1))
+
+    def encode(self, value: Any) -> np.ndarray:
+        array = np.asarray(value)
+        if array.shape != (self.size,) or sorted(array.tolist()) != list(range(self.size)):
+            raise ValueError(f"{value!r} is not a permutation of 0..{self.size - 1}")
+        return array.astype(np.float64)
+
+    def decode(self, encoded: Any) -> np.ndarray:
+        array = np.rint(_as_vector(encoded, self.size, repr(self))).astype(np.int64)
+        if sorted(array.tolist()) != list(range(self.size)):
+            raise ValueError(f"decoded value {array} is not a permutation of 0..{self.size - 1}")
+        return array
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.argsort(rng.random((n, self.size)), axis=1).astype(np.float64)
+
+    def initial(self) -> np.ndarray:
+        return np.arange(self.size, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"Permutation({self.size})"
+
+
+class Product(Space):
+    """Named sub-spaces side by side; values are dicts ``{name: value}``."""
+
+    kind = "product"
+
+    def __init__(self, spaces: Mapping[str, Space] | None = None, **named: Space) -> None:
+        parts = {**(dict(spaces) if spaces else {}), **named}
+        if not parts:
+            raise ValueError("Product needs at least one named space")
+        for name, space in parts.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"Product names must be non-empty strings, got {name!r}")
+            if not isinstance(space, Space):
+                raise ValueError(f"Product entry {name!r} is not a Space: {space!r}")
+        self.spaces = parts
+        self.size = sum(space.size for space in parts.values())
+        self._slices: dict[str, slice] = {}
+        start = 0
+        for name, space in parts.items():
+            self._slices[name] = slice(start, start + space.size)
+            start += space.size
+
+    def leaves(self, prefix: str = "") -> Iterator[tuple[str, Space, slice]]:
+        for name, space in self.spaces.items():
+            outer = self._slices[name]
+            for leaf_name, leaf, inner in space.leaves(f"{prefix}{name}" if not prefix
+                                                       else f"{prefix}.{name}"):
+                yield leaf_name, leaf, slice(outer.start + inner.start, outer.start + inner.stop)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        lows, highs = zip(*(space.bounds() for space in self.spaces.values()), strict=True)
+        return np.concatenate(lows), np.concatenate(highs)
+
+    def encode(self, value: Mapping[str, Any]) -> np.ndarray:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"a Product value is a dict of {sorted(self.spaces)}, got {value!r}")
+        unknown = set(value) - set(self.spaces)
+        missing = set(self.spaces) - set(value)
+        if unknown or missing:
+            raise ValueError(f"Product value has unknown names {sorted(unknown)} and "
+                             f"misses {sorted(missing)}; expected {list(self.spaces)}")
+        return np.concatenate([space.encode(value[name]) for name, space in self.spaces.items()])
+
+    def decode(self, encoded: Any) -> dict[str, Any]:
+        array = _as_vector(encoded, self.size, "Product")
+        return {name: space.decode(array[self._slices[name]])
+                for name, space in self.spaces.items()}
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.concatenate([space.sample(rng, n) for space in self.spaces.values()], axis=1)
+
+    def initial(self) -> np.ndarray:
+        return np.concatenate([space.initial() for space in self.spaces.values()])
+
+    def __getitem__(self, name: str) -> Space:
+        if name not in self.spaces:
+            raise ValueError(f"no space named {name!r}; names are {list(self.spaces)}")
+        return self.spaces[name]
+
+    def __repr__(self) -> str:
+        return "Product({" + ", ".join(f"{k!r}: {v!r}" for k, v in self.spaces.items()) + "})"
+
+
+def leaf_kinds(space: Space) -> set[str]:
+    """The kinds of the leaves of ``space`` (e.g. ``{"real", "binary"}``)."""
+    return {leaf.kind for _, leaf, _ in space.leaves()}
