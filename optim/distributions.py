@@ -1,0 +1,365 @@
+"""Search distributions: sample, log-density, score and natural gradient.
+
+Evolution strategies and REINFORCE both ascend ``J(theta) = E_{x ~ p_theta}[u(x)]``
+with the score-function ("log-likelihood trick") estimate
+
+    grad J ~= sum_i w_i grad_theta log p_theta(x_i)                      # Eq. (1)
+
+and, for natural evolution strategies, precondition it with the inverse Fisher
+matrix. A distribution here is a light view over parameter tensors that the
+optimizer keeps in its own state dataclass; it never owns or mutates them. The
+:class:`SearchDistribution` ABC is the interface the Gaussians below share with
+the discrete distributions (Bernoulli, Categorical, Plackett-Luce) to come.
+
+Gaussians ``N(m, A A^T)`` are written with standard noise ``z = A^{-1} (x - m)``:
+
+    log p(x) = -|z|^2 / 2 - log|det A| - (d/2) log(2 pi)                 # Eq. (2)
+    grad_m log p = A^{-T} z                                             # Eq. (3)
+    grad_A log p = A^{-T} (z z^T - I)                                   # Eq. (4)
+
+with ``A = sigma I`` (isotropic), ``A = diag(sigma)`` (separable) or a full
+matrix. The natural gradient uses the exponential local coordinates of
+Glasmachers et al. (2010): the mean in x-space and ``M`` in
+``Sigma = A exp(M) A^T``, so that a step ``M`` moves ``A <- A exp(M / 2)``:
+
+    natural mean gradient:  sum_i w_i (x_i - m) = A sum_i w_i z_i       # Eq. (5)
+    natural M gradient:     G_M = sum_i w_i (z_i z_i^T - I)             # Eq. (6)
+
+restricted to the diagonal of G_M for the separable family and to
+``trace(G_M) / d`` for the isotropic one.
+
+Sources:
+    - D. Wierstra, T. Schaul, T. Glasmachers, Y. Sun, J. Peters, J. Schmidhuber,
+      "Natural Evolution Strategies", JMLR 15:949-980, 2014 (Eqs. 1-4, Fisher).
+    - T. Glasmachers, T. Schaul, Y. Sun, D. Wierstra, J. Schmidhuber, "Exponential
+      Natural Evolution Strategies", GECCO 2010 (Eqs. 5-6, local coordinates).
+    - T. Salimans et al., "Evolution Strategies as a Scalable Alternative to
+      Reinforcement Learning", arXiv:1703.03864, 2017 (antithetic sampling).
+
+Example:
+    >>> import torch
+    >>> from optim.distributions import SeparableGaussian
+    >>> dist = SeparableGaussian(torch.zeros(3), torch.ones(3))
+    >>> x = dist.sample(4, torch.Generator().manual_seed(0), antithetic=True)
+    >>> bool(torch.equal(x[:2], -x[2:])), tuple(dist.log_prob(x).shape)
+    (True, (4,))
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+
+__all__ = [
+    "FullGaussian",
+    "IsotropicGaussian",
+    "SearchDistribution",
+    "SeparableGaussian",
+]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class SearchDistribution(ABC):
+    """A parametric distribution ``p_theta`` to search with (the shared interface).
+
+    Subclasses hold references to parameter tensors (``parameters()``) and
+    implement sampling, the log-density and its gradients. ``weights`` below are
+    the per-sample utilities (higher is better), e.g. from :mod:`optim.shaping`.
+    """
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Length of a sample."""
+
+    @abstractmethod
+    def parameters(self) -> dict[str, torch.Tensor]:
+        """The parameter tensors by name (the keys of :meth:`score` / :meth:`grad`)."""
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
+        """Draw ``n`` samples as an ``(n, dim)`` tensor.
+
+        Args:
+            n: number of samples (even when ``antithetic``).
+            generator: the caller's seeded generator (same device as the parameters).
+            antithetic: mirrored sampling; sample ``i + n/2`` mirrors sample ``i``.
+        """
+
+    @abstractmethod
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` log-densities (log-probabilities) of the rows of ``x``."""
+
+    @abstractmethod
+    def score(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-sample ``grad_theta log p(x_i)``, each of shape ``(n, *param.shape)``."""
+
+    def grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The score-function gradient ``sum_i w_i grad_theta log p(x_i)``; Eq. (1)."""
+        w = weights.to(x.dtype) if x.is_floating_point() else weights
+        return {k: torch.tensordot(w.to(v.dtype), v, dims=1) for k, v in self.score(x).items()}
+
+    @abstractmethod
+    def natural_grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`grad` preconditioned by the inverse Fisher information."""
+
+
+def _check_n(n: int, antithetic: bool) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if antithetic and n % 2:
+        raise ValueError(f"antithetic sampling needs an even number of samples, got n={n}")
+
+
+def _weights(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
+    if w.shape != (x.shape[0],):
+        raise ValueError(f"weights must have shape ({x.shape[0]},), got {tuple(w.shape)}")
+    return w
+
+
+class _DiagonalGaussian(SearchDistribution):
+    """Shared code of the isotropic and separable Gaussians (``A = diag(scale)``)."""
+
+    def __init__(self, mean: torch.Tensor, scale: torch.Tensor | float) -> None:
+        if mean.ndim != 1:
+            raise ValueError(f"mean must be 1-D, got shape {tuple(mean.shape)}")
+        self.mean = mean
+        self._scale = torch.as_tensor(scale, dtype=mean.dtype, device=mean.device)
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
+        _check_n(n, antithetic)
+        x = torch.empty(n, self.dim, dtype=self.mean.dtype, device=self.mean.device)
+        head = x[: n // 2] if antithetic else x
+        torch.randn(head.shape, generator=generator, out=head)
+        if antithetic:  # x_{i + n/2} = m - A z_i                                  (mirror)
+            torch.addcmul(self.mean, head, self._scale, value=-1.0, out=x[n // 2:])
+        torch.addcmul(self.mean, head, self._scale, out=head)  # x = m + A z, in place
+        return x
+
+    def noise(self, x: torch.Tensor) -> torch.Tensor:
+        """The standard noise ``z = (x - m) / scale`` of each row."""
+        return (x - self.mean) / self._scale
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.noise(x)
+        log_det = torch.log(self._scale).sum() * (self.dim if self._scale.ndim == 0 else 1)
+        return -0.5 * (z * z).sum(dim=1) - log_det - 0.5 * self.dim * _LOG_2PI  # Eq. (2)
+
+    def noise_sums(
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        workspace: torch.Tensor | None = None,
+        second: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(sum_i w_i z_i, sum_i w_i z_i^2)`` (elementwise square), each ``(dim,)``.
+
+        The two weighted sums every ES update of this family is built from, in one
+        pass over the ``(n, dim)`` candidates and two matrix-vector products.
+
+        Args:
+            x: ``(n, dim)`` candidates (not modified).
+            weights: ``(n,)`` utilities.
+            workspace: optional ``(n, dim)`` scratch tensor of ``x``'s dtype that
+                may be overwritten (avoids allocating one per call).
+            second: compute the second sum (else it is None).
+        """
+        w = _weights(weights, x)
+        if workspace is None or workspace.shape != x.shape or workspace.dtype != x.dtype:
+            workspace = torch.empty_like(x)
+        diff = torch.sub(x, self.mean, out=workspace)
+        first = (w @ diff).div_(self._scale)
+        if not second:
+            return first, None
+        return first, (w @ diff.square_()).div_(self._scale * self._scale)
+
+    def _natural(self, first: torch.Tensor, second: torch.Tensor, total: torch.Tensor) -> dict:
+        return {"mean": first * self._scale, "log_cov": second - total}  # Eqs. (5), (6)
+
+
+class IsotropicGaussian(_DiagonalGaussian):
+    """``N(mean, sigma^2 I)`` with a scalar ``sigma``.
+
+    Args:
+        mean: ``(d,)`` tensor.
+        sigma: positive scalar (float or 0-d tensor).
+
+    Example:
+        >>> import torch
+        >>> from optim.distributions import IsotropicGaussian
+        >>> dist = IsotropicGaussian(torch.zeros(2), 0.5)
+        >>> dist.sample(3, torch.Generator().manual_seed(1)).shape
+        torch.Size([3, 2])
+    """
+
+    def __init__(self, mean: torch.Tensor, sigma: torch.Tensor | float) -> None:
+        super().__init__(mean, sigma)
+        if self._scale.ndim != 0:
+            raise ValueError("sigma of an IsotropicGaussian must be a scalar")
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self._scale
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "sigma": self._scale}
+
+    def score(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.noise(x)  # Eqs. (3), (4) with A = sigma I
+        return {"mean": z / self._scale, "sigma": ((z * z).sum(1) - self.dim) / self._scale}
+
+    def natural_grad(
+        self, x: torch.Tensor, weights: torch.Tensor, workspace: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{"mean": (d,), "log_cov": 0-d}``: Eq. (5) and ``trace(G_M) / d`` of Eq. (6)."""
+        first, second = self.noise_sums(x, weights, workspace)
+        total = _weights(weights, x).sum()
+        out = self._natural(first, second, total)
+        out["log_cov"] = out["log_cov"].mean()
+        return out
+
+
+class SeparableGaussian(_DiagonalGaussian):
+    """``N(mean, diag(stdev)^2)``: one standard deviation per coordinate.
+
+    Args:
+        mean: ``(d,)`` tensor.
+        stdev: ``(d,)`` positive tensor (or a scalar, broadcast).
+
+    Example:
+        >>> import torch
+        >>> from optim.distributions import SeparableGaussian
+        >>> dist = SeparableGaussian(torch.zeros(2), torch.tensor([1.0, 0.1]))
+        >>> x = dist.sample(1000, torch.Generator().manual_seed(0))
+        >>> [round(v, 1) for v in x.std(0).tolist()]
+        [1.0, 0.1]
+    """
+
+    def __init__(self, mean: torch.Tensor, stdev: torch.Tensor | float) -> None:
+        super().__init__(mean, stdev)
+        self._scale = self._scale.expand(self.dim) if self._scale.ndim == 0 else self._scale
+        if self._scale.shape != self.mean.shape:
+            raise ValueError(
+                f"stdev must have the shape of mean {tuple(self.mean.shape)}, "
+                f"got {tuple(self._scale.shape)}"
+            )
+
+    @property
+    def stdev(self) -> torch.Tensor:
+        return self._scale
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "stdev": self._scale}
+
+    def score(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.noise(x)  # Eqs. (3), (4) with A = diag(stdev)
+        return {"mean": z / self._scale, "stdev": (z * z - 1.0) / self._scale}
+
+    def grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eq. (1) without the per-sample scores: two matrix-vector products."""
+        first, second = self.noise_sums(x, weights)
+        total = _weights(weights, x).sum()
+        return {"mean": first / self._scale, "stdev": (second - total) / self._scale}
+
+    def natural_grad(
+        self, x: torch.Tensor, weights: torch.Tensor, workspace: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{"mean": (d,), "log_cov": (d,)}``: Eq. (5) and the diagonal of Eq. (6).
+
+        A step ``eta * log_cov`` moves ``stdev <- stdev * exp(eta * log_cov / 2)``.
+        """
+        first, second = self.noise_sums(x, weights, workspace)
+        return self._natural(first, second, _weights(weights, x).sum())
+
+
+class FullGaussian(SearchDistribution):
+    """``N(mean, A A^T)`` with a full ``(d, d)`` square-root factor ``A``.
+
+    Sampling costs O(n d^2), :meth:`noise` and the gradients O(d^3 + n d^2).
+
+    Args:
+        mean: ``(d,)`` tensor.
+        scale: ``(d, d)`` invertible tensor ``A`` (not necessarily triangular).
+
+    Example:
+        >>> import torch
+        >>> from optim.distributions import FullGaussian
+        >>> dist = FullGaussian(torch.zeros(2), torch.tensor([[1.0, 0.0], [0.5, 0.5]]))
+        >>> x = dist.sample(6, torch.Generator())
+        >>> tuple(dist.natural_grad(x, torch.ones(6))["log_cov"].shape)
+        (2, 2)
+    """
+
+    def __init__(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        if mean.ndim != 1:
+            raise ValueError(f"mean must be 1-D, got shape {tuple(mean.shape)}")
+        if scale.shape != (mean.shape[0], mean.shape[0]):
+            raise ValueError(
+                f"scale must be a ({mean.shape[0]}, {mean.shape[0]}) matrix, "
+                f"got shape {tuple(scale.shape)}"
+            )
+        self.mean, self.scale = mean, scale
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "scale": self.scale}
+
+    def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
+        _check_n(n, antithetic)
+        m = n // 2 if antithetic else n
+        z = torch.randn(m, self.dim, dtype=self.mean.dtype, device=self.mean.device,
+                        generator=generator)
+        y = z @ self.scale.T  # rows A z
+        if antithetic:
+            return torch.cat([self.mean + y, self.mean - y])
+        return y.add_(self.mean)
+
+    def noise(self, x: torch.Tensor) -> torch.Tensor:
+        """``z = A^{-1} (x - m)`` for each row, by one LU solve."""
+        return torch.linalg.solve(self.scale, (x - self.mean).T).T
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.noise(x)
+        log_det = torch.linalg.slogdet(self.scale).logabsdet
+        return -0.5 * (z * z).sum(dim=1) - log_det - 0.5 * self.dim * _LOG_2PI  # Eq. (2)
+
+    def score(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-sample scores; the ``scale`` part is ``(n, d, d)`` (mind the memory)."""
+        z = self.noise(x)
+        a_inv_t = torch.linalg.inv(self.scale).T
+        eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
+        outer = z[:, :, None] * z[:, None, :] - eye  # Eqs. (3), (4)
+        return {"mean": z @ a_inv_t.T, "scale": a_inv_t @ outer}
+
+    def grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eq. (1) without forming per-sample ``(d, d)`` scores."""
+        z = self.noise(x)
+        w = _weights(weights, x)
+        a_inv_t = torch.linalg.inv(self.scale).T
+        g_m = (z * w[:, None]).T @ z - w.sum() * torch.eye(self.dim, dtype=z.dtype,
+                                                            device=z.device)
+        return {"mean": a_inv_t @ (w @ z), "scale": a_inv_t @ g_m}
+
+    def natural_grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"mean": (d,), "log_cov": (d, d), "noise_mean": (d,)}``; Eqs. (5), (6).
+
+        ``noise_mean`` is ``sum_i w_i z_i`` (xNES's ``G_delta``). A step
+        ``eta * log_cov`` moves ``A <- A expm(eta * log_cov / 2)``.
+        """
+        z = self.noise(x)
+        w = _weights(weights, x)
+        g_delta = w @ z
+        eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
+        g_m = (z * w[:, None]).T @ z - w.sum() * eye  # Eq. (6)
+        return {"mean": self.scale @ g_delta, "log_cov": g_m, "noise_mean": g_delta}  # Eq. (5)
