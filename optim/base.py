@@ -33,6 +33,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from .shaping import constraint_violation, feasibility_first, rank_safe_fitness
+from .spaces import Space, leaf_kinds
+from .state import from_plain, plain_equal, to_plain
+
 Array = Any  # numpy.ndarray | torch.Tensor
 
 STATE_FORMAT_VERSION = 1
@@ -69,6 +73,8 @@ class Result:
             each generation.
         nonfinite: number of NaN/inf fitness values seen (ranked worst).
         optimizer: registry name of the optimizer.
+        feasible: whether ``x`` satisfies the constraints (True without any).
+        violation: its total constraint violation ``sum max(0, g)``.
     """
 
     x: Array
@@ -79,6 +85,8 @@ class Result:
     history: np.ndarray
     nonfinite: int = 0
     optimizer: str = ""
+    feasible: bool = True
+    violation: float = 0.0
 
 
 @dataclasses.dataclass
@@ -138,50 +146,6 @@ def default_popsize(dim: int) -> int:
     return 4 + int(3 * math.log(max(dim, 1)))
 
 
-def to_plain(value: Any) -> Any:
-    """Turn state into plain tensors, scalars, strings, lists and dicts.
-
-    numpy arrays become torch tensors, so the result loads with
-    ``torch.load(weights_only=True)``.
-    """
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.array(value, copy=True))
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_plain(v) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
-
-
-def from_plain(template: Any, value: Any) -> Any:
-    """Inverse of :func:`to_plain`, guided by a ``template`` of the wanted types."""
-    if isinstance(template, np.ndarray):
-        arr = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        return np.array(arr, dtype=template.dtype, copy=True)
-    if isinstance(template, torch.Tensor):
-        return torch.as_tensor(value).to(dtype=template.dtype, device=template.device).clone()
-    if dataclasses.is_dataclass(template) and not isinstance(template, type):
-        fields = {f.name for f in dataclasses.fields(template)}
-        unknown = set(value) - fields
-        if unknown:
-            raise ValueError(f"unknown state keys {sorted(unknown)} for {type(template).__name__}")
-        kwargs = {
-            name: from_plain(getattr(template, name), value[name]) if name in value
-            else getattr(template, name)  # back-fill keys added after the checkpoint
-            for name in fields
-        }
-        return type(template)(**kwargs)
-    if isinstance(template, Mapping) and isinstance(value, Mapping):
-        return {k: from_plain(template.get(k), v) for k, v in value.items()}
-    return value
-
-
 class BaseOptimizer(ABC):
     """Template for ask/tell optimizers; see the module docstring.
 
@@ -191,8 +155,11 @@ class BaseOptimizer(ABC):
     ``_recommend`` and ``_metrics``.
 
     Args:
-        x0: initial mean / starting point, shape ``(dim,)``; numpy or torch.
-            Candidates come back in its library, dtype and device.
+        x0: initial mean / starting point, shape ``(dim,)``, numpy or torch
+            (candidates come back in its library, dtype and device); or a
+            :class:`~optim.spaces.Space`, whose encoding the optimizer then
+            searches (numpy float64; bounds from the space). Each optimizer
+            declares the leaf kinds it handles in ``supported_spaces``.
         sigma0: initial step size, > 0.
         popsize: default number of candidates per :meth:`ask`.
         seed: seed of the optimizer's own random generator (None: fresh entropy,
@@ -204,16 +171,26 @@ class BaseOptimizer(ABC):
     name: ClassVar[str] = "base"
     backend: ClassVar[str] = "torch"
     handles_bounds: ClassVar[bool] = False
+    handles_constraints: ClassVar[bool] = False
+    supported_spaces: ClassVar[frozenset[str]] = frozenset({"real"})
     state_version: ClassVar[int] = 1
 
     def __init__(
         self,
-        x0: Array,
+        x0: Array | Space,
         sigma0: float = 1.0,
         popsize: int | None = None,
         seed: int | None = None,
         bounds: tuple[Any, Any] | None = None,
     ) -> None:
+        self.space: Space | None = None
+        if isinstance(x0, Space):
+            self._check_space(x0)
+            if bounds is not None:
+                raise ValueError("bounds come from the space; pass either bounds or a space")
+            self.space, bounds, x0 = x0, x0.bounds(), x0.initial()
+        else:
+            self._check_space(None)
         x0_array = x0.detach().cpu().numpy() if isinstance(x0, torch.Tensor) else np.asarray(x0)
         if x0_array.ndim != 1 or x0_array.size == 0:
             raise ValueError(
@@ -234,6 +211,7 @@ class BaseOptimizer(ABC):
         self.bounds = self._check_bounds(bounds, x0_array)
         self.counters = {"iterations": 0, "evaluations": 0, "nonfinite": 0}
         self._best_f = math.inf
+        self._best_violation = math.inf
         self._best_x = self._internal(x0)
         self._init_rng()
         self.state = self._init_state(self._internal(x0))
@@ -247,6 +225,23 @@ class BaseOptimizer(ABC):
         """Static configuration (hyperparameters); saved beside the state."""
         return {"dim": self.dim, "sigma0": self.sigma0, "popsize": self.popsize, "seed": self.seed}
 
+    @classmethod
+    def _check_space(cls, space: Space | None) -> None:
+        kinds = leaf_kinds(space) if space is not None else {"real"}
+        unsupported = kinds - cls.supported_spaces
+        if not unsupported:
+            return
+        from .registry import names_supporting
+
+        able = names_supporting(kinds)
+        given = f"a {'/'.join(sorted(kinds))} space" if space is not None else "a real vector x0"
+        hint = "; pass a space, e.g. Binary(n)" if space is None else ""
+        raise ValueError(
+            f"{cls.name} searches {'/'.join(sorted(cls.supported_spaces))} spaces, not "
+            f"{given}{hint}. Optimizers that handle {sorted(kinds)}: "
+            f"{', '.join(able) if able else 'none registered'}"
+        )
+
     def _check_bounds(self, bounds: Any, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         if bounds is None:
             return None
@@ -256,7 +251,7 @@ class BaseOptimizer(ABC):
             raise ValueError(f"bounds must be a pair (lower, upper), got {bounds!r}") from None
         lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (self.dim,)).copy()
         upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (self.dim,)).copy()
-        if np.any(lower >= upper):
+        if np.any(np.isnan(lower)) or np.any(np.isnan(upper)) or np.any(lower >= upper):
             i = int(np.argmax(lower >= upper))
             raise ValueError(
                 f"bounds need lower < upper in every coordinate; coordinate {i} has "
@@ -297,16 +292,29 @@ class BaseOptimizer(ABC):
         _validate_positive("n", n, integer=True)
         return self.format.to_user(self._clip(self._ask(int(n))))
 
-    def tell(self, candidates: Array, fitness: Array, **extra: Any) -> dict[str, float]:
+    def tell(self, candidates: Array, fitness: Array, *, constraints: Array | None = None,
+             **extra: Any) -> dict[str, float]:
         """Learn from the fitness (to minimize) of ``candidates``.
 
         NaN and ±inf fitness never raise: they rank worst and are counted in
-        ``metrics["nonfinite"]``. Keyword data an optimizer does not use
-        (``constraints=``, ...) is accepted and ignored.
+        ``metrics["nonfinite"]``. Keyword data an optimizer does not use is
+        accepted and ignored.
+
+        Args:
+            candidates: ``(n, dim)``, as :meth:`ask` returned them.
+            fitness: ``(n,)`` values to minimize.
+            constraints: optional ``(n,)`` or ``(n, m)`` values ``g`` with
+                ``g <= 0`` feasible. Optimizers with their own handling
+                (``handles_constraints``, e.g. CMA-ES's augmented Lagrangian)
+                receive them; for the others the fitness is replaced by the
+                rank under Deb's feasibility-first rules (feasible first, by
+                fitness; then infeasible, by total violation). The best-so-far
+                follows the same rules.
 
         Returns:
             metrics: iteration, evaluations, best_f, population best/median,
-            non-finite count, plus the optimizer's own (e.g. ``sigma``).
+            non-finite count (and feasible count with constraints), plus the
+            optimizer's own (e.g. ``sigma``).
         """
         x = self._internal(candidates)
         if x.ndim != 2 or x.shape[1] != self.dim:
@@ -314,19 +322,28 @@ class BaseOptimizer(ABC):
                 f"candidates must have shape (n, {self.dim}), got {tuple(x.shape)}; "
                 "pass what ask() returned"
             )
-        f = self._fitness_array(fitness, x.shape[0])
+        n = x.shape[0]
+        f = self._fitness_array(fitness, n)
+        violation = np.zeros(n) if constraints is None else constraint_violation(constraints, n)
         finite = np.isfinite(f)
         n_bad = int((~finite).sum())
         if finite.any():
-            i = int(np.argmin(np.where(finite, f, np.inf)))
-            if f[i] < self._best_f:
-                self._best_f = float(f[i])
+            rows = np.flatnonzero(finite)
+            i = int(rows[np.lexsort((f[rows], violation[rows]))[0]])
+            if (violation[i], f[i]) < (self._best_violation, self._best_f):
+                self._best_f, self._best_violation = float(f[i]), float(violation[i])
                 self._best_x = x[i].clone() if isinstance(x, torch.Tensor) else x[i].copy()
         ranked = rank_safe_fitness(f)
+        if constraints is not None and self.handles_constraints:
+            extra["constraints"] = constraints
+        elif constraints is not None:
+            ranked = feasibility_first(ranked, violation)
         self.counters["iterations"] += 1
-        self.counters["evaluations"] += int(x.shape[0])
+        self.counters["evaluations"] += int(n)
         self.counters["nonfinite"] += n_bad
         metrics = self._tell(x, ranked, **extra) or {}
+        if constraints is not None:
+            metrics = {**metrics, "feasible": float((violation == 0).sum())}
         pop = f[finite]
         return {
             "iteration": float(self.counters["iterations"]),
@@ -366,6 +383,11 @@ class BaseOptimizer(ABC):
         return self._best_f
 
     @property
+    def best_violation(self) -> float:
+        """Total constraint violation of the best-so-far (0: feasible)."""
+        return self._best_violation if math.isfinite(self._best_f) else math.inf
+
+    @property
     def best_x(self) -> Array:
         """The candidate with the lowest fitness told so far."""
         return self.format.to_user(self._best_x)
@@ -400,6 +422,7 @@ class BaseOptimizer(ABC):
             "counters": dict(self.counters),
             "best_f": self._best_f,
             "best_x": to_plain(self._best_x),
+            "best_violation": self._best_violation,
             "rng": self._rng_state(),
             "state": self._state_to_plain(),
         }
@@ -417,11 +440,12 @@ class BaseOptimizer(ABC):
             ValueError: the dict is of another optimizer, version or
                 configuration, or has unknown keys.
         """
-        expected = {"format_version", "optimizer", "state_version", "config", "counters",
+        required = {"format_version", "optimizer", "state_version", "config", "counters",
                     "best_f", "best_x", "rng", "state"}
+        optional = {"best_violation": 0.0}  # keys added later are back-filled
         if not isinstance(state, Mapping):
             raise ValueError(f"state must be a dict from state_dict(), got {type(state).__name__}")
-        unknown, missing = set(state) - expected, expected - set(state)
+        unknown, missing = set(state) - required - set(optional), required - set(state)
         if unknown or missing:
             raise ValueError(
                 f"not a {self.name} state dict: unknown keys {sorted(unknown)}, "
@@ -438,7 +462,7 @@ class BaseOptimizer(ABC):
             )
         saved, current = dict(state["config"]), to_plain(self.config())
         differ = sorted(k for k in set(saved) | set(current)
-                        if not _plain_equal(saved.get(k), current.get(k)))
+                        if not plain_equal(saved.get(k), current.get(k)))
         if differ:
             detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs {current.get(k)!r}" for k in differ)
             raise ValueError(
@@ -447,6 +471,7 @@ class BaseOptimizer(ABC):
             )
         self.counters = {k: int(v) for k, v in state["counters"].items()}
         self._best_f = float(state["best_f"])
+        self._best_violation = float(state.get("best_violation", optional["best_violation"]))
         self._best_x = from_plain(self._best_x, state["best_x"])
         self._set_rng_state(state["rng"])
         self._state_from_plain(state["state"])
@@ -464,30 +489,3 @@ class BaseOptimizer(ABC):
     def _tell(self, x: Array, fitness: np.ndarray, **extra: Any) -> dict[str, float] | None:
         """Update from candidates and float64 fitness with non-finite values
         already replaced by values ranked worst; return extra metrics."""
-
-
-def rank_safe_fitness(f: np.ndarray) -> np.ndarray:
-    """Replace NaN/±inf by finite values that rank after every finite one.
-
-    Order among the finite values is unchanged; the non-finite ones tie for last
-    (one above the worst finite value, or all zero if none is finite).
-    """
-    finite = np.isfinite(f)
-    if finite.all():
-        return f
-    if not finite.any():
-        return np.zeros_like(f)
-    worst = float(f[finite].max())
-    spread = float(worst - f[finite].min())
-    return np.where(finite, f, worst + max(spread, abs(worst), 1.0))
-
-
-def _plain_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        try:
-            return bool(torch.equal(torch.as_tensor(a), torch.as_tensor(b)))
-        except (TypeError, RuntimeError):
-            return False
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b

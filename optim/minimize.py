@@ -24,37 +24,44 @@ import torch
 
 from . import registry
 from .base import Array, BaseOptimizer, Result
+from .spaces import Space
 
 CHECKPOINT_VERSION = 1
 
 Callback = Callable[[dict[str, float], BaseOptimizer], Any]
 
 
-def evaluate(fn: Callable[[Array], Any], candidates: Array, vectorized: bool) -> np.ndarray:
-    """Fitness of ``candidates`` as a float64 ``(n,)`` array.
+def evaluate(fn: Callable[[Array], Any], candidates: Array, vectorized: bool,
+             space: Space | None = None, width: int | None = None) -> np.ndarray:
+    """Values of ``fn`` on ``candidates``: float64 ``(n,)``, or ``(n, width)``.
 
-    ``vectorized=True`` calls ``fn`` once on the whole ``(n, dim)`` batch;
-    otherwise once per row.
+    ``vectorized=True`` calls ``fn`` once on the whole ``(n, dim)`` batch (the
+    encoded batch when there is a ``space``); otherwise once per row, with the
+    row decoded by ``space`` when one is given. ``width`` admits ``m`` values per
+    candidate (constraints); by default one.
     """
     n = candidates.shape[0]
+    what = "constraint function" if width is not None else "objective"
     if vectorized:
         values = _as_float_array(fn(candidates))
-        if values.shape not in ((n,), (n, 1)):
+        if values.ndim == 0 or values.shape[0] != n or (width is None and values.size != n):
             raise ValueError(
-                f"a vectorized objective must return shape ({n},) for a batch of {n} "
+                f"a vectorized {what} must return shape ({n},) for a batch of {n} "
                 f"candidates, got {values.shape}; pass vectorized=False if it takes one point"
             )
-        return values.reshape(n)
-    values = np.empty(n, dtype=np.float64)
+        return values.reshape(n, -1) if width is not None else values.reshape(n)
+    rows = []
     for i in range(n):
-        value = _as_float_array(fn(candidates[i]))
-        if value.size != 1:
+        point = space.decode(candidates[i]) if space is not None else candidates[i]
+        value = _as_float_array(fn(point))
+        if width is None and value.size != 1:
             raise ValueError(
-                f"the objective must return one number per point, got shape {value.shape}; "
+                f"the {what} must return one number per point, got shape {value.shape}; "
                 "pass vectorized=True if it takes a whole (n, dim) batch"
             )
-        values[i] = value.reshape(())
-    return values
+        rows.append(value.reshape(-1))
+    values = np.stack(rows)
+    return values if width is not None else values.reshape(n)
 
 
 def _as_float_array(value: Any) -> np.ndarray:
@@ -65,7 +72,7 @@ def _as_float_array(value: Any) -> np.ndarray:
 
 def _make_optimizer(
     optimizer: str | BaseOptimizer,
-    x0: Array | None,
+    x0: Array | Space | None,
     sigma0: float | None,
     bounds: Any,
     seed: int | None,
@@ -88,7 +95,11 @@ def _make_optimizer(
         raise ValueError("x0 is required when the optimizer is given by name")
     if sigma0 is None:
         sigma0 = 1.0
-        if bounds is not None:
+        if isinstance(x0, Space):
+            lower, upper = x0.bounds()
+            widths = (upper - lower)[np.isfinite(upper - lower)]
+            sigma0 = float(0.3 * np.mean(widths)) if widths.size and np.mean(widths) > 0 else 1.0
+        elif bounds is not None:
             lower, upper = (np.broadcast_to(np.asarray(b, dtype=np.float64), np.shape(x0))
                             for b in bounds)
             sigma0 = float(0.3 * np.mean(upper - lower))
@@ -108,7 +119,7 @@ def _progress_bar(total: int, enabled: bool | None) -> Any:
 
 def minimize(
     fn: Callable[[Array], Any],
-    x0: Array | None = None,
+    x0: Array | Space | None = None,
     *,
     optimizer: str | BaseOptimizer = "cmaes",
     budget: int = 10_000,
@@ -117,6 +128,7 @@ def minimize(
     maximize: bool = False,
     vectorized: bool = False,
     target: float | None = None,
+    constraints: Callable[[Array], Any] | None = None,
     callbacks: Iterable[Callback] = (),
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 10,
@@ -128,8 +140,11 @@ def minimize(
 
     Args:
         fn: objective; takes one point ``(dim,)`` or, if ``vectorized``, an
-            ``(n, dim)`` batch, in the array library of ``x0``.
-        x0: starting point / initial mean.
+            ``(n, dim)`` batch, in the array library of ``x0``. With a space,
+            it takes one decoded value (e.g. a dict for a ``Product``), or the
+            encoded ``(n, size)`` batch if ``vectorized``.
+        x0: starting point / initial mean, or a :class:`~optim.spaces.Space`
+            to search (then ``Result.x`` is the decoded best value).
         optimizer: registry name (see ``optim.registry.names()``) or an instance.
         budget: maximum number of evaluations; never exceeded (a generation that
             would exceed it is not started).
@@ -137,7 +152,10 @@ def minimize(
         bounds: ``(lower, upper)`` box.
         maximize: maximize ``fn`` instead.
         vectorized: ``fn`` evaluates a whole batch in one call.
-        target: stop once the best value reaches it (in the sense of ``maximize``).
+        target: stop once the best value reaches it (in the sense of ``maximize``)
+            at a feasible point.
+        constraints: ``g(x)`` with ``g <= 0`` feasible, called like ``fn``,
+            returning one or ``m`` values per point; see ``BaseOptimizer.tell``.
         callbacks: called as ``cb(metrics, optimizer)`` after every generation;
             returning True stops the run.
         checkpoint: path of a state file written every ``checkpoint_every``
@@ -160,6 +178,7 @@ def minimize(
     if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer):
         seed = int(saved["optimizer"]["config"]["seed"])
     opt = _make_optimizer(optimizer, x0, sigma0, bounds, seed, options)
+    space = opt.space
     history: list[tuple[float, float]] = []
     if saved is not None:
         opt.load_state_dict(saved["optimizer"])
@@ -173,7 +192,8 @@ def minimize(
     try:
         while True:
             reasons = dict(opt.stop())
-            if target is not None and history and sign * history[-1][1] <= sign * target:
+            if target is not None and history and sign * history[-1][1] <= sign * target \
+                    and opt.best_violation == 0:
                 reasons["target"] = target
             remaining = budget - opt.counters["evaluations"]
             if remaining < opt.popsize:
@@ -186,8 +206,10 @@ def minimize(
             if reasons:
                 break
             candidates = opt.ask()
-            fitness = sign * evaluate(fn, candidates, vectorized)
-            metrics = opt.tell(candidates, fitness)
+            fitness = sign * evaluate(fn, candidates, vectorized, space)
+            g = None if constraints is None else evaluate(constraints, candidates, vectorized,
+                                                           space, width=-1)
+            metrics = opt.tell(candidates, fitness, constraints=g)
             history.append((float(opt.counters["evaluations"]), sign * opt.best_f))
             if bar is not None:
                 bar.update(len(fitness))
@@ -205,8 +227,9 @@ def minimize(
     if checkpoint is not None:
         save_checkpoint(checkpoint, opt, history)
     best = opt.best_f
+    x_best = opt.best_x
     return Result(
-        x=opt.best_x,
+        x=space.decode(x_best) if space is not None else x_best,
         f=sign * best if math.isfinite(best) else math.nan,
         evaluations=opt.counters["evaluations"],
         iterations=opt.counters["iterations"],
@@ -214,6 +237,8 @@ def minimize(
         history=np.asarray(history, dtype=np.float64).reshape(-1, 2),
         nonfinite=opt.counters["nonfinite"],
         optimizer=opt.name,
+        feasible=opt.best_violation == 0,
+        violation=opt.best_violation,
     )
 
 

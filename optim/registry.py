@@ -44,6 +44,11 @@ def unknown_name_error(kind: str, name: object, known: list[str]) -> ValueError:
     return ValueError(f"unknown {kind} {name!r}{hint} Known: {', '.join(known)}")
 
 
+def names_supporting(kinds: set[str] | frozenset[str]) -> list[str]:
+    """Registered optimizers whose ``supported_spaces`` cover all of ``kinds``."""
+    return [name for name in names() if set(kinds) <= _OPTIMIZERS[name].supported_spaces]
+
+
 def get(name: str) -> type[BaseOptimizer]:
     """The optimizer class registered as ``name``."""
     if name not in _OPTIMIZERS:

@@ -171,3 +171,46 @@ def shape(fitness: Any, method: str = "centered_ranks") -> np.ndarray:
         ValueError: unknown method, wrong shape, or non-finite fitness.
     """
     return METHODS[check_method(method)](fitness)
+
+
+def rank_safe_fitness(f: np.ndarray) -> np.ndarray:
+    """Replace NaN/±inf by finite values that rank after every finite one.
+
+    Order among the finite values is unchanged; the non-finite ones tie for last
+    (one spread above the worst finite value, or all zero if none is finite).
+    """
+    finite = np.isfinite(f)
+    if finite.all():
+        return f
+    if not finite.any():
+        return np.zeros_like(f)
+    worst = float(f[finite].max())
+    spread = float(worst - f[finite].min())
+    return np.where(finite, f, worst + max(spread, abs(worst), 1.0))
+
+
+def constraint_violation(constraints: Any, n: int) -> np.ndarray:
+    """Total violation ``sum_j max(0, g_j)`` per candidate of ``(n,)`` or ``(n, m)``
+    constraint values (feasible when every ``g_j <= 0``); NaN counts as violated."""
+    g = np.asarray(constraints.detach().cpu() if hasattr(constraints, "detach") else constraints,
+                   dtype=np.float64)
+    if g.ndim == 1:
+        g = g[:, None]
+    if g.ndim != 2 or g.shape[0] != n:
+        raise ValueError(
+            f"constraints must have shape ({n},) or ({n}, m), one row per candidate with "
+            f"g <= 0 feasible, got {g.shape}"
+        )
+    g = np.where(np.isnan(g), np.inf, g)
+    return np.maximum(g, 0.0).sum(axis=1)
+
+
+def feasibility_first(f: np.ndarray, violation: np.ndarray) -> np.ndarray:
+    """Ranks (0 = best) under Deb's feasibility rules (Deb 2000, "An efficient
+    constraint handling method for genetic algorithms", CMAME 186:311-338):
+    feasible before infeasible, feasible ones by fitness, infeasible ones by
+    violation. Returned as float64 "fitness" to minimize."""
+    order = np.lexsort((f, violation))  # violation first (0 for feasible), then fitness
+    ranks = np.empty(len(f), dtype=np.float64)
+    ranks[order] = np.arange(len(f), dtype=np.float64)
+    return ranks
