@@ -1,0 +1,488 @@
+"""CMA-ES (pycma) behind the nondiff ask/tell protocol, with IPOP/BIPOP restarts.
+
+The algorithm is pycma's ``cma.CMAEvolutionStrategy`` — the reference
+implementation — driven generation by generation; this module adds what the
+protocol needs: our own seeded random generator, bounds, integer variables,
+restart regimes, stop reasons and pickle-free, bit-exact checkpoints.
+
+- CMA-ES: Hansen & Ostermeier (2001), "Completely derandomized self-adaptation
+  in evolution strategies", Evolutionary Computation 9(2); Hansen (2016), "The
+  CMA Evolution Strategy: A Tutorial", arXiv:1604.00772.
+- ``covariance="diagonal"`` (sep-CMA-ES, linear time and space per sample):
+  Ros & Hansen (2008), "A simple modification in CMA-ES achieving linear time
+  and space complexity", PPSN X (pycma option ``CMA_diagonal=True``).
+- ``integer_variables``: pycma's handling — a lower bound on the standard
+  deviation of integer coordinates (Hansen 2011, "A CMA-ES for mixed-integer
+  nonlinear optimization", INRIA RR-7751) plus integer centering (Marty et al.
+  2024, "LB+IC-CMA-ES", PPSN XVIII); not the margin of Hamano et al. (2022).
+  pycma (>= 4.3) rounds those coordinates in ``ask``, so candidates hold
+  integral values there (floats such as ``3.0``).
+- Restarts: IPOP, population doubled at each restart (Auger & Hansen 2005, "A
+  restart CMA evolution strategy with increasing population size", CEC);
+  BIPOP, interlaced large- and small-population regimes with balanced budgets
+  (Hansen 2009, "Benchmarking a BI-population CMA-ES on the BBOB-2009 function
+  testbed", GECCO workshop). See :class:`CMAES` for the exact rules.
+
+Example:
+    >>> import numpy as np
+    >>> from optim.cmaes import CMAES
+    >>> opt = CMAES(np.full(6, 3.0), sigma0=2.0, seed=1)
+    >>> while not opt.stop():
+    ...     x = opt.ask()
+    ...     _ = opt.tell(x, (x**2).sum(axis=1))
+    >>> bool(opt.best_f < 1e-10), sorted(opt.stop())
+    (True, ['tolfun'])
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import cma
+import numpy as np
+import torch
+from cma.sigma_adaptation import CMAAdaptSigmaTPA
+from cma.utilities.utils import ElapsedWCTime
+
+from .backends.pycma_state import restore, snapshot
+from .base import Array, BaseOptimizer
+from .state import from_plain, to_plain
+
+__all__ = ["BIPOPCMAES", "CMAES", "IPOPCMAES", "SepCMAES"]
+
+COVARIANCES = ("full", "diagonal")
+RESTART_STRATEGIES = ("ipop", "bipop", None)
+# pycma stop reasons that end a restart sequence rather than trigger a restart (as in cma.fmin)
+_FINAL_STOPS = frozenset({"ftarget", "maxfevals", "callback"})
+_FIXED_OPTIONS = {"verbose": -9, "verb_disp": 0, "verb_log": 0, "verb_plot": 0, "verb_time": 0,
+                  "signals_filename": "", "seed": float("nan")}
+_RESERVED_OPTIONS = {
+    "bounds": "the bounds= argument", "BoundaryHandler": "the bounds= argument",
+    "popsize": "the popsize= argument", "popsize_factor": "the popsize= argument",
+    "CMA_diagonal": "covariance='diagonal'", "integer_variables": "integer_variables=",
+    "randn": "seed= (samples come from the optimizer's own numpy Generator)",
+    "seed": "seed=", "timeout": "a budget of minimize() (a wall-clock stop is not reproducible)",
+    **{k: "nothing: the wrapper never prints, plots or writes files" for k in (
+        "verbose", "verb_disp", "verb_log", "verb_plot", "verb_time", "verb_append",
+        "verb_filenameprefix", "verb_log_expensive", "verb_disp_overwrite", "signals_filename")},
+}
+# options under which pycma may draw from the global np.random; such runs swap in a private
+# legacy generator around ask/tell (integer centering draws there too, see _call)
+_GLOBAL_RNG_OPTIONS = frozenset({"CMA_mirrormethod", "CMA_sampler", "CMA_sampler_options"})
+_SKIP = frozenset({"timer", "logger"})  # wall-clock timer and (inactive) data logger
+
+
+class _QuietTPA(CMAAdaptSigmaTPA):
+    """pycma's TPA step-size adaptation (used from dimension 300 on) without its
+    debugging self-check, which draws indices from the global ``np.random`` and
+    changes nothing else."""
+
+    def check_consistency(self, es: Any) -> None:
+        return None
+
+
+@dataclasses.dataclass
+class RestartState:
+    """Bookkeeping of the restart sequence (part of the checkpoint)."""
+
+    run: int = 0  # restarts so far (all regimes); the current pycma run is number run + 1
+    counted: int = 0  # restarts that count against ``restarts`` (BIPOP: large-regime ones)
+    regime: str = "first"  # first | restart | large | small
+    budget_large: int = 0  # evaluations used by BIPOP's large / small regime (first run: small)
+    budget_small: int = 0
+    run_start: int = 0  # pycma's cumulative evaluation count when the current run began
+    history: list = dataclasses.field(default_factory=list)  # finished runs
+
+
+@dataclasses.dataclass
+class CMAState:
+    es: Any  # the current cma.CMAEvolutionStrategy
+    runs: RestartState
+    legacy: np.random.RandomState | None = None  # stands in for the global np.random (_call)
+    asked: np.ndarray | None = None  # last ask in float64, kept when the user dtype is lossy
+
+
+class CMAES(BaseOptimizer):
+    """CMA-ES through pycma, optionally restarted (IPOP / BIPOP).
+
+    Args:
+        x0, sigma0, popsize, seed, bounds: as in :class:`~optim.base.BaseOptimizer`;
+            ``popsize`` (default ``4 + floor(3 ln d)``) is that of the first run.
+            Bounds go to pycma's ``BoundTransform``: every candidate lies in the box.
+        covariance: ``"full"`` or ``"diagonal"`` (sep-CMA-ES).
+        integer_variables: indices of integer coordinates; returned candidates
+            are integral there. Finite bounds of these coordinates must be
+            multiples of 0.5 so that rounding cannot leave the box. With a
+            :class:`~optim.spaces.Space` as ``x0``, its ``Integer``,
+            ``Categorical`` (index 0..k-1) and ``Binary`` (0/1) leaves are
+            added to them (pycma's integer handling, Hansen 2011).
+        restarts: how many restarts may follow the first run (BIPOP: how many
+            large-regime restarts; small-regime runs come in between).
+        restart_strategy: ``"ipop"`` (popsize ``2**k`` times the first one),
+            ``"bipop"`` or ``None`` (same popsize). A restarted run begins at a
+            point drawn uniformly from the box — the bounds where finite, else
+            ``x0 ± 2 sigma0`` (the setup of the BBOB experiments of Hansen 2009,
+            x0 in [-4, 4]^d with sigma0 = 2) — with ``sigma0``.
+            BIPOP follows pycma's reading of Hansen (2009): the first run counts
+            toward the small regime; then a large-regime run (popsize doubled,
+            ``sigma0``) starts whenever the small regime has used at least as
+            many evaluations, else a small run with popsize
+            ``floor(p0 (p_large / (2 p0))**(u**2))`` and step size
+            ``sigma0 * 10**(-2 v)`` (u, v uniform, p_large the last large
+            popsize), limited to half the large regime's evaluations so far.
+            Restarts happen at the ``ask`` after pycma's ``stop()`` fired; ftarget,
+            maxfevals and termination callbacks end the sequence, and pycma's
+            evaluation count runs on over restarts (as in ``cma.fmin``).
+        options: further pycma options (``cma.CMAOptions()``), e.g. ``{"tolfun":
+            1e-12, "CMA_active": False}``; they apply to every run.
+
+    ``stop()`` reports pycma's reasons (``{"tolfun": 1e-11}``, plus ``"restarts"``
+    when restarts are configured) once no restart is left. ``tell`` adds the
+    metrics ``sigma``, ``restarts``, ``popsize`` and ``condition`` (of the
+    covariance matrix, exact unless pycma's diagonal decoding is switched on).
+    """
+
+    name: ClassVar[str] = "cmaes"
+    backend: ClassVar[str] = "numpy"
+    handles_bounds: ClassVar[bool] = True
+    supported_spaces: ClassVar[frozenset[str]] = frozenset(
+        {"real", "integer", "categorical", "binary"})
+    state_version: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        x0: Array,
+        sigma0: float = 1.0,
+        popsize: int | None = None,
+        seed: int | None = None,
+        bounds: tuple[Any, Any] | None = None,
+        *,
+        covariance: str = "full",
+        integer_variables: Sequence[int] = (),
+        restarts: int = 0,
+        restart_strategy: str | None = "ipop",
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
+        if restart_strategy not in RESTART_STRATEGIES:
+            raise ValueError(
+                f"restart_strategy must be 'ipop', 'bipop' or None, got {restart_strategy!r}")
+        if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) \
+                or restarts < 0:
+            raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
+        self.covariance = covariance
+        self.restarts = int(restarts)
+        self.restart_strategy = restart_strategy
+        self.integer_variables = _check_indices(integer_variables)
+        self.options = _check_options(options)
+        super().__init__(x0, sigma0, popsize, seed, bounds)
+
+    # ----- configuration -------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        bounds = None if self.bounds is None else [b.tolist() for b in self.bounds]
+        return {**super().config(), "popsize": self._popsize0, "bounds": bounds,
+                "covariance": self.covariance, "integer_variables": list(self.integer_variables),
+                "restarts": self.restarts, "restart_strategy": self.restart_strategy,
+                "options": _plain_options(self.options)}
+
+    def _init_state(self, x0: np.ndarray) -> CMAState:
+        self._popsize0 = self.popsize
+        if self.space is not None:  # discrete leaves of a space are integer variables
+            ints = {i for _, leaf, part in self.space.leaves()
+                    if leaf.kind in ("integer", "categorical", "binary")
+                    for i in range(part.start, part.stop)}
+            self.integer_variables = tuple(sorted(ints | set(self.integer_variables)))
+        if self.popsize < 2:
+            raise ValueError(f"CMA-ES needs popsize >= 2, got {self.popsize}")
+        bad = [i for i in self.integer_variables if i >= self.dim]
+        if bad:
+            raise ValueError(f"integer_variables {bad} out of range for dimension {self.dim}")
+        lower, upper = self.bounds if self.bounds is not None else (
+            np.full(self.dim, -np.inf), np.full(self.dim, np.inf))
+        for i in self.integer_variables:
+            for b in (lower[i], upper[i]):
+                if np.isfinite(b) and b * 2 != np.round(b * 2):
+                    raise ValueError(
+                        f"integer variable {i} has bound {b}; use integer (or .5) bounds so "
+                        "rounded candidates stay inside the box")
+        self._x0 = x0.copy()
+        self._box = (np.maximum(np.where(np.isfinite(lower), lower, x0 - 2 * self.sigma0), lower),
+                     np.minimum(np.where(np.isfinite(upper), upper, x0 + 2 * self.sigma0), upper))
+        rng = self._rng
+
+        def randn(*shape: int) -> np.ndarray:  # pycma calls randn(lam, N) and randn(N)
+            return rng.standard_normal(shape)
+
+        adapt = self.options.get("AdaptSigma", True)
+        tpa = adapt is CMAAdaptSigmaTPA or (
+            adapt is True and self.dim >= cma.evolution_strategy.TPA_dimension)
+        opts = {**self.options, **_FIXED_OPTIONS, "randn": randn,
+                "CMA_diagonal": self.covariance == "diagonal"}
+        if tpa:
+            opts["AdaptSigma"] = _QuietTPA
+        if self.bounds is not None:
+            opts["bounds"] = [lower.tolist(), upper.tolist()]
+        if self.integer_variables:
+            opts["integer_variables"] = list(self.integer_variables)
+        self._run_options = opts
+        guard = bool(self.integer_variables) or bool(_GLOBAL_RNG_OPTIONS & set(self.options)) \
+            or not (adapt is True or adapt is False or tpa
+                    or adapt is cma.sigma_adaptation.CMAAdaptSigmaCSA)
+        legacy = np.random.RandomState(np.random.MT19937(
+            np.random.SeedSequence([self.seed, 1]))) if guard else None
+        self._lossy = self.format.torch_dtype != torch.float64
+        try:
+            es = self._new_es(x0.copy(), self.sigma0, self.popsize, 0)
+        except Exception as err:
+            raise ValueError(f"pycma rejected the configuration: {err}") from err
+        return CMAState(es=es, runs=RestartState(), legacy=legacy)
+
+    def _new_es(self, x0: np.ndarray, sigma: float, popsize: int, evals: int) -> Any:
+        opts = copy.deepcopy({k: v for k, v in self._run_options.items() if k != "randn"})
+        opts.update(randn=self._run_options["randn"], popsize=popsize, verb_append=evals)
+        return cma.CMAEvolutionStrategy(x0, sigma, opts)
+
+    # ----- ask / tell / stop ---------------------------------------------------------
+    @property
+    def es(self) -> Any:
+        """The current ``cma.CMAEvolutionStrategy`` (read it, do not drive it)."""
+        return self.state.es
+
+    @property
+    def mean(self) -> Array:
+        """pycma's ``xfavorite``: the distribution mean, in bounds."""
+        return self.format.to_user(np.asarray(self.state.es.result.xfavorite, dtype=np.float64))
+
+    def ask(self, n: int | None = None) -> Array:
+        """Return ``(popsize, dim)`` candidates; restarts first if pycma stopped."""
+        es = self.state.es
+        if self.restarts and es.countiter > 0:
+            reasons = es.stop()
+            if reasons and not self._exhausted(reasons):
+                self._restart(reasons)
+        return super().ask(n)
+
+    def _ask(self, n: int) -> np.ndarray:
+        if n != self.popsize:
+            raise ValueError(
+                f"{type(self).__name__}.ask(n) needs n == popsize ({self.popsize}), got n={n}: "
+                "pycma's weights and learning rates are set for that population size and "
+                f"tell() needs at least mu={self.state.es.sp.weights.mu} of the candidates; "
+                "construct the optimizer with popsize=n instead")
+        x = np.asarray(self._call(self.state.es.ask))
+        self.state.asked = x if self._lossy else None
+        return x
+
+    def _tell(self, x: np.ndarray, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
+        st = self.state
+        if st.asked is not None:  # hand pycma its own float64 samples, not their rounding
+            if x.shape == st.asked.shape and np.array_equal(
+                    self._internal(self.format.to_user(st.asked)), x):
+                x = st.asked
+            st.asked = None
+        es = st.es
+        self._call(es.tell, x, fitness)
+        es.stop()  # evaluated once per generation: some criteria count generations
+        scaling = es.sigma_vec.scaling  # a vector for sep-CMA, else usually the scalar 1
+        d = es.D if np.ndim(scaling) == 0 else es.D * scaling
+        return {"sigma": es.sigma, "restarts": st.runs.run, "popsize": self.popsize,
+                "condition": (d.max() / d.min()) ** 2}
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """Run a pycma method; with a legacy stand-in, swap it for the global np.random.
+
+        pycma's integer centering (``cma.integer_centering``) and some options draw
+        from the global ``np.random``; there the draws come from our own seeded,
+        checkpointed ``RandomState`` and the caller's global state is put back.
+        """
+        legacy = self.state.legacy
+        if legacy is None:
+            return fn(*args)
+        outside = np.random.get_state()  # noqa: NPY002 (the legacy global is the point)
+        np.random.set_state(legacy.get_state())  # noqa: NPY002
+        try:
+            return fn(*args)
+        finally:
+            legacy.set_state(np.random.get_state())  # noqa: NPY002
+            np.random.set_state(outside)  # noqa: NPY002
+
+    def _stop(self) -> dict[str, Any]:
+        reasons = self.state.es.stop()
+        if not reasons or not self._exhausted(reasons):
+            return {}
+        out = {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in reasons.items()}
+        if self.restarts:
+            out["restarts"] = self.state.runs.run
+        return out
+
+    def _exhausted(self, reasons: Mapping[str, Any]) -> bool:
+        return (self.state.runs.counted >= self.restarts) or bool(_FINAL_STOPS & set(reasons))
+
+    def _restart(self, reasons: Mapping[str, Any]) -> None:
+        st, runs = self.state, self.state.runs
+        used = int(st.es.countevals - runs.run_start)
+        runs.history.append({"regime": runs.regime, "popsize": self.popsize, "evaluations": used,
+                             "stop": sorted(str(k) for k in reasons)})
+        if runs.regime in ("first", "small"):
+            runs.budget_small += used
+        else:
+            runs.budget_large += used
+        x0 = self._rng.uniform(*self._box)
+        sigma, p0, maxiter = self.sigma0, self._popsize0, None
+        if self.restart_strategy is None:
+            runs.regime, runs.counted, popsize = "restart", runs.counted + 1, p0
+        elif self.restart_strategy == "ipop" or runs.budget_small >= max(1, runs.budget_large):
+            runs.regime, runs.counted = "large", runs.counted + 1
+            popsize = p0 * 2 ** runs.counted
+        else:  # BIPOP's small regime, Hansen (2009)
+            u, v = self._rng.random(2)
+            popsize = int(p0 * (0.5 * 2 ** runs.counted) ** (u**2))
+            sigma = self.sigma0 * 10 ** (-2 * v)
+            maxiter = 0.5 * runs.budget_large / popsize
+            runs.regime = "small"
+        runs.run += 1
+        runs.run_start = int(st.es.countevals)
+        st.es = self._new_es(x0, sigma, popsize, runs.run_start)
+        if maxiter is not None:
+            st.es.opts["maxiter"] = min(st.es.opts["maxiter"], maxiter)
+        st.asked = None
+        self.popsize = popsize
+
+    # ----- checkpoints ---------------------------------------------------------------
+    def _state_to_plain(self) -> dict[str, Any]:
+        st = self.state
+        legacy = None
+        if st.legacy is not None:
+            _, key, pos, has_gauss, gauss = st.legacy.get_state()
+            legacy = {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)}
+        return {"es": snapshot(st.es, skip=_SKIP, extra_classes=(_QuietTPA,)),
+                "runs": to_plain(st.runs), "popsize": self.popsize, "legacy_rng": legacy,
+                "asked": None if st.asked is None else to_plain(st.asked)}
+
+    def _state_from_plain(self, plain: Any) -> None:
+        keys = {"es", "runs", "popsize", "legacy_rng", "asked"}
+        if not isinstance(plain, Mapping) or set(plain) != keys:
+            raise ValueError(f"not a CMAES state: expected keys {sorted(keys)}")
+        try:
+            self._load_plain(plain)
+        except (KeyError, IndexError, TypeError, AttributeError) as err:
+            raise ValueError(f"corrupted CMAES state: {type(err).__name__}: {err}") from None
+
+    def _load_plain(self, plain: Mapping[str, Any]) -> None:
+        runs = from_plain(RestartState(), dict(plain["runs"]))
+        if (plain["legacy_rng"] is None) != (self.state.legacy is None):
+            raise ValueError("CMAES state does not match this configuration (legacy RNG)")
+        rng_state = self._rng_state()
+        es = self._new_es(self._x0.copy(), self.sigma0, self._popsize0, 0)  # shell to fill
+        restore(plain["es"], es, extra_classes=(_QuietTPA,))
+        self._set_rng_state(rng_state)  # building the shell must not consume randomness
+        if not hasattr(es, "timer"):  # pycma times generations for display only
+            es.timer = ElapsedWCTime().pause()
+        legacy, g = None, plain["legacy_rng"]
+        if g is not None:
+            legacy = np.random.RandomState()
+            legacy.set_state(("MT19937", np.asarray(g["key"], dtype=np.int64).astype(np.uint32),
+                              int(g["pos"]), int(g["has_gauss"]), float(g["gauss"])))
+        asked = plain["asked"]
+        self.state = CMAState(es=es, runs=runs, legacy=legacy,
+                              asked=None if asked is None else from_plain(np.zeros(0), asked))
+        self.popsize = int(plain["popsize"])
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        backup, rng = dict(vars(self)), self._rng_state()
+        try:
+            super().load_state_dict(state)
+        except Exception:  # leave the optimizer as it was (the base assigns, never mutates)
+            vars(self).clear()
+            vars(self).update(backup)
+            self._set_rng_state(rng)
+            raise
+
+
+class SepCMAES(CMAES):
+    """Separable CMA-ES (diagonal covariance; Ros & Hansen 2008)."""
+
+    name: ClassVar[str] = "sep-cmaes"
+
+    def __init__(self, x0: Array, sigma0: float = 1.0, popsize: int | None = None,
+                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
+                 covariance: str = "diagonal", **kwargs: Any) -> None:
+        super().__init__(x0, sigma0, popsize, seed, bounds, covariance=covariance, **kwargs)
+
+
+class IPOPCMAES(CMAES):
+    """CMA-ES with up to 9 restarts, each doubling the population (Auger & Hansen 2005)."""
+
+    name: ClassVar[str] = "ipop-cmaes"
+
+    def __init__(self, x0: Array, sigma0: float = 1.0, popsize: int | None = None,
+                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
+                 restarts: int = 9, restart_strategy: str | None = "ipop",
+                 **kwargs: Any) -> None:
+        super().__init__(x0, sigma0, popsize, seed, bounds, restarts=restarts,
+                         restart_strategy=restart_strategy, **kwargs)
+
+
+class BIPOPCMAES(CMAES):
+    """CMA-ES with 9 large-population restarts and small runs between (Hansen 2009)."""
+
+    name: ClassVar[str] = "bipop-cmaes"
+
+    def __init__(self, x0: Array, sigma0: float = 1.0, popsize: int | None = None,
+                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
+                 restarts: int = 9, restart_strategy: str | None = "bipop",
+                 **kwargs: Any) -> None:
+        super().__init__(x0, sigma0, popsize, seed, bounds, restarts=restarts,
+                         restart_strategy=restart_strategy, **kwargs)
+
+
+# ----- validation helpers ---------------------------------------------------------------
+def _check_indices(indices: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, (Sequence, np.ndarray)):
+        raise ValueError(f"integer_variables must be a sequence of indices, got {indices!r}")
+    out = []
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
+            raise ValueError(f"integer_variables must hold non-negative integers, got {i!r}")
+        out.append(int(i))
+    if len(set(out)) != len(out):
+        raise ValueError(f"integer_variables has duplicates: {list(indices)!r}")
+    return tuple(sorted(out))
+
+
+def _check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"options must be a dict of pycma options, got {type(options).__name__}")
+    known = cma.CMAOptions()
+    for key in options:
+        if not isinstance(key, str) or key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=3, cutoff=0.6)
+            close += [k for k in known if k.lower() == str(key).lower() and k not in close]
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"unknown pycma option {key!r}{hint} (see cma.CMAOptions())")
+        if key in _RESERVED_OPTIONS:
+            raise ValueError(f"pycma option {key!r} is set by CMAES; use {_RESERVED_OPTIONS[key]}")
+    return dict(options)
+
+
+def _plain_options(value: Any) -> Any:
+    """Options as comparable plain data (callables by name) for config()."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain_options(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_options(v) for v in value]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if callable(value):
+        return f"<{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', value)}>"
+    return repr(value)
