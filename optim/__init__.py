@@ -11,12 +11,29 @@ Example:
 
 from . import registry
 from .base import BaseOptimizer, Optimizer, Result
+from .cem import CEM
+from .cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
+from .es import PGPE, OpenAIES
 from .minimize import evaluate, load_checkpoint, minimize, save_checkpoint
+from .nes import SNES, XNES
+
+for _cls in (CMAES, SepCMAES, IPOPCMAES, BIPOPCMAES, OpenAIES, SNES, XNES, PGPE, CEM):
+    registry.register(_cls)
+del _cls
 
 __all__ = [
+    "BIPOPCMAES",
+    "CEM",
+    "CMAES",
+    "IPOPCMAES",
+    "PGPE",
+    "SNES",
+    "XNES",
     "BaseOptimizer",
+    "OpenAIES",
     "Optimizer",
     "Result",
+    "SepCMAES",
     "evaluate",
     "load_checkpoint",
     "minimize",

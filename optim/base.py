@@ -213,6 +213,7 @@ class BaseOptimizer(ABC):
         self._best_f = math.inf
         self._best_violation = math.inf
         self._best_x = self._internal(x0)
+        self._unclipped: tuple[Array, Array] | None = None  # (returned, unclipped) of last ask
         self._init_rng()
         self.state = self._init_state(self._internal(x0))
 
@@ -286,11 +287,21 @@ class BaseOptimizer(ABC):
 
     # ----- the protocol ----------------------------------------------------------
     def ask(self, n: int | None = None) -> Array:
-        """Return ``(n, dim)`` candidates (``n`` defaults to ``popsize``)."""
+        """Return ``(n, dim)`` candidates (``n`` defaults to ``popsize``).
+
+        With bounds that the optimizer does not handle itself, the candidates are
+        clipped into the box; when the very array returned here is told back, the
+        optimizer learns from its unclipped samples (the clipped point is only
+        where the objective is evaluated), so clipping never distorts its update.
+        """
         if n is None:
             n = self.popsize
         _validate_positive("n", n, integer=True)
-        return self.format.to_user(self._clip(self._ask(int(n))))
+        samples = self._ask(int(n))
+        clipped = self._clip(samples)
+        out = self.format.to_user(clipped)
+        self._unclipped = (out, samples) if clipped is not samples else None
+        return out
 
     def tell(self, candidates: Array, fitness: Array, *, constraints: Array | None = None,
              **extra: Any) -> dict[str, float]:
@@ -316,7 +327,11 @@ class BaseOptimizer(ABC):
             non-finite count (and feasible count with constraints), plus the
             optimizer's own (e.g. ``sigma``).
         """
-        x = self._internal(candidates)
+        unclipped = self._unclipped
+        if unclipped is not None and candidates is unclipped[0]:
+            x, best_rows = unclipped[1], self._internal(candidates)
+        else:
+            x = best_rows = self._internal(candidates)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"candidates must have shape (n, {self.dim}), got {tuple(x.shape)}; "
@@ -325,6 +340,7 @@ class BaseOptimizer(ABC):
         n = x.shape[0]
         f = self._fitness_array(fitness, n)
         violation = np.zeros(n) if constraints is None else constraint_violation(constraints, n)
+        self._unclipped = None  # the input is valid: from here on the tell takes effect
         finite = np.isfinite(f)
         n_bad = int((~finite).sum())
         if finite.any():
@@ -332,7 +348,8 @@ class BaseOptimizer(ABC):
             i = int(rows[np.lexsort((f[rows], violation[rows]))[0]])
             if (violation[i], f[i]) < (self._best_violation, self._best_f):
                 self._best_f, self._best_violation = float(f[i]), float(violation[i])
-                self._best_x = x[i].clone() if isinstance(x, torch.Tensor) else x[i].copy()
+                row = best_rows[i]
+                self._best_x = row.clone() if isinstance(row, torch.Tensor) else row.copy()
         ranked = rank_safe_fitness(f)
         if constraints is not None and self.handles_constraints:
             extra["constraints"] = constraints

@@ -6,10 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-import optim
+import optim  # noqa: F401  (registers every optimizer)
 from optim import registry
+from optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real
 
 OPTIMIZER_NAMES = registry.names()
+
+# One small example leaf per kind; contract tests build each optimizer's space from these.
+EXAMPLE_LEAVES = {
+    "real": Real(-1.0, 1.0, size=3),
+    "integer": Integer(0, 5, size=2),
+    "categorical": Categorical(["a", "b", "c"], size=3),
+    "binary": Binary(5),
+    "permutation": Permutation(4),
+}
 
 
 @pytest.fixture(params=OPTIMIZER_NAMES)
@@ -17,10 +27,27 @@ def optimizer_name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def handles_real(name: str) -> bool:
+    return "real" in registry.get(name).supported_spaces
+
+
+def example_space(name: str) -> Product:
+    """A Product of one example leaf of every kind the optimizer supports."""
+    kinds = registry.get(name).supported_spaces
+    return Product({kind: leaf for kind, leaf in EXAMPLE_LEAVES.items() if kind in kinds})
+
+
+def default_x0(name: str):
+    """A real x0 for optimizers of real vectors, else a discrete space they handle."""
+    if handles_real(name):
+        return np.full(6, 0.5)
+    return example_space(name)
+
+
 def make(name: str, x0=None, **kwargs):
     """An optimizer of the registry at a small default problem size."""
     if x0 is None:
-        x0 = np.full(6, 0.5)
+        x0 = default_x0(name)
     kwargs.setdefault("sigma0", 0.3)
     kwargs.setdefault("seed", 3)
     return registry.create(name, x0, **kwargs)
@@ -32,4 +59,7 @@ def sphere(x):
     return (np.asarray(x, dtype=np.float64) ** 2).sum(axis=-1)
 
 
-__all__ = ["OPTIMIZER_NAMES", "make", "optim", "sphere"]
+def real_only(name: str) -> None:
+    """Skip a contract that is about real vectors for a discrete-only optimizer."""
+    if not handles_real(name):
+        pytest.skip(f"{name} searches discrete spaces only")

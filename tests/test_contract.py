@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from optim import registry
-from tests.conftest import make, sphere
+from optim.spaces import Product
+from tests.conftest import EXAMPLE_LEAVES, example_space, make, real_only, sphere
 
 
 def _roundtrip(state):
@@ -34,11 +35,12 @@ def test_ask_numpy_shape_and_dtype(optimizer_name):
     x = opt.ask()
     assert isinstance(x, np.ndarray)
     assert x.dtype == np.float64
-    assert x.shape == (opt.popsize, 6)
+    assert x.shape == (opt.popsize, opt.dim)
     assert np.all(np.isfinite(x))
 
 
 def test_ask_torch_keeps_dtype_and_device(optimizer_name):
+    real_only(optimizer_name)
     opt = make(optimizer_name, x0=torch.full((6,), 0.5, dtype=torch.float32))
     x = opt.ask()
     assert isinstance(x, torch.Tensor)
@@ -69,6 +71,7 @@ def test_invalid_configuration_is_named(optimizer_name, kwargs, fragment):
 
 @pytest.mark.parametrize("x0", [np.zeros((2, 3)), np.array([]), np.array([0.0, np.nan])])
 def test_invalid_x0(optimizer_name, x0):
+    real_only(optimizer_name)
     with pytest.raises(ValueError, match="x0"):
         make(optimizer_name, x0=x0)
 
@@ -81,7 +84,7 @@ def test_tell_validates_shapes(optimizer_name):
         opt.tell(x, f[:-1])
     with pytest.raises(ValueError, match="fitness must have shape"):
         opt.tell(x, np.stack([f, f], axis=1))
-    with pytest.raises(ValueError, match=r"candidates must have shape \(n, 6\)"):
+    with pytest.raises(ValueError, match=rf"candidates must have shape \(n, {opt.dim}\)"):
         opt.tell(x[:, :-1], f)
     with pytest.raises(ValueError, match=r"candidates must have shape"):
         opt.tell(x[0], f[:1])
@@ -117,6 +120,7 @@ def test_same_seed_same_trajectory(optimizer_name):
 
 @pytest.mark.parametrize("library", ["numpy", "torch"])
 def test_state_dict_resume_is_bit_for_bit(optimizer_name, library):
+    real_only(optimizer_name)
     x0 = np.full(6, 0.5) if library == "numpy" else torch.full((6,), 0.5, dtype=torch.float64)
     uninterrupted = make(optimizer_name, x0=x0)
     _run(uninterrupted, 5)
@@ -148,6 +152,7 @@ def test_load_state_dict_rejects_foreign_states(optimizer_name):
 
 
 def test_bounds_are_respected(optimizer_name):
+    real_only(optimizer_name)
     opt = make(optimizer_name, bounds=(0.0, 1.0))
     for _ in range(3):
         x = opt.ask()
@@ -166,3 +171,45 @@ def test_stop_is_empty_while_running(optimizer_name):
     opt = make(optimizer_name)
     _run(opt, 2)
     assert opt.stop() == {}
+
+
+def test_asks_decode_in_the_space_and_resume_bit_for_bit(optimizer_name):
+    space = example_space(optimizer_name)
+    opt = make(optimizer_name, x0=space)
+    assert opt.space is space and opt.dim == space.size
+    for _ in range(3):
+        x = opt.ask()
+        assert x.shape == (opt.popsize, space.size)
+        space.decode_batch(x)  # raises if any candidate lies outside the space
+        opt.tell(x, sphere(x - 1.0))
+    space.decode(opt.recommend())
+    saved = _roundtrip(opt.state_dict())
+    expected = _run(opt, 5)
+    resumed = make(optimizer_name, x0=space)
+    resumed.load_state_dict(saved)
+    got = _run(resumed, 5)
+    assert all(np.array_equal(p, q) for p, q in zip(expected, got, strict=True))
+
+
+def test_unsupported_space_names_the_optimizers_that_handle_it(optimizer_name):
+    missing = [k for k in EXAMPLE_LEAVES if k not in registry.get(optimizer_name).supported_spaces]
+    if not missing:
+        pytest.skip(f"{optimizer_name} handles every kind of space")
+    able = registry.names_supporting({missing[0]})
+    with pytest.raises(ValueError, match=missing[0]) as error:
+        make(optimizer_name, x0=Product(x=EXAMPLE_LEAVES[missing[0]]))
+    assert all(name in str(error.value) for name in able)
+
+
+def test_optimum_on_the_bound_keeps_the_search_finite(optimizer_name):
+    real_only(optimizer_name)
+    opt = make(optimizer_name, bounds=(-1.0, 1.0))
+    first = None
+    for _ in range(40):
+        x = opt.ask()
+        opt.tell(x, sphere(x - 2.0))  # the optimum lies outside: at the corner (1, ..., 1)
+        first = opt.best_f if first is None else first
+    assert np.all(np.isfinite(np.asarray(opt.recommend())))
+    assert "nonfinite_state" not in opt.stop()
+    assert opt.best_f < first
+    assert np.all(np.asarray(opt.best_x) <= 1.0)
