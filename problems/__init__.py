@@ -22,8 +22,12 @@ from typing import Any
 
 from problems.base import Problem
 from problems.continuous import FUNCTIONS, ContinuousProblem
+from problems.discrete import DISCRETE, DiscreteProblem
+from problems.sorting_networks import SortingNetwork
 
-__all__ = ["KINDS", "ContinuousProblem", "Problem", "get", "names", "register"]
+__all__ = [
+    "KINDS", "ContinuousProblem", "DiscreteProblem", "Problem", "get", "names", "register",
+]  # fmt: skip
 
 KINDS: tuple[str, ...] = ("continuous", "discrete", "control", "learning", "hybrid")
 """The problem kinds a registered name can have."""
@@ -114,4 +118,6 @@ def get(name: str, dim: int | None = None, instance: int = 0, **kwargs: Any) -> 
 
 for _name, _cls in FUNCTIONS.items():
     register(_name, _cls, kind="continuous")
+for _name, _cls in {**DISCRETE, SortingNetwork.name: SortingNetwork}.items():
+    register(_name, _cls.create, kind="discrete")
 del _name, _cls

@@ -15,10 +15,13 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from optim.spaces import Space
 
 Array = Any  # numpy.ndarray | torch.Tensor
 
@@ -28,11 +31,14 @@ class Problem(ABC):
 
     Subclasses set ``name``, ``dim``, ``lower``/``upper`` (arrays of shape
     ``(dim,)`` or None), ``f_opt``/``x_opt`` (or None) and implement
-    :meth:`evaluate` on a float64 torch batch.
+    :meth:`evaluate` on a float64 torch batch. Problems with a typed search space
+    (the discrete ones) set ``space`` to an :mod:`optim.spaces` Space of ``dim``
+    entries; box-bounded continuous problems leave it None.
     """
 
     name: str = "problem"
     maximize: bool = False
+    space: Space | None = None
 
     def __init__(self, dim: int) -> None:
         if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:

@@ -238,13 +238,13 @@ def test_names_are_normalized() -> None:
 
 def test_register_validates_and_supports_other_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(problems, "_REGISTRY", dict(problems._REGISTRY))
-    assert problems.names("discrete") == []
+    assert "my-sphere" not in problems.names("discrete")
 
     def factory(dim: int = 3, instance: int = 0) -> problems.Problem:
         return problems.get("sphere", dim=dim, instance=instance)
 
     problems.register("my_sphere", factory, kind="discrete")
-    assert problems.names("discrete") == ["my-sphere"]
+    assert "my-sphere" in problems.names("discrete")
     assert "my-sphere" not in problems.names("continuous")
     assert problems.get("my-sphere").dim == 3
     with pytest.raises(ValueError, match="already registered"):
