@@ -1,6 +1,7 @@
 """Overhead of our CMA-ES wrapper over raw pycma ask/tell (target ratio <= 1.05).
 
 Both loops run the same pycma code on a cheap vectorized objective (the sphere),
+each in its canonical form (``while not stop(): ask; tell``),
 with the same options and the same kind of random generator (a seeded numpy
 ``Generator`` as pycma's ``randn``), so the difference is the wrapper's own work:
 input checks, array conversion, best-so-far and counters. Repetitions alternate
@@ -33,7 +34,8 @@ def raw_pycma_step(dim: int, seed: int):
             "randn": lambda *shape: rng.standard_normal(shape)}
     es = cma.CMAEvolutionStrategy(np.ones(dim), 0.5, opts)
 
-    def step() -> None:
+    def step() -> None:  # pycma's canonical loop: `while not es.stop(): ask, tell`
+        es.stop()
         x = es.ask()
         es.tell(x, cheap(np.asarray(x)).tolist())
 
@@ -43,7 +45,8 @@ def raw_pycma_step(dim: int, seed: int):
 def our_step(dim: int, seed: int):
     opt = registry.create("cmaes", np.ones(dim), sigma0=0.5, seed=seed)
 
-    def step() -> None:
+    def step() -> None:  # the same loop as minimize(): `while not opt.stop(): ask, tell`
+        opt.stop()
         x = opt.ask()
         opt.tell(x, cheap(x))
 
