@@ -347,6 +347,8 @@ class BaseOptimizer(ABC):
         if pop.size:
             self._update_best(f, finite, violation, best_rows, all_finite=n_bad == 0)
         ranked = rank_safe_fitness(f) if n_bad else f
+        if x is not best_rows:  # learning from unclipped samples: penalize leaving the box
+            ranked = self._bound_penalty(ranked, x, best_rows)
         if violation is not None and self.handles_constraints:
             extra["constraints"] = constraints
         elif violation is not None:
@@ -368,6 +370,21 @@ class BaseOptimizer(ABC):
         for key, value in (self._tell(x, ranked, **extra) or {}).items():
             metrics[key] = float(value)
         return metrics
+
+    def _bound_penalty(self, fitness: np.ndarray, samples: Array, clipped: Array) -> np.ndarray:
+        """``f + spread(f) * sum(((x - clip(x)) / width)^2)``: a sample outside the
+        box ranks as its clipped point plus a penalty that grows with the squared
+        distance in box widths, scaled by the population's fitness spread (in the
+        spirit of pycma's BoundPenalty, Hansen et al. 2009). Keeps the search
+        distribution from drifting out of the box (clipping alone rewards it)."""
+        lower, upper = self.bounds
+        width = np.where(np.isfinite(upper - lower), upper - lower, 1.0)
+        gap = self.format.to_numpy(samples) - self.format.to_numpy(clipped)
+        distance = ((gap / width) ** 2).sum(axis=1)
+        if not np.any(distance > 0):
+            return fitness
+        spread = float(np.std(fitness))
+        return fitness + (spread if spread > 0 else 1.0) * distance
 
     def _update_best(self, f: np.ndarray, finite: np.ndarray, violation: np.ndarray | None,
                      rows: Array, all_finite: bool) -> None:
