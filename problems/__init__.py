@@ -23,6 +23,7 @@ from typing import Any
 from problems.base import Problem
 from problems.continuous import FUNCTIONS, ContinuousProblem
 from problems.discrete import DISCRETE, DiscreteProblem
+from problems.mixed import MixedSphere
 from problems.sorting_networks import SortingNetwork
 
 __all__ = [
@@ -118,6 +119,7 @@ def get(name: str, dim: int | None = None, instance: int = 0, **kwargs: Any) -> 
 
 for _name, _cls in FUNCTIONS.items():
     register(_name, _cls, kind="continuous")
-for _name, _cls in {**DISCRETE, SortingNetwork.name: SortingNetwork}.items():
+for _name, _cls in {**DISCRETE, SortingNetwork.name: SortingNetwork,
+                    MixedSphere.name: MixedSphere}.items():
     register(_name, _cls.create, kind="discrete")
 del _name, _cls
