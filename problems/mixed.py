@@ -61,6 +61,14 @@ class MixedSphere(DiscreteProblem):
         self._slices = {name: part for name, _, part in space.leaves()}
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        discrete = torch.round(x[:, self.n:])
+        low = torch.as_tensor(self.lower[self.n:], dtype=x.dtype, device=x.device)
+        high = torch.as_tensor(self.upper[self.n:], dtype=x.dtype, device=x.device)
+        if not bool(((discrete >= low) & (discrete <= high)).all()):  # NaN fails too
+            raise ValueError(
+                f"{self.name}: integer, category or bit entries outside the space "
+                f"{self.space!r}; pass encodings from the space"
+            )
         target = self._target.to(dtype=x.dtype, device=x.device)
         diff = x - target
         parts = self._slices

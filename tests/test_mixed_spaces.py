@@ -49,3 +49,11 @@ def test_real_only_optimizer_names_alternatives_for_a_discrete_space():
     with pytest.raises(ValueError, match="cmaes") as error:
         minimize(lambda v: 0.0, Product(mask=Binary(3)), optimizer="snes", budget=100)
     assert "snes searches real spaces" in str(error.value)
+
+
+def test_mixed_sphere_rejects_entries_outside_the_space():
+    p = problems.get("mixed-sphere", dim=2)
+    bad = p.x_opt.copy()
+    bad[4] = 9.0  # a category index past the five categories
+    with pytest.raises(ValueError, match="mixed-sphere"):
+        p(bad)

@@ -18,16 +18,17 @@ import torch
 import problems
 import problems.discrete
 import problems.sorting_networks
-from optim.spaces import Binary, Categorical
+from optim.spaces import Binary, Categorical, Product
 from problems.discrete import LABS_OPTIMAL_ENERGY, Knapsack, MaxCut, NKLandscape
 from problems.sorting_networks import KNOWN_NETWORKS, OPTIMAL_SIZE, SortingNetwork
 
 DISCRETE = problems.names("discrete")
 EXPECTED = {"onemax", "leadingones", "jump", "trap", "nk", "maxcut", "labs", "knapsack",
-            "sorting-network"}
+            "sorting-network", "mixed-sphere"}
 MAXIMIZED = {"onemax", "leadingones", "jump", "trap", "nk", "maxcut", "knapsack"}
 SMALL = {"onemax": 10, "leadingones": 10, "jump": 10, "trap": 10, "nk": 10, "maxcut": 10,
-         "labs": 10, "knapsack": 10, "sorting-network": 4}  # registry dim of a small case
+         "labs": 10, "knapsack": 10, "sorting-network": 4,
+         "mixed-sphere": 3}  # registry dim of a small case
 
 
 def _all_bits(n: int) -> np.ndarray:
@@ -91,7 +92,8 @@ def test_space_sense_and_bounds(name: str) -> None:
     p = problems.get(name, dim=SMALL[name], instance=1)
     assert isinstance(p, problems.DiscreteProblem) and p.instance == 1
     assert p.space.size == p.dim and p.maximize == (name in MAXIMIZED)
-    assert isinstance(p.space, Categorical if name == "sorting-network" else Binary)
+    kinds = {"sorting-network": Categorical, "mixed-sphere": Product}
+    assert isinstance(p.space, kinds.get(name, Binary))
     np.testing.assert_array_equal(p.lower, p.space.bounds()[0])
     np.testing.assert_array_equal(p.upper, p.space.bounds()[1])
     assert p.f_opt is not None
@@ -99,7 +101,10 @@ def test_space_sense_and_bounds(name: str) -> None:
     assert repr(p).startswith(f"{type(p).__name__}({SMALL[name]}")
 
 
-@pytest.mark.parametrize("name", DISCRETE)
+BIT_STRINGS = sorted(EXPECTED - {"mixed-sphere"})  # mixed-sphere: tests/test_mixed_spaces.py
+
+
+@pytest.mark.parametrize("name", BIT_STRINGS)
 def test_batch_equals_rows_numpy_and_torch(name: str) -> None:
     p = problems.get(name, dim=SMALL[name], instance=2)
     x = _sample(p, 64, seed=1)
@@ -118,7 +123,7 @@ def test_batch_equals_rows_numpy_and_torch(name: str) -> None:
     assert np.ptp(batch) > 0  # not a constant function
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED - {"sorting-network"}))
+@pytest.mark.parametrize("name", sorted(EXPECTED - {"sorting-network", "mixed-sphere"}))
 def test_matches_reference_definition(name: str) -> None:
     p = problems.get(name, dim=10, instance=3)
     x = np.concatenate([_sample(p, 40, seed=2), np.ones((1, 10)), np.zeros((1, 10))])
@@ -126,7 +131,7 @@ def test_matches_reference_definition(name: str) -> None:
     np.testing.assert_allclose(p(x), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED - {"sorting-network"}))
+@pytest.mark.parametrize("name", sorted(EXPECTED - {"sorting-network", "mixed-sphere"}))
 def test_optimum_is_exhaustive_best(name: str) -> None:
     n = 10
     p = problems.get(name, dim=n, instance=4)
@@ -339,7 +344,7 @@ def test_invalid_parameters_name_the_value(name: str, kwargs: dict, message: str
         problems.get(name, **kwargs)
 
 
-@pytest.mark.parametrize("name", DISCRETE)
+@pytest.mark.parametrize("name", BIT_STRINGS)
 def test_invalid_encodings_raise(name: str) -> None:
     p = problems.get(name, dim=SMALL[name])
     x = _sample(p, 4)
