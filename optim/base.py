@@ -340,6 +340,7 @@ class BaseOptimizer(ABC):
         n = x.shape[0]
         f = self._fitness_array(fitness, n)
         violation = None if constraints is None else constraint_violation(constraints, n)
+        self._check_tell(n, constraints)
         self._unclipped = None  # the input is valid: from here on the tell takes effect
         finite = np.isfinite(f)
         n_bad = n - int(np.count_nonzero(finite))
@@ -523,6 +524,10 @@ class BaseOptimizer(ABC):
         self._state_from_plain(state["state"])
 
     # ----- what subclasses implement --------------------------------------------
+    def _check_tell(self, n: int, constraints: Array | None) -> None:  # noqa: B027 (a hook)
+        """Optimizer-specific checks of a tell of ``n`` candidates, run after the
+        base's and before anything changes; raise ValueError to refuse it."""
+
     @abstractmethod
     def _init_state(self, x0: Array) -> Any:
         """Build the dynamic state (a dataclass of arrays/scalars) from ``x0``."""

@@ -22,6 +22,17 @@ restart regimes, stop reasons and pickle-free, bit-exact checkpoints.
   BIPOP, interlaced large- and small-population regimes with balanced budgets
   (Hansen 2009, "Benchmarking a BI-population CMA-ES on the BBOB-2009 function
   testbed", GECCO workshop). See :class:`CMAES` for the exact rules.
+- Constraints ``g(x) <= 0`` (``tell(..., constraints=g)``): pycma's augmented
+  Lagrangian, ``cma.ConstrainedFitnessAL`` with find-feasible-first (Atamna,
+  Auger, Hansen 2016, "Augmented Lagrangian constraint handling for CMA-ES —
+  case of a single linear constraint", PPSN XIV; Atamna, Auger, Hansen 2017,
+  "Linearly convergent evolution strategies via augmented Lagrangian
+  constraint handling", FOGA; Dufossé & Hansen 2021, "Augmented Lagrangian,
+  penalty techniques and surrogate modeling for constrained optimization with
+  CMA-ES", GECCO). The fitness pycma sees is, per candidate,
+  ``f + sum_i (lam_i g_i + mu_i g_i^2 / 2)`` (with ``g_i`` floored at
+  ``-lam_i / mu_i``); while no feasible candidate has been seen it is
+  ``sum_i max(0, g_i)^2`` for infeasible ones. See :class:`CMAES`.
 
 Example:
     >>> import numpy as np
@@ -50,6 +61,7 @@ from cma.utilities.utils import ElapsedWCTime
 
 from .backends.pycma_state import restore, snapshot
 from .base import Array, BaseOptimizer
+from .shaping import rank_safe_fitness
 from .state import from_plain, to_plain
 
 __all__ = ["BIPOPCMAES", "CMAES", "IPOPCMAES", "SepCMAES"]
@@ -85,6 +97,18 @@ class _QuietTPA(CMAAdaptSigmaTPA):
         return None
 
 
+class _QuietAL(cma.constraints_handler.AugmentedLagrangian):
+    """pycma's augmented Lagrangian without its data loggers: constructing them
+    creates the directory ``./outcmaes`` and records absolute paths, even when
+    logging is off afterwards. Nothing else differs (``logging = 0`` is pycma's
+    own switch; ``_init_`` is its logger setup)."""
+
+    def _init_(self) -> None:
+        self.logging = 0
+        self.logger_mu_conditions = None
+        super()._init_()  # with logging 0: an empty logger list
+
+
 @dataclasses.dataclass
 class RestartState:
     """Bookkeeping of the restart sequence (part of the checkpoint)."""
@@ -104,6 +128,8 @@ class CMAState:
     runs: RestartState
     legacy: np.random.RandomState | None = None  # stands in for the global np.random (_call)
     asked: np.ndarray | None = None  # last ask in float64, kept when the user dtype is lossy
+    constraints: int | None = None  # None before the first tell; 0 unconstrained; else m
+    al: Any = None  # the cma.ConstrainedFitnessAL of a constrained run (kept over restarts)
 
 
 class CMAES(BaseOptimizer):
@@ -139,16 +165,59 @@ class CMAES(BaseOptimizer):
             evaluation count runs on over restarts (as in ``cma.fmin``).
         options: further pycma options (``cma.CMAOptions()``), e.g. ``{"tolfun":
             1e-12, "CMA_active": False}``; they apply to every run.
+        find_feasible_first: with constraints, minimize only the violation
+            ``sum max(0, g)^2`` until the first feasible candidate is seen
+            (pycma's ``find_feasible_first``). Turn it off when the feasible
+            set has no volume (an equality ``h = 0`` written as ``[h, -h]``):
+            the search would never leave that phase.
 
     ``stop()`` reports pycma's reasons (``{"tolfun": 1e-11}``, plus ``"restarts"``
     when restarts are configured) once no restart is left. ``tell`` adds the
     metrics ``sigma``, ``restarts``, ``popsize`` and ``condition`` (of the
     covariance matrix, exact unless pycma's diagonal decoding is switched on).
+
+    Constraints (``handles_constraints``): ``tell(x, f, constraints=g)`` with
+    ``g`` of shape ``(n,)`` or ``(n, m)``, ``g <= 0`` feasible, goes through
+    pycma's augmented Lagrangian — one ``cma.ConstrainedFitnessAL`` per run,
+    called row by row on the told ``(f_i, g_i)`` (pycma's own code computes the
+    penalized values and the find-feasible phase), then ``es.tell(x, values)``
+    and ``cfun.update(es)``, the ask-and-tell loop of pycma's
+    ``ConstrainedFitnessAL.find_feasible``. As there, the coefficients are
+    updated from the best (f, g) of the generation (``which="best"``: no extra
+    evaluation at the mean) and the per-generation lists are cleared while
+    still looking for a feasible point. Further choices:
+
+    - Restarts keep the same ``ConstrainedFitnessAL`` (its ``lam``, ``mu``,
+      ``g`` histories and find-feasible flag), as ``cma.fmin_con2`` does: it
+      passes one objective object to ``fmin2``, whose restart loop never
+      resets it. Like ``fmin_con2``, stagnation termination is off
+      (``tolstagnation=0``) in constrained runs unless set in ``options``:
+      the penalized values move with the coefficients.
+    - A run is constrained or not from its first ``tell``: telling a run
+      without constraints after it was told some (or with constraints after
+      it was told none, or with another number ``m``) raises ValueError, and
+      the optimizer is left unchanged.
+    - NaN or ±inf among a candidate's constraint values ranks it worst (like
+      non-finite fitness) and keeps it away from the Lagrangian, whose
+      coefficients would become NaN; it is still infeasible for the best-so-far.
+    - pycma's biobjective (f, violation) archives are not kept (they need the
+      optional ``moarchiving`` and do not steer the search); the best-so-far
+      is kept feasibility-first by the base class. pycma's constraint loggers
+      are off (no files).
+    - The whole ``ConstrainedFitnessAL`` graph — coefficients, ``g``
+      histories, best solutions, find-feasible flag — is part of
+      ``state_dict()``: resuming continues bit for bit.
+
+    With constraints ``tell`` also reports ``al_lambda`` and ``al_mu`` (the
+    largest Lagrange coefficient and penalty factor over the constraints, 0
+    until pycma initializes them) and ``feasible_found`` (1 once a feasible
+    candidate was told).
     """
 
     name: ClassVar[str] = "cmaes"
     backend: ClassVar[str] = "numpy"
     handles_bounds: ClassVar[bool] = True
+    handles_constraints: ClassVar[bool] = True
     supported_spaces: ClassVar[frozenset[str]] = frozenset(
         {"real", "integer", "categorical", "binary"})
     state_version: ClassVar[int] = 1
@@ -166,7 +235,11 @@ class CMAES(BaseOptimizer):
         restarts: int = 0,
         restart_strategy: str | None = "ipop",
         options: Mapping[str, Any] | None = None,
+        find_feasible_first: bool = True,
     ) -> None:
+        if not isinstance(find_feasible_first, (bool, np.bool_)):
+            raise ValueError(f"find_feasible_first must be True or False, got "
+                             f"{find_feasible_first!r}")
         if covariance not in COVARIANCES:
             raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
         if restart_strategy not in RESTART_STRATEGIES:
@@ -180,15 +253,20 @@ class CMAES(BaseOptimizer):
         self.restart_strategy = restart_strategy
         self.integer_variables = _check_indices(integer_variables)
         self.options = _check_options(options)
+        self.find_feasible_first = bool(find_feasible_first)
         super().__init__(x0, sigma0, popsize, seed, bounds)
 
     # ----- configuration -------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         bounds = None if self.bounds is None else [b.tolist() for b in self.bounds]
-        return {**super().config(), "popsize": self._popsize0, "bounds": bounds,
-                "covariance": self.covariance, "integer_variables": list(self.integer_variables),
-                "restarts": self.restarts, "restart_strategy": self.restart_strategy,
-                "options": _plain_options(self.options)}
+        config = {**super().config(), "popsize": self._popsize0, "bounds": bounds,
+                  "covariance": self.covariance,
+                  "integer_variables": list(self.integer_variables),
+                  "restarts": self.restarts, "restart_strategy": self.restart_strategy,
+                  "options": _plain_options(self.options)}
+        if not self.find_feasible_first:  # only when off: earlier checkpoints stay loadable
+            config["find_feasible_first"] = False
+        return config
 
     def _init_state(self, x0: np.ndarray) -> CMAState:
         self._popsize0 = self.popsize
@@ -211,6 +289,7 @@ class CMAES(BaseOptimizer):
                         f"integer variable {i} has bound {b}; use integer (or .5) bounds so "
                         "rounded candidates stay inside the box")
         self._x0 = x0.copy()
+        self._al_row: list[Any] = [0.0, None]  # (f, g) of the row the AL is evaluating
         self._box = (np.maximum(np.where(np.isfinite(lower), lower, x0 - 2 * self.sigma0), lower),
                      np.minimum(np.where(np.isfinite(upper), upper, x0 + 2 * self.sigma0), upper))
         rng = self._rng
@@ -242,10 +321,22 @@ class CMAES(BaseOptimizer):
             raise ValueError(f"pycma rejected the configuration: {err}") from err
         return CMAState(es=es, runs=RestartState(), legacy=legacy)
 
-    def _new_es(self, x0: np.ndarray, sigma: float, popsize: int, evals: int) -> Any:
+    def _new_es(self, x0: np.ndarray, sigma: float, popsize: int, evals: int,
+                constrained: bool = False) -> Any:
         opts = copy.deepcopy({k: v for k, v in self._run_options.items() if k != "randn"})
         opts.update(randn=self._run_options["randn"], popsize=popsize, verb_append=evals)
+        if constrained and "tolstagnation" not in self.options:
+            opts["tolstagnation"] = 0  # as cma.fmin_con2
         return cma.CMAEvolutionStrategy(x0, sigma, opts)
+
+    def _new_al(self) -> Any:
+        """A ``cma.ConstrainedFitnessAL`` reading the told values of the current row."""
+        row = self._al_row
+        cfun = cma.ConstrainedFitnessAL(
+            lambda x: row[0], lambda x: row[1], dimension=self.dim,
+            find_feasible_first=self.find_feasible_first, archives=False, logging=0)
+        cfun._al = _QuietAL(self.dim)  # what cfun.al would build, minus the loggers
+        return cfun
 
     # ----- ask / tell / stop ---------------------------------------------------------
     @property
@@ -278,7 +369,25 @@ class CMAES(BaseOptimizer):
         self.state.asked = x if self._lossy else None
         return x
 
-    def _tell(self, x: np.ndarray, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
+    def _check_tell(self, n: int, constraints: Array | None) -> None:
+        """Besides the base's checks: a run told constraints must keep being told the
+        same number of them, and a run told none must not start (see the class
+        docstring: the augmented Lagrangian's state depends on it)."""
+        m = _constraint_count(constraints)
+        if constraints is not None and m == 0:
+            raise ValueError("constraints have shape (n, 0), no value per candidate; pass "
+                             "constraints=None for an unconstrained run")
+        told = self.state.constraints
+        if told is not None and m is not None and m != told:
+            raise ValueError(
+                "this CMA-ES run was told " + (f"{told} constraint value(s) per candidate"
+                                               if told else "no constraints")
+                + ", now " + (f"{m}" if m else "none") + "; a run is constrained (with a "
+                "fixed number m of constraints) or not from its first tell, as its "
+                "augmented Lagrangian state depends on it; start a new optimizer instead")
+
+    def _tell(self, x: np.ndarray, fitness: np.ndarray, *, constraints: Array | None = None,
+              **extra: Any) -> dict[str, float]:
         st = self.state
         if st.asked is not None:  # hand pycma its own float64 samples, not their rounding
             if x.shape == st.asked.shape and np.array_equal(
@@ -286,12 +395,44 @@ class CMAES(BaseOptimizer):
                 x = st.asked
             st.asked = None
         es = st.es
-        self._call(es.tell, x, fitness)
+        metrics: dict[str, float] = {}
+        if constraints is None:
+            st.constraints = 0
+            self._call(es.tell, x, fitness)
+        else:
+            if st.al is None:
+                st.constraints, st.al = _constraint_count(constraints), self._new_al()
+                if "tolstagnation" not in self.options:
+                    es.opts["tolstagnation"] = 0  # as cma.fmin_con2
+            values = self._al_values(x, fitness, constraints)
+            self._call(es.tell, x, values)
+            cfun = st.al
+            cfun.update(es)  # pycma's loop (ConstrainedFitnessAL.find_feasible): tell, update
+            if cfun.finding_feasible:
+                cfun._reset_arrays()
+            al = cfun.al
+            metrics = {"al_lambda": 0.0 if al.lam is None else float(np.max(al.lam)),
+                       "al_mu": 0.0 if al.mu is None else float(np.max(al.mu)),
+                       "feasible_found": float(cfun.best_feas.x is not None)}
         es.stop()  # evaluated once per generation: some criteria count generations
         scaling = es.sigma_vec.scaling  # a vector for sep-CMA, else usually the scalar 1
         d = es.D if np.ndim(scaling) == 0 else es.D * scaling
         return {"sigma": es.sigma, "restarts": st.runs.run, "popsize": self.popsize,
-                "condition": (d.max() / d.min()) ** 2}
+                "condition": (d.max() / d.min()) ** 2, **metrics}
+
+    def _al_values(self, x: np.ndarray, fitness: np.ndarray, constraints: Array) -> np.ndarray:
+        """pycma's augmented-Lagrangian fitness of each told (f_i, g_i)."""
+        if isinstance(constraints, torch.Tensor):
+            constraints = constraints.detach().cpu().to(torch.float64).numpy()
+        g = np.asarray(constraints, dtype=np.float64).reshape(len(fitness), -1)
+        usable = np.isfinite(g).all(axis=1)
+        values = np.full(len(fitness), np.nan)
+        cfun, row = self.state.al, self._al_row
+        for i in np.flatnonzero(usable):
+            row[0], row[1] = float(fitness[i]), g[i].copy()
+            values[i] = cfun(x[i].copy())  # the copy: pycma keeps x in its best solutions
+        row[0], row[1] = 0.0, None
+        return rank_safe_fitness(values)
 
     def _call(self, fn: Any, *args: Any) -> Any:
         """Run a pycma method; with a legacy stand-in, swap it for the global np.random.
@@ -347,7 +488,7 @@ class CMAES(BaseOptimizer):
             runs.regime = "small"
         runs.run += 1
         runs.run_start = int(st.es.countevals)
-        st.es = self._new_es(x0, sigma, popsize, runs.run_start)
+        st.es = self._new_es(x0, sigma, popsize, runs.run_start, constrained=st.al is not None)
         if maxiter is not None:
             st.es.opts["maxiter"] = min(st.es.opts["maxiter"], maxiter)
         st.asked = None
@@ -363,12 +504,15 @@ class CMAES(BaseOptimizer):
                       "has_gauss": int(has_gauss), "gauss": float(gauss)}
         return {"es": snapshot(st.es, skip=_SKIP, extra_classes=(_QuietTPA,)),
                 "runs": to_plain(st.runs), "popsize": self.popsize, "legacy_rng": legacy,
-                "asked": None if st.asked is None else to_plain(st.asked)}
+                "asked": None if st.asked is None else to_plain(st.asked),
+                "constraints": st.constraints,
+                "al": None if st.al is None else snapshot(st.al, extra_classes=(_QuietAL,))}
 
     def _state_from_plain(self, plain: Any) -> None:
         keys = {"es", "runs", "popsize", "legacy_rng", "asked"}
-        if not isinstance(plain, Mapping) or set(plain) != keys:
-            raise ValueError(f"not a CMAES state: expected keys {sorted(keys)}")
+        added = {"constraints", "al"}  # back-filled with None for earlier checkpoints
+        if not isinstance(plain, Mapping) or not keys <= set(plain) <= keys | added:
+            raise ValueError(f"not a CMAES state: expected keys {sorted(keys | added)}")
         try:
             self._load_plain(plain)
         except (KeyError, IndexError, TypeError, AttributeError) as err:
@@ -389,9 +533,16 @@ class CMAES(BaseOptimizer):
             legacy = np.random.RandomState()
             legacy.set_state(("MT19937", np.asarray(g["key"], dtype=np.int64).astype(np.uint32),
                               int(g["pos"]), int(g["has_gauss"]), float(g["gauss"])))
+        told, al = plain.get("constraints"), plain.get("al")
+        if not ((al is None and told in (None, 0)) or (
+                al is not None and type(told) is int and told > 0)):
+            raise ValueError("corrupted CMAES state: constraints and al disagree")
+        if al is not None:
+            al = restore(al, self._new_al(), extra_classes=(_QuietAL,))
         asked = plain["asked"]
         self.state = CMAState(es=es, runs=runs, legacy=legacy,
-                              asked=None if asked is None else from_plain(np.zeros(0), asked))
+                              asked=None if asked is None else from_plain(np.zeros(0), asked),
+                              constraints=told, al=al)
         self.popsize = int(plain["popsize"])
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -443,6 +594,18 @@ class BIPOPCMAES(CMAES):
 
 
 # ----- validation helpers ---------------------------------------------------------------
+def _constraint_count(constraints: Any) -> int | None:
+    """m for ``(n,)`` / ``(n, m)`` constraint values, 0 for None, else None (the base's
+    shape check then names the problem)."""
+    if constraints is None:
+        return 0
+    try:
+        shape = np.shape(constraints)
+    except ValueError:  # ragged
+        return None
+    return 1 if len(shape) == 1 else int(shape[1]) if len(shape) == 2 else None
+
+
 def _check_indices(indices: Sequence[int]) -> tuple[int, ...]:
     if isinstance(indices, (str, bytes)) or not isinstance(indices, (Sequence, np.ndarray)):
         raise ValueError(f"integer_variables must be a sequence of indices, got {indices!r}")

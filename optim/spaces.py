@@ -84,9 +84,13 @@ class Space(ABC):
     def initial(self) -> np.ndarray:
         """A deterministic starting encoding: the middle of the encoded box."""
         lower, upper = self.bounds()
-        middle = np.where(np.isfinite(lower) & np.isfinite(upper), (lower + upper) / 2, 0.0)
-        middle = np.where(np.isfinite(lower) & ~np.isfinite(upper), lower, middle)
-        return np.where(~np.isfinite(lower) & np.isfinite(upper), upper, middle)
+        low_ok, high_ok = np.isfinite(lower), np.isfinite(upper)
+        both = low_ok & high_ok
+        middle = np.zeros(self.size)
+        middle[both] = (lower[both] + upper[both]) / 2
+        middle[low_ok & ~high_ok] = lower[low_ok & ~high_ok]
+        middle[high_ok & ~low_ok] = upper[high_ok & ~low_ok]
+        return middle
 
 
 def _as_vector(encoded: Any, size: int, what: str) -> np.ndarray:

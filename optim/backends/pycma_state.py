@@ -12,7 +12,10 @@ k}``), so objects referenced twice (``es.B is es.sm.B``), cycles
 (``es.integer_centering.params["es"] is es``) and array views
 (``es.dC`` is a read-only view of ``es.sm.C``'s diagonal) come back shared as
 they were. A pycma object is stored as its class's qualified name plus its
-``__dict__`` (plus its items for ``dict``/``list`` subclasses); on restore only
+``__dict__`` (plus its items for ``dict``/``list``/``collections.deque``
+subclasses, and a deque's ``maxlen``); ``collections.deque`` and
+``collections.defaultdict`` (whose ``default_factory`` is code, see below) are
+containers like ``list`` and ``dict``. On restore only
 classes of the ``cma`` package (or ones the caller lists) are instantiated,
 with ``cls.__new__(cls)`` — no ``__init__``, ``__setstate__`` or other code
 named by the data runs. Code is never stored: functions, classes and callables
@@ -35,6 +38,7 @@ root are not stored; they keep the fresh instance's value.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import sys
 import types
@@ -135,6 +139,12 @@ class _Encoder:
                     "items": [self.value(x, (*path, ("i", j))) for j, x in enumerate(items)]}
         if kind is dict:
             return self._dict(v.items(), path)
+        if kind is collections.deque:
+            return {"t": "deque", "maxlen": v.maxlen,
+                    "items": [self.value(x, (*path, ("i", j))) for j, x in enumerate(v)]}
+        if kind is collections.defaultdict:  # the factory is code: from the fresh instance
+            factory = self.value(v.default_factory, (*path, ("f", "default_factory")))
+            return {**self._dict(v.items(), path), "t": "defaultdict", "factory": factory}
         if kind is range:
             return {"t": "range", "args": [v.start, v.stop, v.step]}
         if kind is bytes:
@@ -160,8 +170,8 @@ class _Encoder:
 
     def _object(self, v: Any, path: tuple) -> dict[str, Any]:
         kind = type(v)
-        bases = {b for b in kind.__mro__ if b.__module__ == "builtins"} - {object}
-        if not hasattr(v, "__dict__") or bases - {dict, list}:
+        bases = {b for b in kind.__mro__ if b.__module__ in ("builtins", "collections")}
+        if not hasattr(v, "__dict__") or bases - {object, dict, list, collections.deque}:
             raise TypeError(f"cannot snapshot {kind.__qualname__} at {_fmt(path)}: "
                             "no __dict__ or an unsupported builtin base")
         attrs = {name: self.value(x, (*path, ("a", name)))
@@ -172,6 +182,9 @@ class _Encoder:
             node["dict"] = self._dict(list(dict.items(v)), path)
         if isinstance(v, list):
             node["list"] = [self.value(x, (*path, ("i", j))) for j, x in enumerate(v)]
+        if isinstance(v, collections.deque):  # e.g. cma.constraints_handler.DequeCDF
+            node["deque"] = {"maxlen": v.maxlen, "items": [
+                self.value(x, (*path, ("i", j))) for j, x in enumerate(v)]}
         return node
 
     def _link_views(self) -> None:
@@ -209,7 +222,8 @@ def _array_node(a: np.ndarray, path: tuple) -> dict[str, Any]:
 def _fmt(path: tuple) -> str:
     out = "es"
     for step in path:
-        out += "[?]" if step is None else (f".{step[1]}" if step[0] == "a" else f"[{step[1]!r}]")
+        out += "[?]" if step is None else (
+            f".{step[1]}" if step[0] in ("a", "f") else f"[{step[1]!r}]")
     return out
 
 
@@ -279,6 +293,15 @@ class _Decoder:
         elif t == "dict":
             obj = self.objs[i] = {}
             self._fill_dict(obj, n)
+        elif t == "deque":
+            obj = self.objs[i] = collections.deque(maxlen=_maxlen(n["maxlen"]))
+            obj.extend(self.value(x) for x in n["items"])
+        elif t == "defaultdict":
+            factory = self.value(n["factory"])
+            if factory is not None and not callable(factory):
+                raise ValueError("corrupted pycma snapshot: default_factory is not callable")
+            obj = self.objs[i] = collections.defaultdict(factory)
+            self._fill_dict(obj, n)
         elif t in ("tuple", "set", "frozenset"):
             self.objs[i] = _BUSY
             obj = {"tuple": tuple, "set": set, "frozenset": frozenset}[t](
@@ -316,6 +339,11 @@ class _Decoder:
             self._fill_dict(obj, n["dict"])
         if "list" in n:
             list.extend(obj, [self.value(x) for x in n["list"]])
+        if "deque" in n:
+            if not isinstance(obj, collections.deque):
+                raise ValueError(f"corrupted pycma snapshot: {n['qualname']} is not a deque")
+            collections.deque.__init__(obj, [self.value(x) for x in n["deque"]["items"]],
+                                       _maxlen(n["deque"]["maxlen"]))
         vars(obj).update({str(k): self.value(x) for k, x in n["attrs"].items()})
         self.created.append(obj)
         return obj
@@ -351,6 +379,10 @@ class _Decoder:
                     obj = (self.fresh_attrs if depth == 0 else vars(obj))[key]
                 elif kind == "k":
                     obj = dict.__getitem__(obj, key) if isinstance(obj, dict) else obj[key]
+                elif kind == "f":
+                    if not isinstance(obj, collections.defaultdict):
+                        raise TypeError("not a defaultdict")
+                    obj = obj.default_factory
                 else:
                     obj = obj[int(key)]
             except (KeyError, IndexError, TypeError):
@@ -359,6 +391,12 @@ class _Decoder:
                     "constructed instance lacks; construct the optimizer with the same "
                     "arguments") from None
         return obj
+
+
+def _maxlen(value: Any) -> int | None:
+    if value is None or (type(value) is int and value >= 0):
+        return value
+    raise ValueError(f"corrupted pycma snapshot: bad deque maxlen {value!r}")
 
 
 def _decode_array(n: Mapping[str, Any]) -> np.ndarray:
