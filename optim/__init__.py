@@ -16,8 +16,10 @@ from .cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
 from .es import PGPE, OpenAIES
 from .minimize import evaluate, load_checkpoint, minimize, save_checkpoint
 from .nes import SNES, XNES
+from .reinforce import REINFORCE
 
-for _cls in (CMAES, SepCMAES, IPOPCMAES, BIPOPCMAES, OpenAIES, SNES, XNES, PGPE, CEM):
+for _cls in (CMAES, SepCMAES, IPOPCMAES, BIPOPCMAES, OpenAIES, SNES, XNES, PGPE, CEM,
+             REINFORCE):
     registry.register(_cls)
 del _cls
 
@@ -27,6 +29,7 @@ __all__ = [
     "CMAES",
     "IPOPCMAES",
     "PGPE",
+    "REINFORCE",
     "SNES",
     "XNES",
     "BaseOptimizer",

@@ -53,10 +53,16 @@ from abc import ABC, abstractmethod
 import torch
 
 __all__ = [
+    "Bernoulli",
+    "Categorical",
     "FullGaussian",
     "IsotropicGaussian",
+    "LogStdGaussian",
+    "PlackettLuce",
+    "ProductDistribution",
     "SearchDistribution",
     "SeparableGaussian",
+    "distribution_for",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -363,3 +369,6 @@ class FullGaussian(SearchDistribution):
         eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
         g_m = (z * w[:, None]).T @ z - w.sum() * eye  # Eq. (6)
         return {"mean": self.scale @ g_delta, "log_cov": g_m, "noise_mean": g_delta}  # Eq. (5)
+
+from .discrete_distributions import Bernoulli, Categorical, PlackettLuce  # noqa: E402
+from .product_distribution import LogStdGaussian, ProductDistribution, distribution_for  # noqa: E402

@@ -1,0 +1,310 @@
+"""REINFORCE: score-function gradient descent on a search distribution over any space.
+
+The search distribution ``p_theta`` is a :class:`~optim.product_distribution.
+ProductDistribution` over the leaves of the space (Bernoulli bits, categorical
+choices and integers, Plackett-Luce permutations, Gaussians with learnable mean and
+log-std for reals); a plain real ``x0`` gives a diagonal Gaussian around ``x0``.
+REINFORCE (Williams 1992) follows the gradient of the expected loss
+
+    grad_theta E[f(x)] = E[(f(x) - b) grad_theta log p_theta(x)]                 # Eq. (1)
+
+for any baseline ``b`` that does not depend on ``x``, estimated from ``n`` samples by
+
+    none:           g = (1/n) sum_i f_i grad log p(x_i)                         # Eq. (2)
+    moving-average: g = (1/n) sum_i (f_i - b_t) grad log p(x_i),
+                    b_{t+1} = beta b_t + (1 - beta) mean_i f_i, used with
+                    Adam's bias correction b_t / (1 - beta^t) (none at t = 0)    # Eq. (3)
+    rloo:           g = (1/n) sum_i (f_i - (1/(n-1)) sum_{j != i} f_j) grad log p(x_i)
+                      = (1/(n-1)) sum_i (f_i - mean_j f_j) grad log p(x_i)       # Eq. (4)
+
+RLOO (Kool, van Hoof & Welling 2019) is unbiased because each sample's baseline
+uses only the other, independent samples. An entropy bonus ``beta_H`` (Williams &
+Peng 1991) keeps the distribution from collapsing early; the objective becomes
+``E[f] - beta_H H(p_theta)``:
+
+    g <- g - beta_H grad_theta H(p_theta)                                       # Eq. (5)
+    theta <- theta + step(g)    (Adam or SGD of :mod:`optim.steps`)             # Eq. (6)
+
+``f`` are the raw losses by default (``shaping=None``); with a method of
+:mod:`optim.shaping` they are replaced by ``-u``, the negated utilities.
+
+Sources:
+    - R. J. Williams, "Simple statistical gradient-following algorithms for
+      connectionist reinforcement learning", Machine Learning 8:229-256, 1992.
+    - R. J. Williams, J. Peng, "Function optimization using connectionist
+      reinforcement learning algorithms", Connection Science 3(3):241-268, 1991.
+    - W. Kool, H. van Hoof, M. Welling, "Buy 4 REINFORCE samples, get a baseline
+      for free!", ICLR 2019 Deep RL Meets Structured Prediction workshop.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from optim.base import Array, BaseOptimizer
+from optim.discrete_distributions import EXACT_ENTROPY_GRAD_MAX_N, PlackettLuce
+from optim.distributions import SearchDistribution
+from optim.es import check_real
+from optim.product_distribution import ProductDistribution, distribution_for
+from optim.shaping import check_method
+from optim.shaping import shape as shape_fitness
+from optim.spaces import KINDS, Real, Space
+from optim.steps import AdamState, SGDState, make_step
+
+__all__ = ["BASELINES", "REINFORCE", "REINFORCEState", "score_function_gradient"]
+
+BASELINES = ("none", "moving-average", "rloo")
+
+
+def score_function_gradient(
+    distribution: SearchDistribution,
+    samples: torch.Tensor,
+    losses: Array,
+    baseline: str | float = "rloo",
+    entropy_bonus: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """Estimate the gradient of ``E[loss] - entropy_bonus * H`` w.r.t. each parameter.
+
+    Args:
+        distribution: the distribution the samples were drawn from.
+        samples: ``(n, dim)`` samples (as ``distribution.sample`` returned them).
+        losses: ``(n,)`` finite losses (lower is better), numpy or torch.
+        baseline: ``"none"`` (Eq. 2), ``"rloo"`` (Eq. 4, needs n >= 2), or a number
+            ``b`` fixed before seeing these samples, e.g. a moving average (Eq. 3).
+        entropy_bonus: coefficient ``beta_H >= 0`` of Eq. (5); needs a distribution
+            with ``entropy_grad`` (those of :mod:`optim.discrete_distributions`
+            and :mod:`optim.product_distribution`).
+
+    Returns:
+        ``{name: gradient}`` shaped like ``distribution.parameters()``: a descent
+        direction for a step of :mod:`optim.steps`.
+
+    Example:
+        >>> import torch
+        >>> from optim.discrete_distributions import Bernoulli
+        >>> dist = Bernoulli(torch.zeros(3))
+        >>> x = dist.sample(64, torch.Generator().manual_seed(0))
+        >>> g = score_function_gradient(dist, x, -x.sum(1))  # loss: minus the ones
+        >>> bool((g["logits"] < 0).all())  # raising the logits lowers the loss
+        True
+    """
+    params = distribution.parameters()
+    like = next(iter(params.values()))
+    n = samples.shape[0]
+    if hasattr(losses, "detach"):
+        losses = losses.detach()
+    f = torch.as_tensor(np.asarray(losses, dtype=np.float64) if not isinstance(
+        losses, torch.Tensor) else losses).to(dtype=like.dtype, device=like.device)
+    if f.shape != (n,):
+        raise ValueError(f"losses must have shape ({n},), one per sample, got {tuple(f.shape)}")
+    if not bool(torch.isfinite(f).all()):
+        raise ValueError("losses contain NaN or inf; replace them before estimating")
+    if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):
+        if not math.isfinite(baseline):
+            raise ValueError(f"a numeric baseline must be finite, got {baseline!r}")
+        w = (f - float(baseline)) / n  # Eqs. (1), (3)
+    elif baseline == "none":
+        w = f / n  # Eq. (2)
+    elif baseline == "rloo":
+        if n < 2:
+            raise ValueError(f"baseline='rloo' needs at least 2 samples, got {n}")
+        w = (f - f.mean()) / (n - 1)  # Eq. (4)
+    else:
+        raise ValueError(f"baseline must be 'none', 'rloo' or a number, got {baseline!r}")
+    grads = distribution.grad(samples, w)
+    bonus = check_real("entropy_bonus", entropy_bonus, low=0.0)
+    if bonus:
+        if not hasattr(distribution, "entropy_grad"):
+            raise ValueError(f"entropy_bonus needs a distribution with entropy_grad(); "
+                             f"{type(distribution).__name__} has none")
+        entropy_grads = distribution.entropy_grad(samples)
+        grads = {k: g - bonus * entropy_grads[k] for k, g in grads.items()}  # Eq. (5)
+    return grads
+
+
+@dataclass
+class REINFORCEState:
+    params: dict[str, torch.Tensor]
+    steps: dict[str, AdamState | SGDState]
+    baseline: float = 0.0  # exponential moving average of the mean loss, Eq. (3)
+    baseline_steps: int = 0
+
+
+class REINFORCE(BaseOptimizer):
+    """REINFORCE (Williams 1992) with RLOO / moving-average baselines and an entropy bonus.
+
+    Learns every parameter of the search distribution (logits, Plackett-Luce
+    scores, Gaussian mean and log-std) with Adam or SGD on the score-function
+    gradient of :func:`score_function_gradient`. :meth:`recommend` is the mode
+    of the distribution (argmax logits, mean, permutation sorted by score);
+    :attr:`best_x` stays the best candidate evaluated.
+
+    :meth:`stop` reports ``collapsed`` once sampling is deterministic: every
+    discrete leaf gives its mode probability >= 1 - 1e-12 and every Gaussian
+    stdev is <= 1e-12 * max(1, |mean|) (and ``nonfinite_state`` on NaN/inf).
+    :meth:`tell` adds the metrics ``grad_norm``, ``entropy`` (left out with
+    Plackett-Luce leaves of more than 6 items, where it costs n! or sampling),
+    ``sigma`` (mean Gaussian stdev, with real coordinates) and ``baseline``.
+
+    Args:
+        x0: a :class:`~optim.spaces.Space` (any of its five leaf kinds), or a real
+            ``(dim,)`` vector: the mean of a Gaussian over R^dim.
+        sigma0: initial standard deviation of the Gaussian (Real) coordinates.
+        popsize: samples per generation (default ``4 + 3 ln d``; >= 2 for rloo).
+        seed: seed of the generator.
+        bounds: for a vector ``x0``: candidates are clipped into the box and the
+            Gaussian is censored there (exact log-probabilities of clipped samples).
+        lr: step size of the parameter update, Eq. (6).
+        optimizer: ``"adam"`` or ``"sgd"`` (:mod:`optim.steps`).
+        betas: Adam's ``(beta1, beta2)``.
+        momentum: SGD momentum in [0, 1) (``optimizer="sgd"`` only).
+        baseline: ``"rloo"`` (default), ``"moving-average"`` or ``"none"``.
+        baseline_decay: ``beta`` of the moving average, in [0, 1).
+        entropy_bonus: ``beta_H >= 0``, Eq. (5).
+        shaping: None (raw losses) or a method of :mod:`optim.shaping`.
+
+    Example:
+        >>> import numpy as np
+        >>> from optim.reinforce import REINFORCE
+        >>> from optim.spaces import Binary
+        >>> opt = REINFORCE(Binary(20), popsize=16, lr=0.2, seed=0)
+        >>> for _ in range(60):
+        ...     x = opt.ask()
+        ...     _ = opt.tell(x, -x.sum(axis=1))  # OneMax: maximize the ones
+        >>> int(opt.recommend().sum())
+        20
+    """
+
+    name = "reinforce"
+    backend = "torch"
+    supported_spaces = frozenset(KINDS)
+    collapse_tol = 1e-12
+    _view: ProductDistribution | None = None
+
+    def __init__(
+        self,
+        x0: Array | Space,
+        sigma0: float = 1.0,
+        popsize: int | None = None,
+        seed: int | None = None,
+        bounds: tuple[Any, Any] | None = None,
+        *,
+        lr: float = 0.1,
+        optimizer: str = "adam",
+        betas: tuple[float, float] = (0.9, 0.999),
+        momentum: float = 0.0,
+        baseline: str = "rloo",
+        baseline_decay: float = 0.9,
+        entropy_bonus: float = 0.0,
+        shaping: str | None = None,
+    ) -> None:
+        if optimizer == "adam":
+            if momentum != 0.0:
+                raise ValueError(f"momentum applies to optimizer='sgd' only, got {momentum!r}")
+            self.step = make_step("adam", lr=lr, betas=betas)
+        elif optimizer == "sgd":
+            if betas != (0.9, 0.999):
+                raise ValueError(f"betas apply to optimizer='adam' only, got {betas!r}")
+            self.step = make_step("sgd", lr=lr, momentum=momentum)
+        else:
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        self.optimizer, self.lr = optimizer, self.step.lr
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+        self.baseline = baseline
+        self.baseline_decay = check_real("baseline_decay", baseline_decay, low=0.0, high=1.0,
+                                         high_open=True)
+        self.entropy_bonus = check_real("entropy_bonus", entropy_bonus, low=0.0)
+        self.shaping = None if shaping is None else check_method(shaping)
+        if baseline == "rloo" and isinstance(popsize, numbers.Integral) and not isinstance(
+                popsize, bool) and 0 < popsize < 2:
+            raise ValueError(f"popsize must be at least 2 with baseline='rloo', got {popsize!r}")
+        super().__init__(x0, sigma0, popsize, seed, bounds)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), **self.step.config(), "optimizer": self.optimizer,
+                "baseline": self.baseline, "baseline_decay": self.baseline_decay,
+                "entropy_bonus": self.entropy_bonus, "shaping": self.shaping,
+                "space": repr(self.space)}
+
+    # ----- the distribution -------------------------------------------------------
+    def _init_state(self, x0: torch.Tensor) -> REINFORCEState:
+        self._search_space = self.space if self.space is not None else Real(size=self.dim)
+        self._search_bounds = self.bounds
+        dist = distribution_for(self._search_space, mean=x0, sigma0=self.sigma0,
+                                bounds=self.bounds, dtype=x0.dtype, device=x0.device)
+        params = dist.parameters()
+        return REINFORCEState(params=params,
+                              steps={k: self.step.init(v) for k, v in params.items()})
+
+    @property
+    def distribution(self) -> ProductDistribution:
+        """The current search distribution (a view over the state's parameters)."""
+        params, cached = self.state.params, self._view
+        if cached is None or cached.params.keys() != params.keys() or any(
+                cached.params[k] is not v for k, v in params.items()):  # e.g. after loading
+            cached = self._view = ProductDistribution(self._search_space, params,
+                                                      self._search_bounds)
+        return cached
+
+    def _state_from_plain(self, plain: Any) -> None:
+        before = {k: v.shape for k, v in self.state.params.items()}
+        super()._state_from_plain(plain)
+        after = {k: v.shape for k, v in self.state.params.items()}
+        if before != after or set(self.state.steps) != set(before):
+            raise ValueError(f"state dict holds parameters {after}, this optimizer {before}")
+
+    # ----- ask / tell -----------------------------------------------------------
+    def _check_tell(self, n: int, constraints: Array | None) -> None:
+        if self.baseline == "rloo" and n < 2:
+            raise ValueError("baseline='rloo' needs at least 2 candidates per tell; "
+                             "use baseline='moving-average' to tell one at a time")
+
+    def _ask(self, n: int) -> torch.Tensor:
+        return self.distribution.sample(n, self._rng)
+
+    def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
+        st = self.state
+        losses = fitness if self.shaping is None else -shape_fitness(fitness, self.shaping)
+        baseline: str | float = self.baseline
+        if self.baseline == "moving-average":  # Eq. (3): from earlier batches only
+            baseline = "none" if st.baseline_steps == 0 else (
+                st.baseline / (1 - self.baseline_decay ** st.baseline_steps))
+        dist = self.distribution
+        grads = score_function_gradient(dist, x, losses, baseline, self.entropy_bonus)
+        for key, g in grads.items():
+            st.params[key].add_(self.step.update(g, st.steps[key]))  # Eq. (6), in place
+        metrics = {"grad_norm": math.sqrt(sum(float(g.square().sum()) for g in grads.values()))}
+        if self.baseline == "moving-average":
+            metrics["baseline"] = baseline if isinstance(baseline, float) else math.nan
+            st.baseline = self.baseline_decay * st.baseline + (
+                1 - self.baseline_decay) * float(np.mean(losses))
+            st.baseline_steps += 1
+        if all(not isinstance(d, PlackettLuce) or d.dim <= EXACT_ENTROPY_GRAD_MAX_N
+               for _, d, _, _ in dist.leaves):  # else the entropy costs n! or sampling
+            metrics["entropy"] = float(dist.entropy())
+        _, stdev = dist.gaussians()
+        if stdev.numel():
+            metrics["sigma"] = float(stdev.mean())
+        return metrics
+
+    def _recommend(self) -> torch.Tensor:
+        return self.distribution.mode()
+
+    def _stop(self) -> dict[str, Any]:
+        if not all(bool(torch.isfinite(v).all()) for v in self.state.params.values()):
+            return {"nonfinite_state": True}
+        dist = self.distribution
+        worst = min(dist.mode_log_probs().values(), default=0.0)
+        mean, stdev = dist.gaussians()
+        if worst >= -self.collapse_tol and bool(
+                (stdev <= self.collapse_tol * mean.abs().clamp_min(1.0)).all()):
+            return {"collapsed": {"mode_prob": math.exp(worst),
+                                  "max_stdev": float(stdev.max()) if stdev.numel() else 0.0}}
+        return {}
