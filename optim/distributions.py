@@ -9,7 +9,9 @@ and, for natural evolution strategies, precondition it with the inverse Fisher
 matrix. A distribution here is a light view over parameter tensors that the
 optimizer keeps in its own state dataclass; it never owns or mutates them. The
 :class:`SearchDistribution` ABC is the interface the Gaussians below share with
-the discrete distributions (Bernoulli, Categorical, Plackett-Luce) to come.
+the discrete distributions (Bernoulli, Categorical, Plackett-Luce in
+:mod:`optim.discrete_distributions`; products over mixed spaces in
+:mod:`optim.product_distribution`).
 
 Gaussians ``N(m, A A^T)`` are written with standard noise ``z = A^{-1} (x - m)``:
 
