@@ -8,10 +8,12 @@ sums one separable distance per part to a seeded target ``t``:
         + sum_i [b_i != t^b_i]                                          # Eq. (1)
 
 so every kind of variable matters, the optimum (f = 0) is known and every part
-rewards partial progress. It is the kind of space a hybrid model's structure lives
-in (a learning rate, a width, an op, a mask), in the spirit of the mixed-integer
-benchmarks of Tušar et al. 2019 ("Mixed-integer benchmark problems for single- and
-bi-objective optimization", bbob-mixint), simplified to a separable sum.
+rewards partial progress. ``reals=False`` drops the real part (a purely discrete
+mixed space, for optimizers of discrete spaces only). It is the kind of space a
+hybrid model's structure lives in (a learning rate, a width, an op, a mask), in
+the spirit of the mixed-integer benchmarks of Tušar et al. 2019 ("Mixed-integer
+benchmark problems for single- and bi-objective optimization", bbob-mixint),
+simplified to a separable sum.
 
 Example:
     >>> import numpy as np
@@ -41,11 +43,12 @@ class MixedSphere(DiscreteProblem):
 
     name = "mixed-sphere"
 
-    def __init__(self, n: int, instance: int = 0) -> None:
+    def __init__(self, n: int, instance: int = 0, reals: bool = True) -> None:
         n = check_int("n", n, 1)
-        space = Product(x=Real(-5.0, 5.0, size=n), k=Integer(-10, 10, size=n),
+        parts = {"x": Real(-5.0, 5.0, size=n)} if reals else {}
+        space = Product(**parts, k=Integer(-10, 10, size=n),
                         c=Categorical(list(CATEGORIES), size=n), bits=Binary(n))
-        self.n = n
+        self.n, self.reals = n, bool(reals)
         super().__init__(space, instance)
         rng = instance_rng(self.name, n, instance)
         target = {
@@ -54,6 +57,8 @@ class MixedSphere(DiscreteProblem):
             "c": [CATEGORIES[i] for i in (rng.integers(0, 5, n) if instance else [0] * n)],
             "bits": rng.integers(0, 2, n).astype(bool) if instance else np.ones(n, bool),
         }
+        if not reals:
+            del target["x"]
         self.target = target
         self.x_opt = space.encode(target)
         self.f_opt = 0.0
@@ -61,9 +66,10 @@ class MixedSphere(DiscreteProblem):
         self._slices = {name: part for name, _, part in space.leaves()}
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
-        discrete = torch.round(x[:, self.n:])
-        low = torch.as_tensor(self.lower[self.n:], dtype=x.dtype, device=x.device)
-        high = torch.as_tensor(self.upper[self.n:], dtype=x.dtype, device=x.device)
+        start = self.n if self.reals else 0  # the discrete entries follow the reals
+        discrete = torch.round(x[:, start:])
+        low = torch.as_tensor(self.lower[start:], dtype=x.dtype, device=x.device)
+        high = torch.as_tensor(self.upper[start:], dtype=x.dtype, device=x.device)
         if not bool(((discrete >= low) & (discrete <= high)).all()):  # NaN fails too
             raise ValueError(
                 f"{self.name}: integer, category or bit entries outside the space "
@@ -72,7 +78,7 @@ class MixedSphere(DiscreteProblem):
         target = self._target.to(dtype=x.dtype, device=x.device)
         diff = x - target
         parts = self._slices
-        real = (diff[:, parts["x"]] ** 2).sum(dim=1)
+        real = (diff[:, parts["x"]] ** 2).sum(dim=1) if self.reals else 0.0
         integer = torch.round(diff[:, parts["k"]]).abs().sum(dim=1)
         categorical = (torch.round(diff[:, parts["c"]]) != 0).sum(dim=1)
         bits = (torch.round(diff[:, parts["bits"]]) != 0).sum(dim=1)
