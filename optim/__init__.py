@@ -13,13 +13,15 @@ from . import registry
 from .base import BaseOptimizer, Optimizer, Result
 from .cem import CEM
 from .cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
+from .compact_ga import CompactGA
 from .es import PGPE, OpenAIES
+from .ga import GeneticAlgorithm, OnePlusLambdaEA
 from .minimize import evaluate, load_checkpoint, minimize, save_checkpoint
 from .nes import SNES, XNES
 from .reinforce import REINFORCE
 
 for _cls in (CMAES, SepCMAES, IPOPCMAES, BIPOPCMAES, OpenAIES, SNES, XNES, PGPE, CEM,
-             REINFORCE):
+             REINFORCE, GeneticAlgorithm, OnePlusLambdaEA, CompactGA):
     registry.register(_cls)
 del _cls
 
@@ -33,6 +35,9 @@ __all__ = [
     "SNES",
     "XNES",
     "BaseOptimizer",
+    "CompactGA",
+    "GeneticAlgorithm",
+    "OnePlusLambdaEA",
     "OpenAIES",
     "Optimizer",
     "Result",

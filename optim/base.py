@@ -368,6 +368,10 @@ class BaseOptimizer(ABC):
         }
         if violation is not None:
             metrics["feasible"] = float(np.count_nonzero(violation == 0))
+        # Elitist optimizers compare across batches: they need the told values, not ranks.
+        extra["raw_fitness"] = f if n_bad == 0 else np.where(finite, f, np.inf)
+        extra["violation"] = (np.zeros(n) if violation is None else violation) if n_bad == 0 \
+            else np.where(finite, 0.0 if violation is None else violation, np.inf)
         for key, value in (self._tell(x, ranked, **extra) or {}).items():
             metrics[key] = float(value)
         return metrics
@@ -539,7 +543,13 @@ class BaseOptimizer(ABC):
     @abstractmethod
     def _tell(self, x: Array, fitness: np.ndarray, **extra: Any) -> dict[str, float] | None:
         """Update from candidates and float64 fitness with non-finite values
-        already replaced by values ranked worst; return extra metrics."""
+        already replaced by values ranked worst (and, with constraints but no
+        own handling, by feasibility-first ranks); return extra metrics.
+
+        ``extra`` holds the keyword data of the tell, plus ``raw_fitness`` and
+        ``violation`` (``(n,)``; both ``inf`` for non-finite fitness): the told
+        values themselves, for optimizers that compare them across batches.
+        """
 
 
 def _median(values: np.ndarray) -> float:

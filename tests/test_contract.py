@@ -94,7 +94,7 @@ def test_tell_validates_shapes(optimizer_name):
 
 
 def test_nonfinite_fitness_ranks_worst_and_is_counted(optimizer_name):
-    opt = make(optimizer_name)
+    opt = make(optimizer_name, popsize=4)
     x = opt.ask()
     f = sphere(x)
     f[0], f[1] = np.nan, -np.inf
