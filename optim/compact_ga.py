@@ -98,6 +98,7 @@ class CompactGA(BaseOptimizer):
 
     name = "cga"
     backend: ClassVar[str] = "numpy"
+    handles_bounds: ClassVar[bool] = True  # the operators only produce encodings of the space
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"binary"})
 
     def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,

@@ -107,6 +107,7 @@ class DiscreteEvolution(BaseOptimizer):
     """
 
     backend: ClassVar[str] = "numpy"
+    handles_bounds: ClassVar[bool] = True  # the operators only produce encodings of the space
     supported_spaces: ClassVar[frozenset[str]] = DISCRETE_KINDS
     layout: Layout
 

@@ -183,6 +183,7 @@ class REINFORCE(BaseOptimizer):
 
     name = "reinforce"
     backend = "torch"
+    handles_bounds = True  # the censored Gaussian samples inside the box itself
     supported_spaces = frozenset(KINDS)
     collapse_tol = 1e-12
     _view: ProductDistribution | None = None
