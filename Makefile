@@ -21,16 +21,19 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/nondiff compare
+	OMP_NUM_THREADS=1 $(BIN)/nondiff compare
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.cmaes_overhead
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.cmaes_overhead
 	$(BIN)/python -m benchmarks.es_speed
-	$(BIN)/python -m benchmarks.quality
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.quality --preset full
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.discrete_search
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.reinforce_variance
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.mixed_space
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
