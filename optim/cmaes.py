@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -59,6 +58,16 @@ import torch
 from cma.sigma_adaptation import CMAAdaptSigmaTPA
 from cma.utilities.utils import ElapsedWCTime
 
+from .backends.pycma_options import (
+    FINAL_STOPS,
+    FIXED_OPTIONS,
+    GLOBAL_RNG_OPTIONS,
+    QuietAL,
+    QuietTPA,
+    check_indices,
+    check_options,
+    plain_options,
+)
 from .backends.pycma_state import restore, snapshot
 from .base import Array, BaseOptimizer
 from .shaping import rank_safe_fitness
@@ -68,45 +77,7 @@ __all__ = ["BIPOPCMAES", "CMAES", "IPOPCMAES", "SepCMAES"]
 
 COVARIANCES = ("full", "diagonal")
 RESTART_STRATEGIES = ("ipop", "bipop", None)
-# pycma stop reasons that end a restart sequence rather than trigger a restart (as in cma.fmin)
-_FINAL_STOPS = frozenset({"ftarget", "maxfevals", "callback"})
-_FIXED_OPTIONS = {"verbose": -9, "verb_disp": 0, "verb_log": 0, "verb_plot": 0, "verb_time": 0,
-                  "signals_filename": "", "seed": float("nan")}
-_RESERVED_OPTIONS = {
-    "bounds": "the bounds= argument", "BoundaryHandler": "the bounds= argument",
-    "popsize": "the popsize= argument", "popsize_factor": "the popsize= argument",
-    "CMA_diagonal": "covariance='diagonal'", "integer_variables": "integer_variables=",
-    "randn": "seed= (samples come from the optimizer's own numpy Generator)",
-    "seed": "seed=", "timeout": "a budget of minimize() (a wall-clock stop is not reproducible)",
-    **{k: "nothing: the wrapper never prints, plots or writes files" for k in (
-        "verbose", "verb_disp", "verb_log", "verb_plot", "verb_time", "verb_append",
-        "verb_filenameprefix", "verb_log_expensive", "verb_disp_overwrite", "signals_filename")},
-}
-# options under which pycma may draw from the global np.random; such runs swap in a private
-# legacy generator around ask/tell (integer centering draws there too, see _call)
-_GLOBAL_RNG_OPTIONS = frozenset({"CMA_mirrormethod", "CMA_sampler", "CMA_sampler_options"})
 _SKIP = frozenset({"timer", "logger"})  # wall-clock timer and (inactive) data logger
-
-
-class _QuietTPA(CMAAdaptSigmaTPA):
-    """pycma's TPA step-size adaptation (used from dimension 300 on) without its
-    debugging self-check, which draws indices from the global ``np.random`` and
-    changes nothing else."""
-
-    def check_consistency(self, es: Any) -> None:
-        return None
-
-
-class _QuietAL(cma.constraints_handler.AugmentedLagrangian):
-    """pycma's augmented Lagrangian without its data loggers: constructing them
-    creates the directory ``./outcmaes`` and records absolute paths, even when
-    logging is off afterwards. Nothing else differs (``logging = 0`` is pycma's
-    own switch; ``_init_`` is its logger setup)."""
-
-    def _init_(self) -> None:
-        self.logging = 0
-        self.logger_mu_conditions = None
-        super()._init_()  # with logging 0: an empty logger list
 
 
 @dataclasses.dataclass
@@ -251,8 +222,8 @@ class CMAES(BaseOptimizer):
         self.covariance = covariance
         self.restarts = int(restarts)
         self.restart_strategy = restart_strategy
-        self.integer_variables = _check_indices(integer_variables)
-        self.options = _check_options(options)
+        self.integer_variables = check_indices(integer_variables)
+        self.options = check_options(options)
         self.find_feasible_first = bool(find_feasible_first)
         super().__init__(x0, sigma0, popsize, seed, bounds)
 
@@ -263,7 +234,7 @@ class CMAES(BaseOptimizer):
                   "covariance": self.covariance,
                   "integer_variables": list(self.integer_variables),
                   "restarts": self.restarts, "restart_strategy": self.restart_strategy,
-                  "options": _plain_options(self.options)}
+                  "options": plain_options(self.options)}
         if not self.find_feasible_first:  # only when off: earlier checkpoints stay loadable
             config["find_feasible_first"] = False
         return config
@@ -300,16 +271,16 @@ class CMAES(BaseOptimizer):
         adapt = self.options.get("AdaptSigma", True)
         tpa = adapt is CMAAdaptSigmaTPA or (
             adapt is True and self.dim >= cma.evolution_strategy.TPA_dimension)
-        opts = {**self.options, **_FIXED_OPTIONS, "randn": randn,
+        opts = {**self.options, **FIXED_OPTIONS, "randn": randn,
                 "CMA_diagonal": self.covariance == "diagonal"}
         if tpa:
-            opts["AdaptSigma"] = _QuietTPA
+            opts["AdaptSigma"] = QuietTPA
         if self.bounds is not None:
             opts["bounds"] = [lower.tolist(), upper.tolist()]
         if self.integer_variables:
             opts["integer_variables"] = list(self.integer_variables)
         self._run_options = opts
-        guard = bool(self.integer_variables) or bool(_GLOBAL_RNG_OPTIONS & set(self.options)) \
+        guard = bool(self.integer_variables) or bool(GLOBAL_RNG_OPTIONS & set(self.options)) \
             or not (adapt is True or adapt is False or tpa
                     or adapt is cma.sigma_adaptation.CMAAdaptSigmaCSA)
         legacy = np.random.RandomState(np.random.MT19937(
@@ -335,7 +306,7 @@ class CMAES(BaseOptimizer):
         cfun = cma.ConstrainedFitnessAL(
             lambda x: row[0], lambda x: row[1], dimension=self.dim,
             find_feasible_first=self.find_feasible_first, archives=False, logging=0)
-        cfun._al = _QuietAL(self.dim)  # what cfun.al would build, minus the loggers
+        cfun._al = QuietAL(self.dim)  # what cfun.al would build, minus the loggers
         return cfun
 
     # ----- ask / tell / stop ---------------------------------------------------------
@@ -462,7 +433,7 @@ class CMAES(BaseOptimizer):
         return out
 
     def _exhausted(self, reasons: Mapping[str, Any]) -> bool:
-        return (self.state.runs.counted >= self.restarts) or bool(_FINAL_STOPS & set(reasons))
+        return (self.state.runs.counted >= self.restarts) or bool(FINAL_STOPS & set(reasons))
 
     def _restart(self, reasons: Mapping[str, Any]) -> None:
         st, runs = self.state, self.state.runs
@@ -502,11 +473,11 @@ class CMAES(BaseOptimizer):
             _, key, pos, has_gauss, gauss = st.legacy.get_state()
             legacy = {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "gauss": float(gauss)}
-        return {"es": snapshot(st.es, skip=_SKIP, extra_classes=(_QuietTPA,)),
+        return {"es": snapshot(st.es, skip=_SKIP, extra_classes=(QuietTPA,)),
                 "runs": to_plain(st.runs), "popsize": self.popsize, "legacy_rng": legacy,
                 "asked": None if st.asked is None else to_plain(st.asked),
                 "constraints": st.constraints,
-                "al": None if st.al is None else snapshot(st.al, extra_classes=(_QuietAL,))}
+                "al": None if st.al is None else snapshot(st.al, extra_classes=(QuietAL,))}
 
     def _state_from_plain(self, plain: Any) -> None:
         keys = {"es", "runs", "popsize", "legacy_rng", "asked"}
@@ -524,7 +495,7 @@ class CMAES(BaseOptimizer):
             raise ValueError("CMAES state does not match this configuration (legacy RNG)")
         rng_state = self._rng_state()
         es = self._new_es(self._x0.copy(), self.sigma0, self._popsize0, 0)  # shell to fill
-        restore(plain["es"], es, extra_classes=(_QuietTPA,))
+        restore(plain["es"], es, extra_classes=(QuietTPA,))
         self._set_rng_state(rng_state)  # building the shell must not consume randomness
         if not hasattr(es, "timer"):  # pycma times generations for display only
             es.timer = ElapsedWCTime().pause()
@@ -538,7 +509,7 @@ class CMAES(BaseOptimizer):
                 al is not None and type(told) is int and told > 0)):
             raise ValueError("corrupted CMAES state: constraints and al disagree")
         if al is not None:
-            al = restore(al, self._new_al(), extra_classes=(_QuietAL,))
+            al = restore(al, self._new_al(), extra_classes=(QuietAL,))
         asked = plain["asked"]
         self.state = CMAState(es=es, runs=runs, legacy=legacy,
                               asked=None if asked is None else from_plain(np.zeros(0), asked),
@@ -604,48 +575,3 @@ def _constraint_count(constraints: Any) -> int | None:
     except ValueError:  # ragged
         return None
     return 1 if len(shape) == 1 else int(shape[1]) if len(shape) == 2 else None
-
-
-def _check_indices(indices: Sequence[int]) -> tuple[int, ...]:
-    if isinstance(indices, (str, bytes)) or not isinstance(indices, (Sequence, np.ndarray)):
-        raise ValueError(f"integer_variables must be a sequence of indices, got {indices!r}")
-    out = []
-    for i in indices:
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
-            raise ValueError(f"integer_variables must hold non-negative integers, got {i!r}")
-        out.append(int(i))
-    if len(set(out)) != len(out):
-        raise ValueError(f"integer_variables has duplicates: {list(indices)!r}")
-    return tuple(sorted(out))
-
-
-def _check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise ValueError(f"options must be a dict of pycma options, got {type(options).__name__}")
-    known = cma.CMAOptions()
-    for key in options:
-        if not isinstance(key, str) or key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=3, cutoff=0.6)
-            close += [k for k in known if k.lower() == str(key).lower() and k not in close]
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"unknown pycma option {key!r}{hint} (see cma.CMAOptions())")
-        if key in _RESERVED_OPTIONS:
-            raise ValueError(f"pycma option {key!r} is set by CMAES; use {_RESERVED_OPTIONS[key]}")
-    return dict(options)
-
-
-def _plain_options(value: Any) -> Any:
-    """Options as comparable plain data (callables by name) for config()."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain_options(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_options(v) for v in value]
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if callable(value):
-        return f"<{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', value)}>"
-    return repr(value)

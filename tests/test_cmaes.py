@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from optim.cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES, _QuietTPA
+from optim.backends.pycma_options import QuietTPA
+from optim.cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
 
 
 def sphere(x):
@@ -225,7 +226,7 @@ def test_global_numpy_rng_is_neither_read_nor_written(make):
     before = _global_state()
     opt = make()
     if opt.dim >= 300:
-        assert isinstance(opt.es.adapt_sigma, _QuietTPA)
+        assert isinstance(opt.es.adapt_sigma, QuietTPA)
     generations = 5 if opt.dim >= 300 else 25  # TPA's self-check drew from generation 4 on
     first = trajectory(opt, rastrigin, generations)
     state = roundtrip(opt.state_dict())
