@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -63,3 +65,20 @@ def real_only(name: str) -> None:
     """Skip a contract that is about real vectors for a discrete-only optimizer."""
     if not handles_real(name):
         pytest.skip(f"{name} searches discrete spaces only")
+
+
+def roundtrip(state):
+    """A state dict through torch.save and torch.load(weights_only=True), in memory."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def assert_same(a, b):
+    """Two trajectories of (candidates, metrics, stop reasons) are identical."""
+    assert len(a) == len(b)
+    for (xa, ma, sa), (xb, mb, sb) in zip(a, b, strict=True):
+        assert np.array_equal(xa, xb)
+        assert ma == mb
+        assert sa == sb

@@ -5,7 +5,6 @@ Seeded and small: the file runs in well under a minute on two cores.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import torch
 
 from optim.backends.pycma_options import QuietTPA
 from optim.cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
+from tests.conftest import assert_same, roundtrip
 
 
 def sphere(x):
@@ -47,11 +47,6 @@ def minimize(opt, f, budget, target=-np.inf):
     return opt
 
 
-def roundtrip(state):
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 def trajectory(opt, f, generations):
@@ -65,12 +60,6 @@ def trajectory(opt, f, generations):
     return out
 
 
-def assert_same(a, b):
-    assert len(a) == len(b)
-    for (xa, ma, sa), (xb, mb, sb) in zip(a, b, strict=True):
-        assert np.array_equal(xa, xb)
-        assert ma == mb
-        assert sa == sb
 
 
 # ----- convergence ---------------------------------------------------------------------

@@ -6,8 +6,6 @@ Seeded and small: the file runs in about 15 s on two cores.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
@@ -16,6 +14,7 @@ import problems
 from optim import minimize
 from optim.cmaes import BIPOPCMAES, CMAES
 from optim.spaces import Binary
+from tests.conftest import assert_same, roundtrip
 
 # 5-D sphere with one linear constraint a.x >= b, active at the optimum:
 # min |x|^2 s.t. a.x >= b has the analytic optimum x* = b a / |a|^2, f* = b^2 / |a|^2.
@@ -48,11 +47,6 @@ def two_constraints(x):
     return np.stack([1.0 - x @ A8, x[:, 0] - 3.0], axis=1)
 
 
-def roundtrip(state):
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 def trajectory(opt, generations):
@@ -64,12 +58,6 @@ def trajectory(opt, generations):
     return out
 
 
-def assert_same(a, b):
-    assert len(a) == len(b)
-    for (xa, ma, sa), (xb, mb, sb) in zip(a, b, strict=True):
-        assert np.array_equal(xa, xb)
-        assert ma == mb
-        assert sa == sb
 
 
 # ----- convergence ---------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -11,14 +10,7 @@ import torch
 
 from optim import registry
 from optim.spaces import Product
-from tests.conftest import EXAMPLE_LEAVES, example_space, make, real_only, sphere
-
-
-def _roundtrip(state):
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
+from tests.conftest import EXAMPLE_LEAVES, example_space, make, real_only, roundtrip, sphere
 
 
 def _run(opt, generations):
@@ -124,7 +116,7 @@ def test_state_dict_resume_is_bit_for_bit(optimizer_name, library):
     x0 = np.full(6, 0.5) if library == "numpy" else torch.full((6,), 0.5, dtype=torch.float64)
     uninterrupted = make(optimizer_name, x0=x0)
     _run(uninterrupted, 5)
-    saved = _roundtrip(uninterrupted.state_dict())
+    saved = roundtrip(uninterrupted.state_dict())
     expected = _run(uninterrupted, 8)
 
     resumed = make(optimizer_name, x0=x0)
@@ -183,7 +175,7 @@ def test_asks_decode_in_the_space_and_resume_bit_for_bit(optimizer_name):
         space.decode_batch(x)  # raises if any candidate lies outside the space
         opt.tell(x, sphere(x - 1.0))
     space.decode(opt.recommend())
-    saved = _roundtrip(opt.state_dict())
+    saved = roundtrip(opt.state_dict())
     expected = _run(opt, 5)
     resumed = make(optimizer_name, x0=space)
     resumed.load_state_dict(saved)

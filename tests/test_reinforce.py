@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import functools
-import io
 import itertools
 import math
 
@@ -19,6 +18,7 @@ from optim.product_distribution import distribution_for
 from optim.reinforce import REINFORCE, score_function_gradient
 from optim.spaces import Binary, Permutation, Product, Real
 from optim.spaces import Categorical as CategoricalSpace
+from tests.conftest import roundtrip
 
 F64 = torch.float64
 
@@ -279,11 +279,6 @@ def test_tell_with_one_candidate_and_rloo_is_refused():
     assert opt.tell(x, onemax(x))["evaluations"] == 1
 
 
-def _roundtrip(state):
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -306,7 +301,7 @@ def test_state_dict_resumes_bit_for_bit_on_a_product_space(kwargs):
 
     first = REINFORCE(space, popsize=10, seed=5, **kwargs)
     trajectory(first, 6)
-    saved = _roundtrip(first.state_dict())
+    saved = roundtrip(first.state_dict())
     expected = trajectory(first, 6)
     resumed = REINFORCE(space, popsize=10, seed=5, **kwargs)
     resumed.load_state_dict(saved)
