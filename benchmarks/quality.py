@@ -113,8 +113,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      prog="python -m benchmarks.quality")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     parser.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
+    parser.add_argument("--problems", nargs="+", help="a subset of the preset's problems")
+    parser.add_argument("--dims", type=int, nargs="+", help="a subset of the preset's dims")
     args = parser.parse_args(argv)
     preset = dict(PRESETS[args.preset])
+    preset["problems"] = args.problems or preset["problems"]
+    preset["dims"] = args.dims or preset["dims"]
     seeds = list(range(args.seeds)) if args.seeds else preset["seeds"]
     began = time.perf_counter()
     rows = compare(preset["problems"], preset["dims"], preset["runners"], seeds,
