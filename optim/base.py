@@ -114,8 +114,8 @@ class ArrayFormat:
 
     def to_torch(self, x: Array, dtype: torch.dtype | None = None) -> torch.Tensor:
         dtype = dtype or self.torch_dtype
-        if isinstance(x, torch.Tensor):
-            return x.to(device=self.device, dtype=dtype)
+        if isinstance(x, torch.Tensor):  # detached: optimizers never join an autograd graph
+            return x.detach().to(device=self.device, dtype=dtype)
         return torch.as_tensor(np.asarray(x), device=self.device).to(dtype)
 
     def to_numpy(self, x: Array) -> np.ndarray:
@@ -201,8 +201,9 @@ class BaseOptimizer(ABC):
         _validate_positive("sigma0", sigma0)
         if popsize is not None:
             _validate_positive("popsize", popsize, integer=True)
-        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or not 0 <= seed < 2**64):
+            raise ValueError(f"seed must be an integer in [0, 2**64) or None, got {seed!r}")
         self.format = ArrayFormat.of(x0)
         self.dim = int(x0_array.size)
         self.sigma0 = float(sigma0)
@@ -212,8 +213,9 @@ class BaseOptimizer(ABC):
         self.counters = {"iterations": 0, "evaluations": 0, "nonfinite": 0}
         self._best_f = math.inf
         self._best_violation = math.inf
-        self._best_x = self._internal(x0)
+        self._best_x = _copy(self._internal(x0))  # never an alias of the user's x0
         self._unclipped: tuple[Array, Array] | None = None  # (returned, unclipped) of last ask
+        self._asked: Array | None = None  # the array the last ask() returned
         self._init_rng()
         self.state = self._init_state(self._internal(x0))
 
@@ -305,6 +307,7 @@ class BaseOptimizer(ABC):
         clipped = self._clip(samples)
         out = self.format.to_user(clipped)
         self._unclipped = (out, samples) if clipped is not samples else None
+        self._asked = out
         return out
 
     def tell(self, candidates: Array, fitness: Array, *, constraints: Array | None = None,
@@ -342,10 +345,17 @@ class BaseOptimizer(ABC):
                 "pass what ask() returned"
             )
         n = x.shape[0]
+        if candidates is not self._asked:  # what ask() made is finite: check only the rest
+            bad = ~(torch.isfinite(x).all(dim=1).cpu().numpy() if isinstance(x, torch.Tensor)
+                    else np.isfinite(x).all(axis=1))
+            if bad.any():
+                raise ValueError(
+                    f"candidates in rows {np.flatnonzero(bad)[:10].tolist()} contain NaN or inf; "
+                    "tell finite candidates (as ask() returned them)")
         f = self._fitness_array(fitness, n)
         violation = None if constraints is None else constraint_violation(constraints, n)
         self._check_tell(n, constraints)
-        self._unclipped = None  # the input is valid: from here on the tell takes effect
+        self._unclipped = self._asked = None  # the input is valid: the tell takes effect
         finite = np.isfinite(f)
         n_bad = n - int(np.count_nonzero(finite))
         pop = f if n_bad == 0 else f[finite]
@@ -430,7 +440,7 @@ class BaseOptimizer(ABC):
         return self.format.to_user(self._recommend())
 
     def _recommend(self) -> Array:
-        return self._best_x
+        return _copy(self._best_x)
 
     @property
     def best_f(self) -> float:
@@ -444,8 +454,8 @@ class BaseOptimizer(ABC):
 
     @property
     def best_x(self) -> Array:
-        """The candidate with the lowest fitness told so far."""
-        return self.format.to_user(self._best_x)
+        """The candidate with the lowest fitness told so far (a copy)."""
+        return self.format.to_user(_copy(self._best_x))
 
     def stop(self) -> dict[str, Any]:
         """Why the optimizer would stop; empty while it should go on."""
@@ -524,12 +534,22 @@ class BaseOptimizer(ABC):
                 f"state dict was made with another configuration ({detail}); construct the "
                 "optimizer with the same arguments before loading"
             )
-        self.counters = {k: int(v) for k, v in state["counters"].items()}
-        self._best_f = float(state["best_f"])
-        self._best_violation = float(state.get("best_violation", optional["best_violation"]))
-        self._best_x = from_plain(self._best_x, state["best_x"])
-        self._set_rng_state(state["rng"])
-        self._state_from_plain(state["state"])
+        # Build everything first and assign at the end: a failed load changes nothing.
+        counters = {k: int(v) for k, v in state["counters"].items()}
+        best_f = float(state["best_f"])
+        best_violation = float(state.get("best_violation", optional["best_violation"]))
+        best_x = from_plain(self._best_x, state["best_x"])
+        rng_before, state_before = self._rng_state(), self.state
+        try:
+            self._set_rng_state(state["rng"])
+            self._state_from_plain(state["state"])
+        except Exception:
+            self._set_rng_state(rng_before)
+            self.state = state_before
+            raise
+        self.counters, self._best_f, self._best_violation = counters, best_f, best_violation
+        self._best_x = best_x
+        self._unclipped = self._asked = None
 
     # ----- what subclasses implement --------------------------------------------
     def _check_tell(self, n: int, constraints: Array | None) -> None:  # noqa: B027 (a hook)
@@ -563,3 +583,7 @@ def _median(values: np.ndarray) -> float:
         return math.nan
     middle = np.partition(values, [(n - 1) // 2, n // 2])
     return float(0.5 * (middle[(n - 1) // 2] + middle[n // 2]))
+
+
+def _copy(array: Array) -> Array:
+    return array.clone() if isinstance(array, torch.Tensor) else np.array(array, copy=True)

@@ -316,12 +316,16 @@ class PGPE(GaussianES):
         symmetric: bool = True,
         shaping: str = "centered_ranks",
     ) -> None:
+        optimizer = optimizer.lower() if isinstance(optimizer, str) else optimizer
         if optimizer == "clipup":
             self.step = make_step("clipup", lr=center_lr, momentum=momentum, max_speed=max_speed)
         elif max_speed is not None:
             raise ValueError(f"max_speed applies to optimizer='clipup' only, not {optimizer!r}")
         elif optimizer == "sgd":
             self.step = make_step("sgd", lr=center_lr, momentum=momentum)
+        elif momentum != 0.9:  # the default: set for clipup and sgd only
+            raise ValueError(f"momentum applies to optimizer='clipup' or 'sgd', not "
+                             f"{optimizer!r}; Adam has betas instead")
         else:
             self.step = make_step(optimizer, lr=center_lr)
         self.optimizer = optimizer

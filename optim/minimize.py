@@ -94,17 +94,30 @@ def _make_optimizer(
     if x0 is None:
         raise ValueError("x0 is required when the optimizer is given by name")
     if sigma0 is None:
-        sigma0 = 1.0
-        if isinstance(x0, Space):
-            lower, upper = x0.bounds()
-            widths = (upper - lower)[np.isfinite(upper - lower)]
-            sigma0 = float(0.3 * np.mean(widths)) if widths.size and np.mean(widths) > 0 else 1.0
-        elif bounds is not None:
-            lower, upper = (np.broadcast_to(np.asarray(b, dtype=np.float64), np.shape(x0))
-                            for b in bounds)
-            sigma0 = float(0.3 * np.mean(upper - lower))
+        sigma0 = _default_sigma0(x0, bounds)
     return registry.create(optimizer, x0, sigma0=sigma0, bounds=bounds, seed=seed,
                            **(options or {}))
+
+
+def _default_sigma0(x0: Array | Space, bounds: Any) -> float:
+    """0.3 x the mean width of the finite sides of the box (of the space or of
+    ``bounds``); 1 when no side is finite."""
+    if isinstance(x0, Space):
+        lower, upper = x0.bounds()
+    elif bounds is None:
+        return 1.0
+    else:
+        try:
+            low, high = bounds
+            shape = np.shape(x0.detach().cpu() if isinstance(x0, torch.Tensor) else x0)
+            lower = np.broadcast_to(np.asarray(low, dtype=np.float64), shape)
+            upper = np.broadcast_to(np.asarray(high, dtype=np.float64), shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds must be a pair (lower, upper) of scalars or (dim,) "
+                             f"arrays, got {bounds!r}") from None
+    widths = upper - lower
+    widths = widths[np.isfinite(widths) & (widths > 0)]
+    return float(0.3 * np.mean(widths)) if widths.size else 1.0
 
 
 def _progress_bar(total: int, enabled: bool | None) -> Any:

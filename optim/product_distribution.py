@@ -132,6 +132,8 @@ class LogStdGaussian(SearchDistribution):
         return {"mean": g["mean"] * (2 * self.log_std).exp(), "log_std": g["log_std"] / 2}
 
     def entropy(self) -> torch.Tensor:
+        """Entropy of the uncensored Gaussian (the censoring at finite bounds is
+        ignored here: an entropy bonus then acts on the Gaussian's spread)."""
         return (self.log_std + 0.5 + _HALF_LOG_2PI).sum()
 
     def entropy_grad(self, x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

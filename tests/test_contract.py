@@ -205,3 +205,57 @@ def test_optimum_on_the_bound_keeps_the_search_finite(optimizer_name):
     assert "nonfinite_state" not in opt.stop()
     assert opt.best_f < first
     assert np.all(np.asarray(opt.best_x) <= 1.0)
+
+
+def test_x0_that_requires_grad_is_neither_aliased_nor_tracked(optimizer_name):
+    real_only(optimizer_name)
+    x0 = torch.full((6,), 0.5, dtype=torch.float64, requires_grad=True)
+    opt = make(optimizer_name, x0=x0)
+    for _ in range(3):
+        x = opt.ask()
+        assert not x.requires_grad and x.grad_fn is None
+        opt.tell(x, sphere(x))
+    assert torch.equal(x0.detach(), torch.full((6,), 0.5, dtype=torch.float64))
+    assert not opt.recommend().requires_grad
+
+
+def test_best_x_and_recommend_are_copies(optimizer_name):
+    opt = make(optimizer_name)
+    x = opt.ask()
+    opt.tell(x, sphere(x))
+    best, recommended = opt.best_x, opt.recommend()
+    kept_best, kept_recommended = np.array(best, copy=True), np.array(recommended, copy=True)
+    best[...] = 7.0
+    recommended[...] = 7.0
+    assert np.array_equal(np.asarray(opt.best_x), kept_best)
+    assert np.array_equal(np.asarray(opt.recommend()), kept_recommended)
+
+
+def test_failed_load_leaves_the_optimizer_unchanged(optimizer_name):
+    opt = make(optimizer_name)
+    _run(opt, 2)
+    state = opt.state_dict()
+    target = make(optimizer_name)
+    _run(target, 1)
+    before_counters, before_best = dict(target.counters), target.best_f
+    broken = {**state, "state": "not a state"}
+    with pytest.raises(ValueError):
+        target.load_state_dict(broken)
+    assert target.counters == before_counters and target.best_f == before_best
+    twin = make(optimizer_name)
+    _run(twin, 1)
+    assert all(np.array_equal(p, q) for p, q in zip(_run(twin, 3), _run(target, 3), strict=True))
+
+
+def test_nonfinite_candidates_are_refused(optimizer_name):
+    opt = make(optimizer_name, popsize=4)
+    x = np.array(opt.ask(), copy=True)
+    x[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"rows \[1\] contain NaN or inf"):
+        opt.tell(x, np.zeros(len(x)))
+    assert opt.counters["iterations"] == 0
+
+
+def test_seed_out_of_range_is_named(optimizer_name):
+    with pytest.raises(ValueError, match="seed"):
+        make(optimizer_name, seed=2**64)

@@ -490,3 +490,10 @@ def test_clipup_first_step_is_normalized_descent():
 def test_step_validation(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_pgpe_step_names_are_case_insensitive_and_momentum_is_not_dropped():
+    opt = PGPE(torch.zeros(4), optimizer="SGD", momentum=0.5, seed=0)
+    assert opt.optimizer == "sgd" and opt.step.momentum == 0.5
+    with pytest.raises(ValueError, match="momentum applies to"):
+        PGPE(torch.zeros(4), optimizer="adam", momentum=0.5, seed=0)

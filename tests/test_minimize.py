@@ -167,3 +167,15 @@ def test_corrupt_checkpoint_is_reported_with_the_fix(tmp_path):
     torch.save({"something": 1}, path)
     with pytest.raises(ValueError, match="not a nondiff checkpoint"):
         minimize(sphere, np.ones(3), budget=100, vectorized=True, checkpoint=path)
+
+
+def test_half_open_bounds_give_a_finite_default_step_size():
+    res = minimize(sphere, np.full(2, 3.0), optimizer="snes", bounds=(1.0, np.inf), budget=400,
+                   vectorized=True, seed=0)
+    assert np.allclose(res.x, 1.0, atol=1e-3)  # the optimum on the box, not at the origin
+
+
+@pytest.mark.parametrize("bounds", [5, (1.0,), (0.0, 1.0, 2.0)])
+def test_malformed_bounds_are_named(bounds):
+    with pytest.raises(ValueError, match="bounds must be a pair"):
+        minimize(sphere, np.ones(2), optimizer="snes", bounds=bounds, budget=100)
