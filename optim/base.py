@@ -173,6 +173,7 @@ class BaseOptimizer(ABC):
     handles_bounds: ClassVar[bool] = False
     handles_constraints: ClassVar[bool] = False
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"real"})
+    min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
     state_version: ClassVar[int] = 1
 
     def __init__(
@@ -201,6 +202,9 @@ class BaseOptimizer(ABC):
         _validate_positive("sigma0", sigma0)
         if popsize is not None:
             _validate_positive("popsize", popsize, integer=True)
+            if popsize < self.min_popsize:
+                raise ValueError(f"popsize must be at least {self.min_popsize} for "
+                                 f"{self.name} ({self._min_popsize_reason()}), got {popsize!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                                  or not 0 <= seed < 2**64):
             raise ValueError(f"seed must be an integer in [0, 2**64) or None, got {seed!r}")
@@ -220,6 +224,9 @@ class BaseOptimizer(ABC):
         self.state = self._init_state(self._internal(x0))
 
     # ----- configuration helpers -------------------------------------------------
+    def _min_popsize_reason(self) -> str:
+        return "to compare samples"
+
     @classmethod
     def default_popsize(cls, dim: int) -> int:
         return default_popsize(dim)

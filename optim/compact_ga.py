@@ -41,7 +41,6 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -96,6 +95,7 @@ class CompactGA(BaseOptimizer):
         [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     """
 
+    min_popsize = 2  # a winner and a loser
     name = "cga"
     backend: ClassVar[str] = "numpy"
     handles_bounds: ClassVar[bool] = True  # the operators only produce encodings of the space
@@ -104,9 +104,6 @@ class CompactGA(BaseOptimizer):
     def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,
                  seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
                  virtual_popsize: int | None = None, recommend: str = "best") -> None:
-        if isinstance(popsize, numbers.Integral) and not isinstance(popsize, bool) and (
-                0 < popsize < 2):
-            raise ValueError(f"popsize must be at least 2 (a winner and a loser), got {popsize!r}")
         if virtual_popsize is not None:
             check_int("virtual_popsize", virtual_popsize, 2)
         if recommend not in RECOMMENDATIONS:

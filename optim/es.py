@@ -90,6 +90,7 @@ class GaussianES(BaseOptimizer):
     """
 
     backend = "torch"
+    min_popsize = 2  # ranks need two samples
     _workspace_buffer: torch.Tensor | None = None
 
     def __init__(
@@ -100,9 +101,6 @@ class GaussianES(BaseOptimizer):
         seed: int | None = None,
         bounds: tuple[Any, Any] | None = None,
     ) -> None:
-        if isinstance(popsize, numbers.Integral) and not isinstance(popsize, bool) and (
-                0 < popsize < 2):
-            raise ValueError(f"popsize must be at least 2 to rank samples, got {popsize!r}")
         super().__init__(x0, sigma0, popsize, seed, bounds)
 
     def _stdev(self) -> torch.Tensor:

@@ -257,6 +257,7 @@ class GeneticAlgorithm(DiscreteEvolution):
         ['c', 'a', 'b', 'c']
     """
 
+    min_popsize = 2  # parents to select and cross
     name = "ga"
 
     def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,
@@ -264,9 +265,6 @@ class GeneticAlgorithm(DiscreteEvolution):
                  tournament_size: int = 3, crossover: str = "uniform",
                  crossover_rate: float = 0.9, elitism: int | None = None,
                  mutation_rate: float = 1.0) -> None:
-        if isinstance(popsize, numbers.Integral) and not isinstance(popsize, bool) and (
-                0 < popsize < 2):
-            raise ValueError(f"popsize must be at least 2 for a GA, got {popsize!r}")
         self.tournament_size = check_int("tournament_size", tournament_size, 1)
         if crossover not in CROSSOVERS:
             raise ValueError(f"crossover must be one of {CROSSOVERS}, got {crossover!r}")

@@ -223,10 +223,11 @@ class REINFORCE(BaseOptimizer):
                                          high_open=True)
         self.entropy_bonus = check_real("entropy_bonus", entropy_bonus, low=0.0)
         self.shaping = None if shaping is None else check_method(shaping)
-        if baseline == "rloo" and isinstance(popsize, numbers.Integral) and not isinstance(
-                popsize, bool) and 0 < popsize < 2:
-            raise ValueError(f"popsize must be at least 2 with baseline='rloo', got {popsize!r}")
+        self.min_popsize = 2 if self.baseline == "rloo" else 1  # leave-one-out needs two
         super().__init__(x0, sigma0, popsize, seed, bounds)
+
+    def _min_popsize_reason(self) -> str:
+        return "baseline='rloo' leaves one sample out"
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), **self.step.config(), "optimizer": self.optimizer,
