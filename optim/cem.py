@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from optim.base import Array, default_popsize
+from optim.checks import check_real
 from optim.distributions import SeparableGaussian
-from optim.es import GaussianES, check_real
+from optim.es import GaussianES
 
 __all__ = ["CEM", "CEMState"]
 

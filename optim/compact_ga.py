@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .base import Array, BaseOptimizer
-from .ga import check_int
+from .checks import check_int
 from .spaces import Space
 
 __all__ = ["CompactGA", "CompactGAState", "default_virtual_popsize"]

@@ -40,8 +40,6 @@ Sources:
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +47,7 @@ import numpy as np
 import torch
 
 from optim.base import Array, BaseOptimizer, default_popsize
+from optim.checks import check_bool, check_real
 from optim.distributions import IsotropicGaussian, SeparableGaussian
 from optim.shaping import check_method
 from optim.shaping import shape as shape_fitness
@@ -58,27 +57,6 @@ __all__ = ["PGPE", "OpenAIES", "OpenAIESState", "PGPEState"]
 
 
 # ----- validation helpers (shared with optim.nes and optim.cem) ---------------------
-def check_real(
-    name: str, value: Any, *, low: float = -math.inf, high: float = math.inf,
-    low_open: bool = False, high_open: bool = False,
-) -> float:
-    """Return ``float(value)`` if it is a finite real in the interval, else ValueError."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    return float(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 class GaussianES(BaseOptimizer):
     """Shared parts of the torch ES of this package (not registered itself).
 

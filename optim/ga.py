@@ -65,14 +65,13 @@ Example:
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .base import Array, BaseOptimizer
-from .es import check_real
+from .checks import check_int, check_real
 from .ga_operators import (
     CROSSOVERS,
     Layout,
@@ -87,15 +86,6 @@ from .spaces import Space
 __all__ = ["GAState", "GeneticAlgorithm", "OnePlusLambdaEA", "OnePlusLambdaState"]
 
 DISCRETE_KINDS = frozenset({"binary", "integer", "categorical", "permutation"})
-
-
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """``int(value)`` if it is an integer in ``[low, high]``, else a ValueError naming it."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
 
 
 class DiscreteEvolution(BaseOptimizer):

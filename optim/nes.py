@@ -45,8 +45,9 @@ import numpy as np
 import torch
 
 from optim.base import Array
+from optim.checks import check_bool, check_real
 from optim.distributions import FullGaussian, SeparableGaussian
-from optim.es import GaussianES, check_bool, check_real
+from optim.es import GaussianES
 from optim.shaping import check_method
 
 __all__ = ["SNES", "XNES", "SNESState", "XNESState"]

@@ -48,9 +48,9 @@ import numpy as np
 import torch
 
 from optim.base import Array, BaseOptimizer
+from optim.checks import check_real
 from optim.discrete_distributions import EXACT_ENTROPY_GRAD_MAX_N, PlackettLuce
 from optim.distributions import SearchDistribution
-from optim.es import check_real
 from optim.product_distribution import ProductDistribution, distribution_for
 from optim.shaping import check_method
 from optim.shaping import shape as shape_fitness

@@ -46,15 +46,9 @@ from typing import Any
 
 import torch
 
+from optim.checks import check_positive
+
 __all__ = ["SGD", "Adam", "AdamState", "ClipUp", "ClipUpState", "SGDState", "Step", "make_step"]
-
-
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
 
 
 def _unit_interval(name: str, value: Any, *, closed_low: bool = True) -> float:
@@ -71,7 +65,7 @@ class Step(ABC):
     """A first-order update rule; configuration only (see the module docstring)."""
 
     def __init__(self, lr: float) -> None:
-        self.lr = _positive("lr", lr)
+        self.lr = check_positive("lr", lr)
 
     @abstractmethod
     def init(self, param: torch.Tensor) -> Any:
@@ -177,7 +171,7 @@ class Adam(Step):
         except (TypeError, ValueError):
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
         self.betas = (_unit_interval("betas[0]", beta1), _unit_interval("betas[1]", beta2))
-        self.eps = _positive("eps", eps)
+        self.eps = check_positive("eps", eps)
 
     def init(self, param: torch.Tensor) -> AdamState:
         return AdamState(exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param))
@@ -229,7 +223,8 @@ class ClipUp(Step):
                  max_speed: float | None = None) -> None:
         super().__init__(lr)
         self.momentum = _unit_interval("momentum", momentum)
-        self.max_speed = 2 * self.lr if max_speed is None else _positive("max_speed", max_speed)
+        self.max_speed = (2 * self.lr if max_speed is None
+                          else check_positive("max_speed", max_speed))
 
     def init(self, param: torch.Tensor) -> ClipUpState:
         return ClipUpState(velocity=torch.zeros_like(param))
