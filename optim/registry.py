@@ -6,8 +6,8 @@ Example:
     >>> "cmaes" in registry.names()
     True
     >>> opt = registry.create("snes", np.zeros(4), sigma0=0.5, seed=1)
-    >>> opt.ask().shape
-    (6, 4)
+    >>> opt.ask().shape  # popsize 4 + floor(3 ln 4)
+    (8, 4)
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import math
 
@@ -13,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optim.discrete_distributions as dd
-import optim.product_distribution as pd
 from optim.discrete_distributions import Bernoulli, Categorical, PlackettLuce
 from optim.distributions import SeparableGaussian
 from optim.product_distribution import LogStdGaussian, ProductDistribution, distribution_for
@@ -293,9 +291,3 @@ def test_float32_parameters_stay_float32():
     x = dist.sample(4, gen(19))
     assert x.dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in dist.grad(x, torch.ones(4)).values())
-
-
-def test_docstring_examples_run():
-    for module in (dd, pd):
-        result = doctest.testmod(module, raise_on_error=False)
-        assert result.failed == 0 and result.attempted >= 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 import os
@@ -257,10 +256,3 @@ def test_register_validates_and_supports_other_kinds(monkeypatch: pytest.MonkeyP
         problems.names("bogus")
     with pytest.raises(ValueError, match="callable"):
         problems.register("other", 3)
-
-
-def test_docstring_examples_run() -> None:
-    for module in (problems, problems.base, problems.continuous):
-        result = doctest.testmod(module, raise_on_error=False)
-        assert result.failed == 0, module.__name__
-    assert doctest.testmod(problems.continuous).attempted >= 3

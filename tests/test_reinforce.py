@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import functools
 import itertools
 import math
@@ -11,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import optim.reinforce as reinforce_module
 from optim.discrete_distributions import Categorical
 from optim.distributions import SeparableGaussian
 from optim.product_distribution import distribution_for
@@ -314,8 +312,3 @@ def test_state_dict_resumes_bit_for_bit_on_a_product_space(kwargs):
         assert torch.equal(value, resumed.state.params[key])
     with pytest.raises(ValueError, match="configuration"):
         REINFORCE(Product(p=Permutation(5)), popsize=10, seed=5, **kwargs).load_state_dict(saved)
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(reinforce_module, raise_on_error=False)
-    assert result.failed == 0 and result.attempted >= 2
