@@ -107,8 +107,8 @@ class SearchDistribution(ABC):
 
     def grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
         """The score-function gradient ``sum_i w_i grad_theta log p(x_i)``; Eq. (1)."""
-        w = weights.to(x.dtype) if x.is_floating_point() else weights
-        return {k: torch.tensordot(w.to(v.dtype), v, dims=1) for k, v in self.score(x).items()}
+        return {k: torch.tensordot(weights.to(v.dtype), v, dims=1)
+                for k, v in self.score(x).items()}
 
     @abstractmethod
     def natural_grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -117,8 +117,8 @@ def score_function_gradient(
         w = (f - f.mean()) / (n - 1)  # Eq. (4)
     else:
         raise ValueError(f"baseline must be 'none', 'rloo' or a number, got {baseline!r}")
-    grads = distribution.grad(samples, w)
     bonus = check_real("entropy_bonus", entropy_bonus, low=0.0)
+    grads = distribution.grad(samples, w)
     if bonus:
         if not hasattr(distribution, "entropy_grad"):
             raise ValueError(f"entropy_bonus needs a distribution with entropy_grad(); "
