@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from .checks import as_float64
 from .shaping import constraint_violation, feasibility_first, rank_safe_fitness
 from .spaces import Space, leaf_kinds
 from .state import from_plain, plain_equal, to_plain
@@ -428,12 +429,7 @@ class BaseOptimizer(ABC):
             self._best_x = row.clone() if isinstance(row, torch.Tensor) else row.copy()
 
     def _fitness_array(self, fitness: Array, n: int) -> np.ndarray:
-        if isinstance(fitness, torch.Tensor):
-            fitness = fitness.detach().cpu().to(torch.float64).numpy()
-        try:
-            f = np.array(fitness, dtype=np.float64)  # a copy: subclasses may work in place
-        except (TypeError, ValueError):
-            raise ValueError(f"fitness must be numeric, got {type(fitness).__name__}") from None
+        f = as_float64(fitness, "fitness")  # a copy: subclasses may work in place
         if f.ndim == 2 and f.shape[1] == 1:
             f = f[:, 0]
         if f.shape != (n,):

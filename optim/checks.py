@@ -15,7 +15,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_bool", "check_int", "check_positive", "check_real"]
+__all__ = ["as_float64", "check_bool", "check_int", "check_positive", "check_real"]
+
+
+def as_float64(value: Any, what: str = "value") -> np.ndarray:
+    """``value`` (numpy, torch on any device, list or number) as a new float64 numpy
+    array; a ValueError naming ``what`` when it is not numeric."""
+    if hasattr(value, "detach"):  # a torch tensor (without importing torch here)
+        value = value.detach().cpu().double().numpy()
+    try:
+        return np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numeric, got {type(value).__name__}") from None
 
 
 def check_real(

@@ -70,6 +70,7 @@ from .backends.pycma_options import (
 )
 from .backends.pycma_state import restore, snapshot
 from .base import Array, BaseOptimizer
+from .checks import as_float64
 from .shaping import rank_safe_fitness
 from .state import from_plain, to_plain
 
@@ -393,9 +394,7 @@ class CMAES(BaseOptimizer):
 
     def _al_values(self, x: np.ndarray, fitness: np.ndarray, constraints: Array) -> np.ndarray:
         """pycma's augmented-Lagrangian fitness of each told (f_i, g_i)."""
-        if isinstance(constraints, torch.Tensor):
-            constraints = constraints.detach().cpu().to(torch.float64).numpy()
-        g = np.asarray(constraints, dtype=np.float64).reshape(len(fitness), -1)
+        g = as_float64(constraints, "constraints").reshape(len(fitness), -1)
         usable = np.isfinite(g).all(axis=1)
         values = np.full(len(fitness), np.nan)
         cfun, row = self.state.al, self._al_row

@@ -24,6 +24,7 @@ import torch
 
 from . import registry
 from .base import Array, BaseOptimizer, Result
+from .checks import as_float64
 from .spaces import Space
 
 CHECKPOINT_VERSION = 1
@@ -43,7 +44,7 @@ def evaluate(fn: Callable[[Array], Any], candidates: Array, vectorized: bool,
     n = candidates.shape[0]
     what = "constraint function" if width is not None else "objective"
     if vectorized:
-        values = _as_float_array(fn(candidates))
+        values = as_float64(fn(candidates), f"the {what}'s value")
         if values.ndim == 0 or values.shape[0] != n or (width is None and values.size != n):
             raise ValueError(
                 f"a vectorized {what} must return shape ({n},) for a batch of {n} "
@@ -53,7 +54,7 @@ def evaluate(fn: Callable[[Array], Any], candidates: Array, vectorized: bool,
     rows = []
     for i in range(n):
         point = space.decode(candidates[i]) if space is not None else candidates[i]
-        value = _as_float_array(fn(point))
+        value = as_float64(fn(point), f"the {what}'s value")
         if width is None and value.size != 1:
             raise ValueError(
                 f"the {what} must return one number per point, got shape {value.shape}; "
@@ -62,12 +63,6 @@ def evaluate(fn: Callable[[Array], Any], candidates: Array, vectorized: bool,
         rows.append(value.reshape(-1))
     values = np.stack(rows)
     return values if width is not None else values.reshape(n)
-
-
-def _as_float_array(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(value, dtype=np.float64)
 
 
 def _make_optimizer(

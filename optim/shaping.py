@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from .checks import as_float64
+
 __all__ = [
     "METHODS",
     "baseline",
@@ -54,9 +56,7 @@ __all__ = [
 
 
 def _as_fitness(fitness: Any) -> np.ndarray:
-    if hasattr(fitness, "detach"):  # torch tensor, without importing torch here
-        fitness = fitness.detach().cpu().double().numpy()
-    f = np.asarray(fitness, dtype=np.float64)
+    f = as_float64(fitness, "fitness")
     if f.ndim != 1 or f.size == 0:
         raise ValueError(f"fitness must be a non-empty 1-D array, got shape {f.shape}")
     if not np.all(np.isfinite(f)):
@@ -192,8 +192,7 @@ def rank_safe_fitness(f: np.ndarray) -> np.ndarray:
 def constraint_violation(constraints: Any, n: int) -> np.ndarray:
     """Total violation ``sum_j max(0, g_j)`` per candidate of ``(n,)`` or ``(n, m)``
     constraint values (feasible when every ``g_j <= 0``); NaN counts as violated."""
-    g = np.asarray(constraints.detach().cpu() if hasattr(constraints, "detach") else constraints,
-                   dtype=np.float64)
+    g = as_float64(constraints, "constraints")
     if g.ndim == 1:
         g = g[:, None]
     if g.ndim != 2 or g.shape[0] != n:
