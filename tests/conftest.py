@@ -82,3 +82,16 @@ def assert_same(a, b):
         assert np.array_equal(xa, xb)
         assert ma == mb
         assert sa == sb
+
+
+def plain_equal(p, q) -> bool:
+    """Deep equality of two plain state dicts: same types, tensor dtypes and values
+    (NaN equal to NaN)."""
+    if isinstance(p, torch.Tensor):
+        return isinstance(q, torch.Tensor) and p.dtype == q.dtype and torch.equal(p, q)
+    if isinstance(p, dict):
+        return isinstance(q, dict) and p.keys() == q.keys() and all(
+            plain_equal(p[k], q[k]) for k in p)
+    if isinstance(p, (list, tuple)):
+        return type(p) is type(q) and len(p) == len(q) and all(map(plain_equal, p, q))
+    return p == q or (p != p and q != q)

@@ -17,7 +17,7 @@ import torch
 
 from optim.backends.pycma_options import QuietTPA
 from optim.cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
-from tests.conftest import assert_same, roundtrip
+from tests.conftest import assert_same, plain_equal, roundtrip
 
 
 def sphere(x):
@@ -324,18 +324,8 @@ def test_state_dict_is_deterministic_and_plain():
     trajectory(b, rastrigin, 12)
     sa, sb = a.state_dict(), b.state_dict()
 
-    def equal(p, q):
-        if isinstance(p, torch.Tensor):
-            return isinstance(q, torch.Tensor) and p.dtype == q.dtype and torch.equal(p, q)
-        if isinstance(p, dict):
-            return isinstance(q, dict) and p.keys() == q.keys() and all(
-                equal(p[k], q[k]) for k in p)
-        if isinstance(p, (list, tuple)):
-            return type(p) is type(q) and len(p) == len(q) and all(map(equal, p, q))
-        return p == q or (p != p and q != q)  # NaN equals NaN here
-
-    assert equal(sa, sb)  # no wall-clock or process-dependent content
-    assert equal(roundtrip(sa), sa)
+    assert plain_equal(sa, sb)  # no wall-clock or process-dependent content
+    assert plain_equal(roundtrip(sa), sa)
 
 
 def _corrupt_class(state):

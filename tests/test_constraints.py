@@ -14,7 +14,7 @@ import problems
 from optim import minimize
 from optim.cmaes import BIPOPCMAES, CMAES
 from optim.spaces import Binary
-from tests.conftest import assert_same, roundtrip
+from tests.conftest import assert_same, plain_equal, roundtrip
 
 # 5-D sphere with one linear constraint a.x >= b, active at the optimum:
 # min |x|^2 s.t. a.x >= b has the analytic optimum x* = b a / |a|^2, f* = b^2 / |a|^2.
@@ -255,20 +255,10 @@ def test_constrained_state_dict_is_deterministic_and_plain():
     trajectory(a, 15)
     trajectory(b, 15)
 
-    def equal(p, q):
-        if isinstance(p, torch.Tensor):
-            return isinstance(q, torch.Tensor) and p.dtype == q.dtype and torch.equal(p, q)
-        if isinstance(p, dict):
-            return isinstance(q, dict) and p.keys() == q.keys() and all(
-                equal(p[k], q[k]) for k in p)
-        if isinstance(p, (list, tuple)):
-            return type(p) is type(q) and len(p) == len(q) and all(map(equal, p, q))
-        return p == q or (p != p and q != q)  # NaN equals NaN here
-
     sa = a.state_dict()
     assert sa["state"]["constraints"] == 2 and sa["state"]["al"] is not None
-    assert equal(sa, b.state_dict())  # no paths, clocks or process-dependent content
-    assert equal(roundtrip(sa), sa)
+    assert plain_equal(sa, b.state_dict())  # no paths, clocks or process-dependent content
+    assert plain_equal(roundtrip(sa), sa)
 
 
 @pytest.mark.parametrize(("corrupt", "fragment"), [
