@@ -259,3 +259,23 @@ def test_nonfinite_candidates_are_refused(optimizer_name):
 def test_seed_out_of_range_is_named(optimizer_name):
     with pytest.raises(ValueError, match="seed"):
         make(optimizer_name, seed=2**64)
+
+
+def test_bounded_run_resumes_bit_for_bit(optimizer_name):
+    real_only(optimizer_name)
+
+    def run(opt, generations):
+        asked = []
+        for _ in range(generations):
+            x = opt.ask()
+            asked.append(np.array(x, copy=True))
+            opt.tell(x, sphere(x - 2.0))  # the optimum lies outside the box
+        return asked
+
+    opt = make(optimizer_name, bounds=(0.0, 1.0))
+    run(opt, 4)
+    saved = roundtrip(opt.state_dict())
+    expected = run(opt, 6)
+    resumed = make(optimizer_name, bounds=(0.0, 1.0))
+    resumed.load_state_dict(saved)
+    assert all(np.array_equal(p, q) for p, q in zip(expected, run(resumed, 6), strict=True))
