@@ -33,12 +33,11 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from .arrays import Array, ArrayFormat, copy_array
 from .checks import as_float64
 from .shaping import constraint_violation, feasibility_first, rank_safe_fitness
 from .spaces import Space, leaf_kinds
 from .state import from_plain, plain_equal, to_plain
-
-Array = Any  # numpy.ndarray | torch.Tensor
 
 STATE_FORMAT_VERSION = 1
 
@@ -88,49 +87,6 @@ class Result:
     optimizer: str = ""
     feasible: bool = True
     violation: float = 0.0
-
-
-@dataclasses.dataclass
-class ArrayFormat:
-    """The array library, dtype and device a user works in (those of ``x0``)."""
-
-    library: str  # "numpy" or "torch"
-    dtype: Any
-    device: torch.device
-
-    @classmethod
-    def of(cls, x0: Array) -> ArrayFormat:
-        if isinstance(x0, torch.Tensor):
-            dtype = x0.dtype if x0.is_floating_point() else torch.float64
-            return cls("torch", dtype, x0.device)
-        arr = np.asarray(x0)
-        dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.dtype(np.float64)
-        return cls("numpy", dtype, torch.device("cpu"))
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        if self.library == "torch":
-            return self.dtype
-        return torch.from_numpy(np.zeros(0, dtype=self.dtype)).dtype
-
-    def to_torch(self, x: Array, dtype: torch.dtype | None = None) -> torch.Tensor:
-        dtype = dtype or self.torch_dtype
-        if isinstance(x, torch.Tensor):  # detached: optimizers never join an autograd graph
-            return x.detach().to(device=self.device, dtype=dtype)
-        return torch.as_tensor(np.asarray(x), device=self.device).to(dtype)
-
-    def to_numpy(self, x: Array) -> np.ndarray:
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy().astype(np.float64, copy=False)
-        return np.asarray(x, dtype=np.float64)
-
-    def to_user(self, x: Array) -> Array:
-        """Convert an internal array (torch or numpy) to the user's format."""
-        if self.library == "torch":
-            return self.to_torch(x, self.dtype)
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-        return np.asarray(x).astype(self.dtype, copy=False)
 
 
 def _validate_positive(name: str, value: Any, *, integer: bool = False) -> None:
@@ -218,7 +174,7 @@ class BaseOptimizer(ABC):
         self.counters = {"iterations": 0, "evaluations": 0, "nonfinite": 0}
         self._best_f = math.inf
         self._best_violation = math.inf
-        self._best_x = _copy(self._internal(x0))  # never an alias of the user's x0
+        self._best_x = copy_array(self._internal(x0))  # never an alias of the user's x0
         self._unclipped: tuple[Array, Array] | None = None  # (returned, unclipped) of last ask
         self._asked: Array | None = None  # the array the last ask() returned
         self._init_rng()
@@ -443,7 +399,7 @@ class BaseOptimizer(ABC):
         return self.format.to_user(self._recommend())
 
     def _recommend(self) -> Array:
-        return _copy(self._best_x)
+        return copy_array(self._best_x)
 
     @property
     def best_f(self) -> float:
@@ -458,7 +414,7 @@ class BaseOptimizer(ABC):
     @property
     def best_x(self) -> Array:
         """The candidate with the lowest fitness told so far (a copy)."""
-        return self.format.to_user(_copy(self._best_x))
+        return self.format.to_user(copy_array(self._best_x))
 
     def stop(self) -> dict[str, Any]:
         """Why the optimizer would stop; empty while it should go on."""
@@ -586,7 +542,3 @@ def _median(values: np.ndarray) -> float:
         return math.nan
     middle = np.partition(values, [(n - 1) // 2, n // 2])
     return float(0.5 * (middle[(n - 1) // 2] + middle[n // 2]))
-
-
-def _copy(array: Array) -> Array:
-    return array.clone() if isinstance(array, torch.Tensor) else np.array(array, copy=True)
