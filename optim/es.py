@@ -71,16 +71,6 @@ class GaussianES(BaseOptimizer):
     min_popsize = 2  # ranks need two samples
     _workspace_buffer: torch.Tensor | None = None
 
-    def __init__(
-        self,
-        x0: Array,
-        sigma0: float = 1.0,
-        popsize: int | None = None,
-        seed: int | None = None,
-        bounds: tuple[Any, Any] | None = None,
-    ) -> None:
-        super().__init__(x0, sigma0, popsize, seed, bounds)
-
     def _stdev(self) -> torch.Tensor:
         """Per-coordinate standard deviation of the search distribution, ``(dim,)``."""
         raise NotImplementedError
