@@ -1,0 +1,326 @@
+"""A decoupled stack across processes: one process per top-level block, torch.distributed.
+
+:func:`fit_parallel` runs every top-level block of a :class:`~hybrid.decoupled.Decoupled`
+stack (a :class:`~hybrid.decoupled.Group` of layers, or a nested stack) in its own
+process on the gloo backend, one thread each. Activations and labels travel forward
+with ``isend``/``irecv``; a block never waits for a backward pass from above. The
+gradient a block computes at its input (the synthesizer target of the block below)
+travels back *later*; ``staleness=k`` lets a synthesizer fall up to ``k`` steps behind
+before its process waits for the target.
+
+- ``mode="sync"``: at step ``t`` a process trains its synthesizer on exactly the
+  targets of steps ``<= t - k - 1``, waiting for them if needed. The schedule does not
+  depend on timing, so the result is deterministic and equal, bit for bit, to
+  ``Decoupled(..., staleness=k).fit`` in one process with one thread.
+- ``mode="async"``: also trains on any target that has already arrived (never older
+  than ``k`` steps); faster, not reproducible.
+
+With the ``"local"`` signal nothing travels backwards at all. A worker that raises
+stops every worker; the parent re-raises :class:`WorkerError` with the worker's
+traceback and no process is left behind. The trained blocks, synthesizers, heads,
+optimizer states and in-flight synthesizer queues are copied back into the parent's
+objects, so ``model.checkpoint()`` afterwards resumes exactly.
+
+Source: Jaderberg et al., "Decoupled neural interfaces using synthetic gradients",
+ICML 2017 (arXiv:1608.05343), Sec. 3.2-3.3 (multi-network, asynchronous updates).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from hybrid import Decoupled, Group, fit_parallel
+    >>> from problems.learning import mnist1d
+    >>> ds = mnist1d(n=200, seed=0)
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = Decoupled([Group([nn.Linear(40, 32), nn.ReLU()]), nn.Linear(32, 10)],
+    ...                   signal="local", seed=0)
+    >>> losses = fit_parallel(model, ds, epochs=2, batch_size=40,  # two processes
+    ...                       start_method="fork")  # the default "spawn" starts slower
+    >>> len(losses), model.epoch, losses[1] < losses[0]
+    (2, 2, True)
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime
+import io
+import os
+import queue as queue_module
+import socket
+import time
+import traceback
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from hybrid.decoupled import Decoupled
+from hybrid.stage import LossTop, Stage
+
+__all__ = ["MODES", "WorkerError", "fit_parallel", "free_port"]
+
+MODES: tuple[str, ...] = ("sync", "async")
+"""Synchronous (deterministic) or asynchronous synthesizer updates."""
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed; the message holds its rank and traceback."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _dumps(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _loads(data: bytes) -> Any:
+    return torch.load(io.BytesIO(data), weights_only=False)
+
+
+class _Link:
+    """The worker's side of the pipeline: messages to and from its neighbours."""
+
+    def __init__(self, rank: int, world: int) -> None:
+        self.rank, self.world = rank, world
+        self.sends: list[Any] = []  # (work, tensors) kept alive until complete
+        self.posted: tuple[Any, torch.Tensor] | None = None
+
+    def send_forward(self, h: torch.Tensor, y: torch.Tensor) -> None:
+        tensors = [torch.tensor([len(h)], dtype=torch.int64), h.contiguous(), y.contiguous()]
+        for tensor in tensors:
+            self.sends.append((dist.isend(tensor, self.rank + 1), tensor))
+        self.prune()
+
+    def recv_forward(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        header = torch.empty(1, dtype=torch.int64)
+        dist.recv(header, self.rank - 1)
+        batch = int(header[0])
+        h, y = torch.empty(batch, *shape), torch.empty(batch, dtype=torch.int64)
+        dist.recv(h, self.rank - 1)
+        dist.recv(y, self.rank - 1)
+        return h, y
+
+    def send_back(self, target: torch.Tensor) -> None:
+        target = target.contiguous()
+        self.sends.append((dist.isend(target, self.rank - 1), target))
+        self.prune()
+
+    def poll_target(self, like: torch.Tensor, block: bool) -> torch.Tensor | None:
+        """The next target from above (shaped ``like``): waits if ``block``."""
+        if self.posted is None:
+            buffer = torch.empty_like(like)
+            self.posted = (dist.irecv(buffer, self.rank + 1), buffer)
+        work, buffer = self.posted
+        if not block and not work.is_completed():
+            return None
+        work.wait()
+        self.posted = None
+        return buffer
+
+    def prune(self) -> None:
+        self.sends = [(w, t) for w, t in self.sends if not w.is_completed()]
+
+    def flush(self) -> None:
+        for work, _ in self.sends:
+            work.wait()
+        self.sends = []
+
+
+def _worker(rank: int, world: int, port: int, payload: bytes, results: Any) -> None:
+    try:
+        job = _loads(payload)
+        torch.set_num_threads(job["threads"])
+        os.environ["OMP_NUM_THREADS"] = str(job["threads"])
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+            timeout=datetime.timedelta(seconds=job["timeout"]))
+        try:
+            results.put(("done", rank, _dumps(_work(rank, world, job))))
+        finally:
+            dist.destroy_process_group()
+    except BaseException:  # report everything, including KeyboardInterrupt, then exit
+        results.put(("error", rank, traceback.format_exc()))
+        raise SystemExit(1) from None
+
+
+def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
+    stage: Stage = job["stage"]
+    link, last = _Link(rank, world), rank == world - 1
+    staleness, sync = job["staleness"], job["mode"] == "sync"
+    top = LossTop(job["loss"]) if last else stage
+    # steps whose activation waits for a target from above, in arrival order
+    awaited = collections.deque(sorted(set(stage.memory) - {s for s, _ in stage.targets}))
+    losses: list[float] = []
+    step, started = job["start_step"], time.perf_counter()
+    batches = ((x, y) for epoch in job["epochs"]
+               for x, y in job["data"].batches(job["batch_size"], seed=job["seed"],
+                                               epoch=epoch)) if rank == 0 else None
+    for _ in range(job["steps"]):
+        if stage.wants_target:
+            while awaited and (awaited[0] <= step - staleness - 1 or not sync):
+                blocking = awaited[0] <= step - staleness - 1
+                target = link.poll_target(stage.memory[awaited[0]][0], blocking)
+                if target is None:
+                    break
+                stage.push_target(awaited.popleft(), target)
+            stage.absorb(step - staleness - 1 if sync else step)
+        x, y = next(batches) if rank == 0 else link.recv_forward(job["in_shape"])
+        on_output = None if last else (lambda h, y=y: link.send_forward(h, y))
+        _, grad = stage.run(x, y, top, step, job["input_grad"], on_output)
+        if grad is not None:
+            link.send_back(grad * len(grad))  # the per-example target of the block below
+        if stage.wants_target:
+            awaited.append(step)
+        if last:
+            losses.append(top.value)
+        step += 1
+    while stage.wants_target and awaited:  # targets in flight: queue them, do not train
+        stage.push_target(awaited[0], link.poll_target(stage.memory[awaited.popleft()][0],
+                                                       True))
+    link.flush()
+    return {"stage": stage, "losses": losses, "seconds": time.perf_counter() - started}
+
+
+def _copy_stage(dst: Stage, src: Stage) -> None:
+    """Load a worker's trained stage into the parent's objects (same module identities)."""
+    if isinstance(dst.block, Decoupled):
+        dst.block.load_checkpoint(src.block.checkpoint())
+    else:
+        dst.block.load_state_dict(src.block.state_dict())
+        dst.optimizer.load_state_dict(src.optimizer.state_dict())
+    for name in ("synthesizer", "head"):
+        if getattr(dst, name) is not None:
+            getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
+    for name in ("synth_optimizer", "head_optimizer"):
+        if getattr(dst, name) is not None:
+            getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
+    dst.load_state(src.state())
+
+
+def _stop(processes: list[Any]) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + 5.0
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def fit_parallel(
+    model: Decoupled, data: Any, epochs: int, batch_size: int, seed: int = 0,
+    mode: str = "sync", threads: int = 1, timeout: float = 600.0,
+    start_method: str = "spawn", stats: dict[str, Any] | None = None,
+) -> list[float]:
+    """Train ``model`` for ``epochs`` more epochs with one process per top-level block.
+
+    Args:
+        model: a :class:`Decoupled` stack with a decoupled signal (not ``"backprop"``)
+            and at least two blocks. Its ``staleness`` bounds how many steps a
+            synthesizer target may lag. Its ``loss`` must be picklable.
+        data: a :class:`problems.learning.Dataset` (anything with its ``batches``).
+        epochs: epochs to train, continuing from ``model.epoch``.
+        batch_size: examples per step.
+        seed: shuffling seed (as in :meth:`Decoupled.fit`).
+        mode: ``"sync"`` (deterministic) or ``"async"`` (see the module docstring).
+        threads: torch threads per worker process.
+        timeout: seconds before the run (and every blocking receive) gives up.
+        start_method: ``"spawn"`` (default, safest with torch: fresh interpreters that
+            import torch, a few seconds each) or ``"fork"``/``"forkserver"`` (POSIX;
+            ``"fork"`` starts at once, as DataLoader workers do).
+        stats: if a dict, filled with ``"worker_seconds"`` (each worker's training
+            loop, without process start-up) for throughput measurements.
+
+    Returns:
+        The mean training loss of each epoch (as :meth:`Decoupled.fit`).
+
+    Raises:
+        ValueError: bad arguments. WorkerError: a worker failed (its traceback inside).
+        TimeoutError: the run took longer than ``timeout``.
+    """
+    if not isinstance(model, Decoupled):
+        raise ValueError(f"model must be a Decoupled stack, got {type(model).__name__}")
+    if model.signal == "backprop" or len(model.blocks) < 2:
+        raise ValueError(
+            f"fit_parallel needs a decoupled signal and >= 2 blocks, got signal "
+            f"{model.signal!r} with {len(model.blocks)} block(s); use model.fit instead")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if start_method not in mp.get_all_start_methods():
+        raise ValueError(f"start_method {start_method!r} is not available here; expected one "
+                         f"of {mp.get_all_start_methods()}")
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    first = next(data.batches(batch_size, seed=seed, epoch=model.epoch))
+    model.build(first[0])
+    world = len(model.stages)
+    epoch_list = list(range(model.epoch, model.epoch + epochs))
+    per_epoch = [sum(1 for _ in data.batches(batch_size, seed=seed, epoch=e))
+                 for e in epoch_list]
+    common = dict(loss=model.loss, staleness=model.staleness, mode=mode, threads=threads,
+                  timeout=timeout, start_step=model.step_count, steps=sum(per_epoch),
+                  epochs=epoch_list, batch_size=batch_size, seed=seed)
+    shapes = [tuple(first[0].shape[1:]), *model.shapes]
+    payloads = [_dumps(dict(
+        common, stage=stage, data=data if rank == 0 else None, in_shape=shapes[rank],
+        input_grad=rank > 0 and model.stages[rank - 1].wants_target))
+        for rank, stage in enumerate(model.stages)]
+    context = mp.get_context(start_method)
+    results = context.Queue()
+    port = free_port()
+    processes = [context.Process(target=_worker, args=(rank, world, port, payloads[rank],
+                                                       results), daemon=True)
+                 for rank in range(world)]
+    outputs: dict[int, dict[str, Any]] = {}
+    try:
+        for process in processes:
+            process.start()
+        deadline = time.monotonic() + timeout
+        while len(outputs) < world:
+            try:
+                kind, rank, body = results.get(timeout=0.2)
+            except queue_module.Empty:
+                dead = [(r, p.exitcode) for r, p in enumerate(processes)
+                        if p.exitcode is not None and r not in outputs]
+                if dead:
+                    with contextlib.suppress(queue_module.Empty):
+                        kind, rank, body = results.get(timeout=1.0)  # its report, if any
+                        if kind == "error":
+                            raise WorkerError(f"worker {rank} failed:\n{body}") from None
+                    raise WorkerError(f"worker {dead[0][0]} exited with code {dead[0][1]} "
+                                      "without a report") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"fit_parallel did not finish within {timeout} s") from None
+                continue
+            if kind == "error":
+                raise WorkerError(f"worker {rank} failed:\n{body}")
+            outputs[rank] = _loads(body)
+    finally:
+        _stop(processes)
+        results.close()
+        results.join_thread()
+    for rank, stage in enumerate(model.stages):
+        _copy_stage(stage, outputs[rank]["stage"])
+    if stats is not None:
+        stats["worker_seconds"] = [outputs[r]["seconds"] for r in range(world)]
+    model.step_count += sum(per_epoch)
+    model.epoch += epochs
+    losses, history = outputs[world - 1]["losses"], []
+    for n in per_epoch:
+        history.append(sum(losses[:n]) / n)
+        losses = losses[n:]
+    return history

@@ -1,0 +1,131 @@
+"""Decoupled stacks across processes: sync equals one process, async trains, failures
+stop every worker, checkpoints resume."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+from conftest import plain_equal
+from torch import nn
+
+from hybrid import Decoupled, Group, WorkerError, fit_parallel
+from problems.learning import Dataset, mnist1d
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers run one thread each: same arithmetic
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    return mnist1d(n=600, seed=0)
+
+
+def blocks(seed: int = 0) -> list[nn.Module]:
+    torch.manual_seed(seed)
+    return [Group([nn.Linear(40, 64), nn.ReLU()]), Group([nn.Linear(64, 64), nn.ReLU()]),
+            nn.Linear(64, 10)]
+
+
+class Exploding(nn.Module):
+    """Raises on its third forward pass (pickled into a worker process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.calls = nn.Linear(64, 10), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 3:
+            raise ArithmeticError("block exploded on purpose")
+        return self.linear(x)
+
+
+def _children() -> list[int]:
+    """Live (non-zombie) child processes of this process, from /proc."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(),
+                                                 b.state_dict().values(), strict=True))
+
+
+@pytest.mark.parametrize("signal", ["synthetic-conditioned", "local"])
+def test_sync_mode_equals_the_single_process_run(signal: str, data: Dataset) -> None:
+    # spawn for one signal (the default, fresh interpreters), fork for the other (fast)
+    method = "spawn" if signal == "local" else "fork"
+    single = Decoupled(blocks(), signal=signal, staleness=1, seed=0)
+    expected = single.fit(data, epochs=2, batch_size=50)
+    parallel = Decoupled(blocks(), signal=signal, staleness=1, seed=0)
+    assert fit_parallel(parallel, data, epochs=2, batch_size=50, start_method=method) == expected
+    assert _same(single, parallel)  # gathered back into the parent's modules
+    assert plain_equal(parallel.checkpoint()["stages"], single.checkpoint()["stages"])
+    assert parallel.step_count == single.step_count and parallel.epoch == 2
+
+
+def test_checkpoint_and_resume_equals_uninterrupted(data: Dataset) -> None:
+    full = Decoupled(blocks(), signal="synthetic", staleness=2, seed=0)
+    fit_parallel(full, data, epochs=2, batch_size=50, start_method="fork")
+    half = Decoupled(blocks(), signal="synthetic", staleness=2, seed=0)
+    fit_parallel(half, data, epochs=1, batch_size=50, start_method="fork")
+    state = half.checkpoint()  # synthesizer targets still in flight are part of it
+    assert any(s["target_steps"] for s in state["stages"])
+    resumed = Decoupled(blocks(seed=3), signal="synthetic", staleness=2, seed=0)
+    resumed.load_checkpoint(state, example=data.x_train[:2])
+    fit_parallel(resumed, data, epochs=1, batch_size=50, start_method="fork")
+    assert _same(full, resumed)
+
+
+def test_async_mode_trains(data: Dataset) -> None:
+    model = Decoupled(blocks(), signal="synthetic-conditioned", staleness=3, seed=0)
+    before = model.accuracy(data.x_train, data.y_train)
+    losses = fit_parallel(model, data, epochs=4, batch_size=50, mode="async",
+                          start_method="fork")
+    assert losses[-1] < losses[0] - 0.1
+    assert model.accuracy(data.x_train, data.y_train) > before + 0.1
+
+
+def test_worker_exception_stops_every_worker_and_surfaces(data: Dataset) -> None:
+    torch.manual_seed(0)
+    model = Decoupled([Group([nn.Linear(40, 64), nn.ReLU()]),
+                       Group([nn.Linear(64, 64), nn.ReLU()]), Exploding()],
+                      signal="synthetic", seed=0)
+    model.build(data.x_train[:2])  # one call in the parent: the worker's third raises
+    existing = set(_children())  # e.g. multiprocessing's resource tracker
+    with pytest.raises(WorkerError) as info:
+        fit_parallel(model, data, epochs=2, batch_size=50, start_method="fork", timeout=60)
+    message = str(info.value)
+    assert "worker 2 failed" in message and "block exploded on purpose" in message
+    assert "Traceback" in message and "in forward" in message
+    deadline = time.monotonic() + 5
+    while set(_children()) - existing and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(_children()) - existing == set()
+
+
+def test_bad_arguments_are_named(data: Dataset) -> None:
+    with pytest.raises(ValueError, match="decoupled signal"):
+        fit_parallel(Decoupled(blocks(), signal="backprop"), data, 1, 50)
+    with pytest.raises(ValueError, match="unknown mode"):
+        fit_parallel(Decoupled(blocks()), data, 1, 50, mode="eventually")
+    with pytest.raises(ValueError, match="epochs"):
+        fit_parallel(Decoupled(blocks()), data, 0, 50)
