@@ -123,3 +123,9 @@ for _name, _cls in {**DISCRETE, SortingNetwork.name: SortingNetwork,
                     MixedSphere.name: MixedSphere}.items():
     register(_name, _cls.create, kind="discrete")
 del _name, _cls
+
+from problems.control import control_problems  # noqa: E402  (gymnasium tasks, batched)
+
+for _name, _make in control_problems().items():
+    register(_name, _make, kind="control")
+del _name, _make
