@@ -25,6 +25,7 @@ import torch
 from . import registry
 from .base import Array, BaseOptimizer, Result
 from .checks import as_float64
+from .evaluate import Evaluator
 from .spaces import Space
 
 CHECKPOINT_VERSION = 1
@@ -143,6 +144,7 @@ def minimize(
     seed: int | None = None,
     options: dict[str, Any] | None = None,
     progress: bool | None = None,
+    evaluator: Evaluator | None = None,
 ) -> Result:
     """Minimize (or maximize) ``fn`` with any registered optimizer.
 
@@ -172,6 +174,9 @@ def minimize(
         seed: seed of the optimizer (with a checkpoint, the saved seed is reused).
         options: further hyperparameters for the optimizer's constructor.
         progress: show a progress bar (default: when stderr is a terminal).
+        evaluator: where the population is evaluated (an :mod:`optim.evaluate`
+            evaluator: serial, vectorized, process pool, Ray); default: in this
+            process, one call per batch (``vectorized``) or per point.
 
     Returns:
         A :class:`~optim.base.Result`.
@@ -181,6 +186,10 @@ def minimize(
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
             or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    if evaluator is not None and not isinstance(evaluator, Evaluator):
+        raise ValueError(f"evaluator must be an optim.evaluate.Evaluator (SerialEvaluator, "
+                         f"VectorizedEvaluator, ProcessPoolEvaluator, RayEvaluator), "
+                         f"got {evaluator!r}")
     sign = -1.0 if maximize else 1.0
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer):
@@ -214,7 +223,11 @@ def minimize(
             if reasons:
                 break
             candidates = opt.ask()
-            fitness = sign * evaluate(fn, candidates, vectorized, space)
+            if evaluator is None:
+                fitness = sign * evaluate(fn, candidates, vectorized, space)
+            else:
+                decoded = _Decoded(fn, space) if space is not None and not vectorized else fn
+                fitness = sign * evaluator(decoded, candidates, vectorized=vectorized)
             g = None if constraints is None else evaluate(constraints, candidates, vectorized,
                                                            space, width=-1)
             metrics = opt.tell(candidates, fitness, constraints=g)
@@ -248,6 +261,16 @@ def minimize(
         feasible=opt.best_violation == 0,
         violation=opt.best_violation,
     )
+
+
+class _Decoded:
+    """``fn`` of the decoded point (picklable, for evaluators in other processes)."""
+
+    def __init__(self, fn: Callable[[Any], Any], space: Space) -> None:
+        self.fn, self.space = fn, space
+
+    def __call__(self, encoded: Array) -> Any:
+        return self.fn(self.space.decode(encoded))
 
 
 def save_checkpoint(path: str | os.PathLike[str], opt: BaseOptimizer,

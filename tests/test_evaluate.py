@@ -1,0 +1,110 @@
+"""Evaluators give the serial values, in-process, in a process pool and on Ray, also when
+a worker is lost mid-generation; minimize accepts them."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import problems
+from optim import minimize
+from optim.evaluate import (
+    ProcessPoolEvaluator,
+    RayEvaluator,
+    SerialEvaluator,
+    VectorizedEvaluator,
+)
+from problems.control import ControlProblem
+
+
+def good_population(problem: ControlProblem, n: int, seed: int = 0) -> torch.Tensor:
+    """CartPole policies near the balancing controller ``push toward theta + theta'``:
+    long episodes, so that a generation takes a while."""
+    x = 0.3 * torch.randn(n, problem.dim, generator=torch.Generator().manual_seed(seed))
+    x[:, 6] += 1.0
+    x[:, 7] += 1.0
+    return x
+
+
+def test_serial_equals_vectorized_for_plain_and_control_objectives() -> None:
+    x = np.random.default_rng(0).normal(size=(7, 3))
+    sphere = problems.get("sphere", dim=3)
+    serial = SerialEvaluator()(sphere, x)
+    np.testing.assert_array_equal(serial, VectorizedEvaluator()(sphere, x))
+    np.testing.assert_array_equal(serial, SerialEvaluator()(
+        lambda p: float((p ** 2).sum()), x, vectorized=False))
+    problem = ControlProblem("CartPole-v1", episodes=3, obs_norm=True, max_steps=150)
+    twin = copy.deepcopy(problem)
+    pop = good_population(problem, 6)
+    for _ in range(2):
+        np.testing.assert_array_equal(SerialEvaluator()(problem, pop),
+                                      VectorizedEvaluator()(twin, pop))
+    assert problem.env_steps == twin.env_steps and problem.generation == twin.generation == 2
+    torch.testing.assert_close(problem.obs_norm.sum, twin.obs_norm.sum)
+    with pytest.raises(ValueError, match="vectorized"):
+        VectorizedEvaluator()(lambda p: 0.0, x, vectorized=False)
+    with pytest.raises(ValueError, match=r"shape \(7,\)"):
+        VectorizedEvaluator()(lambda b: np.zeros(3), x)
+
+
+def test_minimize_with_evaluator_matches_default_loop() -> None:
+    def run(evaluator):
+        problem = ControlProblem("CartPole-v1", episodes=1, max_steps=100)
+        return minimize(problem, problem.initial(), optimizer="snes", maximize=True,
+                        vectorized=True, budget=100, sigma0=0.5, seed=3,
+                        options={"popsize": 10}, evaluator=evaluator)
+    plain, serial = run(None), run(SerialEvaluator())
+    assert plain.f == serial.f and torch.equal(plain.x, serial.x)
+    assert np.array_equal(plain.history, serial.history)
+    with pytest.raises(ValueError, match="evaluator"):
+        minimize(lambda p: 0.0, np.zeros(2), evaluator="ray", budget=10)
+
+
+def test_process_pool_matches_serial_and_survives_a_killed_worker() -> None:
+    problem = ControlProblem("CartPole-v1", episodes=2, max_steps=200)
+    reference = copy.deepcopy(problem)
+    pop = good_population(problem, 8)
+    with ProcessPoolEvaluator(workers=2, start_method="fork") as pool:  # spawn: ~10 s/worker
+        np.testing.assert_array_equal(pool(problem, pop), SerialEvaluator()(reference, pop))
+        os.kill(pool.pids[0], signal.SIGKILL)  # lost between generations: the pool is broken
+        time.sleep(0.2)
+        np.testing.assert_array_equal(pool(problem, pop), SerialEvaluator()(reference, pop))
+    assert problem.env_steps == reference.env_steps
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_matches_serial_and_completes_when_an_actor_is_killed(ray_instance) -> None:
+    ray = ray_instance
+    problem = ControlProblem("CartPole-v1", episodes=4)
+    reference = copy.deepcopy(problem)
+    evaluator = RayEvaluator(num_workers=2)  # joins the running instance
+    try:
+        pop = good_population(problem, 10)
+        np.testing.assert_array_equal(evaluator(problem, pop), SerialEvaluator()(reference, pop))
+        # the next generation: kill one actor while its chunk runs
+        pending = evaluator.submit(problem, pop)
+        victim = evaluator.actors[0]
+        time.sleep(0.05)
+        ray.kill(victim)
+        values = pending.result()
+        expected = SerialEvaluator()(reference, pop)
+        assert values.shape == (10,) and np.isfinite(values).all()
+        np.testing.assert_array_equal(values, expected)
+        assert evaluator.replaced == 1 and victim not in evaluator.actors
+        assert problem.env_steps == reference.env_steps  # every chunk counted once
+    finally:
+        evaluator.close()
+    assert ray.is_initialized()  # not ours to shut down
