@@ -1,0 +1,205 @@
+"""Neuroevolution speed: CartPole-v1 with batched policies, ours against evotorch.
+
+Three tables, one run:
+
+1. Time and environment steps to solve CartPole-v1 (mean return >= 475 over 10
+   evaluation episodes of the search center, checked after every generation outside
+   the timed part), SNES with the same popsize, initial stdev, learning rates and
+   linear policy: ours (batched torch dynamics, stacked policies) against evotorch's
+   GymNE (serial gymnasium) and VecGymNE (gymnasium vector envs). Target: ours
+   >= 5x faster in wall time.
+2. Environment steps per second of the batched evaluator against serial gymnasium
+   stepping (one policy call and one ``env.step`` per step), by population size, on
+   policies that balance for long (near ``push toward theta + theta'``).
+3. Ray: one generation on 1 and 2 actors (scaling), and the per-generation overhead
+   (a generation of near-zero work on Ray against in-process).
+
+    python -m benchmarks.neuroevolution [--popsize 50] [--seeds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from optim import registry
+from optim.evaluate import RayEvaluator, VectorizedEvaluator
+from problems.control import ControlProblem
+
+ENV = "CartPole-v1"
+
+
+def _solved(check: ControlProblem, center: torch.Tensor) -> bool:
+    return check.mean_return(center.to(torch.float32), episodes=10) >= 475
+
+
+def solve_ours(seed: int, popsize: int, sigma: float, generations: int) -> dict[str, float]:
+    problem = ControlProblem(ENV, policy="linear", episodes=1)
+    check = ControlProblem(ENV, policy="linear")
+    opt = registry.create("snes", problem.initial(), sigma0=sigma, popsize=popsize, seed=seed)
+    evaluator, elapsed = VectorizedEvaluator(), 0.0
+    for g in range(generations):
+        began = time.perf_counter()
+        x = opt.ask()
+        opt.tell(x, -torch.as_tensor(evaluator(problem, x)))
+        elapsed += time.perf_counter() - began
+        if _solved(check, opt.recommend()):
+            return {"solved": 1, "gens": g + 1, "steps": problem.env_steps, "time": elapsed}
+    return {"solved": 0, "gens": generations, "steps": problem.env_steps, "time": elapsed}
+
+
+def solve_evotorch(kind: str, seed: int, popsize: int, sigma: float, generations: int,
+                   eta_sigma: float) -> dict[str, float]:
+    from evotorch.algorithms import SNES
+    from evotorch.neuroevolution import GymNE, VecGymNE
+
+    logging.getLogger("evotorch").setLevel(logging.WARNING)
+    torch.manual_seed(seed)
+    cls = GymNE if kind == "GymNE" else VecGymNE
+    problem = cls(ENV, "Linear(obs_length, act_length)", num_episodes=1)
+    searcher = SNES(problem, popsize=popsize, stdev_init=sigma, center_init=0.0,
+                    center_learning_rate=1.0, stdev_learning_rate=eta_sigma)
+    check = ControlProblem(ENV, policy="linear")
+    elapsed = 0.0
+    for g in range(generations):
+        began = time.perf_counter()
+        searcher.step()
+        elapsed += time.perf_counter() - began
+        if _solved(check, searcher.status["center"].detach().cpu()):
+            return {"solved": 1, "gens": g + 1, "steps": problem.interaction_count,
+                    "time": elapsed}
+    return {"solved": 0, "gens": generations, "steps": problem.interaction_count, "time": elapsed}
+
+
+def table_solve(popsize: int, seeds: int, sigma: float, generations: int) -> None:
+    dim = ControlProblem(ENV).dim
+    eta_sigma = registry.create("snes", torch.zeros(dim), popsize=popsize).eta_sigma
+    runs: dict[str, Callable[[int], dict[str, float]]] = {
+        "ours (batched)": lambda s: solve_ours(s, popsize, sigma, generations),
+        "evotorch GymNE": lambda s: solve_evotorch("GymNE", s, popsize, sigma, generations,
+                                                   eta_sigma),
+        "evotorch VecGymNE": lambda s: solve_evotorch("VecGymNE", s, popsize, sigma,
+                                                      generations, eta_sigma),
+    }
+    print(f"\n1. Solve {ENV}: SNES, popsize {popsize}, stdev0 {sigma}, linear policy "
+          f"({dim} parameters), 1 episode/policy, <= {generations} generations, {seeds} seeds")
+    print(f"{'runner':<18} {'solved':>6} {'gens':>6} {'env steps':>10} {'time s':>8} "
+          f"{'steps/s':>10}  (medians)")
+    medians = {}
+    for name, run in runs.items():
+        results = [run(seed) for seed in range(seeds)]
+        med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        med["solved"] = sum(r["solved"] for r in results)
+        medians[name] = med
+        print(f"{name:<18} {int(med['solved']):>3}/{seeds:<2} {med['gens']:>6.1f} "
+              f"{med['steps']:>10.0f} {med['time']:>8.2f} {med['steps'] / med['time']:>10.0f}")
+    ours = medians["ours (batched)"]
+    for name in ("evotorch GymNE", "evotorch VecGymNE"):
+        ratio = medians[name]["time"] / ours["time"]
+        print(f"time ratio {name} / ours = {ratio:.1f}x  (target >= 5x: "
+              f"{'ok' if ratio >= 5 else 'MISSED'}); env steps ratio "
+              f"{medians[name]['steps'] / ours['steps']:.2f}")
+
+
+def balancing_population(problem: ControlProblem, n: int) -> torch.Tensor:
+    x = 0.1 * torch.randn(n, problem.dim, generator=torch.Generator().manual_seed(0))
+    x[:, 6] += 1.0
+    x[:, 7] += 1.0
+    return x
+
+
+def steps_per_second(problem: ControlProblem, x: torch.Tensor) -> float:
+    before = problem.env_steps
+    began = time.perf_counter()
+    problem(x)
+    return (problem.env_steps - before) / (time.perf_counter() - began)
+
+
+def table_throughput(sizes: Sequence[int], serial_policies: int) -> None:
+    print(f"\n2. Environment steps/s on {ENV}: batched torch vs serial gymnasium "
+          f"(serial measured on {serial_policies} policies: its rate does not depend on n)")
+    serial = ControlProblem(ENV, backend="gymnasium")
+    serial_rate = steps_per_second(serial, balancing_population(serial, serial_policies))
+    print(f"{'popsize':>8} {'batched steps/s':>16} {'serial steps/s':>15} {'ratio':>8}")
+    for n in sizes:
+        batched = ControlProblem(ENV)
+        x = balancing_population(batched, n)
+        steps_per_second(batched, x[:2])  # warm up
+        rate = steps_per_second(batched, x)
+        print(f"{n:>8} {rate:>16.0f} {serial_rate:>15.0f} {rate / serial_rate:>7.1f}x")
+
+
+def table_ray(popsize: int, repeats: int) -> None:
+    import ray
+
+    print(f"\n3. Ray on this machine: one generation of {popsize} CartPole policies "
+          "(4 episodes each), median of repeats")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        problem = ControlProblem(ENV, episodes=4)
+        x = balancing_population(problem, popsize)
+        began = time.perf_counter()
+        for _ in range(repeats):
+            problem(x)
+        local = (time.perf_counter() - began) / repeats
+        times = {}
+        for workers in (1, 2):
+            evaluator = RayEvaluator(num_workers=workers)
+            evaluator(problem, x)  # start actors, ship the problem
+            samples = []
+            for _ in range(repeats):
+                began = time.perf_counter()
+                evaluator(problem, x)
+                samples.append(time.perf_counter() - began)
+            times[workers] = statistics.median(samples)
+            evaluator.close()
+        tiny = ControlProblem(ENV, max_steps=1)
+        small = balancing_population(tiny, 2)
+        evaluator = RayEvaluator(num_workers=2)
+        evaluator(tiny, small)
+        overhead = []
+        for _ in range(10):
+            began = time.perf_counter()
+            evaluator(tiny, small)
+            overhead.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        for _ in range(10):
+            tiny(small)
+        in_process = (time.perf_counter() - began) / 10
+        evaluator.close()
+    finally:
+        ray.shutdown()
+    print(f"{'in-process':<12} {local:8.3f} s/generation")
+    print(f"{'Ray 1 actor':<12} {times[1]:8.3f} s/generation")
+    print(f"{'Ray 2 actors':<12} {times[2]:8.3f} s/generation   speedup 2 vs 1 actors: "
+          f"{times[1] / times[2]:.2f}x (ideal 2 on 2 idle cores)")
+    print(f"Ray overhead per generation: {1e3 * (statistics.median(overhead) - in_process):.1f} ms"
+          f" (Ray {1e3 * statistics.median(overhead):.1f} ms vs in-process "
+          f"{1e3 * in_process:.1f} ms on a 1-step generation)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--popsize", type=int, default=50)
+    parser.add_argument("--sigma", type=float, default=0.5)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--generations", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="fewer sizes, seeds and repeats")
+    parser.add_argument("--skip-ray", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = 1 if args.quick else args.seeds
+    table_solve(args.popsize, seeds, args.sigma, args.generations)
+    table_throughput((10, 50, 200) if args.quick else (10, 50, 200, 1000),
+                     serial_policies=5 if args.quick else 20)
+    if not args.skip_ray:
+        table_ray(popsize=100, repeats=2 if args.quick else 5)
+
+
+if __name__ == "__main__":
+    main()
