@@ -10,13 +10,22 @@ Example:
 """
 
 from . import registry
+from .admm import ADMM
+from .admm_quantizer import ADMMQuantizer
 from .base import BaseOptimizer, Optimizer, Result
 from .cem import CEM
 from .cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
 from .compact_ga import CompactGA
 from .es import PGPE, OpenAIES
+from .evaluate import (
+    Evaluator,
+    ProcessPoolEvaluator,
+    RayEvaluator,
+    SerialEvaluator,
+    VectorizedEvaluator,
+)
 from .ga import GeneticAlgorithm, OnePlusLambdaEA
-from .minimize import evaluate, load_checkpoint, minimize, save_checkpoint
+from .minimize import load_checkpoint, minimize, save_checkpoint
 from .nes import SNES, XNES
 from .reinforce import REINFORCE
 
@@ -26,6 +35,7 @@ for _cls in (CMAES, SepCMAES, IPOPCMAES, BIPOPCMAES, OpenAIES, SNES, XNES, PGPE,
 del _cls
 
 __all__ = [
+    "ADMM",
     "BIPOPCMAES",
     "CEM",
     "CMAES",
@@ -34,15 +44,20 @@ __all__ = [
     "REINFORCE",
     "SNES",
     "XNES",
+    "ADMMQuantizer",
     "BaseOptimizer",
     "CompactGA",
+    "Evaluator",
     "GeneticAlgorithm",
     "OnePlusLambdaEA",
     "OpenAIES",
     "Optimizer",
+    "ProcessPoolEvaluator",
+    "RayEvaluator",
     "Result",
     "SepCMAES",
-    "evaluate",
+    "SerialEvaluator",
+    "VectorizedEvaluator",
     "load_checkpoint",
     "minimize",
     "registry",

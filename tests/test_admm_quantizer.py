@@ -1,0 +1,91 @@
+"""ADMMQuantizer (optim.admm_quantizer) on real networks and its state round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optim.admm_quantizer import ADMMQuantizer
+from problems.learning import digits
+from problems.quantized import quantized_weights, train
+from tests.conftest import roundtrip
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits(seed=0)
+
+
+@pytest.mark.parametrize(("arch", "levels", "floor"), [
+    ("mlp", "ternary", 0.85), ("mlp", "binary", 0.75), ("mlp", 3, 0.85), ("cnn", "ternary", 0.85),
+])
+def test_weights_end_exactly_on_their_sets_with_accuracy_far_above_chance(
+        data, arch, levels, floor):
+    out = train(data, arch, "admm", levels, epochs=6 if arch == "mlp" else 4, seed=0,
+                hidden=(64,))
+    assert out["on_levels"] and out["accuracy"] > floor  # chance is 0.1
+    allowed = {"ternary": 2, "binary": 1, 3: 4}[levels]  # distinct |w| incl. 0
+    for w in quantized_weights(out["model"]):
+        mags = torch.unique(w.detach().abs())
+        assert mags.numel() <= allowed
+        if levels == 3:  # 3-bit: integers in [-3, 3] times one scale
+            a = mags[mags > 0].min()
+            assert torch.equal(torch.round(w / a) * a, w.detach())
+            assert torch.round(w / a).abs().max() <= 3
+
+
+def test_ste_baseline_also_lands_on_the_set(data):
+    out = train(data, "mlp", "ste", "ternary", epochs=4, seed=0, hidden=(64,))
+    assert out["on_levels"] and out["accuracy"] > 0.8
+
+
+def _run(model, quant, opt, batches):
+    losses = []
+    for xb, yb in batches:
+        loss = torch.nn.functional.cross_entropy(model(xb), yb) + quant.penalty()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        quant.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def test_state_dict_round_trip_resumes_duals_penalties_and_z(data):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    groups = [{"params": [model[0].weight], "levels": "binary", "rho": 0.01},
+              {"params": [model[2].weight]}]
+    quant = ADMMQuantizer(groups, levels="ternary", rho=0.02, every=3, rho_growth=1.5)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.05)
+    batches = list(data.batches(64, seed=0))[:12]
+    _run(model, quant, sgd, batches[:7])
+    saved = roundtrip(quant.state_dict())
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    rest = _run(model, quant, sgd, batches[7:])
+    model.load_state_dict(weights)
+    again = ADMMQuantizer([{"params": [model[0].weight], "levels": "binary", "rho": 0.01},
+                           {"params": [model[2].weight]}], levels="ternary", rho=0.02, every=3,
+                          rho_growth=1.5)
+    again.load_state_dict(saved)
+    assert again.steps == 7 and [g["rho"] for g in again.param_groups] == [0.01 * 1.5**2,
+                                                                          0.02 * 1.5**2]
+    assert float(again.penalty().detach()) > 0
+    assert torch.equal(again.state[1]["u"], saved["state"][1]["u"])
+    sgd = torch.optim.SGD(model.parameters(), lr=0.05)
+    assert _run(model, again, sgd, batches[7:]) == rest
+    with pytest.raises(ValueError, match="layout"):
+        ADMMQuantizer([model[0].weight]).load_state_dict(saved)
+    with pytest.raises(ValueError, match="keys"):
+        again.load_state_dict({**saved, "extra": 0})
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"levels": "quaternary"}, "levels"), ({"levels": 1}, "levels"), ({"rho": 0.0}, "rho"),
+    ({"every": 0}, "every"), ({"rho_growth": 0.9}, "rho_growth"),
+])
+def test_bad_arguments_are_named(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        ADMMQuantizer([torch.nn.Parameter(torch.zeros(3))], **kwargs)
+    with pytest.raises(ValueError, match="empty"):
+        ADMMQuantizer([])
