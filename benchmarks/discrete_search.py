@@ -5,7 +5,8 @@ Anchors: evotorch 0.6.1's elitist ``GeneticAlgorithm`` on a 0/1 int64 problem wi
 its ``OnePointCrossOver`` (tournament size 4, as in its documentation) and a
 standard bit-flip mutation (each bit w.p. 1/n) written as an operator function,
 at population sizes 20 and 50, parents not re-evaluated; nevergrad's
-``DiscreteOnePlusOne`` when ``import nevergrad`` works (a note otherwise).
+``DiscreteOnePlusOne`` when the optional extra is installed (a note otherwise). All
+run through :mod:`benchmarks.baselines` (the shared tracker and budget accounting).
 
 Every run gets the same budget per problem; a run succeeds when it evaluates an
 optimal point within it (its evaluations to the optimum count up to that exact
@@ -23,18 +24,15 @@ and LeadingOnes (target: ratio <= 1).
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 import problems
-from optim.compact_ga import CompactGA
-from optim.ga import GeneticAlgorithm, OnePlusLambdaEA
+from benchmarks.baselines import Runner, available, runner
 
 PROBLEMS: dict[str, tuple[str, dict, int]] = {  # label: (registry name, kwargs, budget)
     "onemax-100": ("onemax", {"dim": 100}, 20_000),
@@ -43,87 +41,8 @@ PROBLEMS: dict[str, tuple[str, dict, int]] = {  # label: (registry name, kwargs,
     "trap-30-5": ("trap", {"dim": 30, "k": 5}, 50_000),
     "labs-20": ("labs", {"dim": 20}, 50_000),
 }
-OURS = {"one-plus-lambda": OnePlusLambdaEA, "ga": GeneticAlgorithm, "cga": CompactGA}
-
-
-class Budget(Exception):
-    """Raised by the tracker when the run has its answer (optimum or budget)."""
-
-
-class Tracker:
-    """Wraps a problem: counts evaluations, records the first optimal row, and the
-    best value within the budget. Returns losses (negated values if maximized)."""
-
-    def __init__(self, problem: problems.Problem, budget: int) -> None:
-        self.problem, self.budget = problem, budget
-        self.sign = -1.0 if problem.maximize else 1.0
-        self.target = self.sign * float(problem.f_opt)
-        self.evaluations, self.hit, self.best = 0, None, math.inf
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        loss = self.sign * np.asarray(self.problem(np.asarray(x, dtype=np.float64)))
-        room = self.budget - self.evaluations
-        counted = loss[:room]
-        if counted.size:
-            self.best = min(self.best, float(counted.min()))
-            optimal = np.flatnonzero(counted <= self.target)
-            if optimal.size and self.hit is None:
-                self.hit = self.evaluations + int(optimal[0]) + 1
-        self.evaluations += len(loss)
-        return loss
-
-    @property
-    def done(self) -> bool:
-        return self.hit is not None or self.evaluations >= self.budget
-
-
-def run_ours(name: str) -> Callable[[Tracker, int], None]:
-    def run(tracker: Tracker, seed: int) -> None:
-        opt = OURS[name](tracker.problem.space, seed=seed)
-        while not tracker.done:
-            x = opt.ask()
-            opt.tell(x, tracker(x))
-
-    return run
-
-
-def run_evotorch_ga(popsize: int) -> Callable[[Tracker, int], None]:
-    def run(tracker: Tracker, seed: int) -> None:
-        from evotorch import Problem
-        from evotorch.algorithms import GeneticAlgorithm as EvoGA
-        from evotorch.operators import OnePointCrossOver
-
-        logging.getLogger("evotorch").setLevel(logging.WARNING)
-        n = tracker.problem.dim
-
-        def fitness(values: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(tracker(values.cpu().numpy()))
-
-        problem = Problem("min", fitness, solution_length=n, initial_bounds=(0, 1),
-                          bounds=(0, 1), dtype=torch.int64, vectorized=True, seed=seed)
-
-        def bit_flip(values: torch.Tensor) -> torch.Tensor:  # standard bit mutation, 1/n
-            flip = torch.rand(values.shape, generator=problem.generator) < 1.0 / n
-            return torch.where(flip, 1 - values, values)
-
-        searcher = EvoGA(problem, popsize=popsize, re_evaluate=False, operators=[
-            OnePointCrossOver(problem, tournament_size=4), bit_flip])
-        while not tracker.done:
-            searcher.step()
-
-    return run
-
-
-def run_nevergrad(tracker: Tracker, seed: int) -> None:
-    import nevergrad as ng
-
-    space = ng.p.Choice([0, 1], repetitions=tracker.problem.dim)
-    space.random_state = np.random.RandomState(seed)
-    opt = ng.optimizers.DiscreteOnePlusOne(parametrization=space, budget=tracker.budget)
-    while not tracker.done:
-        candidate = opt.ask()
-        loss = tracker(np.asarray(candidate.value, dtype=np.float64)[None])
-        opt.tell(candidate, float(loss[0]))
+OURS = {"one-plus-lambda": runner("ours:one-plus-lambda"), "ga": runner("ours:ga"),
+        "cga": runner("ours:cga")}
 
 
 @dataclass
@@ -141,16 +60,15 @@ class Runs:
         return float(np.median(self.hits))
 
 
-def benchmark(label: str, runner: Callable[[Tracker, int], None], seeds: int,
-              budget_scale: float) -> Runs:
+def benchmark(label: str, run: Runner, seeds: int, budget_scale: float) -> Runs:
+    """``seeds`` runs of ``run`` on problem ``label``, each stopped at the optimum."""
     name, kwargs, budget = PROBLEMS[label]
     problem = problems.get(name, **kwargs)
     hits, best, start = [], [], time.perf_counter()
     for seed in range(seeds):
-        tracker = Tracker(problem, int(budget * budget_scale))
-        runner(tracker, seed)
-        hits.append(math.inf if tracker.hit is None else float(tracker.hit))
-        best.append(tracker.sign * tracker.best)
+        record = run(problem, int(budget * budget_scale), seed, target=0.0)
+        hits.append(record.evaluations_to(0.0))
+        best.append(record.best_f)
     return Runs(hits, best, time.perf_counter() - start)
 
 
@@ -167,16 +85,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown problems {sorted(unknown)}; choose from {list(PROBLEMS)}")
     scale = 0.2 if args.quick else 1.0
 
-    runners: dict[str, Callable[[Tracker, int], None]] = {n: run_ours(n) for n in OURS}
+    runners: dict[str, Runner] = dict(OURS)
     anchors = ["evotorch-ga-20", "evotorch-ga-50"]
-    runners["evotorch-ga-20"] = run_evotorch_ga(20)
-    runners["evotorch-ga-50"] = run_evotorch_ga(50)
-    try:
-        import nevergrad  # noqa: F401
-    except ImportError:
-        print("note: nevergrad is not installed; DiscreteOnePlusOne skipped")
+    runners["evotorch-ga-20"] = runner("evotorch:GA", popsize=20)
+    runners["evotorch-ga-50"] = runner("evotorch:GA", popsize=50)
+    missing = available("nevergrad:DiscreteOnePlusOne")
+    if missing is not None:
+        print(f"note: DiscreteOnePlusOne skipped ({missing})")
     else:
-        runners["ng-DiscreteOnePlusOne"] = run_nevergrad
+        runners["ng-DiscreteOnePlusOne"] = runner("nevergrad:DiscreteOnePlusOne")
         anchors.append("ng-DiscreteOnePlusOne")
 
     print(f"{args.seeds} seeds per cell; median evaluations to the optimum (failures "
@@ -188,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     results: dict[tuple[str, str], Runs] = {}
     for label in labels:
         budget = int(PROBLEMS[label][2] * scale)
-        for name, runner in runners.items():
-            runs = results[label, name] = benchmark(label, runner, args.seeds, scale)
+        for name, run in runners.items():
+            runs = results[label, name] = benchmark(label, run, args.seeds, scale)
             median = f">{budget}" if math.isinf(runs.median) else f"{runs.median:.0f}"
             print(f"{label:<16} {name:<22} {budget:>7} {runs.success:>8.0%} {median:>13} "
                   f"{np.median(runs.best):>12g} {runs.seconds / args.seeds:>7.2f}",
@@ -205,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                               else math.nan)
             note = "" if math.isfinite(base) else " (the anchor missed the budget)"
             print(f"    {name:<16} {ratio:.2f}{note}")
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,61 @@
+"""Our optimizers (any name of :mod:`optim.registry`) through :func:`optim.minimize`.
+
+Continuous problems start from the shared :func:`~benchmarks.baselines.record.start`
+point and step size; problems with a space are searched through that space (its
+encoded batch is evaluated in one call). Options go to the optimizer's constructor,
+except ``sigma0`` and ``bounds``, which go to ``minimize``. Cited methods are those of
+the optimizers themselves (see each module of :mod:`optim`).
+
+Example:
+    >>> import problems
+    >>> from benchmarks.baselines import run
+    >>> record = run("ours:cmaes", problems.get("sphere", dim=4), budget=1000, seed=0)
+    >>> record.stop, record.evaluations <= 1000
+    ('target', True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optim import minimize, registry
+from optim.spaces import leaf_kinds
+from problems.base import Problem
+
+from .record import Tracker, start
+
+
+def algorithms() -> list[str]:
+    """The registered optimizer names (each runs as ``ours:<name>``)."""
+    return registry.names()
+
+
+def handles(algorithm: str, problem: Problem) -> bool:
+    """Whether the optimizer searches this problem's kind (real vectors or its space)."""
+    supported = registry.get(algorithm).supported_spaces
+    if problem.space is None:
+        return "real" in supported
+    return leaf_kinds(problem.space) <= supported
+
+
+def describe(algorithm: str) -> str:
+    """The problem kinds the optimizer handles, for error messages."""
+    supported = sorted(registry.get(algorithm).supported_spaces)
+    real = "continuous problems and " if "real" in supported else ""
+    return f"{real}spaces whose leaves are {'/'.join(supported)}"
+
+
+def body(algorithm: str, tracker: Tracker, seed: int, options: dict[str, Any]) -> str:
+    """One run of ``minimize`` on the tracker; its stop reasons."""
+    problem = tracker.problem
+    options = dict(options)
+    sigma0, bounds = options.pop("sigma0", None), options.pop("bounds", None)
+    if problem.space is None:
+        x0, step = start(problem, seed)
+        sigma0 = step if sigma0 is None else sigma0
+    else:
+        x0 = problem.space
+    result = minimize(tracker, x0, optimizer=algorithm, budget=tracker.budget, sigma0=sigma0,
+                      bounds=bounds, vectorized=True, seed=seed, options=options,
+                      progress=False)
+    return ",".join(sorted(result.stop))
