@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	touch $(STAMP)
 
 run: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/nondiff compare
+	$(BIN)/nondiff bench run --suite quick
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -30,10 +30,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.cmaes_overhead
 	$(BIN)/python -m benchmarks.es_speed
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.quality --preset full
+	$(BIN)/nondiff bench run --suite continuous
+	$(BIN)/nondiff bench run --suite discrete
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.discrete_search
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.reinforce_variance
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.mixed_space
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache nondiff-report

@@ -9,15 +9,16 @@ import pkgutil
 import pytest
 
 import benchmarks
+import hybrid
 import optim
 import problems
 
 MODULES = sorted(
     [info.name
-     for package in (optim, problems, benchmarks)
+     for package in (optim, problems, hybrid, benchmarks)
      for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}.")
      if not info.name.endswith("__main__")]
-    + ["optim", "problems"]
+    + ["optim", "problems", "hybrid"]
 )
 
 
