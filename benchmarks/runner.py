@@ -260,7 +260,7 @@ def run_suite(
                         git_commit=commit, host=platform.node())
         done = failed = 0
         if todo:
-            if executor == "process" and workers > 1:
+            if executor == "process":
                 results = _process_pool(todo, min(workers, len(todo)))
             elif executor == "ray":
                 results = _ray(todo, workers, address)
