@@ -1,0 +1,383 @@
+"""HybridTrainer: a structure optimizer searches the declarations, gradients train the weights.
+
+Each step on a batch ``(x, y)`` (ENAS, Pham et al. 2018, alternates the same two halves):
+
+1. ``candidates = structure_optimizer.ask()`` — encoded structures of
+   :func:`~hybrid.structure.structure_space` (any optimizer of :mod:`optim` that
+   handles its leaf kinds, by registry name or instance);
+2. each candidate is evaluated on the batch with the shared weights, without
+   gradients — in one forward pass of the repeated batch when every declaration
+   allows it (:func:`~hybrid.structure.batched_structures`), else one pass each;
+   its fitness is ``fitness(model(x), y)`` (default: the loss);
+3. ``structure_optimizer.tell(candidates, fitness)``;
+4. the weights take one step of ``loss(model(x), y)`` under one structure — a
+   candidate drawn at random from this generation (``"sampled"``, the ENAS shared-
+   weight step), the generation's best (``"best"``) or the optimizer's recommendation
+   (``"recommended"``) — by plain backprop and ``weight_optimizer``, or by a
+   :class:`~hybrid.decoupled.Decoupled` engine's ``train_step``.
+
+``fit`` ends with the model set to the recommended structure. ``state_dict`` holds the
+weights, both optimizers, counters and random states; a trainer loaded from it and fit
+to the same total epochs ends exactly where an uninterrupted one does.
+
+Source: H. Pham et al., "Efficient neural architecture search via parameter sharing",
+ICML 2018.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from hybrid.structure import Choice
+    >>> from hybrid.trainer import HybridTrainer
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = nn.Sequential(nn.Linear(2, 16), Choice(nn.Tanh(), nn.Identity()),
+    ...                       nn.Linear(16, 1))
+    >>> x = torch.randn(256, 2)
+    >>> y = x.prod(dim=1, keepdim=True)  # needs the nonlinearity
+    >>> trainer = HybridTrainer(model, "reinforce", lambda p: torch.optim.Adam(p, lr=0.03),
+    ...                         loss=nn.functional.mse_loss, seed=0,
+    ...                         structure_options={"popsize": 4, "lr": 0.3})
+    >>> _ = trainer.fit([(x, y)], epochs=60)
+    >>> trainer.structure()
+    {'1': 0}
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from optim.base import BaseOptimizer
+from optim.minimize import _make_optimizer
+from optim.spaces import leaf_kinds
+
+from .structure import (
+    StructureBatchError,
+    batched_structures,
+    named_structures,
+    set_structure,
+    structure_space,
+)
+
+__all__ = ["WEIGHT_STEPS", "HybridTrainer"]
+
+WEIGHT_STEPS = ("sampled", "best", "recommended")
+STATE_VERSION = 1
+
+Loss = Callable[[Any, Any], torch.Tensor]
+Callback = Callable[[dict[str, float], "HybridTrainer"], Any]
+
+
+def _rows(x: Any) -> int:
+    return int(x.shape[0])
+
+
+def _block(output: Any, i: int, n: int) -> Any:
+    """Rows ``i * n .. (i + 1) * n`` of every tensor in a (nested) model output."""
+    if isinstance(output, torch.Tensor):
+        return output[i * n:(i + 1) * n]
+    if isinstance(output, (tuple, list)):
+        return type(output)(_block(o, i, n) for o in output)
+    if isinstance(output, Mapping):
+        return {key: _block(value, i, n) for key, value in output.items()}
+    raise StructureBatchError(f"cannot split a model output of type {type(output).__name__}")
+
+
+def _repeat(x: Any, k: int) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.repeat(k, *([1] * (x.dim() - 1)))
+    raise StructureBatchError("only tensor inputs can be repeated for a batched evaluation")
+
+
+class HybridTrainer:
+    """Train a model's declared structure by search and its weights by gradient.
+
+    Args:
+        model: an ``nn.Module`` with declarations of :mod:`hybrid.structure`.
+        structure_optimizer: a registry name (see ``optim.registry.names_supporting``)
+            or an optimizer built on ``structure_space(model)``.
+        weight_optimizer: a ``torch.optim`` optimizer, or a factory
+            ``params -> optimizer`` (default Adam, lr 1e-3). None with a Decoupled engine.
+        engine: ``"backprop"`` or a :class:`~hybrid.decoupled.Decoupled` whose
+            ``train_step(x, y)`` takes the weight step (it owns its optimizers).
+        loss: ``loss(output, y)`` → scalar tensor (default cross-entropy).
+        fitness: ``fitness(output, y)`` → scalar the structure optimizer minimizes
+            (default: ``loss``), e.g. an error rate.
+        weight_step: one of :data:`WEIGHT_STEPS`.
+        structure_options: keyword options of the optimizer's constructor (by name).
+        batched: evaluate all candidates in one forward pass when the declarations
+            allow it (``"auto"`` tries and falls back), or never (False).
+        callbacks: ``cb(metrics, trainer)`` after every step; True stops ``fit``.
+        progress: show a progress bar (default: when stderr is a terminal).
+        seed: seeds the structure optimizer (by name) and the trainer's own sampling.
+        warmup_steps: first steps train the shared weights under uniformly random
+            structures, without asking the optimizer (one-shot warm-up, Guo et al.
+            2020: rankings under barely trained shared weights favour whatever
+            trains fastest).
+    """
+
+    def __init__(
+        self, model: nn.Module, structure_optimizer: str | BaseOptimizer = "reinforce",
+        weight_optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None
+        = None, engine: str | nn.Module = "backprop", loss: Loss | None = None, *,
+        fitness: Loss | None = None, weight_step: str = "sampled",
+        structure_options: Mapping[str, Any] | None = None, batched: bool | str = "auto",
+        callbacks: Iterable[Callback] = (), progress: bool | None = None, seed: int = 0,
+        warmup_steps: int = 0,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.model, self.space = model, structure_space(model)
+        if weight_step not in WEIGHT_STEPS:
+            raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}, got {weight_step!r}")
+        if batched not in (True, False, "auto"):
+            raise ValueError(f"batched must be True, False or 'auto', got {batched!r}")
+        if isinstance(structure_optimizer, BaseOptimizer):
+            if structure_options:
+                raise ValueError("structure_options apply to an optimizer given by name; "
+                                 "configure the instance when constructing it")
+            if structure_optimizer.space is None or \
+                    structure_optimizer.space.size != self.space.size:
+                raise ValueError(f"the structure optimizer must search structure_space(model) "
+                                 f"= {self.space!r}; build it on that space")
+            self.structure_optimizer = structure_optimizer
+        else:
+            options = dict(structure_options or {})
+            sigma0 = options.pop("sigma0", None)
+            self.structure_optimizer = _make_optimizer(structure_optimizer, self.space, sigma0,
+                                                       None, seed, options)
+        if engine == "backprop":
+            self.engine = None
+            if weight_optimizer is None:
+                weight_optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            elif not isinstance(weight_optimizer, torch.optim.Optimizer):
+                if not callable(weight_optimizer):
+                    raise ValueError(f"weight_optimizer must be a torch.optim optimizer or a "
+                                     f"factory of one, got {weight_optimizer!r}")
+                weight_optimizer = weight_optimizer(model.parameters())
+        elif hasattr(engine, "train_step") and isinstance(engine, nn.Module):
+            if weight_optimizer is not None:
+                raise ValueError("a Decoupled engine owns its optimizers; pass "
+                                 "weight_optimizer=None (set the engine's optimizer= instead)")
+            self.engine = engine
+        else:
+            raise ValueError(f"engine must be 'backprop' or a hybrid.Decoupled, got {engine!r}")
+        self.weight_optimizer = weight_optimizer
+        self.loss = loss if loss is not None else nn.functional.cross_entropy
+        if self.engine is not None:
+            if loss is None:
+                self.loss = self.engine.loss  # one loss for evaluation and weight steps
+            else:
+                self.engine.loss = loss
+        self.fitness = fitness if fitness is not None else self.loss
+        self.weight_step, self.batched = weight_step, batched
+        self.callbacks, self.progress = list(callbacks), progress
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) \
+                or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be a non-negative integer, got {warmup_steps!r}")
+        self.warmup_steps = warmup_steps
+        self.seed = int(seed)
+        self.rng = np.random.Generator(np.random.PCG64(self.seed))
+        self.step_count, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.forward_examples = 0  # compute: examples x forward passes (evaluations + steps)
+        self.history: list[dict[str, float]] = []
+
+    # ----- one step -------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, values: list[Mapping[str, Any]], x: Any, y: Any) -> np.ndarray:
+        """Fitness of each structure in ``values`` on ``(x, y)`` with the shared weights
+        (eval mode, no gradients); the model keeps its structure."""
+        before = self.structure(current=True)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if self.batched and len(values) > 1:
+                try:
+                    return self._evaluate_batched(values, x, y)
+                except StructureBatchError:
+                    if self.batched is True:
+                        raise
+                    self.batched = False  # "auto": some declaration needs one pass each
+            out = np.empty(len(values))
+            for i, value in enumerate(values):
+                set_structure(self.model, value)
+                out[i] = float(self.fitness(self.model(x), y))
+            return out
+        finally:
+            set_structure(self.model, before)
+            self.model.train(was_training)
+
+    def _evaluate_batched(self, values: list[Mapping[str, Any]], x: Any, y: Any) -> np.ndarray:
+        n, k = _rows(x), len(values)
+        with batched_structures(self.model, values, n):
+            output = self.model(_repeat(x, k))
+        return np.array([float(self.fitness(_block(output, i, n), y)) for i in range(k)])
+
+    def step(self, x: Any, y: Any) -> dict[str, float]:
+        """One structure generation and one weight step on the batch; returns metrics."""
+        opt = self.structure_optimizer
+        warm = self.step_count < self.warmup_steps
+        if warm:
+            values = self.space.decode_batch(self.space.sample(self.rng, 1))
+            fitness, metrics = np.full(1, np.nan), {}
+        else:
+            candidates = opt.ask()
+            encoded = candidates.detach().cpu().numpy() \
+                if isinstance(candidates, torch.Tensor) else np.asarray(candidates)
+            values = self.space.decode_batch(encoded)
+            fitness = self.evaluate(values, x, y)
+            metrics = opt.tell(candidates, fitness)
+        if warm:
+            chosen = values[0]
+        elif self.weight_step == "sampled":
+            chosen = values[int(self.rng.integers(len(values)))]
+        elif self.weight_step == "best":
+            chosen = values[int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))]
+        else:
+            chosen = self.recommended()
+        set_structure(self.model, chosen)
+        self.model.train()
+        if self.engine is not None:
+            loss = float(self.engine.train_step(x, y))
+        else:
+            self.weight_optimizer.zero_grad()
+            objective = self.loss(self.model(x), y)
+            objective.backward()
+            self.weight_optimizer.step()
+            loss = float(objective.detach())
+        self.step_count += 1
+        self.forward_examples += _rows(x) * (1 if warm else len(values) + 1)
+        result = {"step": float(self.step_count), "loss": loss,
+                  "fitness_best": float(np.min(fitness)), "fitness_mean": float(np.mean(fitness)),
+                  "warmup": float(warm)}
+        result.update({f"structure_{k}": v for k, v in metrics.items()})
+        return result
+
+    # ----- the loop -------------------------------------------------------------------
+    def fit(self, data: Any, epochs: int, batch_size: int = 64, seed: int = 0
+            ) -> list[dict[str, float]]:
+        """Train until ``epochs`` epochs are done in total (a resumed trainer continues).
+
+        Args:
+            data: a :class:`problems.learning.Dataset` (its ``batches(batch_size, seed,
+                epoch)``), or a re-iterable of ``(x, y)`` batches (e.g. a list).
+            epochs: total number of epochs to reach.
+            batch_size, seed: for ``data.batches``.
+
+        Returns:
+            the metrics of every step taken in this call. The model is left at the
+            recommended structure.
+        """
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        taken: list[dict[str, float]] = []
+        stopped = False
+        bar = self._progress_bar(data, epochs, batch_size)
+        try:
+            while self.epoch < epochs and not stopped:
+                batches = data.batches(batch_size, seed=seed, epoch=self.epoch) \
+                    if hasattr(data, "batches") else iter(data)
+                for i, (x, y) in enumerate(batches):
+                    if i < self.batch_in_epoch:
+                        continue  # done before a resume
+                    metrics = self.step(x, y)
+                    self.batch_in_epoch = i + 1
+                    metrics["epoch"] = float(self.epoch)
+                    taken.append(metrics)
+                    self.history.append(metrics)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{metrics['loss']:.4g}",
+                                        fitness=f"{metrics['fitness_best']:.4g}", refresh=False)
+                    if any(cb(metrics, self) is True for cb in self.callbacks):
+                        stopped = True
+                        break
+                if not stopped:
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        finally:
+            if bar is not None:
+                bar.close()
+        set_structure(self.model, self.recommended())
+        return taken
+
+    def _progress_bar(self, data: Any, epochs: int, batch_size: int) -> Any:
+        enabled = self.progress if self.progress is not None else sys.stderr.isatty()
+        if not enabled:
+            return None
+        from tqdm.auto import tqdm
+
+        per_epoch = data.num_batches(batch_size) if hasattr(data, "num_batches") \
+            else len(data) if hasattr(data, "__len__") else None
+        total = None if per_epoch is None else max(0, (epochs - self.epoch) * per_epoch
+                                                   - self.batch_in_epoch)
+        return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
+
+    # ----- structure ------------------------------------------------------------------
+    def recommended(self) -> dict[str, Any]:
+        """The structure optimizer's current recommendation, decoded."""
+        rec = self.structure_optimizer.recommend()
+        rec = rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor) else np.asarray(rec)
+        return self.space.decode(rec)
+
+    def structure(self, current: bool = False) -> dict[str, Any]:
+        """The recommended structure (or, with ``current``, the model's own right now)."""
+        if current:
+            return {name: decl._value for name, decl in named_structures(self.model)}
+        return self.recommended()
+
+    # ----- state ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, optimizers, counters and random states (``torch.save``-able)."""
+        if self.engine is not None:
+            weights = self.engine.checkpoint() if self.engine.built else None
+        else:
+            weights = self.weight_optimizer.state_dict()
+        return {
+            "version": STATE_VERSION,
+            "model": self.model.state_dict(),
+            "weight_optimizer": weights,
+            "structure_optimizer": self.structure_optimizer.state_dict(),
+            "counters": {"step": self.step_count, "epoch": self.epoch,
+                         "batch_in_epoch": self.batch_in_epoch,
+                         "forward_examples": self.forward_examples},
+            "rng": dict(self.rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+            "batched": self.batched,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (also the global torch RNG it saved)."""
+        keys = {"version", "model", "weight_optimizer", "structure_optimizer", "counters",
+                "rng", "torch_rng", "batched"}
+        if not isinstance(state, Mapping) or set(state) != keys:
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"not a HybridTrainer state dict: expected keys {sorted(keys)}, "
+                             f"got {got}")
+        if state["version"] != STATE_VERSION:
+            raise ValueError(f"HybridTrainer state version {state['version']!r} is not "
+                             f"{STATE_VERSION}")
+        self.structure_optimizer.load_state_dict(state["structure_optimizer"])
+        if self.engine is not None:
+            if state["weight_optimizer"] is not None:
+                self.engine.load_checkpoint(state["weight_optimizer"])
+        else:
+            self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.model.load_state_dict(state["model"])
+        counters = state["counters"]
+        self.step_count, self.epoch = int(counters["step"]), int(counters["epoch"])
+        self.batch_in_epoch = int(counters["batch_in_epoch"])
+        self.forward_examples = int(counters.get("forward_examples", 0))
+        self.rng.bit_generator.state = dict(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.batched = state["batched"]
+
+    def __repr__(self) -> str:
+        kinds = "/".join(sorted(leaf_kinds(self.space)))
+        return (f"HybridTrainer({type(self.model).__name__}, structure={kinds} "
+                f"x{self.space.size} by {self.structure_optimizer.name}, "
+                f"step={self.step_count}, epoch={self.epoch})")

@@ -1,0 +1,175 @@
+"""HybridTrainer: every structure optimizer that handles the space improves the loss;
+resume equals an uninterrupted run; batched and serial evaluation agree; Decoupled engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import plain_equal, roundtrip
+from torch import nn
+
+from hybrid.decoupled import Decoupled, Group
+from hybrid.structure import Choice, Gates, get_structure, structure_space
+from hybrid.trainer import HybridTrainer
+from optim import registry
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: threads only add contention on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
+def gated_data(seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """y depends on features 0..2; features 3..7 are loud noise a gate should close."""
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(4):
+        x = torch.randn(64, 8, generator=g)
+        x[:, 3:] *= 10.0
+        y = x[:, :3].sum(dim=1, keepdim=True)
+        x[:, 3:] += 10.0 * torch.randn(64, 5, generator=g)  # not predictive
+        batches.append((x, y))
+    return batches
+
+
+class GatedLinear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates = Gates(8)
+        self.linear = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.linear(self.gates(x))
+
+
+class ChoiceNet(nn.Module):
+    """Of three ops only "tanh" passes the input on ("zero" and "one" are constant)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(2, 16)
+        self.op = Choice({"zero": lambda h: 0 * h, "tanh": nn.Tanh(),
+                          "one": torch.ones_like})
+        self.out = nn.Linear(16, 1)
+        self.scale = Choice({"one": nn.Identity(), "two": lambda h: 2 * h})  # either works
+
+    def forward(self, x):
+        return self.scale(self.out(self.op(self.inp(x))))
+
+
+def choice_data() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(128, 2, generator=g)
+    return [(x, x[:, :1] - 0.5 * x[:, 1:])]
+
+
+def hybrid_loss(model, data) -> float:
+    with torch.no_grad():
+        return float(np.mean([nn.functional.mse_loss(model(x), y) for x, y in data]))
+
+
+def adam(lr):
+    return lambda params: torch.optim.Adam(params, lr=lr)
+
+
+@pytest.mark.parametrize("name", registry.names_supporting({"binary"}))
+def test_every_binary_optimizer_closes_the_noise_gates(name: str) -> None:
+    torch.manual_seed(0)
+    model, data = GatedLinear(), gated_data()
+    before = hybrid_loss(model, data)
+    trainer = HybridTrainer(model, name, adam(0.05), loss=nn.functional.mse_loss, seed=0,
+                            weight_step="best")
+    trainer.fit(data, epochs=12)
+    gates = get_structure(model)["gates"]
+    assert hybrid_loss(model, data) < 0.05 * before, f"{name} ended at gates {gates}"
+    assert gates[:2].all() and gates[3:].sum() <= 2, f"{name} ended at gates {gates}"
+
+
+@pytest.mark.parametrize("name", registry.names_supporting({"categorical"}))
+def test_every_categorical_optimizer_picks_the_working_op(name: str) -> None:
+    torch.manual_seed(0)
+    model, data = ChoiceNet(), choice_data()
+    before = hybrid_loss(model, data)
+    trainer = HybridTrainer(model, name, adam(0.03), loss=nn.functional.mse_loss, seed=0)
+    trainer.fit(data, epochs=25)
+    assert get_structure(model)["op"] == "tanh", name
+    assert hybrid_loss(model, data) < 0.7 * before
+
+
+def test_resume_equals_an_uninterrupted_run() -> None:
+    def make():
+        torch.manual_seed(0)
+        model = ChoiceNet()
+        return HybridTrainer(model, "reinforce", adam(0.03), loss=nn.functional.mse_loss,
+                             structure_options={"popsize": 3}, seed=5)
+
+    data = choice_data() * 3  # 3 batches an epoch
+    straight = make()
+    straight.fit(data, epochs=4)
+    first = make()
+    first.callbacks.append(lambda metrics, trainer: metrics["step"] == 7)  # stop mid-epoch
+    first.fit(data, epochs=4)
+    assert (first.epoch, first.batch_in_epoch) == (2, 1)
+    state = roundtrip(first.state_dict())
+    torch.manual_seed(123)  # the state carries the RNGs
+    resumed = make()
+    resumed.load_state_dict(state)
+    resumed.fit(data, epochs=4)
+    assert resumed.step_count == straight.step_count == 12
+    assert plain_equal(resumed.state_dict(), straight.state_dict())
+
+
+def test_warmup_steps_train_weights_without_asking() -> None:
+    torch.manual_seed(0)
+    model = ChoiceNet()
+    seen = []
+    trainer = HybridTrainer(model, "ga", loss=nn.functional.mse_loss, warmup_steps=5,
+                            callbacks=[lambda m, t: seen.append(get_structure(t.model))])
+    trainer.fit(choice_data(), epochs=8)
+    assert trainer.structure_optimizer.counters["iterations"] == 3
+    assert trainer.forward_examples == 128 * (5 + 3 * (trainer.structure_optimizer.popsize + 1))
+    assert len({s["op"] for s in seen[:5]}) > 1  # uniformly random structures
+    with pytest.raises(ValueError, match="warmup_steps"):
+        HybridTrainer(model, "ga", warmup_steps=-1)
+
+
+def test_batched_and_serial_evaluation_agree() -> None:
+    torch.manual_seed(0)
+    model = GatedLinear()
+    x, y = gated_data()[0]
+    space = structure_space(model)
+    values = space.decode_batch(space.sample(np.random.default_rng(0), 5))
+    batched = HybridTrainer(model, "ga", loss=nn.functional.mse_loss, batched=True)
+    serial = HybridTrainer(model, "ga", loss=nn.functional.mse_loss, batched=False)
+    assert np.allclose(batched.evaluate(values, x, y), serial.evaluate(values, x, y), rtol=1e-5)
+
+
+def test_decoupled_engine_trains_the_weights() -> None:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    blocks = [Group([nn.Linear(4, 32), Choice({"relu": nn.ReLU(), "zero": lambda h: 0 * h})]),
+              nn.Linear(32, 2)]
+    engine = Decoupled(blocks, signal="synthetic", optimizer=adam(0.01), seed=0)
+    trainer = HybridTrainer(engine, "reinforce", engine=engine,
+                            structure_options={"popsize": 4, "lr": 0.3}, seed=0)
+    history = trainer.fit([(x, y)], epochs=60)
+    assert get_structure(engine) == {"blocks.0.1": "relu"}
+    assert history[-1]["loss"] < 0.6 * history[0]["loss"]
+    assert engine.accuracy(x, y) > 0.8
+
+
+def test_bad_arguments_name_the_fix() -> None:
+    with pytest.raises(ValueError, match="weight_step"):
+        HybridTrainer(ChoiceNet(), "ga", weight_step="mean")
+    with pytest.raises(ValueError, match="snes searches real"):
+        HybridTrainer(ChoiceNet(), "snes")
+    with pytest.raises(ValueError, match="declares no structure"):
+        HybridTrainer(nn.Linear(2, 2), "ga")
+    with pytest.raises(ValueError, match="engine"):
+        HybridTrainer(ChoiceNet(), "ga", engine="dni")
