@@ -1,0 +1,214 @@
+"""Architecture and weights together: per-layer op and width searched, shared weights trained.
+
+An MLP on MNIST-1D (:func:`problems.learning.mnist1d`) of :data:`LAYERS` hidden layers,
+each ``Linear(., 64)`` then a width :class:`~hybrid.structure.Choice` (keep the first 16,
+32 or 64 units, zero the rest: the weights are shared by all widths, as in ENAS) and an
+activation ``Choice`` (relu, tanh, identity). That is ``9^3 = 729`` architectures with one
+set of weights. :func:`search` runs :class:`~hybrid.trainer.HybridTrainer` with any
+structure optimizer (REINFORCE, CMA-ES, GA, ...): the first half of the steps trains the
+shared weights under uniformly random architectures (one-shot warm-up, Guo et al.
+2020), then each step evaluates the generation's architectures on the batch with the
+shared weights (one batched pass) and trains the weights under a sampled one. The
+found architecture is then retrained from scratch, alone, and compared with
+:func:`random_search` (architectures trained briefly, the best on validation
+retrained) and :func:`best_fixed` (hand-picked fixed architectures, each trained alone,
+the best on validation). Compute is counted in examples x forward passes.
+
+Source: H. Pham et al., "Efficient neural architecture search via parameter sharing",
+ICML 2018; Z. Guo et al., "Single path one-shot neural architecture search with uniform
+sampling", ECCV 2020; L. Li, A. Talwalkar, "Random search and reproducibility for neural
+architecture search", UAI 2019 (random search as the baseline to beat).
+
+Example:
+    >>> from problems.hybrid_architecture import SearchNet
+    >>> from hybrid.structure import structure_space
+    >>> space = structure_space(SearchNet())
+    >>> list(space.spaces)[:2], space.size
+    (['layers.0.width', 'layers.0.act'], 6)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hybrid.structure import Choice, set_structure, structure_space
+from hybrid.trainer import HybridTrainer
+from problems.learning import Dataset, mnist1d
+
+__all__ = ["LAYERS", "SearchNet", "best_fixed", "random_search", "retrain", "search"]
+
+LAYERS = 3
+HIDDEN = 64
+WIDTHS = (16, 32, 64)
+
+
+def _keep(width: int):
+    def keep(h: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h[:, :width], torch.zeros_like(h[:, width:])], dim=1)
+    keep.__name__ = f"keep{width}"
+    return keep
+
+
+class Layer(nn.Module):
+    """``act(width(linear(x)))`` with the width and the activation as choices."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, HIDDEN)
+        self.width = Choice({w: _keep(w) for w in WIDTHS}, default=HIDDEN)
+        self.act = Choice({"relu": nn.ReLU(), "tanh": nn.Tanh(), "identity": nn.Identity()})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.width(self.linear(x)))
+
+
+class SearchNet(nn.Module):
+    """The searched MLP: :data:`LAYERS` choosable layers and a linear classifier."""
+
+    def __init__(self, features: int = 40, classes: int = 10) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*[Layer(features if i == 0 else HIDDEN)
+                                      for i in range(LAYERS)])
+        self.head = nn.Linear(HIDDEN, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layers(x))
+
+
+def _split(data: Dataset, seed: int) -> tuple[Dataset, Dataset]:
+    """(train, validation) from the training split; the test split stays untouched."""
+    n = len(data.y_train)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut = int(0.8 * n)
+
+    def part(i: torch.Tensor) -> Dataset:  # the held-out part keeps its rows in x_train
+        return Dataset(data.name, data.num_classes, data.x_train[i], data.y_train[i],
+                       data.x_test, data.y_test, data.image_shape)
+
+    return part(order[:cut]), part(order[cut:])
+
+
+def _error(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The structure fitness: the batch error rate (cross-entropy favours the fastest
+    learners under barely trained shared weights)."""
+    return (logits.argmax(1) != y).float().mean()
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    return float((model(x).argmax(1) == y).float().mean())
+
+
+def retrain(arch: dict[str, Any], data: Dataset, epochs: int, seed: int,
+            lr: float = 3e-3, batch_size: int = 64) -> tuple[nn.Module, int]:
+    """Train a fresh :class:`SearchNet` fixed at ``arch`` alone; returns (model, compute)."""
+    torch.manual_seed(seed)
+    model = SearchNet(data.features, data.num_classes)
+    set_structure(model, arch)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    compute = 0
+    model.train()
+    for epoch in range(epochs):
+        for x, y in data.batches(batch_size, seed=seed, epoch=epoch):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            compute += len(y)
+    return model, compute
+
+
+def search(optimizer: str, data: Dataset, seed: int, epochs: int = 20,
+           retrain_epochs: int = 30, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Search with ``optimizer`` + shared weights, then retrain the found architecture."""
+    train, _ = _split(data, seed)
+    torch.manual_seed(seed)
+    model = SearchNet(data.features, data.num_classes)
+    steps = epochs * train.num_batches(64)
+    trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=3e-3),
+                            fitness=_error, structure_options=options, seed=seed,
+                            warmup_steps=steps // 2)
+    start = time.perf_counter()
+    trainer.fit(train, epochs=epochs, batch_size=64, seed=seed)
+    arch = trainer.recommended()
+    final, compute = retrain(arch, train, retrain_epochs, seed)
+    return {"method": optimizer, "seed": seed, "arch": arch,
+            "test_accuracy": _accuracy(final, data.x_test, data.y_test),
+            "search_compute": trainer.forward_examples, "retrain_compute": compute,
+            "seconds": time.perf_counter() - start}
+
+
+def random_search(data: Dataset, seed: int, samples: int = 8, epochs: int = 5,
+                  retrain_epochs: int = 30) -> dict[str, Any]:
+    """``samples`` random architectures trained ``epochs`` each; the best on validation
+    is retrained (Li & Talwalkar 2019)."""
+    train, valid = _split(data, seed)
+    space = structure_space(SearchNet())
+    rng = np.random.default_rng(seed)
+    start, compute, best = time.perf_counter(), 0, (-1.0, None)
+    for arch in space.decode_batch(space.sample(rng, samples)):
+        model, used = retrain(arch, train, epochs, seed)
+        compute += used
+        score = _accuracy(model, valid.x_train, valid.y_train)
+        if score > best[0]:
+            best = (score, arch)
+    final, used = retrain(best[1], train, retrain_epochs, seed)
+    return {"method": "random search", "seed": seed, "arch": best[1],
+            "test_accuracy": _accuracy(final, data.x_test, data.y_test),
+            "search_compute": compute, "retrain_compute": used,
+            "seconds": time.perf_counter() - start}
+
+
+FIXED = {f"all-{act}-64": {f"layers.{i}.{key}": value for i in range(LAYERS)
+                           for key, value in (("width", 64), ("act", act))}
+         for act in ("relu", "tanh", "identity")}
+
+
+def best_fixed(data: Dataset, seed: int, epochs: int = 30) -> dict[str, Any]:
+    """Each of :data:`FIXED` trained alone; the best on validation, its test accuracy."""
+    train, valid = _split(data, seed)
+    start, compute, best = time.perf_counter(), 0, (-1.0, None, None)
+    for name, arch in FIXED.items():
+        model, used = retrain(arch, train, epochs, seed)
+        compute += used
+        score = _accuracy(model, valid.x_train, valid.y_train)
+        if score > best[0]:
+            best = (score, name, model)
+    return {"method": "best fixed", "seed": seed, "arch": best[1],
+            "test_accuracy": _accuracy(best[2], data.x_test, data.y_test),
+            "search_compute": compute, "retrain_compute": 0,
+            "seconds": time.perf_counter() - start}
+
+
+def run_benchmark(seeds: int, quick: bool = False) -> list[dict[str, Any]]:
+    """The architecture part of ``benchmarks.hybrid_tasks``: one table, every seed."""
+    epochs, final = (4, 8) if quick else (10, 15)
+    rows = []
+    for seed in range(seeds):
+        data = mnist1d(n=1500, seed=seed)
+        for name in ("reinforce", "cmaes", "ga"):
+            options = {"popsize": 8, "lr": 0.1} if name == "reinforce" else None
+            rows.append(search(name, data, seed, epochs, final, options))
+        rows.append(random_search(data, seed, epochs=max(2, epochs // 4), retrain_epochs=final))
+        rows.append(best_fixed(data, seed, final))
+        for row in rows[-5:]:
+            print(f"  architecture seed {seed} {row['method']:14s} test "
+                  f"{row['test_accuracy']:.3f} arch {row['arch']}", flush=True)
+    print(f"\nArchitecture + weights on MNIST-1D ({seeds} seeds; search {epochs} epochs, "
+          f"retrain {final})")
+    print(f"{'method':14s} {'test acc %':>14s} {'search compute':>15s} {'vs fixed':>9s} "
+          f"{'seconds':>8s}")
+    anchor = np.mean([r["test_accuracy"] for r in rows if r["method"] == "best fixed"])
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        acc = np.array([r["test_accuracy"] for r in mine])
+        spread = f" ± {100 * acc.std():4.1f}" if len(acc) > 1 else ""
+        print(f"{method:14s} {100 * acc.mean():6.1f}{spread:>8s} "
+              f"{np.mean([r['search_compute'] for r in mine]):15.3g} "
+              f"{acc.mean() / anchor:8.3f}x {np.mean([r['seconds'] for r in mine]):8.1f}")
+    return rows
