@@ -194,7 +194,10 @@ def test_sigkill_mid_run_loses_only_units_in_flight(tmp_path: Path) -> None:
         time.sleep(0.2)
         if db.exists():
             with sqlite3.connect(db) as connection:
-                stored = connection.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+                try:
+                    stored = connection.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+                except sqlite3.OperationalError:  # the runner is still creating the schema
+                    continue
             if stored >= 3:
                 break
     assert process.poll() is None, "the run ended before it could be killed: " + \
