@@ -252,6 +252,9 @@ class CMAES(BaseOptimizer):
         bad = [i for i in self.integer_variables if i >= self.dim]
         if bad:
             raise ValueError(f"integer_variables {bad} out of range for dimension {self.dim}")
+        if self.dim == 1 and self.integer_variables:  # pycma 4.x fails in _stds_into_limits
+            raise ValueError("pycma cannot search a single integer/categorical/binary variable; "
+                             "use 'reinforce' or 'ga', or enumerate its values")
         lower, upper = self.bounds if self.bounds is not None else (
             np.full(self.dim, -np.inf), np.full(self.dim, np.inf))
         for i in self.integer_variables:

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from optim import registry
 from optim.backends.pycma_options import QuietTPA
 from optim.cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
+from optim.spaces import Categorical, Product
 from tests.conftest import assert_same, plain_equal, roundtrip
 
 
@@ -420,3 +422,9 @@ def test_registry_variants_and_config():
     assert config["options"]["CMA_eigenmethod"].startswith("<numpy")
     assert {"covariance", "restarts", "restart_strategy", "sigma0", "popsize", "seed"} <= set(
         config)
+
+
+def test_a_single_discrete_variable_is_refused_with_alternatives() -> None:
+    space = Product(a=Categorical(["x", "y", "z"]))
+    with pytest.raises(ValueError, match=r"single integer/categorical/binary.*'reinforce'"):
+        registry.create("cmaes", space, seed=0)
