@@ -161,6 +161,7 @@ def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
     # steps whose activation waits for a target from above, in arrival order
     awaited = collections.deque(sorted(set(stage.memory) - {s for s, _ in stage.targets}))
     losses: list[float] = []
+    dist.barrier()  # every worker is up: time the pipeline, not the process start-up
     step, started = job["start_step"], time.perf_counter()
     batches = ((x, y) for epoch in job["epochs"]
                for x, y in job["data"].batches(job["batch_size"], seed=job["seed"],
@@ -241,7 +242,9 @@ def fit_parallel(
             import torch, a few seconds each) or ``"fork"``/``"forkserver"`` (POSIX;
             ``"fork"`` starts at once, as DataLoader workers do).
         stats: if a dict, filled with ``"worker_seconds"`` (each worker's training
-            loop, without process start-up) for throughput measurements.
+            loop, timed from a barrier that all workers pass once started, so process
+            start-up is excluded and pipeline fill and drain are included; the
+            slowest worker's time is the run's wall-clock training time).
 
     Returns:
         The mean training loss of each epoch (as :meth:`Decoupled.fit`).
