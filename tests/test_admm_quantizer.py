@@ -89,3 +89,30 @@ def test_bad_arguments_are_named(kwargs, fragment):
         ADMMQuantizer([torch.nn.Parameter(torch.zeros(3))], **kwargs)
     with pytest.raises(ValueError, match="empty"):
         ADMMQuantizer([])
+
+
+def test_validation_split_holds_out_part_of_train_only(data):
+    from problems.quantized import validation_split
+    val = validation_split(data, 0.25, seed=1)
+    n = len(data.y_train)
+    assert len(val.y_test) == n // 4 and len(val.y_train) == n - n // 4
+    rows = {tuple(r.tolist()) for r in torch.cat([val.x_train, val.x_test])}
+    assert rows == {tuple(r.tolist()) for r in data.x_train}  # a partition of train
+    assert torch.equal(validation_split(data, 0.25, seed=1).y_test, val.y_test)
+    with pytest.raises(ValueError, match="fraction"):
+        validation_split(data, 1.0)
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"optimizer": "rmsprop"}, "optimizer"), ({"rho": 1.0, "rho_end": 0.1}, "rho_end"),
+    ({"lr": 0.0}, "lr"),
+])
+def test_train_names_bad_settings(data, kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        train(data, "mlp", "admm", epochs=1, **kwargs)
+
+
+def test_sgd_admm_setting_of_the_benchmark_lands_on_the_set(data):
+    out = train(data, "mlp", "admm", "ternary", epochs=4, seed=0, hidden=(64,),
+                optimizer="sgd", rho=1e-3, rho_end=0.3)
+    assert out["on_levels"] and out["accuracy"] > 0.85
