@@ -35,6 +35,12 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.discrete_search
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.reinforce_variance
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.mixed_space
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.decoupled
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.hybrid_tasks
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.admm_quantized
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.miqp
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.layerwise_admm
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.neuroevolution
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache nondiff-report
