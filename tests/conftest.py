@@ -95,3 +95,13 @@ def plain_equal(p, q) -> bool:
     if isinstance(p, (list, tuple)):
         return type(p) is type(q) and len(p) == len(q) and all(map(plain_equal, p, q))
     return p == q or (p != p and q != q)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for small models: more threads only add contention on 2 cores.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

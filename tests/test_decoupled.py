@@ -11,13 +11,7 @@ from torch import nn
 from hybrid import SIGNALS, Decoupled, Group
 from problems.learning import Dataset, digits
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from hybrid.estimators import (
 from optim.discrete_distributions import Categorical
 from optim.reinforce import score_function_gradient
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_straight_through_argmax_is_one_hot_with_the_softmax_gradient() -> None:

@@ -18,13 +18,7 @@ from problems.hybrid_arithmetic import (
 from problems.hybrid_programs import DSL, run_program, train_programs
 from problems.learning import mnist1d
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

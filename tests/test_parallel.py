@@ -14,13 +14,7 @@ from torch import nn
 from hybrid import Decoupled, Group, WorkerError, fit_parallel
 from problems.learning import Dataset, mnist1d
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the workers run one thread each: same arithmetic
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from hybrid.structure import (
 )
 from optim.spaces import Binary, Categorical, Integer, Real
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DSL = {"rev": lambda x: x.flip(1), "sort": lambda x: x.sort(dim=1).values,
        "inc": lambda x: x + 1}

@@ -8,13 +8,7 @@ from torch import nn
 
 from hybrid.synthetic import AuxiliaryHead, SyntheticGradient, TruncatedDNI
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(sg: SyntheticGradient, sample, grad, steps: int = 400, lr: float = 1e-2) -> float:

@@ -14,13 +14,7 @@ from hybrid.structure import Choice, Gates, get_structure, structure_space
 from hybrid.trainer import HybridTrainer
 from optim import registry
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gated_data(seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
