@@ -6,15 +6,18 @@ Three tables, one run:
    evaluation episodes of the search center, checked after every generation outside
    the timed part), SNES with the same popsize, initial stdev, learning rates and
    linear policy: ours (batched torch dynamics, stacked policies) against evotorch's
-   GymNE (serial gymnasium) and VecGymNE (gymnasium vector envs). Target: ours
-   >= 5x faster in wall time.
+   GymNE (serial gymnasium) and VecGymNE (gymnasium vector envs), by popsize (a
+   batched step costs about the same for 10 or 200 rows, so the lead grows with the
+   population). Target: ours >= 5x faster in wall time.
 2. Environment steps per second of the batched evaluator against serial gymnasium
    stepping (one policy call and one ``env.step`` per step), by population size, on
    policies that balance for long (near ``push toward theta + theta'``).
-3. Ray: one generation on 1 and 2 actors (scaling), and the per-generation overhead
+3. Ray: one generation on 1 and 2 actors (scaling) for a small and a large batched
+   population and for serial gymnasium stepping, and the per-generation overhead
    (a generation of near-zero work on Ray against in-process).
 
-    python -m benchmarks.neuroevolution [--popsize 50] [--seeds 3] [--quick]
+    OMP_NUM_THREADS=1 python -m benchmarks.neuroevolution [--popsizes 20 50 200] [--seeds 5]
+        [--quick] [--skip-ray]
 """
 
 from __future__ import annotations
@@ -76,7 +79,10 @@ def solve_evotorch(kind: str, seed: int, popsize: int, sigma: float, generations
     return {"solved": 0, "gens": generations, "steps": problem.interaction_count, "time": elapsed}
 
 
-def table_solve(popsize: int, seeds: int, sigma: float, generations: int) -> None:
+def table_solve(popsize: int, seeds: int, sigma: float, generations: int
+                ) -> dict[str, tuple[float, float]]:
+    """Print the solve table of one popsize; return ``{runner: (time ratio, steps/s
+    ratio)}`` of each evotorch runner against ours."""
     dim = ControlProblem(ENV).dim
     eta_sigma = registry.create("snes", torch.zeros(dim), popsize=popsize).eta_sigma
     runs: dict[str, Callable[[int], dict[str, float]]] = {
@@ -99,11 +105,15 @@ def table_solve(popsize: int, seeds: int, sigma: float, generations: int) -> Non
         print(f"{name:<18} {int(med['solved']):>3}/{seeds:<2} {med['gens']:>6.1f} "
               f"{med['steps']:>10.0f} {med['time']:>8.2f} {med['steps'] / med['time']:>10.0f}")
     ours = medians["ours (batched)"]
+    ratios = {}
     for name in ("evotorch GymNE", "evotorch VecGymNE"):
         ratio = medians[name]["time"] / ours["time"]
+        speed = (ours["steps"] / ours["time"]) / (medians[name]["steps"] / medians[name]["time"])
+        ratios[name] = (ratio, speed)
         print(f"time ratio {name} / ours = {ratio:.1f}x  (target >= 5x: "
               f"{'ok' if ratio >= 5 else 'MISSED'}); env steps ratio "
-              f"{medians[name]['steps'] / ours['steps']:.2f}")
+              f"{medians[name]['steps'] / ours['steps']:.2f}; steps/s ours / theirs {speed:.1f}x")
+    return ratios
 
 
 def balancing_population(problem: ControlProblem, n: int) -> torch.Tensor:
@@ -134,58 +144,67 @@ def table_throughput(sizes: Sequence[int], serial_policies: int) -> None:
         print(f"{n:>8} {rate:>16.0f} {serial_rate:>15.0f} {rate / serial_rate:>7.1f}x")
 
 
-def table_ray(popsize: int, repeats: int) -> None:
+RAY_WORKLOADS = (  # (label, policies, episodes each, backend)
+    ("batched, small population", 100, 4, "torch"),
+    ("batched, large population", 5000, 4, "torch"),
+    ("serial gymnasium", 40, 1, "gymnasium"),
+)
+
+
+def _generation_time(evaluate: Callable[..., object], args: tuple, repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        evaluate(*args)
+        samples.append(time.perf_counter() - began)
+    return statistics.median(samples)
+
+
+def table_ray(repeats: int, workloads: Sequence[tuple[str, int, int, str]] = RAY_WORKLOADS
+              ) -> None:
     import ray
 
-    print(f"\n3. Ray on this machine: one generation of {popsize} CartPole policies "
-          "(4 episodes each), median of repeats")
+    print(f"\n3. Ray on this machine: one {ENV} generation in-process and on 1 and 2 actors "
+          f"(median of {repeats}), by workload")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    rows = []
     try:
-        problem = ControlProblem(ENV, episodes=4)
-        x = balancing_population(problem, popsize)
-        began = time.perf_counter()
-        for _ in range(repeats):
-            problem(x)
-        local = (time.perf_counter() - began) / repeats
-        times = {}
-        for workers in (1, 2):
-            evaluator = RayEvaluator(num_workers=workers)
-            evaluator(problem, x)  # start actors, ship the problem
-            samples = []
-            for _ in range(repeats):
-                began = time.perf_counter()
-                evaluator(problem, x)
-                samples.append(time.perf_counter() - began)
-            times[workers] = statistics.median(samples)
-            evaluator.close()
+        for label, policies, episodes, backend in workloads:
+            problem = ControlProblem(ENV, episodes=episodes, backend=backend)
+            x = balancing_population(problem, policies)
+            problem(x)  # warm up
+            times = {"local": _generation_time(problem, (x,), repeats)}
+            for workers in (1, 2):
+                evaluator = RayEvaluator(num_workers=workers)
+                evaluator(problem, x)  # start the actors, ship the problem
+                times[workers] = _generation_time(evaluator, (problem, x), repeats)
+                evaluator.close()
+            rows.append((f"{label} ({policies} x {episodes} ep)", times))
         tiny = ControlProblem(ENV, max_steps=1)
         small = balancing_population(tiny, 2)
         evaluator = RayEvaluator(num_workers=2)
         evaluator(tiny, small)
-        overhead = []
-        for _ in range(10):
-            began = time.perf_counter()
-            evaluator(tiny, small)
-            overhead.append(time.perf_counter() - began)
-        began = time.perf_counter()
-        for _ in range(10):
-            tiny(small)
-        in_process = (time.perf_counter() - began) / 10
+        overhead = _generation_time(evaluator, (tiny, small), 20)
+        in_process = _generation_time(tiny, (small,), 20)
         evaluator.close()
     finally:
         ray.shutdown()
-    print(f"{'in-process':<12} {local:8.3f} s/generation")
-    print(f"{'Ray 1 actor':<12} {times[1]:8.3f} s/generation")
-    print(f"{'Ray 2 actors':<12} {times[2]:8.3f} s/generation   speedup 2 vs 1 actors: "
-          f"{times[1] / times[2]:.2f}x (ideal 2 on 2 idle cores)")
-    print(f"Ray overhead per generation: {1e3 * (statistics.median(overhead) - in_process):.1f} ms"
-          f" (Ray {1e3 * statistics.median(overhead):.1f} ms vs in-process "
-          f"{1e3 * in_process:.1f} ms on a 1-step generation)")
+    print(f"{'workload':<42} {'in-process':>10} {'1 actor':>8} {'2 actors':>9} "
+          f"{'2 vs 1':>7}  (s/generation)")
+    for label, t in rows:
+        print(f"{label:<42} {t['local']:>10.3f} {t[1]:>8.3f} {t[2]:>9.3f} "
+              f"{t[1] / t[2]:>6.2f}x")
+    print("(ideal 2 vs 1 on 2 idle cores: 2x; a batched generation costs about one "
+          "policy call and env step per time step whatever the rows, so halving the rows "
+          "saves little until the population is large)")
+    print(f"Ray overhead per generation: {1e3 * (overhead - in_process):.1f} ms "
+          f"(Ray {1e3 * overhead:.1f} ms vs in-process {1e3 * in_process:.1f} ms on a "
+          "1-step generation)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--popsize", type=int, default=50)
+    parser.add_argument("--popsizes", type=int, nargs="+", default=[20, 50, 200])
     parser.add_argument("--sigma", type=float, default=0.5)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--generations", type=int, default=50)
@@ -194,11 +213,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     seeds = 1 if args.quick else args.seeds
-    table_solve(args.popsize, seeds, args.sigma, args.generations)
+    summary = {n: table_solve(n, seeds, args.sigma, args.generations) for n in args.popsizes}
+    print("\nSolve time ratio evotorch / ours by popsize (steps/s ratio in brackets; "
+          "target >= 5x):")
+    for n, ratios in summary.items():
+        print(f"  popsize {n:>4}: " + ", ".join(f"{name} {t:.1f}x ({v:.1f}x)"
+                                                for name, (t, v) in ratios.items()))
     table_throughput((10, 50, 200) if args.quick else (10, 50, 200, 1000),
                      serial_policies=5 if args.quick else 20)
     if not args.skip_ray:
-        table_ray(popsize=100, repeats=2 if args.quick else 5)
+        table_ray(repeats=2 if args.quick else 5)
 
 
 if __name__ == "__main__":

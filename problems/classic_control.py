@@ -146,7 +146,7 @@ class CartPole(BatchedEnv):
         return state.to(torch.float32)
 
     def step(self, state, action):
-        x_dot, theta, theta_dot = state[:, 1], state[:, 2], state[:, 3]
+        _, x_dot, theta, theta_dot = state.unbind(dim=1)
         total_mass = self.masspole + self.masscart
         polemass_length = self.masspole * self.length
         force = self._forces[action]
@@ -156,11 +156,11 @@ class CartPole(BatchedEnv):
             self.length * (4.0 / 3.0 - self.masspole * costheta.square() / total_mass))  # Eq. (2)
         xacc = temp - polemass_length * thetaacc * costheta / total_mass  # Eq. (3)
         new = state + self.tau * torch.stack((x_dot, xacc, theta_dot, thetaacc), dim=1)
-        terminated = (new[:, 0].abs() > self.x_threshold) | (
-            new[:, 2].abs() > self.theta_threshold)
+        terminated = (new.abs() > self._limits).any(dim=1)  # |x| > 2.4 or |theta| > 12 deg
         return new, torch.ones_like(x_dot), terminated
 
     _forces = torch.tensor([-force_mag, force_mag], dtype=_F64)
+    _limits = torch.tensor([x_threshold, math.inf, theta_threshold, math.inf], dtype=_F64)
 
 
 def _wrap(x: torch.Tensor, low: float, high: float) -> torch.Tensor:

@@ -215,6 +215,7 @@ class ControlProblem(Problem):
             return self._rollout_torch(params, list(seeds), norm, collect)
         return self._rollout_gymnasium(params, list(seeds), norm, collect)
 
+    @torch.no_grad()
     def _rollout_torch(self, params, seeds, norm, collect):
         env: BatchedEnv = self.task
         n, e = next(iter(params.values())).shape[0], len(seeds)

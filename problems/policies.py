@@ -178,9 +178,12 @@ class StackedPolicy:
     def _one(self, params: Mapping[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, dict(params), (obs.unsqueeze(0),))[0]
 
-    @torch.no_grad()
     def __call__(self, params: Mapping[str, torch.Tensor], obs: torch.Tensor) -> torch.Tensor:
-        """Outputs ``(rows, out)``: row ``i`` of ``obs`` through the parameters of row ``i``."""
+        """Outputs ``(rows, out)``: row ``i`` of ``obs`` through the parameters of row ``i``
+        (no autograd graph)."""
+        if torch.is_grad_enabled():  # rollouts call this under no_grad already
+            with torch.no_grad():
+                return self(params, obs)
         obs = obs.to(self.dtype)
         if not self._fast:
             if self._vmapped is None:
