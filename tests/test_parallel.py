@@ -123,3 +123,15 @@ def test_bad_arguments_are_named(data: Dataset) -> None:
         fit_parallel(Decoupled(blocks()), data, 1, 50, mode="eventually")
     with pytest.raises(ValueError, match="epochs"):
         fit_parallel(Decoupled(blocks()), data, 0, 50)
+
+
+def test_float_targets_are_refused_before_any_process_starts(data: Dataset) -> None:
+    """Labels travel forward packed in float32 messages: regression targets would be
+    cut to integers, so they are refused up front with the way out."""
+    from dataclasses import replace
+
+    floats = replace(data, y_train=data.y_train.to(torch.float32))
+    before = _children()
+    with pytest.raises(ValueError, match=r"integer class labels.*model\.fit"):
+        fit_parallel(Decoupled(blocks(), signal="local"), floats, 1, 50)
+    assert _children() == before
