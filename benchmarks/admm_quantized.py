@@ -3,7 +3,7 @@
 MLP (two hidden layers of 256) and CNN (two convolutions) on digits and MNIST-1D
 (4,000 samples), trained for the same number of epochs and batches of 64 in three ways
 (see :mod:`problems.quantized`): float weights; ADMM with binary / ternary weights
-(every conv/linear weight quantized, per-layer fitted scale, Z/U once per epoch, rho
+(per-layer fitted scale, Z/U once per epoch, rho
 growing geometrically from 1e-3 to 0.3); and the straight-through estimator with the same
 projections. Every method uses the same optimizer, by default SGD with momentum 0.9
 and lr 0.05 (``--optimizer adam``: Adam, lr 1e-3). The settings (optimizer, rho
@@ -13,12 +13,17 @@ seeds, the ADMM-ternary gap to float (target: within 2 points) and its lead over
 straight-through ternary (target: ahead), next to the published ImageNet anchor of
 Leng et al. (ternary ResNet-18 67.0 % vs 70.3 %).
 
-    python -m benchmarks.admm_quantized [--seeds 3] [--epochs 20] [--optimizer sgd]
+Each task runs twice: every linear/conv weight quantized (``none`` kept in float),
+and the first layer kept in float for every method (``first``).
+
+    OMP_NUM_THREADS=1 python -m benchmarks.admm_quantized [--seeds 3] [--epochs 20]
+        [--optimizer sgd] [--keep-float none,first] [--polish 0] [--jobs 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,7 +36,28 @@ RUNS = [("float", "float", "ternary"), ("admm-ternary", "admm", "ternary"),
         ("ste-ternary", "ste", "ternary"), ("admm-binary", "admm", "binary"),
         ("ste-binary", "ste", "binary")]
 RHO = {"sgd": (1e-3, 0.3), "adam": (1e-4, 10.0)}  # ADMM (rho, rho_end), by validation
+POLISH_EPOCHS = 0
 LENG_2018 = {"float": 70.3, "admm-ternary": 67.0}  # ResNet-18 top-1 on ImageNet, Table 3
+
+
+KEEP_FLOAT = {"none": (), "first": (0,)}
+"""Layer configurations: every linear/conv weight quantized, or the first layer in float
+(as in most low-bit work since XNOR-Net: its few weights see the raw input)."""
+
+
+def _run(job: tuple) -> float:
+    dname, arch, method, levels, seed, keep, args = job
+    torch.set_num_threads(1)
+    ds = _LOADERS[dname]()
+    ds = validation_split(ds) if args["validation"] else ds
+    rho, rho_end = RHO[args["optimizer"]]
+    return 100 * train(ds, arch, method, levels, epochs=args["epochs"], seed=seed,
+                       optimizer=args["optimizer"], rho=rho, rho_end=rho_end,
+                       polish_epochs=0 if method == "float" else args["polish"],
+                       keep_float=KEEP_FLOAT[keep])["accuracy"]
+
+
+_LOADERS = {"digits": lambda: digits(seed=0), "mnist1d": lambda: mnist1d(n=4000, seed=0)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -41,36 +67,45 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--datasets", default="digits,mnist1d")
     parser.add_argument("--archs", default="mlp,cnn")
     parser.add_argument("--optimizer", choices=sorted(RHO), default="sgd")
+    parser.add_argument("--polish", type=int, default=POLISH_EPOCHS,
+                        help="last epochs of ADMM and STE with codes frozen (scales and "
+                             "biases train); 0: none")
+    parser.add_argument("--keep-float", default="none,first",
+                        help=f"layer configurations to run, of {sorted(KEEP_FLOAT)}")
+    parser.add_argument("--jobs", type=int, default=2, help="training processes")
     parser.add_argument("--validation", action="store_true",
                         help="score on 20%% of the training split (for tuning) instead of test")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    loaders = {"digits": lambda: digits(seed=0), "mnist1d": lambda: mnist1d(n=4000, seed=0)}
-    rho, rho_end = RHO[args.optimizer]
+    keeps = args.keep_float.split(",")
+    for keep in keeps:
+        if keep not in KEEP_FLOAT:
+            parser.error(f"--keep-float takes {sorted(KEEP_FLOAT)}, got {keep!r}")
+    shared = {k: getattr(args, k) for k in ("validation", "optimizer", "epochs", "polish")}
+    rows = [(keep, dname, arch) for keep in keeps for dname in args.datasets.split(",")
+            for arch in args.archs.split(",")]
+    jobs = [(dname, arch, method, levels, seed, keep, shared) for keep, dname, arch in rows
+            for _, method, levels in RUNS for seed in range(args.seeds)]
     names = [r[0] for r in RUNS]
     split = "validation" if args.validation else "test"
-    print(f"{split} accuracy (%), {args.optimizer}, {args.epochs} epochs, {args.seeds} seeds")
-    print(f"{'task':<14}" + "".join(f"{n:>15}" for n in names)
+    print(f"{split} accuracy (%), {args.optimizer}, {args.epochs} epochs ({args.polish} of them "
+          f"polish for ADMM and STE), {args.seeds} seeds; float layers: first = the first "
+          "linear/conv layer kept in float for every method")
+    print(f"{'float layers':<13}{'task':<14}" + "".join(f"{n:>15}" for n in names)
           + f"{'tern-float':>12}{'tern-ste':>10}  targets")
-    for dname in args.datasets.split(","):
-        ds = loaders[dname]()
-        ds = validation_split(ds) if args.validation else ds
-        for arch in args.archs.split(","):
-            acc = {}
-            for label, method, levels in RUNS:
-                acc[label] = [100 * train(ds, arch, method, levels, epochs=args.epochs, seed=s,
-                                          optimizer=args.optimizer, rho=rho,
-                                          rho_end=rho_end)["accuracy"]
-                              for s in range(args.seeds)]
+    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+        results = pool.imap(_run, jobs, chunksize=1)
+        for keep, dname, arch in rows:
+            acc = {label: [next(results) for _ in range(args.seeds)] for label, _, _ in RUNS}
             gap = np.mean(acc["admm-ternary"]) - np.mean(acc["float"])
             lead = np.mean(acc["admm-ternary"]) - np.mean(acc["ste-ternary"])
             ok = ("ok" if gap >= -2 else "MISS") + "/" + ("ok" if lead > 0 else "MISS")
-            print(f"{dname + '-' + arch:<14}"
+            print(f"{keep:<13}{dname + '-' + arch:<14}"
                   + "".join(f"{np.mean(acc[n]):>9.1f} ±{np.std(acc[n]):>4.1f}" for n in names)
                   + f"{gap:>12.1f}{lead:>10.1f}  {ok}", flush=True)
     gap = LENG_2018["admm-ternary"] - LENG_2018["float"]
-    print(f"{'Leng et al.':<14}{LENG_2018['float']:>15.1f}{LENG_2018['admm-ternary']:>15.1f}"
-          f"{'':>45}{gap:>12.1f}  (ImageNet ResNet-18, published; not rerun)")
+    print(f"{'':<13}{'Leng et al.':<14}{LENG_2018['float']:>15.1f}"
+          f"{LENG_2018['admm-ternary']:>15.1f}{'':>45}{gap:>12.1f}  (ImageNet ResNet-18, "
+          "published; not rerun)")
 
 
 if __name__ == "__main__":

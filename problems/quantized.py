@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -52,8 +53,8 @@ from optim.checks import check_int, check_positive
 from optim.projections import ConstraintSet
 from problems.learning import Dataset
 
-__all__ = ["METHODS", "OPTIMIZERS", "STEQuantize", "accuracy", "cnn", "mlp",
-           "quantized_weights", "train", "validation_split"]
+__all__ = ["METHODS", "OPTIMIZERS", "STEQuantize", "ScaledCodes", "accuracy", "cnn", "mlp",
+           "quantized_layers", "quantized_weights", "train", "validation_split"]
 
 METHODS = ("float", "admm", "ste")
 OPTIMIZERS = {"adam": 1e-3, "sgd": 0.05}
@@ -84,9 +85,53 @@ def cnn(ds: Dataset, channels: int = 32) -> nn.Sequential:
     return nn.Sequential(*body, nn.Linear(width, ds.num_classes))
 
 
-def quantized_weights(model: nn.Module) -> list[nn.Parameter]:
-    """The weight tensors of the linear and convolutional layers (biases excluded)."""
-    return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+def quantized_layers(model: nn.Module, keep_float: Sequence[int] = ()) -> list[nn.Module]:
+    """The linear and convolutional layers whose weights are quantized: all of them in
+    order, except those at the indices ``keep_float`` (e.g. ``(0,)``: the first layer
+    stays in float, as in most low-bit work since XNOR-Net)."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    kept = set()
+    for i in keep_float:
+        if isinstance(i, bool) or not isinstance(i, int) or not -len(layers) <= i < len(layers):
+            raise ValueError(f"keep_float holds layer indices in [-{len(layers)}, "
+                             f"{len(layers)}), got {i!r}")
+        kept.add(i % len(layers))
+    return [m for i, m in enumerate(layers) if i not in kept]
+
+
+def quantized_weights(model: nn.Module, keep_float: Sequence[int] = ()) -> list[nn.Parameter]:
+    """The weight tensors of :func:`quantized_layers` (biases excluded)."""
+    return [m.weight for m in quantized_layers(model, keep_float)]
+
+
+class ScaledCodes(nn.Module):
+    """Parametrization ``W = s * Q`` for the polish phase: the integer codes ``Q`` of a
+    weight already on its set stay fixed, the per-tensor scale ``s`` trains (so ``W``
+    stays on the set: any positive scale is a member of a fitted-scale set).
+
+    ``s`` is stored as ``t = s ||Q||``, so that a gradient step on ``t`` moves ``s`` by
+    ``lr <dL/dW, Q> / ||Q||^2``: the scale a step on every weight followed by a
+    least-squares refit on the same codes would give (a step on ``s`` itself would be
+    ``||Q||^2`` times larger: thousands of weights pulling on one number)."""
+
+    def __init__(self, weight: torch.Tensor, constraint_set: ConstraintSet) -> None:
+        super().__init__()
+        w = weight.detach()
+        _, scale = constraint_set.fit(w)
+        codes = torch.round(w / scale) if scale > 0 else torch.zeros_like(w)
+        if not torch.allclose(scale * codes, w, rtol=1e-6, atol=1e-9):
+            raise ValueError(f"polishing needs levels that are integers times a scale; "
+                             f"{constraint_set!r} is not; use polish_epochs=0")
+        self.register_buffer("codes", codes)
+        self.norm = max(float(codes.square().sum().sqrt()), 1.0)
+        self.raw_scale = nn.Parameter(torch.tensor(scale * self.norm, dtype=w.dtype))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.raw_scale / self.norm
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.codes
 
 
 class STEQuantize(nn.Module):
@@ -99,6 +144,25 @@ class STEQuantize(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return w + (self.constraint_set.project(w.detach()) - w).detach()
+
+
+def _quantize_in_place(layers: list[nn.Module], method: str, quant: ADMMQuantizer | None
+                       ) -> None:
+    """Put the weights on their sets for good: ADMM's final projection, or bake in the
+    STE (or polish) parametrization."""
+    if quant is not None:
+        quant.finalize()
+    for m in layers:
+        if not parametrize.is_parametrized(m, "weight"):
+            continue
+        rule = m.parametrizations.weight[0]
+        if isinstance(rule, STEQuantize):  # W + (P(W) - W) is P(W) only to rounding
+            exact = rule.constraint_set.project(m.parametrizations.weight.original.detach())
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
+            with torch.no_grad():
+                m.weight.copy_(exact)
+        else:  # ScaledCodes: scale * codes, exact
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
 
 
 def validation_split(ds: Dataset, fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -127,13 +191,23 @@ def train(ds: Dataset, arch: str = "mlp", method: str = "admm",
           levels: str | int = "ternary", epochs: int = 20, seed: int = 0,
           optimizer: str = "adam", lr: float | None = None, batch_size: int = 64,
           rho: float = 1e-4, rho_end: float = 10.0, every: int | None = None,
-          hidden: tuple[int, ...] = (256, 256)) -> dict[str, Any]:
+          hidden: tuple[int, ...] = (256, 256), polish_epochs: int = 0,
+          polish_lr: float | None = None, keep_float: Sequence[int] = ()) -> dict[str, Any]:
     """Train ``arch`` (``"mlp"``, ``"cnn"``) on ``ds`` by ``method`` (see module docstring).
 
     ``optimizer`` is ``"adam"`` or ``"sgd"`` (momentum 0.9), ``lr`` defaults to
     :data:`OPTIMIZERS`. For ADMM, Z and U update once per epoch by default (``every``
     steps) and rho grows geometrically from ``rho`` to ``rho_end`` over the run, so
     that W is driven onto its set by the end.
+
+    ``polish_epochs`` (ADMM and STE; within ``epochs``, not added) ends the run as
+    the final polish of ADMM heuristics (Takapoui et al. 2020: fix the discrete part,
+    optimize the continuous rest): the weights are put on their sets, their integer
+    codes are frozen, and only the per-tensor scales and the biases train, with the
+    same optimizer at ``polish_lr`` (default: a tenth of ``lr``).
+
+    ``keep_float``: indices of linear/conv layers left in float (see
+    :func:`quantized_layers`); the same for every method.
 
     Returns:
         dict with ``accuracy`` (test), ``train_accuracy``, ``seconds``, ``on_levels``
@@ -147,15 +221,26 @@ def train(ds: Dataset, arch: str = "mlp", method: str = "admm",
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     lr = OPTIMIZERS[optimizer] if lr is None else check_positive("lr", lr)
+    polish_epochs = check_int("polish_epochs", polish_epochs, 0)
+    if polish_epochs and (method == "float" or polish_epochs >= epochs):
+        raise ValueError(f"polish_epochs must be 0 for float training and < epochs "
+                         f"({epochs}) otherwise, got {polish_epochs!r}")
+    polish_lr = lr / 10 if polish_lr is None else check_positive("polish_lr", polish_lr)
     if check_positive("rho_end", rho_end) < check_positive("rho", rho):
         raise ValueError(f"rho_end must be >= rho, got rho_end={rho_end!r} < rho={rho!r}")
     constraint_set = level_set(levels)
     torch.manual_seed(check_int("seed", seed, 0))
     model = mlp(ds, hidden) if arch == "mlp" else cnn(ds)
-    weights = quantized_weights(model)
-    opt = (torch.optim.Adam(model.parameters(), lr=lr) if optimizer == "adam"
-           else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
-    steps = epochs * ds.num_batches(batch_size)
+    layers = quantized_layers(model, keep_float)
+    weights = [m.weight for m in layers]
+
+    def make_optimizer(params: list[nn.Parameter], rate: float) -> torch.optim.Optimizer:
+        return (torch.optim.Adam(params, lr=rate) if optimizer == "adam"
+                else torch.optim.SGD(params, lr=rate, momentum=0.9))
+
+    opt = make_optimizer(list(model.parameters()), lr)
+    main_epochs = epochs - polish_epochs
+    steps = main_epochs * ds.num_batches(batch_size)
     quant = None
     if method == "admm":
         every = ds.num_batches(batch_size) if every is None else check_int("every", every, 1)
@@ -163,12 +248,20 @@ def train(ds: Dataset, arch: str = "mlp", method: str = "admm",
         quant = ADMMQuantizer(weights, levels=constraint_set, rho=rho, every=every,
                               rho_growth=growth, rho_max=1e6)
     elif method == "ste":
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                parametrize.register_parametrization(m, "weight", STEQuantize(constraint_set))
+        for m in layers:
+            parametrize.register_parametrization(m, "weight", STEQuantize(constraint_set))
     loss_fn = nn.CrossEntropyLoss()
     began = time.perf_counter()
     for epoch in range(epochs):
+        if epoch == main_epochs:  # polish: codes frozen, scales and biases train
+            _quantize_in_place(layers, method, quant)
+            quant = None
+            for m in layers:
+                m.weight.requires_grad_(False)
+                parametrize.register_parametrization(m, "weight",
+                                                     ScaledCodes(m.weight, constraint_set))
+            free = [p for p in model.parameters() if p.requires_grad]  # not the codes
+            opt = make_optimizer(free, polish_lr)
         for xb, yb in ds.batches(batch_size, seed=seed, epoch=epoch):
             loss = loss_fn(model(xb), yb)
             if quant is not None:
@@ -178,14 +271,11 @@ def train(ds: Dataset, arch: str = "mlp", method: str = "admm",
             opt.step()
             if quant is not None:
                 quant.step()
-    if quant is not None:
-        quant.finalize()
-    elif method == "ste":  # bake the projected weights in
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    _quantize_in_place(layers, method, quant)
     seconds = time.perf_counter() - began
-    on_levels = all(constraint_set.contains(w.detach()) for w in quantized_weights(model))
+    on_levels = all(constraint_set.contains(m.weight.detach()) for m in layers)
+    for m in layers:
+        m.weight.requires_grad_(True)
     return {"accuracy": accuracy(model, ds.x_test, ds.y_test),
             "train_accuracy": accuracy(model, ds.x_train, ds.y_train),
             "seconds": seconds, "on_levels": on_levels, "model": model}

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from optim.admm_quantizer import ADMMQuantizer
+from optim.projections import Levels, Ternary
 from problems.learning import digits
-from problems.quantized import quantized_weights, train
+from problems.quantized import ScaledCodes, quantized_layers, quantized_weights, train
 from tests.conftest import roundtrip
 
 
@@ -37,6 +38,8 @@ def test_weights_end_exactly_on_their_sets_with_accuracy_far_above_chance(
 def test_ste_baseline_also_lands_on_the_set(data):
     out = train(data, "mlp", "ste", "ternary", epochs=4, seed=0, hidden=(64,))
     assert out["on_levels"] and out["accuracy"] > 0.8
+    for w in quantized_weights(out["model"]):  # exactly, not W + (P(W) - W)
+        assert torch.unique(w.detach().abs()).numel() <= 2
 
 
 def _run(model, quant, opt, batches):
@@ -116,3 +119,63 @@ def test_sgd_admm_setting_of_the_benchmark_lands_on_the_set(data):
     out = train(data, "mlp", "admm", "ternary", epochs=4, seed=0, hidden=(64,),
                 optimizer="sgd", rho=1e-3, rho_end=0.3)
     assert out["on_levels"] and out["accuracy"] > 0.85
+
+
+@pytest.mark.parametrize("method", ["admm", "ste"])
+def test_polish_keeps_weights_on_their_sets_and_trains_scales_and_biases(data, method):
+    out = train(data, "mlp", method, "ternary", epochs=5, seed=0, hidden=(64,),
+                optimizer="sgd", rho=1e-3, rho_end=0.3, polish_epochs=2)
+    assert out["on_levels"] and out["accuracy"] > 0.85
+    assert all(p.requires_grad for p in out["model"].parameters())  # handed back trainable
+
+
+def test_scaled_codes_freeze_codes_and_step_the_scale_like_a_refit():
+    """A gradient step of the polish moves the scale as a step on every weight followed
+    by a least-squares refit of the scale on the same codes would."""
+    torch.manual_seed(0)
+    w, scale = Ternary("fit").fit(torch.randn(8, 16))
+    codes = torch.round(w / scale)
+    param = ScaledCodes(w, Ternary("fit"))
+    target = torch.randn(8, 16)
+    loss = ((param(w) - target) ** 2).sum()
+    loss.backward()
+    grad_w = 2 * (scale * codes - target)  # dL/dW at the start
+    lr = 0.01
+    with torch.no_grad():
+        param.raw_scale -= lr * param.raw_scale.grad
+    stepped = w - lr * grad_w
+    refit = float((stepped * codes).sum() / (codes * codes).sum())
+    assert float(param.scale.detach()) == pytest.approx(refit, rel=1e-5)
+    assert torch.equal(param.codes, codes)
+    assert Ternary("fit").contains(param(w).detach())
+
+
+def test_scaled_codes_refuse_levels_that_are_not_integers_times_a_scale():
+    odd = Levels([-1.0, 0.3, 1.0], scale="fit")
+    w = odd.project(torch.randn(40))
+    with pytest.raises(ValueError, match="integers times a scale"):
+        ScaledCodes(w, odd)
+
+
+def test_keep_float_leaves_the_first_layer_in_float_for_every_method(data):
+    for method in ("admm", "ste"):
+        out = train(data, "mlp", method, "ternary", epochs=3, seed=0, hidden=(64,),
+                    optimizer="sgd", rho=1e-3, rho_end=0.3, keep_float=(0,))
+        model = out["model"]
+        first, last = model[0].weight.detach(), model[-1].weight.detach()
+        assert out["on_levels"] and out["accuracy"] > 0.8
+        assert torch.unique(first.abs()).numel() > 100  # float
+        assert torch.unique(last.abs()).numel() <= 2  # ternary
+        assert quantized_layers(model, (0,)) == [model[-1]]
+    with pytest.raises(ValueError, match="keep_float"):
+        train(data, "mlp", "admm", epochs=1, keep_float=(5,))
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"method": "float", "polish_epochs": 1}, "polish_epochs"),
+    ({"method": "admm", "polish_epochs": 2}, "polish_epochs"),
+    ({"method": "ste", "polish_epochs": 1, "polish_lr": -1.0}, "polish_lr"),
+])
+def test_polish_settings_are_checked(data, kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        train(data, "mlp", epochs=2, **kwargs)
