@@ -146,8 +146,7 @@ class STEQuantize(nn.Module):
         return w + (self.constraint_set.project(w.detach()) - w).detach()
 
 
-def _quantize_in_place(layers: list[nn.Module], method: str, quant: ADMMQuantizer | None
-                       ) -> None:
+def _quantize_in_place(layers: list[nn.Module], quant: ADMMQuantizer | None) -> None:
     """Put the weights on their sets for good: ADMM's final projection, or bake in the
     STE (or polish) parametrization."""
     if quant is not None:
@@ -254,7 +253,7 @@ def train(ds: Dataset, arch: str = "mlp", method: str = "admm",
     began = time.perf_counter()
     for epoch in range(epochs):
         if epoch == main_epochs:  # polish: codes frozen, scales and biases train
-            _quantize_in_place(layers, method, quant)
+            _quantize_in_place(layers, quant)
             quant = None
             for m in layers:
                 m.weight.requires_grad_(False)
@@ -271,7 +270,7 @@ def train(ds: Dataset, arch: str = "mlp", method: str = "admm",
             opt.step()
             if quant is not None:
                 quant.step()
-    _quantize_in_place(layers, method, quant)
+    _quantize_in_place(layers, quant)
     seconds = time.perf_counter() - began
     on_levels = all(constraint_set.contains(m.weight.detach()) for m in layers)
     for m in layers:
