@@ -44,7 +44,7 @@ cores together (:func:`parallel_capacity`). Target: ratio >= 1.5x, accuracy with
 Commands (2 cores):
     OMP_NUM_THREADS=1 python -m benchmarks.decoupled               # both parts, ~20 min
     OMP_NUM_THREADS=1 python -m benchmarks.decoupled --quick       # 1 seed, few epochs
-    OMP_NUM_THREADS=1 python -m benchmarks.decoupled --skip-accuracy   # throughput, ~8 min
+    OMP_NUM_THREADS=1 python -m benchmarks.decoupled --skip-accuracy   # throughput, ~4 min
     OMP_NUM_THREADS=1 python -m benchmarks.decoupled --tune        # re-derive the rates
 
 It prints the accuracy table (one row per dataset × model, one column per signal and
