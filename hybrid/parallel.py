@@ -100,6 +100,7 @@ class _Link:
         self.rank, self.world, self.batch_size = rank, world, batch_size
         self.sends: list[Any] = []  # (work, tensors) kept alive until complete
         self.posted: tuple[Any, torch.Tensor] | None = None
+        self.incoming: tuple[Any, torch.Tensor] | None = None  # next forward message
 
     def send_forward(self, h: torch.Tensor, y: torch.Tensor) -> None:
         n, cap = len(h), self.batch_size
@@ -113,16 +114,25 @@ class _Link:
         self.sends.append((dist.isend(message, self.rank + 1), message))
         self.prune()
 
-    def recv_forward(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def recv_forward(self, shape: tuple[int, ...], more: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's message from below; with ``more``, the receive of the next one is
+        posted at once, so it lands while this step computes (double buffering)."""
         cap, row = self.batch_size, 1
         for s in shape:
             row *= s
-        message = torch.empty(1 + cap + cap * row)
-        dist.recv(message, self.rank - 1)
+        if self.incoming is None:
+            self.incoming = self._post_forward(1 + cap + cap * row)
+        work, message = self.incoming
+        work.wait()
+        self.incoming = self._post_forward(message.numel()) if more else None
         n = int(message[0])
         y = message[1:1 + n].to(torch.int64)
         h = message[1 + cap:1 + cap + n * row].view(n, *shape)
         return h, y
+
+    def _post_forward(self, size: int) -> tuple[Any, torch.Tensor]:
+        message = torch.empty(size)
+        return dist.irecv(message, self.rank - 1), message
 
     def send_back(self, target: torch.Tensor) -> None:
         target = target.contiguous()
@@ -180,7 +190,7 @@ def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
     batches = ((x, y) for epoch in job["epochs"]
                for x, y in job["data"].batches(job["batch_size"], seed=job["seed"],
                                                epoch=epoch)) if rank == 0 else None
-    for _ in range(job["steps"]):
+    for left in range(job["steps"] - 1, -1, -1):
         if stage.wants_target:
             while awaited and (awaited[0] <= step - staleness - 1 or not sync):
                 blocking = awaited[0] <= step - staleness - 1
@@ -189,7 +199,7 @@ def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
                     break
                 stage.push_target(awaited.popleft(), target)
             stage.absorb(step - staleness - 1 if sync else step)
-        x, y = next(batches) if rank == 0 else link.recv_forward(job["in_shape"])
+        x, y = next(batches) if rank == 0 else link.recv_forward(job["in_shape"], left > 0)
         on_output = None if last else (lambda h, y=y: link.send_forward(h, y))
         _, grad = stage.run(x, y, top, step, job["input_grad"], on_output)
         if grad is not None:
