@@ -279,7 +279,7 @@ def _throughput_run(ds: Dataset, workload: tuple[int, int, int], groups: int, th
     (``groups == 1``) or the local-loss stack in ``groups`` processes."""
     width, depth, batch = workload
     torch.manual_seed(0)
-    optimizer = functools.partial(torch.optim.Adam, lr=lr)
+    optimizer = functools.partial(torch.optim.Adam, lr=lr, fused=True)
     blocks = mlp_blocks(ds.features, ds.num_classes, width, depth, groups=groups)
     if groups == 1:
         model = Decoupled(blocks, signal="backprop", optimizer=optimizer)

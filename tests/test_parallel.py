@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import pytest
 import torch
@@ -114,6 +115,64 @@ def test_worker_exception_stops_every_worker_and_surfaces(data: Dataset) -> None
     while set(_children()) - existing and time.monotonic() < deadline:
         time.sleep(0.1)
     assert set(_children()) - existing == set()
+
+
+def _link_pair(rank: int, port: int, results: Any) -> None:
+    """Rank 0 sends 20 forward messages and takes 3 targets without blocking; rank 1
+    receives the messages and sends the targets back."""
+    import datetime
+
+    import torch.distributed as dist
+
+    from hybrid.parallel import SEND_WINDOW, _Link
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2, timeout=datetime.timedelta(seconds=60))
+    link = _Link(rank, 2, batch_size=5)
+    try:
+        if rank == 0:
+            link.expect_targets(3, (4,))
+            most = 0
+            for k in range(20):
+                link.send_forward(torch.full((5, 4), float(k)), torch.arange(5))
+                most = max(most, len(link.sends))
+            like, got, deadline = torch.zeros(5, 4), [], time.monotonic() + 30
+            while len(got) < 3 and time.monotonic() < deadline:
+                target = link.poll_target(like, block=False)  # never waits
+                if target is not None:
+                    got.append(float(target[0, 0]))
+            results.put((most <= SEND_WINDOW, got))
+        else:
+            for k in range(20):
+                h, y = link.recv_forward((4,), more=k < 19)
+                assert torch.equal(h, torch.full((5, 4), float(k)))
+                assert y.tolist() == [0, 1, 2, 3, 4]
+            for k in range(3):
+                link.send_back(torch.full((5, 4), 10.0 + k))
+        link.flush()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_link_bounds_its_sends_and_polls_targets_without_waiting() -> None:
+    """gloo's handles report completion only once waited on: the link must wait on old
+    sends itself (else it keeps every message of the run) and receive targets on a
+    thread (else a non-blocking poll never sees one, and async mode never takes them)."""
+    import multiprocessing
+
+    from hybrid.parallel import free_port
+
+    context = multiprocessing.get_context("fork")
+    results, port = context.Queue(), free_port()
+    workers = [context.Process(target=_link_pair, args=(rank, port, results))
+               for rank in (0, 1)]
+    for worker in workers:
+        worker.start()
+    bounded, got = results.get(timeout=60)
+    for worker in workers:
+        worker.join(timeout=30)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert bounded and got == [10.0, 11.0, 12.0]
 
 
 def test_bad_arguments_are_named(data: Dataset) -> None:
