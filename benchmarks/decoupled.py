@@ -26,9 +26,11 @@ decoupled signal within 1.0 point of backprop. Runs go to a pool of ``--jobs``
 processes with one thread each.
 
 Part 2 (throughput): samples/s of MLPs on MNIST-1D (:data:`WORKLOADS`: a 6-layer
-width-1024 MLP at batch 256, and a 16-layer width-128 MLP at batch 64), split into
+width-1024 MLP at batch 256, an 8-layer width-512 MLP at batch 128 and a 16-layer
+width-128 MLP at batch 64; fused Adam everywhere), split into
 contiguous groups of equal parameter count (:func:`balanced_split`: a pipeline runs
-at the pace of its slowest stage), trained with local losses in 2 processes
+at the pace of its slowest stage; for 2 groups the split point is then adjusted by
+short trial runs, :func:`choose_cut`), trained with local losses in 2 processes
 (:func:`hybrid.fit_parallel`, one thread each) vs single-process backprop at its best
 thread setting (1 or 2 threads), equal epochs, test accuracy alongside, and the
 scaling with 1-4 groups (1 group = single-process backprop on one thread; 3-4
@@ -118,7 +120,7 @@ SYNTH_LR = 3e-3
 
 BATCH = 64
 
-WORKLOADS: tuple[tuple[int, int, int], ...] = ((1024, 6, 256), (128, 16, 64))
+WORKLOADS: tuple[tuple[int, int, int], ...] = ((1024, 6, 256), (512, 8, 128), (128, 16, 64))
 """Throughput MLPs (width, depth, batch): one whose step is large matrix products
 (2-thread backprop scales well), and a deep narrow one whose step is many small
 elementwise kernels (the Adam update of 32 tensors of 16k entries, below the size
@@ -126,14 +128,17 @@ PyTorch splits across threads)."""
 
 
 def mlp_blocks(features: int, classes: int, width: int = 256, depth: int = 5,
-               groups: int | None = None) -> list[nn.Module]:
-    """A ``depth``-layer MLP as blocks: one per layer, or ``groups`` balanced Groups."""
+               groups: int | None = None, cut: int | None = None) -> list[nn.Module]:
+    """A ``depth``-layer MLP as blocks: one per layer, or ``groups`` Groups of equal
+    parameter count, or two Groups split after layer ``cut``."""
     layers: list[nn.Module] = []
     width_in = features
     for _ in range(depth - 1):
         layers.append(Group([nn.Linear(width_in, width), nn.ReLU()]))
         width_in = width
     layers.append(nn.Linear(width_in, classes))
+    if cut is not None:
+        return [Group(layers[:cut]), Group(layers[cut:])]
     if groups is None:
         return layers
     costs = [sum(p.numel() for p in layer.parameters()) for layer in layers]
@@ -274,13 +279,15 @@ def accuracy_table(seeds: int, workers: int, epochs_scale: float = 1.0) -> None:
 
 
 def _throughput_run(ds: Dataset, workload: tuple[int, int, int], groups: int, threads: int,
-                    epochs: int, lr: float) -> tuple[float, float]:
+                    epochs: int, lr: float, cut: int | None = None) -> tuple[float, float]:
     """Samples/s over ``epochs`` and test accuracy: backprop in this process
-    (``groups == 1``) or the local-loss stack in ``groups`` processes."""
+    (``groups == 1``) or the local-loss stack in ``groups`` processes (2 groups: split
+    after layer ``cut`` if given)."""
     width, depth, batch = workload
     torch.manual_seed(0)
     optimizer = functools.partial(torch.optim.Adam, lr=lr, fused=True)
-    blocks = mlp_blocks(ds.features, ds.num_classes, width, depth, groups=groups)
+    blocks = mlp_blocks(ds.features, ds.num_classes, width, depth, groups=groups,
+                        cut=cut if groups == 2 else None)
     if groups == 1:
         model = Decoupled(blocks, signal="backprop", optimizer=optimizer)
         previous = torch.get_num_threads()
@@ -317,6 +324,30 @@ def parallel_capacity(ds: Dataset, workload: tuple[int, int, int], lr: float) ->
     return together / alone
 
 
+def choose_cut(ds: Dataset, workload: tuple[int, int, int], lr: float,
+               trials: int = 2) -> tuple[int, dict[int, float]]:
+    """The 2-process split point with the most samples/s in short pipeline runs (1 epoch,
+    median of ``trials``) among the parameter-balanced cut and the 2 on each side.
+
+    Parameter counts misjudge small layers: their fixed costs per step (kernel calls,
+    autograd, the optimizer call) weigh as much as their arithmetic, and the lower
+    stage also packs and sends the activations and trains the local head. The search
+    is done once per workload, before (and outside) the timed runs, as backprop's
+    thread count is chosen by trying both.
+    """
+    width, depth, _ = workload
+    costs = [sum(p.numel() for p in layer.parameters())
+             for layer in mlp_blocks(ds.features, ds.num_classes, width, depth)]
+    balanced = balanced_split(costs, 2)[1]
+    cuts = [c for c in range(balanced - 2, balanced + 3) if 1 <= c < depth]
+    rates: dict[int, list[float]] = {c: [] for c in cuts}
+    for _ in range(trials):
+        for c in cuts:
+            rates[c].append(_throughput_run(ds, workload, 2, 1, 1, lr, cut=c)[0])
+    medians = {c: statistics.median(v) for c, v in rates.items()}
+    return max(medians, key=medians.__getitem__), medians
+
+
 def throughput_table(ds: Dataset, workload: tuple[int, int, int], epochs: int, rounds: int,
                      lr: float) -> float:
     """Print the throughput rows of one workload; return the 2-process ratio."""
@@ -324,13 +355,16 @@ def throughput_table(ds: Dataset, workload: tuple[int, int, int], epochs: int, r
     print(f"\n## Throughput: {ds.name}, {depth}-layer MLP width {width}, batch {batch}, "
           f"Adam lr {lr:g}, {epochs} epochs per run, median of {rounds} interleaved "
           f"rounds (samples/s over all epochs); {_load()}")
+    cut, trial = choose_cut(ds, workload, lr)
+    print("2-process split: samples/s of 1-epoch trials by layers in the lower group: "
+          + ", ".join(f"{c}: {r:.0f}" for c, r in trial.items()) + f" -> {cut}")
     configs = [(1, 1), (1, 2), (2, 1), (3, 1), (4, 1)]  # (groups/processes, threads)
     rates: dict[tuple[int, int], list[float]] = {c: [] for c in configs}
     accs: dict[tuple[int, int], float] = {}
     for _ in range(rounds):  # interleaved: slow phases of a shared machine hit every row
         for groups, threads in configs:
             rate, accs[groups, threads] = _throughput_run(ds, workload, groups, threads,
-                                                          epochs, lr)
+                                                          epochs, lr, cut)
             rates[groups, threads].append(rate)
     rate = {c: statistics.median(v) for c, v in rates.items()}
     best = max(((1, 1), (1, 2)), key=rate.__getitem__)
@@ -341,7 +375,8 @@ def throughput_table(ds: Dataset, workload: tuple[int, int, int], epochs: int, r
           f"{'vs best backprop':>17s}")
     for groups in (1, 2, 3, 4):
         split = [sum(p.numel() for p in b.parameters()) // 1000
-                 for b in mlp_blocks(ds.features, ds.num_classes, width, depth, groups)]
+                 for b in mlp_blocks(ds.features, ds.num_classes, width, depth, groups,
+                                     cut if groups == 2 else None)]
         print(f"{groups:6d} {groups:9d} {rate[groups, 1]:10.0f} {accs[groups, 1]:6.1f} "
               f"{rate[groups, 1] / rate[best]:16.2f}x   k-params per group {split}")
     ratio = rate[2, 1] / rate[best]
