@@ -46,6 +46,7 @@ import collections
 import contextlib
 import datetime
 import io
+import math
 import os
 import queue as queue_module
 import socket
@@ -133,9 +134,7 @@ class _Link:
     def recv_forward(self, shape: tuple[int, ...], more: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's message from below; with ``more``, the receive of the next one is
         posted at once, so it lands while this step computes (double buffering)."""
-        cap, row = self.batch_size, 1
-        for s in shape:
-            row *= s
+        cap, row = self.batch_size, math.prod(shape)
         if self.incoming is None:
             self.incoming = self._post_forward(1 + cap + cap * row)
         work, message = self.incoming
@@ -158,12 +157,10 @@ class _Link:
 
     def expect_targets(self, count: int, shape: tuple[int, ...]) -> None:
         """Start receiving the ``count`` targets (rows shaped ``shape``) from above."""
-        row = 1
-        for s in shape:
-            row *= s
         self.targets = queue_module.SimpleQueue()
+        size = 1 + self.batch_size * math.prod(shape)
         self.receiver = threading.Thread(target=self._receive_targets, name="nondiff-targets",
-                                         args=(count, 1 + self.batch_size * row), daemon=True)
+                                         args=(count, size), daemon=True)
         self.receiver.start()
 
     def _receive_targets(self, count: int, size: int) -> None:
