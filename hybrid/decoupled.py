@@ -57,6 +57,7 @@ SIGNALS: tuple[str, ...] = ("backprop", "synthetic", "synthetic-conditioned", "l
 
 CHECKPOINT_VERSION = 1
 
+
 def default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
     """The default optimizer factory: ``Adam(params, lr=1e-3)``, fused where it can be.
 
