@@ -62,11 +62,10 @@ def _run(job: tuple) -> float:
     torch.set_num_threads(1)
     ds = _LOADERS[dname]()
     ds = validation_split(ds) if args["validation"] else ds
-    rho, rho_end = RHO[args["optimizer"]]
-    rho_end = rho_end if args["rho_end"] is None else args["rho_end"]
-    lr = LR[args["optimizer"]][method] if args["lr"] is None else args["lr"]
+    rho, rho_end = args["rho"]
     return 100 * train(ds, arch, method, levels, epochs=args["epochs"], seed=seed,
-                       optimizer=args["optimizer"], lr=lr, rho=rho, rho_end=rho_end,
+                       optimizer=args["optimizer"], lr=args["rates"][method], rho=rho,
+                       rho_end=rho_end,
                        polish_epochs=0 if method == "float" else args["polish"],
                        keep_float=KEEP_FLOAT[keep])["accuracy"]
 
@@ -102,8 +101,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         value = getattr(args, name)
         if value is not None and not (np.isfinite(value) and value > 0):
             parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value}")
-    shared = {k: getattr(args, k)
-              for k in ("validation", "optimizer", "epochs", "polish", "lr", "rho_end")}
+    rates = ({m: args.lr for m in LR[args.optimizer]} if args.lr is not None
+             else LR[args.optimizer])
+    rho = RHO[args.optimizer][0], args.rho_end or RHO[args.optimizer][1]
+    shared = {k: getattr(args, k) for k in ("validation", "optimizer", "epochs", "polish")}
+    shared.update(rates=rates, rho=rho)
     rows = [(keep, dname, arch) for keep in keeps for dname in args.datasets.split(",")
             for arch in args.archs.split(",")]
     # the float baseline does not depend on the layer configuration: trained once
@@ -115,9 +117,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                               for job in runs))
     names = [r[0] for r in RUNS]
     split = "validation" if args.validation else "test"
-    rates = ({m: args.lr for m in LR[args.optimizer]} if args.lr is not None
-             else LR[args.optimizer])
-    rho = RHO[args.optimizer][0], args.rho_end or RHO[args.optimizer][1]
     print(f"{split} accuracy (%), {args.optimizer} lr "
           + ", ".join(f"{m} {rate:g}" for m, rate in rates.items())
           + f"; ADMM rho {rho[0]:g} -> {rho[1]:g}, "
