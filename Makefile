@@ -28,19 +28,19 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.cmaes_overhead
-	$(BIN)/python -m benchmarks.es_speed
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.cmaes_overhead
+	$(BIN)/python -m nondiff.benchmarks.es_speed
 	$(BIN)/nondiff bench run --suite continuous
 	$(BIN)/nondiff bench run --suite discrete
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.discrete_search
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.reinforce_variance
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.mixed_space
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.decoupled
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.hybrid_tasks
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.admm_quantized
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.miqp
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.layerwise_admm
-	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.neuroevolution
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.discrete_search
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.reinforce_variance
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.mixed_space
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.decoupled
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.hybrid_tasks
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.admm_quantized
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.miqp
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.layerwise_admm
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.neuroevolution
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache nondiff-report

@@ -2,7 +2,7 @@
 
 MLP (two hidden layers of 256) and CNN (two convolutions) on digits and MNIST-1D
 (4,000 samples), trained for the same number of epochs and batches of 64 in three ways
-(see :mod:`problems.quantized`): float weights; ADMM with binary / ternary weights
+(see :mod:`nondiff.problems.quantized`): float weights; ADMM with binary / ternary weights
 (per-layer fitted scale, Z/U once per epoch, rho
 growing geometrically from 1e-3 to 0.3); and the straight-through estimator with the same
 projections. Every method uses the same optimizer, by default SGD with momentum 0.9
@@ -18,7 +18,7 @@ batches), next to the published ImageNet anchor of Leng et al. (ternary ResNet-1
 Each task runs twice: every linear/conv weight quantized (``none`` kept in float),
 and the first layer kept in float for every method (``first``).
 
-    OMP_NUM_THREADS=1 python -m benchmarks.admm_quantized [--seeds 3] [--epochs 20]
+    OMP_NUM_THREADS=1 python -m nondiff.benchmarks.admm_quantized [--seeds 3] [--epochs 20]
         [--optimizer sgd] [--lr X] [--rho-end 0.3] [--keep-float none,first]
         [--polish 0] [--validation] [--jobs 2]
 """
@@ -31,9 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
-from problems.learning import digits, mnist1d
-from problems.quantized import train, validation_split
+from nondiff.problems.learning import digits, mnist1d
+from nondiff.problems.quantized import train, validation_split
 
 RUNS = [("float", "float", "ternary"), ("admm-ternary", "admm", "ternary"),
         ("ste-ternary", "ste", "ternary"), ("admm-binary", "admm", "binary"),

@@ -1,13 +1,9 @@
-"""The ``nondiff`` command.
+"""The ``nondiff bench`` and ``nondiff optimize`` commands (``nondiff.cli`` gathers them).
 
     nondiff bench list [--runners]
     nondiff bench run --suite quick [--db nondiff-results.sqlite] [--ray | --address A]
     nondiff bench report --db nondiff-results.sqlite --out report/
     nondiff optimize --problem rastrigin --dim 10 --optimizer bipop-cmaes --budget 20000
-    nondiff problems list [--kind continuous]
-    nondiff optimizers list
-
-Every command takes ``--help``; misspelled names get the closest known ones.
 """
 
 from __future__ import annotations
@@ -16,17 +12,17 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from nondiff.benchmarks import report, suites
+from nondiff.benchmarks.store import DEFAULT_PATH, ResultStore
 
-import optim
-import problems
-from benchmarks import report, suites
-from benchmarks.store import DEFAULT_PATH, ResultStore
+from nondiff import optim, problems
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from benchmarks.baselines import start
+    from nondiff.benchmarks.baselines import start
 
     optim.registry.get(args.optimizer)  # a misspelled name fails before any work
     problem = problems.get(args.problem, dim=args.dim, instance=args.instance)
@@ -55,7 +51,7 @@ def _optimize(args: argparse.Namespace) -> int:
 
 def _bench_list(args: argparse.Namespace) -> int:
     if args.runners:
-        from benchmarks import baselines
+        from nondiff.benchmarks import baselines
 
         for name in baselines.names():
             reason = baselines.available(name)
@@ -81,7 +77,7 @@ def _group_skipped(lines: Sequence[str]) -> list[str]:
 
 
 def _bench_run(args: argparse.Namespace) -> int:
-    from benchmarks.runner import run_suite
+    from nondiff.benchmarks.runner import run_suite
 
     suite = suites.get(args.suite)
     if args.seeds is not None:
@@ -103,20 +99,6 @@ def _bench_run(args: argparse.Namespace) -> int:
             print(report.report_after_run(store, suite.name, out))
         print(f"plots and HTML report in {out}/ (open {os.path.join(out, 'index.html')})")
     return 1 if summary.failed else 0
-
-
-def _list_problems(args: argparse.Namespace) -> int:
-    for name in problems.names(args.kind):
-        print(name)
-    return 0
-
-
-def _list_optimizers(args: argparse.Namespace) -> int:
-    for name in optim.registry.names():
-        cls = optim.registry.get(name)
-        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"{name:<16} {summary}")
-    return 0
 
 
 def _add_bench(commands: argparse._SubParsersAction) -> None:
@@ -157,14 +139,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     rep.set_defaults(handler=report.run_from_args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nondiff",
-        description="Train what gradients cannot reach: optimizers, problems and benchmarks.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_commands(commands: Any) -> None:
+    """Add ``bench`` and ``optimize`` to the subparsers of the ``nondiff`` command."""
     _add_bench(commands)
-
     optimize = commands.add_parser("optimize", help="one run of one optimizer on one problem")
     optimize.add_argument("--problem", required=True, help="see `nondiff problems list`")
     optimize.add_argument("--dim", type=int, default=10)
@@ -175,36 +152,3 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--seed", type=int, default=0)
     optimize.add_argument("--checkpoint", help="state file; an interrupted run resumes from it")
     optimize.set_defaults(handler=_optimize)
-
-    problems_cmd = commands.add_parser("problems", help="problems of the registry")
-    problems_sub = problems_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = problems_sub.add_parser("list", help="list problem names")
-    listing.add_argument("--kind", choices=problems.KINDS)
-    listing.set_defaults(handler=_list_problems)
-
-    optimizers_cmd = commands.add_parser("optimizers", help="optimizers of the registry")
-    optimizers_sub = optimizers_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
-    optimizers_sub.add_parser("list", help="list optimizer names").set_defaults(
-        handler=_list_optimizers)
-
-    from benchmarks import replay  # nondiff replay --policy FILE (saved control policies)
-
-    replay.add_parser(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except ValueError as error:
-        print(f"nondiff: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("nondiff: interrupted; finished units are stored, run again to resume",
-              file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

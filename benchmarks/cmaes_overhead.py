@@ -7,7 +7,7 @@ with the same options and the same kind of random generator (a seeded numpy
 input checks, array conversion, best-so-far and counters. Repetitions alternate
 between the two loops; the medians are compared.
 
-    python -m benchmarks.cmaes_overhead [--dims 100 1000] [--repeats 7]
+    python -m nondiff.benchmarks.cmaes_overhead [--dims 100 1000] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from collections.abc import Sequence
 
 import cma
 import numpy as np
-
-from benchmarks.timing import interleaved, seconds_per_call
-from optim import registry
+from nondiff.benchmarks.timing import interleaved, seconds_per_call
+from nondiff.optim import registry
 
 ITERATIONS = {100: 400, 1000: 30}
 

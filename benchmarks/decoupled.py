@@ -31,7 +31,7 @@ width-128 MLP at batch 64; fused Adam everywhere), split into
 contiguous groups of equal parameter count (:func:`balanced_split`: a pipeline runs
 at the pace of its slowest stage; for 2 groups the split point is then adjusted by
 short trial runs, :func:`choose_cut`), trained with local losses in 2 processes
-(:func:`hybrid.fit_parallel`, one thread each) vs single-process backprop at its best
+(:func:`nondiff.hybrid.fit_parallel`, one thread each) vs single-process backprop at its best
 thread setting (1 or 2 threads), equal epochs, test accuracy alongside, and the
 scaling with 1-4 groups (1 group = single-process backprop on one thread; 3-4
 processes oversubscribe 2 cores). Every run is timed over all its epochs; the
@@ -44,17 +44,17 @@ cores together (:func:`parallel_capacity`). Target: ratio >= 1.5x, accuracy with
 1 point.
 
 Commands (2 cores):
-    OMP_NUM_THREADS=1 python -m benchmarks.decoupled               # both parts, ~20 min
-    OMP_NUM_THREADS=1 python -m benchmarks.decoupled --quick       # 1 seed, few epochs
-    OMP_NUM_THREADS=1 python -m benchmarks.decoupled --skip-accuracy   # throughput, ~4 min
-    OMP_NUM_THREADS=1 python -m benchmarks.decoupled --tune        # re-derive the rates
+    OMP_NUM_THREADS=1 python -m nondiff.benchmarks.decoupled               # both parts, ~20 min
+    OMP_NUM_THREADS=1 python -m nondiff.benchmarks.decoupled --quick       # 1 seed, few epochs
+    OMP_NUM_THREADS=1 python -m nondiff.benchmarks.decoupled --skip-accuracy   # throughput, ~4 min
+    OMP_NUM_THREADS=1 python -m nondiff.benchmarks.decoupled --tune        # re-derive the rates
 
 It prints the accuracy table (one row per dataset × model, one column per signal and
 the gap of the best decoupled signal to backprop), the anchor row, then the backprop
 thread settings, the 1-4 group scaling rows and the 2-process ratio line.
 
 Example:
-    >>> from benchmarks.decoupled import mlp_blocks
+    >>> from nondiff.benchmarks.decoupled import mlp_blocks
     >>> len(mlp_blocks(40, 10, width=32, depth=5, groups=2))
     2
 """
@@ -72,10 +72,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import torch
+from nondiff.hybrid import SIGNALS, Decoupled, Group, fit_parallel
+from nondiff.problems.learning import Dataset, digits, mnist1d
 from torch import nn
-
-from hybrid import SIGNALS, Decoupled, Group, fit_parallel
-from problems.learning import Dataset, digits, mnist1d
 
 ANCHOR = {"backprop": 84.5, "synthetic-conditioned": 80.9, "synthetic": 64.7, "local": None}
 

@@ -6,7 +6,7 @@ its ``OnePointCrossOver`` (tournament size 4, as in its documentation) and a
 standard bit-flip mutation (each bit w.p. 1/n) written as an operator function,
 at population sizes 20 and 50, parents not re-evaluated; nevergrad's
 ``DiscreteOnePlusOne`` when the optional extra is installed (a note otherwise). All
-run through :mod:`benchmarks.baselines` (the shared tracker and budget accounting).
+run through :mod:`nondiff.benchmarks.baselines` (the shared tracker and budget accounting).
 
 Every run gets the same budget per problem; a run succeeds when it evaluates an
 optimal point within it (its evaluations to the optimum count up to that exact
@@ -18,7 +18,7 @@ so ">B" when half or more failed) and the median best value found (problem's own
 sense). The last lines compare the best of ours with the best anchor on OneMax
 and LeadingOnes (target: ratio <= 1).
 
-    python -m benchmarks.discrete_search [--seeds 5] [--quick] [--problems onemax,...]
+    python -m nondiff.benchmarks.discrete_search [--seeds 5] [--quick] [--problems onemax,...]
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from nondiff.benchmarks.baselines import Runner, available, runner
 
-import problems
-from benchmarks.baselines import Runner, available, runner
+from nondiff import problems
 
 PROBLEMS: dict[str, tuple[str, dict, int]] = {  # label: (registry name, kwargs, budget)
     "onemax-100": ("onemax", {"dim": 100}, 20_000),

@@ -4,7 +4,7 @@ A vectorized sphere in float32 torch, dim 100,000, popsize 256 (the issue's
 setting). Each loop samples, evaluates the whole population in one call and
 updates; repetitions alternate between libraries and the medians are compared.
 
-    python -m benchmarks.es_speed [--dim 100000] [--popsize 256] [--repeats 5]
+    python -m nondiff.benchmarks.es_speed [--dim 100000] [--popsize 256] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import logging
 from collections.abc import Sequence
 
 import torch
-
-from benchmarks.timing import interleaved, seconds_per_call
-from optim import registry
+from nondiff.benchmarks.timing import interleaved, seconds_per_call
+from nondiff.optim import registry
 
 
 def sphere(x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Hybrid tasks: digit arithmetic, architecture + weights, visual program induction.
 
-Part ``arithmetic`` (:mod:`problems.hybrid_arithmetic`): two digit images -> one
+Part ``arithmetic`` (:mod:`nondiff.problems.hybrid_arithmetic`): two digit images -> one
 perception MLP -> hard argmax digits -> exact integer sum; only the sum is labeled.
 Every method trains the same network for the same epochs and data order; the table
 shows, over seeds, the sum accuracy on 2,000 held-out pairs of test images and the
@@ -9,24 +9,24 @@ the wall time and the perception forward passes (examples x passes: the compute)
 Anchor: straight-through (the usual baseline); ratio = sum accuracy / its. Target: the
 best method >= 90 % sum accuracy and ahead of straight-through.
 
-Part ``architecture`` (:mod:`problems.hybrid_architecture`): an MLP on MNIST-1D whose
+Part ``architecture`` (:mod:`nondiff.problems.hybrid_architecture`): an MLP on MNIST-1D whose
 per-layer activation and width are ``Choice`` s, searched by REINFORCE, CMA-ES and a
-GA through :class:`hybrid.HybridTrainer` while the shared weights train; the found
+GA through :class:`nondiff.hybrid.HybridTrainer` while the shared weights train; the found
 architecture is retrained alone; compared with random search (architectures trained
 briefly, the best on validation retrained) and with the best of the fixed
 architectures trained alone. Columns: test accuracy of the retrained architecture,
 and the compute (examples x forward passes) of the search.
 
-Part ``programs`` (:mod:`problems.hybrid_programs`): sequences of 4 digit images ->
+Part ``programs`` (:mod:`nondiff.problems.hybrid_programs`): sequences of 4 digit images ->
 perception -> a two-token program from a list DSL -> an output list; the program is
-unknown and searched by REINFORCE over :class:`hybrid.Program` while the perception
+unknown and searched by REINFORCE over :class:`nondiff.hybrid.Program` while the perception
 network trains (score-function gradient) from the outputs alone. Columns: fraction of
 seeds whose found program is equivalent to the true one, and output accuracy.
 
 Commands (2 cores, one thread each):
-    OMP_NUM_THREADS=1 python -m benchmarks.hybrid_tasks               # all parts, 3 seeds
-    OMP_NUM_THREADS=1 python -m benchmarks.hybrid_tasks arithmetic programs --seeds 3
-    OMP_NUM_THREADS=1 python -m benchmarks.hybrid_tasks --quick       # 1 seed, short
+    OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks               # all parts, 3 seeds
+    OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks arithmetic programs --seeds 3
+    OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks --quick       # 1 seed, short
 """
 
 from __future__ import annotations
@@ -49,7 +49,12 @@ def _fmt(mean: float, std: float, scale: float = 100.0) -> str:
 
 
 def run_arithmetic(seeds: int, epochs: int) -> list[dict[str, Any]]:
-    from problems.hybrid_arithmetic import METHODS, DigitArithmetic, summarize, train_arithmetic
+    from nondiff.problems.hybrid_arithmetic import (
+        METHODS,
+        DigitArithmetic,
+        summarize,
+        train_arithmetic,
+    )
 
     rows = []
     for seed in range(seeds):
@@ -95,11 +100,11 @@ def main(argv: list[str] | None = None) -> None:
     if "arithmetic" in parts:
         run_arithmetic(seeds, epochs=4 if args.quick else 12)
     if "architecture" in parts:
-        from problems.hybrid_architecture import run_benchmark as run_architecture
+        from nondiff.problems.hybrid_architecture import run_benchmark as run_architecture
 
         run_architecture(seeds, quick=args.quick)
     if "programs" in parts:
-        from problems.hybrid_programs import run_benchmark as run_programs
+        from nondiff.problems.hybrid_programs import run_benchmark as run_programs
 
         run_programs(seeds, quick=args.quick)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")

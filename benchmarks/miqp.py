@@ -7,7 +7,7 @@ median time. Methods: brute force (enumeration with the reals eliminated), ADMM 
 and without the polish, and relax-and-round (box relaxation by L-BFGS-B, integers
 rounded, reals re-solved).
 
-    python -m benchmarks.miqp [--seeds 10] [--restarts 5]
+    python -m nondiff.benchmarks.miqp [--seeds 10] [--restarts 5]
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-
-from optim.admm import ADMM
-from problems.miqp import MIQP, IntegerLeastSquares, QuadraticProblem, round_relaxation
+from nondiff.optim.admm import ADMM
+from nondiff.problems.miqp import MIQP, IntegerLeastSquares, QuadraticProblem, round_relaxation
 
 PROBLEMS = {"miqp": lambda seed: MIQP(seed=seed),
             "integer-least-squares": lambda seed: IntegerLeastSquares(seed=seed)}

@@ -7,7 +7,7 @@ spaces, the genetic ones included). Each optimizer runs with its defaults throug
 ``minimize(problem, problem.space, ...)``; an optimizer that does not handle a
 space is listed as such.
 
-    python -m benchmarks.mixed_space [--n 5] [--seeds 5] [--budget 20000]
+    python -m nondiff.benchmarks.mixed_space [--n 5] [--seeds 5] [--budget 20000]
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from nondiff.optim import minimize, registry
 
-import problems
-from optim import minimize, registry
+from nondiff import problems
 
 OPTIMIZERS = ["cmaes", "bipop-cmaes", "reinforce", "ga", "one-plus-lambda"]
 TARGET = 1e-6

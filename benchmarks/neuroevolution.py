@@ -16,7 +16,7 @@ Three tables, one run:
    population and for serial gymnasium stepping, and the per-generation overhead
    (a generation of near-zero work on Ray against in-process).
 
-    OMP_NUM_THREADS=1 python -m benchmarks.neuroevolution [--popsizes 20 50 200] [--seeds 5]
+    OMP_NUM_THREADS=1 python -m nondiff.benchmarks.neuroevolution [--popsizes 20 50 200] [--seeds 5]
         [--quick] [--skip-ray]
 """
 
@@ -29,10 +29,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-
-from optim import registry
-from optim.evaluate import RayEvaluator, VectorizedEvaluator
-from problems.control import ControlProblem
+from nondiff.optim import registry
+from nondiff.optim.evaluate import RayEvaluator, VectorizedEvaluator
+from nondiff.problems.control import ControlProblem
 
 ENV = "CartPole-v1"
 

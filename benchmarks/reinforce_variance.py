@@ -9,7 +9,7 @@ error) and its total variance is reported relative to no baseline. The moving
 average is the one REINFORCE keeps: an exponential average (decay 0.9) of the mean
 loss of earlier batches.
 
-    python -m benchmarks.reinforce_variance [--batches 4000] [--batch-size 8]
+    python -m nondiff.benchmarks.reinforce_variance [--batches 4000] [--batch-size 8]
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import itertools
 from collections.abc import Callable, Sequence
 
 import torch
-
-from optim.discrete_distributions import Bernoulli, Categorical, PlackettLuce
-from optim.distributions import SearchDistribution
-from optim.reinforce import score_function_gradient
+from nondiff.optim.discrete_distributions import Bernoulli, Categorical, PlackettLuce
+from nondiff.optim.distributions import SearchDistribution
+from nondiff.optim.reinforce import score_function_gradient
 
 Case = tuple[str, SearchDistribution, Callable[[torch.Tensor], torch.Tensor], torch.Tensor]
 

@@ -6,13 +6,13 @@ Methods and Software 36(1), 2021): ``index.html`` with the summary tables, plots
 run metadata, the PNG plots, ``summary.md`` (and ``compare.md`` for a comparison).
 The parts, re-exported here:
 
-- :mod:`benchmarks.report_stats`: :func:`summarize` (per problem and optimizer: final
+- :mod:`nondiff.benchmarks.report_stats`: :func:`summarize` (per problem and optimizer: final
   precision with quartiles, success rate, evaluations to target, COCO's ERT, time),
   :func:`format_table`, :func:`format_markdown`, :func:`compare`;
-- :mod:`benchmarks.report_plots`: :func:`plot_convergence`, :func:`plot_ecdf`;
-- :mod:`benchmarks.report_html`: :func:`write_html`.
+- :mod:`nondiff.benchmarks.report_plots`: :func:`plot_convergence`, :func:`plot_ecdf`;
+- :mod:`nondiff.benchmarks.report_html`: :func:`write_html`.
 
-This module selects units from a :class:`benchmarks.store.ResultStore` (a suite, a
+This module selects units from a :class:`nondiff.benchmarks.store.ResultStore` (a suite, a
 run id, a git commit prefix) and holds the command's options::
 
     nondiff bench report --db nondiff-results.sqlite --out report/ [--suite quick]
@@ -24,8 +24,8 @@ In a comparison, the HTML report and plots show both sides, the optimizers label
 
 Example:
     >>> import os, tempfile
-    >>> from benchmarks.store import ResultStore
-    >>> from benchmarks.report import select_units, summarize
+    >>> from nondiff.benchmarks.store import ResultStore
+    >>> from nondiff.benchmarks.report import select_units, summarize
     >>> store = ResultStore(os.path.join(tempfile.mkdtemp(), "r.sqlite"))
     >>> store.add_unit({"suite": "quick", "problem": "sphere-2d-i1", "optimizer": "random",
     ...                 "seed": 0, "status": "done", "precision": 0.5, "evaluations": 20,
@@ -46,9 +46,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report_html import write_html
-from benchmarks.report_plots import plot_convergence, plot_ecdf
-from benchmarks.report_stats import (
+from nondiff.benchmarks.report_html import write_html
+from nondiff.benchmarks.report_plots import plot_convergence, plot_ecdf
+from nondiff.benchmarks.report_stats import (
     Unit,
     compare,
     compare_rows,
@@ -67,7 +67,7 @@ __all__ = [
 
 # -- selecting units -----------------------------------------------------------------
 def _open(path: str | os.PathLike[str]):
-    from benchmarks.store import ResultStore
+    from nondiff.benchmarks.store import ResultStore
 
     if not Path(path).is_file():
         raise ValueError(f"no results database at {os.fspath(path)!r}; run `nondiff bench run "
@@ -83,7 +83,7 @@ def select_units(store, suite: str | None = None, *, run_id: str | None = None,
         ValueError: an empty database, an unknown suite or run id (with the closest
             names), or a commit prefix that matches no or several commits.
     """
-    from optim.registry import unknown_name_error
+    from nondiff.optim.registry import unknown_name_error
 
     suites = store.suites()
     if not suites:
@@ -113,7 +113,7 @@ def select_units(store, suite: str | None = None, *, run_id: str | None = None,
 # -- CLI -----------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``nondiff bench report`` (see :func:`run_from_args`)."""
-    from benchmarks.store import DEFAULT_PATH
+    from nondiff.benchmarks.store import DEFAULT_PATH
 
     parser.add_argument("--db", default=DEFAULT_PATH, metavar="PATH",
                         help=f"results database (SQLite; default: {DEFAULT_PATH})")

@@ -1,7 +1,7 @@
 """A static HTML report of stored benchmark results: one folder to open or publish.
 
 ``write_html`` writes ``index.html`` beside the PNG plots of
-:mod:`benchmarks.report_plots` and a ``summary.md`` (the Markdown table), as COCO's
+:mod:`nondiff.benchmarks.report_plots` and a ``summary.md`` (the Markdown table), as COCO's
 post-processing writes a folder of HTML and figures (Hansen et al., "COCO: A platform
 for comparing continuous optimizers in a black-box setting", Optimization Methods and
 Software 36(1), 2021). The page is self-contained: inline CSS, images by relative
@@ -11,7 +11,7 @@ the tests in headless Chromium); the page renders the same without it.
 
 Example:
     >>> import tempfile
-    >>> from benchmarks.report_html import write_html
+    >>> from nondiff.benchmarks.report_html import write_html
     >>> unit = {"suite": "s", "problem": "sphere-2d-i1", "dim": 2, "optimizer": "random",
     ...         "seed": 0, "status": "done", "f_opt_known": True, "evaluations": 40,
     ...         "precision": 0.25, "seconds": 0.1, "trace": [[20, 1.0], [40, 0.25]]}
@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report_plots import plot_convergence, plot_ecdf
-from benchmarks.report_stats import (
+from nondiff.benchmarks.report_plots import plot_convergence, plot_ecdf
+from nondiff.benchmarks.report_stats import (
     COLUMNS,
     comparison_cells,
     display_cells,
@@ -38,7 +38,7 @@ from benchmarks.report_stats import (
     problem_title,
     summarize,
 )
-from benchmarks.store import now
+from nondiff.benchmarks.store import now
 
 Unit = Mapping[str, Any]
 
@@ -203,7 +203,7 @@ def write_html(units: Iterable[Unit], out_dir: str | os.PathLike[str], *,
     """Write ``out_dir/index.html`` with the summary tables, plots and run metadata.
 
     Args:
-        units: result rows (see :func:`benchmarks.report_stats.summarize`).
+        units: result rows (see :func:`nondiff.benchmarks.report_stats.summarize`).
         out_dir: the report folder (created); plots and ``summary.md`` go beside.
             Plots (``convergence-*.png``, ``ecdf-*.png``) of an earlier report in
             the folder that this one does not draw are removed.

@@ -20,7 +20,7 @@ one over all dimensions of the suite. A cross marks each optimizer's median budg
 used per dimension: beyond it the line holds no information. Targets: by default
 COCO's 51 precisions 10^2 .. 10^-8 (five per decade), read from
 each run's best-so-far trace, since the runner records only a handful of targets per
-unit (``DEFAULT_TARGETS`` of :mod:`benchmarks.suites`) and a step function with
+unit (``DEFAULT_TARGETS`` of :mod:`nondiff.benchmarks.suites`) and a step function with
 seven steps says little; ``targets="stored"`` uses the recorded ones instead. The
 trace is the runner's best-so-far curve, so a runtime read from it is exact to the
 evaluation at which the improvement was recorded. Problems with an unknown optimum
@@ -29,7 +29,7 @@ tables count them).
 
 Example:
     >>> import tempfile
-    >>> from benchmarks.report_plots import plot_convergence
+    >>> from nondiff.benchmarks.report_plots import plot_convergence
     >>> unit = {"suite": "s", "problem": "sphere-2d-i1", "dim": 2, "optimizer": "random",
     ...         "seed": 0, "status": "done", "f_opt_known": True, "evaluations": 40,
     ...         "trace": [[10, 4.0], [20, 1.0], [40, 0.25]]}
@@ -49,8 +49,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-from benchmarks.report_stats import (
+from nondiff.benchmarks.report_stats import (
     hitting_times,
     known_optimum,
     prepare,
@@ -131,7 +130,7 @@ def plot_convergence(units: Iterable[Unit], out_dir: str | os.PathLike[str],
     """One PNG per (suite, problem): median and quartiles of best-so-far vs evaluations.
 
     Args:
-        units: result rows (see :func:`benchmarks.report_stats.summarize`).
+        units: result rows (see :func:`nondiff.benchmarks.report_stats.summarize`).
         out_dir: folder for ``convergence-<suite>-<problem>.png`` (created).
         grid_points: evaluation counts (log-spaced) at which runs are aggregated.
 

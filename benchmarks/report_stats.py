@@ -1,6 +1,6 @@
 """Statistics and tables of stored benchmark results: summaries and comparisons.
 
-A *unit* is one row of :class:`benchmarks.store.ResultStore` (one problem, optimizer
+A *unit* is one row of :class:`nondiff.benchmarks.store.ResultStore` (one problem, optimizer
 and seed). Units are summarized per (suite, problem, optimizer) in the fixed-target
 view of COCO (Hansen, Auger, Brockhoff, Tušar, Tušar, "COCO: Performance Assessment",
 arXiv:1605.03560, 2016): the *runtime* of a run to a target precision is the number
@@ -20,7 +20,7 @@ median final loss. Within a problem, optimizers rank by success rate, then ERT, 
 median final precision, then median time.
 
 Example:
-    >>> from benchmarks.report_stats import format_markdown, summarize
+    >>> from nondiff.benchmarks.report_stats import format_markdown, summarize
     >>> unit = {"suite": "s", "problem": "sphere-2d-i1", "problem_name": "sphere", "dim": 2,
     ...         "optimizer": "random", "seed": 0, "status": "done", "evaluations": 40,
     ...         "precision": 0.5, "seconds": 0.01, "f_opt_known": True,

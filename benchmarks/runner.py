@@ -1,6 +1,6 @@
 """Run a suite's units in a process pool or on Ray and store every result in SQLite.
 
-Each (problem, optimizer, seed) is a unit (:meth:`benchmarks.suites.Suite.units`).
+Each (problem, optimizer, seed) is a unit (:meth:`nondiff.benchmarks.suites.Suite.units`).
 Units already in the database are skipped, so running a suite again resumes it;
 the runner is the only writer and stores each unit the moment it arrives, so
 killing it loses only the units in flight and never duplicates a row. A unit that
@@ -13,8 +13,8 @@ again) and the suite goes on. Executors:
 
 Example:
     >>> import os, tempfile
-    >>> from benchmarks.runner import run_suite
-    >>> from benchmarks.suites import OptimizerSpec, ProblemSpec, Suite
+    >>> from nondiff.benchmarks.runner import run_suite
+    >>> from nondiff.benchmarks.suites import OptimizerSpec, ProblemSpec, Suite
     >>> suite = Suite("doc", [ProblemSpec("sphere", 3)], [OptimizerSpec("ours:cmaes")],
     ...               seeds=[0], budget=300)
     >>> db = os.path.join(tempfile.mkdtemp(), "r.sqlite")
@@ -41,9 +41,9 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from benchmarks.report_stats import compact_trace
-from benchmarks.store import DEFAULT_PATH, ResultStore, new_run_id
-from benchmarks.suites import Suite
+from nondiff.benchmarks.report_stats import compact_trace
+from nondiff.benchmarks.store import DEFAULT_PATH, ResultStore, new_run_id
+from nondiff.benchmarks.suites import Suite
 
 EXECUTORS = ("process", "ray", "serial")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -77,8 +77,7 @@ def git_commit() -> str | None:
 def run_unit(unit: dict[str, Any]) -> dict[str, Any]:
     """Run one unit and return its database row; never raises (a failure is a row)."""
     import torch
-
-    from benchmarks import baselines
+    from nondiff.benchmarks import baselines
 
     torch.set_num_threads(1)
     key = {k: unit[k] for k in ("suite", "problem", "optimizer", "seed")}
@@ -89,8 +88,7 @@ def run_unit(unit: dict[str, Any]) -> dict[str, Any]:
     }
     began = time.perf_counter()
     try:
-        import problems
-
+        from nondiff import problems
         problem = problems.get(unit["problem_name"], dim=unit["dim"],
                                instance=unit["instance"], **unit["problem_kwargs"])
         record = baselines.runner(unit["runner"], **unit["options"])(
@@ -223,7 +221,7 @@ def run_suite(
     """Run the units of ``suite`` not yet in ``db``.
 
     Args:
-        suite: the suite (:func:`benchmarks.suites.get`).
+        suite: the suite (:func:`nondiff.benchmarks.suites.get`).
         db: the SQLite results file (created if missing).
         executor: ``"process"`` (default), ``"ray"`` or ``"serial"``.
         workers: processes / Ray CPUs (default: the machine's cores).

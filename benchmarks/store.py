@@ -23,7 +23,7 @@ Schema (``units``; JSON columns hold plain JSON):
 
 Example:
     >>> import tempfile, os
-    >>> from benchmarks.store import ResultStore
+    >>> from nondiff.benchmarks.store import ResultStore
     >>> path = os.path.join(tempfile.mkdtemp(), "r.sqlite")
     >>> with ResultStore(path) as store:
     ...     key = {"suite": "s", "problem": "sphere-2d-i1", "optimizer": "ours:cmaes", "seed": 0}

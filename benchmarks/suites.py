@@ -9,7 +9,7 @@ Built-in suites:
     continuous  BBOB-style functions in 10-D and 40-D, every continuous baseline
     discrete    pseudo-Boolean benchmarks (OneMax to LABS), every discrete baseline
 
-Later work registers more (``hybrid``, ``control``) with :func:`register`. Users
+Later work registers more (``nondiff.hybrid``, ``control``) with :func:`register`. Users
 define their own in a Python file (a module-level ``SUITE``, or ``suite()``
 returning one) or a TOML file, and pass its path where a suite name goes::
 
@@ -27,7 +27,7 @@ returning one) or a TOML file, and pass its path where a suite name goes::
     options = { center_lr = 0.3 }
 
 Example:
-    >>> from benchmarks.suites import Suite, ProblemSpec, OptimizerSpec
+    >>> from nondiff.benchmarks.suites import Suite, ProblemSpec, OptimizerSpec
     >>> s = Suite("tiny", problems=[ProblemSpec("sphere", dim=2)],
     ...           optimizers=[OptimizerSpec("ours:cmaes"), OptimizerSpec("random")],
     ...           seeds=[0, 1], budget=100)
@@ -47,8 +47,9 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import problems
-from optim import registry
+from nondiff.optim import registry
+
+from nondiff import problems
 
 DEFAULT_TARGETS: tuple[float, ...] = (1e1, 1e0, 1e-1, 1e-2, 1e-3, 1e-5, 1e-8)
 
@@ -170,7 +171,7 @@ class Suite:
     def units(self, skipped: list[str] | None = None) -> list[dict[str, Any]]:
         """The suite's units; pairs a runner cannot do (a continuous method on bit
         strings, nevergrad not installed) are left out and described in ``skipped``."""
-        from benchmarks import baselines
+        from nondiff.benchmarks import baselines
 
         out = []
         for spec in self.problems:

@@ -1,34 +1,34 @@
 """Hybrid models: discrete structure trained by search, differentiable parts by gradient.
 
-Structure declarations inside ordinary ``nn.Module``s (:mod:`hybrid.structure`:
+Structure declarations inside ordinary ``nn.Module``s (:mod:`nondiff.hybrid.structure`:
 ``Choice``, ``Gates``, ``Program``, integer and real hyperparameters) are searched by
-any optimizer of :mod:`optim` while the weights train by gradient
-(:mod:`hybrid.trainer`). Across a non-differentiable op, a learned critic of the
-downstream loss (:mod:`hybrid.critic`) or the straight-through / Gumbel-softmax /
-score-function estimators (:mod:`hybrid.estimators`) carry the gradient.
+any optimizer of :mod:`nondiff.optim` while the weights train by gradient
+(:mod:`nondiff.hybrid.trainer`). Across a non-differentiable op, a learned critic of the
+downstream loss (:mod:`nondiff.hybrid.critic`) or the straight-through / Gumbel-softmax /
+score-function estimators (:mod:`nondiff.hybrid.estimators`) carry the gradient.
 
 The decoupled engine: synthetic-gradient modules (DNI, cDNI) and local auxiliary
-heads (:mod:`hybrid.synthetic`), decoupled stacks of unchanged user modules with
-hierarchical groups and a one-flag backprop baseline (:mod:`hybrid.decoupled`), and
-the same stacks across processes on torch.distributed (:mod:`hybrid.parallel`).
+heads (:mod:`nondiff.hybrid.synthetic`), decoupled stacks of unchanged user modules with
+hierarchical groups and a one-flag backprop baseline (:mod:`nondiff.hybrid.decoupled`), and
+the same stacks across processes on torch.distributed (:mod:`nondiff.hybrid.parallel`).
 
 Example:
-    >>> from hybrid import SIGNALS, Decoupled, Group, SyntheticGradient, fit_parallel
+    >>> from nondiff.hybrid import SIGNALS, Decoupled, Group, SyntheticGradient, fit_parallel
     >>> SIGNALS
     ('backprop', 'synthetic', 'synthetic-conditioned', 'local')
 """
 
-from hybrid.critic import LossCritic
-from hybrid.decoupled import SIGNALS, Decoupled, Group, default_optimizer
-from hybrid.estimators import (
+from nondiff.hybrid.critic import LossCritic
+from nondiff.hybrid.decoupled import SIGNALS, Decoupled, Group, default_optimizer
+from nondiff.hybrid.estimators import (
     gumbel_softmax,
     sample_categorical,
     score_function_surrogate,
     straight_through_argmax,
     straight_through_round,
 )
-from hybrid.parallel import MODES, WorkerError, fit_parallel
-from hybrid.structure import (
+from nondiff.hybrid.parallel import MODES, WorkerError, fit_parallel
+from nondiff.hybrid.structure import (
     Choice,
     Gates,
     IntParam,
@@ -43,8 +43,8 @@ from hybrid.structure import (
     set_structure_encoded,
     structure_space,
 )
-from hybrid.synthetic import AuxiliaryHead, SyntheticGradient, TruncatedDNI
-from hybrid.trainer import WEIGHT_STEPS, HybridTrainer
+from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient, TruncatedDNI
+from nondiff.hybrid.trainer import WEIGHT_STEPS, HybridTrainer
 
 __all__ = [
     "MODES", "SIGNALS", "WEIGHT_STEPS", "AuxiliaryHead", "Choice", "Decoupled", "Gates",

@@ -36,7 +36,7 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from hybrid.critic import LossCritic
+    >>> from nondiff.hybrid.critic import LossCritic
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> critic = LossCritic(1, hidden=32, lr=1e-2)

@@ -4,11 +4,11 @@
 each with its own optimizer, each updating as soon as its own forward pass is done
 from the signal at its output:
 
-- ``"synthetic"`` (DNI): a :class:`~hybrid.synthetic.SyntheticGradient` predicts
+- ``"synthetic"`` (DNI): a :class:`~nondiff.hybrid.synthetic.SyntheticGradient` predicts
   ``dL/dh`` from ``h``; it learns from the gradient that the block above sends back
   (the true one under the loss, a bootstrapped one below that).
 - ``"synthetic-conditioned"`` (cDNI): the same, also given the one-hot label.
-- ``"local"`` (DGL): an :class:`~hybrid.synthetic.AuxiliaryHead` classifier with its own
+- ``"local"`` (DGL): an :class:`~nondiff.hybrid.synthetic.AuxiliaryHead` classifier with its own
   cross-entropy at each block; nothing travels backwards.
 - ``"backprop"``: ordinary end-to-end backprop over the same blocks and optimizers, so
   a comparison is one flag.
@@ -18,15 +18,15 @@ decoupled at its edges; groups nest) or another :class:`Decoupled` stack, whose 
 block then trains from the outer signal at its output and whose first block hands the
 outer stack the gradient at its input. ``staleness=k`` makes each synthesizer learn
 from targets ``k`` steps late, exactly as the pipelined multi-process engine
-(:mod:`hybrid.parallel`) does in synchronous mode, so the two agree bit for bit.
+(:mod:`nondiff.hybrid.parallel`) does in synchronous mode, so the two agree bit for bit.
 
 Sources: Jaderberg et al. 2017 (arXiv:1608.05343), Czarnecki et al. 2017, Belilovsky
-et al. 2020; see :mod:`hybrid.synthetic`.
+et al. 2020; see :mod:`nondiff.hybrid.synthetic`.
 
 Example:
     >>> import torch
     >>> from torch import nn
-    >>> from hybrid.decoupled import Decoupled, Group
+    >>> from nondiff.hybrid.decoupled import Decoupled, Group
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> blocks = [Group([nn.Linear(4, 16), nn.ReLU()]), Group([nn.Linear(16, 16), nn.ReLU()]),
@@ -45,10 +45,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+from nondiff.hybrid.stage import LossTop, Stage
+from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient
 from torch import nn
-
-from hybrid.stage import LossTop, Stage
-from hybrid.synthetic import AuxiliaryHead, SyntheticGradient
 
 __all__ = ["SIGNALS", "Decoupled", "Group", "default_optimizer"]
 
@@ -271,7 +270,7 @@ class Decoupled(nn.Module):
     ) -> list[float]:
         """Train ``epochs`` more epochs on ``data.batches(batch_size, seed, epoch)``.
 
-        ``data`` is a :class:`problems.learning.Dataset` (or anything with that
+        ``data`` is a :class:`nondiff.problems.learning.Dataset` (or anything with that
         ``batches`` method). Epochs continue from :attr:`epoch`, so fitting 2 + 3 epochs
         equals fitting 5. Returns the mean training loss of each epoch.
         """

@@ -17,12 +17,12 @@ straight-through version (one-hot forward, relaxed backward):
 
 score function (REINFORCE, Williams 1992), unbiased: ``n`` samples ``s_ij`` per example
 ``i`` and their losses ``f_ij``; the surrogate ``S`` has ``grad_l S`` equal to the
-leave-one-out estimate of ``grad_l mean_i E[f_i]`` (Eq. 4 of :mod:`optim.reinforce`,
+leave-one-out estimate of ``grad_l mean_i E[f_i]`` (Eq. 4 of :mod:`nondiff.optim.reinforce`,
 per example):
 
     S = (1/B) sum_i sum_j (f_ij - mean_j' f_ij') / (n - 1) * log p(s_ij | l_i)  # Eq. (3)
 
-The learned-critic estimator is in :mod:`hybrid.critic`.
+The learned-critic estimator is in :mod:`nondiff.hybrid.critic`.
 
 Sources:
     - Y. Bengio, N. Leonard, A. Courville, "Estimating or propagating gradients
@@ -34,7 +34,7 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from hybrid.estimators import straight_through_argmax
+    >>> from nondiff.hybrid.estimators import straight_through_argmax
     >>> logits = torch.tensor([[2.0, 0.0, -1.0]], requires_grad=True)
     >>> y = straight_through_argmax(logits)
     >>> y.tolist()

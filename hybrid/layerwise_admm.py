@@ -27,7 +27,7 @@ Source:
 
 Example:
     >>> import torch
-    >>> from hybrid.layerwise_admm import LayerwiseADMM
+    >>> from nondiff.hybrid.layerwise_admm import LayerwiseADMM
     >>> g = torch.Generator().manual_seed(0)
     >>> x = torch.randn(400, 5, generator=g)
     >>> y = (x[:, 0] * x[:, 1] > 0).long()  # XOR-like: not linearly separable
@@ -44,8 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-
-from optim.checks import check_int, check_positive, check_real
+from nondiff.optim.checks import check_int, check_positive, check_real
 
 __all__ = ["LayerwiseADMM"]
 

@@ -1,7 +1,7 @@
 """A decoupled stack across processes: one process per top-level block, torch.distributed.
 
-:func:`fit_parallel` runs every top-level block of a :class:`~hybrid.decoupled.Decoupled`
-stack (a :class:`~hybrid.decoupled.Group` of layers, or a nested stack) in its own
+:func:`fit_parallel` runs every top-level block of a :class:`~nondiff.hybrid.decoupled.Decoupled`
+stack (a :class:`~nondiff.hybrid.decoupled.Group` of layers, or a nested stack) in its own
 process on the gloo backend, one thread each. Activations and labels travel forward
 with ``isend``/``irecv``; a block never waits for a backward pass from above. The
 gradient a block computes at its input (the synthesizer target of the block below)
@@ -27,8 +27,8 @@ ICML 2017 (arXiv:1608.05343), Sec. 3.2-3.3 (multi-network, asynchronous updates)
 Example:
     >>> import torch
     >>> from torch import nn
-    >>> from hybrid import Decoupled, Group, fit_parallel
-    >>> from problems.learning import mnist1d
+    >>> from nondiff.hybrid import Decoupled, Group, fit_parallel
+    >>> from nondiff.problems.learning import mnist1d
     >>> ds = mnist1d(n=200, seed=0)
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
@@ -58,9 +58,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
-from hybrid.decoupled import Decoupled
-from hybrid.stage import LossTop, Stage
+from nondiff.hybrid.decoupled import Decoupled
+from nondiff.hybrid.stage import LossTop, Stage
 
 __all__ = ["MODES", "WorkerError", "fit_parallel", "free_port"]
 
@@ -291,7 +290,7 @@ def fit_parallel(
         model: a :class:`Decoupled` stack with a decoupled signal (not ``"backprop"``)
             and at least two blocks. Its ``staleness`` bounds how many steps a
             synthesizer target may lag. Its ``loss`` must be picklable.
-        data: a :class:`problems.learning.Dataset` (anything with its ``batches``).
+        data: a :class:`nondiff.problems.learning.Dataset` (anything with its ``batches``).
         epochs: epochs to train, continuing from ``model.epoch``.
         batch_size: examples per step.
         seed: shuffling seed (as in :meth:`Decoupled.fit`).

@@ -1,7 +1,7 @@
 """One block of a decoupled stack with the training signal at its output.
 
-A :class:`Stage` is the unit that :class:`~hybrid.decoupled.Decoupled` runs in order
-in one process and that :mod:`hybrid.parallel` runs one per worker process: the block
+A :class:`Stage` is the unit that :class:`~nondiff.hybrid.decoupled.Decoupled` runs in order
+in one process and that :mod:`nondiff.hybrid.parallel` runs one per worker process: the block
 and its optimizer, and below the top either a synthetic-gradient module (with the
 activations that wait for their targets from above, Eq. (2) of Jaderberg et al. 2017)
 or a local auxiliary head (Belilovsky et al. 2020). :class:`LossTop` is the true loss
@@ -10,7 +10,7 @@ at the top of the outermost stack.
 Example:
     >>> import torch
     >>> from torch import nn
-    >>> from hybrid.stage import LossTop, Stage
+    >>> from nondiff.hybrid.stage import LossTop, Stage
     >>> stage = Stage(nn.Linear(3, 2), None, "backprop", 2)
     >>> stage.optimizer = torch.optim.SGD(stage.block.parameters(), 0.1)
     >>> top = LossTop(nn.functional.cross_entropy)
@@ -26,9 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from nondiff.hybrid.synthetic import SyntheticGradient
 from torch import nn
-
-from hybrid.synthetic import SyntheticGradient
 
 __all__ = ["LossTop", "Stage"]
 

@@ -10,8 +10,8 @@ A model that is partly a program declares its discrete decisions as submodules:
 - :class:`IntParam` / :class:`RealParam` — integer and real hyperparameters.
 
 :func:`structure_space` walks ``model.named_modules()`` (as ``named_parameters`` walks
-the weights) and returns one :class:`~optim.spaces.Product` keyed by module path, so any
-optimizer of :mod:`optim` can search it; :func:`set_structure` / :func:`get_structure`
+the weights) and returns one :class:`~nondiff.optim.spaces.Product` keyed by module path, so any
+optimizer of :mod:`nondiff.optim` can search it; :func:`set_structure` / :func:`get_structure`
 fix and read one value. The current value lives in a plain attribute (saved in the
 module's ``state_dict`` as extra state), never in a ``Parameter``: ``model.parameters()``
 keeps meaning weights, and changing the structure never touches them.
@@ -33,7 +33,7 @@ Sources:
 Example:
     >>> import torch
     >>> from torch import nn
-    >>> from hybrid.structure import Choice, Gates, structure_space, set_structure
+    >>> from nondiff.hybrid.structure import Choice, Gates, structure_space, set_structure
     >>> class Net(nn.Module):
     ...     def __init__(self):
     ...         super().__init__()
@@ -60,9 +60,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.optim.spaces import Binary, Categorical, Integer, Product, Real, Space
 from torch import nn
-
-from optim.spaces import Binary, Categorical, Integer, Product, Real, Space
 
 __all__ = [
     "Choice", "Gates", "IntParam", "Program", "RealParam", "Structure", "StructureBatchError",

@@ -30,7 +30,7 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from hybrid.synthetic import SyntheticGradient
+    >>> from nondiff.hybrid.synthetic import SyntheticGradient
     >>> sg = SyntheticGradient(8, context_dim=3, hidden=16)
     >>> h, c = torch.randn(5, 8), torch.eye(3)[torch.tensor([0, 1, 2, 0, 1])]
     >>> sg(h, c).abs().max().item()        # zero-initialised output layer

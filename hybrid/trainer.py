@@ -3,18 +3,18 @@
 Each step on a batch ``(x, y)`` (ENAS, Pham et al. 2018, alternates the same two halves):
 
 1. ``candidates = structure_optimizer.ask()`` — encoded structures of
-   :func:`~hybrid.structure.structure_space` (any optimizer of :mod:`optim` that
+   :func:`~nondiff.hybrid.structure.structure_space` (any optimizer of :mod:`nondiff.optim` that
    handles its leaf kinds, by registry name or instance);
 2. each candidate is evaluated on the batch with the shared weights, without
    gradients — in one forward pass of the repeated batch when every declaration
-   allows it (:func:`~hybrid.structure.batched_structures`), else one pass each;
+   allows it (:func:`~nondiff.hybrid.structure.batched_structures`), else one pass each;
    its fitness is ``fitness(model(x), y)`` (default: the loss);
 3. ``structure_optimizer.tell(candidates, fitness)``;
 4. the weights take one step of ``loss(model(x), y)`` under one structure — a
    candidate drawn at random from this generation (``"sampled"``, the ENAS shared-
    weight step), the generation's best (``"best"``) or the optimizer's recommendation
    (``"recommended"``) — by plain backprop and ``weight_optimizer``, or by a
-   :class:`~hybrid.decoupled.Decoupled` engine's ``train_step``.
+   :class:`~nondiff.hybrid.decoupled.Decoupled` engine's ``train_step``.
 
 ``fit`` ends with the model set to the recommended structure. ``state_dict`` holds the
 weights, both optimizers, counters and random states; a trainer loaded from it and fit
@@ -26,8 +26,8 @@ ICML 2018.
 Example:
     >>> import torch
     >>> from torch import nn
-    >>> from hybrid.structure import Choice
-    >>> from hybrid.trainer import HybridTrainer
+    >>> from nondiff.hybrid.structure import Choice
+    >>> from nondiff.hybrid.trainer import HybridTrainer
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> model = nn.Sequential(nn.Linear(2, 16), Choice(nn.Tanh(), nn.Identity()),
@@ -50,11 +50,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.optim.base import BaseOptimizer
+from nondiff.optim.minimize import _make_optimizer
+from nondiff.optim.spaces import leaf_kinds
 from torch import nn
-
-from optim.base import BaseOptimizer
-from optim.minimize import _make_optimizer
-from optim.spaces import leaf_kinds
 
 from .structure import (
     StructureBatchError,
@@ -98,12 +97,12 @@ class HybridTrainer:
     """Train a model's declared structure by search and its weights by gradient.
 
     Args:
-        model: an ``nn.Module`` with declarations of :mod:`hybrid.structure`.
-        structure_optimizer: a registry name (see ``optim.registry.names_supporting``)
+        model: an ``nn.Module`` with declarations of :mod:`nondiff.hybrid.structure`.
+        structure_optimizer: a registry name (see ``nondiff.optim.registry.names_supporting``)
             or an optimizer built on ``structure_space(model)``.
         weight_optimizer: a ``torch.optim`` optimizer, or a factory
             ``params -> optimizer`` (default Adam, lr 1e-3). None with a Decoupled engine.
-        engine: ``"backprop"`` or a :class:`~hybrid.decoupled.Decoupled` whose
+        engine: ``"backprop"`` or a :class:`~nondiff.hybrid.decoupled.Decoupled` whose
             ``train_step(x, y)`` takes the weight step (it owns its optimizers).
         loss: ``loss(output, y)`` → scalar tensor (default cross-entropy).
         fitness: ``fitness(output, y)`` → scalar the structure optimizer minimizes
@@ -264,7 +263,7 @@ class HybridTrainer:
         """Train until ``epochs`` epochs are done in total (a resumed trainer continues).
 
         Args:
-            data: a :class:`problems.learning.Dataset` (its ``batches(batch_size, seed,
+            data: a :class:`nondiff.problems.learning.Dataset` (its ``batches(batch_size, seed,
                 epoch)``), or a re-iterable of ``(x, y)`` batches (e.g. a list).
             epochs: total number of epochs to reach.
             batch_size, seed: for ``data.batches``.

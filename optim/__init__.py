@@ -2,14 +2,14 @@
 
 Example:
     >>> import numpy as np
-    >>> from optim import minimize
+    >>> from nondiff.optim import minimize
     >>> res = minimize(lambda x: float((x**2).sum()), np.ones(3), optimizer="snes",
     ...                budget=2000, seed=0)
     >>> bool(res.f < 1e-6)
     True
 """
 
-from . import registry
+from . import registry, spaces
 from .admm import ADMM
 from .admm_quantizer import ADMMQuantizer
 from .base import BaseOptimizer, Optimizer, Result
@@ -62,4 +62,5 @@ __all__ = [
     "minimize",
     "registry",
     "save_checkpoint",
+    "spaces",
 ]

@@ -10,7 +10,7 @@ Split ``x = z`` with ``g`` the indicator of ``C`` and alternate (Boyd et al. 201
 For a quadratic ``f = 1/2 x'Px + q'x + c`` Eq. (1) is the linear solve
 ``(P + rho I) x = rho (z - u) - q``, factored once per rho (the MIQP heuristic
 of Takapoui et al.). Otherwise Eq. (1) takes ``inner_steps`` of a first-order step
-(:mod:`optim.steps`) on a user gradient or torch autograd, or ``inner_steps``
+(:mod:`nondiff.optim.steps`) on a user gradient or torch autograd, or ``inner_steps``
 generations of any black-box optimizer of the registry on the augmented objective.
 After each iteration the feasible ``z`` is evaluated and the best kept; rho grows by
 ``rho_growth`` per iteration up to ``rho_max`` (``u`` rescaled so ``rho u`` stays,
@@ -32,8 +32,8 @@ fitness does not carry. It has its own ``step``/``solve``/``stop``/``state_dict`
 
 Example:
     >>> import numpy as np
-    >>> from optim.admm import ADMM
-    >>> from optim.projections import IntegerBox
+    >>> from nondiff.optim.admm import ADMM
+    >>> from nondiff.optim.projections import IntegerBox
     >>> P, q = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([-3.1, 1.4])
     >>> res = ADMM(IntegerBox(-3, 3), P=P, q=q, restarts=3, seed=0).solve()
     >>> res.x.tolist(), round(res.f, 3), res.feasible
@@ -90,7 +90,7 @@ class ADMM:
     """ADMM for ``min f(x) s.t. x in constraint_set``; see the module docstring.
 
     Args:
-        constraint_set: a :class:`~optim.projections.ConstraintSet`.
+        constraint_set: a :class:`~nondiff.optim.projections.ConstraintSet`.
         objective: ``f`` on a numpy ``(dim,)`` point (or a torch tensor when
             ``x_update="gradient"`` without ``gradient``: autograd). Optional when
             ``P`` is given.
@@ -99,7 +99,7 @@ class ADMM:
         x0: start of the first restart (default: a random member of the set).
         dim: problem dimension when neither ``P`` nor ``x0`` gives it.
         x_update: ``"auto"`` (quadratic if P, else gradient), ``"quadratic"``,
-            ``"gradient"``, or an optimizer name of :mod:`optim.registry`.
+            ``"gradient"``, or an optimizer name of :mod:`nondiff.optim.registry`.
         inner_steps: first-order steps or black-box generations per Eq. (1).
         inner_step, inner_lr: the first-order step (``"adam"``, ``"sgd"``) and rate.
         inner_sigma, inner_popsize: the black-box optimizer's sigma0 and popsize.

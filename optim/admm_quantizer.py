@@ -22,7 +22,7 @@ Source:
 
 Example:
     >>> import torch
-    >>> from optim.admm_quantizer import ADMMQuantizer
+    >>> from nondiff.optim.admm_quantizer import ADMMQuantizer
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> w = torch.nn.Parameter(torch.randn(20))

@@ -6,7 +6,7 @@ autograd graph.
 
 Example:
     >>> import torch
-    >>> from optim.arrays import ArrayFormat
+    >>> from nondiff.optim.arrays import ArrayFormat
     >>> fmt = ArrayFormat.of(torch.zeros(3, dtype=torch.float32))
     >>> fmt.to_user([1.0, 2.0]).dtype
     torch.float32

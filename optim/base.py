@@ -13,7 +13,7 @@ subclasses implement small ``_ask`` / ``_tell`` over a typed state object.
 
 Example:
     >>> import numpy as np
-    >>> from optim import SNES
+    >>> from nondiff.optim import SNES
     >>> opt = SNES(np.zeros(5), sigma0=1.0, seed=0)
     >>> for _ in range(300):
     ...     x = opt.ask()
@@ -61,7 +61,7 @@ class Optimizer(Protocol):
 
 @dataclasses.dataclass
 class Result:
-    """Outcome of :func:`optim.minimize`.
+    """Outcome of :func:`nondiff.optim.minimize`.
 
     Attributes:
         x: best point found, in the array library of ``x0`` (or decoded values).
@@ -114,7 +114,7 @@ class BaseOptimizer(ABC):
     Args:
         x0: initial mean / starting point, shape ``(dim,)``, numpy or torch
             (candidates come back in its library, dtype and device); or a
-            :class:`~optim.spaces.Space`, whose encoding the optimizer then
+            :class:`~nondiff.optim.spaces.Space`, whose encoding the optimizer then
             searches (numpy float64; bounds from the space). Each optimizer
             declares the leaf kinds it handles in ``supported_spaces``.
         sigma0: initial step size, > 0.

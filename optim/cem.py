@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from optim.base import Array, default_popsize
-from optim.checks import check_real
-from optim.distributions import SeparableGaussian
-from optim.es import GaussianES
+from nondiff.optim.base import Array, default_popsize
+from nondiff.optim.checks import check_real
+from nondiff.optim.distributions import SeparableGaussian
+from nondiff.optim.es import GaussianES
 
 __all__ = ["CEM", "CEMState"]
 
@@ -67,7 +66,7 @@ class CEM(GaussianES):
 
     Example:
         >>> import torch
-        >>> from optim.cem import CEM
+        >>> from nondiff.optim.cem import CEM
         >>> opt = CEM(torch.ones(5), sigma0=1.0, seed=0)
         >>> for _ in range(200):
         ...     x = opt.ask()

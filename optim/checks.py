@@ -2,7 +2,7 @@
 ValueError that names the argument, the value and what was expected.
 
 Example:
-    >>> from optim.checks import check_real
+    >>> from nondiff.optim.checks import check_real
     >>> check_real("lr", 0.1, low=0.0, low_open=True)
     0.1
 """

@@ -36,7 +36,7 @@ restart regimes, stop reasons and pickle-free, bit-exact checkpoints.
 
 Example:
     >>> import numpy as np
-    >>> from optim.cmaes import CMAES
+    >>> from nondiff.optim.cmaes import CMAES
     >>> opt = CMAES(np.full(6, 3.0), sigma0=2.0, seed=1)
     >>> while not opt.stop():
     ...     x = opt.ask()
@@ -108,14 +108,14 @@ class CMAES(BaseOptimizer):
     """CMA-ES through pycma, optionally restarted (IPOP / BIPOP).
 
     Args:
-        x0, sigma0, popsize, seed, bounds: as in :class:`~optim.base.BaseOptimizer`;
+        x0, sigma0, popsize, seed, bounds: as in :class:`~nondiff.optim.base.BaseOptimizer`;
             ``popsize`` (default ``4 + floor(3 ln d)``) is that of the first run.
             Bounds go to pycma's ``BoundTransform``: every candidate lies in the box.
         covariance: ``"full"`` or ``"diagonal"`` (sep-CMA-ES).
         integer_variables: indices of integer coordinates; returned candidates
             are integral there. Finite bounds of these coordinates must be
             multiples of 0.5 so that rounding cannot leave the box. With a
-            :class:`~optim.spaces.Space` as ``x0``, its ``Integer``,
+            :class:`~nondiff.optim.spaces.Space` as ``x0``, its ``Integer``,
             ``Categorical`` (index 0..k-1) and ``Binary`` (0/1) leaves are
             added to them (pycma's integer handling, Hansen 2011).
         restarts: how many restarts may follow the first run (BIPOP: how many

@@ -28,8 +28,8 @@ Sources:
       Algorithmica 81, 2019.
 
 Example:
-    >>> from optim.compact_ga import CompactGA
-    >>> from optim.spaces import Binary
+    >>> from nondiff.optim.compact_ga import CompactGA
+    >>> from nondiff.optim.spaces import Binary
     >>> cga = CompactGA(Binary(40), seed=0)
     >>> while cga.best_f > -40 and cga.counters["evaluations"] < 20_000:
     ...     x = cga.ask()
@@ -69,7 +69,7 @@ class CompactGA(BaseOptimizer):
     """The compact GA, Eqs. (1)-(3), on a space of Binary leaves.
 
     Args:
-        x0: a :class:`~optim.spaces.Binary` space (or a Product of them).
+        x0: a :class:`~nondiff.optim.spaces.Binary` space (or a Product of them).
         sigma0: unused (common signature).
         popsize: strings sampled per ``ask``, >= 2 (default 2: the original cGA).
         seed: seed of the generator.
@@ -85,8 +85,8 @@ class CompactGA(BaseOptimizer):
     worst of them (by fitness, then constraint rank) drive Eq. (2).
 
     Example:
-        >>> from optim.compact_ga import CompactGA
-        >>> from optim.spaces import Binary
+        >>> from nondiff.optim.compact_ga import CompactGA
+        >>> from nondiff.optim.spaces import Binary
         >>> cga = CompactGA(Binary(8), virtual_popsize=10, recommend="mode", seed=0)
         >>> for _ in range(300):
         ...     x = cga.ask()

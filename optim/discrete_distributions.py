@@ -1,9 +1,9 @@
 """Search distributions over discrete spaces: bits, choices and permutations.
 
 Each class is a light view over parameter tensors the optimizer keeps in its own
-state (the :class:`~optim.distributions.SearchDistribution` interface) and adds
+state (the :class:`~nondiff.optim.distributions.SearchDistribution` interface) and adds
 ``entropy()``, ``entropy_grad(x)`` and ``mode()``. Mixed spaces combine them (and a
-Gaussian for reals) in :mod:`optim.product_distribution`. With
+Gaussian for reals) in :mod:`nondiff.optim.product_distribution`. With
 ``sigma(l) = 1/(1+e^-l)``:
 
 Bernoulli, logits ``l`` (d,):
@@ -41,7 +41,7 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from optim.discrete_distributions import Bernoulli, PlackettLuce
+    >>> from nondiff.optim.discrete_distributions import Bernoulli, PlackettLuce
     >>> gen = torch.Generator().manual_seed(0)
     >>> bits = Bernoulli(torch.zeros(4)).sample(3, gen)
     >>> orders = PlackettLuce(torch.zeros(5)).sample(3, gen)
@@ -92,7 +92,7 @@ class Bernoulli(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from optim.discrete_distributions import Bernoulli
+        >>> from nondiff.optim.discrete_distributions import Bernoulli
         >>> dist = Bernoulli(torch.tensor([0.0, 20.0]))
         >>> dist.sample(3, torch.Generator().manual_seed(0))[:, 1].tolist()
         [1.0, 1.0, 1.0]
@@ -154,7 +154,7 @@ class Categorical(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from optim.discrete_distributions import Categorical
+        >>> from nondiff.optim.discrete_distributions import Categorical
         >>> dist = Categorical(torch.zeros(2, 3), cardinalities=[3, 2])
         >>> round(float(dist.log_prob(torch.tensor([[2.0, 1.0]])).exp()), 4)  # 1/3 * 1/2
         0.1667
@@ -256,7 +256,7 @@ class PlackettLuce(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from optim.discrete_distributions import PlackettLuce
+        >>> from nondiff.optim.discrete_distributions import PlackettLuce
         >>> dist = PlackettLuce(torch.tensor([3.0, 2.0, 1.0, 0.0]))
         >>> dist.mode().tolist(), round(float(dist.log_prob(dist.mode()[None]).exp()), 3)
         ([0.0, 1.0, 2.0, 3.0], 0.313)

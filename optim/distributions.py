@@ -10,8 +10,8 @@ matrix. A distribution here is a light view over parameter tensors that the
 optimizer keeps in its own state dataclass; it never owns or mutates them. The
 :class:`SearchDistribution` ABC is the interface the Gaussians below share with
 the discrete distributions (Bernoulli, Categorical, Plackett-Luce in
-:mod:`optim.discrete_distributions`; products over mixed spaces in
-:mod:`optim.product_distribution`).
+:mod:`nondiff.optim.discrete_distributions`; products over mixed spaces in
+:mod:`nondiff.optim.product_distribution`).
 
 Gaussians ``N(m, A A^T)`` are written with standard noise ``z = A^{-1} (x - m)``:
 
@@ -40,7 +40,7 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from optim.distributions import SeparableGaussian
+    >>> from nondiff.optim.distributions import SeparableGaussian
     >>> dist = SeparableGaussian(torch.zeros(3), torch.ones(3))
     >>> x = dist.sample(4, torch.Generator().manual_seed(0), antithetic=True)
     >>> bool(torch.equal(x[:2], -x[2:])), tuple(dist.log_prob(x).shape)
@@ -75,7 +75,7 @@ class SearchDistribution(ABC):
 
     Subclasses hold references to parameter tensors (``parameters()``) and
     implement sampling, the log-density and its gradients. ``weights`` below are
-    the per-sample utilities (higher is better), e.g. from :mod:`optim.shaping`.
+    the per-sample utilities (higher is better), e.g. from :mod:`nondiff.optim.shaping`.
     """
 
     @property
@@ -202,7 +202,7 @@ class IsotropicGaussian(_DiagonalGaussian):
 
     Example:
         >>> import torch
-        >>> from optim.distributions import IsotropicGaussian
+        >>> from nondiff.optim.distributions import IsotropicGaussian
         >>> dist = IsotropicGaussian(torch.zeros(2), 0.5)
         >>> dist.sample(3, torch.Generator().manual_seed(1)).shape
         torch.Size([3, 2])
@@ -244,7 +244,7 @@ class SeparableGaussian(_DiagonalGaussian):
 
     Example:
         >>> import torch
-        >>> from optim.distributions import SeparableGaussian
+        >>> from nondiff.optim.distributions import SeparableGaussian
         >>> dist = SeparableGaussian(torch.zeros(2), torch.tensor([1.0, 0.1]))
         >>> x = dist.sample(1000, torch.Generator().manual_seed(0))
         >>> [round(v, 1) for v in x.std(0).tolist()]
@@ -299,7 +299,7 @@ class FullGaussian(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from optim.distributions import FullGaussian
+        >>> from nondiff.optim.distributions import FullGaussian
         >>> dist = FullGaussian(torch.zeros(2), torch.tensor([[1.0, 0.0], [0.5, 0.5]]))
         >>> x = dist.sample(6, torch.Generator())
         >>> tuple(dist.natural_grad(x, torch.ones(6))["log_cov"].shape)

@@ -1,9 +1,9 @@
 """Gradient-based evolution strategies in torch: OpenAI-ES and PGPE.
 
 Both estimate the gradient of the expected utility of a Gaussian search
-distribution by the score function (see :mod:`optim.distributions`) from ranked
-fitness (:mod:`optim.shaping`) and follow it with a first-order step
-(:mod:`optim.steps`). With utilities ``u_i`` (higher is better, summing to 0),
+distribution by the score function (see :mod:`nondiff.optim.distributions`) from ranked
+fitness (:mod:`nondiff.optim.shaping`) and follow it with a first-order step
+(:mod:`nondiff.optim.steps`). With utilities ``u_i`` (higher is better, summing to 0),
 candidates ``x_i = m + sigma * z_i`` and ``n`` samples:
 
 OpenAI-ES (Salimans et al. 2017), isotropic, mirrored samples, Adam on the mean:
@@ -45,13 +45,12 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from optim.base import Array, BaseOptimizer, default_popsize
-from optim.checks import check_bool, check_real
-from optim.distributions import IsotropicGaussian, SeparableGaussian
-from optim.shaping import check_method
-from optim.shaping import shape as shape_fitness
-from optim.steps import Adam, AdamState, ClipUpState, SGDState, make_step
+from nondiff.optim.base import Array, BaseOptimizer, default_popsize
+from nondiff.optim.checks import check_bool, check_real
+from nondiff.optim.distributions import IsotropicGaussian, SeparableGaussian
+from nondiff.optim.shaping import check_method
+from nondiff.optim.shaping import shape as shape_fitness
+from nondiff.optim.steps import Adam, AdamState, ClipUpState, SGDState, make_step
 
 __all__ = ["PGPE", "OpenAIES", "OpenAIESState", "PGPEState"]
 
@@ -132,11 +131,11 @@ class OpenAIES(GaussianES):
         lr_decay: multiplies lr after each generation, in (0, 1].
         lr_min: lower limit of the decayed lr, >= 0.
         antithetic: mirrored sampling (row ``i + n/2`` mirrors row ``i``).
-        shaping: a method of :mod:`optim.shaping`.
+        shaping: a method of :mod:`nondiff.optim.shaping`.
 
     Example:
         >>> import torch
-        >>> from optim.es import OpenAIES
+        >>> from nondiff.optim.es import OpenAIES
         >>> opt = OpenAIES(torch.ones(5), sigma0=0.3, lr=0.1, seed=0,
         ...                sigma_decay=0.98, lr_decay=0.98)
         >>> for _ in range(300):
@@ -248,11 +247,11 @@ class PGPE(GaussianES):
         lr_decay: multiplies center_lr (and ClipUp's max speed) after each
             generation, in (0, 1]; < 1 lets the center converge to high precision.
         symmetric: mirrored sampling (row ``i + n/2`` mirrors row ``i``).
-        shaping: a method of :mod:`optim.shaping`.
+        shaping: a method of :mod:`nondiff.optim.shaping`.
 
     Example:
         >>> import torch
-        >>> from optim.es import PGPE
+        >>> from nondiff.optim.es import PGPE
         >>> opt = PGPE(torch.ones(5), sigma0=0.5, center_lr=0.1, lr_decay=0.98, seed=0)
         >>> for _ in range(300):
         ...     x = opt.ask()

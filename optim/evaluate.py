@@ -25,7 +25,7 @@ a Scalable Alternative to Reinforcement Learning", arXiv:1703.03864, 2017.
 
 Example:
     >>> import numpy as np
-    >>> from optim.evaluate import SerialEvaluator, VectorizedEvaluator
+    >>> from nondiff.optim.evaluate import SerialEvaluator, VectorizedEvaluator
     >>> x = np.arange(6.0).reshape(3, 2)
     >>> SerialEvaluator()(lambda p: float(p @ p), x, vectorized=False)
     array([ 1., 13., 41.])
@@ -161,12 +161,18 @@ class _Shipping:
     def __init__(self) -> None:
         self._fn: Any = None
         self.token = ""
-        self.payload = b""
+        self._payload: bytes | None = None
 
     def update(self, fn: Any) -> None:
         if fn is not self._fn:
-            self._fn, self.token = fn, uuid.uuid4().hex
-            self.payload = pickle.dumps(fn)
+            self._fn, self.token, self._payload = fn, uuid.uuid4().hex, None
+
+    @property
+    def payload(self) -> bytes:
+        """The objective pickled (once per objective; Ray ships it its own way)."""
+        if self._payload is None:
+            self._payload = pickle.dumps(self._fn)
+        return self._payload
 
 
 _WORKER_OBJECTIVE: dict[str, Any] = {}

@@ -1,8 +1,8 @@
 """Evolutionary search on discrete spaces: the (1+lambda) EA and a genetic algorithm.
 
-Both search the encoding of a :class:`~optim.spaces.Space` made of Binary, Integer,
-Categorical and Permutation leaves (any :class:`~optim.spaces.Product` of them),
-with the operators of :mod:`optim.ga_operators`:
+Both search the encoding of a :class:`~nondiff.optim.spaces.Space` made of Binary, Integer,
+Categorical and Permutation leaves (any :class:`~nondiff.optim.spaces.Product` of them),
+with the operators of :mod:`nondiff.optim.ga_operators`:
 
 (1+lambda) EA (Droste, Jansen, Wegener 2002 for lambda = 1; Doerr & Doerr for the
 offspring population). With parent ``x`` and ``n = dim``:
@@ -47,8 +47,8 @@ Sources:
 
 Example:
     >>> import numpy as np
-    >>> from optim.ga import GeneticAlgorithm, OnePlusLambdaEA
-    >>> from optim.spaces import Binary
+    >>> from nondiff.optim.ga import GeneticAlgorithm, OnePlusLambdaEA
+    >>> from nondiff.optim.spaces import Binary
     >>> ea = OnePlusLambdaEA(Binary(30), seed=0)
     >>> while ea.best_f > -30:  # OneMax, maximized: minimize -|x|
     ...     x = ea.ask()
@@ -91,7 +91,7 @@ DISCRETE_KINDS = frozenset({"binary", "integer", "categorical", "permutation"})
 class DiscreteEvolution(BaseOptimizer):
     """Shared parts of the discrete evolutionary algorithms (not registered itself).
 
-    ``x0`` must be a :class:`~optim.spaces.Space`; ``sigma0`` is accepted for the
+    ``x0`` must be a :class:`~nondiff.optim.spaces.Space`; ``sigma0`` is accepted for the
     common signature and unused. ``mutation_rate`` is ``chi`` in the per-entry
     mutation probability ``chi / dim``, in ``(0, dim]``.
     """
@@ -159,8 +159,8 @@ class OnePlusLambdaEA(DiscreteEvolution):
         mutation_rate: chi, each entry mutates w.p. chi / dim (default 1).
 
     Example:
-        >>> from optim.ga import OnePlusLambdaEA
-        >>> from optim.spaces import Permutation
+        >>> from nondiff.optim.ga import OnePlusLambdaEA
+        >>> from nondiff.optim.spaces import Permutation
         >>> ea = OnePlusLambdaEA(Permutation(6), popsize=4, seed=1)
         >>> for _ in range(200):  # sort: count the misplaced items
         ...     x = ea.ask()
@@ -235,8 +235,8 @@ class GeneticAlgorithm(DiscreteEvolution):
             at least one entry always does).
 
     Example:
-        >>> from optim.ga import GeneticAlgorithm
-        >>> from optim.spaces import Categorical, Product, Permutation
+        >>> from nondiff.optim.ga import GeneticAlgorithm
+        >>> from nondiff.optim.spaces import Categorical, Product, Permutation
         >>> space = Product(op=Categorical(["a", "b", "c"], size=4), order=Permutation(5))
         >>> ga = GeneticAlgorithm(space, popsize=16, seed=2)
         >>> target = space.encode({"op": ["c", "a", "b", "c"], "order": [4, 3, 2, 1, 0]})

@@ -1,7 +1,7 @@
 """Variation and selection operators on encoded discrete spaces (batched numpy).
 
-Shared by :mod:`optim.ga` (the (1+lambda) EA and the GA). A :class:`Layout` reads a
-:class:`~optim.spaces.Space` once: its *flat* entries (Binary, Integer, Categorical:
+Shared by :mod:`nondiff.optim.ga` (the (1+lambda) EA and the GA). A :class:`Layout` reads a
+:class:`~nondiff.optim.spaces.Space` once: its *flat* entries (Binary, Integer, Categorical:
 an integer in ``offset .. offset + cardinality - 1``) and its Permutation leaves.
 Every operator works on a whole ``(k, dim)`` float64 batch of encodings at once;
 the only Python loops are over permutation leaves and over the few rounds of swaps.
@@ -35,8 +35,8 @@ Sources:
 
 Example:
     >>> import numpy as np
-    >>> from optim.ga_operators import Layout, mutate
-    >>> from optim.spaces import Binary, Permutation, Product
+    >>> from nondiff.optim.ga_operators import Layout, mutate
+    >>> from nondiff.optim.spaces import Binary, Permutation, Product
     >>> layout = Layout.of(Product(bits=Binary(6), order=Permutation(4)))
     >>> rng = np.random.default_rng(0)
     >>> parent = np.array([[0, 0, 0, 0, 0, 0, 3, 2, 1, 0]], dtype=float)

@@ -2,7 +2,7 @@
 
 Example:
     >>> import numpy as np
-    >>> from optim import minimize
+    >>> from nondiff.optim import minimize
     >>> res = minimize(lambda x: float((x**2).sum()), np.ones(5), optimizer="cmaes",
     ...                budget=3000, sigma0=0.5, seed=1)
     >>> bool(res.f < 1e-8), res.evaluations <= 3000
@@ -153,9 +153,9 @@ def minimize(
             ``(n, dim)`` batch, in the array library of ``x0``. With a space,
             it takes one decoded value (e.g. a dict for a ``Product``), or the
             encoded ``(n, size)`` batch if ``vectorized``.
-        x0: starting point / initial mean, or a :class:`~optim.spaces.Space`
+        x0: starting point / initial mean, or a :class:`~nondiff.optim.spaces.Space`
             to search (then ``Result.x`` is the decoded best value).
-        optimizer: registry name (see ``optim.registry.names()``) or an instance.
+        optimizer: registry name (see ``nondiff.optim.registry.names()``) or an instance.
         budget: maximum number of evaluations; never exceeded (a generation that
             would exceed it is not started).
         sigma0: initial step size (default 1, or 0.3 x the mean box width).
@@ -174,12 +174,12 @@ def minimize(
         seed: seed of the optimizer (with a checkpoint, the saved seed is reused).
         options: further hyperparameters for the optimizer's constructor.
         progress: show a progress bar (default: when stderr is a terminal).
-        evaluator: where the population is evaluated (an :mod:`optim.evaluate`
+        evaluator: where the population is evaluated (an :mod:`nondiff.optim.evaluate`
             evaluator: serial, vectorized, process pool, Ray); default: in this
             process, one call per batch (``vectorized``) or per point.
 
     Returns:
-        A :class:`~optim.base.Result`.
+        A :class:`~nondiff.optim.base.Result`.
     """
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ValueError(f"budget must be a positive number of evaluations, got {budget!r}")

@@ -1,8 +1,8 @@
 """Natural evolution strategies in torch: SNES (separable) and XNES (full covariance).
 
 Both follow the natural gradient of the expected utility in the exponential
-local coordinates of :mod:`optim.distributions` (Eqs. 5-6 there), with NES
-utilities ``u_k`` (:func:`optim.shaping.nes_utilities`) and standard noise ``z_k``
+local coordinates of :mod:`nondiff.optim.distributions` (Eqs. 5-6 there), with NES
+utilities ``u_k`` (:func:`nondiff.optim.shaping.nes_utilities`) and standard noise ``z_k``
 of the candidates.
 
 SNES (Schaul, Glasmachers, Schmidhuber 2011), ``x_k = mu + sigma * z_k`` with a
@@ -43,12 +43,11 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from optim.base import Array
-from optim.checks import check_bool, check_real
-from optim.distributions import FullGaussian, SeparableGaussian
-from optim.es import GaussianES
-from optim.shaping import check_method
+from nondiff.optim.base import Array
+from nondiff.optim.checks import check_bool, check_real
+from nondiff.optim.distributions import FullGaussian, SeparableGaussian
+from nondiff.optim.es import GaussianES
+from nondiff.optim.shaping import check_method
 
 __all__ = ["SNES", "XNES", "SNESState", "XNESState"]
 
@@ -81,12 +80,12 @@ class SNES(GaussianES):
         bounds: candidates are clipped into ``(lower, upper)``.
         eta_mu: mean learning rate (paper: 1).
         eta_sigma: stdev learning rate (default ``(3 + ln d) / (5 sqrt d)``).
-        shaping: a method of :mod:`optim.shaping` (default the NES utilities).
+        shaping: a method of :mod:`nondiff.optim.shaping` (default the NES utilities).
         antithetic: mirrored sampling (then popsize must be even).
 
     Example:
         >>> import numpy as np
-        >>> from optim.nes import SNES
+        >>> from nondiff.optim.nes import SNES
         >>> opt = SNES(np.ones(5), sigma0=1.0, seed=0)
         >>> for _ in range(300):
         ...     x = opt.ask()
@@ -170,11 +169,11 @@ class XNES(GaussianES):
         eta_mu: mean learning rate (paper: 1).
         eta_sigma: step-size learning rate (default ``3 (3 + ln d) / (5 d sqrt d)``).
         eta_b: shape learning rate (default as ``eta_sigma``).
-        shaping: a method of :mod:`optim.shaping` (default the NES utilities).
+        shaping: a method of :mod:`nondiff.optim.shaping` (default the NES utilities).
 
     Example:
         >>> import torch
-        >>> from optim.nes import XNES
+        >>> from nondiff.optim.nes import XNES
         >>> opt = XNES(torch.ones(4, dtype=torch.float64), sigma0=1.0, seed=0)
         >>> for _ in range(300):
         ...     x = opt.ask()

@@ -1,12 +1,12 @@
 """Search distributions over mixed spaces: one independent distribution per leaf.
 
 :class:`ProductDistribution` puts a distribution on every leaf of a
-:class:`~optim.spaces.Space` (a leaf or a ``Product``) and samples its encoding:
+:class:`~nondiff.optim.spaces.Space` (a leaf or a ``Product``) and samples its encoding:
 Real leaves get a diagonal Gaussian with learnable mean and log-std
 (:class:`LogStdGaussian`), Categorical and Integer leaves a
-:class:`~optim.discrete_distributions.Categorical`, Binary a
-:class:`~optim.discrete_distributions.Bernoulli`, Permutation a
-:class:`~optim.discrete_distributions.PlackettLuce`. Log-probabilities,
+:class:`~nondiff.optim.discrete_distributions.Categorical`, Binary a
+:class:`~nondiff.optim.discrete_distributions.Bernoulli`, Permutation a
+:class:`~nondiff.optim.discrete_distributions.PlackettLuce`. Log-probabilities,
 entropies and scores add up over the independent leaves, and the Fisher matrix is
 block-diagonal, so natural gradients compose leaf by leaf.
 
@@ -30,8 +30,8 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from optim.product_distribution import distribution_for
-    >>> from optim.spaces import Binary, Categorical, Product, Real
+    >>> from nondiff.optim.product_distribution import distribution_for
+    >>> from nondiff.optim.spaces import Binary, Categorical, Product, Real
     >>> space = Product(lr=Real(-3.0, 3.0), op=Categorical(["a", "b", "c"]), mask=Binary(4))
     >>> dist = distribution_for(space, sigma0=0.5)
     >>> x = dist.sample(5, torch.Generator().manual_seed(0))
@@ -67,7 +67,7 @@ class LogStdGaussian(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from optim.product_distribution import LogStdGaussian
+        >>> from nondiff.optim.product_distribution import LogStdGaussian
         >>> dist = LogStdGaussian(torch.zeros(2), torch.zeros(2), low=torch.tensor([0.0, -9]))
         >>> round(float(dist.log_prob(torch.tensor([[0.0, 0.0]]))), 4)  # log(1/2) + log phi(0)
         -1.6121
@@ -155,7 +155,7 @@ class ProductDistribution(SearchDistribution):
     search a Real and round).
 
     Args:
-        space: a leaf space or a :class:`~optim.spaces.Product`.
+        space: a leaf space or a :class:`~nondiff.optim.spaces.Product`.
         params: the parameter tensors by name (see :func:`distribution_for`).
         bounds: optional ``(low, high)`` encoded bounds of size ``space.size``
             overriding the space's (used for the Gaussian of Real leaves).

@@ -31,7 +31,7 @@ Sources:
 
 Example:
     >>> import numpy as np
-    >>> from optim.projections import IntegerBox, Ternary
+    >>> from nondiff.optim.projections import IntegerBox, Ternary
     >>> IntegerBox(0, 3).project(np.array([-0.7, 1.4, 2.6, 9.0]))
     array([0., 1., 3., 3.])
     >>> x, a = Ternary().fit(np.array([0.9, -1.1, 0.1, 1.0]))

@@ -2,7 +2,7 @@
 
 Example:
     >>> import numpy as np
-    >>> from optim import registry
+    >>> from nondiff.optim import registry
     >>> "cmaes" in registry.names()
     True
     >>> opt = registry.create("snes", np.zeros(4), sigma0=0.5, seed=1)

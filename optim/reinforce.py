@@ -1,6 +1,6 @@
 """REINFORCE: score-function gradient descent on a search distribution over any space.
 
-The search distribution ``p_theta`` is a :class:`~optim.product_distribution.
+The search distribution ``p_theta`` is a :class:`~nondiff.optim.product_distribution.
 ProductDistribution` over the leaves of the space (Bernoulli bits, categorical
 choices and integers, Plackett-Luce permutations, Gaussians with learnable mean and
 log-std for reals); a plain real ``x0`` gives a diagonal Gaussian around ``x0``.
@@ -23,10 +23,10 @@ Peng 1991) keeps the distribution from collapsing early; the objective becomes
 ``E[f] - beta_H H(p_theta)``:
 
     g <- g - beta_H grad_theta H(p_theta)                                       # Eq. (5)
-    theta <- theta + step(g)    (Adam or SGD of :mod:`optim.steps`)             # Eq. (6)
+    theta <- theta + step(g)    (Adam or SGD of :mod:`nondiff.optim.steps`)             # Eq. (6)
 
 ``f`` are the raw losses by default (``shaping=None``); with a method of
-:mod:`optim.shaping` they are replaced by ``-u``, the negated utilities.
+:mod:`nondiff.optim.shaping` they are replaced by ``-u``, the negated utilities.
 
 Sources:
     - R. J. Williams, "Simple statistical gradient-following algorithms for
@@ -46,16 +46,15 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from optim.base import Array, BaseOptimizer
-from optim.checks import check_real
-from optim.discrete_distributions import EXACT_ENTROPY_GRAD_MAX_N, PlackettLuce
-from optim.distributions import SearchDistribution
-from optim.product_distribution import ProductDistribution, distribution_for
-from optim.shaping import check_method
-from optim.shaping import shape as shape_fitness
-from optim.spaces import KINDS, Real, Space
-from optim.steps import AdamState, SGDState, make_step
+from nondiff.optim.base import Array, BaseOptimizer
+from nondiff.optim.checks import check_real
+from nondiff.optim.discrete_distributions import EXACT_ENTROPY_GRAD_MAX_N, PlackettLuce
+from nondiff.optim.distributions import SearchDistribution
+from nondiff.optim.product_distribution import ProductDistribution, distribution_for
+from nondiff.optim.shaping import check_method
+from nondiff.optim.shaping import shape as shape_fitness
+from nondiff.optim.spaces import KINDS, Real, Space
+from nondiff.optim.steps import AdamState, SGDState, make_step
 
 __all__ = ["BASELINES", "REINFORCE", "REINFORCEState", "score_function_gradient"]
 
@@ -78,16 +77,16 @@ def score_function_gradient(
         baseline: ``"none"`` (Eq. 2), ``"rloo"`` (Eq. 4, needs n >= 2), or a number
             ``b`` fixed before seeing these samples, e.g. a moving average (Eq. 3).
         entropy_bonus: coefficient ``beta_H >= 0`` of Eq. (5); needs a distribution
-            with ``entropy_grad`` (those of :mod:`optim.discrete_distributions`
-            and :mod:`optim.product_distribution`).
+            with ``entropy_grad`` (those of :mod:`nondiff.optim.discrete_distributions`
+            and :mod:`nondiff.optim.product_distribution`).
 
     Returns:
         ``{name: gradient}`` shaped like ``distribution.parameters()``: a descent
-        direction for a step of :mod:`optim.steps`.
+        direction for a step of :mod:`nondiff.optim.steps`.
 
     Example:
         >>> import torch
-        >>> from optim.discrete_distributions import Bernoulli
+        >>> from nondiff.optim.discrete_distributions import Bernoulli
         >>> dist = Bernoulli(torch.zeros(3))
         >>> x = dist.sample(64, torch.Generator().manual_seed(0))
         >>> g = score_function_gradient(dist, x, -x.sum(1))  # loss: minus the ones
@@ -153,7 +152,7 @@ class REINFORCE(BaseOptimizer):
     ``sigma`` (mean Gaussian stdev, with real coordinates) and ``baseline``.
 
     Args:
-        x0: a :class:`~optim.spaces.Space` (any of its five leaf kinds), or a real
+        x0: a :class:`~nondiff.optim.spaces.Space` (any of its five leaf kinds), or a real
             ``(dim,)`` vector: the mean of a Gaussian over R^dim.
         sigma0: initial standard deviation of the Gaussian (Real) coordinates.
         popsize: samples per generation (default ``4 + 3 ln d``; >= 2 for rloo).
@@ -161,18 +160,18 @@ class REINFORCE(BaseOptimizer):
         bounds: for a vector ``x0``: candidates are clipped into the box and the
             Gaussian is censored there (exact log-probabilities of clipped samples).
         lr: step size of the parameter update, Eq. (6).
-        optimizer: ``"adam"`` or ``"sgd"`` (:mod:`optim.steps`).
+        optimizer: ``"adam"`` or ``"sgd"`` (:mod:`nondiff.optim.steps`).
         betas: Adam's ``(beta1, beta2)``.
         momentum: SGD momentum in [0, 1) (``optimizer="sgd"`` only).
         baseline: ``"rloo"`` (default), ``"moving-average"`` or ``"none"``.
         baseline_decay: ``beta`` of the moving average, in [0, 1).
         entropy_bonus: ``beta_H >= 0``, Eq. (5).
-        shaping: None (raw losses) or a method of :mod:`optim.shaping`.
+        shaping: None (raw losses) or a method of :mod:`nondiff.optim.shaping`.
 
     Example:
         >>> import numpy as np
-        >>> from optim.reinforce import REINFORCE
-        >>> from optim.spaces import Binary
+        >>> from nondiff.optim.reinforce import REINFORCE
+        >>> from nondiff.optim.spaces import Binary
         >>> opt = REINFORCE(Binary(20), popsize=16, lr=0.2, seed=0)
         >>> for _ in range(60):
         ...     x = opt.ask()

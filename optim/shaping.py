@@ -29,7 +29,7 @@ sized, so numpy is cheap); the caller converts to its own tensors.
 
 Example:
     >>> import numpy as np
-    >>> from optim.shaping import shape
+    >>> from nondiff.optim.shaping import shape
     >>> shape(np.array([3.0, 1.0, 2.0]), "centered_ranks")
     array([-0.5,  0.5,  0. ])
 """

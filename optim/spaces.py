@@ -19,7 +19,7 @@ handle (``supported_spaces``); each leaf reports its ``kind``, its encoded bound
 and, for discrete kinds, its cardinality.
 
 Example:
-    >>> from optim.spaces import Binary, Categorical, Product, Real
+    >>> from nondiff.optim.spaces import Binary, Categorical, Product, Real
     >>> space = Product({"lr": Real(1e-4, 1e-1, log=True),
     ...                  "op": Categorical(["conv", "pool", "skip"]),
     ...                  "mask": Binary(4)})

@@ -6,7 +6,7 @@ dataclasses and numpy arrays are turned into that form and back.
 
 Example:
     >>> import numpy as np
-    >>> from optim.state import from_plain, to_plain
+    >>> from nondiff.optim.state import from_plain, to_plain
     >>> plain = to_plain({"mean": np.zeros(2)})
     >>> type(plain["mean"]).__name__
     'Tensor'

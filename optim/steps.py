@@ -1,10 +1,10 @@
 """First-order steps on a parameter tensor: SGD (momentum), Adam and ClipUp.
 
-The ES of :mod:`optim.es` (and REINFORCE later) estimate a gradient of their
+The ES of :mod:`nondiff.optim.es` (and REINFORCE later) estimate a gradient of their
 search distribution's parameters and hand it to one of these steps. A step is
 configuration only (validated in the constructor); its dynamic state is a small
 dataclass of tensors and scalars from :meth:`Step.init` that the caller embeds in
-its own state dataclass, so :class:`optim.base.BaseOptimizer` serializes it.
+its own state dataclass, so :class:`nondiff.optim.base.BaseOptimizer` serializes it.
 :meth:`Step.update` mutates that state in place and returns the change to add to
 the parameter. Gradients are of a loss to *minimize*, as in ``torch.optim``.
 
@@ -26,7 +26,7 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from optim.steps import Adam
+    >>> from nondiff.optim.steps import Adam
     >>> step = Adam(lr=0.1)
     >>> x = torch.tensor([1.0, -2.0])
     >>> state = step.init(x)
@@ -45,8 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from optim.checks import check_positive
+from nondiff.optim.checks import check_positive
 
 __all__ = ["SGD", "Adam", "AdamState", "ClipUp", "ClipUpState", "SGDState", "Step", "make_step"]
 
@@ -104,7 +103,7 @@ class SGD(Step):
 
     Example:
         >>> import torch
-        >>> from optim.steps import SGD
+        >>> from nondiff.optim.steps import SGD
         >>> step = SGD(lr=0.1, momentum=0.5)
         >>> state = step.init(torch.zeros(1))
         >>> step.update(torch.ones(1), state), step.update(torch.ones(1), state)
@@ -156,7 +155,7 @@ class Adam(Step):
 
     Example:
         >>> import torch
-        >>> from optim.steps import Adam
+        >>> from nondiff.optim.steps import Adam
         >>> step = Adam(lr=0.5)
         >>> step.update(torch.tensor([3.0]), step.init(torch.zeros(1)))
         tensor([-0.5000])
@@ -210,7 +209,7 @@ class ClipUp(Step):
 
     Example:
         >>> import torch
-        >>> from optim.steps import ClipUp
+        >>> from nondiff.optim.steps import ClipUp
         >>> step = ClipUp(lr=0.1)
         >>> state = step.init(torch.zeros(2))
         >>> for _ in range(50):

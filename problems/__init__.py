@@ -5,7 +5,7 @@ Problems are registered by name with a *kind* (``"continuous"`` now; ``"discrete
 and built with :func:`get`. Names are case-insensitive and ``_`` reads as ``-``.
 
 Example:
-    >>> import problems
+    >>> from nondiff import problems
     >>> "rastrigin" in problems.names("continuous")
     True
     >>> f = problems.get("rastrigin", dim=5, instance=1)
@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from problems.base import Problem
-from problems.continuous import FUNCTIONS, ContinuousProblem
-from problems.discrete import DISCRETE, DiscreteProblem
-from problems.mixed import MixedSphere
-from problems.sorting_networks import SortingNetwork
+from nondiff.problems.base import Problem
+from nondiff.problems.continuous import FUNCTIONS, ContinuousProblem
+from nondiff.problems.discrete import DISCRETE, DiscreteProblem
+from nondiff.problems.mixed import MixedSphere
+from nondiff.problems.sorting_networks import SortingNetwork
 
 __all__ = [
     "KINDS", "ContinuousProblem", "DiscreteProblem", "Problem", "get", "names", "register",
@@ -99,7 +99,7 @@ def get(name: str, dim: int | None = None, instance: int = 0, **kwargs: Any) -> 
         ValueError: unknown name (the message suggests the closest registered names).
 
     Example:
-        >>> import problems
+        >>> from nondiff import problems
         >>> problems.get("sphere", dim=2).f_opt
         0.0
     """
@@ -124,7 +124,7 @@ for _name, _cls in {**DISCRETE, SortingNetwork.name: SortingNetwork,
     register(_name, _cls.create, kind="discrete")
 del _name, _cls
 
-from problems.control import control_problems  # noqa: E402  (gymnasium tasks, batched)
+from nondiff.problems.control import control_problems  # noqa: E402  (gymnasium tasks, batched)
 
 for _name, _make in control_problems().items():
     register(_name, _make, kind="control")

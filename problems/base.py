@@ -6,7 +6,7 @@ the same library; a single ``(dim,)`` point gives a 0-d result. Problems are
 minimized unless ``maximize`` is true.
 
 Example:
-    >>> import problems
+    >>> from nondiff import problems
     >>> p = problems.get("sphere", dim=3)
     >>> float(p(p.x_opt[None])[0]) == p.f_opt
     True
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from optim.spaces import Space
+    from nondiff.optim.spaces import Space
 
 Array = Any  # numpy.ndarray | torch.Tensor
 
@@ -32,7 +32,7 @@ class Problem(ABC):
     Subclasses set ``name``, ``dim``, ``lower``/``upper`` (arrays of shape
     ``(dim,)`` or None), ``f_opt``/``x_opt`` (or None) and implement
     :meth:`evaluate` on a float64 torch batch. Problems with a typed search space
-    (the discrete ones) set ``space`` to an :mod:`optim.spaces` Space of ``dim``
+    (the discrete ones) set ``space`` to an :mod:`nondiff.optim.spaces` Space of ``dim``
     entries; box-bounded continuous problems leave it None.
     """
 

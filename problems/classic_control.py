@@ -24,11 +24,11 @@ step of 0.2 s, angles wrapped to [-pi, pi], velocities bounded; Pendulum-v1:
 minus ``0.1 a^2`` (Eq. (7)).
 
 Time limits (gymnasium's ``TimeLimit``) are not applied here: the rollout loop of
-:mod:`problems.control` stops at :attr:`BatchedEnv.max_episode_steps`.
+:mod:`nondiff.problems.control` stops at :attr:`BatchedEnv.max_episode_steps`.
 
 Example:
     >>> import torch
-    >>> from problems.classic_control import make_batched
+    >>> from nondiff.problems.classic_control import make_batched
     >>> env = make_batched("CartPole-v1")
     >>> state = env.reset([0, 1, 2])
     >>> obs = env.observe(state)

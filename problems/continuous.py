@@ -1,7 +1,7 @@
 """Continuous benchmark functions, torch-vectorized, with seeded shifted/rotated instances.
 
 Each function evaluates a whole ``(n, dim)`` batch in one torch call, in the dtype and
-on the device of the input (float64 for numpy input, see :class:`problems.Problem`).
+on the device of the input (float64 for numpy input, see :class:`nondiff.problems.Problem`).
 ``instance=0`` is the canonical function f with optimum x* = c * ones(dim). An
 instance ``>= 1`` moves the optimum to s and rotates the landscape around it:
 
@@ -26,7 +26,7 @@ Sources:
 
 Example:
     >>> import numpy as np
-    >>> from problems.continuous import Rastrigin
+    >>> from nondiff.problems.continuous import Rastrigin
     >>> f = Rastrigin(dim=4, instance=3)
     >>> values = f(np.stack([f.x_opt, np.zeros(4)]))
     >>> values.shape, values.dtype
@@ -43,8 +43,7 @@ from abc import abstractmethod
 
 import numpy as np
 import torch
-
-from problems.base import Problem
+from nondiff.problems.base import Problem
 
 __all__ = [
     "FUNCTIONS",
@@ -319,4 +318,4 @@ FUNCTIONS: dict[str, type[ContinuousProblem]] = {
         DifferentPowers,
     )
 }
-"""Registry name -> class of every continuous function (registered by ``problems``)."""
+"""Registry name -> class of every continuous function (registered by ``nondiff.problems``)."""

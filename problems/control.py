@@ -2,12 +2,12 @@
 
 Evolution strategies search the parameters of a policy network directly
 (Salimans et al. 2017). :class:`ControlProblem` turns a gymnasium task and a
-policy (linear, MLP or any ``nn.Module``) into a batched :class:`~problems.base.Problem`
+policy (linear, MLP or any ``nn.Module``) into a batched :class:`~nondiff.problems.base.Problem`
 to maximize: ``problem(x)`` for ``x`` of shape ``(n, dim)`` returns the mean
 return of each policy over ``episodes`` episodes. The whole population runs
 together: every (policy, episode) pair is one row of a batched torch simulation
-(:mod:`problems.classic_control`), policies act in one stacked call
-(:class:`~problems.policies.StackedPolicy`), finished rows drop out. Any other
+(:mod:`nondiff.problems.classic_control`), policies act in one stacked call
+(:class:`~nondiff.problems.policies.StackedPolicy`), finished rows drop out. Any other
 gymnasium id runs on gymnasium itself, one episode at a time
 (``backend="gymnasium"``, also the reference the batched path is checked against).
 
@@ -15,7 +15,7 @@ Within a generation all policies face the same episodes (common random numbers:
 the episode seeds of generation ``g`` come from ``SeedSequence([seed, g])``) and the
 same frozen observation normalization; the observations seen update the running
 statistics afterwards (Salimans et al., Sec. 2.4). For distributed evaluation the
-problem follows :class:`optim.evaluate.PopulationObjective`: the main process draws
+problem follows :class:`nondiff.optim.evaluate.PopulationObjective`: the main process draws
 the :meth:`~ControlProblem.generation_context`, any worker evaluates a chunk with
 it, and the main process merges the chunks' statistics and step counts, so the
 fitness of a policy never depends on where it ran. The fitness of one policy is
@@ -27,7 +27,7 @@ a Scalable Alternative to Reinforcement Learning", arXiv:1703.03864, 2017.
 
 Example:
     >>> import torch
-    >>> from problems.control import ControlProblem
+    >>> from nondiff.problems.control import ControlProblem
     >>> problem = ControlProblem("CartPole-v1", policy="linear", episodes=2)
     >>> problem.dim
     10
@@ -45,11 +45,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.problems.base import Problem
+from nondiff.problems.classic_control import ENVIRONMENTS, BatchedEnv, make_batched
+from nondiff.problems.policies import RunningNorm, StackedPolicy, build_policy
 from torch import nn
-
-from problems.base import Problem
-from problems.classic_control import ENVIRONMENTS, BatchedEnv, make_batched
-from problems.policies import RunningNorm, StackedPolicy, build_policy
 
 __all__ = ["POLICY_FORMAT", "ControlProblem", "LoadedPolicy", "load_policy"]
 

@@ -1,14 +1,14 @@
 """Discrete benchmark problems on bit strings, torch-vectorized, with seeded instances.
 
 Every problem is a :class:`DiscreteProblem`: it has a typed search space ``space``
-(an :mod:`optim.spaces` Space, ``dim == space.size``) and evaluates a whole
+(an :mod:`nondiff.optim.spaces` Space, ``dim == space.size``) and evaluates a whole
 ``(n, dim)`` batch of encodings (bits as 0.0/1.0) in one torch call. Problems whose
 natural sense is a maximum set ``maximize=True`` and ``f_opt`` is then the maximum.
 Random instances (NK, MaxCut, knapsack) come from
 ``numpy.random.default_rng(SeedSequence([crc32(name), n, instance]))``, the same in
 every process and Python run (unlike ``hash()``). OneMax, LeadingOnes, Jump, Trap and
 LABS have no random part: ``instance`` is validated and recorded only. Sorting
-networks live in :mod:`problems.sorting_networks`.
+networks live in :mod:`nondiff.problems.sorting_networks`.
 
 Sources:
     - S. Droste, T. Jansen, I. Wegener, "On the analysis of the (1+1) evolutionary
@@ -27,7 +27,7 @@ Sources:
 
 Example:
     >>> import numpy as np
-    >>> from problems.discrete import Knapsack, Trap
+    >>> from nondiff.problems.discrete import Knapsack, Trap
     >>> trap = Trap(10, k=5)
     >>> float(trap(np.ones(10))), trap.f_opt, float(trap(np.zeros(10)))
     (10.0, 10.0, 8.0)
@@ -44,9 +44,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from optim.spaces import Binary, Space
-from problems.base import Array, Problem
+from nondiff.optim.spaces import Binary, Space
+from nondiff.problems.base import Array, Problem
 
 __all__ = [
     "DISCRETE", "LABS", "LABS_OPTIMAL_ENERGY", "BitStringProblem", "DiscreteProblem", "Jump",

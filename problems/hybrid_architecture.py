@@ -1,10 +1,10 @@
 """Architecture and weights together: per-layer op and width searched, shared weights trained.
 
-An MLP on MNIST-1D (:func:`problems.learning.mnist1d`) of :data:`LAYERS` hidden layers,
-each ``Linear(., 64)`` then a width :class:`~hybrid.structure.Choice` (keep the first 16,
+An MLP on MNIST-1D (:func:`nondiff.problems.learning.mnist1d`) of :data:`LAYERS` hidden layers,
+each ``Linear(., 64)`` then a width :class:`~nondiff.hybrid.structure.Choice` (keep the first 16,
 32 or 64 units, zero the rest: the weights are shared by all widths, as in ENAS) and an
 activation ``Choice`` (relu, tanh, identity). That is ``9^3 = 729`` architectures with one
-set of weights. :func:`search` runs :class:`~hybrid.trainer.HybridTrainer` with any
+set of weights. :func:`search` runs :class:`~nondiff.hybrid.trainer.HybridTrainer` with any
 structure optimizer (REINFORCE, CMA-ES, GA, ...): the first half of the steps trains the
 shared weights under uniformly random architectures (one-shot warm-up, Guo et al.
 2020), then each step evaluates the generation's architectures on the batch with the
@@ -20,8 +20,8 @@ sampling", ECCV 2020; L. Li, A. Talwalkar, "Random search and reproducibility fo
 architecture search", UAI 2019 (random search as the baseline to beat).
 
 Example:
-    >>> from problems.hybrid_architecture import SearchNet
-    >>> from hybrid.structure import structure_space
+    >>> from nondiff.problems.hybrid_architecture import SearchNet
+    >>> from nondiff.hybrid.structure import structure_space
     >>> space = structure_space(SearchNet())
     >>> list(space.spaces)[:2], space.size
     (['layers.0.width', 'layers.0.act'], 6)
@@ -34,11 +34,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.hybrid.structure import Choice, set_structure, structure_space
+from nondiff.hybrid.trainer import HybridTrainer
+from nondiff.problems.learning import Dataset, mnist1d
 from torch import nn
-
-from hybrid.structure import Choice, set_structure, structure_space
-from hybrid.trainer import HybridTrainer
-from problems.learning import Dataset, mnist1d
 
 __all__ = ["LAYERS", "SearchNet", "best_fixed", "random_search", "retrain", "search"]
 
@@ -186,7 +185,7 @@ def best_fixed(data: Dataset, seed: int, epochs: int = 30) -> dict[str, Any]:
 
 
 def run_benchmark(seeds: int, quick: bool = False) -> list[dict[str, Any]]:
-    """The architecture part of ``benchmarks.hybrid_tasks``: one table, every seed."""
+    """The architecture part of ``nondiff.benchmarks.hybrid_tasks``: one table, every seed."""
     epochs, final = (4, 8) if quick else (10, 15)
     rows = []
     for seed in range(seeds):

@@ -1,6 +1,6 @@
 """Digit arithmetic through a hard argmax: learn to read digits from their sums alone.
 
-Two 8x8 digit images (scikit-learn's digits, :func:`problems.learning.digits`) pass
+Two 8x8 digit images (scikit-learn's digits, :func:`nondiff.problems.learning.digits`) pass
 through one perception network; each gives a hard digit ``argmax``; the model's answer
 is the exact integer sum. Only the sum is labeled (the MNIST-addition task of
 DeepProbLog, Manhaeve et al. 2018). The downstream loss of a pair with decoded digits
@@ -18,16 +18,16 @@ Gumbel-softmax) differentiate:
 step budget:
 
 - ``"reinforce"``: ``n`` digit pairs sampled from the softmaxes, RLOO score-function
-  gradient of Eq. (1) (:func:`hybrid.estimators.score_function_surrogate`);
-- ``"critic"``: a :class:`hybrid.critic.LossCritic` regresses Eq. (1) on the one-hot
+  gradient of Eq. (1) (:func:`nondiff.hybrid.estimators.score_function_surrogate`);
+- ``"critic"``: a :class:`nondiff.hybrid.critic.LossCritic` regresses Eq. (1) on the one-hot
   digit pairs and the one-hot sum — first of uniformly random pairs (exploration,
   no images), then of pairs sampled from the softmaxes; the input-gradient of its
-  multilinear extension at the softmax probabilities (Eq. 3 of :mod:`hybrid.critic`)
+  multilinear extension at the softmax probabilities (Eq. 3 of :mod:`nondiff.hybrid.critic`)
   is the synthetic gradient;
 - ``"straight-through"``: one-hot argmax forward, softmax backward, Eq. (2);
 - ``"gumbel"``: relaxed Gumbel-softmax samples in Eq. (2), temperature annealed
   1 -> 0.3;
-- ``"es"``: OpenAI-ES (:class:`optim.OpenAIES`) on the flattened perception weights,
+- ``"es"``: OpenAI-ES (:class:`nondiff.optim.OpenAIES`) on the flattened perception weights,
   fitness Eq. (1) of the argmax digits, populations evaluated in one batched call.
 
 Held-out pairs come from the test split; the sum accuracy and the accuracy of the
@@ -40,7 +40,7 @@ Sources:
       reinforcement learning", arXiv:1703.03864, 2017.
 
 Example:
-    >>> from problems.hybrid_arithmetic import DigitArithmetic
+    >>> from nondiff.problems.hybrid_arithmetic import DigitArithmetic
     >>> task = DigitArithmetic(seed=0)
     >>> xa, xb, s = next(task.batches(4, epoch=0))
     >>> tuple(xa.shape), s.dtype, int(s.max()) <= 18
@@ -56,18 +56,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.func import functional_call
-
-from hybrid.critic import LossCritic
-from hybrid.estimators import (
+from nondiff.hybrid.critic import LossCritic
+from nondiff.hybrid.estimators import (
     gumbel_softmax,
     sample_categorical,
     score_function_surrogate,
     straight_through_argmax,
 )
-from optim.es import OpenAIES
-from problems.learning import digits
+from nondiff.optim.es import OpenAIES
+from nondiff.problems.learning import digits
+from torch import nn
+from torch.func import functional_call
 
 __all__ = ["METHODS", "DigitArithmetic", "perception_net", "train_arithmetic"]
 

@@ -1,17 +1,17 @@
 """Visual program induction: read digit images, run an unknown program, match the output.
 
 A sequence of :data:`ITEMS` digit images (scikit-learn's digits) passes through one
-perception MLP to digits; a two-token :class:`~hybrid.structure.Program` over the list
+perception MLP to digits; a two-token :class:`~nondiff.hybrid.structure.Program` over the list
 DSL :data:`DSL` (sort, reverse, cumulative sum, running max, add one, filter even)
 maps them to an output list. Only the output lists are labeled: neither the digits
-nor the program are known. :class:`~hybrid.trainer.HybridTrainer` searches the program
+nor the program are known. :class:`~nondiff.hybrid.trainer.HybridTrainer` searches the program
 (REINFORCE over the 36 token pairs by default) on the fitness
 
     F(program) = 1 - mean_positions 1[program(argmax digits) = output]           # Eq. (1)
 
 with the shared perception weights, while the perception trains under a sampled
 program by the RLOO score-function gradient of the same per-position match on digit
-sequences sampled from its softmaxes (:func:`hybrid.estimators.score_function_surrogate`).
+sequences sampled from its softmaxes (:func:`nondiff.hybrid.estimators.score_function_surrogate`).
 A program is *recovered* when it computes the true program's output on every held-out
 sequence of true digits (equivalent programs count).
 
@@ -21,7 +21,7 @@ CVPR 2016, and Gaunt et al., "Differentiable programs with neural libraries", IC
 
 Example:
     >>> import torch
-    >>> from problems.hybrid_programs import DSL, run_program
+    >>> from nondiff.problems.hybrid_programs import DSL, run_program
     >>> run_program(("sort", "cumsum"), torch.tensor([[3, 1, 2, 0]])).tolist()
     [[0, 1, 3, 6]]
     >>> run_program(("filter-even", "reverse"), torch.tensor([[3, 4, 2, 7]])).tolist()
@@ -36,12 +36,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.hybrid.estimators import sample_categorical, score_function_surrogate
+from nondiff.hybrid.structure import Program
+from nondiff.hybrid.trainer import HybridTrainer
+from nondiff.problems.learning import digits
 from torch import nn
-
-from hybrid.estimators import sample_categorical, score_function_surrogate
-from hybrid.structure import Program
-from hybrid.trainer import HybridTrainer
-from problems.learning import digits
 
 __all__ = ["DSL", "ITEMS", "TARGETS", "ProgramModel", "run_program", "train_programs"]
 
@@ -165,7 +164,7 @@ def train_programs(target: Sequence[str], seed: int = 0, epochs: int = 30,
 
 
 def run_benchmark(seeds: int, quick: bool = False) -> list[dict[str, Any]]:
-    """The program-induction part of ``benchmarks.hybrid_tasks``: every target x seed."""
+    """The program-induction part of ``nondiff.benchmarks.hybrid_tasks``: every target x seed."""
     epochs = 5 if quick else 10
     rows = []
     for target in TARGETS:

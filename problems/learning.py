@@ -23,7 +23,7 @@ Sources:
       (the digits set bundled with scikit-learn as ``load_digits``).
 
 Example:
-    >>> from problems.learning import digits, mnist1d
+    >>> from nondiff.problems.learning import digits, mnist1d
     >>> ds = digits(seed=0)
     >>> ds.name, ds.num_classes, ds.image_shape, ds.x_train.shape[1]
     ('digits', 10, (1, 8, 8), 64)

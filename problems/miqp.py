@@ -17,7 +17,7 @@ Sources:
       for embedded mixed-integer quadratic programming", Int. J. Control 2017.
 
 Example:
-    >>> from problems.miqp import MIQP
+    >>> from nondiff.problems.miqp import MIQP
     >>> p = MIQP(n_int=4, n_cont=2, seed=0)
     >>> bool(abs(float(p(p.x_opt)) - p.f_opt) < 1e-9), p.constraint_set.contains(p.x_opt)
     (True, True)
@@ -28,10 +28,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 import torch
-
-from optim.checks import check_int, check_positive
-from optim.projections import IntegerBox, Reals, SetProduct
-from problems.base import Problem
+from nondiff.optim.checks import check_int, check_positive
+from nondiff.optim.projections import IntegerBox, Reals, SetProduct
+from nondiff.problems.base import Problem
 
 __all__ = ["MIQP", "IntegerLeastSquares", "QuadraticProblem", "round_relaxation"]
 

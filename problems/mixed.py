@@ -17,7 +17,7 @@ simplified to a separable sum.
 
 Example:
     >>> import numpy as np
-    >>> from problems.mixed import MixedSphere
+    >>> from nondiff.problems.mixed import MixedSphere
     >>> p = MixedSphere(3, instance=1)
     >>> float(p(p.x_opt)), p.f_opt, p.dim
     (0.0, 0.0, 12)
@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from optim.spaces import Binary, Categorical, Integer, Product, Real
-from problems.discrete import DiscreteProblem, check_int, instance_rng
+from nondiff.optim.spaces import Binary, Categorical, Integer, Product, Real
+from nondiff.problems.discrete import DiscreteProblem, check_int, instance_rng
 
 __all__ = ["CATEGORIES", "MixedSphere"]
 

@@ -22,7 +22,7 @@ a Scalable Alternative to Reinforcement Learning", arXiv:1703.03864, 2017.
 
 Example:
     >>> import torch
-    >>> from problems.policies import MLPPolicy, StackedPolicy
+    >>> from nondiff.problems.policies import MLPPolicy, StackedPolicy
     >>> stack = StackedPolicy(MLPPolicy(4, 2, hidden=(8,)))
     >>> stack.dim  # 4*8 + 8 + 8*2 + 2
     58

@@ -1,11 +1,11 @@
 """Quantized-network tasks: binary and ternary MLPs and CNNs on digits and MNIST-1D.
 
-A task is a dataset of :mod:`problems.learning` and an architecture; :func:`train`
+A task is a dataset of :mod:`nondiff.problems.learning` and an architecture; :func:`train`
 trains it in one of three ways with the same optimizer (Adam, or SGD with momentum
 0.9 as in Leng et al.), epochs and batches:
 
 - ``"float"``: float weights (the reference accuracy);
-- ``"admm"``: the augmented Lagrangian of :class:`optim.ADMMQuantizer`
+- ``"admm"``: the augmented Lagrangian of :class:`nondiff.optim.ADMMQuantizer`
   (Leng et al. 2018), weights put exactly on their sets at the end;
 - ``"ste"``: the straight-through estimator (Bengio et al. 2013; as in
   BinaryConnect and ternary weight networks): the forward pass uses the projected
@@ -30,8 +30,8 @@ Sources:
     - F. Li, B. Zhang, B. Liu, "Ternary weight networks", arXiv:1605.04711, 2016.
 
 Example:
-    >>> from problems.learning import digits
-    >>> from problems.quantized import train
+    >>> from nondiff.problems.learning import digits
+    >>> from nondiff.problems.quantized import train
     >>> out = train(digits(seed=0), "mlp", method="admm", levels="ternary", epochs=3, seed=0)
     >>> out["on_levels"], out["accuracy"] > 0.8
     (True, True)
@@ -45,13 +45,12 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from nondiff.optim.admm_quantizer import ADMMQuantizer, level_set
+from nondiff.optim.checks import check_int, check_positive
+from nondiff.optim.projections import ConstraintSet
+from nondiff.problems.learning import Dataset
 from torch import nn
 from torch.nn.utils import parametrize
-
-from optim.admm_quantizer import ADMMQuantizer, level_set
-from optim.checks import check_int, check_positive
-from optim.projections import ConstraintSet
-from problems.learning import Dataset
 
 __all__ = ["METHODS", "OPTIMIZERS", "STEQuantize", "ScaledCodes", "accuracy", "cnn", "mlp",
            "quantized_layers", "quantized_weights", "train", "validation_split"]

@@ -20,7 +20,7 @@ Sources:
       optimization procedure", Physica D 42, 1990 (sorting networks as a search problem).
 
 Example:
-    >>> from problems.sorting_networks import SortingNetwork
+    >>> from nondiff.problems.sorting_networks import SortingNetwork
     >>> p = SortingNetwork(4)  # 4 wires, L = 2 * 5 = 10 slots
     >>> row = p.encode_network([(0, 1), (2, 3), (0, 2), (1, 3), (1, 2)])
     >>> p.sorts(row), float(p(row)), p.f_opt, p.dim
@@ -36,10 +36,9 @@ from itertools import combinations
 
 import numpy as np
 import torch
-
-from optim.spaces import Categorical
-from problems.base import Array
-from problems.discrete import DiscreteProblem, check_int
+from nondiff.optim.spaces import Categorical
+from nondiff.problems.base import Array
+from nondiff.problems.discrete import DiscreteProblem, check_int
 
 __all__ = ["KNOWN_NETWORKS", "MAX_WIRES", "OPTIMAL_SIZE", "SortingNetwork"]
 

@@ -7,10 +7,10 @@ import io
 import numpy as np
 import pytest
 import torch
+from nondiff.optim import registry
+from nondiff.optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real
 
-import optim  # noqa: F401  (registers every optimizer)
-from optim import registry
-from optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real
+from nondiff import optim  # noqa: F401  (registers every optimizer)
 
 OPTIMIZER_NAMES = registry.names()
 

@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from nondiff.optim.admm import ADMM
+from nondiff.optim.projections import Binary, IntegerBox, Permutations, Sparse
+from nondiff.problems.miqp import MIQP, IntegerLeastSquares, round_relaxation
 
-from optim.admm import ADMM
-from optim.projections import Binary, IntegerBox, Permutations, Sparse
-from problems.miqp import MIQP, IntegerLeastSquares, round_relaxation
 from tests.conftest import plain_equal, roundtrip
 
 

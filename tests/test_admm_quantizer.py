@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from nondiff.optim.admm_quantizer import ADMMQuantizer
+from nondiff.optim.projections import Levels, Ternary
+from nondiff.problems.learning import digits
+from nondiff.problems.quantized import ScaledCodes, quantized_layers, quantized_weights, train
 
-from optim.admm_quantizer import ADMMQuantizer
-from optim.projections import Levels, Ternary
-from problems.learning import digits
-from problems.quantized import ScaledCodes, quantized_layers, quantized_weights, train
 from tests.conftest import roundtrip
 
 
@@ -95,7 +95,7 @@ def test_bad_arguments_are_named(kwargs, fragment):
 
 
 def test_validation_split_holds_out_part_of_train_only(data):
-    from problems.quantized import validation_split
+    from nondiff.problems.quantized import validation_split
     val = validation_split(data, 0.25, seed=1)
     n = len(data.y_train)
     assert len(val.y_test) == n // 4 and len(val.y_train) == n - n // 4

@@ -11,11 +11,20 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from nondiff.benchmarks.baselines import (
+    RunRecord,
+    Tracker,
+    available,
+    handles,
+    names,
+    run,
+    runner,
+    start,
+)
+from nondiff.optim import registry
+from nondiff.problems.mixed import MixedSphere
 
-import problems
-from benchmarks.baselines import RunRecord, Tracker, available, handles, names, run, runner, start
-from optim import registry
-from problems.mixed import MixedSphere
+from nondiff import problems
 
 BASELINES = [name for name in names() if not name.startswith("ours:")]
 SOME_OURS = ["ours:cmaes", "ours:snes", "ours:one-plus-lambda", "ours:ga"]
@@ -87,7 +96,7 @@ def test_solves_onemax(name: str) -> None:
 def test_random_search_stays_in_the_box_and_floors_the_comparison() -> None:
     problem = problems.get("sphere", dim=4, instance=1)
     tracked = Tracker(problem, 1000)
-    from benchmarks.baselines import random_search
+    from nondiff.benchmarks.baselines import random_search
 
     with pytest.raises(Exception, match="budget"):
         random_search.body("random", tracked, 0, {})

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from problems.classic_control import ENVIRONMENTS, make_batched
+from nondiff.problems.classic_control import ENVIRONMENTS, make_batched
 
 gym = pytest.importorskip("gymnasium")
 

@@ -14,11 +14,11 @@ import cma
 import numpy as np
 import pytest
 import torch
+from nondiff.optim import registry
+from nondiff.optim.backends.pycma_options import QuietTPA
+from nondiff.optim.cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
+from nondiff.optim.spaces import Categorical, Product
 
-from optim import registry
-from optim.backends.pycma_options import QuietTPA
-from optim.cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
-from optim.spaces import Categorical, Product
 from tests.conftest import assert_same, plain_equal, roundtrip
 
 
@@ -150,7 +150,7 @@ def test_integer_variables_are_integral_and_optimized():
 
 
 def test_integer_leaves_of_a_space_become_integer_variables():
-    from optim.spaces import Integer, Product, Real
+    from nondiff.optim.spaces import Integer, Product, Real
 
     space = Product({"n": Integer(-3, 3, size=2), "x": Real(-2.0, 2.0, size=3)})
     opt = CMAES(space, 1.0, seed=5)
@@ -302,7 +302,7 @@ def test_resume_in_another_process_with_other_hash_salt(tmp_path):
     expected = np.stack([t[0] for t in trajectory(reference, rastrigin, 15)])
     script = f"""
 import numpy as np, torch
-from optim.cmaes import CMAES
+from nondiff.optim.cmaes import CMAES
 from tests.test_cmaes import rastrigin, RESUME_CONFIGS
 opt = RESUME_CONFIGS["integer"]()
 opt.load_state_dict(torch.load({str(tmp_path / 'state.pt')!r}, weights_only=True))

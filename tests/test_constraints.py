@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from nondiff.optim import minimize
+from nondiff.optim.cmaes import BIPOPCMAES, CMAES
+from nondiff.optim.spaces import Binary
 
-import problems
-from optim import minimize
-from optim.cmaes import BIPOPCMAES, CMAES
-from optim.spaces import Binary
+from nondiff import problems
 from tests.conftest import assert_same, plain_equal, roundtrip
 
 # 5-D sphere with one linear constraint a.x >= b, active at the optimum:
@@ -179,7 +179,7 @@ def test_restarts_keep_the_augmented_lagrangian():
 ])
 @pytest.mark.parametrize("name", ["cmaes", "snes"])
 def test_constraints_of_wrong_shape_raise_the_base_error(name, bad):
-    from optim import registry
+    from nondiff.optim import registry
 
     opt = registry.create(name, np.zeros(4), sigma0=0.5, seed=0)
     x = opt.ask()
@@ -285,8 +285,7 @@ def test_snapshot_keeps_deques_and_defaultdicts():
 
     from cma.constraints_handler import DequeCDF
     from cma.optimization_tools import BestSolution2
-
-    from optim.backends.pycma_state import restore, snapshot
+    from nondiff.optim.backends.pycma_state import restore, snapshot
 
     def build():
         obj = BestSolution2()

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from nondiff.optim import registry
+from nondiff.optim.spaces import Product
 
-from optim import registry
-from optim.spaces import Product
 from tests.conftest import EXAMPLE_LEAVES, example_space, make, real_only, roundtrip, sphere
 
 

@@ -7,13 +7,12 @@ import copy
 import numpy as np
 import pytest
 import torch
+from nondiff.optim import registry
+from nondiff.problems.control import ControlProblem, load_policy
+from nondiff.problems.policies import LinearPolicy, MLPPolicy, RunningNorm, StackedPolicy
 from torch import nn
 
-import problems
-from benchmarks import cli
-from optim import registry
-from problems.control import ControlProblem, load_policy
-from problems.policies import LinearPolicy, MLPPolicy, RunningNorm, StackedPolicy
+from nondiff import cli, problems
 
 ENV_IDS = ["CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0"]
 

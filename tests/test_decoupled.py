@@ -6,10 +6,9 @@ import io
 
 import pytest
 import torch
+from nondiff.hybrid import SIGNALS, Decoupled, Group
+from nondiff.problems.learning import Dataset, digits
 from torch import nn
-
-from hybrid import SIGNALS, Decoupled, Group
-from problems.learning import Dataset, digits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 import itertools
 import math
 
+import nondiff.optim.discrete_distributions as dd
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import optim.discrete_distributions as dd
-from optim.discrete_distributions import Bernoulli, Categorical, PlackettLuce
-from optim.distributions import SeparableGaussian
-from optim.product_distribution import LogStdGaussian, ProductDistribution, distribution_for
-from optim.spaces import Binary, Integer, Permutation, Product, Real
-from optim.spaces import Categorical as CategoricalSpace
+from nondiff.optim.discrete_distributions import Bernoulli, Categorical, PlackettLuce
+from nondiff.optim.distributions import SeparableGaussian
+from nondiff.optim.product_distribution import LogStdGaussian, ProductDistribution, distribution_for
+from nondiff.optim.spaces import Binary, Integer, Permutation, Product, Real
+from nondiff.optim.spaces import Categorical as CategoricalSpace
 
 F64 = torch.float64
 

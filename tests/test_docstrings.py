@@ -6,19 +6,21 @@ import doctest
 import importlib
 import pkgutil
 
+import nondiff.benchmarks
 import pytest
 
-import benchmarks
-import hybrid
-import optim
-import problems
+import nondiff
 
 MODULES = sorted(
     [info.name
-     for package in (optim, problems, hybrid, benchmarks)
-     for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}.")
+     for info in pkgutil.walk_packages(nondiff.__path__, prefix="nondiff.")
      if not info.name.endswith("__main__")]
-    + ["optim", "problems", "hybrid"]
+    + [f"nondiff.{package}" for package in ("optim", "problems", "hybrid", "benchmarks")]
+    + [info.name
+       for package in (nondiff.optim, nondiff.problems, nondiff.hybrid, nondiff.benchmarks)
+       for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}.")
+       if not info.name.endswith("__main__")]
+    + ["nondiff"]
 )
 
 
@@ -33,5 +35,6 @@ def test_every_module_has_an_example() -> None:
     finder = doctest.DocTestFinder()
     without = [name for name in MODULES
                if not any(t.examples for t in finder.find(importlib.import_module(name)))
-               and name not in ("optim.backends",) and not name.startswith("benchmarks.")]
+               and name not in ("nondiff.optim.backends",)
+               and not name.startswith("nondiff.benchmarks.")]
     assert without == [], f"modules without a runnable docstring example: {without}"

@@ -12,13 +12,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from optim.cem import CEM
-from optim.distributions import FullGaussian, IsotropicGaussian, SeparableGaussian
-from optim.es import PGPE, OpenAIES
-from optim.nes import SNES, XNES
-from optim.shaping import centered_ranks, nes_utilities, normalized, shape
-from optim.steps import SGD, Adam, ClipUp, make_step
+from nondiff.optim.cem import CEM
+from nondiff.optim.distributions import FullGaussian, IsotropicGaussian, SeparableGaussian
+from nondiff.optim.es import PGPE, OpenAIES
+from nondiff.optim.nes import SNES, XNES
+from nondiff.optim.shaping import centered_ranks, nes_utilities, normalized, shape
+from nondiff.optim.steps import SGD, Adam, ClipUp, make_step
 
 F64 = torch.float64
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from hybrid.critic import LossCritic
-from hybrid.estimators import (
+from nondiff.hybrid.critic import LossCritic
+from nondiff.hybrid.estimators import (
     gumbel_softmax,
     sample_categorical,
     score_function_surrogate,
     straight_through_argmax,
     straight_through_round,
 )
-from optim.discrete_distributions import Categorical
-from optim.reinforce import score_function_gradient
+from nondiff.optim.discrete_distributions import Categorical
+from nondiff.optim.reinforce import score_function_gradient
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

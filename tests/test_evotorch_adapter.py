@@ -10,9 +10,8 @@ import pytest
 import torch
 from evotorch.algorithms import PGPE, SNES, GeneticAlgorithm
 from evotorch.operators import GaussianMutation, SimulatedBinaryCrossOver
-
-from optim import minimize
-from optim.backends.evotorch import EvoTorchAdapter
+from nondiff.optim import minimize
+from nondiff.optim.backends.evotorch import EvoTorchAdapter
 
 
 def sphere(x):

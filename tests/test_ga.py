@@ -29,12 +29,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nondiff.optim.compact_ga import CompactGA, default_virtual_popsize
+from nondiff.optim.ga import GeneticAlgorithm, OnePlusLambdaEA
+from nondiff.optim.ga_operators import Layout, crossover, mutate, order_crossover, repair
+from nondiff.optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real
 
-import problems
-from optim.compact_ga import CompactGA, default_virtual_popsize
-from optim.ga import GeneticAlgorithm, OnePlusLambdaEA
-from optim.ga_operators import Layout, crossover, mutate, order_crossover, repair
-from optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real
+from nondiff import problems
 
 SEEDS = range(5)
 
@@ -73,7 +73,7 @@ def test_solves_onemax_and_leadingones(cls, kwargs, name, dim, budget):
 @pytest.mark.parametrize("cls", [OnePlusLambdaEA, GeneticAlgorithm])
 @pytest.mark.parametrize("n", [4, 5])
 def test_finds_optimal_sorting_networks(cls, n):
-    from problems.sorting_networks import OPTIMAL_SIZE
+    from nondiff.problems.sorting_networks import OPTIMAL_SIZE
 
     problem = problems.get("sorting-network", dim=n, L=OPTIMAL_SIZE[n])
     found = 0

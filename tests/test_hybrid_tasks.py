@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-from hybrid.structure import structure_space
-from problems.hybrid_architecture import SearchNet, search
-from problems.hybrid_arithmetic import (
+from nondiff.hybrid.structure import structure_space
+from nondiff.problems.hybrid_architecture import SearchNet, search
+from nondiff.problems.hybrid_arithmetic import (
     DigitArithmetic,
     pair_loss,
     relaxed_pair_loss,
     train_arithmetic,
 )
-from problems.hybrid_programs import DSL, run_program, train_programs
-from problems.learning import mnist1d
+from nondiff.problems.hybrid_programs import DSL, run_program, train_programs
+from nondiff.problems.learning import mnist1d
+from torch import nn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from nondiff.hybrid.layerwise_admm import LayerwiseADMM, _hinge_z_update, _relu_z_update
+from nondiff.problems.learning import digits
 
-from hybrid.layerwise_admm import LayerwiseADMM, _hinge_z_update, _relu_z_update
-from problems.learning import digits
 from tests.conftest import roundtrip
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from nondiff.problems.learning import DATASETS, Dataset, digits, load, mnist1d
 from torch import nn
-
-from problems.learning import DATASETS, Dataset, digits, load, mnist1d
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from nondiff.optim import load_checkpoint, minimize
+from nondiff.optim.spaces import Space
 
-from optim import load_checkpoint, minimize
-from optim.spaces import Space
 from tests.conftest import example_space, handles_real, sphere
 
 
@@ -101,7 +101,7 @@ def test_objective_with_wrong_output_shape():
 
 
 def test_instance_with_construction_arguments_is_refused():
-    from optim import registry
+    from nondiff.optim import registry
 
     opt = registry.create("cmaes", np.ones(3), seed=0)
     with pytest.raises(ValueError, match="x0, seed"):

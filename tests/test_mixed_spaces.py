@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nondiff.optim import minimize
+from nondiff.optim.spaces import Binary, Categorical, Integer, Product, Real
 
-import problems
-from optim import minimize
-from optim.spaces import Binary, Categorical, Integer, Product, Real
+from nondiff import problems
 
 
 def test_mixed_sphere_optimum_and_batching():

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 import torch
 from conftest import plain_equal
+from nondiff.hybrid import Decoupled, Group, WorkerError, fit_parallel
+from nondiff.problems.learning import Dataset, mnist1d
 from torch import nn
-
-from hybrid import Decoupled, Group, WorkerError, fit_parallel
-from problems.learning import Dataset, mnist1d
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -123,8 +122,7 @@ def _link_pair(rank: int, port: int, results: Any) -> None:
     import datetime
 
     import torch.distributed as dist
-
-    from hybrid.parallel import SEND_WINDOW, _Link
+    from nondiff.hybrid.parallel import SEND_WINDOW, _Link
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=2, timeout=datetime.timedelta(seconds=60))
@@ -160,7 +158,7 @@ def test_link_bounds_its_sends_and_polls_targets_without_waiting() -> None:
     thread (else a non-blocking poll never sees one, and async mode never takes them)."""
     import multiprocessing
 
-    from hybrid.parallel import free_port
+    from nondiff.hybrid.parallel import free_port
 
     context = multiprocessing.get_context("fork")
     results, port = context.Queue(), free_port()

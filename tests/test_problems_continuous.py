@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nondiff.problems.continuous import FUNCTIONS
 
-import problems
-import problems.base
-import problems.continuous
-from problems.continuous import FUNCTIONS
+from nondiff import problems
 
 EXPECTED = {
     "sphere", "ellipsoid", "rosenbrock", "rastrigin", "ackley", "schwefel", "griewank",

@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nondiff.optim.spaces import Binary, Categorical, Product
+from nondiff.problems.discrete import LABS_OPTIMAL_ENERGY, Knapsack, MaxCut, NKLandscape
+from nondiff.problems.sorting_networks import KNOWN_NETWORKS, OPTIMAL_SIZE, SortingNetwork
 
-import problems
-import problems.discrete
-import problems.sorting_networks
-from optim.spaces import Binary, Categorical, Product
-from problems.discrete import LABS_OPTIMAL_ENERGY, Knapsack, MaxCut, NKLandscape
-from problems.sorting_networks import KNOWN_NETWORKS, OPTIMAL_SIZE, SortingNetwork
+from nondiff import problems
 
 DISCRETE = problems.names("discrete")
 EXPECTED = {"onemax", "leadingones", "jump", "trap", "nk", "maxcut", "labs", "knapsack",

@@ -7,8 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
-from optim.projections import (
+from nondiff.optim.projections import (
     Binary,
     IntegerBox,
     Levels,

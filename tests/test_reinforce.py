@@ -9,13 +9,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from nondiff.optim.discrete_distributions import Categorical
+from nondiff.optim.distributions import SeparableGaussian
+from nondiff.optim.product_distribution import distribution_for
+from nondiff.optim.reinforce import REINFORCE, score_function_gradient
+from nondiff.optim.spaces import Binary, Permutation, Product, Real
+from nondiff.optim.spaces import Categorical as CategoricalSpace
 
-from optim.discrete_distributions import Categorical
-from optim.distributions import SeparableGaussian
-from optim.product_distribution import distribution_for
-from optim.reinforce import REINFORCE, score_function_gradient
-from optim.spaces import Binary, Permutation, Product, Real
-from optim.spaces import Categorical as CategoricalSpace
 from tests.conftest import roundtrip
 
 F64 = torch.float64

@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 from matplotlib import colormaps
 from matplotlib.image import imread
-
-import problems
-from benchmarks.report import (
+from nondiff.benchmarks.report import (
     add_arguments,
     compare,
     compare_rows,
@@ -33,9 +31,11 @@ from benchmarks.report import (
     summarize,
     write_html,
 )
-from benchmarks.report_plots import COCO_TARGETS, runtimes
-from benchmarks.report_stats import compact_trace, hitting_times
-from benchmarks.store import ResultStore
+from nondiff.benchmarks.report_plots import COCO_TARGETS, runtimes
+from nondiff.benchmarks.report_stats import compact_trace, hitting_times
+from nondiff.benchmarks.store import ResultStore
+
+from nondiff import problems
 
 CHROMIUM = "/usr/bin/chromium"
 TARGETS = (1e-2, 1e-8)
@@ -110,7 +110,7 @@ def synthetic_db(tmp_path_factory):
 
 def real_units(suite="real"):
     """A small end-to-end result set from real optimizer runs (about 3 s)."""
-    from benchmarks.baselines import run
+    from nondiff.benchmarks.baselines import run
 
     rows = []
     for name in ("sphere", "rastrigin"):

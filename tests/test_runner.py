@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from nondiff.benchmarks import baselines, suites
+from nondiff.benchmarks.runner import run_suite
+from nondiff.benchmarks.store import ResultStore
+from nondiff.benchmarks.suites import OptimizerSpec, ProblemSpec, Suite
 
-from benchmarks import baselines, suites
-from benchmarks.cli import main
-from benchmarks.runner import run_suite
-from benchmarks.store import ResultStore
-from benchmarks.suites import OptimizerSpec, ProblemSpec, Suite
+from nondiff.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = {"id", "seconds", "host", "run_id", "finished_at", "git_commit"}
@@ -91,7 +91,7 @@ def test_toml_and_python_suites(tmp_path: Path) -> None:
     assert {u["optimizer"] for u in units} == {"pgpe-fast"} and len(units) == 4  # pgpe: reals
 
     script = tmp_path / "mine.py"
-    script.write_text("from benchmarks.suites import *\n"
+    script.write_text("from nondiff.benchmarks.suites import *\n"
                       "SUITE = Suite('py', [ProblemSpec('sphere', 2)], "
                       "[OptimizerSpec('pycma')], seeds=[0], budget=10)\n")
     assert suites.get(str(script)).name == "py"
@@ -182,7 +182,7 @@ def test_sigkill_mid_run_loses_only_units_in_flight(tmp_path: Path) -> None:
         [[optimizers]]
         runner = "ours:snes"
     """))
-    command = [sys.executable, "-m", "benchmarks.cli", "bench", "run", "--suite",
+    command = [sys.executable, "-m", "nondiff", "bench", "run", "--suite",
                str(suite_file), "--db", str(db), "--workers", "2", "--no-report",
                "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

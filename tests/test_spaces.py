@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real, leaf_kinds
+from nondiff.optim.spaces import (
+    Binary,
+    Categorical,
+    Integer,
+    Permutation,
+    Product,
+    Real,
+    leaf_kinds,
+)
 
 finite = st.floats(-1e6, 1e6, allow_nan=False)
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from hybrid.structure import (
+from nondiff.hybrid.structure import (
     Choice,
     Gates,
     IntParam,
@@ -19,7 +17,8 @@ from hybrid.structure import (
     set_structure,
     structure_space,
 )
-from optim.spaces import Binary, Categorical, Integer, Real
+from nondiff.optim.spaces import Binary, Categorical, Integer, Real
+from torch import nn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

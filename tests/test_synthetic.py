@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient, TruncatedDNI
 from torch import nn
-
-from hybrid.synthetic import AuxiliaryHead, SyntheticGradient, TruncatedDNI
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

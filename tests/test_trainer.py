@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import plain_equal, roundtrip
+from nondiff.hybrid.decoupled import Decoupled, Group
+from nondiff.hybrid.structure import Choice, Gates, get_structure, structure_space
+from nondiff.hybrid.trainer import HybridTrainer
+from nondiff.optim import registry
 from torch import nn
-
-from hybrid.decoupled import Decoupled, Group
-from hybrid.structure import Choice, Gates, get_structure, structure_space
-from hybrid.trainer import HybridTrainer
-from optim import registry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

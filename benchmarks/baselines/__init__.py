@@ -1,7 +1,7 @@
 """One run of one optimizer on one problem, ours or a reference library's, with the
 same problem object, start, budget and accounting.
 
-Every runner evaluates through one :class:`~benchmarks.baselines.record.Tracker`, which
+Every runner evaluates through one :class:`~nondiff.benchmarks.baselines.record.Tracker`, which
 counts evaluations, never evaluates past the budget and keeps the best-so-far
 precision by evaluation count; every runner returns a :class:`RunRecord` and is
 deterministic given (problem, budget, seed): libraries get their seed explicitly, and
@@ -12,7 +12,7 @@ as in BBOB the search is unconstrained (the box sets the start; only ``scipy:de`
 (default 1e-8, when the optimum is known) or when the method itself stops.
 
 Runners (``names()``; which problems each takes: ``handles(name, problem)``):
-    ``ours:<name>``              any optimizer of ``optim.registry`` through ``minimize``
+    ``ours:<name>``              any optimizer of ``nondiff.optim.registry`` through ``minimize``
     ``pycma``, ``pycma-bipop``   ``cma.fmin2`` without restarts / with 9 BIPOP restarts
     ``evotorch:<Alg>``           SNES, XNES, PGPE, CEM, CMAES (continuous); GA (bit strings)
     ``scipy:<method>``           de (differential evolution), nelder-mead, powell
@@ -20,8 +20,8 @@ Runners (``names()``; which problems each takes: ``handles(name, problem)``):
     ``nevergrad:<Alg>``          NGOpt, DiscreteOnePlusOne (optional extra ``nevergrad``)
 
 Example:
-    >>> import problems
-    >>> from benchmarks.baselines import handles, run, runner
+    >>> from nondiff import problems
+    >>> from nondiff.benchmarks.baselines import handles, run, runner
     >>> record = run("pycma", problems.get("sphere", dim=4), budget=1000, seed=0)
     >>> record.evaluations <= 1000, record.precision < 1e-8, record.stop
     (True, True, 'target')
@@ -38,9 +38,9 @@ import importlib.util
 from types import ModuleType
 from typing import Any
 
-from optim import registry
-from optim.spaces import leaf_kinds
-from problems.base import Problem
+from nondiff.optim import registry
+from nondiff.optim.spaces import leaf_kinds
+from nondiff.problems.base import Problem
 
 from . import evotorch_runs, nevergrad_runs, ours, pycma_runs, random_search, scipy_runs
 from .record import TARGET, RunRecord, Tracker, execute, start
@@ -157,7 +157,7 @@ def run(name: str, problem: Problem | str, budget: int, seed: int, dim: int = 10
         instance: int = 1, target: float | None = TARGET, **options: Any) -> RunRecord:
     """Run ``name`` on ``problem`` (a Problem, or a registry name with ``dim``/``instance``)."""
     if isinstance(problem, str):
-        import problems as problem_registry
+        from nondiff import problems as problem_registry
 
         problem = problem_registry.get(problem, dim=dim, instance=instance)
     return runner(name, **options)(problem, budget, seed, target=target)

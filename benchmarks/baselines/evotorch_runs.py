@@ -13,8 +13,8 @@ re-evaluated. Every problem is seeded with ``seed``; options override the settin
 :data:`SETTINGS` (e.g. ``{"popsize": 20}``).
 
 Example:
-    >>> import problems
-    >>> from benchmarks.baselines import run
+    >>> from nondiff import problems
+    >>> from nondiff.benchmarks.baselines import run
     >>> record = run("evotorch:GA", problems.get("onemax", dim=20), budget=3000, seed=0)
     >>> record.stop, record.best_f, record.evaluations <= 3000
     ('target', 20.0, True)
@@ -29,10 +29,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-
-from optim.base import default_popsize
-from optim.spaces import leaf_kinds
-from problems.base import Problem
+from nondiff.optim.base import default_popsize
+from nondiff.optim.spaces import leaf_kinds
+from nondiff.problems.base import Problem
 
 from .record import Tracker, start
 

@@ -17,8 +17,8 @@ is ``RandomState(seed)``; candidates are asked and told one at a time
 handled.
 
 Example:
-    >>> import problems
-    >>> from benchmarks.baselines import available, run
+    >>> from nondiff import problems
+    >>> from nondiff.benchmarks.baselines import available, run
     >>> available("nevergrad:DiscreteOnePlusOne") is None  # the extra is installed here
     True
     >>> record = run("nevergrad:DiscreteOnePlusOne", problems.get("onemax", dim=20),
@@ -33,9 +33,8 @@ import warnings
 from typing import Any
 
 import numpy as np
-
-from optim.spaces import Space, leaf_kinds
-from problems.base import Problem
+from nondiff.optim.spaces import Space, leaf_kinds
+from nondiff.problems.base import Problem
 
 from .record import Tracker, start
 

@@ -1,14 +1,14 @@
-"""Our optimizers (any name of :mod:`optim.registry`) through :func:`optim.minimize`.
+"""Our optimizers (any name of :mod:`nondiff.optim.registry`) through :func:`~nondiff.minimize`.
 
-Continuous problems start from the shared :func:`~benchmarks.baselines.record.start`
+Continuous problems start from the shared :func:`~nondiff.benchmarks.baselines.record.start`
 point and step size; problems with a space are searched through that space (its
 encoded batch is evaluated in one call). Options go to the optimizer's constructor,
 except ``sigma0`` and ``bounds``, which go to ``minimize``. Cited methods are those of
-the optimizers themselves (see each module of :mod:`optim`).
+the optimizers themselves (see each module of :mod:`nondiff.optim`).
 
 Example:
-    >>> import problems
-    >>> from benchmarks.baselines import run
+    >>> from nondiff import problems
+    >>> from nondiff.benchmarks.baselines import run
     >>> record = run("ours:cmaes", problems.get("sphere", dim=4), budget=1000, seed=0)
     >>> record.stop, record.evaluations <= 1000
     ('target', True)
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from optim import minimize, registry
-from optim.spaces import leaf_kinds
-from problems.base import Problem
+from nondiff.optim import minimize, registry
+from nondiff.optim.spaces import leaf_kinds
+from nondiff.problems.base import Problem
 
 from .record import Tracker, start
 

@@ -11,8 +11,8 @@ call (``parallel_objective``; the final-mean evaluation of pycma's default
 options (e.g. ``{"popsize": 20}``). Continuous problems only.
 
 Example:
-    >>> import problems
-    >>> from benchmarks.baselines import run
+    >>> from nondiff import problems
+    >>> from nondiff.benchmarks.baselines import run
     >>> record = run("pycma", problems.get("sphere", dim=4), budget=1000, seed=0)
     >>> record.evaluations <= 1000, record.precision < 1e-8
     (True, True)
@@ -23,8 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from problems.base import Problem
+from nondiff.problems.base import Problem
 
 from .record import Tracker, start
 

@@ -7,8 +7,8 @@ random methods for seeking maxima", Operations Research 6; Bergstra & Bengio 201
 "Random search for hyper-parameter optimization", JMLR 13).
 
 Example:
-    >>> import problems
-    >>> from benchmarks.baselines import run
+    >>> from nondiff import problems
+    >>> from nondiff.benchmarks.baselines import run
     >>> record = run("random", problems.get("onemax", dim=8), budget=500, seed=0)
     >>> record.stop, record.best_f, record.evaluations <= 500
     ('target', 8.0, True)
@@ -19,8 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from problems.base import Problem
+from nondiff.problems.base import Problem
 
 from .record import Tracker
 

@@ -1,6 +1,6 @@
 """The record of one run and the objective wrapper every runner evaluates through.
 
-:class:`Tracker` wraps a :class:`~problems.base.Problem` for every runner, ours and the
+:class:`Tracker` wraps a :class:`~nondiff.problems.base.Problem` for every runner, ours and the
 reference libraries' alike, so that all of them share one budget accounting: it
 counts evaluations, never evaluates past the budget (a batch that would cross it is
 cut at the budget and the run is stopped by a private exception the runner's
@@ -13,8 +13,8 @@ Methods and Software 36); when the optimum is unknown it is the best loss itself
 
 Example:
     >>> import numpy as np
-    >>> import problems
-    >>> from benchmarks.baselines.record import RunRecord, Tracker
+    >>> from nondiff import problems
+    >>> from nondiff.benchmarks.baselines.record import RunRecord, Tracker
     >>> onemax = problems.get("onemax", dim=4)
     >>> tracker = Tracker(onemax, budget=3)
     >>> tracker(np.array([[0, 0, 1, 0], [1, 1, 1, 0]])).tolist()  # losses: -f
@@ -38,8 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from problems.base import Problem
+from nondiff.problems.base import Problem
 
 TARGET = 1e-8
 """Default precision at which a run stops (when the optimum is known)."""

@@ -17,8 +17,8 @@ keyword arguments (``differential_evolution``'s, or ``minimize``'s ``options``).
 Continuous problems only (DE: with a finite box).
 
 Example:
-    >>> import problems
-    >>> from benchmarks.baselines import run
+    >>> from nondiff import problems
+    >>> from nondiff.benchmarks.baselines import run
     >>> record = run("scipy:nelder-mead", problems.get("sphere", dim=2), budget=400, seed=0)
     >>> record.stop, record.evaluations <= 400
     ('target', True)
@@ -29,8 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from problems.base import Problem
+from nondiff.problems.base import Problem
 
 from .record import Tracker, start
 

@@ -15,7 +15,7 @@ Python", arXiv:2302.12600.
 Example:
     >>> import torch
     >>> from evotorch.algorithms import SNES
-    >>> from optim.backends.evotorch import EvoTorchAdapter
+    >>> from nondiff.optim.backends.evotorch import EvoTorchAdapter
     >>> opt = EvoTorchAdapter(torch.zeros(5), SNES, sigma0=1.0, popsize=20, seed=0)
     >>> for _ in range(200):
     ...     x = opt.ask()
@@ -65,7 +65,7 @@ class EvoTorchAdapter(BaseOptimizer):
     evotorch learns from the population it sampled. The algorithm's state is
     held in live evotorch objects, so ``state_dict`` records counters and the
     best-so-far only and refuses to load into a fresh adapter: use a native
-    optimizer (``optim.SNES``, ``optim.PGPE``, ...) when runs must resume.
+    optimizer (``nondiff.optim.SNES``, ``nondiff.optim.PGPE``, ...) when runs must resume.
     """
 
     name = "evotorch"

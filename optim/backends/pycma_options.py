@@ -1,4 +1,4 @@
-"""pycma glue for :mod:`optim.cmaes`: option checks and quiet pycma components.
+"""pycma glue for :mod:`nondiff.optim.cmaes`: option checks and quiet pycma components.
 
 Which pycma options the wrapper sets itself (and what to use instead), which ones
 make pycma draw from the global ``np.random``, and two pycma components with their
@@ -6,7 +6,7 @@ side effects removed (a self-check drawing global random numbers; loggers that
 create directories). Reference: N. Hansen et al., pycma, https://github.com/CMA-ES/pycma.
 
 Example:
-    >>> from optim.backends.pycma_options import check_options
+    >>> from nondiff.optim.backends.pycma_options import check_options
     >>> check_options({"tolfun": 1e-12})
     {'tolfun': 1e-12}
 """

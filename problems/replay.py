@@ -2,7 +2,7 @@
 
     nondiff replay --policy best.pt [--episodes 10] [--seed 0] [--render out.gif]
 
-The policy file is what :meth:`problems.control.ControlProblem.save_policy` writes
+The policy file is what :meth:`nondiff.problems.control.ControlProblem.save_policy` writes
 (a plain ``state_dict`` with the env id, policy spec and observation statistics).
 Episodes run on gymnasium itself when it is installed (``--backend gymnasium``,
 the default), else on the batched torch dynamics, which match it step for step.
@@ -12,7 +12,7 @@ from a small Pillow drawing of the classic-control state; ``.gif`` needs Pillow,
 
 Example:
     >>> import argparse
-    >>> from benchmarks import replay
+    >>> from nondiff.problems import replay
     >>> commands = argparse.ArgumentParser(prog="nondiff").add_subparsers(dest="command")
     >>> parser = replay.add_parser(commands)
     >>> parser.parse_args(["--policy", "best.pt"]).episodes
@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from problems.classic_control import ENVIRONMENTS, make_batched
-from problems.control import LoadedPolicy, load_policy
-from problems.policies import RunningNorm
+from nondiff.problems.classic_control import ENVIRONMENTS, make_batched
+from nondiff.problems.control import LoadedPolicy, load_policy
+from nondiff.problems.policies import RunningNorm
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
