@@ -75,6 +75,7 @@ def default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3, fused=fused or None)
 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+Callback = Callable[[dict[str, float], "Decoupled"], Any]
 
 
 class Group(nn.Sequential):
@@ -266,23 +267,58 @@ class Decoupled(nn.Module):
         return top.value
 
     def fit(
-        self, data: Any, epochs: int, batch_size: int, seed: int = 0
+        self, data: Any, epochs: int, batch_size: int, seed: int = 0,
+        callbacks: Iterable[Callback] = (),
     ) -> list[float]:
         """Train ``epochs`` more epochs on ``data.batches(batch_size, seed, epoch)``.
 
         ``data`` is a :class:`nondiff.problems.learning.Dataset` (or anything with that
         ``batches`` method). Epochs continue from :attr:`epoch`, so fitting 2 + 3 epochs
         equals fitting 5. Returns the mean training loss of each epoch.
+
+        ``callbacks`` are called as ``cb(metrics, model)`` after every step, with
+        ``metrics`` the ``step``, ``epoch``, ``loss`` and :meth:`block_losses`; returning
+        True stops ``fit`` after that step. The stopped epoch's mean loss so far is the
+        last entry returned, and :attr:`epoch` stays at that epoch (it did not finish).
         """
         if not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        callbacks = list(callbacks)
         history = []
         for _ in range(epochs):
-            losses = [self.train_step(x, y)
-                      for x, y in data.batches(batch_size, seed=seed, epoch=self.epoch)]
+            losses, stopped = [], False
+            for x, y in data.batches(batch_size, seed=seed, epoch=self.epoch):
+                losses.append(self.train_step(x, y))
+                if callbacks:
+                    metrics = {"step": float(self.step_count), "epoch": float(self.epoch),
+                               "loss": losses[-1], **self.block_losses()}
+                    if any(cb(metrics, self) is True for cb in callbacks):
+                        stopped = True
+                        break
             history.append(sum(losses) / len(losses))
+            if stopped:
+                break
             self.epoch += 1
         return history
+
+    def block_losses(self) -> dict[str, float]:
+        """The training signals' own losses at the latest step, per block below the top.
+
+        ``block{i}/synth_loss``: the synthesizer's regression loss on its latest target
+        (Eq. (2) of Jaderberg et al. 2017); ``block{i}/local_loss``: the local head's
+        cross-entropy (DGL). A nested stack's blocks appear as ``block{i}/block{j}/...``.
+        Empty under ``"backprop"`` and before the first target arrives.
+        """
+        out: dict[str, float] = {}
+        for i, stage in enumerate(self.stages):
+            if isinstance(stage.block, Decoupled):
+                out.update({f"block{i}/{key}": value
+                            for key, value in stage.block.block_losses().items()})
+            for key in ("synth_loss", "local_loss"):
+                value = getattr(stage, key, None)
+                if value is not None:
+                    out[f"block{i}/{key}"] = float(value)
+        return out
 
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -66,6 +66,9 @@ class Stage:
         self.head, self.head_optimizer = head, head_optimizer
         self.memory: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self.targets: collections.deque[tuple[int, torch.Tensor]] = collections.deque()
+        # The signal losses of the latest step, detached (read only when someone logs them).
+        self.synth_loss: torch.Tensor | None = None
+        self.local_loss: torch.Tensor | None = None
 
     @property
     def wants_target(self) -> bool:
@@ -87,7 +90,9 @@ class Stage:
             return (h * grad).sum()  # backward of this gives grad as dL/dh
         assert self.head is not None
         self.head_optimizer.zero_grad()
-        return nn.functional.cross_entropy(self.head(h), y)  # DGL local loss
+        local = nn.functional.cross_entropy(self.head(h), y)  # DGL local loss
+        self.local_loss = local.detach()
+        return local
 
     def after(self) -> None:
         if self.head_optimizer is not None:
@@ -104,7 +109,9 @@ class Stage:
             step, target = self.targets.popleft()
             h, ctx = self.memory.pop(step)
             self.synth_optimizer.zero_grad()
-            self.synthesizer.regression_loss(h, target, ctx).backward()  # Eq. (2)
+            regression = self.synthesizer.regression_loss(h, target, ctx)  # Eq. (2)
+            regression.backward()
+            self.synth_loss = regression.detach()
             self.synth_optimizer.step()
             done += 1
         return done

@@ -53,10 +53,11 @@ from nondiff.optim import (
     save_checkpoint,
     spaces,
 )
+from nondiff.tensorboard import TensorBoard
 
 __all__ = [
     "Choice", "Decoupled", "Gates", "Group", "HybridTrainer", "IntParam", "LossCritic",
-    "Program", "RealParam", "Result", "__version__", "fit_parallel", "hybrid",
+    "Program", "RealParam", "Result", "TensorBoard", "__version__", "fit_parallel", "hybrid",
     "load_checkpoint", "minimize", "optim", "problems", "registry", "save_checkpoint",
     "set_structure", "spaces", "structure_space",
 ]  # fmt: skip
