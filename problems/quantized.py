@@ -3,8 +3,9 @@
 A task is a dataset of :mod:`nondiff.problems.learning` and an architecture
 (:func:`mlp`, :func:`cnn`) whose linear and convolutional weights are to end on a
 discrete set (binary, ternary, k-bit; per-tensor fitted scale) while the biases stay
-in float; :func:`accuracy` scores it. :func:`validation_split` carves a validation set
-out of the training split, for choosing settings without looking at the test set.
+in float, scored by :func:`nondiff.problems.learning.accuracy`. :func:`validation_split`
+carves a validation set out of the training split, for choosing settings without
+looking at the test set.
 
 The quantization itself (ADMM of Leng et al. 2018, the straight-through estimator,
 the polish of the scales) is :mod:`nondiff.hybrid.quantize`; the study that compares
@@ -14,8 +15,8 @@ float, ADMM and straight-through training on these tasks is
 Example:
     >>> import torch
     >>> from nondiff.hybrid.quantize import ADMMQuantizer, quantized_weights
-    >>> from nondiff.problems.learning import digits
-    >>> from nondiff.problems.quantized import accuracy, mlp
+    >>> from nondiff.problems.learning import accuracy, digits
+    >>> from nondiff.problems.quantized import mlp
     >>> ds = digits(seed=0)
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
@@ -44,7 +45,7 @@ from nondiff.optim.checks import check_int
 from nondiff.problems.learning import Dataset
 from torch import nn
 
-__all__ = ["accuracy", "cnn", "mlp", "validation_split"]
+__all__ = ["cnn", "mlp", "validation_split"]
 
 
 def mlp(ds: Dataset, hidden: tuple[int, ...] = (256, 256)) -> nn.Sequential:
@@ -82,12 +83,3 @@ def validation_split(ds: Dataset, fraction: float = 0.2, seed: int = 0) -> Datas
     val, rest = order[:held], order[held:]
     return replace(ds, x_train=ds.x_train[rest], y_train=ds.y_train[rest],
                    x_test=ds.x_train[val], y_test=ds.y_train[val])
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of ``x`` classified as ``y``."""
-    model.eval()
-    out = float((model(x).argmax(dim=1) == y).float().mean())
-    model.train()
-    return out

@@ -43,8 +43,8 @@ from nondiff.hybrid.quantize import (
     quantized_layers,
 )
 from nondiff.optim.checks import check_int, check_positive
-from nondiff.problems.learning import Dataset, digits, mnist1d
-from nondiff.problems.quantized import accuracy, cnn, mlp, validation_split
+from nondiff.problems.learning import Dataset, accuracy, digits, mnist1d
+from nondiff.problems.quantized import cnn, mlp, validation_split
 
 METHODS = ("float", "admm", "ste")
 OPTIMIZERS = {"adam": 1e-3, "sgd": 0.05}
