@@ -33,13 +33,13 @@ bench: $(STAMP)
 	$(BIN)/nondiff bench run --suite continuous
 	$(BIN)/nondiff bench run --suite discrete
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.discrete_search
-	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.reinforce_variance
-	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.mixed_space
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.reinforce_variance
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.mixed_space
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.decoupled
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.hybrid_tasks
-	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.admm_quantized
-	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.miqp
-	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.layerwise_admm
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.admm_quantized
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.miqp
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.layerwise_admm
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.neuroevolution
 
 clean:

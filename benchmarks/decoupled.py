@@ -28,8 +28,8 @@ processes with one thread each.
 Part 2 (throughput): samples/s of MLPs on MNIST-1D (:data:`WORKLOADS`: a 6-layer
 width-1024 MLP at batch 256, an 8-layer width-512 MLP at batch 128 and a 16-layer
 width-128 MLP at batch 64; fused Adam everywhere), split into
-contiguous groups of equal parameter count (:func:`balanced_split`: a pipeline runs
-at the pace of its slowest stage; for 2 groups the split point is then adjusted by
+contiguous groups of equal parameter count (:func:`nondiff.hybrid.balanced_split`: a
+pipeline runs at the pace of its slowest stage; for 2 groups the split point is then adjusted by
 short trial runs, :func:`choose_cut`), trained with local losses in 2 processes
 (:func:`nondiff.hybrid.fit_parallel`, one thread each) vs single-process backprop at its best
 thread setting (1 or 2 threads), equal epochs, test accuracy alongside, and the
@@ -54,16 +54,16 @@ the gap of the best decoupled signal to backprop), the anchor row, then the back
 thread settings, the 1-4 group scaling rows and the 2-process ratio line.
 
 Example:
-    >>> from nondiff.benchmarks.decoupled import mlp_blocks
-    >>> len(mlp_blocks(40, 10, width=32, depth=5, groups=2))
-    2
+    >>> from nondiff.benchmarks.decoupled import cnn_blocks
+    >>> from nondiff.problems.learning import digits
+    >>> len(cnn_blocks(digits(seed=0)))
+    4
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import multiprocessing
 import os
 import statistics
@@ -72,7 +72,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import torch
-from nondiff.hybrid import SIGNALS, Decoupled, Group, fit_parallel
+from nondiff.hybrid import SIGNALS, Decoupled, Group, fit_parallel, mlp_blocks
 from nondiff.problems.learning import Dataset, digits, mnist1d
 from torch import nn
 
@@ -122,52 +122,6 @@ BATCH = 64
 WORKLOADS: tuple[tuple[int, int, int], ...] = ((1024, 6, 256), (512, 8, 128), (128, 16, 64))
 """Throughput MLPs (width, depth, batch), from large matrix products (2-thread backprop
 scales well: 1.7x measured) to many small kernels (2 threads gain little: 1.2x)."""
-
-
-def mlp_blocks(features: int, classes: int, width: int = 256, depth: int = 5,
-               groups: int | None = None, cut: int | None = None) -> list[nn.Module]:
-    """A ``depth``-layer MLP as blocks: one per layer, or ``groups`` Groups of equal
-    parameter count, or two Groups split after layer ``cut``."""
-    layers: list[nn.Module] = []
-    width_in = features
-    for _ in range(depth - 1):
-        layers.append(Group([nn.Linear(width_in, width), nn.ReLU()]))
-        width_in = width
-    layers.append(nn.Linear(width_in, classes))
-    if cut is not None:
-        return [Group(layers[:cut]), Group(layers[cut:])]
-    if groups is None:
-        return layers
-    costs = [sum(p.numel() for p in layer.parameters()) for layer in layers]
-    bounds = balanced_split(costs, groups)
-    return [Group(layers[a:b]) for a, b in itertools.pairwise(bounds)]
-
-
-def balanced_split(costs: list[int], groups: int) -> list[int]:
-    """Boundaries of ``groups`` contiguous, non-empty parts with the smallest max cost.
-
-    A pipeline runs at the pace of its slowest stage, so the layers are split by
-    parameter count (proportional to a dense layer's compute).
-
-    Example:
-        >>> balanced_split([1, 100, 100, 100, 100, 1], 2)
-        [0, 3, 6]
-    """
-    if not 1 <= groups <= len(costs):
-        raise ValueError(f"groups must be in [1, {len(costs)}] (one layer each at least), "
-                         f"got {groups!r}")
-    n = len(costs)
-    prefix = [0]
-    for c in costs:
-        prefix.append(prefix[-1] + c)
-    # best[g][i]: (max part cost, boundaries) splitting costs[:i] into g parts
-    best: dict[tuple[int, int], tuple[int, list[int]]] = {(0, 0): (0, [0])}
-    for g in range(1, groups + 1):
-        for i in range(g, n - (groups - g) + 1):
-            options = [(max(best[g - 1, j][0], prefix[i] - prefix[j]), best[g - 1, j][1] + [i])
-                       for j in range(g - 1, i) if (g - 1, j) in best]
-            best[g, i] = min(options)
-    return best[groups, n][1]
 
 
 def cnn_blocks(ds: Dataset, channels: int = 32) -> list[nn.Module]:

@@ -10,7 +10,12 @@ score-function estimators (:mod:`nondiff.hybrid.estimators`) carry the gradient.
 The decoupled engine: synthetic-gradient modules (DNI, cDNI) and local auxiliary
 heads (:mod:`nondiff.hybrid.synthetic`), decoupled stacks of unchanged user modules with
 hierarchical groups and a one-flag backprop baseline (:mod:`nondiff.hybrid.decoupled`), and
-the same stacks across processes on torch.distributed (:mod:`nondiff.hybrid.parallel`).
+the same stacks across processes on torch.distributed (:mod:`nondiff.hybrid.parallel`);
+:mod:`nondiff.hybrid.split` cuts a network into stages of balanced cost.
+
+Quantized weights (:mod:`nondiff.hybrid.quantize`): network-level ADMM
+(:class:`ADMMQuantizer`, Leng et al. 2018) and the straight-through estimator onto
+binary, ternary or k-bit sets.
 
 Example:
     >>> from nondiff.hybrid import SIGNALS, Decoupled, Group, SyntheticGradient, fit_parallel
@@ -28,6 +33,8 @@ from nondiff.hybrid.estimators import (
     straight_through_round,
 )
 from nondiff.hybrid.parallel import MODES, WorkerError, fit_parallel
+from nondiff.hybrid.quantize import ADMMQuantizer, STEQuantize, level_set, quantized_layers
+from nondiff.hybrid.split import balanced_split, mlp_blocks
 from nondiff.hybrid.structure import (
     Choice,
     Gates,
@@ -47,11 +54,12 @@ from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient, Truncated
 from nondiff.hybrid.trainer import WEIGHT_STEPS, HybridTrainer
 
 __all__ = [
-    "MODES", "SIGNALS", "WEIGHT_STEPS", "AuxiliaryHead", "Choice", "Decoupled", "Gates",
-    "Group", "HybridTrainer", "IntParam", "LossCritic", "Program", "RealParam", "Structure",
-    "StructureBatchError", "SyntheticGradient", "TruncatedDNI", "WorkerError",
-    "batched_structures", "default_optimizer", "fit_parallel", "get_structure",
-    "gumbel_softmax", "named_structures", "sample_categorical", "score_function_surrogate",
-    "set_structure", "set_structure_encoded", "straight_through_argmax",
-    "straight_through_round", "structure_space",
+    "MODES", "SIGNALS", "WEIGHT_STEPS", "ADMMQuantizer", "AuxiliaryHead", "Choice",
+    "Decoupled", "Gates", "Group", "HybridTrainer", "IntParam", "LossCritic", "Program",
+    "RealParam", "STEQuantize", "Structure", "StructureBatchError", "SyntheticGradient",
+    "TruncatedDNI", "WorkerError", "balanced_split", "batched_structures",
+    "default_optimizer", "fit_parallel", "get_structure", "gumbel_softmax", "level_set",
+    "mlp_blocks", "named_structures", "quantized_layers", "sample_categorical",
+    "score_function_surrogate", "set_structure", "set_structure_encoded",
+    "straight_through_argmax", "straight_through_round", "structure_space",
 ]  # fmt: skip

@@ -11,7 +11,6 @@ Example:
 
 from . import registry, spaces
 from .admm import ADMM
-from .admm_quantizer import ADMMQuantizer
 from .base import BaseOptimizer, Optimizer, Result
 from .cem import CEM
 from .cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
@@ -44,7 +43,6 @@ __all__ = [
     "REINFORCE",
     "SNES",
     "XNES",
-    "ADMMQuantizer",
     "BaseOptimizer",
     "CompactGA",
     "Evaluator",

@@ -12,7 +12,8 @@ a CNN on 4,000 training / 1,000 test samples.
 Both return a :class:`Dataset`: float32 ``(n, features)`` inputs standardized with the
 training statistics, int64 labels, a stratified train/test split fixed by ``seed``, an
 ``image_shape`` so that ``x.view(-1, *image_shape)`` feeds a convolutional network, and
-:meth:`Dataset.batches`, deterministic shuffled mini-batches of the training split.
+:meth:`Dataset.batches`, deterministic shuffled mini-batches of the training split;
+:func:`accuracy` scores a classifier on a split.
 These are supervised learning sets, not batched objectives, so they are exposed as
 functions (see :data:`DATASETS` and :func:`load`) rather than registered problems.
 
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-__all__ = ["DATASETS", "MNIST1D_TEMPLATES", "Dataset", "digits", "load", "mnist1d"]
+__all__ = ["DATASETS", "MNIST1D_TEMPLATES", "Dataset", "accuracy", "digits", "load", "mnist1d"]
 
 # The ten MNIST-1D templates (Greydanus 2020), one row per digit 0..9, 12 points each.
 MNIST1D_TEMPLATES = np.array([
@@ -293,3 +294,13 @@ def load(name: str, **kwargs: Any) -> Dataset:
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
     return DATASETS[key](**kwargs)
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of ``x`` that ``model`` classifies as ``y`` (argmax of its outputs),
+    evaluated in eval mode; the model is handed back in train mode."""
+    model.eval()
+    out = float((model(x).argmax(dim=1) == y).float().mean())
+    model.train()
+    return out

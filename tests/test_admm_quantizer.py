@@ -1,13 +1,17 @@
-"""ADMMQuantizer (optim.admm_quantizer) on real networks and its state round trip."""
+"""ADMMQuantizer and the straight-through / polish parametrizations (hybrid.quantize) on
+real networks, the float-vs-ADMM-vs-STE driver of the admm_quantized study, and the
+quantizer's state round trip."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from nondiff.optim.admm_quantizer import ADMMQuantizer
+from nondiff.benchmarks.studies.admm_quantized import train
+from nondiff.hybrid import ADMMQuantizer
+from nondiff.hybrid.quantize import ScaledCodes, quantized_layers, quantized_weights
 from nondiff.optim.projections import Levels, Ternary
 from nondiff.problems.learning import digits
-from nondiff.problems.quantized import ScaledCodes, quantized_layers, quantized_weights, train
+from nondiff.problems.quantized import validation_split
 
 from tests.conftest import roundtrip
 
@@ -95,7 +99,6 @@ def test_bad_arguments_are_named(kwargs, fragment):
 
 
 def test_validation_split_holds_out_part_of_train_only(data):
-    from nondiff.problems.quantized import validation_split
     val = validation_split(data, 0.25, seed=1)
     n = len(data.y_train)
     assert len(val.y_test) == n // 4 and len(val.y_train) == n - n // 4

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from nondiff.benchmarks.hybrid_tasks.architecture import search
+from nondiff.benchmarks.hybrid_tasks.arithmetic import train_arithmetic
+from nondiff.benchmarks.hybrid_tasks.programs import train_programs
 from nondiff.hybrid.structure import structure_space
-from nondiff.problems.hybrid_architecture import SearchNet, search
-from nondiff.problems.hybrid_arithmetic import (
-    DigitArithmetic,
-    pair_loss,
-    relaxed_pair_loss,
-    train_arithmetic,
-)
-from nondiff.problems.hybrid_programs import DSL, run_program, train_programs
+from nondiff.problems.hybrid.architecture import SearchNet
+from nondiff.problems.hybrid.arithmetic import DigitArithmetic, pair_loss, relaxed_pair_loss
+from nondiff.problems.hybrid.programs import DSL, run_program
 from nondiff.problems.learning import mnist1d
 from torch import nn
 

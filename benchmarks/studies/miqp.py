@@ -7,7 +7,7 @@ median time. Methods: brute force (enumeration with the reals eliminated), ADMM 
 and without the polish, and relax-and-round (box relaxation by L-BFGS-B, integers
 rounded, reals re-solved).
 
-    python -m nondiff.benchmarks.miqp [--seeds 10] [--restarts 5]
+    python -m nondiff.benchmarks.studies.miqp [--seeds 10] [--restarts 5]
 """
 
 from __future__ import annotations

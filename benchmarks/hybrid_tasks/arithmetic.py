@@ -1,21 +1,8 @@
-"""Digit arithmetic through a hard argmax: learn to read digits from their sums alone.
+"""Digit arithmetic through a hard argmax: the methods that learn digits from sums alone.
 
-Two 8x8 digit images (scikit-learn's digits, :func:`nondiff.problems.learning.digits`) pass
-through one perception network; each gives a hard digit ``argmax``; the model's answer
-is the exact integer sum. Only the sum is labeled (the MNIST-addition task of
-DeepProbLog, Manhaeve et al. 2018). The downstream loss of a pair with decoded digits
-``a, b`` and labeled sum ``s`` is the error of the exact sum,
-
-    L(a, b, s) = 1[a + b != s]                                                  # Eq. (1)
-
-and nothing differentiable connects it to the perception weights. On one-hot vectors
-``u, v`` it reads ``1 - sum_a u_a v_{s-a}``, which relaxed one-hots (straight-through,
-Gumbel-softmax) differentiate:
-
-    L(u, v, s) = 1 - sum_{a} u_a v_{s - a}                                      # Eq. (2)
-
-:data:`METHODS` train the perception weights on the same network, data order and
-step budget:
+The experiment on :class:`nondiff.problems.hybrid.arithmetic.DigitArithmetic` (the
+task and its Eqs. (1) and (2)): :data:`METHODS` train the perception weights on the
+same network, data order and step budget (:func:`train_arithmetic`):
 
 - ``"reinforce"``: ``n`` digit pairs sampled from the softmaxes, RLOO score-function
   gradient of Eq. (1) (:func:`nondiff.hybrid.estimators.score_function_surrogate`);
@@ -30,28 +17,22 @@ step budget:
 - ``"es"``: OpenAI-ES (:class:`nondiff.optim.OpenAIES`) on the flattened perception weights,
   fitness Eq. (1) of the argmax digits, populations evaluated in one batched call.
 
-Held-out pairs come from the test split; the sum accuracy and the accuracy of the
-digits themselves (labels used only for evaluation) are reported.
+:func:`run_benchmark` is the ``arithmetic`` part of ``python -m
+nondiff.benchmarks.hybrid_tasks``.
 
 Sources:
-    - R. Manhaeve et al., "DeepProbLog: neural probabilistic logic programming",
-      NeurIPS 2018 (the addition task).
     - T. Salimans et al., "Evolution strategies as a scalable alternative to
       reinforcement learning", arXiv:1703.03864, 2017.
-
-Example:
-    >>> from nondiff.problems.hybrid_arithmetic import DigitArithmetic
-    >>> task = DigitArithmetic(seed=0)
-    >>> xa, xb, s = next(task.batches(4, epoch=0))
-    >>> tuple(xa.shape), s.dtype, int(s.max()) <= 18
-    ((4, 64), torch.int64, True)
+    - Y. Bengio, N. Leonard, A. Courville, "Estimating or propagating gradients
+      through stochastic neurons for conditional computation", arXiv:1308.3432, 2013.
+    - E. Jang, S. Gu, B. Poole, "Categorical reparameterization with Gumbel-softmax",
+      ICLR 2017.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -64,72 +45,18 @@ from nondiff.hybrid.estimators import (
     straight_through_argmax,
 )
 from nondiff.optim.es import OpenAIES
-from nondiff.problems.learning import digits
+from nondiff.problems.hybrid.arithmetic import (
+    DigitArithmetic,
+    pair_loss,
+    perception_net,
+    relaxed_pair_loss,
+)
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["METHODS", "DigitArithmetic", "perception_net", "train_arithmetic"]
+__all__ = ["METHODS", "run_benchmark", "summarize", "train_arithmetic"]
 
 METHODS = ("reinforce", "critic", "straight-through", "gumbel", "es")
-
-
-def perception_net(hidden: int = 128) -> nn.Module:
-    """The perception network: an MLP from the 64 pixels to 10 digit logits."""
-    return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
-
-
-def pair_loss(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Eq. (1) per pair of integer digits (float 0/1)."""
-    return (a + b != s).float()
-
-
-def relaxed_pair_loss(u: torch.Tensor, v: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Eq. (2) per pair of (relaxed) one-hots ``(k, 10)``."""
-    partner = s[:, None] - torch.arange(10)[None]  # b = s - a for each a
-    valid = (partner >= 0) & (partner <= 9)
-    return 1 - (u * v.gather(1, partner.clamp(0, 9)) * valid).sum(1)
-
-
-class DigitArithmetic:
-    """Pairs of digit images labeled with their sum; fixed held-out pairs.
-
-    Args:
-        seed: seeds the train/test split and the pairing.
-        test_pairs: number of held-out pairs (from test images only).
-    """
-
-    def __init__(self, seed: int = 0, test_pairs: int = 2000) -> None:
-        self.seed = int(seed)
-        self.data = digits(seed=seed)
-        g = torch.Generator().manual_seed(self.seed + 7)
-        n = len(self.data.y_test)
-        self.test_index = torch.randint(0, n, (2, test_pairs), generator=g)
-
-    def batches(self, batch_size: int, epoch: int
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """``(xa, xb, sum)`` batches: each training image appears twice per epoch."""
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        n = len(self.data.y_train)
-        first, second = torch.randperm(n, generator=g), torch.randperm(n, generator=g)
-        x, y = self.data.x_train, self.data.y_train
-        for start in range(0, n, batch_size):
-            i, j = first[start:start + batch_size], second[start:start + batch_size]
-            yield x[i], x[j], y[i] + y[j]
-
-    def test_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The held-out ``(xa, xb, sum)``."""
-        i, j = self.test_index
-        x, y = self.data.x_test, self.data.y_test
-        return x[i], x[j], y[i] + y[j]
-
-    @torch.no_grad()
-    def evaluate(self, net: nn.Module) -> dict[str, float]:
-        """Sum accuracy on held-out pairs and digit accuracy on the test images."""
-        xa, xb, s = self.test_set()
-        a, b = net(xa).argmax(1), net(xb).argmax(1)
-        digit = (net(self.data.x_test).argmax(1) == self.data.y_test).float().mean()
-        return {"sum_accuracy": float(((a + b) == s).float().mean()),
-                "digit_accuracy": float(digit)}
 
 
 def _step_reinforce(net, xa, xb, s, samples: int, g: torch.Generator) -> torch.Tensor:
@@ -273,3 +200,39 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             entry[f"{key}_std"] = float(values.std()) if len(values) > 1 else math.nan
         out[method] = entry
     return out
+
+
+def _fmt(mean: float, std: float, scale: float = 100.0) -> str:
+    if math.isnan(std):
+        return f"{scale * mean:6.1f}"
+    return f"{scale * mean:6.1f} ± {scale * std:4.1f}"
+
+
+def run_benchmark(seeds: int, quick: bool = False) -> list[dict[str, Any]]:
+    """The arithmetic part of ``nondiff.benchmarks.hybrid_tasks``: every method x seed,
+    then the table (accuracies, time and compute; straight-through as the anchor)."""
+    epochs = 4 if quick else 12
+    rows = []
+    for seed in range(seeds):
+        task = DigitArithmetic(seed)
+        for method in METHODS:
+            rows.append(train_arithmetic(method, seed, epochs=epochs, task=task,
+                                         es_popsize=50))
+            print(f"  arithmetic seed {seed} {method:16s} sum {rows[-1]['sum_accuracy']:.3f} "
+                  f"digit {rows[-1]['digit_accuracy']:.3f} ({rows[-1]['seconds']:.1f} s)",
+                  flush=True)
+    summary = summarize(rows)
+    anchor = summary["straight-through"]["sum_accuracy"]
+    print(f"\nDigit arithmetic ({seeds} seeds, {epochs} epochs; % on held-out pairs)")
+    print(f"{'method':18s} {'sum acc':>14s} {'digit acc':>14s} {'vs ST':>7s} {'seconds':>8s} "
+          f"{'fwd examples':>13s}")
+    for method, entry in summary.items():
+        ratio = entry["sum_accuracy"] / anchor if anchor > 0 else math.inf
+        print(f"{method:18s} {_fmt(entry['sum_accuracy'], entry['sum_accuracy_std']):>14s} "
+              f"{_fmt(entry['digit_accuracy'], entry['digit_accuracy_std']):>14s} "
+              f"{ratio:6.2f}x {entry['seconds']:8.1f} {entry['forward_examples']:13.3g}")
+    best = max(summary, key=lambda m: summary[m]["sum_accuracy"])
+    ok = summary[best]["sum_accuracy"] >= 0.9 and best != "straight-through"
+    print(f"best: {best} ({100 * summary[best]['sum_accuracy']:.1f} %); target >= 90 % and ahead "
+          f"of straight-through: {'met' if ok else 'NOT met'}")
+    return rows

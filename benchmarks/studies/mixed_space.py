@@ -7,7 +7,7 @@ spaces, the genetic ones included). Each optimizer runs with its defaults throug
 ``minimize(problem, problem.space, ...)``; an optimizer that does not handle a
 space is listed as such.
 
-    python -m nondiff.benchmarks.mixed_space [--n 5] [--seeds 5] [--budget 20000]
+    python -m nondiff.benchmarks.studies.mixed_space [--n 5] [--seeds 5] [--budget 20000]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ error) and its total variance is reported relative to no baseline. The moving
 average is the one REINFORCE keeps: an exponential average (decay 0.9) of the mean
 loss of earlier batches.
 
-    python -m nondiff.benchmarks.reinforce_variance [--batches 4000] [--batch-size 8]
+    python -m nondiff.benchmarks.studies.reinforce_variance [--batches 4000] [--batch-size 8]
 """
 
 from __future__ import annotations

@@ -1,28 +1,45 @@
-"""ADMMQuantizer: train a network whose weights must end on discrete sets (Leng et al. 2018).
+"""Quantized weights: network-level ADMM and the straight-through estimator (Leng et al. 2018).
 
-Each quantized weight tensor W gets an auxiliary copy Z on its set C (binary
-``{-a, +a}``, ternary ``{-a, 0, +a}`` or k-bit integers times a, with a per-tensor
-fitted scale a) and a scaled dual U. Training minimizes the augmented Lagrangian
+Everything that puts the weights of a network on discrete sets, in one place:
 
-    L(W) + rho/2 ||W - Z + U||^2                                        # Eq. (1)
+- :class:`ADMMQuantizer`, torch.optim-like ADMM on the weights. Each quantized weight
+  tensor W gets an auxiliary copy Z on its set C (binary ``{-a, +a}``, ternary
+  ``{-a, 0, +a}`` or k-bit integers times a, with a per-tensor fitted scale a, see
+  :func:`level_set`) and a scaled dual U. Training minimizes the augmented Lagrangian
 
-by the usual gradient steps on W (add :meth:`ADMMQuantizer.penalty` to the loss);
-every ``every`` steps :meth:`ADMMQuantizer.step` runs
+      L(W) + rho/2 ||W - Z + U||^2                                        # Eq. (1)
 
-    Z <- Proj_C(W + U)      (scale refitted, exactly for binary/ternary)  # Eq. (2)
-    U <- U + W - Z                                                      # Eq. (3)
-    rho <- min(rho * rho_growth, rho_max),  U <- U * rho_old / rho_new  # Eq. (4)
+  by the usual gradient steps on W (add :meth:`ADMMQuantizer.penalty` to the loss);
+  every ``every`` steps :meth:`ADMMQuantizer.step` runs
 
-and :meth:`ADMMQuantizer.finalize` puts each W exactly on its set, ``W <- Proj_C(W)``.
+      Z <- Proj_C(W + U)      (scale refitted, exactly for binary/ternary)  # Eq. (2)
+      U <- U + W - Z                                                      # Eq. (3)
+      rho <- min(rho * rho_growth, rho_max),  U <- U * rho_old / rho_new  # Eq. (4)
 
-Source:
-    C. Leng, H. Li, S. Zhu, R. Jin, "Extremely Low Bit Neural Network: Squeeze the Last
-    Bit Out with ADMM", AAAI 2018 (Eqs. 1-3; ternary ResNet-18 on ImageNet: 67.0 %
-    top-1 vs 70.3 % in float).
+  and :meth:`ADMMQuantizer.finalize` puts each W exactly on its set, ``W <- Proj_C(W)``.
+- :class:`STEQuantize`, the straight-through parametrization (Bengio et al. 2013, as
+  in BinaryConnect and ternary weight networks): the forward pass uses ``Proj_C(W)``,
+  the backward pass copies its gradient to W (:func:`apply_ste`).
+- :class:`ScaledCodes`, the polish parametrization ``W = s * Q``: integer codes frozen,
+  the per-tensor scale trains (:func:`freeze_codes`).
+- :func:`quantized_layers` / :func:`quantized_weights` pick the linear and
+  convolutional layers to quantize; :func:`quantize_in_place` ends a run with every
+  weight exactly on its set, whichever of the above trained it.
+
+The vector ADMM for f(x) + g(z) with g the indicator of a discrete set is
+:class:`nondiff.optim.ADMM`; the exact projections are :mod:`nondiff.optim.projections`.
+
+Sources:
+    - C. Leng, H. Li, S. Zhu, R. Jin, "Extremely Low Bit Neural Network: Squeeze the
+      Last Bit Out with ADMM", AAAI 2018 (Eqs. 1-3; ternary ResNet-18 on ImageNet:
+      67.0 % top-1 vs 70.3 % in float).
+    - Y. Bengio, N. Leonard, A. Courville, "Estimating or propagating gradients
+      through stochastic neurons for conditional computation", arXiv:1308.3432, 2013.
+    - F. Li, B. Zhang, B. Liu, "Ternary weight networks", arXiv:1605.04711, 2016.
 
 Example:
     >>> import torch
-    >>> from nondiff.optim.admm_quantizer import ADMMQuantizer
+    >>> from nondiff.hybrid.quantize import ADMMQuantizer
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> w = torch.nn.Parameter(torch.randn(20))
@@ -38,19 +55,35 @@ Example:
     >>> scales = quant.finalize()
     >>> len(set(w.detach().abs().tolist())) <= 2 and quant.on_levels()
     True
+
+    The straight-through estimator on the layers of a network, then the weights put
+    on their set for good:
+
+    >>> from torch import nn
+    >>> from nondiff.hybrid.quantize import (
+    ...     apply_ste, level_set, quantize_in_place, quantized_layers)
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> layers = quantized_layers(net)
+    >>> apply_ste(layers, level_set("binary"))
+    >>> net(torch.randn(3, 4)).sum().backward()
+    >>> quantize_in_place(layers)
+    >>> [torch.unique(m.weight.detach().abs()).numel() for m in layers]
+    [1, 1]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+from nondiff.optim.checks import check_int, check_positive, check_real
+from nondiff.optim.projections import Binary, ConstraintSet, Levels, Ternary
+from torch import nn
+from torch.nn.utils import parametrize
 
-from .checks import check_int, check_positive, check_real
-from .projections import Binary, ConstraintSet, Levels, Ternary
-
-__all__ = ["ADMMQuantizer", "level_set"]
+__all__ = ["ADMMQuantizer", "STEQuantize", "ScaledCodes", "apply_ste", "freeze_codes",
+           "level_set", "quantize_in_place", "quantized_layers", "quantized_weights"]
 
 STATE_VERSION = 1
 
@@ -71,7 +104,7 @@ def level_set(levels: str | int | ConstraintSet) -> ConstraintSet:
 
 
 class ADMMQuantizer:
-    """torch.optim-like ADMM for quantized weights; see the module docstring.
+    """torch.optim-like ADMM for quantized weights, Eqs. (1)-(4) of the module docstring.
 
     Args:
         params: tensors to quantize, or param groups (dicts with ``"params"`` and
@@ -230,3 +263,103 @@ class ADMMQuantizer:
         for group, saved in zip(self.param_groups, groups, strict=True):
             group["rho"] = float(saved["rho"])
         self.state, self.steps = new_state, int(state["steps"])
+
+
+def quantized_layers(model: nn.Module, keep_float: Sequence[int] = ()) -> list[nn.Module]:
+    """The linear and convolutional layers whose weights are quantized: all of them in
+    order, except those at the indices ``keep_float`` (e.g. ``(0,)``: the first layer
+    stays in float, as in most low-bit work since XNOR-Net).
+
+    Raises:
+        ValueError: an index of ``keep_float`` outside the layers.
+    """
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    kept = set()
+    for i in keep_float:
+        if isinstance(i, bool) or not isinstance(i, int) or not -len(layers) <= i < len(layers):
+            raise ValueError(f"keep_float holds layer indices in [-{len(layers)}, "
+                             f"{len(layers)}), got {i!r}")
+        kept.add(i % len(layers))
+    return [m for i, m in enumerate(layers) if i not in kept]
+
+
+def quantized_weights(model: nn.Module, keep_float: Sequence[int] = ()) -> list[nn.Parameter]:
+    """The weight tensors of :func:`quantized_layers` (biases excluded)."""
+    return [m.weight for m in quantized_layers(model, keep_float)]
+
+
+class ScaledCodes(nn.Module):
+    """Parametrization ``W = s * Q`` for the polish phase: the integer codes ``Q`` of a
+    weight already on its set stay fixed, the per-tensor scale ``s`` trains (so ``W``
+    stays on the set: any positive scale is a member of a fitted-scale set).
+
+    ``s`` is stored as ``t = s ||Q||``, so that a gradient step on ``t`` moves ``s`` by
+    ``lr <dL/dW, Q> / ||Q||^2``: the scale a step on every weight followed by a
+    least-squares refit on the same codes would give (a step on ``s`` itself would be
+    ``||Q||^2`` times larger: thousands of weights pulling on one number)."""
+
+    def __init__(self, weight: torch.Tensor, constraint_set: ConstraintSet) -> None:
+        super().__init__()
+        w = weight.detach()
+        _, scale = constraint_set.fit(w)
+        codes = torch.round(w / scale) if scale > 0 else torch.zeros_like(w)
+        if not torch.allclose(scale * codes, w, rtol=1e-6, atol=1e-9):
+            raise ValueError(f"polishing needs levels that are integers times a scale; "
+                             f"{constraint_set!r} is not; skip the polish phase for it")
+        self.register_buffer("codes", codes)
+        self.norm = max(float(codes.square().sum().sqrt()), 1.0)
+        self.raw_scale = nn.Parameter(torch.tensor(scale * self.norm, dtype=w.dtype))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.raw_scale / self.norm
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.codes
+
+
+class STEQuantize(nn.Module):
+    """Parametrization ``W -> W + (Proj_C(W) - W).detach()``: forward on the set,
+    gradient straight through to the float W."""
+
+    def __init__(self, constraint_set: ConstraintSet) -> None:
+        super().__init__()
+        self.constraint_set = constraint_set
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w + (self.constraint_set.project(w.detach()) - w).detach()
+
+
+def apply_ste(layers: Iterable[nn.Module], constraint_set: ConstraintSet) -> None:
+    """Train the weights of ``layers`` by the straight-through estimator onto
+    ``constraint_set`` (registers :class:`STEQuantize` on each ``weight``)."""
+    for m in layers:
+        parametrize.register_parametrization(m, "weight", STEQuantize(constraint_set))
+
+
+def freeze_codes(layers: Iterable[nn.Module], constraint_set: ConstraintSet) -> None:
+    """Start the polish phase: the weights of ``layers``, already on ``constraint_set``
+    (after :func:`quantize_in_place`), keep their integer codes and only their scales
+    train (registers :class:`ScaledCodes`; the float weight stops requiring grad)."""
+    for m in layers:
+        m.weight.requires_grad_(False)
+        parametrize.register_parametrization(m, "weight", ScaledCodes(m.weight, constraint_set))
+
+
+def quantize_in_place(layers: Iterable[nn.Module], quant: ADMMQuantizer | None = None) -> None:
+    """Put the weights of ``layers`` on their sets for good: ADMM's final projection
+    (:meth:`ADMMQuantizer.finalize` of ``quant``), or bake in the straight-through or
+    polish parametrization, leaving a plain ``weight`` parameter."""
+    if quant is not None:
+        quant.finalize()
+    for m in layers:
+        if not parametrize.is_parametrized(m, "weight"):
+            continue
+        rule = m.parametrizations.weight[0]
+        if isinstance(rule, STEQuantize):  # W + (P(W) - W) is P(W) only to rounding
+            exact = rule.constraint_set.project(m.parametrizations.weight.original.detach())
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
+            with torch.no_grad():
+                m.weight.copy_(exact)
+        else:  # ScaledCodes: scale * codes, exact
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)

@@ -5,7 +5,7 @@ Layer-wise ADMM runs full-batch closed-form sweeps (no gradients); SGD (momentum
 0.9, lr 0.05) and Adam (lr 1e-3) run mini-batches of 64. Test accuracy (mean over
 seeds) is printed at checkpoints of wall time, for each method side by side.
 
-    python -m nondiff.benchmarks.layerwise_admm [--seeds 3] [--iterations 40] [--epochs 30]
+    python -m nondiff.benchmarks.studies.layerwise_admm [--seeds 3] [--iterations 40] [--epochs 30]
 """
 
 from __future__ import annotations

@@ -1,30 +1,23 @@
-"""Architecture and weights together: per-layer op and width searched, shared weights trained.
+"""Architecture and weights together: search with shared weights vs random search vs fixed.
 
-An MLP on MNIST-1D (:func:`nondiff.problems.learning.mnist1d`) of :data:`LAYERS` hidden layers,
-each ``Linear(., 64)`` then a width :class:`~nondiff.hybrid.structure.Choice` (keep the first 16,
-32 or 64 units, zero the rest: the weights are shared by all widths, as in ENAS) and an
-activation ``Choice`` (relu, tanh, identity). That is ``9^3 = 729`` architectures with one
-set of weights. :func:`search` runs :class:`~nondiff.hybrid.trainer.HybridTrainer` with any
-structure optimizer (REINFORCE, CMA-ES, GA, ...): the first half of the steps trains the
-shared weights under uniformly random architectures (one-shot warm-up, Guo et al.
-2020), then each step evaluates the generation's architectures on the batch with the
-shared weights (one batched pass) and trains the weights under a sampled one. The
-found architecture is then retrained from scratch, alone, and compared with
+The experiment on :class:`nondiff.problems.hybrid.architecture.SearchNet` (729
+architectures, one set of weights). :func:`search` runs
+:class:`~nondiff.hybrid.trainer.HybridTrainer` with any structure optimizer (REINFORCE,
+CMA-ES, GA, ...): the first half of the steps trains the shared weights under
+uniformly random architectures (one-shot warm-up, Guo et al. 2020), then each step
+evaluates the generation's architectures on the batch with the shared weights (one
+batched pass) and trains the weights under a sampled one. The found architecture is
+then retrained from scratch, alone (:func:`retrain`), and compared with
 :func:`random_search` (architectures trained briefly, the best on validation
-retrained) and :func:`best_fixed` (hand-picked fixed architectures, each trained alone,
-the best on validation). Compute is counted in examples x forward passes.
+retrained) and :func:`best_fixed` (hand-picked fixed architectures :data:`FIXED`, each
+trained alone, the best on validation). Compute is counted in examples x forward
+passes. :func:`run_benchmark` is the ``architecture`` part of ``python -m
+nondiff.benchmarks.hybrid_tasks``.
 
 Source: H. Pham et al., "Efficient neural architecture search via parameter sharing",
 ICML 2018; Z. Guo et al., "Single path one-shot neural architecture search with uniform
 sampling", ECCV 2020; L. Li, A. Talwalkar, "Random search and reproducibility for neural
 architecture search", UAI 2019 (random search as the baseline to beat).
-
-Example:
-    >>> from nondiff.problems.hybrid_architecture import SearchNet
-    >>> from nondiff.hybrid.structure import structure_space
-    >>> space = structure_space(SearchNet())
-    >>> list(space.spaces)[:2], space.size
-    (['layers.0.width', 'layers.0.act'], 6)
 """
 
 from __future__ import annotations
@@ -34,74 +27,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from nondiff.hybrid.structure import Choice, set_structure, structure_space
+from nondiff.hybrid.structure import set_structure, structure_space
 from nondiff.hybrid.trainer import HybridTrainer
-from nondiff.problems.learning import Dataset, mnist1d
+from nondiff.problems.hybrid.architecture import LAYERS, SearchNet, error_rate, search_split
+from nondiff.problems.learning import Dataset, accuracy, mnist1d
 from torch import nn
 
-__all__ = ["LAYERS", "SearchNet", "best_fixed", "random_search", "retrain", "search"]
-
-LAYERS = 3
-HIDDEN = 64
-WIDTHS = (16, 32, 64)
-
-
-def _keep(width: int):
-    def keep(h: torch.Tensor) -> torch.Tensor:
-        return torch.cat([h[:, :width], torch.zeros_like(h[:, width:])], dim=1)
-    keep.__name__ = f"keep{width}"
-    return keep
-
-
-class Layer(nn.Module):
-    """``act(width(linear(x)))`` with the width and the activation as choices."""
-
-    def __init__(self, features: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(features, HIDDEN)
-        self.width = Choice({w: _keep(w) for w in WIDTHS}, default=HIDDEN)
-        self.act = Choice({"relu": nn.ReLU(), "tanh": nn.Tanh(), "identity": nn.Identity()})
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.width(self.linear(x)))
-
-
-class SearchNet(nn.Module):
-    """The searched MLP: :data:`LAYERS` choosable layers and a linear classifier."""
-
-    def __init__(self, features: int = 40, classes: int = 10) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(*[Layer(features if i == 0 else HIDDEN)
-                                      for i in range(LAYERS)])
-        self.head = nn.Linear(HIDDEN, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.layers(x))
-
-
-def _split(data: Dataset, seed: int) -> tuple[Dataset, Dataset]:
-    """(train, validation) from the training split; the test split stays untouched."""
-    n = len(data.y_train)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    cut = int(0.8 * n)
-
-    def part(i: torch.Tensor) -> Dataset:  # the held-out part keeps its rows in x_train
-        return Dataset(data.name, data.num_classes, data.x_train[i], data.y_train[i],
-                       data.x_test, data.y_test, data.image_shape)
-
-    return part(order[:cut]), part(order[cut:])
-
-
-def _error(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The structure fitness: the batch error rate (cross-entropy favours the fastest
-    learners under barely trained shared weights)."""
-    return (logits.argmax(1) != y).float().mean()
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    return float((model(x).argmax(1) == y).float().mean())
+__all__ = ["FIXED", "best_fixed", "random_search", "retrain", "run_benchmark", "search"]
 
 
 def retrain(arch: dict[str, Any], data: Dataset, epochs: int, seed: int,
@@ -125,19 +57,19 @@ def retrain(arch: dict[str, Any], data: Dataset, epochs: int, seed: int,
 def search(optimizer: str, data: Dataset, seed: int, epochs: int = 20,
            retrain_epochs: int = 30, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Search with ``optimizer`` + shared weights, then retrain the found architecture."""
-    train, _ = _split(data, seed)
+    train, _ = search_split(data, seed)
     torch.manual_seed(seed)
     model = SearchNet(data.features, data.num_classes)
     steps = epochs * train.num_batches(64)
     trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=3e-3),
-                            fitness=_error, structure_options=options, seed=seed,
+                            fitness=error_rate, structure_options=options, seed=seed,
                             warmup_steps=steps // 2)
     start = time.perf_counter()
     trainer.fit(train, epochs=epochs, batch_size=64, seed=seed)
     arch = trainer.recommended()
     final, compute = retrain(arch, train, retrain_epochs, seed)
     return {"method": optimizer, "seed": seed, "arch": arch,
-            "test_accuracy": _accuracy(final, data.x_test, data.y_test),
+            "test_accuracy": accuracy(final, data.x_test, data.y_test),
             "search_compute": trainer.forward_examples, "retrain_compute": compute,
             "seconds": time.perf_counter() - start}
 
@@ -146,19 +78,19 @@ def random_search(data: Dataset, seed: int, samples: int = 8, epochs: int = 5,
                   retrain_epochs: int = 30) -> dict[str, Any]:
     """``samples`` random architectures trained ``epochs`` each; the best on validation
     is retrained (Li & Talwalkar 2019)."""
-    train, valid = _split(data, seed)
+    train, valid = search_split(data, seed)
     space = structure_space(SearchNet())
     rng = np.random.default_rng(seed)
     start, compute, best = time.perf_counter(), 0, (-1.0, None)
     for arch in space.decode_batch(space.sample(rng, samples)):
         model, used = retrain(arch, train, epochs, seed)
         compute += used
-        score = _accuracy(model, valid.x_train, valid.y_train)
+        score = accuracy(model, valid.x_train, valid.y_train)
         if score > best[0]:
             best = (score, arch)
     final, used = retrain(best[1], train, retrain_epochs, seed)
     return {"method": "random search", "seed": seed, "arch": best[1],
-            "test_accuracy": _accuracy(final, data.x_test, data.y_test),
+            "test_accuracy": accuracy(final, data.x_test, data.y_test),
             "search_compute": compute, "retrain_compute": used,
             "seconds": time.perf_counter() - start}
 
@@ -170,16 +102,16 @@ FIXED = {f"all-{act}-64": {f"layers.{i}.{key}": value for i in range(LAYERS)
 
 def best_fixed(data: Dataset, seed: int, epochs: int = 30) -> dict[str, Any]:
     """Each of :data:`FIXED` trained alone; the best on validation, its test accuracy."""
-    train, valid = _split(data, seed)
+    train, valid = search_split(data, seed)
     start, compute, best = time.perf_counter(), 0, (-1.0, None, None)
     for name, arch in FIXED.items():
         model, used = retrain(arch, train, epochs, seed)
         compute += used
-        score = _accuracy(model, valid.x_train, valid.y_train)
+        score = accuracy(model, valid.x_train, valid.y_train)
         if score > best[0]:
             best = (score, name, model)
     return {"method": "best fixed", "seed": seed, "arch": best[1],
-            "test_accuracy": _accuracy(best[2], data.x_test, data.y_test),
+            "test_accuracy": accuracy(best[2], data.x_test, data.y_test),
             "search_compute": compute, "retrain_compute": 0,
             "seconds": time.perf_counter() - start}
 
