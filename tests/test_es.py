@@ -257,7 +257,7 @@ BAD = [
     (PGPE, {"stdev_lr": -0.1}, "stdev_lr"),
     (PGPE, {"stdev_max_change": 0.0}, "stdev_max_change"),
     (PGPE, {"stdev_max_change": 1.5}, "stdev_max_change"),
-    (PGPE, {"optimizer": "rmsprop"}, "unknown step 'rmsprop'"),
+    (PGPE, {"optimizer": "rmsprop"}, "optimizer must be one of 'clipup', 'adam', 'sgd'"),
     (PGPE, {"optimizer": "adam", "max_speed": 1.0}, "max_speed"),
     (PGPE, {"max_speed": 0.0}, "max_speed"),
     (PGPE, {"momentum": 1.0}, "momentum"),
