@@ -159,7 +159,8 @@ class BaseOptimizer(ABC):
         bounds: tuple[Any, Any] | None = None,
         **hyperparameters: Any,
     ) -> None:
-        hparams = self.Hyperparameters.build(self.name, hyperparameters)  # checked first
+        hparams = self.Hyperparameters.build(  # checked first
+            self.name, hyperparameters, common=("x0", "sigma0", "popsize", "seed", "bounds"))
         self.hparams = hparams
         self.space: Space | None = None
         if isinstance(x0, Space):
@@ -446,8 +447,9 @@ class BaseOptimizer(ABC):
         return f
 
     def recommend(self) -> Array:
-        """The current best guess: best-so-far point unless the subclass knows better."""
-        return self.format.to_user(self._recommend())
+        """The current best guess: best-so-far point unless the subclass knows better
+        (e.g. a distribution mean, clipped into the bounds like every candidate)."""
+        return self.format.to_user(self._clip(self._recommend()))
 
     def _recommend(self) -> Array:
         return copy_array(self._best_x)

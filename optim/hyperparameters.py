@@ -169,15 +169,16 @@ class Hyperparameters:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def build(cls: type[H], owner: str, options: Mapping[str, Any]) -> H:
-        """``cls(**options)``, with a ValueError (and the closest names) for an option
-        that ``owner`` does not have instead of a TypeError."""
-        known = cls.names()
+    def build(cls: type[H], owner: str, options: Mapping[str, Any],
+              common: tuple[str, ...] = ()) -> H:
+        """``cls(**options)``, with a ValueError (suggesting the closest of the fields
+        and the ``common`` arguments) for an option that ``owner`` does not have,
+        instead of a TypeError."""
+        known = (*common, *cls.names())
         for key in options:
             if key not in known:
                 close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.5)
                 hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-                listed = ", ".join(known) if known else "none besides x0, sigma0, popsize, " \
-                                                       "seed, bounds"
-                raise ValueError(f"unknown option of {owner}: {key!r}{hint} Known: {listed}")
+                raise ValueError(f"unknown option of {owner}: {key!r}{hint} "
+                                 f"Known: {', '.join(known)}")
         return cls(**options)

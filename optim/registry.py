@@ -56,6 +56,17 @@ def get(name: str) -> type[BaseOptimizer]:
     return _OPTIMIZERS[name]
 
 
+def options(name: str) -> list[str]:
+    """The keyword options ``create(name, x0, ...)`` accepts, sorted.
+
+    Example:
+        >>> from nondiff.optim import registry
+        >>> registry.options("xnes")
+        ['bounds', 'eta_b', 'eta_mu', 'eta_sigma', 'popsize', 'seed', 'shaping', 'sigma0']
+    """
+    return sorted(_hyperparameters(get(name)))
+
+
 def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     """Construct the optimizer ``name`` at ``x0`` with keyword hyperparameters.
 
