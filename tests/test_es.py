@@ -496,3 +496,12 @@ def test_pgpe_step_names_are_case_insensitive_and_momentum_is_not_dropped():
     assert opt.optimizer == "sgd" and opt.step.momentum == 0.5
     with pytest.raises(ValueError, match="momentum applies to"):
         PGPE(torch.zeros(4), optimizer="adam", momentum=0.5, seed=0)
+
+
+def test_mirrored_sampling_rounds_the_default_popsize_up_to_even():
+    dim = 6  # 4 + floor(3 ln 6) = 9
+    assert SNES(np.zeros(dim), seed=0).popsize == 9
+    opt = SNES(np.zeros(dim), antithetic=True, seed=0)
+    assert opt.popsize == 10
+    x = opt.ask()
+    np.testing.assert_allclose(x[:5] + x[5:], 2 * opt.state.mean.expand(5, dim).numpy())
