@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ import torch
 
 from .arrays import Array, ArrayFormat, copy_array
 from .checks import as_float64
+from .hyperparameters import Hyperparameters
 from .shaping import constraint_violation, feasibility_first, rank_safe_fitness
 from .spaces import Space, leaf_kinds
 from .state import from_plain, plain_equal, to_plain
@@ -107,9 +109,14 @@ class BaseOptimizer(ABC):
     """Template for ask/tell optimizers; see the module docstring.
 
     Subclasses set ``name`` (the registry name), ``backend`` (``"torch"`` or
-    ``"numpy"``: the array library ``_ask``/``_tell`` work in), and implement
-    ``_init_state``, ``_ask`` and ``_tell``; optionally ``_stop``,
-    ``_recommend`` and ``_metrics``.
+    ``"numpy"``: the array library ``_ask``/``_tell`` work in), and
+    ``Hyperparameters`` (a frozen dataclass of :mod:`nondiff.optim.hyperparameters`:
+    their keyword-only options, validated there and stored resolved as
+    ``self.hparams``; ``config()`` derives from it); they implement
+    ``_init_state``, ``_ask`` and ``_tell``; optionally ``_configure`` (objects
+    built from the hyperparameters, e.g. a step), ``_stop``, ``_recommend``.
+    A subclass that declares ``Hyperparameters`` and no ``__init__`` gets the
+    signature ``(x0, sigma0, popsize, seed, bounds, *, <its fields>)``.
 
     Args:
         x0: initial mean / starting point, shape ``(dim,)``, numpy or torch
@@ -123,6 +130,7 @@ class BaseOptimizer(ABC):
             readable afterwards as ``.seed``).
         bounds: ``(lower, upper)`` scalars or ``(dim,)`` arrays. Optimizers
             without their own bound handling clip candidates into the box.
+        **hyperparameters: the fields of the subclass's ``Hyperparameters``.
     """
 
     name: ClassVar[str] = "base"
@@ -132,6 +140,15 @@ class BaseOptimizer(ABC):
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"real"})
     min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
     state_version: ClassVar[int] = 1
+    Hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters
+    config_space: ClassVar[bool] = False  # config() records repr(space) (spaces of any kind)
+    hparams: Hyperparameters
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # inspect.signature(cls) and help() list the hyperparameters as keyword-only
+        # arguments; a subclass with its own __init__ keeps that one.
+        cls.__signature__ = _signature(cls) if cls.__init__ is BaseOptimizer.__init__ else None
 
     def __init__(
         self,
@@ -140,7 +157,11 @@ class BaseOptimizer(ABC):
         popsize: int | None = None,
         seed: int | None = None,
         bounds: tuple[Any, Any] | None = None,
+        **hyperparameters: Any,
     ) -> None:
+        hparams = self.Hyperparameters.build(  # checked first
+            self.name, hyperparameters, common=("x0", "sigma0", "popsize", "seed", "bounds"))
+        self.hparams = hparams
         self.space: Space | None = None
         if isinstance(x0, Space):
             self._check_space(x0)
@@ -162,15 +183,21 @@ class BaseOptimizer(ABC):
             if popsize < self.min_popsize:
                 raise ValueError(f"popsize must be at least {self.min_popsize} for "
                                  f"{self.name} ({self._min_popsize_reason()}), got {popsize!r}")
+            self._check_multiple("popsize", int(popsize))
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                                  or not 0 <= seed < 2**64):
             raise ValueError(f"seed must be an integer in [0, 2**64) or None, got {seed!r}")
         self.format = ArrayFormat.of(x0)
         self.dim = int(x0_array.size)
         self.sigma0 = float(sigma0)
-        self.popsize = int(popsize) if popsize is not None else self.default_popsize(self.dim)
+        if popsize is None:
+            popsize = self.default_popsize(self.dim)
+            popsize += -popsize % hparams.popsize_multiple  # mirrored pairs: round up to even
+        self.popsize = int(popsize)
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
         self.bounds = self._check_bounds(bounds, x0_array)
+        self.hparams = hparams.resolve(dim=self.dim, popsize=self.popsize)
+        self._configure()
         self.counters = {"iterations": 0, "evaluations": 0, "nonfinite": 0}
         self._best_f = math.inf
         self._best_violation = math.inf
@@ -181,16 +208,40 @@ class BaseOptimizer(ABC):
         self.state = self._init_state(self._internal(x0))
 
     # ----- configuration helpers -------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        """Hyperparameters read as attributes: ``opt.eta_sigma`` is ``opt.hparams.eta_sigma``
+        (only called when ordinary lookup fails)."""
+        hparams = self.__dict__.get("hparams")
+        if hparams is not None and name in hparams.names():
+            return getattr(hparams, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _configure(self) -> None:  # noqa: B027 (a hook)
+        """Build what derives from ``self.hparams`` (resolved), before ``_init_state``."""
+
     def _min_popsize_reason(self) -> str:
         return "to compare samples"
+
+    def _check_multiple(self, what: str, n: int) -> None:
+        """Mirrored sampling draws pairs: ``n`` candidates must be even."""
+        if n % self.hparams.popsize_multiple:
+            flag = self.hparams.mirrored
+            raise ValueError(
+                f"{what} must be even with mirrored sampling ({flag}=True: {self.name} draws "
+                f"pairs x, 2m - x), got {what}={n}; pass an even {what} or {flag}=False")
 
     @classmethod
     def default_popsize(cls, dim: int) -> int:
         return default_popsize(dim)
 
     def config(self) -> dict[str, Any]:
-        """Static configuration (hyperparameters); saved beside the state."""
-        return {"dim": self.dim, "sigma0": self.sigma0, "popsize": self.popsize, "seed": self.seed}
+        """Static configuration, saved beside the state and compared on load: the
+        common arguments and ``self.hparams.config()``."""
+        config = {"dim": self.dim, "sigma0": self.sigma0, "popsize": self.popsize,
+                  "seed": self.seed}
+        if self.config_space:
+            config["space"] = repr(self.space)
+        return {**config, **self.hparams.config()}
 
     @classmethod
     def _check_space(cls, space: Space | None) -> None:
@@ -267,6 +318,7 @@ class BaseOptimizer(ABC):
         if n is None:
             n = self.popsize
         _validate_positive("n", n, integer=True)
+        self._check_multiple("n", int(n))
         samples = self._ask(int(n))
         clipped = self._clip(samples)
         out = self.format.to_user(clipped)
@@ -395,8 +447,9 @@ class BaseOptimizer(ABC):
         return f
 
     def recommend(self) -> Array:
-        """The current best guess: best-so-far point unless the subclass knows better."""
-        return self.format.to_user(self._recommend())
+        """The current best guess: best-so-far point unless the subclass knows better
+        (e.g. a distribution mean, clipped into the bounds like every candidate)."""
+        return self.format.to_user(self._clip(self._recommend()))
 
     def _recommend(self) -> Array:
         return copy_array(self._best_x)
@@ -533,6 +586,15 @@ class BaseOptimizer(ABC):
         ``violation`` (``(n,)``; both ``inf`` for non-finite fitness): the told
         values themselves, for optimizers that compare them across batches.
         """
+
+
+def _signature(cls: type[BaseOptimizer]) -> inspect.Signature:
+    """``(x0, sigma0, popsize, seed, bounds, *, <fields of cls.Hyperparameters>)``."""
+    common = list(inspect.signature(BaseOptimizer.__init__).parameters.values())[1:-1]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    fields = [inspect.Parameter(f.name, keyword, default=f.default, annotation=f.type)
+              for f in dataclasses.fields(cls.Hyperparameters)]
+    return inspect.Signature(common + fields, return_annotation=None)
 
 
 def _median(values: np.ndarray) -> float:

@@ -31,12 +31,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from nondiff.optim.base import Array, default_popsize
-from nondiff.optim.checks import check_real
+from nondiff.optim.base import default_popsize
 from nondiff.optim.distributions import SeparableGaussian
-from nondiff.optim.es import GaussianES
+from nondiff.optim.es import NONNEGATIVE, GaussianES
+from nondiff.optim.hyperparameters import Hyperparameters, hyperparameter, real
 
-__all__ = ["CEM", "CEMState"]
+__all__ = ["CEM", "CEMConfig", "CEMState"]
+
+FRACTION = real(low=0.0, high=1.0, low_open=True)  # in (0, 1]
+
+
+@dataclass(frozen=True)
+class CEMConfig(Hyperparameters):
+    """Hyperparameters of :class:`CEM` (see its arguments)."""
+
+    elite_frac: float = hyperparameter(0.2, FRACTION)
+    smoothing: float = hyperparameter(0.7, FRACTION)
+    extra_noise: float = hyperparameter(0.0, NONNEGATIVE)
+    noise_decay: float = hyperparameter(1.0, real(low=0.0, high=1.0))
+    stdev_min: float = hyperparameter(0.0, NONNEGATIVE)
 
 
 @dataclass
@@ -76,44 +89,20 @@ class CEM(GaussianES):
     """
 
     name = "cem"
-
-    def __init__(
-        self,
-        x0: Array,
-        sigma0: float = 1.0,
-        popsize: int | None = None,
-        seed: int | None = None,
-        bounds: tuple[Any, Any] | None = None,
-        *,
-        elite_frac: float = 0.2,
-        smoothing: float = 0.7,
-        extra_noise: float = 0.0,
-        noise_decay: float = 1.0,
-        stdev_min: float = 0.0,
-    ) -> None:
-        self.elite_frac = check_real("elite_frac", elite_frac, low=0.0, high=1.0, low_open=True)
-        self.smoothing = check_real("smoothing", smoothing, low=0.0, high=1.0, low_open=True)
-        self.extra_noise = check_real("extra_noise", extra_noise, low=0.0)
-        self.noise_decay = check_real("noise_decay", noise_decay, low=0.0, high=1.0)
-        self.stdev_min = check_real("stdev_min", stdev_min, low=0.0)
-        super().__init__(x0, sigma0, popsize, seed, bounds)
+    Hyperparameters = CEMConfig
+    hparams: CEMConfig
 
     @classmethod
     def default_popsize(cls, dim: int) -> int:
         return max(default_popsize(dim), 20, min(10 * dim, 200))
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "elite_frac": self.elite_frac, "smoothing": self.smoothing,
-                "extra_noise": self.extra_noise, "noise_decay": self.noise_decay,
-                "stdev_min": self.stdev_min}
-
     def num_elites(self, n: int) -> int:
         """Elites kept from ``n`` samples: ``ceil(rho n)``, at least ``min(2, n)``."""
-        return min(n, max(min(2, n), math.ceil(self.elite_frac * n - 1e-9)))
+        return min(n, max(min(2, n), math.ceil(self.hparams.elite_frac * n - 1e-9)))
 
     def _init_state(self, x0: torch.Tensor) -> CEMState:
-        stdev = torch.full_like(x0, max(self.sigma0, self.stdev_min))
-        return CEMState(mean=x0.clone(), stdev=stdev, extra_noise=self.extra_noise)
+        stdev = torch.full_like(x0, max(self.sigma0, self.hparams.stdev_min))
+        return CEMState(mean=x0.clone(), stdev=stdev, extra_noise=self.hparams.extra_noise)
 
     def _stdev(self) -> torch.Tensor:
         return self.state.stdev
@@ -122,15 +111,15 @@ class CEM(GaussianES):
         return SeparableGaussian(self.state.mean, self.state.stdev).sample(n, self._rng)
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
-        st = self.state
+        st, hp = self.state, self.hparams
         k = self.num_elites(x.shape[0])
         order = np.argsort(fitness, kind="stable")[:k]
         elites = x[torch.as_tensor(order, device=x.device)]
         elite_mean = elites.mean(dim=0)  # Eq. (1)
         elite_var = elites.sub_(elite_mean).square_().sum(dim=0).div_(max(k - 1, 1))
         elite_var.add_(st.extra_noise)  # Eq. (2)
-        a = self.smoothing
+        a = hp.smoothing
         st.mean.mul_(1 - a).add_(elite_mean, alpha=a)  # Eq. (3)
-        st.stdev.mul_(1 - a).add_(elite_var.sqrt_(), alpha=a).clamp_(min=self.stdev_min)  # (4)
-        st.extra_noise *= self.noise_decay  # Eq. (5)
+        st.stdev.mul_(1 - a).add_(elite_var.sqrt_(), alpha=a).clamp_(min=hp.stdev_min)  # (4)
+        st.extra_noise *= hp.noise_decay  # Eq. (5)
         return {"sigma": float(st.stdev.mean()), "elites": float(k)}

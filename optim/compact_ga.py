@@ -41,16 +41,15 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .base import Array, BaseOptimizer
-from .checks import check_int
-from .spaces import Space
+from .hyperparameters import Hyperparameters, choice, hyperparameter, integer
 
-__all__ = ["CompactGA", "CompactGAState", "default_virtual_popsize"]
+__all__ = ["CompactGA", "CompactGAConfig", "CompactGAState", "default_virtual_popsize"]
 
 RECOMMENDATIONS = ("best", "mode")
 
@@ -58,6 +57,19 @@ RECOMMENDATIONS = ("best", "mode")
 def default_virtual_popsize(n: int) -> int:
     """``K = max(4, ceil(sqrt(n) ln n))`` (Sudholt & Witt 2019: K >= c sqrt(n) log n)."""
     return max(4, math.ceil(math.sqrt(n) * math.log(max(n, 1))))
+
+
+@dataclass(frozen=True)
+class CompactGAConfig(Hyperparameters):
+    """Hyperparameters of :class:`CompactGA` (see its arguments)."""
+
+    virtual_popsize: int | None = hyperparameter(None, integer(2, optional=True))
+    recommend: str = hyperparameter("best", choice(RECOMMENDATIONS))
+
+    def resolve(self, dim: int, popsize: int) -> CompactGAConfig:
+        if self.virtual_popsize is not None:
+            return self
+        return replace(self, virtual_popsize=default_virtual_popsize(dim))
 
 
 @dataclass
@@ -101,27 +113,16 @@ class CompactGA(BaseOptimizer):
     handles_bounds: ClassVar[bool] = True  # the operators only produce encodings of the space
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"binary"})
 
-    def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,
-                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
-                 virtual_popsize: int | None = None, recommend: str = "best") -> None:
-        if virtual_popsize is not None:
-            check_int("virtual_popsize", virtual_popsize, 2)
-        if recommend not in RECOMMENDATIONS:
-            raise ValueError(f"recommend must be one of {RECOMMENDATIONS}, got {recommend!r}")
-        self.recommend_mode = recommend
-        super().__init__(x0, sigma0, popsize, seed, bounds)
-        self.virtual_popsize = (default_virtual_popsize(self.dim) if virtual_popsize is None
-                                else int(virtual_popsize))
+    config_space: ClassVar[bool] = True
+    Hyperparameters = CompactGAConfig
+    hparams: CompactGAConfig
+
+    def _configure(self) -> None:
         self.border = min(1.0 / self.dim, 0.5)  # Eq. (3); n = 1 keeps p = 1/2
 
     @classmethod
     def default_popsize(cls, dim: int) -> int:
         return 2
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "space": repr(self.space),
-                "virtual_popsize": self.virtual_popsize,
-                "recommend": self.recommend_mode}
 
     def _init_state(self, x0: np.ndarray) -> CompactGAState:
         return CompactGAState(p=np.full(self.dim, 0.5))
@@ -133,7 +134,7 @@ class CompactGA(BaseOptimizer):
         bits = np.clip(np.rint(np.nan_to_num(x, nan=0.0)), 0.0, 1.0)
         order = np.argsort(fitness, kind="stable")
         winner, loser = bits[order[0]], bits[order[-1]]
-        p = self.state.p + (winner - loser) / self.virtual_popsize  # Eq. (2)
+        p = self.state.p + (winner - loser) / self.hparams.virtual_popsize  # Eq. (2)
         self.state.p = np.clip(p, self.border, 1.0 - self.border)  # Eq. (3)
         at_border = np.isclose(np.minimum(self.state.p, 1.0 - self.state.p), self.border)
         return {"at_border": float(at_border.mean()),
@@ -144,7 +145,7 @@ class CompactGA(BaseOptimizer):
         return self.format.to_user((self.state.p > 0.5).astype(np.float64))
 
     def _recommend(self) -> Array:
-        if self.recommend_mode == "best" and self.counters["evaluations"] > 0 and (
+        if self.hparams.recommend == "best" and self.counters["evaluations"] > 0 and (
                 np.isfinite(self._best_f)):
             return self._best_x.copy()
         return (self.state.p > 0.5).astype(np.float64)

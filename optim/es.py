@@ -46,16 +46,22 @@ from typing import Any
 import numpy as np
 import torch
 from nondiff.optim.base import Array, BaseOptimizer, default_popsize
-from nondiff.optim.checks import check_bool, check_real
 from nondiff.optim.distributions import IsotropicGaussian, SeparableGaussian
-from nondiff.optim.shaping import check_method
+from nondiff.optim.hyperparameters import (
+    Hyperparameters,
+    boolean,
+    choice,
+    hyperparameter,
+    pair,
+    real,
+    shaping_method,
+)
 from nondiff.optim.shaping import shape as shape_fitness
-from nondiff.optim.steps import Adam, AdamState, ClipUpState, SGDState, make_step
+from nondiff.optim.steps import Adam, AdamState, ClipUpState, SGDState, Step, make_step
 
-__all__ = ["PGPE", "OpenAIES", "OpenAIESState", "PGPEState"]
+__all__ = ["PGPE", "OpenAIES", "OpenAIESConfig", "OpenAIESState", "PGPEConfig", "PGPEState"]
 
 
-# ----- validation helpers (shared with optim.nes and optim.cem) ---------------------
 class GaussianES(BaseOptimizer):
     """Shared parts of the torch ES of this package (not registered itself).
 
@@ -98,9 +104,35 @@ class GaussianES(BaseOptimizer):
         return {}
 
 
-def _even_popsize(dim: int) -> int:
+def _default_popsize_even(dim: int) -> int:
+    """``4 + 3 ln d`` rounded up to even: OpenAI-ES and PGPE draw pairs by default and
+    keep that size with mirroring off too (so their checkpoints keep their config)."""
     p = default_popsize(dim)
     return p + p % 2
+
+
+POSITIVE = real(low=0.0, low_open=True)
+NONNEGATIVE = real(low=0.0)
+DECAY = real(low=0.0, high=1.0, low_open=True)  # a factor in (0, 1]
+UNIT = real(low=0.0, high=1.0, high_open=True)  # [0, 1)
+
+
+@dataclass(frozen=True)
+class OpenAIESConfig(Hyperparameters):
+    """Hyperparameters of :class:`OpenAIES` (see its arguments)."""
+
+    mirrored = "antithetic"
+
+    lr: float = hyperparameter(0.01, POSITIVE)
+    betas: tuple[float, float] = hyperparameter((0.9, 0.999), pair(UNIT))
+    eps: float = hyperparameter(1e-8, POSITIVE)
+    weight_decay: float = hyperparameter(0.0, NONNEGATIVE)
+    sigma_decay: float = hyperparameter(1.0, DECAY)
+    sigma_min: float = hyperparameter(0.0, NONNEGATIVE)
+    lr_decay: float = hyperparameter(1.0, DECAY)
+    lr_min: float = hyperparameter(0.0, NONNEGATIVE)
+    antithetic: bool = hyperparameter(True, boolean())
+    shaping: str = hyperparameter("centered_ranks", shaping_method())
 
 
 @dataclass
@@ -146,74 +178,40 @@ class OpenAIES(GaussianES):
     """
 
     name = "openai-es"
-
-    def __init__(
-        self,
-        x0: Array,
-        sigma0: float = 1.0,
-        popsize: int | None = None,
-        seed: int | None = None,
-        bounds: tuple[Any, Any] | None = None,
-        *,
-        lr: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        sigma_decay: float = 1.0,
-        sigma_min: float = 0.0,
-        lr_decay: float = 1.0,
-        lr_min: float = 0.0,
-        antithetic: bool = True,
-        shaping: str = "centered_ranks",
-    ) -> None:
-        self.adam = Adam(lr=lr, betas=betas, eps=eps)
-        self.lr = self.adam.lr
-        self.weight_decay = check_real("weight_decay", weight_decay, low=0.0)
-        self.sigma_decay = check_real("sigma_decay", sigma_decay, low=0.0, high=1.0,
-                                      low_open=True)
-        self.sigma_min = check_real("sigma_min", sigma_min, low=0.0)
-        self.lr_decay = check_real("lr_decay", lr_decay, low=0.0, high=1.0, low_open=True)
-        self.lr_min = check_real("lr_min", lr_min, low=0.0)
-        self.antithetic = check_bool("antithetic", antithetic)
-        self.shaping = check_method(shaping)
-        super().__init__(x0, sigma0, popsize, seed, bounds)
-        if self.antithetic and self.popsize % 2:
-            raise ValueError(f"popsize must be even with antithetic sampling, got {self.popsize}")
+    Hyperparameters = OpenAIESConfig
+    hparams: OpenAIESConfig
 
     @classmethod
     def default_popsize(cls, dim: int) -> int:
-        return _even_popsize(dim)
+        return _default_popsize_even(dim)
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), **self.adam.config(), "weight_decay": self.weight_decay,
-                "sigma_decay": self.sigma_decay, "sigma_min": self.sigma_min,
-                "lr_decay": self.lr_decay, "lr_min": self.lr_min,
-                "antithetic": self.antithetic, "shaping": self.shaping}
+    def _configure(self) -> None:
+        hp = self.hparams
+        self.adam = Adam(lr=hp.lr, betas=hp.betas, eps=hp.eps)
 
     def _init_state(self, x0: torch.Tensor) -> OpenAIESState:
         mean = x0.clone()
-        return OpenAIESState(mean=mean, sigma=self.sigma0, lr=self.lr, adam=self.adam.init(mean))
+        return OpenAIESState(mean=mean, sigma=self.sigma0, lr=self.hparams.lr,
+                             adam=self.adam.init(mean))
 
     def _stdev(self) -> torch.Tensor:
         return torch.full_like(self.state.mean, self.state.sigma)
 
     def _ask(self, n: int) -> torch.Tensor:
-        if self.antithetic and n % 2:
-            raise ValueError(f"n must be even with antithetic sampling, got n={n}")
         dist = IsotropicGaussian(self.state.mean, self.state.sigma)
-        return dist.sample(n, self._rng, antithetic=self.antithetic)
+        return dist.sample(n, self._rng, antithetic=self.hparams.antithetic)
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
-        st = self.state
-        u = self._utilities(fitness, self.shaping, x)
+        st, hp = self.state, self.hparams
+        u = self._utilities(fitness, hp.shaping, x)
         dist = IsotropicGaussian(st.mean, st.sigma)
         noise_sum, _ = dist.noise_sums(x, u, self._workspace(x), second=False)
         g = noise_sum / x.shape[0]  # Eq. (1)
-        loss_grad = g.neg_().add_(st.mean, alpha=self.weight_decay)
+        loss_grad = g.neg_().add_(st.mean, alpha=hp.weight_decay)
         st.mean += self.adam.update(loss_grad, st.adam, lr=st.lr)  # Eq. (2)
         metrics = {"sigma": st.sigma, "lr": st.lr, "grad_norm": float(loss_grad.norm())}
-        st.sigma = max(st.sigma * self.sigma_decay, self.sigma_min)  # Eq. (3)
-        st.lr = max(st.lr * self.lr_decay, self.lr_min)
+        st.sigma = max(st.sigma * hp.sigma_decay, hp.sigma_min)  # Eq. (3)
+        st.lr = max(st.lr * hp.lr_decay, hp.lr_min)
         return metrics
 
 
@@ -223,6 +221,48 @@ class PGPEState:
     stdev: torch.Tensor
     lr: float
     step: ClipUpState | AdamState | SGDState
+
+
+@dataclass(frozen=True)
+class PGPEConfig(Hyperparameters):
+    """Hyperparameters of :class:`PGPE` (see its arguments). The center step's own
+    entries (``center_lr`` and momentum / max_speed / betas, as the step has them)
+    enter ``config()`` from the step itself."""
+
+    mirrored = "symmetric"
+
+    center_lr: float = hyperparameter(0.15, POSITIVE, config=False)
+    stdev_lr: float = hyperparameter(0.1, POSITIVE)
+    stdev_max_change: float | None = hyperparameter(
+        0.2, real(low=0.0, high=1.0, low_open=True, optional=True))
+    stdev_min: float = hyperparameter(0.0, NONNEGATIVE)
+    optimizer: str = hyperparameter("clipup", choice(("clipup", "adam", "sgd"), lower=True))
+    momentum: float = hyperparameter(0.9, UNIT, config=False)
+    max_speed: float | None = hyperparameter(
+        None, real(low=0.0, low_open=True, optional=True), config=False)
+    lr_decay: float = hyperparameter(1.0, DECAY)
+    symmetric: bool = hyperparameter(True, boolean())
+    shaping: str = hyperparameter("centered_ranks", shaping_method())
+
+    def check(self) -> None:
+        if self.max_speed is not None and self.optimizer != "clipup":
+            raise ValueError(f"max_speed applies to optimizer='clipup' only, not "
+                             f"{self.optimizer!r}; leave max_speed=None")
+        if self.optimizer == "adam" and self.momentum != 0.9:  # the default
+            raise ValueError(f"momentum applies to optimizer='clipup' or 'sgd', not 'adam' "
+                             f"(got momentum={self.momentum!r}); Adam has betas instead")
+
+    def make_step(self) -> Step:
+        """The center step (ClipUp, Adam or SGD) these hyperparameters describe."""
+        if self.optimizer == "clipup":
+            return make_step("clipup", lr=self.center_lr, momentum=self.momentum,
+                             max_speed=self.max_speed)
+        if self.optimizer == "sgd":
+            return make_step("sgd", lr=self.center_lr, momentum=self.momentum)
+        return make_step("adam", lr=self.center_lr)
+
+    def derived_config(self) -> dict[str, Any]:
+        return {f"center_{k}" if k == "lr" else k: v for k, v in self.make_step().config().items()}
 
 
 class PGPE(GaussianES):
@@ -261,91 +301,43 @@ class PGPE(GaussianES):
     """
 
     name = "pgpe"
-
-    def __init__(
-        self,
-        x0: Array,
-        sigma0: float = 1.0,
-        popsize: int | None = None,
-        seed: int | None = None,
-        bounds: tuple[Any, Any] | None = None,
-        *,
-        center_lr: float = 0.15,
-        stdev_lr: float = 0.1,
-        stdev_max_change: float | None = 0.2,
-        stdev_min: float = 0.0,
-        optimizer: str = "clipup",
-        momentum: float = 0.9,
-        max_speed: float | None = None,
-        lr_decay: float = 1.0,
-        symmetric: bool = True,
-        shaping: str = "centered_ranks",
-    ) -> None:
-        optimizer = optimizer.lower() if isinstance(optimizer, str) else optimizer
-        if optimizer == "clipup":
-            self.step = make_step("clipup", lr=center_lr, momentum=momentum, max_speed=max_speed)
-        elif max_speed is not None:
-            raise ValueError(f"max_speed applies to optimizer='clipup' only, not {optimizer!r}")
-        elif optimizer == "sgd":
-            self.step = make_step("sgd", lr=center_lr, momentum=momentum)
-        elif momentum != 0.9:  # the default: set for clipup and sgd only
-            raise ValueError(f"momentum applies to optimizer='clipup' or 'sgd', not "
-                             f"{optimizer!r}; Adam has betas instead")
-        else:
-            self.step = make_step(optimizer, lr=center_lr)
-        self.optimizer = optimizer
-        self.center_lr = self.step.lr
-        self.stdev_lr = check_real("stdev_lr", stdev_lr, low=0.0, low_open=True)
-        self.stdev_max_change = None if stdev_max_change is None else check_real(
-            "stdev_max_change", stdev_max_change, low=0.0, high=1.0, low_open=True)
-        self.stdev_min = check_real("stdev_min", stdev_min, low=0.0)
-        self.lr_decay = check_real("lr_decay", lr_decay, low=0.0, high=1.0, low_open=True)
-        self.symmetric = check_bool("symmetric", symmetric)
-        self.shaping = check_method(shaping)
-        super().__init__(x0, sigma0, popsize, seed, bounds)
-        if self.symmetric and self.popsize % 2:
-            raise ValueError(f"popsize must be even with symmetric sampling, got {self.popsize}")
+    Hyperparameters = PGPEConfig
+    hparams: PGPEConfig
 
     @classmethod
     def default_popsize(cls, dim: int) -> int:
-        return _even_popsize(dim)
+        return _default_popsize_even(dim)
 
-    def config(self) -> dict[str, Any]:
-        step = {f"center_{k}" if k == "lr" else k: v for k, v in self.step.config().items()}
-        return {**super().config(), "optimizer": self.optimizer, **step,
-                "stdev_lr": self.stdev_lr, "stdev_max_change": self.stdev_max_change,
-                "stdev_min": self.stdev_min, "lr_decay": self.lr_decay,
-                "symmetric": self.symmetric, "shaping": self.shaping}
+    def _configure(self) -> None:
+        self.step = self.hparams.make_step()
 
     def _init_state(self, x0: torch.Tensor) -> PGPEState:
         mean = x0.clone()
-        stdev = torch.full_like(mean, max(self.sigma0, self.stdev_min))
-        return PGPEState(mean=mean, stdev=stdev, lr=self.center_lr, step=self.step.init(mean))
+        stdev = torch.full_like(mean, max(self.sigma0, self.hparams.stdev_min))
+        return PGPEState(mean=mean, stdev=stdev, lr=self.step.lr, step=self.step.init(mean))
 
     def _stdev(self) -> torch.Tensor:
         return self.state.stdev
 
     def _ask(self, n: int) -> torch.Tensor:
-        if self.symmetric and n % 2:
-            raise ValueError(f"n must be even with symmetric sampling, got n={n}")
         dist = SeparableGaussian(self.state.mean, self.state.stdev)
-        return dist.sample(n, self._rng, antithetic=self.symmetric)
+        return dist.sample(n, self._rng, antithetic=self.hparams.symmetric)
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
-        st = self.state
+        st, hp = self.state, self.hparams
         n = x.shape[0]
-        u = self._utilities(fitness, self.shaping, x)
+        u = self._utilities(fitness, hp.shaping, x)
         u -= u.mean()  # baseline b = mean utility (0 already for ranks)
         dist = SeparableGaussian(st.mean, st.stdev)
         noise_sum, sq_sum = dist.noise_sums(x, u, self._workspace(x))
         grad_mean = noise_sum.mul_(st.stdev).div_(n)  # Eq. (4): sum u (x - m) / n
         grad_stdev = sq_sum.sub_(u.sum()).mul_(st.stdev).div_(n)  # Eq. (5)
         st.mean += self.step.update(grad_mean.neg_(), st.step, lr=st.lr)  # Eq. (6)
-        change = grad_stdev.mul_(self.stdev_lr)  # Eq. (7)
-        if self.stdev_max_change is not None:
-            limit = st.stdev * self.stdev_max_change
+        change = grad_stdev.mul_(hp.stdev_lr)  # Eq. (7)
+        if hp.stdev_max_change is not None:
+            limit = st.stdev * hp.stdev_max_change
             change = torch.minimum(torch.maximum(change, -limit), limit)
-        st.stdev.add_(change).clamp_(min=max(self.stdev_min, torch.finfo(x.dtype).tiny))
+        st.stdev.add_(change).clamp_(min=max(hp.stdev_min, torch.finfo(x.dtype).tiny))
         metrics = {"sigma": float(st.stdev.mean()), "lr": st.lr}
-        st.lr *= self.lr_decay
+        st.lr *= hp.lr_decay
         return metrics

@@ -65,13 +65,12 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .base import Array, BaseOptimizer
-from .checks import check_int, check_real
 from .ga_operators import (
     CROSSOVERS,
     Layout,
@@ -81,11 +80,44 @@ from .ga_operators import (
     repair,
     tournament,
 )
-from .spaces import Space
+from .hyperparameters import Hyperparameters, choice, hyperparameter, integer, real
 
-__all__ = ["GAState", "GeneticAlgorithm", "OnePlusLambdaEA", "OnePlusLambdaState"]
+__all__ = ["DiscreteEvolutionConfig", "GAConfig", "GAState", "GeneticAlgorithm",
+           "OnePlusLambdaEA", "OnePlusLambdaState"]
 
 DISCRETE_KINDS = frozenset({"binary", "integer", "categorical", "permutation"})
+
+
+@dataclass(frozen=True)
+class DiscreteEvolutionConfig(Hyperparameters):
+    """Hyperparameters of :class:`OnePlusLambdaEA` (and the base of :class:`GAConfig`)."""
+
+    mutation_rate: float = hyperparameter(1.0, real(low=0.0, low_open=True))
+
+    def resolve(self, dim: int, popsize: int) -> DiscreteEvolutionConfig:
+        if self.mutation_rate > dim:
+            raise ValueError(f"mutation_rate must be in (0, dim={dim}] (chi/dim is a "
+                             f"probability), got {self.mutation_rate!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class GAConfig(DiscreteEvolutionConfig):
+    """Hyperparameters of :class:`GeneticAlgorithm` (see its arguments)."""
+
+    tournament_size: int = hyperparameter(3, integer(1))
+    crossover: str = hyperparameter("uniform", choice(CROSSOVERS))
+    crossover_rate: float = hyperparameter(0.9, real(low=0.0, high=1.0))
+    elitism: int | None = hyperparameter(None, integer(0, optional=True))
+
+    def resolve(self, dim: int, popsize: int) -> GAConfig:
+        resolved = super().resolve(dim, popsize)
+        if self.elitism is None:
+            return replace(resolved, elitism=max(1, popsize // 4))
+        if self.elitism > popsize:
+            raise ValueError(f"elitism must be in [0, popsize={popsize}], got {self.elitism!r}; "
+                             "pass a smaller elitism or a larger popsize")
+        return resolved
 
 
 class DiscreteEvolution(BaseOptimizer):
@@ -101,18 +133,8 @@ class DiscreteEvolution(BaseOptimizer):
     supported_spaces: ClassVar[frozenset[str]] = DISCRETE_KINDS
     layout: Layout
 
-    def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,
-                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
-                 mutation_rate: float = 1.0) -> None:
-        self.mutation_rate = check_real("mutation_rate", mutation_rate, low=0.0, low_open=True)
-        super().__init__(x0, sigma0, popsize, seed, bounds)
-        if self.mutation_rate > self.dim:
-            raise ValueError(f"mutation_rate must be in (0, dim={self.dim}] (chi/dim is a "
-                             f"probability), got {mutation_rate!r}")
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "space": repr(self.space),
-                "mutation_rate": self.mutation_rate}
+    Hyperparameters = DiscreteEvolutionConfig
+    config_space = True
 
     def _start(self, x0: np.ndarray) -> None:
         assert self.space is not None  # the base rejected a plain x0 (no "real" support)
@@ -120,7 +142,7 @@ class DiscreteEvolution(BaseOptimizer):
         self._fallback = repair(x0[None], self.layout)[0]  # a valid point before any tell
 
     def _mutate(self, x: np.ndarray) -> np.ndarray:
-        return mutate(x, self.layout, self._rng, self.mutation_rate)
+        return mutate(x, self.layout, self._rng, self.hparams.mutation_rate)
 
     @staticmethod
     def _told_keys(fitness: np.ndarray, extra: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -250,31 +272,12 @@ class GeneticAlgorithm(DiscreteEvolution):
     min_popsize = 2  # parents to select and cross
     name = "ga"
 
-    def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,
-                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
-                 tournament_size: int = 3, crossover: str = "uniform",
-                 crossover_rate: float = 0.9, elitism: int | None = None,
-                 mutation_rate: float = 1.0) -> None:
-        self.tournament_size = check_int("tournament_size", tournament_size, 1)
-        if crossover not in CROSSOVERS:
-            raise ValueError(f"crossover must be one of {CROSSOVERS}, got {crossover!r}")
-        self.crossover = crossover
-        self.crossover_rate = check_real("crossover_rate", crossover_rate, low=0.0, high=1.0)
-        if elitism is not None:
-            check_int("elitism", elitism, 0)
-        super().__init__(x0, sigma0, popsize, seed, bounds, mutation_rate=mutation_rate)
-        self.elitism = max(1, self.popsize // 4) if elitism is None else int(elitism)
-        if self.elitism > self.popsize:
-            raise ValueError(f"elitism must be in [0, popsize={self.popsize}], got {elitism!r}")
+    Hyperparameters = GAConfig
+    hparams: GAConfig
 
     @classmethod
     def default_popsize(cls, dim: int) -> int:
         return max(10, super().default_popsize(dim))
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "tournament_size": self.tournament_size,
-                "crossover": self.crossover, "crossover_rate": self.crossover_rate,
-                "elitism": self.elitism}
 
     def _init_state(self, x0: np.ndarray) -> GAState:
         self._start(x0)
@@ -288,10 +291,11 @@ class GeneticAlgorithm(DiscreteEvolution):
             return self.space.sample(self._rng, n)
         pairs = (n + 1) // 2
         ranks = np.arange(len(st.population))  # the population is kept sorted
-        chosen = tournament(ranks, 2 * pairs, self.tournament_size, self._rng)  # Eq. (3)
+        hp = self.hparams
+        chosen = tournament(ranks, 2 * pairs, hp.tournament_size, self._rng)  # Eq. (3)
         a, b = st.population[chosen[:pairs]], st.population[chosen[pairs:]]
-        c1, c2 = crossover(a, b, self.layout, self._rng, self.crossover)  # Eq. (4)
-        keep = self._rng.random(pairs) >= self.crossover_rate  # pairs left uncrossed
+        c1, c2 = crossover(a, b, self.layout, self._rng, hp.crossover)  # Eq. (4)
+        keep = self._rng.random(pairs) >= hp.crossover_rate  # pairs left uncrossed
         c1[keep], c2[keep] = a[keep], b[keep]
         children = np.concatenate([c1, c2])[:n]
         return self._mutate(children)
@@ -299,7 +303,7 @@ class GeneticAlgorithm(DiscreteEvolution):
     def _tell(self, x: np.ndarray, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         st = self.state
         violation, f = self._told_keys(fitness, extra)
-        m = max(self.elitism, self.popsize - len(x))  # Eq. (5)
+        m = max(self.hparams.elitism, self.popsize - len(x))  # Eq. (5)
         pool = np.concatenate([repair(x, self.layout), st.population[:m]])
         pool_f = np.concatenate([f, st.fitness[:m]])
         pool_v = np.concatenate([violation, st.violation[:m]])

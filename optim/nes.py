@@ -38,29 +38,56 @@ Sources:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
-from nondiff.optim.base import Array
-from nondiff.optim.checks import check_bool, check_real
 from nondiff.optim.distributions import FullGaussian, SeparableGaussian
-from nondiff.optim.es import GaussianES
-from nondiff.optim.shaping import check_method
+from nondiff.optim.es import POSITIVE, GaussianES
+from nondiff.optim.hyperparameters import (
+    Hyperparameters,
+    boolean,
+    hyperparameter,
+    real,
+    shaping_method,
+)
 
-__all__ = ["SNES", "XNES", "SNESState", "XNESState"]
+__all__ = ["SNES", "XNES", "SNESConfig", "SNESState", "XNESConfig", "XNESState"]
+
+RATE = real(low=0.0, low_open=True, optional=True)  # None: the paper's default for dim
 
 
-def _dim_of(x0: Array) -> int:
-    n = x0.numel() if isinstance(x0, torch.Tensor) else np.asarray(x0).size
-    return max(int(n), 1)
+@dataclass(frozen=True)
+class SNESConfig(Hyperparameters):
+    """Hyperparameters of :class:`SNES` (see its arguments)."""
+
+    mirrored = "antithetic"
+
+    eta_mu: float = hyperparameter(1.0, POSITIVE)
+    eta_sigma: float | None = hyperparameter(None, RATE)
+    shaping: str = hyperparameter("nes_utilities", shaping_method())
+    antithetic: bool = hyperparameter(False, boolean())
+
+    def resolve(self, dim: int, popsize: int) -> SNESConfig:
+        if self.eta_sigma is not None:
+            return self
+        return replace(self, eta_sigma=(3 + math.log(dim)) / (5 * math.sqrt(dim)))
 
 
-def _rate(name: str, value: float | None, default: float) -> float:
-    if value is None:
-        return default
-    return check_real(name, value, low=0.0, low_open=True)
+@dataclass(frozen=True)
+class XNESConfig(Hyperparameters):
+    """Hyperparameters of :class:`XNES` (see its arguments)."""
+
+    eta_mu: float = hyperparameter(1.0, POSITIVE)
+    eta_sigma: float | None = hyperparameter(None, RATE)
+    eta_b: float | None = hyperparameter(None, RATE)
+    shaping: str = hyperparameter("nes_utilities", shaping_method())
+
+    def resolve(self, dim: int, popsize: int) -> XNESConfig:
+        default = 3 * (3 + math.log(dim)) / (5 * dim * math.sqrt(dim))
+        return replace(self, eta_sigma=default if self.eta_sigma is None else self.eta_sigma,
+                       eta_b=default if self.eta_b is None else self.eta_b)
 
 
 @dataclass
@@ -81,7 +108,8 @@ class SNES(GaussianES):
         eta_mu: mean learning rate (paper: 1).
         eta_sigma: stdev learning rate (default ``(3 + ln d) / (5 sqrt d)``).
         shaping: a method of :mod:`nondiff.optim.shaping` (default the NES utilities).
-        antithetic: mirrored sampling (then popsize must be even).
+        antithetic: mirrored sampling (then popsize must be even; the default
+            ``4 + 3 ln d`` is rounded up to even).
 
     Example:
         >>> import numpy as np
@@ -95,33 +123,8 @@ class SNES(GaussianES):
     """
 
     name = "snes"
-
-    def __init__(
-        self,
-        x0: Array,
-        sigma0: float = 1.0,
-        popsize: int | None = None,
-        seed: int | None = None,
-        bounds: tuple[Any, Any] | None = None,
-        *,
-        eta_mu: float = 1.0,
-        eta_sigma: float | None = None,
-        shaping: str = "nes_utilities",
-        antithetic: bool = False,
-    ) -> None:
-        dim = _dim_of(x0)
-        self.eta_mu = check_real("eta_mu", eta_mu, low=0.0, low_open=True)
-        self.eta_sigma = _rate("eta_sigma", eta_sigma,
-                               (3 + math.log(dim)) / (5 * math.sqrt(dim)))
-        self.shaping = check_method(shaping)
-        self.antithetic = check_bool("antithetic", antithetic)
-        super().__init__(x0, sigma0, popsize, seed, bounds)
-        if self.antithetic and self.popsize % 2:
-            raise ValueError(f"popsize must be even with antithetic sampling, got {self.popsize}")
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "eta_mu": self.eta_mu, "eta_sigma": self.eta_sigma,
-                "shaping": self.shaping, "antithetic": self.antithetic}
+    Hyperparameters = SNESConfig
+    hparams: SNESConfig
 
     def _init_state(self, x0: torch.Tensor) -> SNESState:
         return SNESState(mean=x0.clone(), stdev=torch.full_like(x0, self.sigma0))
@@ -130,19 +133,17 @@ class SNES(GaussianES):
         return self.state.stdev
 
     def _ask(self, n: int) -> torch.Tensor:
-        if self.antithetic and n % 2:
-            raise ValueError(f"n must be even with antithetic sampling, got n={n}")
         dist = SeparableGaussian(self.state.mean, self.state.stdev)
-        return dist.sample(n, self._rng, antithetic=self.antithetic)
+        return dist.sample(n, self._rng, antithetic=self.hparams.antithetic)
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
-        st = self.state
-        u = self._utilities(fitness, self.shaping, x)
+        st, hp = self.state, self.hparams
+        u = self._utilities(fitness, hp.shaping, x)
         dist = SeparableGaussian(st.mean, st.stdev)
         grad_mu, grad_sigma = dist.noise_sums(x, u, self._workspace(x))
         grad_sigma.sub_(u.sum())  # Eq. (1)
-        st.mean.addcmul_(st.stdev, grad_mu, value=self.eta_mu)  # Eq. (2)
-        st.stdev.mul_(grad_sigma.mul_(self.eta_sigma / 2).exp_())  # Eq. (3)
+        st.mean.addcmul_(st.stdev, grad_mu, value=hp.eta_mu)  # Eq. (2)
+        st.stdev.mul_(grad_sigma.mul_(hp.eta_sigma / 2).exp_())  # Eq. (3)
         return {"sigma": float(st.stdev.mean())}
 
 
@@ -183,31 +184,8 @@ class XNES(GaussianES):
     """
 
     name = "xnes"
-
-    def __init__(
-        self,
-        x0: Array,
-        sigma0: float = 1.0,
-        popsize: int | None = None,
-        seed: int | None = None,
-        bounds: tuple[Any, Any] | None = None,
-        *,
-        eta_mu: float = 1.0,
-        eta_sigma: float | None = None,
-        eta_b: float | None = None,
-        shaping: str = "nes_utilities",
-    ) -> None:
-        d = _dim_of(x0)
-        default = 3 * (3 + math.log(d)) / (5 * d * math.sqrt(d))
-        self.eta_mu = check_real("eta_mu", eta_mu, low=0.0, low_open=True)
-        self.eta_sigma = _rate("eta_sigma", eta_sigma, default)
-        self.eta_b = _rate("eta_b", eta_b, default)
-        self.shaping = check_method(shaping)
-        super().__init__(x0, sigma0, popsize, seed, bounds)
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "eta_mu": self.eta_mu, "eta_sigma": self.eta_sigma,
-                "eta_b": self.eta_b, "shaping": self.shaping}
+    Hyperparameters = XNESConfig
+    hparams: XNESConfig
 
     def _init_state(self, x0: torch.Tensor) -> XNESState:
         eye = torch.eye(self.dim, dtype=x0.dtype, device=x0.device)
@@ -224,13 +202,13 @@ class XNES(GaussianES):
         return self._dist().sample(n, self._rng)
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
-        st = self.state
-        u = self._utilities(fitness, self.shaping, x)
+        st, hp = self.state, self.hparams
+        u = self._utilities(fitness, hp.shaping, x)
         grads = self._dist().natural_grad(x, u)  # Eq. (4)
         g_m = grads["log_cov"]
         g_sigma = float(torch.diagonal(g_m).sum()) / self.dim  # Eq. (5)
         g_b = g_m - g_sigma * torch.eye(self.dim, dtype=x.dtype, device=x.device)
-        st.mean += self.eta_mu * grads["mean"]  # Eq. (6): sigma B G_delta
-        st.sigma *= math.exp(self.eta_sigma / 2 * g_sigma)  # Eq. (7)
-        st.b = st.b @ torch.linalg.matrix_exp(self.eta_b / 2 * g_b)  # Eq. (8)
+        st.mean += hp.eta_mu * grads["mean"]  # Eq. (6): sigma B G_delta
+        st.sigma *= math.exp(hp.eta_sigma / 2 * g_sigma)  # Eq. (7)
+        st.b = st.b @ torch.linalg.matrix_exp(hp.eta_b / 2 * g_b)  # Eq. (8)
         return {"sigma": float(self._stdev().mean())}

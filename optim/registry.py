@@ -56,6 +56,17 @@ def get(name: str) -> type[BaseOptimizer]:
     return _OPTIMIZERS[name]
 
 
+def options(name: str) -> list[str]:
+    """The keyword options ``create(name, x0, ...)`` accepts, sorted.
+
+    Example:
+        >>> from nondiff.optim import registry
+        >>> registry.options("xnes")
+        ['bounds', 'eta_b', 'eta_mu', 'eta_sigma', 'popsize', 'seed', 'shaping', 'sigma0']
+    """
+    return sorted(_hyperparameters(get(name)))
+
+
 def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     """Construct the optimizer ``name`` at ``x0`` with keyword hyperparameters.
 
@@ -70,15 +81,17 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     return cls(x0, **kwargs)
 
 
-def _hyperparameters(cls: type) -> set[str]:
-    """Keyword arguments of ``cls``'s constructor, following ``**kwargs`` to its bases."""
-    names: set[str] = set()
+def _hyperparameters(cls: type[BaseOptimizer]) -> set[str]:
+    """The options of ``cls``: the fields of its ``Hyperparameters`` dataclass and the
+    common arguments; for an optimizer with its own constructor, that constructor's
+    keyword arguments (following ``**kwargs`` to its bases)."""
+    names: set[str] = set(cls.Hyperparameters.names())
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
         params = inspect.signature(init).parameters.values()
         names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
+        if klass is BaseOptimizer or not any(p.kind == p.VAR_KEYWORD for p in params):
             break
     return names - {"self", "x0"}

@@ -50,15 +50,24 @@ from nondiff.optim.base import Array, BaseOptimizer
 from nondiff.optim.checks import check_real
 from nondiff.optim.discrete_distributions import EXACT_ENTROPY_GRAD_MAX_N, PlackettLuce
 from nondiff.optim.distributions import SearchDistribution
+from nondiff.optim.hyperparameters import (
+    Hyperparameters,
+    choice,
+    hyperparameter,
+    pair,
+    real,
+    shaping_method,
+)
 from nondiff.optim.product_distribution import ProductDistribution, distribution_for
-from nondiff.optim.shaping import check_method
 from nondiff.optim.shaping import shape as shape_fitness
-from nondiff.optim.spaces import KINDS, Real, Space
-from nondiff.optim.steps import AdamState, SGDState, make_step
+from nondiff.optim.spaces import KINDS, Real
+from nondiff.optim.steps import AdamState, SGDState, Step, make_step
 
-__all__ = ["BASELINES", "REINFORCE", "REINFORCEState", "score_function_gradient"]
+__all__ = ["BASELINES", "REINFORCE", "REINFORCEConfig", "REINFORCEState",
+           "score_function_gradient"]
 
 BASELINES = ("none", "moving-average", "rloo")
+UNIT = real(low=0.0, high=1.0, high_open=True)  # [0, 1)
 
 
 def score_function_gradient(
@@ -135,6 +144,38 @@ class REINFORCEState:
     baseline_steps: int = 0
 
 
+@dataclass(frozen=True)
+class REINFORCEConfig(Hyperparameters):
+    """Hyperparameters of :class:`REINFORCE` (see its arguments). The step's own
+    entries (lr and betas/eps or momentum/nesterov) enter ``config()`` from the step."""
+
+    lr: float = hyperparameter(0.1, real(low=0.0, low_open=True), config=False)
+    optimizer: str = hyperparameter("adam", choice(("adam", "sgd")))
+    betas: tuple[float, float] = hyperparameter((0.9, 0.999), pair(UNIT), config=False)
+    momentum: float = hyperparameter(0.0, UNIT, config=False)
+    baseline: str = hyperparameter("rloo", choice(BASELINES))
+    baseline_decay: float = hyperparameter(0.9, UNIT)
+    entropy_bonus: float = hyperparameter(0.0, real(low=0.0))
+    shaping: str | None = hyperparameter(None, shaping_method(optional=True))
+
+    def check(self) -> None:
+        if self.optimizer == "adam" and self.momentum != 0.0:
+            raise ValueError(f"momentum applies to optimizer='sgd' only, got "
+                             f"momentum={self.momentum!r}; Adam has betas instead")
+        if self.optimizer == "sgd" and self.betas != (0.9, 0.999):
+            raise ValueError(f"betas apply to optimizer='adam' only, got betas={self.betas!r}; "
+                             "SGD has momentum instead")
+
+    def make_step(self) -> Step:
+        """The parameter step (Adam or SGD) these hyperparameters describe."""
+        if self.optimizer == "adam":
+            return make_step("adam", lr=self.lr, betas=self.betas)
+        return make_step("sgd", lr=self.lr, momentum=self.momentum)
+
+    def derived_config(self) -> dict[str, Any]:
+        return self.make_step().config()
+
+
 class REINFORCE(BaseOptimizer):
     """REINFORCE (Williams 1992) with RLOO / moving-average baselines and an entropy bonus.
 
@@ -184,55 +225,21 @@ class REINFORCE(BaseOptimizer):
     backend = "torch"
     handles_bounds = True  # the censored Gaussian samples inside the box itself
     supported_spaces = frozenset(KINDS)
+    config_space = True
     collapse_tol = 1e-12
+    Hyperparameters = REINFORCEConfig
+    hparams: REINFORCEConfig
     _view: ProductDistribution | None = None
 
-    def __init__(
-        self,
-        x0: Array | Space,
-        sigma0: float = 1.0,
-        popsize: int | None = None,
-        seed: int | None = None,
-        bounds: tuple[Any, Any] | None = None,
-        *,
-        lr: float = 0.1,
-        optimizer: str = "adam",
-        betas: tuple[float, float] = (0.9, 0.999),
-        momentum: float = 0.0,
-        baseline: str = "rloo",
-        baseline_decay: float = 0.9,
-        entropy_bonus: float = 0.0,
-        shaping: str | None = None,
-    ) -> None:
-        if optimizer == "adam":
-            if momentum != 0.0:
-                raise ValueError(f"momentum applies to optimizer='sgd' only, got {momentum!r}")
-            self.step = make_step("adam", lr=lr, betas=betas)
-        elif optimizer == "sgd":
-            if betas != (0.9, 0.999):
-                raise ValueError(f"betas apply to optimizer='adam' only, got {betas!r}")
-            self.step = make_step("sgd", lr=lr, momentum=momentum)
-        else:
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        self.optimizer, self.lr = optimizer, self.step.lr
-        if baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
-        self.baseline = baseline
-        self.baseline_decay = check_real("baseline_decay", baseline_decay, low=0.0, high=1.0,
-                                         high_open=True)
-        self.entropy_bonus = check_real("entropy_bonus", entropy_bonus, low=0.0)
-        self.shaping = None if shaping is None else check_method(shaping)
-        self.min_popsize = 2 if self.baseline == "rloo" else 1  # leave-one-out needs two
-        super().__init__(x0, sigma0, popsize, seed, bounds)
+    @property
+    def min_popsize(self) -> int:  # type: ignore[override]
+        return 2 if self.hparams.baseline == "rloo" else 1  # leave-one-out needs two
 
     def _min_popsize_reason(self) -> str:
         return "baseline='rloo' leaves one sample out"
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), **self.step.config(), "optimizer": self.optimizer,
-                "baseline": self.baseline, "baseline_decay": self.baseline_decay,
-                "entropy_bonus": self.entropy_bonus, "shaping": self.shaping,
-                "space": repr(self.space)}
+    def _configure(self) -> None:
+        self.step = self.hparams.make_step()
 
     # ----- the distribution -------------------------------------------------------
     def _init_state(self, x0: torch.Tensor) -> REINFORCEState:
@@ -263,7 +270,7 @@ class REINFORCE(BaseOptimizer):
 
     # ----- ask / tell -----------------------------------------------------------
     def _check_tell(self, n: int, constraints: Array | None) -> None:
-        if self.baseline == "rloo" and n < 2:
+        if self.hparams.baseline == "rloo" and n < 2:
             raise ValueError("baseline='rloo' needs at least 2 candidates per tell; "
                              "use baseline='moving-average' to tell one at a time")
 
@@ -271,21 +278,21 @@ class REINFORCE(BaseOptimizer):
         return self.distribution.sample(n, self._rng)
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
-        st = self.state
-        losses = fitness if self.shaping is None else -shape_fitness(fitness, self.shaping)
-        baseline: str | float = self.baseline
-        if self.baseline == "moving-average":  # Eq. (3): from earlier batches only
+        st, hp = self.state, self.hparams
+        losses = fitness if hp.shaping is None else -shape_fitness(fitness, hp.shaping)
+        baseline: str | float = hp.baseline
+        if hp.baseline == "moving-average":  # Eq. (3): from earlier batches only
             baseline = "none" if st.baseline_steps == 0 else (
-                st.baseline / (1 - self.baseline_decay ** st.baseline_steps))
+                st.baseline / (1 - hp.baseline_decay ** st.baseline_steps))
         dist = self.distribution
-        grads = score_function_gradient(dist, x, losses, baseline, self.entropy_bonus)
+        grads = score_function_gradient(dist, x, losses, baseline, hp.entropy_bonus)
         for key, g in grads.items():
             st.params[key].add_(self.step.update(g, st.steps[key]))  # Eq. (6), in place
         metrics = {"grad_norm": math.sqrt(sum(float(g.square().sum()) for g in grads.values()))}
-        if self.baseline == "moving-average":
+        if hp.baseline == "moving-average":
             metrics["baseline"] = baseline if isinstance(baseline, float) else math.nan
-            st.baseline = self.baseline_decay * st.baseline + (
-                1 - self.baseline_decay) * float(np.mean(losses))
+            st.baseline = hp.baseline_decay * st.baseline + (
+                1 - hp.baseline_decay) * float(np.mean(losses))
             st.baseline_steps += 1
         if all(not isinstance(d, PlackettLuce) or d.dim <= EXACT_ENTROPY_GRAD_MAX_N
                for _, d, _, _ in dist.leaves):  # else the entropy costs n! or sampling

@@ -11,8 +11,10 @@ from nondiff.optim import registry
 from nondiff.optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real
 
 from nondiff import optim  # noqa: F401  (registers every optimizer)
+from tests.optimizer_infos import OptimizerInput, optimizer_cases
 
 OPTIMIZER_NAMES = registry.names()
+OPTIMIZER_CASES = optimizer_cases(OPTIMIZER_NAMES)
 
 # One small example leaf per kind; contract tests build each optimizer's space from these.
 EXAMPLE_LEAVES = {
@@ -26,6 +28,12 @@ EXAMPLE_LEAVES = {
 
 @pytest.fixture(params=OPTIMIZER_NAMES)
 def optimizer_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(params=OPTIMIZER_CASES, ids=[f"{n}-{c.desc}" for n, c in OPTIMIZER_CASES])
+def optimizer_case(request: pytest.FixtureRequest) -> tuple[str, OptimizerInput]:
+    """(registry name, configuration) of tests/optimizer_infos.py, the default first."""
     return request.param
 
 

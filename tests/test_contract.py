@@ -1,7 +1,10 @@
-"""Contract tests every registered optimizer must pass (parametrized over the registry)."""
+"""Contract tests every registered optimizer must pass (parametrized over the registry,
+and over each optimizer's configurations of tests/optimizer_infos.py: ``optimizer_case``)."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 
 import numpy as np
@@ -10,7 +13,18 @@ import torch
 from nondiff.optim import registry
 from nondiff.optim.spaces import Product
 
-from tests.conftest import EXAMPLE_LEAVES, example_space, make, real_only, roundtrip, sphere
+from tests.conftest import (
+    EXAMPLE_LEAVES,
+    OPTIMIZER_NAMES,
+    default_x0,
+    example_space,
+    handles_real,
+    make,
+    real_only,
+    roundtrip,
+    sphere,
+)
+from tests.optimizer_infos import OPTIMIZER_INFOS, error_cases
 
 
 def _run(opt, generations):
@@ -22,8 +36,9 @@ def _run(opt, generations):
     return asked
 
 
-def test_ask_numpy_shape_and_dtype(optimizer_name):
-    opt = make(optimizer_name)
+def test_ask_numpy_shape_and_dtype(optimizer_case):
+    name, case = optimizer_case
+    opt = make(name, **case.kwargs)
     x = opt.ask()
     assert isinstance(x, np.ndarray)
     assert x.dtype == np.float64
@@ -31,9 +46,10 @@ def test_ask_numpy_shape_and_dtype(optimizer_name):
     assert np.all(np.isfinite(x))
 
 
-def test_ask_torch_keeps_dtype_and_device(optimizer_name):
-    real_only(optimizer_name)
-    opt = make(optimizer_name, x0=torch.full((6,), 0.5, dtype=torch.float32))
+def test_ask_torch_keeps_dtype_and_device(optimizer_case):
+    name, case = optimizer_case
+    real_only(name)
+    opt = make(name, x0=torch.full((6,), 0.5, dtype=torch.float32), **case.kwargs)
     x = opt.ask()
     assert isinstance(x, torch.Tensor)
     assert x.dtype == torch.float32
@@ -85,8 +101,9 @@ def test_tell_validates_shapes(optimizer_name):
     assert opt.counters["iterations"] == 0  # rejected tells change nothing
 
 
-def test_nonfinite_fitness_ranks_worst_and_is_counted(optimizer_name):
-    opt = make(optimizer_name, popsize=4)
+def test_nonfinite_fitness_ranks_worst_and_is_counted(optimizer_case):
+    name, case = optimizer_case
+    opt = make(name, **{**case.kwargs, "popsize": 4})
     x = opt.ask()
     f = sphere(x)
     f[0], f[1] = np.nan, -np.inf
@@ -102,24 +119,26 @@ def test_nonfinite_fitness_ranks_worst_and_is_counted(optimizer_name):
     assert np.all(np.isfinite(opt.ask()))
 
 
-def test_same_seed_same_trajectory(optimizer_name):
-    a = _run(make(optimizer_name, seed=11), 4)
-    b = _run(make(optimizer_name, seed=11), 4)
-    c = _run(make(optimizer_name, seed=12), 4)
+def test_same_seed_same_trajectory(optimizer_case):
+    name, case = optimizer_case
+    a = _run(make(name, seed=11, **case.kwargs), 4)
+    b = _run(make(name, seed=11, **case.kwargs), 4)
+    c = _run(make(name, seed=12, **case.kwargs), 4)
     assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
     assert not all(np.array_equal(p, q) for p, q in zip(a, c, strict=True))
 
 
 @pytest.mark.parametrize("library", ["numpy", "torch"])
-def test_state_dict_resume_is_bit_for_bit(optimizer_name, library):
-    real_only(optimizer_name)
+def test_state_dict_resume_is_bit_for_bit(optimizer_case, library):
+    name, case = optimizer_case
+    real_only(name)
     x0 = np.full(6, 0.5) if library == "numpy" else torch.full((6,), 0.5, dtype=torch.float64)
-    uninterrupted = make(optimizer_name, x0=x0)
+    uninterrupted = make(name, x0=x0, **case.kwargs)
     _run(uninterrupted, 5)
     saved = roundtrip(uninterrupted.state_dict())
     expected = _run(uninterrupted, 8)
 
-    resumed = make(optimizer_name, x0=x0)
+    resumed = make(name, x0=x0, **case.kwargs)
     resumed.load_state_dict(saved)
     assert resumed.counters == {**saved["counters"]}
     got = _run(resumed, 8)
@@ -165,9 +184,12 @@ def test_stop_is_empty_while_running(optimizer_name):
     assert opt.stop() == {}
 
 
-def test_asks_decode_in_the_space_and_resume_bit_for_bit(optimizer_name):
+def test_asks_decode_in_the_space_and_resume_bit_for_bit(optimizer_case):
+    optimizer_name, case = optimizer_case
+    if "bounds" in case.kwargs:
+        pytest.skip("a space brings its own bounds")
     space = example_space(optimizer_name)
-    opt = make(optimizer_name, x0=space)
+    opt = make(optimizer_name, x0=space, **case.kwargs)
     assert opt.space is space and opt.dim == space.size
     for _ in range(3):
         x = opt.ask()
@@ -177,7 +199,7 @@ def test_asks_decode_in_the_space_and_resume_bit_for_bit(optimizer_name):
     space.decode(opt.recommend())
     saved = roundtrip(opt.state_dict())
     expected = _run(opt, 5)
-    resumed = make(optimizer_name, x0=space)
+    resumed = make(optimizer_name, x0=space, **case.kwargs)
     resumed.load_state_dict(saved)
     got = _run(resumed, 5)
     assert all(np.array_equal(p, q) for p, q in zip(expected, got, strict=True))
@@ -219,8 +241,9 @@ def test_x0_that_requires_grad_is_neither_aliased_nor_tracked(optimizer_name):
     assert not opt.recommend().requires_grad
 
 
-def test_best_x_and_recommend_are_copies(optimizer_name):
-    opt = make(optimizer_name)
+def test_best_x_and_recommend_are_copies(optimizer_case):
+    name, case = optimizer_case
+    opt = make(name, **case.kwargs)
     x = opt.ask()
     opt.tell(x, sphere(x))
     best, recommended = opt.best_x, opt.recommend()
@@ -279,3 +302,106 @@ def test_bounded_run_resumes_bit_for_bit(optimizer_name):
     resumed = make(optimizer_name, bounds=(0.0, 1.0))
     resumed.load_state_dict(saved)
     assert all(np.array_equal(p, q) for p, q in zip(expected, run(resumed, 6), strict=True))
+
+
+# ----- configurations (tests/optimizer_infos.py) -------------------------------------
+def test_every_optimizer_has_configurations_and_error_inputs():
+    missing = sorted(set(OPTIMIZER_NAMES) - set(OPTIMIZER_INFOS))
+    assert not missing, f"add {missing} to tests/optimizer_infos.py"
+    assert set(OPTIMIZER_INFOS) <= set(OPTIMIZER_NAMES)  # no stale entries
+    for info in OPTIMIZER_INFOS.values():
+        assert info.inputs and info.error_inputs, info.name
+        assert len({case.desc for case in info.inputs}) == len(info.inputs), info.name
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_every_option_is_exercised(name):
+    """Each option besides the common ones appears in a configuration or an error input."""
+    info = OPTIMIZER_INFOS.get(name)
+    assert info is not None, f"add {name} to tests/optimizer_infos.py"
+    used = {key for case in (*info.inputs, *info.error_inputs) for key in case.kwargs}
+    unused = set(registry.options(name)) - {"sigma0", "popsize", "seed", "bounds"} - used
+    assert not unused, f"{name}: no configuration sets {sorted(unused)}"
+
+
+def test_configuration_is_recorded_and_checked_on_load(optimizer_case):
+    name, case = optimizer_case
+    if not case.kwargs:
+        pytest.skip("the default configuration")
+    opt = make(name, **case.kwargs)
+    _run(opt, 2)
+    state = roundtrip(opt.state_dict())
+    default = make(name)
+    if default.config() != opt.config():  # bounds are recorded by CMA-ES only
+        with pytest.raises(ValueError, match="another configuration"):
+            default.load_state_dict(state)
+    twin = make(name, **case.kwargs)
+    twin.load_state_dict(state)
+    assert all(np.array_equal(p, q) for p, q in zip(_run(opt, 3), _run(twin, 3), strict=True))
+    fields = [f.name for f in dataclasses.fields(type(opt).Hyperparameters)]
+    if set(case.kwargs) & set(fields):
+        assert opt.hparams != default.hparams
+        assert opt.hparams.config() != default.hparams.config()  # config() records it
+        assert opt.hparams.config().items() <= opt.config().items()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(opt.hparams, fields[0], None)
+
+
+def test_sphere_progress(optimizer_case):
+    """A few generations improve on the first one (the real sphere, or its discrete
+    analogue: distance to the all-ones encoding)."""
+    name, case = optimizer_case
+    if not case.progress:
+        pytest.skip("no progress expected in a few generations")
+    opt = make(name, **case.kwargs)
+    shift = 0.0 if handles_real(name) else 1.0
+    x = opt.ask()
+    opt.tell(x, sphere(x - shift))
+    first = opt.best_f
+    for _ in range(30):
+        x = opt.ask()
+        opt.tell(x, sphere(x - shift))
+    if handles_real(name):
+        assert opt.best_f < 0.5 * first
+        assert float(sphere(np.asarray(opt.recommend()))) < float(sphere(np.full(6, 0.5)))
+    else:
+        assert opt.best_f < first
+
+
+@pytest.mark.parametrize(("name", "case"), error_cases(OPTIMIZER_NAMES),
+                         ids=[f"{n}-{c.desc}" for n, c in error_cases(OPTIMIZER_NAMES)])
+def test_error_inputs_raise_before_anything_is_built(name, case, monkeypatch):
+    cls = registry.get(name)
+    built = []
+    monkeypatch.setattr(cls, "_init_state", lambda self, x0: built.append(x0))
+    monkeypatch.setattr(cls, "_init_rng", lambda self: built.append("rng"))
+    with pytest.raises(ValueError, match=case.match):
+        make(name, **case.kwargs)
+    assert built == [], "the error came after the optimizer started building its state"
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_signature_lists_the_hyperparameters(name):
+    cls = registry.get(name)
+    fields = dataclasses.fields(cls.Hyperparameters)
+    if not fields:
+        pytest.skip(f"{name} keeps its own constructor")
+    params = inspect.signature(cls).parameters
+    assert list(params)[:5] == ["x0", "sigma0", "popsize", "seed", "bounds"]
+    keyword = {p.name: p.default for p in params.values() if p.kind == p.KEYWORD_ONLY}
+    assert keyword == {f.name: f.default for f in fields}
+    opt = make(name)
+    for f in fields:  # readable as attributes of the optimizer (unless a method's name)
+        if not hasattr(cls, f.name):
+            assert getattr(opt, f.name) == getattr(opt.hparams, f.name)
+
+
+def test_unknown_option_suggests_the_closest(optimizer_name):
+    options = [o for o in registry.options(optimizer_name) if len(o) > 4]
+    with pytest.raises(ValueError, match=rf"did you mean '{options[0]}'") as error:
+        make(optimizer_name, **{options[0] + "x": 1})
+    assert repr(options[0] + "x") in str(error.value)
+    cls = registry.get(optimizer_name)
+    if dataclasses.fields(cls.Hyperparameters):  # the class itself says the same
+        with pytest.raises(ValueError, match=rf"unknown option.*did you mean '{options[0]}'"):
+            cls(default_x0(optimizer_name), **{options[0] + "x": 1})

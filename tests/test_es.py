@@ -257,7 +257,7 @@ BAD = [
     (PGPE, {"stdev_lr": -0.1}, "stdev_lr"),
     (PGPE, {"stdev_max_change": 0.0}, "stdev_max_change"),
     (PGPE, {"stdev_max_change": 1.5}, "stdev_max_change"),
-    (PGPE, {"optimizer": "rmsprop"}, "unknown step 'rmsprop'"),
+    (PGPE, {"optimizer": "rmsprop"}, "optimizer must be one of 'clipup', 'adam', 'sgd'"),
     (PGPE, {"optimizer": "adam", "max_speed": 1.0}, "max_speed"),
     (PGPE, {"max_speed": 0.0}, "max_speed"),
     (PGPE, {"momentum": 1.0}, "momentum"),
@@ -496,3 +496,12 @@ def test_pgpe_step_names_are_case_insensitive_and_momentum_is_not_dropped():
     assert opt.optimizer == "sgd" and opt.step.momentum == 0.5
     with pytest.raises(ValueError, match="momentum applies to"):
         PGPE(torch.zeros(4), optimizer="adam", momentum=0.5, seed=0)
+
+
+def test_mirrored_sampling_rounds_the_default_popsize_up_to_even():
+    dim = 6  # 4 + floor(3 ln 6) = 9
+    assert SNES(np.zeros(dim), seed=0).popsize == 9
+    opt = SNES(np.zeros(dim), antithetic=True, seed=0)
+    assert opt.popsize == 10
+    x = opt.ask()
+    np.testing.assert_allclose(x[:5] + x[5:], 2 * opt.state.mean.expand(5, dim).numpy())
