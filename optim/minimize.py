@@ -66,14 +66,37 @@ def evaluate(fn: Callable[[Array], Any], candidates: Array, vectorized: bool,
     return values if width is not None else values.reshape(n)
 
 
-def _make_optimizer(
+def make_optimizer(
     optimizer: str | BaseOptimizer,
-    x0: Array | Space | None,
-    sigma0: float | None,
-    bounds: Any,
-    seed: int | None,
-    options: dict[str, Any] | None,
+    x0: Array | Space | None = None,
+    sigma0: float | None = None,
+    bounds: Any = None,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
 ) -> BaseOptimizer:
+    """The optimizer that :func:`minimize` runs: built by name, or an instance as is.
+
+    Args:
+        optimizer: a registry name (see ``nondiff.optim.registry.names()``) or an
+            optimizer instance (then every other argument must be None).
+        x0: starting point or :class:`~nondiff.optim.spaces.Space`; required with a name.
+        sigma0: initial step size; default 0.3 x the mean width of the finite sides
+            of the box (of the space or of ``bounds``), else 1.
+        bounds: ``(lower, upper)`` box.
+        seed: seed of the optimizer's random generator.
+        options: further hyperparameters for the optimizer's constructor.
+
+    Raises:
+        ValueError: arguments given with an instance, a name without ``x0``, or
+            anything :func:`nondiff.optim.registry.create` rejects.
+
+    Example:
+        >>> from nondiff.optim.minimize import make_optimizer
+        >>> from nondiff.optim.spaces import Real
+        >>> opt = make_optimizer("snes", Real(0.0, 10.0, size=3), seed=0)
+        >>> opt.name, opt.sigma0
+        ('snes', 3.0)
+    """
     if isinstance(optimizer, BaseOptimizer):
         given = [k for k, v in {"x0": x0, "sigma0": sigma0, "bounds": bounds, "seed": seed,
                                 "options": options}.items() if v is not None]
@@ -194,7 +217,7 @@ def minimize(
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer):
         seed = int(saved["optimizer"]["config"]["seed"])
-    opt = _make_optimizer(optimizer, x0, sigma0, bounds, seed, options)
+    opt = make_optimizer(optimizer, x0, sigma0, bounds, seed, options)
     space = opt.space
     history: list[tuple[float, float]] = []
     if saved is not None:
