@@ -77,10 +77,12 @@ class SearchDistribution(ABC):
         """:meth:`grad` preconditioned by the inverse Fisher information."""
 
 
-def check_sample_count(n: int) -> None:
-    """Raise a ValueError unless the number of samples ``n`` is a positive int."""
+def check_sample_count(n: int, antithetic: bool = False) -> None:
+    """Raise a ValueError unless ``n`` is a positive int (even for ``antithetic`` pairs)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    if antithetic and n % 2:
+        raise ValueError(f"antithetic sampling needs an even number of samples, got n={n}")
 
 
 def as_weights(weights: torch.Tensor, like: torch.Tensor, n: int) -> torch.Tensor:

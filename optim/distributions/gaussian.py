@@ -1,16 +1,12 @@
 """Gaussian search distributions: sample, log-density, score and natural gradient.
 
-Evolution strategies and REINFORCE both ascend ``J(theta) = E_{x ~ p_theta}[u(x)]``
-with the score-function ("log-likelihood trick") estimate
-
-    grad J ~= sum_i w_i grad_theta log p_theta(x_i)                      # Eq. (1)
-
-and, for natural evolution strategies, precondition it with the inverse Fisher
-matrix. The Gaussians below implement the
-:class:`~nondiff.optim.distributions.base.SearchDistribution` interface they share
-with the discrete distributions (Bernoulli, Categorical, Plackett-Luce in
+The Gaussians implement the
+:class:`~nondiff.optim.distributions.base.SearchDistribution` interface that they
+share with the discrete distributions (Bernoulli, Categorical, Plackett-Luce in
 :mod:`nondiff.optim.distributions.discrete`; products over mixed spaces in
-:mod:`nondiff.optim.distributions.product`).
+:mod:`nondiff.optim.distributions.product`): the score-function gradient
+``sum_i w_i grad_theta log p_theta(x_i)`` (Eq. 1) and, for natural evolution
+strategies, that gradient preconditioned with the inverse Fisher matrix.
 
 Gaussians ``N(m, A A^T)`` are written with standard noise ``z = A^{-1} (x - m)``:
 
@@ -59,12 +55,6 @@ __all__ = ["FullGaussian", "IsotropicGaussian", "SeparableGaussian"]
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def _check_n(n: int, antithetic: bool) -> None:
-    check_sample_count(n)
-    if antithetic and n % 2:
-        raise ValueError(f"antithetic sampling needs an even number of samples, got n={n}")
-
-
 class _DiagonalGaussian(SearchDistribution):
     """Shared code of the isotropic and separable Gaussians (``A = diag(scale)``)."""
 
@@ -79,7 +69,7 @@ class _DiagonalGaussian(SearchDistribution):
         return self.mean.shape[0]
 
     def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
-        _check_n(n, antithetic)
+        check_sample_count(n, antithetic)
         x = torch.empty(n, self.dim, dtype=self.mean.dtype, device=self.mean.device)
         head = x[: n // 2] if antithetic else x
         torch.randn(head.shape, generator=generator, out=head)
@@ -260,7 +250,7 @@ class FullGaussian(SearchDistribution):
         return {"mean": self.mean, "scale": self.scale}
 
     def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
-        _check_n(n, antithetic)
+        check_sample_count(n, antithetic)
         m = n // 2 if antithetic else n
         z = torch.randn(m, self.dim, dtype=self.mean.dtype, device=self.mean.device,
                         generator=generator)

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from ..spaces import Space
-from .base import SearchDistribution
+from .base import SearchDistribution, check_sample_count
 from .discrete import Bernoulli, Categorical, PlackettLuce
 
 __all__ = ["LogStdGaussian", "ProductDistribution", "distribution_for"]
@@ -91,8 +91,7 @@ class LogStdGaussian(SearchDistribution):
         return {"mean": self.mean, "log_std": self.log_std}
 
     def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1 or (antithetic and n % 2):
-            raise ValueError(f"n must be a positive (even if antithetic) integer, got {n!r}")
+        check_sample_count(n, antithetic)
         m = n // 2 if antithetic else n
         z = torch.randn(m, self.dim, generator=generator, dtype=self.mean.dtype,
                         device=self.mean.device)
