@@ -68,7 +68,7 @@ class ProblemSpec:
     @property
     def label(self) -> str:
         extra = "".join(f"-{k}{v}" for k, v in sorted(self.kwargs.items()))
-        return f"{problems._normalize(self.name)}-{self.dim}d-i{self.instance}{extra}"
+        return f"{problems.canonical_name(self.name)}-{self.dim}d-i{self.instance}{extra}"
 
     def build(self) -> problems.Problem:
         return problems.get(self.name, dim=self.dim, instance=self.instance, **self.kwargs)

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 from nondiff.optim.base import BaseOptimizer
-from nondiff.optim.minimize import _make_optimizer
+from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.spaces import leaf_kinds
 from torch import nn
 
@@ -148,8 +148,8 @@ class HybridTrainer:
         else:
             options = dict(structure_options or {})
             sigma0 = options.pop("sigma0", None)
-            self.structure_optimizer = _make_optimizer(structure_optimizer, self.space, sigma0,
-                                                       None, seed, options)
+            self.structure_optimizer = make_optimizer(structure_optimizer, self.space, sigma0,
+                                                      seed=seed, options=options)
         if engine == "backprop":
             self.engine = None
             if weight_optimizer is None:

@@ -61,6 +61,32 @@ class Optimizer(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
+class UnsupportedSpaceError(ValueError):
+    """A space with kinds of variables that the optimizer does not search.
+
+    The message says which optimizers do: :func:`nondiff.optim.registry.create`
+    names them, a class constructed directly points to
+    :func:`~nondiff.optim.registry.names_supporting`.
+
+    Args:
+        problem: what the optimizer searches and what it was given.
+        kinds: the kinds of the space's leaves (``"real"``, ``"binary"``, ...).
+        able: the registered optimizers that handle all of ``kinds``, when known.
+    """
+
+    def __init__(self, problem: str, kinds: set[str] | frozenset[str],
+                 able: list[str] | None = None) -> None:
+        self.problem, self.kinds = problem, frozenset(kinds)
+        wanted = "{" + ", ".join(repr(k) for k in sorted(self.kinds)) + "}"
+        if able is None:
+            fix = (f"nondiff.optim.registry.names_supporting({wanted}) lists the optimizers "
+                   "that handle it")
+        else:
+            fix = (f"Optimizers that handle {sorted(self.kinds)}: "
+                   f"{', '.join(able) if able else 'none registered'}")
+        super().__init__(f"{problem}. {fix}")
+
+
 @dataclasses.dataclass
 class Result:
     """Outcome of :func:`nondiff.optim.minimize`.
@@ -249,15 +275,11 @@ class BaseOptimizer(ABC):
         unsupported = kinds - cls.supported_spaces
         if not unsupported:
             return
-        from .registry import names_supporting
-
-        able = names_supporting(kinds)
         given = f"a {'/'.join(sorted(kinds))} space" if space is not None else "a real vector x0"
         hint = "; pass a space, e.g. Binary(n)" if space is None else ""
-        raise ValueError(
+        raise UnsupportedSpaceError(
             f"{cls.name} searches {'/'.join(sorted(cls.supported_spaces))} spaces, not "
-            f"{given}{hint}. Optimizers that handle {sorted(kinds)}: "
-            f"{', '.join(able) if able else 'none registered'}"
+            f"{given}{hint}", kinds
         )
 
     def _check_bounds(self, bounds: Any, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,7 +1,7 @@
 """Gradient-based evolution strategies in torch: OpenAI-ES and PGPE.
 
 Both estimate the gradient of the expected utility of a Gaussian search
-distribution by the score function (see :mod:`nondiff.optim.distributions`) from ranked
+distribution by the score function (see :mod:`nondiff.optim.distributions.base`) from ranked
 fitness (:mod:`nondiff.optim.shaping`) and follow it with a first-order step
 (:mod:`nondiff.optim.steps`). With utilities ``u_i`` (higher is better, summing to 0),
 candidates ``x_i = m + sigma * z_i`` and ``n`` samples:

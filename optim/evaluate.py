@@ -66,25 +66,40 @@ class PopulationObjective(Protocol):
     def merge_results(self, extras: Sequence[Any]) -> None: ...
 
 
-def evaluate_chunk(fn: Callable[..., Any], x: Array, context: Any, vectorized: bool
-                   ) -> tuple[np.ndarray, Any]:
-    """Values ``(m,)`` float64 and extras of one chunk, Eq. (1); runs in any process."""
+def evaluate_chunk(fn: Callable[..., Any], x: Array, context: Any, vectorized: bool,
+                   multiple: bool = False) -> tuple[np.ndarray, Any]:
+    """Values and extras of one chunk, Eq. (1); runs in any process.
+
+    The values are float64 ``(m,)``: one number per candidate. With ``multiple``,
+    ``fn`` may return several per candidate (a constraint function's ``k``
+    values) and the values are ``(m, k)``. ``vectorized`` calls ``fn`` once on the
+    ``(m, dim)`` chunk, else once per row.
+    """
     if isinstance(fn, PopulationObjective):
         values, extra = fn.evaluate_chunk(x, context)
         return as_float64(values, "the objective's values").reshape(-1), extra
     m = x.shape[0]
+    what = "constraint function" if multiple else "objective"
     if vectorized:
-        values = as_float64(fn(x), "the objective's value")
-        if values.size != m:
-            raise ValueError(f"a vectorized objective must return shape ({m},) for {m} "
-                             f"candidates, got {values.shape}; pass vectorized=False if it "
-                             "takes one point")
-        return values.reshape(m), None
-    rows = [as_float64(fn(x[i]), "the objective's value") for i in range(m)]
-    if any(r.size != 1 for r in rows):
-        raise ValueError("the objective must return one number per point; pass "
-                         "vectorized=True if it takes a whole (n, dim) batch")
-    return np.array([float(r.reshape(())) for r in rows]), None
+        values = as_float64(fn(x), f"the {what}'s value")
+        if (values.ndim == 0 or values.shape[0] != m) if multiple else values.size != m:
+            raise ValueError(
+                f"a vectorized {what} must return shape ({m},{' k' if multiple else ''}) for "
+                f"a batch of {m} candidates, got {values.shape}; pass vectorized=False if it "
+                "takes one point"
+            )
+        return (values.reshape(m, -1) if multiple else values.reshape(m)), None
+    rows = []
+    for i in range(m):
+        value = as_float64(fn(x[i]), f"the {what}'s value")
+        if not multiple and value.size != 1:
+            raise ValueError(
+                f"the {what} must return one number per point, got shape {value.shape}; "
+                "pass vectorized=True if it takes a whole (n, dim) batch"
+            )
+        rows.append(value.reshape(-1))
+    values = np.stack(rows)
+    return (values if multiple else values.reshape(m)), None
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:

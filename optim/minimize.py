@@ -24,8 +24,7 @@ import torch
 
 from . import registry
 from .base import Array, BaseOptimizer, Result
-from .checks import as_float64
-from .evaluate import Evaluator
+from .evaluate import Evaluator, SerialEvaluator, VectorizedEvaluator, evaluate_chunk
 from .spaces import Space
 
 CHECKPOINT_VERSION = 1
@@ -33,47 +32,37 @@ CHECKPOINT_VERSION = 1
 Callback = Callable[[dict[str, float], BaseOptimizer], Any]
 
 
-def evaluate(fn: Callable[[Array], Any], candidates: Array, vectorized: bool,
-             space: Space | None = None, width: int | None = None) -> np.ndarray:
-    """Values of ``fn`` on ``candidates``: float64 ``(n,)``, or ``(n, width)``.
-
-    ``vectorized=True`` calls ``fn`` once on the whole ``(n, dim)`` batch (the
-    encoded batch when there is a ``space``); otherwise once per row, with the
-    row decoded by ``space`` when one is given. ``width`` admits ``m`` values per
-    candidate (constraints); by default one.
-    """
-    n = candidates.shape[0]
-    what = "constraint function" if width is not None else "objective"
-    if vectorized:
-        values = as_float64(fn(candidates), f"the {what}'s value")
-        if values.ndim == 0 or values.shape[0] != n or (width is None and values.size != n):
-            raise ValueError(
-                f"a vectorized {what} must return shape ({n},) for a batch of {n} "
-                f"candidates, got {values.shape}; pass vectorized=False if it takes one point"
-            )
-        return values.reshape(n, -1) if width is not None else values.reshape(n)
-    rows = []
-    for i in range(n):
-        point = space.decode(candidates[i]) if space is not None else candidates[i]
-        value = as_float64(fn(point), f"the {what}'s value")
-        if width is None and value.size != 1:
-            raise ValueError(
-                f"the {what} must return one number per point, got shape {value.shape}; "
-                "pass vectorized=True if it takes a whole (n, dim) batch"
-            )
-        rows.append(value.reshape(-1))
-    values = np.stack(rows)
-    return values if width is not None else values.reshape(n)
-
-
-def _make_optimizer(
+def make_optimizer(
     optimizer: str | BaseOptimizer,
-    x0: Array | Space | None,
-    sigma0: float | None,
-    bounds: Any,
-    seed: int | None,
-    options: dict[str, Any] | None,
+    x0: Array | Space | None = None,
+    sigma0: float | None = None,
+    bounds: Any = None,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
 ) -> BaseOptimizer:
+    """The optimizer that :func:`minimize` runs: built by name, or an instance as is.
+
+    Args:
+        optimizer: a registry name (see ``nondiff.optim.registry.names()``) or an
+            optimizer instance (then every other argument must be None).
+        x0: starting point or :class:`~nondiff.optim.spaces.Space`; required with a name.
+        sigma0: initial step size; default 0.3 x the mean width of the finite sides
+            of the box (of the space or of ``bounds``), else 1.
+        bounds: ``(lower, upper)`` box.
+        seed: seed of the optimizer's random generator.
+        options: further hyperparameters for the optimizer's constructor.
+
+    Raises:
+        ValueError: arguments given with an instance, a name without ``x0``, or
+            anything :func:`nondiff.optim.registry.create` rejects.
+
+    Example:
+        >>> from nondiff.optim.minimize import make_optimizer
+        >>> from nondiff.optim.spaces import Real
+        >>> opt = make_optimizer("snes", Real(0.0, 10.0, size=3), seed=0)
+        >>> opt.name, opt.sigma0
+        ('snes', 3.0)
+    """
     if isinstance(optimizer, BaseOptimizer):
         given = [k for k, v in {"x0": x0, "sigma0": sigma0, "bounds": bounds, "seed": seed,
                                 "options": options}.items() if v is not None]
@@ -176,7 +165,8 @@ def minimize(
         progress: show a progress bar (default: when stderr is a terminal).
         evaluator: where the population is evaluated (an :mod:`nondiff.optim.evaluate`
             evaluator: serial, vectorized, process pool, Ray); default: in this
-            process, one call per batch (``vectorized``) or per point.
+            process, ``VectorizedEvaluator()`` (one call per batch) when
+            ``vectorized``, else ``SerialEvaluator()`` (one call per point).
 
     Returns:
         A :class:`~nondiff.optim.base.Result`.
@@ -194,8 +184,14 @@ def minimize(
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer):
         seed = int(saved["optimizer"]["config"]["seed"])
-    opt = _make_optimizer(optimizer, x0, sigma0, bounds, seed, options)
+    opt = make_optimizer(optimizer, x0, sigma0, bounds, seed, options)
     space = opt.space
+    if evaluator is None:
+        evaluator = VectorizedEvaluator() if vectorized else SerialEvaluator()
+    objective = _Decoded(fn, space) if space is not None and not vectorized else fn
+    constraint = constraints
+    if constraints is not None and space is not None and not vectorized:
+        constraint = _Decoded(constraints, space)
     history: list[tuple[float, float]] = []
     if saved is not None:
         opt.load_state_dict(saved["optimizer"])
@@ -223,13 +219,9 @@ def minimize(
             if reasons:
                 break
             candidates = opt.ask()
-            if evaluator is None:
-                fitness = sign * evaluate(fn, candidates, vectorized, space)
-            else:
-                decoded = _Decoded(fn, space) if space is not None and not vectorized else fn
-                fitness = sign * evaluator(decoded, candidates, vectorized=vectorized)
-            g = None if constraints is None else evaluate(constraints, candidates, vectorized,
-                                                           space, width=-1)
+            fitness = sign * evaluator(objective, candidates, vectorized=vectorized)
+            g = None if constraint is None else evaluate_chunk(
+                constraint, candidates, None, vectorized, multiple=True)[0]
             metrics = opt.tell(candidates, fitness, constraints=g)
             history.append((float(opt.counters["evaluations"]), sign * opt.best_f))
             if bar is not None:

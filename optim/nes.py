@@ -1,7 +1,7 @@
 """Natural evolution strategies in torch: SNES (separable) and XNES (full covariance).
 
 Both follow the natural gradient of the expected utility in the exponential
-local coordinates of :mod:`nondiff.optim.distributions` (Eqs. 5-6 there), with NES
+local coordinates of :mod:`nondiff.optim.distributions.gaussian` (Eqs. 5-6 there), with NES
 utilities ``u_k`` (:func:`nondiff.optim.shaping.nes_utilities`) and standard noise ``z_k``
 of the candidates.
 

@@ -44,20 +44,18 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .arrays import Array
 from .checks import check_int, check_positive
 
 __all__ = [
     "Binary", "ConstraintSet", "IntegerBox", "Levels", "Permutations", "Reals", "SetProduct",
     "Sparse", "Ternary",
 ]  # fmt: skip
-
-Array = Any  # numpy.ndarray | torch.Tensor
 
 
 def _to_torch(v: Array) -> tuple[torch.Tensor, bool]:

@@ -16,7 +16,7 @@ import difflib
 import inspect
 from typing import Any
 
-from .base import Array, BaseOptimizer
+from .base import Array, BaseOptimizer, UnsupportedSpaceError
 
 _OPTIMIZERS: dict[str, type[BaseOptimizer]] = {}
 
@@ -72,13 +72,19 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
 
     Raises:
         ValueError: unknown name, or a hyperparameter the optimizer does not have.
+        UnsupportedSpaceError: a space the optimizer does not search (a ValueError
+            that names the registered optimizers that do).
     """
     cls = get(name)
     accepted = _hyperparameters(cls)
     for key in kwargs:
         if key not in accepted:
             raise unknown_name_error(f"option of {name}:", key, sorted(accepted))
-    return cls(x0, **kwargs)
+    try:
+        return cls(x0, **kwargs)
+    except UnsupportedSpaceError as error:
+        raise UnsupportedSpaceError(error.problem, error.kinds,
+                                    names_supporting(error.kinds)) from None
 
 
 def _hyperparameters(cls: type[BaseOptimizer]) -> set[str]:

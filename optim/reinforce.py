@@ -1,6 +1,6 @@
 """REINFORCE: score-function gradient descent on a search distribution over any space.
 
-The search distribution ``p_theta`` is a :class:`~nondiff.optim.product_distribution.
+The search distribution ``p_theta`` is a :class:`~nondiff.optim.distributions.product.
 ProductDistribution` over the leaves of the space (Bernoulli bits, categorical
 choices and integers, Plackett-Luce permutations, Gaussians with learnable mean and
 log-std for reals); a plain real ``x0`` gives a diagonal Gaussian around ``x0``.
@@ -48,8 +48,8 @@ import numpy as np
 import torch
 from nondiff.optim.base import Array, BaseOptimizer
 from nondiff.optim.checks import check_real
-from nondiff.optim.discrete_distributions import EXACT_ENTROPY_GRAD_MAX_N, PlackettLuce
-from nondiff.optim.distributions import SearchDistribution
+from nondiff.optim.distributions import ProductDistribution, SearchDistribution, distribution_for
+from nondiff.optim.distributions.discrete import EXACT_ENTROPY_GRAD_MAX_N, PlackettLuce
 from nondiff.optim.hyperparameters import (
     Hyperparameters,
     choice,
@@ -58,7 +58,6 @@ from nondiff.optim.hyperparameters import (
     real,
     shaping_method,
 )
-from nondiff.optim.product_distribution import ProductDistribution, distribution_for
 from nondiff.optim.shaping import shape as shape_fitness
 from nondiff.optim.spaces import KINDS, Real
 from nondiff.optim.steps import AdamState, SGDState, Step, make_step
@@ -86,8 +85,8 @@ def score_function_gradient(
         baseline: ``"none"`` (Eq. 2), ``"rloo"`` (Eq. 4, needs n >= 2), or a number
             ``b`` fixed before seeing these samples, e.g. a moving average (Eq. 3).
         entropy_bonus: coefficient ``beta_H >= 0`` of Eq. (5); needs a distribution
-            with ``entropy_grad`` (those of :mod:`nondiff.optim.discrete_distributions`
-            and :mod:`nondiff.optim.product_distribution`).
+            with ``entropy_grad`` (those of :mod:`nondiff.optim.distributions.discrete`
+            and :mod:`nondiff.optim.distributions.product`).
 
     Returns:
         ``{name: gradient}`` shaped like ``distribution.parameters()``: a descent
@@ -95,7 +94,7 @@ def score_function_gradient(
 
     Example:
         >>> import torch
-        >>> from nondiff.optim.discrete_distributions import Bernoulli
+        >>> from nondiff.optim.distributions import Bernoulli
         >>> dist = Bernoulli(torch.zeros(3))
         >>> x = dist.sample(64, torch.Generator().manual_seed(0))
         >>> g = score_function_gradient(dist, x, -x.sum(1))  # loss: minus the ones

@@ -27,7 +27,8 @@ from nondiff.problems.mixed import MixedSphere
 from nondiff.problems.sorting_networks import SortingNetwork
 
 __all__ = [
-    "KINDS", "ContinuousProblem", "DiscreteProblem", "Problem", "get", "names", "register",
+    "KINDS", "ContinuousProblem", "DiscreteProblem", "Problem", "canonical_name", "get", "names",
+    "register",
 ]  # fmt: skip
 
 KINDS: tuple[str, ...] = ("continuous", "discrete", "control", "learning", "hybrid")
@@ -43,7 +44,14 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def _normalize(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """The registry key of ``name``: stripped, lower-case, ``_`` read as ``-``.
+
+    Example:
+        >>> from nondiff import problems
+        >>> problems.canonical_name(" Styblinski_Tang ")
+        'styblinski-tang'
+    """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"problem name must be a non-empty string, got {name!r}")
     return name.strip().lower().replace("_", "-")
@@ -69,7 +77,7 @@ def register(
     Raises:
         ValueError: bad kind, non-callable factory, or ``name`` taken and not ``overwrite``.
     """
-    key = _normalize(name)
+    key = canonical_name(name)
     _check_kind(kind)
     if not callable(factory):
         raise ValueError(f"factory for {key!r} must be callable, got {factory!r}")
@@ -103,7 +111,7 @@ def get(name: str, dim: int | None = None, instance: int = 0, **kwargs: Any) -> 
         >>> problems.get("sphere", dim=2).f_opt
         0.0
     """
-    key = _normalize(name)
+    key = canonical_name(name)
     entry = _REGISTRY.get(key)
     if entry is None:
         close = difflib.get_close_matches(key, _REGISTRY, n=3, cutoff=0.6)

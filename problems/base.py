@@ -15,15 +15,14 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from nondiff.optim.arrays import Array
 
 if TYPE_CHECKING:
     from nondiff.optim.spaces import Space
-
-Array = Any  # numpy.ndarray | torch.Tensor
 
 
 class Problem(ABC):

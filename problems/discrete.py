@@ -44,13 +44,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.optim.checks import check_int
 from nondiff.optim.spaces import Binary, Space
 from nondiff.problems.base import Array, Problem
 
 __all__ = [
     "DISCRETE", "LABS", "LABS_OPTIMAL_ENERGY", "BitStringProblem", "DiscreteProblem", "Jump",
-    "Knapsack", "LeadingOnes", "MaxCut", "NKLandscape", "OneMax", "Trap", "check_int",
-    "instance_rng",
+    "Knapsack", "LeadingOnes", "MaxCut", "NKLandscape", "OneMax", "Trap", "instance_rng",
 ]  # fmt: skip
 
 BRUTE_FORCE_MAX_N = 20
@@ -64,15 +64,6 @@ LABS_OPTIMAL_ENERGY: dict[int, int] = {
 }  # fmt: skip
 """Minimal LABS energy E(n) (Packebusch & Mertens 2016), each value re-checked here by
 exhaustive search over all 2^(n-1) sequences with s_0 = +1."""
-
-
-def check_int(what: str, value: Any, low: int, high: int | None = None) -> int:
-    """``value`` as an int if it is an integer in ``[low, high]``, else a ValueError."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{what} must be an integer {bound}, got {value!r}")
-    return int(value)
 
 
 def instance_rng(name: str, n: int, instance: int) -> np.random.Generator:

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.optim.checks import check_int
 from nondiff.optim.spaces import Binary, Categorical, Integer, Product, Real
-from nondiff.problems.discrete import DiscreteProblem, check_int, instance_rng
+from nondiff.problems.discrete import DiscreteProblem, instance_rng
 
 __all__ = ["CATEGORIES", "MixedSphere"]
 

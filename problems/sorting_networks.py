@@ -36,9 +36,10 @@ from itertools import combinations
 
 import numpy as np
 import torch
+from nondiff.optim.checks import check_int
 from nondiff.optim.spaces import Categorical
 from nondiff.problems.base import Array
-from nondiff.problems.discrete import DiscreteProblem, check_int
+from nondiff.problems.discrete import DiscreteProblem
 
 __all__ = ["KNOWN_NETWORKS", "MAX_WIRES", "OPTIMAL_SIZE", "SortingNetwork"]
 

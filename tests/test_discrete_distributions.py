@@ -5,15 +5,21 @@ from __future__ import annotations
 import itertools
 import math
 
-import nondiff.optim.discrete_distributions as dd
+import nondiff.optim.distributions.discrete as dd
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nondiff.optim.discrete_distributions import Bernoulli, Categorical, PlackettLuce
-from nondiff.optim.distributions import SeparableGaussian
-from nondiff.optim.product_distribution import LogStdGaussian, ProductDistribution, distribution_for
+from nondiff.optim.distributions import (
+    Bernoulli,
+    Categorical,
+    LogStdGaussian,
+    PlackettLuce,
+    ProductDistribution,
+    SeparableGaussian,
+    distribution_for,
+)
 from nondiff.optim.spaces import Binary, Integer, Permutation, Product, Real
 from nondiff.optim.spaces import Categorical as CategoricalSpace
 

@@ -14,7 +14,7 @@ from nondiff.hybrid.estimators import (
     straight_through_argmax,
     straight_through_round,
 )
-from nondiff.optim.discrete_distributions import Categorical
+from nondiff.optim.distributions import Categorical
 from nondiff.optim.reinforce import score_function_gradient
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -37,6 +37,20 @@ def test_pointwise_objective_receives_decoded_values():
     assert res.feasible
 
 
+def test_constraints_receive_decoded_values_and_may_return_several():
+    space = Product(depth=Integer(1, 8), op=Categorical(["conv", "pool", "skip"]))
+    seen = []
+
+    def constraints(value):  # depth <= 3 and op != "skip": two values per point
+        seen.append(value)
+        return [value["depth"] - 3, float(value["op"] == "skip")]
+
+    res = minimize(lambda v: -v["depth"], space, optimizer="cmaes", budget=600, seed=0,
+                   constraints=constraints)
+    assert isinstance(seen[0], dict) and set(seen[0]) == {"depth", "op"}
+    assert res.feasible and res.x["depth"] == 3 and res.x["op"] != "skip"
+
+
 def test_cmaes_solves_the_mixed_benchmark():
     p = problems.get("mixed-sphere", dim=3, instance=1)
     res = minimize(p, p.space, optimizer="bipop-cmaes", budget=8000, vectorized=True, seed=3,

@@ -9,9 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from nondiff.optim.discrete_distributions import Categorical
-from nondiff.optim.distributions import SeparableGaussian
-from nondiff.optim.product_distribution import distribution_for
+from nondiff.optim.distributions import Categorical, SeparableGaussian, distribution_for
 from nondiff.optim.reinforce import REINFORCE, score_function_gradient
 from nondiff.optim.spaces import Binary, Permutation, Product, Real
 from nondiff.optim.spaces import Categorical as CategoricalSpace

@@ -19,8 +19,7 @@ import itertools
 from collections.abc import Callable, Sequence
 
 import torch
-from nondiff.optim.discrete_distributions import Bernoulli, Categorical, PlackettLuce
-from nondiff.optim.distributions import SearchDistribution
+from nondiff.optim.distributions import Bernoulli, Categorical, PlackettLuce, SearchDistribution
 from nondiff.optim.reinforce import score_function_gradient
 
 Case = tuple[str, SearchDistribution, Callable[[torch.Tensor], torch.Tensor], torch.Tensor]

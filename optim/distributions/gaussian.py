@@ -1,17 +1,12 @@
-"""Search distributions: sample, log-density, score and natural gradient.
+"""Gaussian search distributions: sample, log-density, score and natural gradient.
 
-Evolution strategies and REINFORCE both ascend ``J(theta) = E_{x ~ p_theta}[u(x)]``
-with the score-function ("log-likelihood trick") estimate
-
-    grad J ~= sum_i w_i grad_theta log p_theta(x_i)                      # Eq. (1)
-
-and, for natural evolution strategies, precondition it with the inverse Fisher
-matrix. A distribution here is a light view over parameter tensors that the
-optimizer keeps in its own state dataclass; it never owns or mutates them. The
-:class:`SearchDistribution` ABC is the interface the Gaussians below share with
-the discrete distributions (Bernoulli, Categorical, Plackett-Luce in
-:mod:`nondiff.optim.discrete_distributions`; products over mixed spaces in
-:mod:`nondiff.optim.product_distribution`).
+The Gaussians implement the
+:class:`~nondiff.optim.distributions.base.SearchDistribution` interface that they
+share with the discrete distributions (Bernoulli, Categorical, Plackett-Luce in
+:mod:`nondiff.optim.distributions.discrete`; products over mixed spaces in
+:mod:`nondiff.optim.distributions.product`): the score-function gradient
+``sum_i w_i grad_theta log p_theta(x_i)`` (Eq. 1) and, for natural evolution
+strategies, that gradient preconditioned with the inverse Fisher matrix.
 
 Gaussians ``N(m, A A^T)`` are written with standard noise ``z = A^{-1} (x - m)``:
 
@@ -40,7 +35,7 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from nondiff.optim.distributions import SeparableGaussian
+    >>> from nondiff.optim.distributions.gaussian import SeparableGaussian
     >>> dist = SeparableGaussian(torch.zeros(3), torch.ones(3))
     >>> x = dist.sample(4, torch.Generator().manual_seed(0), antithetic=True)
     >>> bool(torch.equal(x[:2], -x[2:])), tuple(dist.log_prob(x).shape)
@@ -50,83 +45,14 @@ Example:
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 
 import torch
 
-__all__ = [
-    "Bernoulli",
-    "Categorical",
-    "FullGaussian",
-    "IsotropicGaussian",
-    "LogStdGaussian",
-    "PlackettLuce",
-    "ProductDistribution",
-    "SearchDistribution",
-    "SeparableGaussian",
-    "distribution_for",
-]
+from .base import SearchDistribution, as_weights, check_sample_count
+
+__all__ = ["FullGaussian", "IsotropicGaussian", "SeparableGaussian"]
 
 _LOG_2PI = math.log(2 * math.pi)
-
-
-class SearchDistribution(ABC):
-    """A parametric distribution ``p_theta`` to search with (the shared interface).
-
-    Subclasses hold references to parameter tensors (``parameters()``) and
-    implement sampling, the log-density and its gradients. ``weights`` below are
-    the per-sample utilities (higher is better), e.g. from :mod:`nondiff.optim.shaping`.
-    """
-
-    @property
-    @abstractmethod
-    def dim(self) -> int:
-        """Length of a sample."""
-
-    @abstractmethod
-    def parameters(self) -> dict[str, torch.Tensor]:
-        """The parameter tensors by name (the keys of :meth:`score` / :meth:`grad`)."""
-
-    @abstractmethod
-    def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
-        """Draw ``n`` samples as an ``(n, dim)`` tensor.
-
-        Args:
-            n: number of samples (even when ``antithetic``).
-            generator: the caller's seeded generator (same device as the parameters).
-            antithetic: mirrored sampling; sample ``i + n/2`` mirrors sample ``i``.
-        """
-
-    @abstractmethod
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """``(n,)`` log-densities (log-probabilities) of the rows of ``x``."""
-
-    @abstractmethod
-    def score(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-sample ``grad_theta log p(x_i)``, each of shape ``(n, *param.shape)``."""
-
-    def grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The score-function gradient ``sum_i w_i grad_theta log p(x_i)``; Eq. (1)."""
-        return {k: torch.tensordot(weights.to(v.dtype), v, dims=1)
-                for k, v in self.score(x).items()}
-
-    @abstractmethod
-    def natural_grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:meth:`grad` preconditioned by the inverse Fisher information."""
-
-
-def _check_n(n: int, antithetic: bool) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if antithetic and n % 2:
-        raise ValueError(f"antithetic sampling needs an even number of samples, got n={n}")
-
-
-def _weights(weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
-    if w.shape != (x.shape[0],):
-        raise ValueError(f"weights must have shape ({x.shape[0]},), got {tuple(w.shape)}")
-    return w
 
 
 class _DiagonalGaussian(SearchDistribution):
@@ -143,7 +69,7 @@ class _DiagonalGaussian(SearchDistribution):
         return self.mean.shape[0]
 
     def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
-        _check_n(n, antithetic)
+        check_sample_count(n, antithetic)
         x = torch.empty(n, self.dim, dtype=self.mean.dtype, device=self.mean.device)
         head = x[: n // 2] if antithetic else x
         torch.randn(head.shape, generator=generator, out=head)
@@ -180,7 +106,7 @@ class _DiagonalGaussian(SearchDistribution):
                 may be overwritten (avoids allocating one per call).
             second: compute the second sum (else it is None).
         """
-        w = _weights(weights, x)
+        w = as_weights(weights, x, x.shape[0])
         if workspace is None or workspace.shape != x.shape or workspace.dtype != x.dtype:
             workspace = torch.empty_like(x)
         diff = torch.sub(x, self.mean, out=workspace)
@@ -202,7 +128,7 @@ class IsotropicGaussian(_DiagonalGaussian):
 
     Example:
         >>> import torch
-        >>> from nondiff.optim.distributions import IsotropicGaussian
+        >>> from nondiff.optim.distributions.gaussian import IsotropicGaussian
         >>> dist = IsotropicGaussian(torch.zeros(2), 0.5)
         >>> dist.sample(3, torch.Generator().manual_seed(1)).shape
         torch.Size([3, 2])
@@ -229,7 +155,7 @@ class IsotropicGaussian(_DiagonalGaussian):
     ) -> dict[str, torch.Tensor]:
         """``{"mean": (d,), "log_cov": 0-d}``: Eq. (5) and ``trace(G_M) / d`` of Eq. (6)."""
         first, second = self.noise_sums(x, weights, workspace)
-        total = _weights(weights, x).sum()
+        total = as_weights(weights, x, x.shape[0]).sum()
         out = self._natural(first, second, total)
         out["log_cov"] = out["log_cov"].mean()
         return out
@@ -244,7 +170,7 @@ class SeparableGaussian(_DiagonalGaussian):
 
     Example:
         >>> import torch
-        >>> from nondiff.optim.distributions import SeparableGaussian
+        >>> from nondiff.optim.distributions.gaussian import SeparableGaussian
         >>> dist = SeparableGaussian(torch.zeros(2), torch.tensor([1.0, 0.1]))
         >>> x = dist.sample(1000, torch.Generator().manual_seed(0))
         >>> [round(v, 1) for v in x.std(0).tolist()]
@@ -274,7 +200,7 @@ class SeparableGaussian(_DiagonalGaussian):
     def grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eq. (1) without the per-sample scores: two matrix-vector products."""
         first, second = self.noise_sums(x, weights)
-        total = _weights(weights, x).sum()
+        total = as_weights(weights, x, x.shape[0]).sum()
         return {"mean": first / self._scale, "stdev": (second - total) / self._scale}
 
     def natural_grad(
@@ -285,7 +211,7 @@ class SeparableGaussian(_DiagonalGaussian):
         A step ``eta * log_cov`` moves ``stdev <- stdev * exp(eta * log_cov / 2)``.
         """
         first, second = self.noise_sums(x, weights, workspace)
-        return self._natural(first, second, _weights(weights, x).sum())
+        return self._natural(first, second, as_weights(weights, x, x.shape[0]).sum())
 
 
 class FullGaussian(SearchDistribution):
@@ -299,7 +225,7 @@ class FullGaussian(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from nondiff.optim.distributions import FullGaussian
+        >>> from nondiff.optim.distributions.gaussian import FullGaussian
         >>> dist = FullGaussian(torch.zeros(2), torch.tensor([[1.0, 0.0], [0.5, 0.5]]))
         >>> x = dist.sample(6, torch.Generator())
         >>> tuple(dist.natural_grad(x, torch.ones(6))["log_cov"].shape)
@@ -324,7 +250,7 @@ class FullGaussian(SearchDistribution):
         return {"mean": self.mean, "scale": self.scale}
 
     def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
-        _check_n(n, antithetic)
+        check_sample_count(n, antithetic)
         m = n // 2 if antithetic else n
         z = torch.randn(m, self.dim, dtype=self.mean.dtype, device=self.mean.device,
                         generator=generator)
@@ -353,7 +279,7 @@ class FullGaussian(SearchDistribution):
     def grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eq. (1) without forming per-sample ``(d, d)`` scores."""
         z = self.noise(x)
-        w = _weights(weights, x)
+        w = as_weights(weights, x, x.shape[0])
         a_inv_t = torch.linalg.inv(self.scale).T
         g_m = (z * w[:, None]).T @ z - w.sum() * torch.eye(self.dim, dtype=z.dtype,
                                                             device=z.device)
@@ -366,11 +292,8 @@ class FullGaussian(SearchDistribution):
         ``eta * log_cov`` moves ``A <- A expm(eta * log_cov / 2)``.
         """
         z = self.noise(x)
-        w = _weights(weights, x)
+        w = as_weights(weights, x, x.shape[0])
         g_delta = w @ z
         eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
         g_m = (z * w[:, None]).T @ z - w.sum() * eye  # Eq. (6)
         return {"mean": self.scale @ g_delta, "log_cov": g_m, "noise_mean": g_delta}  # Eq. (5)
-
-from .discrete_distributions import Bernoulli, Categorical, PlackettLuce  # noqa: E402
-from .product_distribution import LogStdGaussian, ProductDistribution, distribution_for  # noqa: E402

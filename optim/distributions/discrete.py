@@ -1,9 +1,9 @@
 """Search distributions over discrete spaces: bits, choices and permutations.
 
 Each class is a light view over parameter tensors the optimizer keeps in its own
-state (the :class:`~nondiff.optim.distributions.SearchDistribution` interface) and adds
+state (the :class:`~nondiff.optim.distributions.base.SearchDistribution` interface) and adds
 ``entropy()``, ``entropy_grad(x)`` and ``mode()``. Mixed spaces combine them (and a
-Gaussian for reals) in :mod:`nondiff.optim.product_distribution`. With
+Gaussian for reals) in :mod:`nondiff.optim.distributions.product`. With
 ``sigma(l) = 1/(1+e^-l)``:
 
 Bernoulli, logits ``l`` (d,):
@@ -41,7 +41,7 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from nondiff.optim.discrete_distributions import Bernoulli, PlackettLuce
+    >>> from nondiff.optim.distributions.discrete import Bernoulli, PlackettLuce
     >>> gen = torch.Generator().manual_seed(0)
     >>> bits = Bernoulli(torch.zeros(4)).sample(3, gen)
     >>> orders = PlackettLuce(torch.zeros(5)).sample(3, gen)
@@ -59,7 +59,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .distributions import SearchDistribution
+from .base import SearchDistribution, as_weights, check_sample_count
 
 __all__ = [
     "EXACT_ENTROPY_GRAD_MAX_N",
@@ -74,17 +74,9 @@ EXACT_ENTROPY_GRAD_MAX_N = 6
 
 
 def _no_antithetic(name: str, n: int, antithetic: bool) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_sample_count(n)
     if antithetic:
         raise ValueError(f"antithetic sampling is not defined for {name}")
-
-
-def _w(weights: torch.Tensor, like: torch.Tensor, n: int) -> torch.Tensor:
-    w = torch.as_tensor(weights, dtype=like.dtype, device=like.device)
-    if w.shape != (n,):
-        raise ValueError(f"weights must have shape ({n},), got {tuple(w.shape)}")
-    return w
 
 
 class Bernoulli(SearchDistribution):
@@ -92,7 +84,7 @@ class Bernoulli(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from nondiff.optim.discrete_distributions import Bernoulli
+        >>> from nondiff.optim.distributions.discrete import Bernoulli
         >>> dist = Bernoulli(torch.tensor([0.0, 20.0]))
         >>> dist.sample(3, torch.Generator().manual_seed(0))[:, 1].tolist()
         [1.0, 1.0, 1.0]
@@ -123,7 +115,7 @@ class Bernoulli(SearchDistribution):
         return {"logits": x - torch.sigmoid(self.logits)}  # Eq. (1)
 
     def grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        w = _w(weights, self.logits, x.shape[0])
+        w = as_weights(weights, self.logits, x.shape[0])
         return {"logits": w @ x.to(w.dtype) - w.sum() * torch.sigmoid(self.logits)}
 
     def natural_grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -154,7 +146,7 @@ class Categorical(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from nondiff.optim.discrete_distributions import Categorical
+        >>> from nondiff.optim.distributions.discrete import Categorical
         >>> dist = Categorical(torch.zeros(2, 3), cardinalities=[3, 2])
         >>> round(float(dist.log_prob(torch.tensor([[2.0, 1.0]])).exp()), 4)  # 1/3 * 1/2
         0.1667
@@ -213,7 +205,7 @@ class Categorical(SearchDistribution):
         return {"logits": onehot - self.probs()}  # Eq. (3)
 
     def grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        w = _w(weights, self.logits, x.shape[0])
+        w = as_weights(weights, self.logits, x.shape[0])
         return {"logits": self._counts(x, w) - w.sum() * self.probs()}
 
     def natural_grad(self, x: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -256,7 +248,7 @@ class PlackettLuce(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from nondiff.optim.discrete_distributions import PlackettLuce
+        >>> from nondiff.optim.distributions.discrete import PlackettLuce
         >>> dist = PlackettLuce(torch.tensor([3.0, 2.0, 1.0, 0.0]))
         >>> dist.mode().tolist(), round(float(dist.log_prob(dist.mode()[None]).exp()), 3)
         ([0.0, 1.0, 2.0, 3.0], 0.313)
@@ -300,7 +292,7 @@ class PlackettLuce(SearchDistribution):
         """:meth:`grad` times the pseudo-inverse of the Fisher estimated from the
         samples, ``F ~ mean_i s_i s_i^T`` (no closed form for Plackett-Luce)."""
         s = self.score(x)["scores"]
-        g = _w(weights, s, x.shape[0]) @ s
+        g = as_weights(weights, s, x.shape[0]) @ s
         fisher = s.T @ s / x.shape[0]
         return {"scores": torch.linalg.pinv(fisher, hermitian=True) @ g}
 

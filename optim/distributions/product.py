@@ -4,9 +4,9 @@
 :class:`~nondiff.optim.spaces.Space` (a leaf or a ``Product``) and samples its encoding:
 Real leaves get a diagonal Gaussian with learnable mean and log-std
 (:class:`LogStdGaussian`), Categorical and Integer leaves a
-:class:`~nondiff.optim.discrete_distributions.Categorical`, Binary a
-:class:`~nondiff.optim.discrete_distributions.Bernoulli`, Permutation a
-:class:`~nondiff.optim.discrete_distributions.PlackettLuce`. Log-probabilities,
+:class:`~nondiff.optim.distributions.discrete.Categorical`, Binary a
+:class:`~nondiff.optim.distributions.discrete.Bernoulli`, Permutation a
+:class:`~nondiff.optim.distributions.discrete.PlackettLuce`. Log-probabilities,
 entropies and scores add up over the independent leaves, and the Fisher matrix is
 block-diagonal, so natural gradients compose leaf by leaf.
 
@@ -30,7 +30,7 @@ Sources:
 
 Example:
     >>> import torch
-    >>> from nondiff.optim.product_distribution import distribution_for
+    >>> from nondiff.optim.distributions.product import distribution_for
     >>> from nondiff.optim.spaces import Binary, Categorical, Product, Real
     >>> space = Product(lr=Real(-3.0, 3.0), op=Categorical(["a", "b", "c"]), mask=Binary(4))
     >>> dist = distribution_for(space, sigma0=0.5)
@@ -50,9 +50,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from .discrete_distributions import Bernoulli, Categorical, PlackettLuce
-from .distributions import SearchDistribution
-from .spaces import Space
+from ..spaces import Space
+from .base import SearchDistribution, check_sample_count
+from .discrete import Bernoulli, Categorical, PlackettLuce
 
 __all__ = ["LogStdGaussian", "ProductDistribution", "distribution_for"]
 
@@ -67,7 +67,7 @@ class LogStdGaussian(SearchDistribution):
 
     Example:
         >>> import torch
-        >>> from nondiff.optim.product_distribution import LogStdGaussian
+        >>> from nondiff.optim.distributions.product import LogStdGaussian
         >>> dist = LogStdGaussian(torch.zeros(2), torch.zeros(2), low=torch.tensor([0.0, -9]))
         >>> round(float(dist.log_prob(torch.tensor([[0.0, 0.0]]))), 4)  # log(1/2) + log phi(0)
         -1.6121
@@ -91,8 +91,7 @@ class LogStdGaussian(SearchDistribution):
         return {"mean": self.mean, "log_std": self.log_std}
 
     def sample(self, n: int, generator: torch.Generator, antithetic: bool = False) -> torch.Tensor:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1 or (antithetic and n % 2):
-            raise ValueError(f"n must be a positive (even if antithetic) integer, got {n!r}")
+        check_sample_count(n, antithetic)
         m = n // 2 if antithetic else n
         z = torch.randn(m, self.dim, generator=generator, dtype=self.mean.dtype,
                         device=self.mean.device)
