@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .arrays import Array, ArrayFormat, copy_array
-from .checks import as_float64
+from .checks import as_float64, check_real_dtype
 from .shaping import constraint_violation, feasibility_first, rank_safe_fitness
 from .spaces import Space, leaf_kinds
 from .state import from_plain, plain_equal, to_plain
@@ -298,6 +298,11 @@ class BaseOptimizer(ABC):
             non-finite count (and feasible count with constraints), plus the
             optimizer's own (e.g. ``sigma``).
         """
+        if not isinstance(candidates, torch.Tensor):
+            check_real_dtype(np.asarray(candidates), "candidates")
+        elif candidates.is_complex():
+            raise ValueError("candidates must be real numbers, got a complex tensor; "
+                             "pass what ask() returned")
         unclipped = self._unclipped
         if unclipped is not None and candidates is unclipped[0]:
             x, best_rows = unclipped[1], self._internal(candidates)
@@ -309,6 +314,13 @@ class BaseOptimizer(ABC):
                 "pass what ask() returned"
             )
         n = x.shape[0]
+        need = self.min_tell_rows()
+        if n < need:
+            why = self._min_popsize_reason() if need == self.min_popsize else \
+                "its update needs them"
+            raise ValueError(
+                f"{self.name} needs at least {need} candidates per tell ({why}), got {n}; "
+                "tell the whole batch ask() returned (or more of it)")
         if candidates is not self._asked:  # what ask() made is finite: check only the rest
             bad = ~(torch.isfinite(x).all(dim=1).cpu().numpy() if isinstance(x, torch.Tensor)
                     else np.isfinite(x).all(axis=1))
@@ -323,6 +335,7 @@ class BaseOptimizer(ABC):
         finite = np.isfinite(f)
         n_bad = n - int(np.count_nonzero(finite))
         pop = f if n_bad == 0 else f[finite]
+        best_before = (self._best_f, self._best_violation, self._best_x)
         if pop.size:
             self._update_best(f, finite, violation, best_rows, all_finite=n_bad == 0)
         ranked = rank_safe_fitness(f) if n_bad else f
@@ -350,9 +363,23 @@ class BaseOptimizer(ABC):
         extra["raw_fitness"] = f if n_bad == 0 else np.where(finite, f, np.inf)
         extra["violation"] = (np.zeros(n) if violation is None else violation) if n_bad == 0 \
             else np.where(finite, 0.0 if violation is None else violation, np.inf)
-        for key, value in (self._tell(x, ranked, **extra) or {}).items():
+        try:
+            learned = self._tell(x, ranked, **extra) or {}
+        except BaseException:  # the base's bookkeeping follows a failed update back
+            counters["iterations"] -= 1
+            counters["evaluations"] -= int(n)
+            counters["nonfinite"] -= n_bad
+            self._best_f, self._best_violation, self._best_x = best_before
+            raise
+        for key, value in learned.items():
             metrics[key] = float(value)
         return metrics
+
+    def min_tell_rows(self) -> int:
+        """The fewest candidates a :meth:`tell` accepts (``min_popsize`` unless the
+        optimizer needs more, e.g. CMA-ES its ``mu`` parents); fewer are refused
+        before anything changes."""
+        return max(1, int(self.min_popsize))
 
     def _bound_penalty(self, fitness: np.ndarray, samples: Array, clipped: Array) -> np.ndarray:
         """``f + spread(f) * sum(((x - clip(x)) / width)^2)``: a sample outside the
