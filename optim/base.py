@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .arrays import Array, ArrayFormat, copy_array
+from .checkpoint import check_counters, check_state_values
 from .checks import as_float64, check_real_dtype
 from .shaping import constraint_violation, feasibility_first, rank_safe_fitness
 from .spaces import Space, leaf_kinds
@@ -521,10 +522,23 @@ class BaseOptimizer(ABC):
                 "optimizer with the same arguments before loading"
             )
         # Build everything first and assign at the end: a failed load changes nothing.
-        counters = {k: int(v) for k, v in state["counters"].items()}
+        where = f"{self.name} state dict"
+        counters = check_counters(state["counters"], set(self.counters), where)
+        if counters["nonfinite"] > counters["evaluations"]:
+            raise ValueError(f"{where}: {counters['nonfinite']} non-finite values counted in "
+                             f"{counters['evaluations']} evaluations; the state was edited")
         best_f = float(state["best_f"])
         best_violation = float(state.get("best_violation", optional["best_violation"]))
+        if math.isnan(best_f) or not best_violation >= 0:
+            raise ValueError(f"{where}: best_f={best_f!r} / best_violation={best_violation!r} "
+                             "(want a number, and a violation >= 0); the state was edited")
+        check_state_values({"best_x": state["best_x"], "state": state["state"]},
+                           {"best_x": to_plain(self._best_x), "state": self._state_to_plain()},
+                           where, "")
         best_x = from_plain(self._best_x, state["best_x"])
+        if tuple(best_x.shape) != (self.dim,):
+            raise ValueError(f"{where}: best_x has shape {tuple(best_x.shape)}, want "
+                             f"({self.dim},); the state was edited")
         rng_before, state_before = self._rng_state(), self.state
         try:
             self._set_rng_state(state["rng"])

@@ -42,8 +42,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-__all__ = ["CHECKSUM_KEY", "Stateful", "check_writable", "digest", "read", "seal", "verify",
-           "write"]
+__all__ = ["CHECKSUM_KEY", "POSITIVE_KEYS", "Stateful", "check_counters", "check_state_values",
+           "check_writable", "digest", "read", "seal", "verify", "write"]
 
 CHECKSUM_KEY = "sha256"
 """The key under which :func:`seal` stores the checksum (hex digest)."""
@@ -56,6 +56,67 @@ class Stateful(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+POSITIVE_KEYS = frozenset({"sigma", "sigma0", "stdev", "std"})
+"""State entries that are step sizes or standard deviations: finite and > 0 wherever
+they appear in a loaded state (a hand-edited ``sigma <= 0`` is refused)."""
+
+
+def check_counters(counters: Any, keys: set[str], where: str) -> dict[str, int]:
+    """``counters`` as ``{key: int}`` once every one of ``keys`` is a non-negative
+    integer; a ValueError naming ``where`` and the field otherwise."""
+    if not isinstance(counters, Mapping) or set(counters) != keys:
+        got = sorted(counters) if isinstance(counters, Mapping) else type(counters).__name__
+        raise ValueError(f"{where}: counters need keys {sorted(keys)}, got {got}")
+    out = {}
+    for key, value in counters.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{where}: counter {key!r} must be a non-negative integer, got "
+                             f"{value!r}; the state was edited or damaged")
+        out[key] = int(value)
+    return out
+
+
+def check_state_values(saved: Any, template: Any, where: str, path: str = "state") -> None:
+    """Refuse hand-edited values in a loaded plain state, compared with ``template``
+    (the plain state of a fresh optimizer of the same configuration): a tensor whose
+    number of dimensions differs, or whose last dimension differs for a matrix (the
+    problem dimension: population sizes may change, e.g. with restarts), and step
+    sizes (:data:`POSITIVE_KEYS`) that are not finite and > 0."""
+    if isinstance(saved, torch.Tensor) and isinstance(template, torch.Tensor):
+        if saved.ndim != template.ndim or (saved.ndim >= 2
+                                           and saved.shape[-1] != template.shape[-1]):
+            raise ValueError(f"{where}: {path} has shape {tuple(saved.shape)}, this optimizer "
+                             f"expects {tuple(template.shape)}; the state was edited or is "
+                             "of another problem")
+    elif isinstance(saved, Mapping):
+        for key, value in saved.items():
+            sub = template.get(key) if isinstance(template, Mapping) else None
+            if key in POSITIVE_KEYS:
+                _check_positive(value, where, f"{path}.{key}")
+            check_state_values(value, sub, where, f"{path}.{key}")
+    elif isinstance(saved, (list, tuple)):
+        same = isinstance(template, (list, tuple)) and len(template) == len(saved)
+        for i, value in enumerate(saved):
+            check_state_values(value, template[i] if same else None, where, f"{path}[{i}]")
+
+
+def _check_positive(value: Any, where: str, path: str) -> None:
+    if isinstance(value, Mapping):  # e.g. pycma's snapshot of a float: {"t": ..., "v": 0.3}
+        for key, sub in value.items():
+            _check_positive(sub, where, f"{path}.{key}")
+        return
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        ok = bool(torch.isfinite(value).all() and (value > 0).all())
+    elif isinstance(value, (float, int, np.floating, np.integer)) and not isinstance(value, bool):
+        ok = bool(np.isfinite(value) and value > 0)
+    else:
+        return
+    if not ok:
+        shown = value.tolist() if isinstance(value, torch.Tensor) else value
+        raise ValueError(f"{where}: {path} must be finite and > 0 (a step size or standard "
+                         f"deviation), got {shown!r}; the state was edited or damaged")
 
 
 def _feed(h: Any, value: Any) -> None:
