@@ -99,6 +99,28 @@ def _validate_positive(name: str, value: Any, *, integer: bool = False) -> None:
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
+def _check_x0_dtype(x0: Any) -> None:
+    """Refuse an x0 whose dtype would lose information silently or fail late."""
+    if isinstance(x0, torch.Tensor):
+        if x0.is_complex():
+            raise ValueError(f"x0 must be real, got a complex tensor ({x0.dtype}); the "
+                             "imaginary part would be dropped: pass x0.real, or split real "
+                             "and imaginary parts into a real vector twice as long")
+        if x0.dtype == torch.bfloat16:
+            raise ValueError("x0 has dtype torch.bfloat16, which numpy cannot hold and whose "
+                             "8-bit mantissa rounds most steps away; pass x0.float() and "
+                             "cast to bfloat16 inside the objective")
+        return
+    dtype = np.asarray(x0).dtype
+    if dtype.kind == "c":
+        raise ValueError(f"x0 must be real, got complex values (dtype {dtype}); the imaginary "
+                         "part would be dropped: pass x0.real, or split real and imaginary "
+                         "parts into a real vector twice as long")
+    if dtype.kind not in "biuf":
+        raise ValueError(f"x0 must be an array of real numbers, got dtype {dtype} "
+                         f"({np.asarray(x0).ravel()[:3].tolist()!r}...)")
+
+
 def default_popsize(dim: int) -> int:
     """The usual population size 4 + floor(3 ln d) (Hansen 2016, CMA-ES tutorial)."""
     return 4 + int(3 * math.log(max(dim, 1)))
@@ -150,6 +172,7 @@ class BaseOptimizer(ABC):
             self.space, bounds, x0 = x0, x0.bounds(), x0.initial()
         else:
             self._check_space(None)
+        _check_x0_dtype(x0)
         x0_array = x0.detach().cpu().numpy() if isinstance(x0, torch.Tensor) else np.asarray(x0)
         if x0_array.ndim != 1 or x0_array.size == 0:
             raise ValueError(
@@ -196,6 +219,14 @@ class BaseOptimizer(ABC):
     @classmethod
     def _check_space(cls, space: Space | None) -> None:
         kinds = leaf_kinds(space) if space is not None else {"real"}
+        for name, leaf, _ in space.leaves() if space is not None else ():
+            lower, upper = leaf.bounds()
+            if np.any(lower >= upper):
+                where = f" (entry {name!r} of the product)" if name else ""
+                raise ValueError(
+                    f"{leaf!r}{where} has a single value: a one-value leaf is a constant, "
+                    "there is nothing to search; pass the value to the objective directly "
+                    "and drop the leaf from the space")
         unsupported = kinds - cls.supported_spaces
         if not unsupported:
             return

@@ -282,6 +282,7 @@ class PGPE(GaussianES):
         shaping: str = "centered_ranks",
     ) -> None:
         optimizer = optimizer.lower() if isinstance(optimizer, str) else optimizer
+        check_real("center_lr", center_lr, low=0.0, low_open=True)
         if optimizer == "clipup":
             self.step = make_step("clipup", lr=center_lr, momentum=momentum, max_speed=max_speed)
         elif max_speed is not None:

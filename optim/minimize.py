@@ -191,6 +191,7 @@ def minimize(
         raise ValueError(f"evaluator must be an optim.evaluate.Evaluator (SerialEvaluator, "
                          f"VectorizedEvaluator, ProcessPoolEvaluator, RayEvaluator), "
                          f"got {evaluator!r}")
+    callbacks = _check_run_arguments(fn, target, callbacks, checkpoint, evaluator)
     sign = -1.0 if maximize else 1.0
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer):
@@ -203,7 +204,6 @@ def minimize(
         opt.load_state_dict(saved["optimizer"])
         _restore_stateful(saved, stateful, checkpoint)
         history = [tuple(row) for row in saved["history"].tolist()]
-    callbacks = list(callbacks)
     reasons: dict[str, Any] = {}
     bar = _progress_bar(budget, progress)
     if bar is not None:
@@ -264,6 +264,32 @@ def minimize(
         feasible=opt.best_violation == 0,
         violation=opt.best_violation,
     )
+
+
+def _check_run_arguments(fn: Any, target: Any, callbacks: Any, checkpoint: Any,
+                         evaluator: Evaluator | None) -> list[Callback]:
+    """Refuse, before any evaluation, what would otherwise fail (or mislead) later."""
+    if not callable(fn):
+        raise ValueError(f"fn must be callable (the objective), got {fn!r}")
+    if target is not None and (isinstance(target, bool) or not isinstance(
+            target, (int, float, np.integer, np.floating)) or math.isnan(target)):
+        raise ValueError(f"target must be a number (the value at which to stop) or None, got "
+                         f"{target!r}")
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise ValueError(f"callbacks must be a list of functions cb(metrics, optimizer), got "
+                         f"{callbacks!r}")
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise ValueError(f"callbacks[{i}] must be a function cb(metrics, optimizer), got "
+                             f"{cb!r}")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint must be a file path, got {checkpoint!r}")
+        checkpoint_files.check_writable(checkpoint)
+    if evaluator is not None:
+        evaluator.check_objective(fn)
+    return callbacks
 
 
 class _Decoded:
