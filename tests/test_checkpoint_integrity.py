@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import OPTIMIZER_NAMES, make, sphere
+from conftest import OPTIMIZER_NAMES, make, roundtrip, sphere
 from nondiff.optim import checkpoint, minimize
 from nondiff.optim.checkpoint import POSITIVE_KEYS
 from nondiff.problems.control import ControlProblem
@@ -146,3 +146,31 @@ def test_control_problem_refuses_impossible_states():
             ControlProblem("CartPole-v1", obs_norm=True).load_state_dict({**state, key: -1})
     with pytest.raises(ValueError, match="obs_norm"):
         ControlProblem("CartPole-v1").load_state_dict(state)
+
+
+def test_hybrid_states_altered_after_they_were_made_are_refused():
+    from nondiff.hybrid import Decoupled, Group, HybridTrainer
+    from test_trainer import ChoiceNet, adam, choice_data
+    from torch import nn
+
+    def blocks():
+        torch.manual_seed(0)
+        return [Group([nn.Linear(4, 8), nn.ReLU()]), nn.Linear(8, 2)]
+
+    model = Decoupled(blocks(), seed=0)
+    model.build(torch.zeros(2, 4))
+    state = roundtrip(model.checkpoint())
+    Decoupled(blocks(), seed=0).load_checkpoint(state, example=torch.zeros(2, 4))  # intact
+    next(iter(state["model"].values())).view(-1)[0] += 1.0
+    with pytest.raises(ValueError, match="Decoupled checkpoint is corrupt"):
+        Decoupled(blocks(), seed=0).load_checkpoint(state, example=torch.zeros(2, 4))
+
+    trainer = HybridTrainer(ChoiceNet(), "reinforce", adam(0.03), loss=nn.functional.mse_loss,
+                            seed=0)
+    trainer.fit(choice_data(), epochs=1)
+    state = roundtrip(trainer.state_dict())
+    trainer.load_state_dict(state)  # intact: loads
+    state["counters"]["step"] = 10**6
+    with pytest.raises(ValueError, match="HybridTrainer state dict is corrupt"):
+        trainer.load_state_dict(state)
+
