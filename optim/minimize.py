@@ -373,6 +373,6 @@ def _restore_stateful(saved: Mapping[str, Any], stateful: Mapping[str, Stateful]
     for key, obj in stateful.items():
         try:
             obj.load_state_dict(states[key])
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, RuntimeError) as error:  # RuntimeError: nn.Module
             raise ValueError(f"checkpoint {str(path)!r}: the saved state of the {key} does not "
                              f"fit it ({error})") from error
