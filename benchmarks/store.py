@@ -143,6 +143,7 @@ class ResultStore:
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self._db.row_factory = sqlite3.Row
+            self._refuse_foreign()
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -158,6 +159,22 @@ class ResultStore:
         except sqlite3.DatabaseError as error:
             raise ValueError(f"{self.path} is not a nondiff results database ({error}); "
                              "pass another --db path or move the file away") from error
+
+    def _refuse_foreign(self) -> None:
+        """A SQLite file of another application: refused before our schema is written
+        into it (its tables would be left holding ours)."""
+        tables = {row[0] for row in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return  # a new, empty database
+        ours = "meta" in tables and self._db.execute(
+            "SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is not None
+        if not ours:
+            self._db.close()
+            raise ValueError(
+                f"{self.path} is a SQLite database of another application (tables "
+                f"{sorted(tables)[:5]}), not a nondiff results database; pass another --db "
+                "path (a new file is created) or move the file away")
 
     # -- context manager -------------------------------------------------------------
     def close(self) -> None:

@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from nondiff.hybrid.stage import LossTop, Stage
 from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient
+from nondiff.optim.checkpoint import seal, verify
 from torch import nn
 
 __all__ = ["SIGNALS", "Decoupled", "Group", "default_optimizer"]
@@ -330,13 +331,13 @@ class Decoupled(nn.Module):
         """Everything needed to resume: modules, synthesizers, heads, optimizers, queues."""
         if not self.built:
             raise ValueError("build the model (a train_step or build(x)) before checkpoint()")
-        return {
+        return seal({
             "version": CHECKPOINT_VERSION,
             "model": self.state_dict(),
             "optimizers": [opt.state_dict() for opt in self._optimizers()],
             "stages": self._stage_states(),
             "counters": self._counters(),
-        }
+        })
 
     def _stage_states(self) -> list[Any]:
         return [stage.block._stage_states() if isinstance(stage.block, Decoupled)
@@ -362,6 +363,7 @@ class Decoupled(nn.Module):
         if version != CHECKPOINT_VERSION:
             raise ValueError(f"not a Decoupled checkpoint of version {CHECKPOINT_VERSION}: "
                              f"{type(state).__name__} with version {version!r}")
+        state = verify(state, "Decoupled checkpoint")  # refuses one altered since it was made
         unknown = set(state) - {"version", "model", "optimizers", "stages", "counters"}
         if unknown:
             raise ValueError(f"unknown checkpoint keys {sorted(unknown)}")

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 from nondiff.optim.base import BaseOptimizer
+from nondiff.optim.checkpoint import seal, verify
 from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.spaces import leaf_kinds
 from torch import nn
@@ -331,12 +332,13 @@ class HybridTrainer:
 
     # ----- state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Weights, optimizers, counters and random states (``torch.save``-able)."""
+        """Weights, optimizers, counters and random states (``torch.save``-able), sealed
+        with a checksum that :meth:`load_state_dict` verifies."""
         if self.engine is not None:
             weights = self.engine.checkpoint() if self.engine.built else None
         else:
             weights = self.weight_optimizer.state_dict()
-        return {
+        return seal({
             "version": STATE_VERSION,
             "model": self.model.state_dict(),
             "weight_optimizer": weights,
@@ -347,10 +349,13 @@ class HybridTrainer:
             "rng": dict(self.rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "batched": self.batched,
-        }
+        })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (also the global torch RNG it saved)."""
+        """Restore :meth:`state_dict` output (also the global torch RNG it saved); a
+        state altered since it was made (checksum mismatch) is refused."""
+        if isinstance(state, Mapping):
+            state = verify(state, "HybridTrainer state dict")
         keys = {"version", "model", "weight_optimizer", "structure_optimizer", "counters",
                 "rng", "torch_rng", "batched"}
         if not isinstance(state, Mapping) or set(state) != keys:

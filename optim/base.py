@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from .arrays import Array, ArrayFormat, copy_array
-from .checks import as_float64
+from .checkpoint import check_counters, check_state_values
+from .checks import as_float64, check_real_dtype
 from .hyperparameters import Hyperparameters
 from .shaping import constraint_violation, feasibility_first, rank_safe_fitness
 from .spaces import Space, leaf_kinds
@@ -126,6 +127,28 @@ def _validate_positive(name: str, value: Any, *, integer: bool = False) -> None:
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
+def _check_x0_dtype(x0: Any) -> None:
+    """Refuse an x0 whose dtype would lose information silently or fail late."""
+    if isinstance(x0, torch.Tensor):
+        if x0.is_complex():
+            raise ValueError(f"x0 must be real, got a complex tensor ({x0.dtype}); the "
+                             "imaginary part would be dropped: pass x0.real, or split real "
+                             "and imaginary parts into a real vector twice as long")
+        if x0.dtype == torch.bfloat16:
+            raise ValueError("x0 has dtype torch.bfloat16, which numpy cannot hold and whose "
+                             "8-bit mantissa rounds most steps away; pass x0.float() and "
+                             "cast to bfloat16 inside the objective")
+        return
+    dtype = np.asarray(x0).dtype
+    if dtype.kind == "c":
+        raise ValueError(f"x0 must be real, got complex values (dtype {dtype}); the imaginary "
+                         "part would be dropped: pass x0.real, or split real and imaginary "
+                         "parts into a real vector twice as long")
+    if dtype.kind not in "biuf":
+        raise ValueError(f"x0 must be an array of real numbers, got dtype {dtype} "
+                         f"({np.asarray(x0).ravel()[:3].tolist()!r}...)")
+
+
 def default_popsize(dim: int) -> int:
     """The usual population size 4 + floor(3 ln d) (Hansen 2016, CMA-ES tutorial)."""
     return 4 + int(3 * math.log(max(dim, 1)))
@@ -196,6 +219,7 @@ class BaseOptimizer(ABC):
             self.space, bounds, x0 = x0, x0.bounds(), x0.initial()
         else:
             self._check_space(None)
+        _check_x0_dtype(x0)
         x0_array = x0.detach().cpu().numpy() if isinstance(x0, torch.Tensor) else np.asarray(x0)
         if x0_array.ndim != 1 or x0_array.size == 0:
             raise ValueError(
@@ -272,6 +296,14 @@ class BaseOptimizer(ABC):
     @classmethod
     def _check_space(cls, space: Space | None) -> None:
         kinds = leaf_kinds(space) if space is not None else {"real"}
+        for name, leaf, _ in space.leaves() if space is not None else ():
+            lower, upper = leaf.bounds()
+            if np.any(lower >= upper):
+                where = f" (entry {name!r} of the product)" if name else ""
+                raise ValueError(
+                    f"{leaf!r}{where} has a single value: a one-value leaf is a constant, "
+                    "there is nothing to search; pass the value to the objective directly "
+                    "and drop the leaf from the space")
         unsupported = kinds - cls.supported_spaces
         if not unsupported:
             return
@@ -372,6 +404,11 @@ class BaseOptimizer(ABC):
             non-finite count (and feasible count with constraints), plus the
             optimizer's own (e.g. ``sigma``).
         """
+        if not isinstance(candidates, torch.Tensor):
+            check_real_dtype(np.asarray(candidates), "candidates")
+        elif candidates.is_complex():
+            raise ValueError("candidates must be real numbers, got a complex tensor; "
+                             "pass what ask() returned")
         unclipped = self._unclipped
         if unclipped is not None and candidates is unclipped[0]:
             x, best_rows = unclipped[1], self._internal(candidates)
@@ -383,6 +420,13 @@ class BaseOptimizer(ABC):
                 "pass what ask() returned"
             )
         n = x.shape[0]
+        need = self.min_tell_rows()
+        if n < need:
+            why = self._min_popsize_reason() if need == self.min_popsize else \
+                "its update needs them"
+            raise ValueError(
+                f"{self.name} needs at least {need} candidates per tell ({why}), got {n}; "
+                "tell the whole batch ask() returned (or more of it)")
         if candidates is not self._asked:  # what ask() made is finite: check only the rest
             bad = ~(torch.isfinite(x).all(dim=1).cpu().numpy() if isinstance(x, torch.Tensor)
                     else np.isfinite(x).all(axis=1))
@@ -397,6 +441,7 @@ class BaseOptimizer(ABC):
         finite = np.isfinite(f)
         n_bad = n - int(np.count_nonzero(finite))
         pop = f if n_bad == 0 else f[finite]
+        best_before = (self._best_f, self._best_violation, self._best_x)
         if pop.size:
             self._update_best(f, finite, violation, best_rows, all_finite=n_bad == 0)
         ranked = rank_safe_fitness(f) if n_bad else f
@@ -424,9 +469,23 @@ class BaseOptimizer(ABC):
         extra["raw_fitness"] = f if n_bad == 0 else np.where(finite, f, np.inf)
         extra["violation"] = (np.zeros(n) if violation is None else violation) if n_bad == 0 \
             else np.where(finite, 0.0 if violation is None else violation, np.inf)
-        for key, value in (self._tell(x, ranked, **extra) or {}).items():
+        try:
+            learned = self._tell(x, ranked, **extra) or {}
+        except BaseException:  # the base's bookkeeping follows a failed update back
+            counters["iterations"] -= 1
+            counters["evaluations"] -= int(n)
+            counters["nonfinite"] -= n_bad
+            self._best_f, self._best_violation, self._best_x = best_before
+            raise
+        for key, value in learned.items():
             metrics[key] = float(value)
         return metrics
+
+    def min_tell_rows(self) -> int:
+        """The fewest candidates a :meth:`tell` accepts (``min_popsize`` unless the
+        optimizer needs more, e.g. CMA-ES its ``mu`` parents); fewer are refused
+        before anything changes."""
+        return max(1, int(self.min_popsize))
 
     def _bound_penalty(self, fitness: np.ndarray, samples: Array, clipped: Array) -> np.ndarray:
         """``f + spread(f) * sum(((x - clip(x)) / width)^2)``: a sample outside the
@@ -569,10 +628,23 @@ class BaseOptimizer(ABC):
                 "optimizer with the same arguments before loading"
             )
         # Build everything first and assign at the end: a failed load changes nothing.
-        counters = {k: int(v) for k, v in state["counters"].items()}
+        where = f"{self.name} state dict"
+        counters = check_counters(state["counters"], set(self.counters), where)
+        if counters["nonfinite"] > counters["evaluations"]:
+            raise ValueError(f"{where}: {counters['nonfinite']} non-finite values counted in "
+                             f"{counters['evaluations']} evaluations; the state was edited")
         best_f = float(state["best_f"])
         best_violation = float(state.get("best_violation", optional["best_violation"]))
+        if math.isnan(best_f) or not best_violation >= 0:
+            raise ValueError(f"{where}: best_f={best_f!r} / best_violation={best_violation!r} "
+                             "(want a number, and a violation >= 0); the state was edited")
+        check_state_values({"best_x": state["best_x"], "state": state["state"]},
+                           {"best_x": to_plain(self._best_x), "state": self._state_to_plain()},
+                           where, "")
         best_x = from_plain(self._best_x, state["best_x"])
+        if tuple(best_x.shape) != (self.dim,):
+            raise ValueError(f"{where}: best_x has shape {tuple(best_x.shape)}, want "
+                             f"({self.dim},); the state was edited")
         rng_before, state_before = self._rng_state(), self.state
         try:
             self._set_rng_state(state["rng"])

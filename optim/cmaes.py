@@ -344,6 +344,9 @@ class CMAES(BaseOptimizer):
         self.state.asked = x if self._lossy else None
         return x
 
+    def min_tell_rows(self) -> int:  # pycma's tell needs the mu parents
+        return int(self.state.es.sp.weights.mu)
+
     def _check_tell(self, n: int, constraints: Array | None) -> None:
         """Besides the base's checks: a run told constraints must keep being told the
         same number of them, and a run told none must not start (see the class

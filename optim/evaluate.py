@@ -135,6 +135,10 @@ class Evaluator(ABC):
     def _chunks(self, n: int) -> list[tuple[int, int]]:
         return [(0, n)]
 
+    def check_objective(self, fn: Callable[..., Any]) -> None:  # noqa: B027 (a hook)
+        """Refuse, before any work, an objective this evaluator cannot run (e.g. one
+        that cannot be sent to other processes)."""
+
     @abstractmethod
     def _run(self, fn: Callable[..., Any], x: Array, chunks: list[tuple[int, int]],
              context: Any, vectorized: bool) -> list[tuple[np.ndarray, Any]]:
@@ -186,8 +190,28 @@ class _Shipping:
     def payload(self) -> bytes:
         """The objective pickled (once per objective; Ray ships it its own way)."""
         if self._payload is None:
-            self._payload = pickle.dumps(self._fn)
+            self._payload = _pickled(self._fn)
         return self._payload
+
+
+def _pickled(fn: Any) -> bytes:
+    """``pickle.dumps(fn)``, or a ValueError that says how to make ``fn`` travel."""
+    try:
+        return pickle.dumps(fn)
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        raise ValueError(
+            f"the objective {getattr(fn, '__qualname__', type(fn).__name__)!r} cannot be sent "
+            f"to worker processes ({type(error).__name__}: {error}); define it with def at "
+            "the top level of a module (lambdas and local functions do not pickle), or use "
+            "SerialEvaluator / RayEvaluator (cloudpickle), or vectorized=True in this "
+            "process") from None
+
+
+def _check_retries(max_retries: Any) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be a non-negative integer (0: no retry), got "
+                         f"{max_retries!r}")
+    return max_retries
 
 
 _WORKER_OBJECTIVE: dict[str, Any] = {}
@@ -233,7 +257,7 @@ class ProcessPoolEvaluator(Evaluator):
     def __init__(self, workers: int | None = None, max_retries: int = 2,
                  start_method: str = "spawn") -> None:
         self.workers = _check_workers(workers if workers is not None else os.cpu_count() or 1)
-        self.max_retries = max_retries
+        self.max_retries = _check_retries(max_retries)
         if start_method not in multiprocessing.get_all_start_methods():
             raise ValueError(f"start_method must be one of "
                              f"{multiprocessing.get_all_start_methods()}, got {start_method!r}")
@@ -249,6 +273,9 @@ class ProcessPoolEvaluator(Evaluator):
 
     def _chunks(self, n: int) -> list[tuple[int, int]]:
         return _split(n, self.workers)
+
+    def check_objective(self, fn: Callable[..., Any]) -> None:
+        _pickled(fn)
 
     @property
     def pids(self) -> list[int]:
@@ -324,6 +351,7 @@ class RayEvaluator(Evaluator):
     def __init__(self, address: str | None = None, num_workers: int | None = None,
                  chunks_per_worker: int = 1, max_retries: int = 3,
                  init_kwargs: dict[str, Any] | None = None) -> None:
+        _check_retries(max_retries)
         try:
             import ray
         except ImportError as error:

@@ -14,20 +14,21 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import checkpoint as checkpoint_files
 from . import registry
 from .base import Array, BaseOptimizer, Result
+from .checkpoint import Stateful
 from .evaluate import Evaluator, SerialEvaluator, VectorizedEvaluator, evaluate_chunk
 from .spaces import Space
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: checksum, objective/evaluator states
 
 Callback = Callable[[dict[str, float], BaseOptimizer], Any]
 
@@ -180,6 +181,7 @@ def minimize(
         raise ValueError(f"evaluator must be an optim.evaluate.Evaluator (SerialEvaluator, "
                          f"VectorizedEvaluator, ProcessPoolEvaluator, RayEvaluator), "
                          f"got {evaluator!r}")
+    callbacks = _check_run_arguments(fn, target, callbacks, checkpoint, evaluator)
     sign = -1.0 if maximize else 1.0
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer):
@@ -193,10 +195,11 @@ def minimize(
     if constraints is not None and space is not None and not vectorized:
         constraint = _Decoded(constraints, space)
     history: list[tuple[float, float]] = []
+    stateful = _stateful(fn, evaluator)
     if saved is not None:
         opt.load_state_dict(saved["optimizer"])
+        _restore_stateful(saved, stateful, checkpoint)
         history = [tuple(row) for row in saved["history"].tolist()]
-    callbacks = list(callbacks)
     reasons: dict[str, Any] = {}
     bar = _progress_bar(budget, progress)
     if bar is not None:
@@ -229,7 +232,7 @@ def minimize(
                 bar.set_postfix(best=f"{sign * opt.best_f:.4g}", refresh=False)
             since_checkpoint += 1
             if checkpoint is not None and since_checkpoint >= checkpoint_every:
-                save_checkpoint(checkpoint, opt, history)
+                save_checkpoint(checkpoint, opt, history, stateful)
                 since_checkpoint = 0
             if any(cb(metrics, opt) is True for cb in callbacks):
                 reasons = {"callback": True}
@@ -238,7 +241,7 @@ def minimize(
         if bar is not None:
             bar.close()
     if checkpoint is not None:
-        save_checkpoint(checkpoint, opt, history)
+        save_checkpoint(checkpoint, opt, history, stateful)
     best = opt.best_f
     x_best = opt.best_x
     return Result(
@@ -255,6 +258,32 @@ def minimize(
     )
 
 
+def _check_run_arguments(fn: Any, target: Any, callbacks: Any, checkpoint: Any,
+                         evaluator: Evaluator | None) -> list[Callback]:
+    """Refuse, before any evaluation, what would otherwise fail (or mislead) later."""
+    if not callable(fn):
+        raise ValueError(f"fn must be callable (the objective), got {fn!r}")
+    if target is not None and (isinstance(target, bool) or not isinstance(
+            target, (int, float, np.integer, np.floating)) or math.isnan(target)):
+        raise ValueError(f"target must be a number (the value at which to stop) or None, got "
+                         f"{target!r}")
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise ValueError(f"callbacks must be a list of functions cb(metrics, optimizer), got "
+                         f"{callbacks!r}")
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise ValueError(f"callbacks[{i}] must be a function cb(metrics, optimizer), got "
+                             f"{cb!r}")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint must be a file path, got {checkpoint!r}")
+        checkpoint_files.check_writable(checkpoint)
+    if evaluator is not None:
+        evaluator.check_objective(fn)
+    return callbacks
+
+
 class _Decoded:
     """``fn`` of the decoded point (picklable, for evaluators in other processes)."""
 
@@ -265,48 +294,77 @@ class _Decoded:
         return self.fn(self.space.decode(encoded))
 
 
+def _stateful(fn: Any, evaluator: Any) -> dict[str, Stateful]:
+    """The objects besides the optimizer whose state a checkpoint holds: the objective
+    (e.g. a ControlProblem's episode counter and observation statistics) and the
+    evaluator, when they follow the :class:`~nondiff.optim.checkpoint.Stateful` protocol."""
+    found = {"objective": fn, "evaluator": evaluator}
+    return {key: obj for key, obj in found.items() if isinstance(obj, Stateful)}
+
+
 def save_checkpoint(path: str | os.PathLike[str], opt: BaseOptimizer,
-                    history: list[tuple[float, float]]) -> None:
-    """Write the run's state atomically (a crash mid-write keeps the old file)."""
-    path = Path(path)
+                    history: list[tuple[float, float]],
+                    stateful: Mapping[str, Stateful] | None = None) -> None:
+    """Write the run's state atomically, sealed with a checksum.
+
+    Args:
+        path: the file (replaced atomically: a crash mid-write keeps the old file).
+        opt: the optimizer.
+        history: ``(evaluations, best f)`` after each generation.
+        stateful: further objects whose ``state_dict()`` the run depends on, by name
+            (``minimize`` passes the objective and the evaluator when they have one).
+    """
     payload = {
         "checkpoint_version": CHECKPOINT_VERSION,
         "optimizer": opt.state_dict(),
         "history": torch.tensor(history, dtype=torch.float64).reshape(-1, 2),
+        "stateful": {key: obj.state_dict() for key, obj in (stateful or {}).items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    checkpoint_files.write(path, payload)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """Read a checkpoint written by :func:`save_checkpoint` (None if absent).
 
     Only tensors, numbers, strings and containers are read
-    (``torch.load(weights_only=True)``): no code is unpickled.
+    (``torch.load(weights_only=True)``): no code is unpickled. The checksum is
+    verified: a file altered after it was written is refused.
+
+    Raises:
+        ValueError: unreadable, corrupt (checksum mismatch), or not a checkpoint of
+            this version; the message names the file.
     """
     path = Path(path)
-    if not path.exists():
+    payload = checkpoint_files.read(path)
+    if payload is None:
         return None
-    try:
-        payload = torch.load(path, weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"checkpoint {str(path)!r} is unreadable ({type(error).__name__}: {error}); "
-            "delete it to start afresh, or point checkpoint= at another file"
-        ) from error
-    if not isinstance(payload, dict) or payload.get("checkpoint_version") != CHECKPOINT_VERSION \
-            or not {"optimizer", "history"} <= set(payload):
+    if payload.get("checkpoint_version") != CHECKPOINT_VERSION \
+            or set(payload) != {"checkpoint_version", "optimizer", "history", "stateful"}:
         raise ValueError(
             f"{str(path)!r} is not a nondiff checkpoint of version {CHECKPOINT_VERSION}; "
             "delete it to start afresh, or point checkpoint= at another file"
         )
-    payload["history"] = payload["history"].numpy()
+    history = payload["history"]
+    if not isinstance(history, torch.Tensor) or history.ndim != 2 or history.shape[1] != 2 \
+            or history.dtype != torch.float64:
+        raise ValueError(f"checkpoint {str(path)!r} has a malformed history (want (k, 2) "
+                         "float64); delete it to start afresh")
+    payload["history"] = history.numpy()
     return payload
+
+
+def _restore_stateful(saved: Mapping[str, Any], stateful: Mapping[str, Stateful],
+                      path: Any) -> None:
+    """Load the saved states into the run's objects; both sides must name the same."""
+    states = saved["stateful"]
+    if set(states) != set(stateful):
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds the state of {sorted(states) or 'nothing'} besides "
+            f"the optimizer, this run has {sorted(stateful) or 'nothing'} with state; resume "
+            "with the same kind of objective and evaluator, or delete the checkpoint")
+    for key, obj in stateful.items():
+        try:
+            obj.load_state_dict(states[key])
+        except (ValueError, KeyError, TypeError, RuntimeError) as error:  # RuntimeError: nn.Module
+            raise ValueError(f"checkpoint {str(path)!r}: the saved state of the {key} does not "
+                             f"fit it ({error})") from error

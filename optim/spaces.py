@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -201,6 +202,12 @@ class Integer(_Discrete):
     kind = "integer"
 
     def __init__(self, low: int, high: int, *, size: int = 1) -> None:
+        ok = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                 for v in (low, high))
+        if not ok:
+            raise ValueError(f"Integer needs finite integer bounds, got low={low!r}, "
+                             f"high={high!r}; for an unbounded integer give a finite range "
+                             "as wide as needed (e.g. Integer(0, 10**6))")
         if int(low) != low or int(high) != high or not low <= high:
             raise ValueError(f"Integer needs integer low <= high, got low={low}, high={high}")
         self.low, self.high, self.size = int(low), int(high), _check_size(size)
@@ -232,6 +239,11 @@ class Categorical(_Discrete):
         if not choices:
             raise ValueError("Categorical needs at least one choice, got an empty list")
         for i, choice in enumerate(choices):
+            if isinstance(choice, (np.ndarray, Space)) or hasattr(choice, "detach"):
+                raise ValueError(
+                    f"Categorical choices must compare with == to one True/False; choice {i} "
+                    f"is a {type(choice).__name__} ({choice!r:.40}), which compares element "
+                    "by element; pass tuples, or Categorical(range(k)) and index your arrays")
             if any(choice == other for other in choices[:i]):
                 raise ValueError(f"Categorical choices must be distinct; {choice!r} repeats")
         self.choices, self.size = choices, _check_size(size)

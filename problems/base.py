@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -79,5 +80,34 @@ class Problem(ABC):
             values = values[0]
         return values.numpy() if is_numpy else values
 
+    # ----- state: what a checkpoint holds so that a resumed run is exact ------------
+    def state_dict(self) -> dict[str, Any]:
+        """The problem's dynamic state as a plain dict (counters; subclasses add what
+        their fitness depends on, e.g. episode seeds and observation statistics).
+        ``minimize(..., checkpoint=...)`` saves and restores it with the optimizer."""
+        return {"problem": type(self).__name__, "evaluations": int(self.evaluations)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; ValueError on another problem's or a damaged state."""
+        self._check_state(state, {"evaluations"})
+        self.evaluations = _count(state, "evaluations")
+
+    def _check_state(self, state: Mapping[str, Any], keys: set[str]) -> None:
+        if not isinstance(state, Mapping) or state.get("problem") != type(self).__name__:
+            got = state.get("problem") if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"not a state of {type(self).__name__} (got {got!r}); load the "
+                             "state of the same problem")
+        if set(state) != keys | {"problem"}:
+            raise ValueError(f"{type(self).__name__} state needs keys {sorted(keys)}, got "
+                             f"{sorted(set(state) - {'problem'})}")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
+
+
+def _count(state: Mapping[str, Any], key: str) -> int:
+    """``state[key]`` as a count: a non-negative integer, else a ValueError naming it."""
+    value = state[key]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"state field {key!r} must be a non-negative integer, got {value!r}")
+    return int(value)

@@ -39,13 +39,13 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from nondiff.problems.base import Problem
+from nondiff.problems.base import Problem, _count
 from nondiff.problems.classic_control import ENVIRONMENTS, BatchedEnv, make_batched
 from nondiff.problems.policies import RunningNorm, StackedPolicy, build_policy
 from torch import nn
@@ -158,6 +158,34 @@ class ControlProblem(Problem):
         state = dict(self.__dict__)
         state["_gym_env"] = None
         return state
+
+    # ----- state: generation (the episode seeds), counters, observation statistics ---
+    def state_dict(self) -> dict[str, Any]:
+        """Generation counter (it seeds the next episodes), episode and step counters
+        and the running observation statistics: what a checkpoint must hold for a
+        resumed run to face the same episodes with the same normalization."""
+        return {**super().state_dict(), "generation": self.generation,
+                "episodes": self.episodes, "env_steps": self.env_steps,
+                "obs_norm": None if self.obs_norm is None else self.obs_norm.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._check_state(state, {"evaluations", "generation", "episodes", "env_steps",
+                                  "obs_norm"})
+        counts = {key: _count(state, key) for key in ("evaluations", "generation", "episodes",
+                                                      "env_steps")}
+        saved = state["obs_norm"]
+        if (saved is None) != (self.obs_norm is None):
+            raise ValueError(f"the state was saved with obs_norm={saved is not None}, this "
+                             f"problem has obs_norm={self.obs_norm is not None}; construct it "
+                             "as the saved one was")
+        norm = None if saved is None else RunningNorm.from_state_dict(saved)
+        if norm is not None and (norm.obs_dim != self.obs_norm.obs_dim or norm.count < 0
+                                 or not bool(torch.isfinite(norm.sum).all())):
+            raise ValueError(f"saved observation statistics are damaged or of another task "
+                             f"(obs_dim {norm.obs_dim}, count {norm.count})")
+        self.evaluations, self.generation = counts["evaluations"], counts["generation"]
+        self.episodes, self.env_steps = counts["episodes"], counts["env_steps"]
+        self.obs_norm = norm
 
     def initial(self) -> torch.Tensor:
         """A starting center for the search: all parameters zero, ``(dim,)`` float32."""
