@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -105,3 +109,43 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def session_processes(session: int) -> dict[int, str]:
+    """Live processes of a session (Linux /proc): ``{pid: command line}``, zombies left out.
+
+    A process started with ``start_new_session=True`` leads a session that its children,
+    grandchildren and the helpers multiprocessing starts (forkserver, resource tracker)
+    all join; they stay in it after the leader dies and they are re-parented."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == session and fields[0] not in "ZX":  # state, ..., session
+            found[int(entry)] = command
+    return found
+
+
+def wait_until(condition, timeout: float, interval: float = 0.1):
+    """Poll ``condition()`` until it returns something truthy (returned) or ``timeout``
+    seconds pass (then its last value); a bounded loop, not a sleep racing the work."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL every process left in ``session`` (cleanup after a failed test)."""
+    for pid in session_processes(session):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)

@@ -108,8 +108,41 @@ def test_worker_exception_stops_every_worker_and_surfaces(data: Dataset) -> None
     with pytest.raises(WorkerError) as info:
         fit_parallel(model, data, epochs=2, batch_size=50, start_method="fork", timeout=60)
     message = str(info.value)
-    assert "worker 2 failed" in message and "block exploded on purpose" in message
+    assert message.startswith("worker 2 (block 2: Exploding) failed:")
+    assert "block exploded on purpose" in message and "worker 0 (" not in message
     assert "Traceback" in message and "in forward" in message
+    deadline = time.monotonic() + 5
+    while set(_children()) - existing and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(_children()) - existing == set()
+
+
+class Dying(nn.Module):
+    """Ends its process with ``os._exit(7)`` on its third forward pass: no exception, no
+    report, the way a segfault or the OOM killer ends a worker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.calls = nn.Linear(64, 64), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 3:
+            os._exit(7)
+        return self.linear(x)
+
+
+def test_a_worker_that_dies_outright_is_named_with_its_exit_code(data: Dataset) -> None:
+    torch.manual_seed(0)
+    model = Decoupled([Group([nn.Linear(40, 64), nn.ReLU()]), Dying(), nn.Linear(64, 10)],
+                      signal="synthetic", seed=0)
+    model.build(data.x_train[:2])  # one call in the parent: the worker's second is its last
+    existing = set(_children())
+    with pytest.raises(WorkerError) as info:
+        fit_parallel(model, data, epochs=2, batch_size=50, start_method="fork", timeout=60)
+    message = str(info.value)
+    assert message.startswith("worker 1 (block 1: Dying) exited with code 7"), message
+    assert "worker 0 failed" not in message and "worker 2 failed" not in message
     deadline = time.monotonic() + 5
     while set(_children()) - existing and time.monotonic() < deadline:
         time.sleep(0.1)
