@@ -27,6 +27,7 @@ from nondiff.hybrid.estimators import (
     straight_through_argmax,
     straight_through_round,
 )
+from nondiff.hybrid.nonfinite import ON_NONFINITE, NonFiniteError
 from nondiff.hybrid.parallel import MODES, WorkerError, fit_parallel
 from nondiff.hybrid.structure import (
     Choice,
@@ -47,8 +48,9 @@ from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient, Truncated
 from nondiff.hybrid.trainer import WEIGHT_STEPS, HybridTrainer
 
 __all__ = [
-    "MODES", "SIGNALS", "WEIGHT_STEPS", "AuxiliaryHead", "Choice", "Decoupled", "Gates",
-    "Group", "HybridTrainer", "IntParam", "LossCritic", "Program", "RealParam", "Structure",
+    "MODES", "ON_NONFINITE", "SIGNALS", "WEIGHT_STEPS", "AuxiliaryHead", "Choice", "Decoupled",
+    "Gates", "Group", "HybridTrainer", "IntParam", "LossCritic", "NonFiniteError", "Program",
+    "RealParam", "Structure",
     "StructureBatchError", "SyntheticGradient", "TruncatedDNI", "WorkerError",
     "batched_structures", "default_optimizer", "fit_parallel", "get_structure",
     "gumbel_softmax", "named_structures", "sample_categorical", "score_function_surrogate",

@@ -20,7 +20,11 @@ stops every worker; the parent re-raises :class:`WorkerError` with the worker's
 traceback and no process is left behind. A worker that ends without a traceback
 (``os._exit``, a segfault, the OOM killer) is named with its exit code or signal; the
 workers that then lose their connection to it are reported as consequences, not as the
-cause. Workers die with the parent, even when it is killed with SIGKILL. The trained blocks, synthesizers, heads,
+cause. Workers die with the parent, even when it is killed with SIGKILL. A non-finite
+loss or synthetic gradient follows the model's ``on_nonfinite``
+(:mod:`nondiff.hybrid.nonfinite`): the parent raises the worker's
+:class:`~nondiff.hybrid.nonfinite.NonFiniteError`, or the steps are skipped and counted
+in ``model.skipped_updates``. The trained blocks, synthesizers, heads,
 optimizer states and in-flight synthesizer queues are copied back into the parent's
 objects, so ``model.checkpoint()`` afterwards resumes exactly.
 
@@ -63,6 +67,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from nondiff.hybrid.decoupled import Decoupled
+from nondiff.hybrid.nonfinite import NonFiniteError, epoch_mean
 from nondiff.hybrid.stage import LossTop, Stage
 from nondiff.optim.lifetime import die_with
 
@@ -239,18 +244,25 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any,
             "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
             timeout=datetime.timedelta(seconds=job["timeout"]))
         try:
-            results.put(("done", rank, _dumps(_work(rank, world, job))))
+            results.put(("done", rank, _dumps(_work(rank, world, job)), None))
         except BaseException as error:  # reported before the connections close below
-            results.put(("lost" if _is_peer_lost(error) else "error", rank,
-                         traceback.format_exc()))
+            _report(results, rank, error)
             raise SystemExit(1) from None
         finally:
             dist.destroy_process_group()
     except SystemExit:
         raise
     except BaseException as error:  # report everything, including KeyboardInterrupt, then exit
-        results.put(("lost" if _is_peer_lost(error) else "error", rank, traceback.format_exc()))
+        _report(results, rank, error)
         raise SystemExit(1) from None
+
+
+def _report(results: Any, rank: int, error: BaseException) -> None:
+    """Send the parent this worker's failure: its kind, traceback and, for a
+    :class:`NonFiniteError`, the fields to raise it again there."""
+    fields = error.fields() if isinstance(error, NonFiniteError) else None
+    results.put(("lost" if _is_peer_lost(error) else "error", rank, traceback.format_exc(),
+                 fields))
 
 
 def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
@@ -269,25 +281,33 @@ def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
     batches = ((x, y) for epoch in job["epochs"]
                for x, y in job["data"].batches(job["batch_size"], seed=job["seed"],
                                                epoch=epoch)) if rank == 0 else None
-    for left in range(job["steps"] - 1, -1, -1):
-        if stage.wants_target:
-            while awaited and (awaited[0] <= step - staleness - 1 or not sync):
-                blocking = awaited[0] <= step - staleness - 1
-                target = link.poll_target(stage.memory[awaited[0]][0], blocking)
-                if target is None:
-                    break
-                stage.push_target(awaited.popleft(), target)
-            stage.absorb(step - staleness - 1 if sync else step)
-        x, y = next(batches) if rank == 0 else link.recv_forward(job["in_shape"], left > 0)
-        on_output = None if last else (lambda h, y=y: link.send_forward(h, y))
-        _, grad = stage.run(x, y, top, step, job["input_grad"], on_output)
-        if grad is not None:
-            link.send_back(grad * len(grad))  # the per-example target of the block below
-        if stage.wants_target:
-            awaited.append(step)
-        if last:
-            losses.append(top.value)
-        step += 1
+    try:
+        for left in range(job["steps"] - 1, -1, -1):
+            if stage.wants_target:
+                while awaited and (awaited[0] <= step - staleness - 1 or not sync):
+                    blocking = awaited[0] <= step - staleness - 1
+                    target = link.poll_target(stage.memory[awaited[0]][0], blocking)
+                    if target is None:
+                        break
+                    stage.push_target(awaited.popleft(), target)
+                stage.absorb(step - staleness - 1 if sync else step)
+            x, y = next(batches) if rank == 0 else link.recv_forward(job["in_shape"], left > 0)
+            on_output = None if last else (lambda h, y=y: link.send_forward(h, y))
+            _, grad = stage.run(x, y, top, step, job["input_grad"], on_output)
+            if grad is not None:
+                link.send_back(grad * len(grad))  # the per-example target of the block below
+            if stage.wants_target:
+                awaited.append(step)
+            if last:
+                losses.append(top.value)
+            step += 1
+    except NonFiniteError as error:  # name this worker's block and the step's epoch
+        error.block = (rank, *error.block)
+        epochs = [e for e, n in zip(job["epochs"], job["per_epoch"], strict=True)
+                  for _ in range(n)]
+        index = error.step - job["start_step"]
+        error.epoch = epochs[index] if 0 <= index < len(epochs) else None
+        raise
     while stage.wants_target and awaited:  # targets in flight: queue them, do not train
         stage.push_target(awaited[0], link.poll_target(stage.memory[awaited.popleft()][0],
                                                        True))
@@ -315,23 +335,23 @@ FAILURE_GRACE = 10.0
 """Seconds the parent waits, after the first failure, for the other workers' reports."""
 
 
-def _collect(results: Any, outputs: dict[int, Any], reports: dict[int, tuple[str, str]],
+def _collect(results: Any, outputs: dict[int, Any], reports: dict[int, tuple[str, str, Any]],
              wait: float) -> None:
     """Take every message waiting in ``results`` (the first within ``wait`` seconds)."""
     while True:
         try:
-            kind, rank, body = results.get(timeout=wait) if wait else results.get_nowait()
+            kind, rank, body, fields = results.get(timeout=wait) if wait else results.get_nowait()
         except queue_module.Empty:
             return
         if kind == "done":
             outputs[rank] = _loads(body)
         else:
-            reports[rank] = (kind, body)
+            reports[rank] = (kind, body, fields)
         wait = 0.0
 
 
 def _silent_deaths(processes: list[Any], outputs: dict[int, Any],
-                   reports: dict[int, tuple[str, str]]) -> dict[int, int]:
+                   reports: dict[int, tuple[str, str, Any]]) -> dict[int, int]:
     """Ranks whose process ended with a non-zero code and sent nothing: ``{rank: code}``.
     A worker's report is in the queue before its process ends, so it was read by now
     (:func:`_collect` ran after the exit codes were last written)."""
@@ -347,7 +367,7 @@ def _how(code: int) -> str:
 
 
 def _failure_message(model: Decoupled, processes: list[Any], outputs: dict[int, Any],
-                     reports: dict[int, tuple[str, str]]) -> str:
+                     reports: dict[int, tuple[str, str, Any]]) -> str:
     """The cause first (a worker that died without a report, else one that raised), then
     the workers that failed only because they lost their connection to it."""
 
@@ -355,8 +375,8 @@ def _failure_message(model: Decoupled, processes: list[Any], outputs: dict[int, 
         return f"worker {rank} (block {rank}: {type(model.blocks[rank]).__name__})"
 
     silent = _silent_deaths(processes, outputs, reports)
-    raised = sorted(r for r, (kind, _) in reports.items() if kind == "error")
-    lost = sorted(r for r, (kind, _) in reports.items() if kind == "lost")
+    raised = sorted(r for r, (kind, _, _) in reports.items() if kind == "error")
+    lost = sorted(r for r, (kind, _, _) in reports.items() if kind == "lost")
     parts = [f"{who(r)} {_how(code)} without a report (os._exit, a crash of native code, "
              "or a kill such as the OOM killer's)" for r, code in sorted(silent.items())]
     parts += [f"{who(r)} failed:\n{reports[r][1]}" for r in raised]
@@ -410,7 +430,10 @@ def fit_parallel(
         The mean training loss of each epoch (as :meth:`Decoupled.fit`).
 
     Raises:
-        ValueError: bad arguments. WorkerError: a worker failed (its traceback inside).
+        ValueError: bad arguments. WorkerError: a worker failed (its rank, block and
+            traceback, or its exit code, inside). NonFiniteError: a non-finite loss or
+            synthetic gradient under the model's ``on_nonfinite="raise"`` (step, epoch,
+            block; the model keeps the weights it had before this call).
         TimeoutError: the run took longer than ``timeout``.
     """
     if not isinstance(model, Decoupled):
@@ -439,7 +462,7 @@ def fit_parallel(
                  for e in epoch_list]
     common = dict(loss=model.loss, staleness=model.staleness, mode=mode, threads=threads,
                   timeout=timeout, start_step=model.step_count, steps=sum(per_epoch),
-                  epochs=epoch_list, batch_size=batch_size, seed=seed)
+                  epochs=epoch_list, per_epoch=per_epoch, batch_size=batch_size, seed=seed)
     shapes = [tuple(first[0].shape[1:]), *model.shapes]
     payloads = [_dumps(dict(
         common, stage=stage, data=data if rank == 0 else None, in_shape=shapes[rank],
@@ -453,7 +476,8 @@ def fit_parallel(
                                                        results, os.getpid()), daemon=True)
                  for rank in range(world)]
     outputs: dict[int, dict[str, Any]] = {}
-    reports: dict[int, tuple[str, str]] = {}  # rank -> ("error" | "lost", traceback)
+    # rank -> ("error" | "lost", traceback, NonFiniteError fields or None)
+    reports: dict[int, tuple[str, str, Any]] = {}
     try:
         for process in processes:
             process.start()
@@ -468,7 +492,12 @@ def fit_parallel(
                        and time.monotonic() < grace):
                     _collect(results, outputs, reports, wait=0.1)
                 _collect(results, outputs, reports, wait=0.0)
-                raise WorkerError(_failure_message(model, processes, outputs, reports))
+                failure = WorkerError(_failure_message(model, processes, outputs, reports))
+                raised = [r for r, (kind, _, _) in sorted(reports.items()) if kind == "error"]
+                fields = reports[raised[0]][2] if raised else None
+                if fields is not None and not _silent_deaths(processes, outputs, reports):
+                    raise NonFiniteError(**fields) from failure
+                raise failure
             if time.monotonic() > deadline:
                 raise TimeoutError(f"fit_parallel did not finish within {timeout} s")
     finally:
@@ -483,6 +512,6 @@ def fit_parallel(
     model.epoch += epochs
     losses, history = outputs[world - 1]["losses"], []
     for n in per_epoch:
-        history.append(sum(losses[:n]) / n)
+        history.append(epoch_mean(losses[:n], model.on_nonfinite))
         losses = losses[n:]
     return history

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import signal
@@ -149,3 +150,29 @@ def kill_session(session: int) -> None:
     for pid in session_processes(session):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+def poisoned(data, sample: int = 7):
+    """A copy of a :class:`nondiff.problems.learning.Dataset` whose training example
+    ``sample`` has a NaN feature (as one corrupt record in a real dataset would)."""
+    x = data.x_train.clone()
+    x[sample, 0] = float("nan")
+    return dataclasses.replace(data, x_train=x)
+
+
+def first_nan_batch(data, batch_size: int, seed: int, epoch: int) -> int:
+    """The index in its epoch of the first batch with a NaN input."""
+    return next(i for i, (x, _) in enumerate(data.batches(batch_size, seed=seed, epoch=epoch))
+                if not torch.isfinite(x).all())
+
+
+def finite_state(module) -> bool:
+    """Every parameter and buffer of ``module`` is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in module.state_dict().values()
+               if isinstance(t, torch.Tensor) and t.is_floating_point())
+
+
+def same_state(a, b) -> bool:
+    """Two modules hold equal parameters and buffers (bit for bit)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

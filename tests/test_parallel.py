@@ -3,14 +3,16 @@ stop every worker, checkpoints resume."""
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import time
 from typing import Any
 
 import pytest
 import torch
-from conftest import plain_equal
-from nondiff.hybrid import Decoupled, Group, WorkerError, fit_parallel
+from conftest import finite_state, first_nan_batch, plain_equal, poisoned
+from nondiff.hybrid import Decoupled, Group, NonFiniteError, WorkerError, fit_parallel
 from nondiff.problems.learning import Dataset, mnist1d
 from torch import nn
 
@@ -225,3 +227,28 @@ def test_float_targets_are_refused_before_any_process_starts(data: Dataset) -> N
     with pytest.raises(ValueError, match=r"integer class labels.*model\.fit"):
         fit_parallel(Decoupled(blocks(), signal="local"), floats, 1, 50)
     assert _children() == before
+
+
+def test_a_nan_sample_stops_every_worker_and_names_step_epoch_block(data: Dataset) -> None:
+    bad = poisoned(data)
+    model = Decoupled(blocks(), signal="synthetic", seed=0)
+    model.build(data.x_train[:2])
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(NonFiniteError) as info:
+        fit_parallel(model, bad, epochs=2, batch_size=50, start_method="fork", timeout=60)
+    k = first_nan_batch(bad, 50, seed=0, epoch=0)
+    assert f"non-finite synthetic-gradient objective at step {k}, epoch 0, block 0;" in \
+        str(info.value), str(info.value)
+    assert isinstance(info.value.__cause__, WorkerError)  # the worker's traceback
+    assert plain_equal(dict(model.state_dict()), dict(before))  # nothing copied back
+
+
+def test_skip_in_workers_equals_skip_in_one_process(data: Dataset) -> None:
+    bad = poisoned(data)
+    single = Decoupled(blocks(), signal="synthetic", seed=0, on_nonfinite="skip")
+    expected = single.fit(bad, epochs=2, batch_size=50)
+    parallel = Decoupled(blocks(), signal="synthetic", seed=0, on_nonfinite="skip")
+    losses = fit_parallel(parallel, bad, epochs=2, batch_size=50, start_method="fork")
+    assert losses == expected and all(map(math.isfinite, losses))
+    assert parallel.skipped_updates == single.skipped_updates == 2 * (3 + 2)
+    assert _same(parallel, single) and finite_state(parallel)
