@@ -6,12 +6,25 @@ from __future__ import annotations
 import copy
 import math
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import finite_state, first_nan_batch, plain_equal, poisoned
+from conftest import (
+    finite_state,
+    first_nan_batch,
+    kill_session,
+    plain_equal,
+    poisoned,
+    session_processes,
+    wait_until,
+)
 from nondiff.hybrid import Decoupled, Group, NonFiniteError, WorkerError, fit_parallel
 from nondiff.problems.learning import Dataset, mnist1d
 from torch import nn
@@ -149,6 +162,45 @@ def test_a_worker_that_dies_outright_is_named_with_its_exit_code(data: Dataset) 
     while set(_children()) - existing and time.monotonic() < deadline:
         time.sleep(0.1)
     assert set(_children()) - existing == set()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
+    marker = tmp_path / "hanging"
+    script = textwrap.dedent(f"""
+        import pathlib, threading
+        import torch
+        from torch import nn
+        from nondiff.hybrid import Decoupled, Group, fit_parallel
+        from nondiff.problems.learning import mnist1d
+
+        class Hang(nn.Linear):  # rank 1 blocks for good on its third forward pass
+            calls = 0
+            def forward(self, x):
+                self.calls += 1
+                if self.calls == 3:
+                    pathlib.Path({str(marker)!r}).touch()
+                    threading.Event().wait()
+                return super().forward(x)
+
+        model = Decoupled([Group([nn.Linear(40, 64), nn.ReLU()]), Hang(64, 64),
+                           nn.Linear(64, 10)], signal="synthetic", seed=0)
+        data = mnist1d(n=200, seed=0)
+        model.build(data.x_train[:2])
+        fit_parallel(model, data, epochs=1, batch_size=50, start_method="fork")
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: marker.exists() or process.poll() is not None, timeout=120)
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert len(session_processes(process.pid)) >= 4  # the parent and its 3 workers
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        gone = wait_until(lambda: not session_processes(process.pid), timeout=30)
+        assert gone, f"still alive 30 s after the parent: {session_processes(process.pid)}"
+    finally:
+        kill_session(process.pid)
 
 
 def _link_pair(rank: int, port: int, results: Any) -> None:
