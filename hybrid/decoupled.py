@@ -181,7 +181,7 @@ class Decoupled(nn.Module):
     def on_nonfinite(self) -> str:
         """The non-finite policy (``"raise"``, ``"skip"`` or ``"off"``); setting it also
         sets it for every stage and nested stack."""
-        return self._on_nonfinite
+        return getattr(self, "_on_nonfinite", "raise")  # "raise" for stacks pickled before
 
     @on_nonfinite.setter
     def on_nonfinite(self, value: str) -> None:

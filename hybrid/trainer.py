@@ -270,9 +270,9 @@ class HybridTrainer:
     def _weight_step(self, x: Any, y: Any) -> tuple[float, bool]:
         """The weight step under the model's current structure: (loss, skipped)."""
         if self.engine is not None:
-            before = self.engine.skipped_updates if self.engine.built else 0
+            before = getattr(self.engine, "skipped_updates", 0)
             loss = float(self.engine.train_step(x, y))
-            return loss, self.engine.skipped_updates > before
+            return loss, getattr(self.engine, "skipped_updates", 0) > before
         objective = self.loss(self.model(x), y)
         if not check_finite(objective, self.on_nonfinite, "loss", self.step_count):
             return float(objective.detach()), True
