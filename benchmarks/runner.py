@@ -44,6 +44,7 @@ from typing import Any
 from nondiff.benchmarks.report_stats import compact_trace
 from nondiff.benchmarks.store import DEFAULT_PATH, ResultStore, new_run_id
 from nondiff.benchmarks.suites import Suite
+from nondiff.optim.lifetime import die_with
 
 EXECUTORS = ("process", "ray", "serial")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -147,11 +148,15 @@ def _single_threaded_children() -> Iterator[None]:
 
 def _process_pool(units: Sequence[dict[str, Any]], workers: int) -> Iterator[tuple[dict, dict]]:
     # Workers fork from a clean server process that imported the libraries once: cheap to
-    # start, and safe (forking this process could copy a locked OpenMP/torch thread pool).
+    # start, and safe (forking this process could copy a locked OpenMP/torch thread pool,
+    # or CUDA state after autograd ran). Each worker dies with this process (die_with),
+    # even under SIGKILL; the forkserver and resource tracker then see end-of-file and exit.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["benchmarks.runner", "benchmarks.baselines", "problems"])
+    context.set_forkserver_preload(["nondiff.benchmarks.runner", "nondiff.benchmarks.baselines",
+                                    "nondiff.problems"])
     with _single_threaded_children(), futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=context) as pool:
+            max_workers=workers, mp_context=context, initializer=die_with,
+            initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(run_unit, unit): unit for unit in units}
         try:
             for future in futures.as_completed(pending):

@@ -32,6 +32,7 @@ from nondiff.hybrid.estimators import (
     straight_through_argmax,
     straight_through_round,
 )
+from nondiff.hybrid.nonfinite import ON_NONFINITE, NonFiniteError
 from nondiff.hybrid.parallel import MODES, WorkerError, fit_parallel
 from nondiff.hybrid.quantize import ADMMQuantizer, STEQuantize, level_set, quantized_layers
 from nondiff.hybrid.split import balanced_split, mlp_blocks
@@ -54,10 +55,10 @@ from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient, Truncated
 from nondiff.hybrid.trainer import WEIGHT_STEPS, HybridTrainer
 
 __all__ = [
-    "MODES", "SIGNALS", "WEIGHT_STEPS", "ADMMQuantizer", "AuxiliaryHead", "Choice",
-    "Decoupled", "Gates", "Group", "HybridTrainer", "IntParam", "LossCritic", "Program",
-    "RealParam", "STEQuantize", "Structure", "StructureBatchError", "SyntheticGradient",
-    "TruncatedDNI", "WorkerError", "balanced_split", "batched_structures",
+    "MODES", "ON_NONFINITE", "SIGNALS", "WEIGHT_STEPS", "ADMMQuantizer", "AuxiliaryHead",
+    "Choice", "Decoupled", "Gates", "Group", "HybridTrainer", "IntParam", "LossCritic",
+    "NonFiniteError", "Program", "RealParam", "STEQuantize", "Structure", "StructureBatchError",
+    "SyntheticGradient", "TruncatedDNI", "WorkerError", "balanced_split", "batched_structures",
     "default_optimizer", "fit_parallel", "get_structure", "gumbel_softmax", "level_set",
     "mlp_blocks", "named_structures", "quantized_layers", "sample_categorical",
     "score_function_surrogate", "set_structure", "set_structure_encoded",

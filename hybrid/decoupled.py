@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+from nondiff.hybrid.nonfinite import NonFiniteError, check_finite, check_policy, epoch_mean
 from nondiff.hybrid.stage import LossTop, Stage
 from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient
 from nondiff.optim.checkpoint import seal, verify
@@ -119,6 +120,12 @@ class Decoupled(nn.Module):
         staleness: synthesizers learn from targets this many steps late (0: as soon as
             the block above has computed them).
         seed: seeds the initialisation of synthesizers and heads.
+        on_nonfinite: what an update does when its loss (or synthetic gradient, or a
+            synthesizer's regression loss) is NaN or infinite: ``"raise"`` a
+            :class:`~nondiff.hybrid.nonfinite.NonFiniteError` naming the step, epoch and
+            block, before the weights change (default); ``"skip"`` the update and count
+            it in :attr:`skipped_updates`; ``"off"``: no check (no host sync). See
+            :mod:`nondiff.hybrid.nonfinite`.
     """
 
     def __init__(
@@ -128,7 +135,7 @@ class Decoupled(nn.Module):
         num_classes: int | None = None,
         synthesizer: dict[str, Any] | Callable[..., nn.Module] | None = None,
         synth_optimizer: OptimizerFactory | None = None, head_hidden: int = 128,
-        staleness: int = 0, seed: int = 0,
+        staleness: int = 0, seed: int = 0, on_nonfinite: str = "raise",
     ) -> None:
         super().__init__()
         blocks = list(blocks)
@@ -144,6 +151,7 @@ class Decoupled(nn.Module):
                                                                                   dict)):
             raise ValueError(f"synthesizer must be a dict of options or a factory, "
                              f"got {synthesizer!r}")
+        self._on_nonfinite = check_policy(on_nonfinite)
         self.blocks = nn.ModuleList(blocks)
         self.signal, self.staleness, self.seed = signal, staleness, seed
         self.optimizer_factory = optimizer or default_optimizer
@@ -170,6 +178,29 @@ class Decoupled(nn.Module):
     @property
     def built(self) -> bool:
         return bool(self.stages)
+
+    @property
+    def on_nonfinite(self) -> str:
+        """The non-finite policy (``"raise"``, ``"skip"`` or ``"off"``); setting it also
+        sets it for every stage and nested stack."""
+        return getattr(self, "_on_nonfinite", "raise")  # "raise" for stacks pickled before
+
+    @on_nonfinite.setter
+    def on_nonfinite(self, value: str) -> None:
+        self._on_nonfinite = check_policy(value)
+        for stage in self.stages:
+            stage.on_nonfinite = value
+            if isinstance(stage.block, Decoupled):
+                stage.block.on_nonfinite = value
+
+    @property
+    def skipped_updates(self) -> int:
+        """Updates left out for a non-finite value under ``on_nonfinite="skip"``: block
+        steps and synthesizer steps, this stack's and its nested stacks' (a step of the
+        whole stack under ``signal="backprop"`` counts once)."""
+        return sum(stage.skipped + (stage.block.skipped_updates
+                                    if isinstance(stage.block, Decoupled) else 0)
+                   for stage in self.stages)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -211,7 +242,8 @@ class Decoupled(nn.Module):
                     block, None if nested else self.optimizer_factory(list(block.parameters())),
                     self.signal, num_classes, synth,
                     self.synth_factory(list(synth.parameters())) if synth else None,
-                    head, self.synth_factory(list(head.parameters())) if head else None))
+                    head, self.synth_factory(list(head.parameters())) if head else None,
+                    self.on_nonfinite))
         finally:
             torch.random.set_rng_state(generator_state)
         return self
@@ -237,6 +269,10 @@ class Decoupled(nn.Module):
             if on_output is not None:
                 on_output(h.detach())
             objective = top.objective(h, y, step)
+            if not check_finite(objective, self.on_nonfinite, "loss", step):
+                self.stages[-1].skipped += 1
+                self.step_count += 1
+                return h.detach(), (torch.full_like(x, float("nan")) if input_grad else None)
             optimizers = self._optimizers()
             for opt in optimizers:
                 opt.zero_grad()
@@ -252,8 +288,12 @@ class Decoupled(nn.Module):
             if stage.wants_target:
                 stage.absorb(step - self.staleness - 1)
             wants = input_grad if i == 0 else self.stages[i - 1].wants_target
-            h, grad = stage.run(h, y, top if i == last else stage, step, wants,
-                                on_output if i == last else None)
+            try:
+                h, grad = stage.run(h, y, top if i == last else stage, step, wants,
+                                    on_output if i == last else None)
+            except NonFiniteError as error:
+                error.block = (i, *error.block)
+                raise
             if i == 0:
                 first_grad = grad
             elif grad is not None:
@@ -264,7 +304,11 @@ class Decoupled(nn.Module):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One decoupled (or backprop) update of every block on a batch; returns the loss."""
         top = LossTop(self.loss)
-        self._run(x, y, top, input_grad=False)
+        try:
+            self._run(x, y, top, input_grad=False)
+        except NonFiniteError as error:
+            error.epoch = self.epoch if error.epoch is None else error.epoch
+            raise
         return top.value
 
     def fit(
@@ -275,12 +319,16 @@ class Decoupled(nn.Module):
 
         ``data`` is a :class:`nondiff.problems.learning.Dataset` (or anything with that
         ``batches`` method). Epochs continue from :attr:`epoch`, so fitting 2 + 3 epochs
-        equals fitting 5. Returns the mean training loss of each epoch.
+        equals fitting 5. Returns the mean training loss of each epoch (under
+        ``on_nonfinite="skip"``, of the steps not skipped).
 
         ``callbacks`` are called as ``cb(metrics, model)`` after every step, with
         ``metrics`` the ``step``, ``epoch``, ``loss`` and :meth:`block_losses`; returning
         True stops ``fit`` after that step. The stopped epoch's mean loss so far is the
         last entry returned, and :attr:`epoch` stays at that epoch (it did not finish).
+
+        Raises:
+            NonFiniteError: a non-finite loss under ``on_nonfinite="raise"``.
         """
         if not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -296,7 +344,7 @@ class Decoupled(nn.Module):
                     if any(cb(metrics, self) is True for cb in callbacks):
                         stopped = True
                         break
-            history.append(sum(losses) / len(losses))
+            history.append(epoch_mean(losses, self.on_nonfinite))
             if stopped:
                 break
             self.epoch += 1

@@ -17,7 +17,14 @@ before its process waits for the target.
 
 With the ``"local"`` signal nothing travels backwards at all. A worker that raises
 stops every worker; the parent re-raises :class:`WorkerError` with the worker's
-traceback and no process is left behind. The trained blocks, synthesizers, heads,
+traceback and no process is left behind. A worker that ends without a traceback
+(``os._exit``, a segfault, the OOM killer) is named with its exit code or signal; the
+workers that then lose their connection to it are reported as consequences, not as the
+cause. Workers die with the parent, even when it is killed with SIGKILL. A non-finite
+loss or synthetic gradient follows the model's ``on_nonfinite``
+(:mod:`nondiff.hybrid.nonfinite`): the parent raises the worker's
+:class:`~nondiff.hybrid.nonfinite.NonFiniteError`, or the steps are skipped and counted
+in ``model.skipped_updates``. The trained blocks, synthesizers, heads,
 optimizer states and in-flight synthesizer queues are copied back into the parent's
 objects, so ``model.checkpoint()`` afterwards resumes exactly.
 
@@ -49,6 +56,7 @@ import io
 import math
 import os
 import queue as queue_module
+import signal as signal_module
 import socket
 import threading
 import time
@@ -59,16 +67,35 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from nondiff.hybrid.decoupled import Decoupled
+from nondiff.hybrid.nonfinite import NonFiniteError, epoch_mean
 from nondiff.hybrid.stage import LossTop, Stage
+from nondiff.optim.lifetime import die_with
 
-__all__ = ["MODES", "WorkerError", "fit_parallel", "free_port"]
+__all__ = ["MODES", "PeerLost", "WorkerError", "fit_parallel", "free_port"]
 
 MODES: tuple[str, ...] = ("sync", "async")
 """Synchronous (deterministic) or asynchronous synthesizer updates."""
 
 
 class WorkerError(RuntimeError):
-    """A worker process failed; the message holds its rank and traceback."""
+    """A worker process failed; the message names its rank and block, then holds its
+    traceback or, for a worker that ended without one (``os._exit``, a segfault, the
+    OOM killer), its exit code or signal. Other workers that then lost their connection
+    to it are listed as consequences."""
+
+
+class PeerLost(RuntimeError):
+    """A message to or from a neighbouring worker failed: that worker is gone (a
+    consequence of its failure, not a failure of this worker)."""
+
+
+@contextlib.contextmanager
+def _peer(what: str) -> Any:
+    """Turn a failure of a torch.distributed call into :class:`PeerLost`."""
+    try:
+        yield
+    except Exception as error:
+        raise PeerLost(f"{what} failed: a neighbouring worker is gone") from error
 
 
 def free_port() -> int:
@@ -115,9 +142,10 @@ class _Link:
         self.receiver: threading.Thread | None = None
 
     def _send(self, message: torch.Tensor, peer: int) -> None:
-        self.sends.append((dist.isend(message, peer), message))
-        while len(self.sends) > SEND_WINDOW:
-            self.sends.popleft()[0].wait()
+        with _peer(f"sending to worker {peer}"):
+            self.sends.append((dist.isend(message, peer), message))
+            while len(self.sends) > SEND_WINDOW:
+                self.sends.popleft()[0].wait()
 
     def send_forward(self, h: torch.Tensor, y: torch.Tensor) -> None:
         n, cap = len(h), self.batch_size
@@ -137,7 +165,8 @@ class _Link:
         if self.incoming is None:
             self.incoming = self._post_forward(1 + cap + cap * row)
         work, message = self.incoming
-        work.wait()
+        with _peer(f"receiving from worker {self.rank - 1}"):
+            work.wait()
         self.incoming = self._post_forward(message.numel()) if more else None
         n = int(message[0])
         y = message[1:1 + n].to(torch.int64)
@@ -146,7 +175,8 @@ class _Link:
 
     def _post_forward(self, size: int) -> tuple[Any, torch.Tensor]:
         message = torch.empty(size)
-        return dist.irecv(message, self.rank - 1), message
+        with _peer(f"receiving from worker {self.rank - 1}"):
+            return dist.irecv(message, self.rank - 1), message
 
     def send_back(self, target: torch.Tensor) -> None:
         message = torch.empty(1 + self.batch_size * target[0].numel())
@@ -180,20 +210,32 @@ class _Link:
         except queue_module.Empty:
             return None
         if isinstance(message, BaseException):
-            raise RuntimeError("receiving a target from the block above failed") from message
+            raise PeerLost(f"receiving a target from worker {self.rank + 1} failed: a "
+                           "neighbouring worker is gone") from message
         n = int(message[0])
         if n != len(like):
             raise RuntimeError(f"a target of {n} rows arrived for an activation of {len(like)}")
         return message[1:1 + like.numel()].view(like.shape)
 
     def flush(self) -> None:
-        while self.sends:
-            self.sends.popleft()[0].wait()
+        with _peer("flushing the sends"):
+            while self.sends:
+                self.sends.popleft()[0].wait()
         if self.receiver is not None:
             self.receiver.join()
 
 
-def _worker(rank: int, world: int, port: int, payload: bytes, results: Any) -> None:
+def _is_peer_lost(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, PeerLost):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _worker(rank: int, world: int, port: int, payload: bytes, results: Any,
+            owner: int) -> None:
+    die_with(owner)  # never outlive the parent, even if it is killed with SIGKILL
     try:
         job = _loads(payload)
         torch.set_num_threads(job["threads"])
@@ -202,12 +244,25 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any) -> N
             "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
             timeout=datetime.timedelta(seconds=job["timeout"]))
         try:
-            results.put(("done", rank, _dumps(_work(rank, world, job))))
+            results.put(("done", rank, _dumps(_work(rank, world, job)), None))
+        except BaseException as error:  # reported before the connections close below
+            _report(results, rank, error)
+            raise SystemExit(1) from None
         finally:
             dist.destroy_process_group()
-    except BaseException:  # report everything, including KeyboardInterrupt, then exit
-        results.put(("error", rank, traceback.format_exc()))
+    except SystemExit:
+        raise
+    except BaseException as error:  # report everything, including KeyboardInterrupt, then exit
+        _report(results, rank, error)
         raise SystemExit(1) from None
+
+
+def _report(results: Any, rank: int, error: BaseException) -> None:
+    """Send the parent this worker's failure: its kind, traceback and, for a
+    :class:`NonFiniteError`, the fields to raise it again there."""
+    fields = error.fields() if isinstance(error, NonFiniteError) else None
+    results.put(("lost" if _is_peer_lost(error) else "error", rank, traceback.format_exc(),
+                 fields))
 
 
 def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
@@ -220,30 +275,39 @@ def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
     # steps whose activation waits for a target from above, in arrival order
     awaited = collections.deque(sorted(set(stage.memory) - {s for s, _ in stage.targets}))
     losses: list[float] = []
-    dist.barrier()  # every worker is up: time the pipeline, not the process start-up
+    with _peer("waiting for every worker"):
+        dist.barrier()  # every worker is up: time the pipeline, not the process start-up
     step, started = job["start_step"], time.perf_counter()
     batches = ((x, y) for epoch in job["epochs"]
                for x, y in job["data"].batches(job["batch_size"], seed=job["seed"],
                                                epoch=epoch)) if rank == 0 else None
-    for left in range(job["steps"] - 1, -1, -1):
-        if stage.wants_target:
-            while awaited and (awaited[0] <= step - staleness - 1 or not sync):
-                blocking = awaited[0] <= step - staleness - 1
-                target = link.poll_target(stage.memory[awaited[0]][0], blocking)
-                if target is None:
-                    break
-                stage.push_target(awaited.popleft(), target)
-            stage.absorb(step - staleness - 1 if sync else step)
-        x, y = next(batches) if rank == 0 else link.recv_forward(job["in_shape"], left > 0)
-        on_output = None if last else (lambda h, y=y: link.send_forward(h, y))
-        _, grad = stage.run(x, y, top, step, job["input_grad"], on_output)
-        if grad is not None:
-            link.send_back(grad * len(grad))  # the per-example target of the block below
-        if stage.wants_target:
-            awaited.append(step)
-        if last:
-            losses.append(top.value)
-        step += 1
+    try:
+        for left in range(job["steps"] - 1, -1, -1):
+            if stage.wants_target:
+                while awaited and (awaited[0] <= step - staleness - 1 or not sync):
+                    blocking = awaited[0] <= step - staleness - 1
+                    target = link.poll_target(stage.memory[awaited[0]][0], blocking)
+                    if target is None:
+                        break
+                    stage.push_target(awaited.popleft(), target)
+                stage.absorb(step - staleness - 1 if sync else step)
+            x, y = next(batches) if rank == 0 else link.recv_forward(job["in_shape"], left > 0)
+            on_output = None if last else (lambda h, y=y: link.send_forward(h, y))
+            _, grad = stage.run(x, y, top, step, job["input_grad"], on_output)
+            if grad is not None:
+                link.send_back(grad * len(grad))  # the per-example target of the block below
+            if stage.wants_target:
+                awaited.append(step)
+            if last:
+                losses.append(top.value)
+            step += 1
+    except NonFiniteError as error:  # name this worker's block and the step's epoch
+        error.block = (rank, *error.block)
+        epochs = [e for e, n in zip(job["epochs"], job["per_epoch"], strict=True)
+                  for _ in range(n)]
+        index = error.step - job["start_step"]
+        error.epoch = epochs[index] if 0 <= index < len(epochs) else None
+        raise
     while stage.wants_target and awaited:  # targets in flight: queue them, do not train
         stage.push_target(awaited[0], link.poll_target(stage.memory[awaited.popleft()][0],
                                                        True))
@@ -265,6 +329,63 @@ def _copy_stage(dst: Stage, src: Stage) -> None:
         if getattr(dst, name) is not None:
             getattr(dst, name).load_state_dict(getattr(src, name).state_dict())
     dst.load_state(src.state())
+
+
+FAILURE_GRACE = 10.0
+"""Seconds the parent waits, after the first failure, for the other workers' reports."""
+
+
+def _collect(results: Any, outputs: dict[int, Any], reports: dict[int, tuple[str, str, Any]],
+             wait: float) -> None:
+    """Take every message waiting in ``results`` (the first within ``wait`` seconds)."""
+    while True:
+        try:
+            kind, rank, body, fields = results.get(timeout=wait) if wait else results.get_nowait()
+        except queue_module.Empty:
+            return
+        if kind == "done":
+            outputs[rank] = _loads(body)
+        else:
+            reports[rank] = (kind, body, fields)
+        wait = 0.0
+
+
+def _silent_deaths(processes: list[Any], outputs: dict[int, Any],
+                   reports: dict[int, tuple[str, str, Any]]) -> dict[int, int]:
+    """Ranks whose process ended with a non-zero code and sent nothing: ``{rank: code}``.
+    A worker's report is in the queue before its process ends, so it was read by now
+    (:func:`_collect` ran after the exit codes were last written)."""
+    return {rank: p.exitcode for rank, p in enumerate(processes)
+            if p.exitcode not in (None, 0) and rank not in outputs and rank not in reports}
+
+
+def _how(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by signal {signal_module.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def _failure_message(model: Decoupled, processes: list[Any], outputs: dict[int, Any],
+                     reports: dict[int, tuple[str, str, Any]]) -> str:
+    """The cause first (a worker that died without a report, else one that raised), then
+    the workers that failed only because they lost their connection to it."""
+
+    def who(rank: int) -> str:
+        return f"worker {rank} (block {rank}: {type(model.blocks[rank]).__name__})"
+
+    silent = _silent_deaths(processes, outputs, reports)
+    raised = sorted(r for r, (kind, _, _) in reports.items() if kind == "error")
+    lost = sorted(r for r, (kind, _, _) in reports.items() if kind == "lost")
+    parts = [f"{who(r)} {_how(code)} without a report (os._exit, a crash of native code, "
+             "or a kill such as the OOM killer's)" for r, code in sorted(silent.items())]
+    parts += [f"{who(r)} failed:\n{reports[r][1]}" for r in raised]
+    if not parts and lost:  # nobody else to blame: show the first connection error
+        parts, lost = [f"{who(lost[0])} failed:\n{reports[lost[0]][1]}"], lost[1:]
+    if lost:
+        parts.append(f"as a consequence, worker(s) {', '.join(map(str, lost))} lost their "
+                     "connection to a failed worker")
+    return "\n".join(parts)
 
 
 def _stop(processes: list[Any]) -> None:
@@ -309,7 +430,10 @@ def fit_parallel(
         The mean training loss of each epoch (as :meth:`Decoupled.fit`).
 
     Raises:
-        ValueError: bad arguments. WorkerError: a worker failed (its traceback inside).
+        ValueError: bad arguments. WorkerError: a worker failed (its rank, block and
+            traceback, or its exit code, inside). NonFiniteError: a non-finite loss or
+            synthetic gradient under the model's ``on_nonfinite="raise"`` (step, epoch,
+            block; the model keeps the weights it had before this call).
         TimeoutError: the run took longer than ``timeout``.
     """
     if not isinstance(model, Decoupled):
@@ -338,7 +462,7 @@ def fit_parallel(
                  for e in epoch_list]
     common = dict(loss=model.loss, staleness=model.staleness, mode=mode, threads=threads,
                   timeout=timeout, start_step=model.step_count, steps=sum(per_epoch),
-                  epochs=epoch_list, batch_size=batch_size, seed=seed)
+                  epochs=epoch_list, per_epoch=per_epoch, batch_size=batch_size, seed=seed)
     shapes = [tuple(first[0].shape[1:]), *model.shapes]
     payloads = [_dumps(dict(
         common, stage=stage, data=data if rank == 0 else None, in_shape=shapes[rank],
@@ -349,32 +473,33 @@ def fit_parallel(
     results = context.Queue()
     port = free_port()
     processes = [context.Process(target=_worker, args=(rank, world, port, payloads[rank],
-                                                       results), daemon=True)
+                                                       results, os.getpid()), daemon=True)
                  for rank in range(world)]
     outputs: dict[int, dict[str, Any]] = {}
+    # rank -> ("error" | "lost", traceback, NonFiniteError fields or None)
+    reports: dict[int, tuple[str, str, Any]] = {}
     try:
         for process in processes:
             process.start()
         deadline = time.monotonic() + timeout
         while len(outputs) < world:
-            try:
-                kind, rank, body = results.get(timeout=0.2)
-            except queue_module.Empty:
-                dead = [(r, p.exitcode) for r, p in enumerate(processes)
-                        if p.exitcode is not None and r not in outputs]
-                if dead:
-                    with contextlib.suppress(queue_module.Empty):
-                        kind, rank, body = results.get(timeout=1.0)  # its report, if any
-                        if kind == "error":
-                            raise WorkerError(f"worker {rank} failed:\n{body}") from None
-                    raise WorkerError(f"worker {dead[0][0]} exited with code {dead[0][1]} "
-                                      "without a report") from None
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"fit_parallel did not finish within {timeout} s") from None
-                continue
-            if kind == "error":
-                raise WorkerError(f"worker {rank} failed:\n{body}")
-            outputs[rank] = _loads(body)
+            _collect(results, outputs, reports, wait=0.2)
+            if reports or _silent_deaths(processes, outputs, reports):
+                # the first sign of a failure: let the others report (or die) too, so
+                # that the cause is told apart from its consequences
+                grace = time.monotonic() + FAILURE_GRACE
+                while (any(p.exitcode is None for p in processes)
+                       and time.monotonic() < grace):
+                    _collect(results, outputs, reports, wait=0.1)
+                _collect(results, outputs, reports, wait=0.0)
+                failure = WorkerError(_failure_message(model, processes, outputs, reports))
+                raised = [r for r, (kind, _, _) in sorted(reports.items()) if kind == "error"]
+                fields = reports[raised[0]][2] if raised else None
+                if fields is not None and not _silent_deaths(processes, outputs, reports):
+                    raise NonFiniteError(**fields) from failure
+                raise failure
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fit_parallel did not finish within {timeout} s")
     finally:
         _stop(processes)
         results.close()
@@ -387,6 +512,6 @@ def fit_parallel(
     model.epoch += epochs
     losses, history = outputs[world - 1]["losses"], []
     for n in per_epoch:
-        history.append(sum(losses[:n]) / n)
+        history.append(epoch_mean(losses[:n], model.on_nonfinite))
         losses = losses[n:]
     return history

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from nondiff.hybrid.nonfinite import check_finite, check_policy
 from nondiff.hybrid.synthetic import SyntheticGradient
 from torch import nn
 
@@ -58,9 +59,11 @@ class Stage:
         self, block: nn.Module, optimizer: torch.optim.Optimizer | None, signal: str,
         num_classes: int, synthesizer: SyntheticGradient | None = None,
         synth_optimizer: torch.optim.Optimizer | None = None, head: nn.Module | None = None,
-        head_optimizer: torch.optim.Optimizer | None = None,
+        head_optimizer: torch.optim.Optimizer | None = None, on_nonfinite: str = "raise",
     ) -> None:
         self.block, self.optimizer, self.signal = block, optimizer, signal
+        self.on_nonfinite = check_policy(on_nonfinite)
+        self.skipped = 0  # updates (of the block or the synthesizer) left out: non-finite
         self.num_classes = num_classes
         self.synthesizer, self.synth_optimizer = synthesizer, synth_optimizer
         self.head, self.head_optimizer = head, head_optimizer
@@ -106,10 +109,17 @@ class Stage:
         """Train the synthesizer on every queued target of a step <= ``upto``."""
         done = 0
         while self.targets and self.targets[0][0] <= upto:
-            step, target = self.targets.popleft()
-            h, ctx = self.memory.pop(step)
-            self.synth_optimizer.zero_grad()
+            step, target = self.targets[0]
+            h, ctx = self.memory[step]
             regression = self.synthesizer.regression_loss(h, target, ctx)  # Eq. (2)
+            finite = check_finite(regression, self.on_nonfinite,
+                                  "synthesizer regression loss (its target from above)", step)
+            self.targets.popleft()
+            del self.memory[step]
+            if not finite:
+                self.skipped += 1
+                continue
+            self.synth_optimizer.zero_grad()
             regression.backward()
             self.synth_loss = regression.detach()
             self.synth_optimizer.step()
@@ -129,6 +139,11 @@ class Stage:
         if on_output is not None:
             on_output(h.detach())
         objective = top.objective(h, y, step)
+        what = "loss" if isinstance(top, LossTop) else \
+            "synthetic-gradient objective" if self.synthesizer is not None else "local loss"
+        if not check_finite(objective, self.on_nonfinite, what, step):
+            self.skipped += 1  # no update; the block below gets a NaN target, skipped too
+            return h.detach(), (torch.full_like(x, float("nan")) if input_grad else None)
         self.optimizer.zero_grad()
         objective.backward()
         self.optimizer.step()
@@ -144,6 +159,7 @@ class Stage:
             "memory_context": [self.memory[s][1] for s in steps],
             "target_steps": [s for s, _ in self.targets],
             "targets": [t for _, t in self.targets],
+            "skipped": self.skipped,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -151,3 +167,4 @@ class Stage:
             state["memory_steps"], state["memory_h"], state["memory_context"], strict=True)}
         self.targets = collections.deque(zip(state["target_steps"], state["targets"],
                                              strict=True))
+        self.skipped = int(state.get("skipped", 0))

@@ -56,6 +56,7 @@ from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.spaces import leaf_kinds
 from torch import nn
 
+from .nonfinite import NonFiniteError, check_finite, check_policy
 from .structure import (
     StructureBatchError,
     batched_structures,
@@ -119,6 +120,13 @@ class HybridTrainer:
             structures, without asking the optimizer (one-shot warm-up, Guo et al.
             2020: rankings under barely trained shared weights favour whatever
             trains fastest).
+        on_nonfinite: a NaN or infinite training loss: ``"raise"`` a
+            :class:`~nondiff.hybrid.nonfinite.NonFiniteError` naming the step, epoch,
+            block (with an engine) and structure before the weights change (default);
+            ``"skip"`` the weight step, reported as ``metrics["skipped"]`` and counted in
+            :attr:`skipped_steps`; ``"off"``: no check. With a Decoupled engine this sets
+            the engine's ``on_nonfinite``. Candidates' non-finite fitness values are the
+            structure optimizer's to handle (worst rank). See :mod:`nondiff.hybrid.nonfinite`.
     """
 
     def __init__(
@@ -128,7 +136,7 @@ class HybridTrainer:
         fitness: Loss | None = None, weight_step: str = "sampled",
         structure_options: Mapping[str, Any] | None = None, batched: bool | str = "auto",
         callbacks: Iterable[Callback] = (), progress: bool | None = None, seed: int = 0,
-        warmup_steps: int = 0,
+        warmup_steps: int = 0, on_nonfinite: str = "raise",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -175,6 +183,10 @@ class HybridTrainer:
             else:
                 self.engine.loss = loss
         self.fitness = fitness if fitness is not None else self.loss
+        self.on_nonfinite = check_policy(on_nonfinite)
+        if self.engine is not None:
+            self.engine.on_nonfinite = on_nonfinite
+        self.skipped_steps = 0  # weight steps left out for a non-finite loss
         self.weight_step, self.batched = weight_step, batched
         self.callbacks, self.progress = list(callbacks), progress
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) \
@@ -242,21 +254,33 @@ class HybridTrainer:
             chosen = self.recommended()
         set_structure(self.model, chosen)
         self.model.train()
-        if self.engine is not None:
-            loss = float(self.engine.train_step(x, y))
-        else:
-            self.weight_optimizer.zero_grad()
-            objective = self.loss(self.model(x), y)
-            objective.backward()
-            self.weight_optimizer.step()
-            loss = float(objective.detach())
+        try:
+            loss, skipped = self._weight_step(x, y)
+        except NonFiniteError as error:  # the trainer's step and epoch, and the structure
+            error.step, error.epoch, error.structure = self.step_count, self.epoch, chosen
+            raise
+        self.skipped_steps += skipped
         self.step_count += 1
         self.forward_examples += _rows(x) * (1 if warm else len(values) + 1)
         result = {"step": float(self.step_count), "loss": loss,
                   "fitness_best": float(np.min(fitness)), "fitness_mean": float(np.mean(fitness)),
-                  "warmup": float(warm)}
+                  "warmup": float(warm), "skipped": float(skipped)}
         result.update({f"structure_{k}": v for k, v in metrics.items()})
         return result
+
+    def _weight_step(self, x: Any, y: Any) -> tuple[float, bool]:
+        """The weight step under the model's current structure: (loss, skipped)."""
+        if self.engine is not None:
+            before = getattr(self.engine, "skipped_updates", 0)
+            loss = float(self.engine.train_step(x, y))
+            return loss, getattr(self.engine, "skipped_updates", 0) > before
+        objective = self.loss(self.model(x), y)
+        if not check_finite(objective, self.on_nonfinite, "loss", self.step_count):
+            return float(objective.detach()), True
+        self.weight_optimizer.zero_grad()
+        objective.backward()
+        self.weight_optimizer.step()
+        return float(objective.detach()), False
 
     # ----- the loop -------------------------------------------------------------------
     def fit(self, data: Any, epochs: int, batch_size: int = 64, seed: int = 0
@@ -345,7 +369,8 @@ class HybridTrainer:
             "structure_optimizer": self.structure_optimizer.state_dict(),
             "counters": {"step": self.step_count, "epoch": self.epoch,
                          "batch_in_epoch": self.batch_in_epoch,
-                         "forward_examples": self.forward_examples},
+                         "forward_examples": self.forward_examples,
+                         "skipped_steps": self.skipped_steps},
             "rng": dict(self.rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "batched": self.batched,
@@ -376,6 +401,7 @@ class HybridTrainer:
         self.step_count, self.epoch = int(counters["step"]), int(counters["epoch"])
         self.batch_in_epoch = int(counters["batch_in_epoch"])
         self.forward_examples = int(counters.get("forward_examples", 0))
+        self.skipped_steps = int(counters.get("skipped_steps", 0))
         self.rng.bit_generator.state = dict(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         self.batched = state["batched"]

@@ -50,6 +50,7 @@ import numpy as np
 
 from .arrays import Array
 from .checks import as_float64
+from .lifetime import die_with
 
 __all__ = ["Evaluator", "PopulationObjective", "ProcessPoolEvaluator", "RayEvaluator",
            "SerialEvaluator", "VectorizedEvaluator", "evaluate_chunk"]
@@ -230,9 +231,10 @@ def _pool_task(token: str, payload: bytes, x: Array, context: Any, vectorized: b
     return evaluate_chunk(_worker_objective(token, payload), x, context, vectorized)
 
 
-def _pool_init() -> None:
+def _pool_init(owner: int) -> None:
     import torch
 
+    die_with(owner)  # a worker never outlives the process that started the pool
     torch.set_num_threads(1)
 
 
@@ -244,6 +246,9 @@ def _check_workers(workers: Any) -> int:
 
 class ProcessPoolEvaluator(Evaluator):
     """Chunks in a pool of local processes (spawned; one torch thread each).
+
+    Workers die with the process that created the pool, even when it is killed with
+    SIGKILL (:func:`nondiff.optim.lifetime.die_with`).
 
     Args:
         workers: number of processes (default: the CPUs of this machine).
@@ -268,6 +273,7 @@ class ProcessPoolEvaluator(Evaluator):
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, initializer=_pool_init,
+                                             initargs=(os.getpid(),),
                                              mp_context=multiprocessing.get_context(self.start_method))
         return self._pool
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -113,3 +118,69 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def session_processes(session: int) -> dict[int, str]:
+    """Live processes of a session (Linux /proc): ``{pid: command line}``, zombies left out.
+
+    A process started with ``start_new_session=True`` leads a session that its children,
+    grandchildren and the helpers multiprocessing starts (forkserver, resource tracker)
+    all join; they stay in it after the leader dies and they are re-parented."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == session and fields[0] not in "ZX":  # state, ..., session
+            found[int(entry)] = command
+    return found
+
+
+def wait_until(condition, timeout: float, interval: float = 0.1):
+    """Poll ``condition()`` until it returns something truthy (returned) or ``timeout``
+    seconds pass (then its last value); a bounded loop, not a sleep racing the work."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL every process left in ``session`` (cleanup after a failed test)."""
+    for pid in session_processes(session):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def poisoned(data, sample: int = 7):
+    """A copy of a :class:`nondiff.problems.learning.Dataset` whose training example
+    ``sample`` has a NaN feature (as one corrupt record in a real dataset would)."""
+    x = data.x_train.clone()
+    x[sample, 0] = float("nan")
+    return dataclasses.replace(data, x_train=x)
+
+
+def first_nan_batch(data, batch_size: int, seed: int, epoch: int) -> int:
+    """The index in its epoch of the first batch with a NaN input."""
+    return next(i for i, (x, _) in enumerate(data.batches(batch_size, seed=seed, epoch=epoch))
+                if not torch.isfinite(x).all())
+
+
+def finite_state(module) -> bool:
+    """Every parameter and buffer of ``module`` is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in module.state_dict().values()
+               if isinstance(t, torch.Tensor) and t.is_floating_point())
+
+
+def same_state(a, b) -> bool:
+    """Two modules hold equal parameters and buffers (bit for bit)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
+from conftest import finite_state, first_nan_batch, poisoned, same_state
 from nondiff.hybrid import SIGNALS, Decoupled, Group
 from nondiff.problems.learning import Dataset, digits
 from torch import nn
@@ -110,3 +112,41 @@ def test_bad_arguments_are_named() -> None:
         Decoupled(mlp()).checkpoint()
     with pytest.raises(ValueError, match="version"):
         Decoupled(mlp()).load_checkpoint({"version": 99})
+
+
+# -- non-finite losses ------------------------------------------------------------------
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_a_nan_sample_stops_fit_before_the_weights_change(signal: str, data: Dataset) -> None:
+    bad = poisoned(data)
+    model = Decoupled(mlp(), signal=signal, seed=0)
+    model.fit(data, epochs=1, batch_size=64)
+    per_epoch = model.step_count
+    with pytest.raises(FloatingPointError) as info:
+        model.fit(bad, epochs=1, batch_size=64)  # epoch 1
+    k = first_nan_batch(bad, 64, seed=0, epoch=1)
+    block = "" if signal == "backprop" else ", block 0"  # backprop: the stack as a whole
+    assert f"at step {per_epoch + k}, epoch 1{block};" in str(info.value), str(info.value)
+    assert info.value.step == per_epoch + k and info.value.epoch == 1
+    assert finite_state(model)
+
+    reference = Decoupled(mlp(), signal=signal, seed=0)  # the same steps, up to step k
+    reference.fit(data, epochs=1, batch_size=64)
+    for _, (x, y) in zip(range(k), bad.batches(64, seed=0, epoch=1), strict=False):
+        reference.train_step(x, y)
+    # the blocks' weights are those from before the step (a synthesizer may already have
+    # learnt from the finite target of the step before, as it does at the start of a step)
+    assert same_state(model.blocks, reference.blocks)
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_skip_leaves_out_the_nan_steps_and_counts_them(signal: str, data: Dataset) -> None:
+    model = Decoupled(mlp(), signal=signal, seed=0, on_nonfinite="skip")
+    losses = model.fit(poisoned(data), epochs=2, batch_size=64)
+    assert all(math.isfinite(v) for v in losses) and losses[1] < losses[0]
+    assert finite_state(model)
+    blocks = 1 if signal == "backprop" else 4  # every block skips the NaN step ...
+    synthesizers = 3 if signal.startswith("synthetic") else 0  # ... and its target
+    assert model.skipped_updates == 2 * (blocks + synthesizers)
+    with pytest.raises(ValueError, match="on_nonfinite must be one of"):
+        Decoupled(mlp(), on_nonfinite="ignore")

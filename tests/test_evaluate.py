@@ -6,11 +6,15 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
 import pytest
 import torch
+from conftest import kill_session, session_processes, wait_until
 from nondiff.optim import minimize
 from nondiff.optim.evaluate import (
     ProcessPoolEvaluator,
@@ -76,6 +80,31 @@ def test_process_pool_matches_serial_and_survives_a_killed_worker() -> None:
         time.sleep(0.2)
         np.testing.assert_array_equal(pool(problem, pop), SerialEvaluator()(reference, pop))
     assert problem.env_steps == reference.env_steps
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_process_pool_workers_die_with_a_killed_parent(start_method: str) -> None:
+    script = textwrap.dedent(f"""
+        import functools, sys
+        import numpy as np
+        from nondiff.optim.evaluate import ProcessPoolEvaluator
+        pool = ProcessPoolEvaluator(workers=2, start_method={start_method!r})
+        pool(functools.partial(np.sum, axis=1), np.zeros((4, 3)))
+        print(*pool.pids, flush=True)
+        sys.stdin.read()  # until killed
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        workers = [int(pid) for pid in process.stdout.readline().split()]
+        assert len(workers) == 2 and set(workers) <= set(session_processes(process.pid))
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        gone = wait_until(lambda: not session_processes(process.pid), timeout=30)
+        assert gone, f"still alive 30 s after the parent: {session_processes(process.pid)}"
+    finally:
+        kill_session(process.pid)
 
 
 @pytest.fixture(scope="module")

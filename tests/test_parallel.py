@@ -3,14 +3,29 @@ stop every worker, checkpoints resume."""
 
 from __future__ import annotations
 
+import copy
+import math
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import plain_equal
-from nondiff.hybrid import Decoupled, Group, WorkerError, fit_parallel
+from conftest import (
+    finite_state,
+    first_nan_batch,
+    kill_session,
+    plain_equal,
+    poisoned,
+    session_processes,
+    wait_until,
+)
+from nondiff.hybrid import Decoupled, Group, NonFiniteError, WorkerError, fit_parallel
 from nondiff.problems.learning import Dataset, mnist1d
 from torch import nn
 
@@ -108,12 +123,84 @@ def test_worker_exception_stops_every_worker_and_surfaces(data: Dataset) -> None
     with pytest.raises(WorkerError) as info:
         fit_parallel(model, data, epochs=2, batch_size=50, start_method="fork", timeout=60)
     message = str(info.value)
-    assert "worker 2 failed" in message and "block exploded on purpose" in message
+    assert message.startswith("worker 2 (block 2: Exploding) failed:")
+    assert "block exploded on purpose" in message and "worker 0 (" not in message
     assert "Traceback" in message and "in forward" in message
     deadline = time.monotonic() + 5
     while set(_children()) - existing and time.monotonic() < deadline:
         time.sleep(0.1)
     assert set(_children()) - existing == set()
+
+
+class Dying(nn.Module):
+    """Ends its process with ``os._exit(7)`` on its third forward pass: no exception, no
+    report, the way a segfault or the OOM killer ends a worker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.calls = nn.Linear(64, 64), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 3:
+            os._exit(7)
+        return self.linear(x)
+
+
+def test_a_worker_that_dies_outright_is_named_with_its_exit_code(data: Dataset) -> None:
+    torch.manual_seed(0)
+    model = Decoupled([Group([nn.Linear(40, 64), nn.ReLU()]), Dying(), nn.Linear(64, 10)],
+                      signal="synthetic", seed=0)
+    model.build(data.x_train[:2])  # one call in the parent: the worker's second is its last
+    existing = set(_children())
+    with pytest.raises(WorkerError) as info:
+        fit_parallel(model, data, epochs=2, batch_size=50, start_method="fork", timeout=60)
+    message = str(info.value)
+    assert message.startswith("worker 1 (block 1: Dying) exited with code 7"), message
+    assert "worker 0 failed" not in message and "worker 2 failed" not in message
+    deadline = time.monotonic() + 5
+    while set(_children()) - existing and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(_children()) - existing == set()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
+    marker = tmp_path / "hanging"
+    script = textwrap.dedent(f"""
+        import pathlib, threading
+        import torch
+        from torch import nn
+        from nondiff.hybrid import Decoupled, Group, fit_parallel
+        from nondiff.problems.learning import mnist1d
+
+        class Hang(nn.Linear):  # rank 1 blocks for good on its third forward pass
+            calls = 0
+            def forward(self, x):
+                self.calls += 1
+                if self.calls == 3:
+                    pathlib.Path({str(marker)!r}).touch()
+                    threading.Event().wait()
+                return super().forward(x)
+
+        model = Decoupled([Group([nn.Linear(40, 64), nn.ReLU()]), Hang(64, 64),
+                           nn.Linear(64, 10)], signal="synthetic", seed=0)
+        data = mnist1d(n=200, seed=0)
+        model.build(data.x_train[:2])
+        fit_parallel(model, data, epochs=1, batch_size=50, start_method="fork")
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: marker.exists() or process.poll() is not None, timeout=120)
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert len(session_processes(process.pid)) >= 4  # the parent and its 3 workers
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        gone = wait_until(lambda: not session_processes(process.pid), timeout=30)
+        assert gone, f"still alive 30 s after the parent: {session_processes(process.pid)}"
+    finally:
+        kill_session(process.pid)
 
 
 def _link_pair(rank: int, port: int, results: Any) -> None:
@@ -192,3 +279,28 @@ def test_float_targets_are_refused_before_any_process_starts(data: Dataset) -> N
     with pytest.raises(ValueError, match=r"integer class labels.*model\.fit"):
         fit_parallel(Decoupled(blocks(), signal="local"), floats, 1, 50)
     assert _children() == before
+
+
+def test_a_nan_sample_stops_every_worker_and_names_step_epoch_block(data: Dataset) -> None:
+    bad = poisoned(data)
+    model = Decoupled(blocks(), signal="synthetic", seed=0)
+    model.build(data.x_train[:2])
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(NonFiniteError) as info:
+        fit_parallel(model, bad, epochs=2, batch_size=50, start_method="fork", timeout=60)
+    k = first_nan_batch(bad, 50, seed=0, epoch=0)
+    assert f"non-finite synthetic-gradient objective at step {k}, epoch 0, block 0;" in \
+        str(info.value), str(info.value)
+    assert isinstance(info.value.__cause__, WorkerError)  # the worker's traceback
+    assert plain_equal(dict(model.state_dict()), dict(before))  # nothing copied back
+
+
+def test_skip_in_workers_equals_skip_in_one_process(data: Dataset) -> None:
+    bad = poisoned(data)
+    single = Decoupled(blocks(), signal="synthetic", seed=0, on_nonfinite="skip")
+    expected = single.fit(bad, epochs=2, batch_size=50)
+    parallel = Decoupled(blocks(), signal="synthetic", seed=0, on_nonfinite="skip")
+    losses = fit_parallel(parallel, bad, epochs=2, batch_size=50, start_method="fork")
+    assert losses == expected and all(map(math.isfinite, losses))
+    assert parallel.skipped_updates == single.skipped_updates == 2 * (3 + 2)
+    assert _same(parallel, single) and finite_state(parallel)

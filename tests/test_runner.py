@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import kill_session, session_processes, wait_until
 from nondiff.benchmarks import baselines, suites
 from nondiff.benchmarks.runner import run_suite
 from nondiff.benchmarks.store import ResultStore
@@ -218,6 +219,42 @@ def test_sigkill_mid_run_loses_only_units_in_flight(tmp_path: Path) -> None:
     for key, unit in before.items():  # finished units were not re-run
         assert after[key]["run_id"] == unit["run_id"] != summary.run_id
         assert after[key]["finished_at"] == unit["finished_at"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_the_runner_kills_its_workers(tmp_path: Path) -> None:
+    """SIGKILL of the runner alone (not its process group): the pool workers, and the
+    forkserver and resource tracker multiprocessing started for them, die with it."""
+    suite_file = tmp_path / "slow.toml"
+    suite_file.write_text(textwrap.dedent("""
+        name = "slow"
+        seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+        budget = 20000
+        [[problems]]
+        name = "rastrigin"
+        dim = 10
+        [[optimizers]]
+        runner = "ours:cmaes"
+    """))
+    command = [sys.executable, "-m", "nondiff", "bench", "run", "--suite", str(suite_file),
+               "--db", str(tmp_path / "r.sqlite"), "--workers", "2", "--no-report",
+               "--no-progress"]
+    process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def workers() -> dict[int, str]:  # the pool's processes (forked or spawned)
+            found = {pid: c for pid, c in session_processes(process.pid).items()
+                     if pid != process.pid and "resource_tracker" not in c}
+            return found if len(found) >= 2 else {}
+
+        started = wait_until(workers, timeout=120)
+        assert started and process.poll() is None, "the runner ended or started no workers"
+        os.kill(process.pid, signal.SIGKILL)  # the runner only, as an OOM killer would
+        process.wait(timeout=30)
+        gone = wait_until(lambda: not session_processes(process.pid), timeout=30)
+        assert gone, f"still alive 30 s after the runner: {session_processes(process.pid)}"
+    finally:
+        kill_session(process.pid)
 
 
 def test_ray_gives_the_same_results_as_the_process_pool(tmp_path: Path) -> None:

@@ -3,10 +3,12 @@ resume equals an uninterrupted run; batched and serial evaluation agree; Decoupl
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
-from conftest import plain_equal, roundtrip
+from conftest import finite_state, plain_equal, roundtrip
 from nondiff.hybrid.decoupled import Decoupled, Group
 from nondiff.hybrid.structure import Choice, Gates, get_structure, structure_space
 from nondiff.hybrid.trainer import HybridTrainer
@@ -166,3 +168,59 @@ def test_bad_arguments_name_the_fix() -> None:
         HybridTrainer(nn.Linear(2, 2), "ga")
     with pytest.raises(ValueError, match="engine"):
         HybridTrainer(ChoiceNet(), "ga", engine="dni")
+
+
+# -- non-finite losses ------------------------------------------------------------------
+
+def nan_batches() -> tuple[list, list]:
+    """Four clean batches of choice_data, and the same with a NaN example in batch 2."""
+    x, y = choice_data()[0]
+    clean = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 128, 32)]
+    xb = clean[2][0].clone()
+    xb[5, 1] = float("nan")
+    return clean, [*clean[:2], (xb, clean[2][1]), clean[3]]
+
+
+def test_a_nan_loss_stops_the_trainer_before_the_weights_change() -> None:
+    clean, bad = nan_batches()
+    torch.manual_seed(0)
+    model = ChoiceNet()
+    states = []
+    trainer = HybridTrainer(model, "reinforce", adam(0.01), loss=nn.functional.mse_loss,
+                            seed=0, callbacks=[lambda m, t: states.append(
+                                copy.deepcopy(t.model.state_dict()))])
+    trainer.fit(clean, epochs=1)
+    with pytest.raises(FloatingPointError) as info:
+        trainer.fit(bad, epochs=2)  # epoch 1, its batch 2: step 4 + 2
+    message = str(info.value)
+    assert "non-finite loss at step 6, epoch 1, structure {'op': " in message, message
+    assert info.value.structure == trainer.structure(current=True)
+    assert trainer.step_count == 6 and len(states) == 6
+    assert plain_equal(dict(model.state_dict()), dict(states[-1]))
+    assert finite_state(model)
+
+
+def test_a_nan_loss_in_a_decoupled_engine_names_the_block() -> None:
+    _, bad = nan_batches()
+    torch.manual_seed(0)
+    blocks = [Group([nn.Linear(2, 16), Choice({"tanh": nn.Tanh(), "zero": lambda h: 0 * h})]),
+              nn.Linear(16, 1)]
+    engine = Decoupled(blocks, signal="synthetic", loss=nn.functional.mse_loss, seed=0)
+    trainer = HybridTrainer(engine, "reinforce", engine=engine, seed=0)
+    with pytest.raises(FloatingPointError, match=r"at step 2, epoch 0, block 0, structure"):
+        trainer.fit(bad, epochs=1)
+    assert finite_state(engine)
+
+
+def test_skip_leaves_out_nan_steps_and_reports_them() -> None:
+    _, bad = nan_batches()
+    torch.manual_seed(0)
+    trainer = HybridTrainer(ChoiceNet(), "reinforce", adam(0.01), loss=nn.functional.mse_loss,
+                            seed=0, on_nonfinite="skip")
+    history = trainer.fit(bad, epochs=3)
+    skipped = [m["skipped"] for m in history]  # where the structure let the NaN through
+    assert skipped == [float(not np.isfinite(m["loss"])) for m in history]
+    assert skipped[2] == 1.0 and not any(skipped[i] for i in range(12) if i % 4 != 2)
+    assert trainer.skipped_steps == sum(skipped) and trainer.step_count == 12
+    assert finite_state(trainer.model)
+    assert roundtrip(trainer.state_dict())["counters"]["skipped_steps"] == sum(skipped)

@@ -80,7 +80,7 @@ def _lookup(name: str) -> tuple[ModuleType, str, str]:
     name = _canonical(name)
     if name in _FIXED:
         return _FIXED[name]
-    return ours, name[5:], "optim"
+    return ours, name[5:], "nondiff.optim"
 
 
 def available(name: str) -> str | None:
