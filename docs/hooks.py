@@ -44,7 +44,9 @@ def package_dirs(root: Path = ROOT) -> dict[str, Path]:
     """The source folder of every top-level or mapped package, from ``pyproject.toml``."""
     setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     mapping = setuptools.get("package-dir", {})
-    tops = {name.split(".")[0] for name in setuptools["packages"]}
+    listed = setuptools.get("packages", [])
+    names = [*mapping, *(listed if isinstance(listed, list) else [])]
+    tops = {name.split(".")[0] for name in names if name}
     dirs = {name: root / mapping.get(name, name) for name in tops}
     dirs.update({name: root / src for name, src in mapping.items() if name})
     return dirs
@@ -98,6 +100,19 @@ def own_names(init: Path) -> list[str]:
     return [n for n in dict.fromkeys(names) if not n.startswith("_")]
 
 
+def exports(init: Path) -> list[str]:
+    """The names in a package's literal ``__all__`` (empty without one)."""
+    for node in ast.parse(init.read_text(encoding="utf-8")).body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            try:
+                return [str(n) for n in ast.literal_eval(node.value)]
+            except ValueError:
+                return []
+    return []
+
+
 def page_path(module: str, package: bool) -> str:
     parts = module.split(".")
     return "/".join([REFERENCE, *parts, "index.md"] if package else
@@ -117,6 +132,10 @@ def page(module: str, path: Path, package: bool) -> str:
         for child, child_package in children:
             target = os.path.relpath(page_path(child, child_package), here)
             lines.append(f"- [`{child}`]({target})")
+        imported = [n for n in exports(path) if n not in members and not n.startswith("_")]
+        if imported:  # re-exported names, each a cross-reference to where it is defined
+            lines += ["", "## Exported names", "",
+                      ", ".join(f"[`{n}`][{module}.{n}]" for n in imported)]
         return "\n".join(lines) + "\n"
     if is_script(path):
         return (f"::: {module}\n    options:\n      members: false\n\n"
@@ -132,7 +151,7 @@ def nav(prefix: str = "") -> list[Any]:
             continue
         short = module.rpartition(".")[2]
         if package:
-            entries.append({module: [page_path(module, True), *nav(module)]})
+            entries.append({short: [page_path(module, True), *nav(module)]})
         else:
             entries.append({short: page_path(module, False)})
     return entries
