@@ -7,9 +7,10 @@ package is loaded, every docstring is rewritten:
   ``:meth:`tell```) becomes an mkdocstrings cross-reference,
   ``[`Space`][nondiff.optim.spaces.Space]``, that must resolve: ``mkdocs build
   --strict`` fails on one that does not. A ``nondiff.``-qualified name is kept as
-  written; a relative one is looked up from the documented object outwards (its
-  members, inherited ones included, then its parents'; a module's docstring also
-  searches its classes' members) and replaced by the full path of what it names.
+  written; a relative one (also Sphinx's ``.name``) is looked up from the documented
+  object outwards (its members, inherited ones included, then its parents'; a
+  module's docstring also searches its classes' members) and replaced by the full
+  path of what it names.
   Names the site has no page for stay plain code: builtins and other libraries'
   names (``TypeError``, ``torch.nn.Module``), private names (``_run``), and the
   members of scripts (modules with a ``__main__`` block, whose members the reference
@@ -90,7 +91,7 @@ def _private(path: str) -> bool:
 
 def crossref(scope: Object, role: str, short: str, target: str) -> str:
     """The Markdown of one role met in ``scope``'s docstring."""
-    target = target.strip()
+    target = target.strip().lstrip(".")  # Sphinx's ".name": search from here (as below)
     identifier = target.removesuffix("()")
     title = target.rsplit(".", 1)[-1] if short else target
     first = identifier.split(".")[0]
