@@ -10,14 +10,14 @@ TORCH_CONSTRAINTS ?= constraints/cpu.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.nondiff-installed
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test docs lint bench clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e ".[dev,rl,dist,nevergrad,log]"
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e ".[dev,rl,dist,nevergrad,log,docs]"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -26,6 +26,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The documentation site, into docs/site/ (not in git); --strict: a broken reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -f docs/mkdocs.yml
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.cmaes_overhead
@@ -43,4 +47,4 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.neuroevolution
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache nondiff-report
+	rm -rf $(VENV) .pytest_cache .ruff_cache nondiff-report docs/site docs/.build
