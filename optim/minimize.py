@@ -157,7 +157,8 @@ def minimize(
             to search (then ``Result.x`` is the decoded best value).
         optimizer: registry name (see ``nondiff.optim.registry.names()``) or an instance.
         budget: maximum number of evaluations; never exceeded (a generation that
-            would exceed it is not started).
+            would exceed it is not started; restarts that enlarge the population
+            decide it in ``tell``, before this check).
         sigma0: initial step size (default 1, or 0.3 x the mean box width).
         bounds: ``(lower, upper)`` box.
         maximize: maximize ``fn`` instead.
@@ -223,6 +224,9 @@ def minimize(
             if reasons:
                 break
             candidates = opt.ask()
+            if len(candidates) > remaining:  # an ask larger than its popsize: never evaluated
+                reasons["budget"] = budget
+                break
             if evaluator is None:
                 fitness = sign * evaluate(fn, candidates, vectorized, space)
             else:
