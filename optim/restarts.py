@@ -28,12 +28,23 @@ When a run ends: CMA-ES has pycma's own criteria (tolfun, tolx,
 tolstagnation, ...); its ``ftarget``/``maxfevals``/``callback`` end the whole
 sequence, as in ``cma.fmin``. SNES, XNES, PGPE, OpenAI-ES and CEM have none, so
 the wrapper applies a generic test after every generation (``stagnation=None``
-means: only for those): the run stops with ``{"tolfun": ...}`` once its best
-value has improved by at most ``tolfun`` over the last ``patience``
-generations (default ``10 + ceil(30 d / popsize)``, the length of pycma's
-tolfun history) — this also ends runs that see only NaN — or with
-``{"tolx": ...}`` once every coordinate's standard deviation in the told
-population is below ``tolx``.
+means: only for those), modelled on pycma's criteria of the same names, on
+the told fitness (finite values; NaN/inf count as +inf):
+
+- ``{"tolfun": tolfun}``: the generation-best values of the last
+  ``10 + ceil(30 d / popsize)`` generations (pycma's tolfun history) and the
+  current generation's values all lie within ``tolfun`` of each other (a
+  flat, converged run; also a run that sees only NaN);
+- ``{"tolx": tolx}``: every coordinate's standard deviation in the told
+  population is below ``tolx``;
+- ``{"tolstagnation": patience}``: over the last ``patience`` generations
+  (default ``100 + 100 d**1.5 / popsize``, pycma's tolstagnation) the median
+  of the newest 20 % of the generation-best values and that of the
+  generation medians are no better than those of the oldest 20 %.
+
+The best-so-far is deliberately not the test: a run whose large early step
+size found a lucky point keeps improving its distribution long before it
+beats that point.
 
 The restart is decided in ``tell``, after the generation that ended the run, so
 ``popsize`` already holds the next run's population size when ``minimize``
@@ -73,7 +84,7 @@ import numpy as np
 from .arrays import Array
 from .base import BaseOptimizer
 from .cem import CEM
-from .checks import check_real
+from .checks import as_float64, check_real
 from .cmaes import CMAES, SepCMAES
 from .es import PGPE, OpenAIES
 from .nes import SNES, XNES
@@ -103,7 +114,8 @@ class RestartState:
     run_sigma: float = 0.0
     run_popsize: int = 0
     run_seed: int = 0
-    run_best: list = dataclasses.field(default_factory=list)  # best f per generation
+    run_best: list = dataclasses.field(default_factory=list)  # generation-best f (recent)
+    run_median: list = dataclasses.field(default_factory=list)  # generation-median f (recent)
     stopped: dict = dataclasses.field(default_factory=dict)  # final reasons (sequence over)
     history: list = dataclasses.field(default_factory=list)  # finished runs
 
@@ -242,8 +254,7 @@ class Restarts(BaseOptimizer):
         counters["evaluations"] += n
         counters["nonfinite"] += int(metrics.get("nonfinite", 0))
         st.run_evaluations += n
-        st.run_best.append(inner.best_f)
-        reasons = dict(inner.stop()) or self._generic_stop(candidates)
+        reasons = dict(inner.stop()) or self._generic_stop(candidates, fitness)
         if not reasons and st.run_limit and st.run_evaluations >= st.run_limit:
             reasons = {"small_budget": st.run_limit}
         metrics.update(iteration=float(counters["iterations"]),
@@ -264,18 +275,32 @@ class Restarts(BaseOptimizer):
     def _tell(self, x: Array, fitness: np.ndarray, **extra: Any) -> None:
         raise NotImplementedError("Restarts.tell delegates to the current run")
 
-    def _generic_stop(self, candidates: Array) -> dict[str, float]:
+    def _generic_stop(self, candidates: Array, fitness: Array) -> dict[str, float]:
         if not self.stagnation:
             return {}
         st = self.state
+        f = as_float64(fitness, "fitness").reshape(-1)  # validated by the inner tell
+        f = np.where(np.isfinite(f), f, np.inf)
+        best, median = float(f.min()), float(np.median(f))
+        patience = self.patience or int(100 + 100 * self.dim**1.5 / self.popsize)
+        flat = 10 + math.ceil(30 * self.dim / self.popsize)
+        st.run_best.append(best)
+        st.run_median.append(median)
+        keep = max(patience, flat)
+        del st.run_best[:-keep], st.run_median[:-keep]
         x = self.format.to_numpy(candidates)
         if len(x) > 1 and float(np.std(x, axis=0).max()) < self.tolx:
             return {"tolx": self.tolx}
-        window = self.patience or 10 + math.ceil(30 * self.dim / self.popsize)
-        if len(st.run_best) > window:
-            del st.run_best[:-window - 1]
-            if not st.run_best[0] - st.run_best[-1] > self.tolfun:  # NaN/inf: no progress
+        if len(st.run_best) >= flat:
+            recent = np.concatenate([st.run_best[-flat:], f])
+            hi, lo = float(recent.max()), float(recent.min())
+            if lo == math.inf or (hi < math.inf and hi - lo <= self.tolfun):  # all-inf: flat
                 return {"tolfun": self.tolfun}
+        if len(st.run_best) >= patience:
+            k = max(1, math.ceil(0.2 * patience))
+            if all(np.median(h[-k:]) >= np.median(h[-patience:][:k])
+                   for h in (st.run_best, st.run_median)):
+                return {"tolstagnation": patience}
         return {}
 
     def _restart(self, reasons: Mapping[str, Any]) -> None:
@@ -305,7 +330,7 @@ class Restarts(BaseOptimizer):
         st.run += 1
         st.run_x0, st.run_sigma, st.run_popsize = mean, float(sigma), int(popsize)
         st.run_seed = _run_seed(self.seed, st.run)
-        st.run_evaluations, st.run_limit, st.run_best = 0, limit, []
+        st.run_evaluations, st.run_limit, st.run_best, st.run_median = 0, limit, [], []
         self.inner = self._build(st, popsize)
         if hasattr(self.inner, "continue_from"):  # CMA-ES: the augmented Lagrangian goes on
             self.inner.continue_from(previous)
