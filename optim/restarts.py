@@ -63,7 +63,6 @@ to every run. :func:`restarted` makes the class for another optimizer.
 Example:
     >>> import numpy as np
     >>> from nondiff.optim import minimize
-    >>> from nondiff.problems import continuous
     >>> res = minimize(lambda x: float(10 * x.size + (x**2 - 10 * np.cos(2 * np.pi * x)).sum()),
     ...                np.full(4, 3.0), optimizer="ipop-snes", budget=6000, sigma0=2.0,
     ...                seed=0, options={"restarts": 5})
@@ -209,8 +208,7 @@ class Restarts(BaseOptimizer):
                 "optimizer": self.inner_class_used.name, "strategy": self.strategy,
                 "restarts": self.restarts, "tolfun": self.tolfun, "tolx": self.tolx,
                 "patience": self.patience, "stagnation": self.stagnation,
-                "options": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
-                            for k, v in sorted(self.options.items())}}
+                "inner": self._inner_config}
 
     def _init_state(self, x0: np.ndarray) -> RestartState:
         self._x0 = x0.copy()
@@ -221,6 +219,8 @@ class Restarts(BaseOptimizer):
         state = RestartState(run_sigma=self.sigma0, run_seed=self.seed)
         self.inner = self._build(state, self._popsize_arg)
         self._popsize0 = state.run_popsize = self.popsize = self.inner.popsize
+        per_run = {"dim", "sigma0", "popsize", "seed", "bounds"}  # the wrapper's or per run
+        self._inner_config = {k: v for k, v in self.inner.config().items() if k not in per_run}
         return state
 
     def _build(self, state: RestartState, popsize: int | None) -> BaseOptimizer:
