@@ -17,7 +17,8 @@ benchmarks drive it like any other.
   otherwise a small run with popsize ``floor(p0 * (p_large / (2 p0))**(u**2))``
   and step size ``sigma0 * 10**(-2 v)`` (u, v uniform in [0, 1), ``p_large``
   the last large popsize), given at most half the evaluations the large
-  regime has used so far. ``restarts`` counts the large restarts.
+  regime has used so far (the wrapper ends it there: stop reason
+  ``small_budget``). ``restarts`` counts the large restarts.
 - Restart point: uniform in the box — the bounds where finite, else
   ``x0 ± 2 sigma0`` (the BBOB setup of Hansen 2009: x0 in [-4, 4]^d with
   sigma0 = 2). The first run starts at ``x0`` with the wrapper's seed, so
@@ -26,10 +27,12 @@ benchmarks drive it like any other.
 
 When a run ends: CMA-ES has pycma's own criteria (tolfun, tolx,
 tolstagnation, ...); its ``ftarget``/``maxfevals``/``callback`` end the whole
-sequence, as in ``cma.fmin``. SNES, XNES, PGPE, OpenAI-ES and CEM have none, so
-the wrapper applies a generic test after every generation (``stagnation=None``
-means: only for those), modelled on pycma's criteria of the same names, on
-the told fitness (finite values; NaN/inf count as +inf):
+sequence, as in ``cma.fmin`` (each run is a fresh ``CMAES``, so pycma options
+such as ``maxiter`` and ``maxfevals`` count per run). SNES, XNES, PGPE,
+OpenAI-ES and CEM have none, so the wrapper applies a generic test after
+every generation (``stagnation=None`` means: only for those), modelled on
+pycma's criteria of the same names, on the told fitness (finite values;
+NaN/inf count as +inf):
 
 - ``{"tolfun": tolfun}``: the generation-best values of the last
   ``10 + ceil(30 d / popsize)`` generations (pycma's tolfun history) and the
@@ -48,7 +51,8 @@ beats that point.
 
 The restart is decided in ``tell``, after the generation that ended the run, so
 ``popsize`` already holds the next run's population size when ``minimize``
-checks the remaining budget: a run never overshoots the budget (issue 16.3).
+checks the remaining budget: ``minimize`` never exceeds its budget because of
+a restart (restarting inside ``ask`` did: the population grew after the check).
 
 Registry: the variants are registered names, ``ipop-<name>`` and
 ``bipop-<name>`` for every distribution-based optimizer (``ipop-snes``,
