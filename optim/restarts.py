@@ -328,7 +328,7 @@ class Restarts(BaseOptimizer):
             sigma = self.sigma0 * 10 ** (-2 * v)
             limit = max(int(0.5 * st.budget_large), 1)
             st.regime = "small"
-        if getattr(self.inner, "antithetic", False) and popsize % 2:
+        if popsize % 2 and _mirrored(self.inner):
             popsize += 1  # mirrored sampling needs an even population
         previous = self.inner
         st.run += 1
@@ -400,6 +400,12 @@ class _StartAt(Space):
 
     def initial(self) -> np.ndarray:
         return self._start.copy()
+
+
+def _mirrored(inner: BaseOptimizer) -> bool:
+    """Whether ``inner`` samples mirrored pairs (OpenAI-ES ``antithetic``, PGPE
+    ``symmetric``): its population size must be even."""
+    return any(getattr(inner, name, False) is True for name in ("antithetic", "symmetric"))
 
 
 def _scalar(value: Any) -> Any:

@@ -134,6 +134,20 @@ def test_bipop_interleaves_regimes_with_balanced_budgets():
     assert opt.stop()["restarts"] == len(opt.state.history)
 
 
+@pytest.mark.parametrize("name", ["bipop-pgpe", "bipop-openai-es", "bipop-cem", "bipop-xnes",
+                                  "bipop-sep-cmaes"])
+def test_bipop_runs_to_the_end_for_every_inner_optimizer(name):
+    options = {"options": {"maxiter": 3}} if "cmaes" in name else {"patience": 3}
+    opt = registry.create(name, np.zeros(5), seed=1, restarts=4, **options)
+    while not opt.stop():
+        trajectory(opt, nan, 1)
+    runs = [*opt.state.history, {"regime": opt.state.regime, "popsize": opt.popsize}]
+    assert {run["regime"] for run in runs} == {"first", "large", "small"}
+    if name in ("bipop-pgpe", "bipop-openai-es"):  # mirrored sampling: even populations
+        assert all(run["popsize"] % 2 == 0 for run in runs)
+    assert opt.stop()["restarts"] == len(opt.state.history)
+
+
 def test_restart_seeds_and_means_are_deterministic_and_distinct():
     a = registry.create("ipop-snes", np.zeros(4), seed=7, patience=2, bounds=(-3, 3))
     b = registry.create("ipop-snes", np.zeros(4), seed=7, patience=2, bounds=(-3, 3))
