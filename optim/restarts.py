@@ -186,7 +186,10 @@ class Restarts(BaseOptimizer):
             raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
         if stagnation is not None and not isinstance(stagnation, (bool, np.bool_)):
             raise ValueError(f"stagnation must be True, False or None, got {stagnation!r}")
-        self.inner = None
+        # The first run, built first: it checks x0, sigma0, popsize, seed, bounds and its
+        # own options before the wrapper builds anything; its seed is the wrapper's.
+        first = cls(x0, sigma0=sigma0, popsize=popsize, seed=seed, bounds=bounds, **options)
+        self.inner = first
         self.inner_class_used = cls
         self.strategy = strategy
         self.restarts = int(restarts)
@@ -198,9 +201,8 @@ class Restarts(BaseOptimizer):
         self.options = dict(options)
         self.name = f"{strategy}-{cls.name}"
         self.handles_constraints = cls.handles_constraints
-        self._popsize_arg = popsize
         self._bounds_arg = None if isinstance(x0, Space) else bounds
-        super().__init__(x0, sigma0, popsize, seed, bounds)
+        super().__init__(x0, sigma0, popsize, first.seed, bounds)
 
     def _check_space(self, space: Space | None) -> None:  # the inner optimizer's spaces
         self.inner_class_used._check_space(space)
@@ -221,7 +223,6 @@ class Restarts(BaseOptimizer):
         self._box = (np.maximum(np.where(np.isfinite(lower), lower, x0 - 2 * self.sigma0), lower),
                      np.minimum(np.where(np.isfinite(upper), upper, x0 + 2 * self.sigma0), upper))
         state = RestartState(run_sigma=self.sigma0, run_seed=self.seed)
-        self.inner = self._build(state, self._popsize_arg)
         self._popsize0 = state.run_popsize = self.popsize = self.inner.popsize
         per_run = {"dim", "sigma0", "popsize", "seed", "bounds"}  # the wrapper's or per run
         self._inner_config = {k: v for k, v in self.inner.config().items() if k not in per_run}
