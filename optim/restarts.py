@@ -131,7 +131,7 @@ class Restarts(BaseOptimizer):
             :class:`~nondiff.optim.base.BaseOptimizer`; ``popsize`` (default: the
             inner optimizer's) is that of the first run. ``x0`` may be a space
             the inner optimizer supports.
-        optimizer: the inner optimizer, a registry name or class, distribution-based
+        inner: the optimizer to restart, a registry name or class, distribution-based
             (a subclass of CMAES, SNES, XNES, PGPE, OpenAIES or CEM).
         strategy: ``"ipop"`` or ``"bipop"``.
         restarts: how many restarts may follow the first run (BIPOP: how many
@@ -165,7 +165,7 @@ class Restarts(BaseOptimizer):
         seed: int | None = None,
         bounds: tuple[Any, Any] | None = None,
         *,
-        optimizer: str | type[BaseOptimizer] | None = None,
+        inner: str | type[BaseOptimizer] | None = None,
         strategy: str | None = None,
         restarts: int = 9,
         tolfun: float = 1e-11,
@@ -174,7 +174,7 @@ class Restarts(BaseOptimizer):
         stagnation: bool | None = None,
         **options: Any,
     ) -> None:
-        cls = _inner_class(optimizer if optimizer is not None else self.inner_class)
+        cls = _inner_class(inner if inner is not None else self.inner_class)
         strategy = self.default_strategy if strategy is None else strategy
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be 'ipop' or 'bipop', got {strategy!r}")
@@ -211,10 +211,10 @@ class Restarts(BaseOptimizer):
     def config(self) -> dict[str, Any]:
         bounds = None if self.bounds is None else [b.tolist() for b in self.bounds]
         return {**super().config(), "popsize": self._popsize0, "bounds": bounds,
-                "optimizer": self.inner_class_used.name, "strategy": self.strategy,
+                "inner": self.inner_class_used.name, "strategy": self.strategy,
                 "restarts": self.restarts, "tolfun": self.tolfun, "tolx": self.tolx,
                 "patience": self.patience, "stagnation": self.stagnation,
-                "inner": self._inner_config}
+                "inner_config": self._inner_config}
 
     def _init_state(self, x0: np.ndarray) -> RestartState:
         self._x0 = x0.copy()
@@ -418,16 +418,16 @@ def _run_seed(seed: int, run: int) -> int:
     return int(np.random.SeedSequence([seed, run]).generate_state(1, np.uint64)[0])
 
 
-def _inner_class(optimizer: Any) -> type[BaseOptimizer]:
+def _inner_class(inner: Any) -> type[BaseOptimizer]:
     from . import registry
 
-    cls = registry.get(optimizer) if isinstance(optimizer, str) else optimizer
+    cls = registry.get(inner) if isinstance(inner, str) else inner
     if not (isinstance(cls, type) and issubclass(cls, DISTRIBUTION_BASED)) \
             or issubclass(cls, Restarts):
         allowed = ", ".join(c.__name__ for c in DISTRIBUTION_BASED)
         raise ValueError(
-            f"optimizer must be a distribution-based optimizer ({allowed} or a subclass, by "
-            f"class or registry name) to be restarted, got {optimizer!r}; population-less "
+            f"inner must be a distribution-based optimizer ({allowed} or a subclass, by "
+            f"class or registry name) to be restarted, got {inner!r}; population-less "
             "or elitist searches (GA, REINFORCE, ADMM) restart differently or not at all")
     return cls
 
@@ -443,10 +443,10 @@ def restarted(optimizer: type[BaseOptimizer], strategy: str) -> type[Restarts]:
         raise ValueError(f"strategy must be 'ipop' or 'bipop', got {strategy!r}")
 
     def __init__(self: Restarts, x0: Array | Space, *args: Any, **kwargs: Any) -> None:
-        Restarts.__init__(self, x0, *args, optimizer=cls, **kwargs)
+        Restarts.__init__(self, x0, *args, inner=cls, **kwargs)
 
     own = [p for p in inspect.signature(Restarts.__init__).parameters.values()
-           if p.name not in ("optimizer", "options")]
+           if p.name not in ("inner", "options")]
     taken = {p.name for p in own}
     from .registry import _hyperparameters
 

@@ -292,19 +292,19 @@ def test_integer_leaves_of_a_space_stay_integral_after_restarts():
 
 # ----- bad input ------------------------------------------------------------------------------
 @pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"optimizer": "snes", "strategy": "lpop"}, "strategy must be 'ipop' or 'bipop', got 'lpop'"),
-    ({"optimizer": "snes", "restarts": -1}, "restarts must be a non-negative integer, got -1"),
-    ({"optimizer": "snes", "restarts": 1.5}, "restarts .* got 1.5"),
-    ({"optimizer": "snes", "patience": 0}, "patience must be a positive integer"),
-    ({"optimizer": "snes", "tolx": -1.0}, "tolx must be a finite number"),
-    ({"optimizer": "snes", "stagnation": "yes"}, "stagnation must be True, False or None"),
-    ({"optimizer": "ga"}, "optimizer must be a distribution-based optimizer .* got 'ga'"),
-    ({"optimizer": "reinforce"}, "optimizer must be a distribution-based"),
-    ({"optimizer": "ipop-snes"}, "optimizer must be a distribution-based"),
-    ({"optimizer": dict}, "optimizer must be a distribution-based"),
-    ({"optimizer": "snse"}, "unknown optimizer 'snse'; did you mean 'snes'"),
-    ({"optimizer": "snes", "eta_mu": -1.0}, "eta_mu"),
-    ({"optimizer": "cmaes", "covariance": "dense"}, "covariance must be"),
+    ({"inner": "snes", "strategy": "lpop"}, "strategy must be 'ipop' or 'bipop', got 'lpop'"),
+    ({"inner": "snes", "restarts": -1}, "restarts must be a non-negative integer, got -1"),
+    ({"inner": "snes", "restarts": 1.5}, "restarts .* got 1.5"),
+    ({"inner": "snes", "patience": 0}, "patience must be a positive integer"),
+    ({"inner": "snes", "tolx": -1.0}, "tolx must be a finite number"),
+    ({"inner": "snes", "stagnation": "yes"}, "stagnation must be True, False or None"),
+    ({"inner": "ga"}, "inner must be a distribution-based optimizer .* got 'ga'"),
+    ({"inner": "reinforce"}, "inner must be a distribution-based"),
+    ({"inner": "ipop-snes"}, "inner must be a distribution-based"),
+    ({"inner": dict}, "inner must be a distribution-based"),
+    ({"inner": "snse"}, "unknown optimizer 'snse'; did you mean 'snes'"),
+    ({"inner": "snes", "eta_mu": -1.0}, "eta_mu"),
+    ({"inner": "cmaes", "covariance": "dense"}, "covariance must be"),
 ])
 def test_bad_input_names_the_argument(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -323,6 +323,9 @@ def test_bad_input_through_the_registry():
 
 
 def test_direct_construction_names_itself_after_strategy_and_inner():
-    opt = Restarts(np.zeros(4), optimizer=CMAES, strategy="bipop", seed=0)
+    opt = Restarts(np.zeros(4), inner=CMAES, strategy="bipop", seed=0)
     assert opt.name == "bipop-cmaes" and opt.restarts == 9
-    assert opt.config()["optimizer"] == "cmaes"
+    assert opt.config()["inner"] == "cmaes"
+    # an inner option named like the wrapper's arguments passes through (PGPE's step rule)
+    opt = registry.create("ipop-pgpe", np.zeros(4), seed=0, optimizer="adam")
+    assert opt.inner.optimizer == "adam" and opt.config()["inner_config"]["optimizer"] == "adam"
