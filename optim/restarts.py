@@ -199,7 +199,8 @@ class Restarts(BaseOptimizer):
         self.stagnation = (not getattr(cls, "has_stop_criteria", False)) if stagnation is None \
             else bool(stagnation)
         self.options = dict(options)
-        self.name = f"{strategy}-{cls.name}"
+        if self.inner_class is None:  # Restarts itself; a registered variant keeps its name
+            self.name = f"{strategy}-{cls.name}"
         self.handles_constraints = cls.handles_constraints
         self._bounds_arg = None if isinstance(x0, Space) else bounds
         super().__init__(x0, sigma0, popsize, first.seed, bounds)

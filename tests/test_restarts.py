@@ -329,3 +329,10 @@ def test_direct_construction_names_itself_after_strategy_and_inner():
     # an inner option named like the wrapper's arguments passes through (PGPE's step rule)
     opt = registry.create("ipop-pgpe", np.zeros(4), seed=0, optimizer="adam")
     assert opt.inner.optimizer == "adam" and opt.config()["inner_config"]["optimizer"] == "adam"
+
+
+def test_a_registered_variant_keeps_its_name_and_records_the_strategy():
+    opt = registry.create("bipop-snes", np.zeros(4), seed=0, strategy="ipop")
+    assert opt.name == "bipop-snes" and opt.strategy == "ipop"
+    with pytest.raises(ValueError, match=r"another configuration.*strategy"):
+        registry.create("bipop-snes", np.zeros(4), seed=0).load_state_dict(opt.state_dict())
