@@ -13,7 +13,7 @@ from . import registry, spaces
 from .admm import ADMM
 from .base import BaseOptimizer, Optimizer, Result
 from .cem import CEM
-from .cmaes import BIPOPCMAES, CMAES, IPOPCMAES, SepCMAES
+from .cmaes import CMAES, SepCMAES
 from .compact_ga import CompactGA
 from .es import PGPE, OpenAIES
 from .evaluate import (
@@ -27,9 +27,10 @@ from .ga import GeneticAlgorithm, OnePlusLambdaEA
 from .minimize import load_checkpoint, minimize, save_checkpoint
 from .nes import SNES, XNES
 from .reinforce import REINFORCE
+from .restarts import BIPOPCMAES, IPOPCMAES, VARIANTS, Restarts
 
-for _cls in (CMAES, SepCMAES, IPOPCMAES, BIPOPCMAES, OpenAIES, SNES, XNES, PGPE, CEM,
-             REINFORCE, GeneticAlgorithm, OnePlusLambdaEA, CompactGA):
+for _cls in (CMAES, SepCMAES, OpenAIES, SNES, XNES, PGPE, CEM,
+             REINFORCE, GeneticAlgorithm, OnePlusLambdaEA, CompactGA, *VARIANTS):
     registry.register(_cls)
 del _cls
 
@@ -52,6 +53,7 @@ __all__ = [
     "Optimizer",
     "ProcessPoolEvaluator",
     "RayEvaluator",
+    "Restarts",
     "Result",
     "SepCMAES",
     "SerialEvaluator",

@@ -1,9 +1,11 @@
-"""CMA-ES (pycma) behind the nondiff ask/tell protocol, with IPOP/BIPOP restarts.
+"""CMA-ES (pycma) behind the nondiff ask/tell protocol.
 
 The algorithm is pycma's ``cma.CMAEvolutionStrategy`` — the reference
 implementation — driven generation by generation; this module adds what the
 protocol needs: our own seeded random generator, bounds, integer variables,
-restart regimes, stop reasons and pickle-free, bit-exact checkpoints.
+stop reasons and pickle-free, bit-exact checkpoints. IPOP/BIPOP restarts
+(``ipop-cmaes``, ``bipop-cmaes``) are the generic wrapper of
+:mod:`nondiff.optim.restarts` around a fresh :class:`CMAES` per run.
 
 - CMA-ES: Hansen & Ostermeier (2001), "Completely derandomized self-adaptation
   in evolution strategies", Evolutionary Computation 9(2); Hansen (2016), "The
@@ -17,11 +19,6 @@ restart regimes, stop reasons and pickle-free, bit-exact checkpoints.
   2024, "LB+IC-CMA-ES", PPSN XVIII); not the margin of Hamano et al. (2022).
   pycma (>= 4.3) rounds those coordinates in ``ask``, so candidates hold
   integral values there (floats such as ``3.0``).
-- Restarts: IPOP, population doubled at each restart (Auger & Hansen 2005, "A
-  restart CMA evolution strategy with increasing population size", CEC);
-  BIPOP, interlaced large- and small-population regimes with balanced budgets
-  (Hansen 2009, "Benchmarking a BI-population CMA-ES on the BBOB-2009 function
-  testbed", GECCO workshop). See :class:`CMAES` for the exact rules.
 - Constraints ``g(x) <= 0`` (``tell(..., constraints=g)``): pycma's augmented
   Lagrangian, ``cma.ConstrainedFitnessAL`` with find-feasible-first (Atamna,
   Auger, Hansen 2016, "Augmented Lagrangian constraint handling for CMA-ES —
@@ -74,30 +71,15 @@ from .checks import as_float64
 from .shaping import rank_safe_fitness
 from .state import from_plain, to_plain
 
-__all__ = ["BIPOPCMAES", "CMAES", "IPOPCMAES", "SepCMAES"]
+__all__ = ["CMAES", "SepCMAES"]
 
 COVARIANCES = ("full", "diagonal")
-RESTART_STRATEGIES = ("ipop", "bipop", None)
 _SKIP = frozenset({"timer", "logger"})  # wall-clock timer and (inactive) data logger
 
 
 @dataclasses.dataclass
-class RestartState:
-    """Bookkeeping of the restart sequence (part of the checkpoint)."""
-
-    run: int = 0  # restarts so far (all regimes); the current pycma run is number run + 1
-    counted: int = 0  # restarts that count against ``restarts`` (BIPOP: large-regime ones)
-    regime: str = "first"  # first | restart | large | small
-    budget_large: int = 0  # evaluations used by BIPOP's large / small regime (first run: small)
-    budget_small: int = 0
-    run_start: int = 0  # pycma's cumulative evaluation count when the current run began
-    history: list = dataclasses.field(default_factory=list)  # finished runs
-
-
-@dataclasses.dataclass
 class CMAState:
-    es: Any  # the current cma.CMAEvolutionStrategy
-    runs: RestartState
+    es: Any  # the cma.CMAEvolutionStrategy
     legacy: np.random.RandomState | None = None  # stands in for the global np.random (_call)
     asked: np.ndarray | None = None  # last ask in float64, kept when the user dtype is lossy
     constraints: int | None = None  # None before the first tell; 0 unconstrained; else m
@@ -105,11 +87,11 @@ class CMAState:
 
 
 class CMAES(BaseOptimizer):
-    """CMA-ES through pycma, optionally restarted (IPOP / BIPOP).
+    """CMA-ES through pycma (one run; restarts: :mod:`nondiff.optim.restarts`).
 
     Args:
         x0, sigma0, popsize, seed, bounds: as in :class:`~nondiff.optim.base.BaseOptimizer`;
-            ``popsize`` (default ``4 + floor(3 ln d)``) is that of the first run.
+            ``popsize`` defaults to ``4 + floor(3 ln d)``.
             Bounds go to pycma's ``BoundTransform``: every candidate lies in the box.
         covariance: ``"full"`` or ``"diagonal"`` (sep-CMA-ES).
         integer_variables: indices of integer coordinates; returned candidates
@@ -118,34 +100,16 @@ class CMAES(BaseOptimizer):
             :class:`~nondiff.optim.spaces.Space` as ``x0``, its ``Integer``,
             ``Categorical`` (index 0..k-1) and ``Binary`` (0/1) leaves are
             added to them (pycma's integer handling, Hansen 2011).
-        restarts: how many restarts may follow the first run (BIPOP: how many
-            large-regime restarts; small-regime runs come in between).
-        restart_strategy: ``"ipop"`` (popsize ``2**k`` times the first one),
-            ``"bipop"`` or ``None`` (same popsize). A restarted run begins at a
-            point drawn uniformly from the box — the bounds where finite, else
-            ``x0 ± 2 sigma0`` (the setup of the BBOB experiments of Hansen 2009,
-            x0 in [-4, 4]^d with sigma0 = 2) — with ``sigma0``.
-            BIPOP follows pycma's reading of Hansen (2009): the first run counts
-            toward the small regime; then a large-regime run (popsize doubled,
-            ``sigma0``) starts whenever the small regime has used at least as
-            many evaluations, else a small run with popsize
-            ``floor(p0 (p_large / (2 p0))**(u**2))`` and step size
-            ``sigma0 * 10**(-2 v)`` (u, v uniform, p_large the last large
-            popsize), limited to half the large regime's evaluations so far.
-            Restarts happen at the ``ask`` after pycma's ``stop()`` fired; ftarget,
-            maxfevals and termination callbacks end the sequence, and pycma's
-            evaluation count runs on over restarts (as in ``cma.fmin``).
         options: further pycma options (``cma.CMAOptions()``), e.g. ``{"tolfun":
-            1e-12, "CMA_active": False}``; they apply to every run.
+            1e-12, "CMA_active": False}``.
         find_feasible_first: with constraints, minimize only the violation
             ``sum max(0, g)^2`` until the first feasible candidate is seen
             (pycma's ``find_feasible_first``). Turn it off when the feasible
             set has no volume (an equality ``h = 0`` written as ``[h, -h]``):
             the search would never leave that phase.
 
-    ``stop()`` reports pycma's reasons (``{"tolfun": 1e-11}``, plus ``"restarts"``
-    when restarts are configured) once no restart is left. ``tell`` adds the
-    metrics ``sigma``, ``restarts``, ``popsize`` and ``condition`` (of the
+    ``stop()`` reports pycma's reasons (``{"tolfun": 1e-11}``). ``tell`` adds the
+    metrics ``sigma``, ``popsize`` and ``condition`` (of the
     covariance matrix, exact unless pycma's diagonal decoding is switched on).
 
     Constraints (``handles_constraints``): ``tell(x, f, constraints=g)`` with
@@ -159,10 +123,11 @@ class CMAES(BaseOptimizer):
     evaluation at the mean) and the per-generation lists are cleared while
     still looking for a feasible point. Further choices:
 
-    - Restarts keep the same ``ConstrainedFitnessAL`` (its ``lam``, ``mu``,
-      ``g`` histories and find-feasible flag), as ``cma.fmin_con2`` does: it
-      passes one objective object to ``fmin2``, whose restart loop never
-      resets it. Like ``fmin_con2``, stagnation termination is off
+    - Restarts (:mod:`nondiff.optim.restarts`) hand the same
+      ``ConstrainedFitnessAL`` (its ``lam``, ``mu``, ``g`` histories and
+      find-feasible flag) to the next run (:meth:`continue_from`), as
+      ``cma.fmin_con2`` does: it passes one objective object to ``fmin2``,
+      whose restart loop never resets it. Like ``fmin_con2``, stagnation termination is off
       (``tolstagnation=0``) in constrained runs unless set in ``options``:
       the penalized values move with the coefficients.
     - A run is constrained or not from its first ``tell``: telling a run
@@ -193,6 +158,8 @@ class CMAES(BaseOptimizer):
     supported_spaces: ClassVar[frozenset[str]] = frozenset(
         {"real", "integer", "categorical", "binary"})
     state_version: ClassVar[int] = 1
+    has_stop_criteria: ClassVar[bool] = True  # pycma's tolfun, tolx, ...: restarts use them
+    final_stops: ClassVar[frozenset[str]] = FINAL_STOPS  # end a restart sequence (cma.fmin)
 
     def __init__(
         self,
@@ -204,8 +171,6 @@ class CMAES(BaseOptimizer):
         *,
         covariance: str = "full",
         integer_variables: Sequence[int] = (),
-        restarts: int = 0,
-        restart_strategy: str | None = "ipop",
         options: Mapping[str, Any] | None = None,
         find_feasible_first: bool = True,
     ) -> None:
@@ -214,15 +179,7 @@ class CMAES(BaseOptimizer):
                              f"{find_feasible_first!r}")
         if covariance not in COVARIANCES:
             raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
-        if restart_strategy not in RESTART_STRATEGIES:
-            raise ValueError(
-                f"restart_strategy must be 'ipop', 'bipop' or None, got {restart_strategy!r}")
-        if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) \
-                or restarts < 0:
-            raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
         self.covariance = covariance
-        self.restarts = int(restarts)
-        self.restart_strategy = restart_strategy
         self.integer_variables = check_indices(integer_variables)
         self.options = check_options(options)
         self.find_feasible_first = bool(find_feasible_first)
@@ -231,17 +188,15 @@ class CMAES(BaseOptimizer):
     # ----- configuration -------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         bounds = None if self.bounds is None else [b.tolist() for b in self.bounds]
-        config = {**super().config(), "popsize": self._popsize0, "bounds": bounds,
+        config = {**super().config(), "bounds": bounds,
                   "covariance": self.covariance,
                   "integer_variables": list(self.integer_variables),
-                  "restarts": self.restarts, "restart_strategy": self.restart_strategy,
                   "options": plain_options(self.options)}
         if not self.find_feasible_first:  # only when off: earlier checkpoints stay loadable
             config["find_feasible_first"] = False
         return config
 
     def _init_state(self, x0: np.ndarray) -> CMAState:
-        self._popsize0 = self.popsize
         if self.space is not None:  # discrete leaves of a space are integer variables
             ints = {i for _, leaf, part in self.space.leaves()
                     if leaf.kind in ("integer", "categorical", "binary")
@@ -265,8 +220,6 @@ class CMAES(BaseOptimizer):
                         "rounded candidates stay inside the box")
         self._x0 = x0.copy()
         self._al_row: list[Any] = [0.0, None]  # (f, g) of the row the AL is evaluating
-        self._box = (np.maximum(np.where(np.isfinite(lower), lower, x0 - 2 * self.sigma0), lower),
-                     np.minimum(np.where(np.isfinite(upper), upper, x0 + 2 * self.sigma0), upper))
         rng = self._rng
 
         def randn(*shape: int) -> np.ndarray:  # pycma calls randn(lam, N) and randn(N)
@@ -291,18 +244,27 @@ class CMAES(BaseOptimizer):
             np.random.SeedSequence([self.seed, 1]))) if guard else None
         self._lossy = self.format.torch_dtype != torch.float64
         try:
-            es = self._new_es(x0.copy(), self.sigma0, self.popsize, 0)
+            es = self._new_es(x0.copy())
         except Exception as err:
             raise ValueError(f"pycma rejected the configuration: {err}") from err
-        return CMAState(es=es, runs=RestartState(), legacy=legacy)
+        return CMAState(es=es, legacy=legacy)
 
-    def _new_es(self, x0: np.ndarray, sigma: float, popsize: int, evals: int,
-                constrained: bool = False) -> Any:
+    def _new_es(self, x0: np.ndarray) -> Any:
         opts = copy.deepcopy({k: v for k, v in self._run_options.items() if k != "randn"})
-        opts.update(randn=self._run_options["randn"], popsize=popsize, verb_append=evals)
-        if constrained and "tolstagnation" not in self.options:
-            opts["tolstagnation"] = 0  # as cma.fmin_con2
-        return cma.CMAEvolutionStrategy(x0, sigma, opts)
+        opts.update(randn=self._run_options["randn"], popsize=self.popsize)
+        return cma.CMAEvolutionStrategy(x0, self.sigma0, opts)
+
+    def continue_from(self, previous: CMAES) -> None:
+        """Take over the constraint handling of an earlier run (restarts call this on
+        the fresh run before its first ask): the same ``ConstrainedFitnessAL`` goes on,
+        as in ``cma.fmin_con2``, and stagnation termination stays off."""
+        if not isinstance(previous, CMAES):
+            raise ValueError(f"previous must be a CMAES run, got {type(previous).__name__}")
+        st, before = self.state, previous.state
+        st.constraints, st.al = before.constraints, before.al
+        self._al_row = previous._al_row  # the row that AL's functions read
+        if st.al is not None and "tolstagnation" not in self.options:
+            st.es.opts["tolstagnation"] = 0  # as cma.fmin_con2
 
     def _new_al(self) -> Any:
         """A ``cma.ConstrainedFitnessAL`` reading the told values of the current row."""
@@ -323,15 +285,6 @@ class CMAES(BaseOptimizer):
     def mean(self) -> Array:
         """pycma's ``xfavorite``: the distribution mean, in bounds."""
         return self.format.to_user(np.asarray(self.state.es.result.xfavorite, dtype=np.float64))
-
-    def ask(self, n: int | None = None) -> Array:
-        """Return ``(popsize, dim)`` candidates; restarts first if pycma stopped."""
-        es = self.state.es
-        if self.restarts and es.countiter > 0:
-            reasons = es.stop()
-            if reasons and not self._exhausted(reasons):
-                self._restart(reasons)
-        return super().ask(n)
 
     def _ask(self, n: int) -> np.ndarray:
         if n != self.popsize:
@@ -395,7 +348,7 @@ class CMAES(BaseOptimizer):
         es.stop()  # evaluated once per generation: some criteria count generations
         scaling = es.sigma_vec.scaling  # a vector for sep-CMA, else usually the scalar 1
         d = es.D if np.ndim(scaling) == 0 else es.D * scaling
-        return {"sigma": es.sigma, "restarts": st.runs.run, "popsize": self.popsize,
+        return {"sigma": es.sigma, "popsize": self.popsize,
                 "condition": (d.max() / d.min()) ** 2, **metrics}
 
     def _al_values(self, x: np.ndarray, fitness: np.ndarray, constraints: Array) -> np.ndarray:
@@ -430,45 +383,8 @@ class CMAES(BaseOptimizer):
 
     def _stop(self) -> dict[str, Any]:
         reasons = self.state.es.stop()
-        if not reasons or not self._exhausted(reasons):
-            return {}
-        out = {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in reasons.items()}
-        if self.restarts:
-            out["restarts"] = self.state.runs.run
-        return out
-
-    def _exhausted(self, reasons: Mapping[str, Any]) -> bool:
-        return (self.state.runs.counted >= self.restarts) or bool(FINAL_STOPS & set(reasons))
-
-    def _restart(self, reasons: Mapping[str, Any]) -> None:
-        st, runs = self.state, self.state.runs
-        used = int(st.es.countevals - runs.run_start)
-        runs.history.append({"regime": runs.regime, "popsize": self.popsize, "evaluations": used,
-                             "stop": sorted(str(k) for k in reasons)})
-        if runs.regime in ("first", "small"):
-            runs.budget_small += used
-        else:
-            runs.budget_large += used
-        x0 = self._rng.uniform(*self._box)
-        sigma, p0, maxiter = self.sigma0, self._popsize0, None
-        if self.restart_strategy is None:
-            runs.regime, runs.counted, popsize = "restart", runs.counted + 1, p0
-        elif self.restart_strategy == "ipop" or runs.budget_small >= max(1, runs.budget_large):
-            runs.regime, runs.counted = "large", runs.counted + 1
-            popsize = p0 * 2 ** runs.counted
-        else:  # BIPOP's small regime, Hansen (2009)
-            u, v = self._rng.random(2)
-            popsize = int(p0 * (0.5 * 2 ** runs.counted) ** (u**2))
-            sigma = self.sigma0 * 10 ** (-2 * v)
-            maxiter = 0.5 * runs.budget_large / popsize
-            runs.regime = "small"
-        runs.run += 1
-        runs.run_start = int(st.es.countevals)
-        st.es = self._new_es(x0, sigma, popsize, runs.run_start, constrained=st.al is not None)
-        if maxiter is not None:
-            st.es.opts["maxiter"] = min(st.es.opts["maxiter"], maxiter)
-        st.asked = None
-        self.popsize = popsize
+        return {str(k): (v.item() if isinstance(v, np.generic) else v)
+                for k, v in reasons.items()}
 
     # ----- checkpoints ---------------------------------------------------------------
     def _state_to_plain(self) -> dict[str, Any]:
@@ -479,13 +395,13 @@ class CMAES(BaseOptimizer):
             legacy = {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "gauss": float(gauss)}
         return {"es": snapshot(st.es, skip=_SKIP, extra_classes=(QuietTPA,)),
-                "runs": to_plain(st.runs), "popsize": self.popsize, "legacy_rng": legacy,
+                "legacy_rng": legacy,
                 "asked": None if st.asked is None else to_plain(st.asked),
                 "constraints": st.constraints,
                 "al": None if st.al is None else snapshot(st.al, extra_classes=(QuietAL,))}
 
     def _state_from_plain(self, plain: Any) -> None:
-        keys = {"es", "runs", "popsize", "legacy_rng", "asked"}
+        keys = {"es", "legacy_rng", "asked"}
         added = {"constraints", "al"}  # back-filled with None for earlier checkpoints
         if not isinstance(plain, Mapping) or not keys <= set(plain) <= keys | added:
             raise ValueError(f"not a CMAES state: expected keys {sorted(keys | added)}")
@@ -495,11 +411,10 @@ class CMAES(BaseOptimizer):
             raise ValueError(f"corrupted CMAES state: {type(err).__name__}: {err}") from None
 
     def _load_plain(self, plain: Mapping[str, Any]) -> None:
-        runs = from_plain(RestartState(), dict(plain["runs"]))
         if (plain["legacy_rng"] is None) != (self.state.legacy is None):
             raise ValueError("CMAES state does not match this configuration (legacy RNG)")
         rng_state = self._rng_state()
-        es = self._new_es(self._x0.copy(), self.sigma0, self._popsize0, 0)  # shell to fill
+        es = self._new_es(self._x0.copy())  # shell to fill
         restore(plain["es"], es, extra_classes=(QuietTPA,))
         self._set_rng_state(rng_state)  # building the shell must not consume randomness
         if not hasattr(es, "timer"):  # pycma times generations for display only
@@ -516,10 +431,9 @@ class CMAES(BaseOptimizer):
         if al is not None:
             al = restore(al, self._new_al(), extra_classes=(QuietAL,))
         asked = plain["asked"]
-        self.state = CMAState(es=es, runs=runs, legacy=legacy,
+        self.state = CMAState(es=es, legacy=legacy,
                               asked=None if asked is None else from_plain(np.zeros(0), asked),
                               constraints=told, al=al)
-        self.popsize = int(plain["popsize"])
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         backup, rng = dict(vars(self)), self._rng_state()
@@ -541,32 +455,6 @@ class SepCMAES(CMAES):
                  seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
                  covariance: str = "diagonal", **kwargs: Any) -> None:
         super().__init__(x0, sigma0, popsize, seed, bounds, covariance=covariance, **kwargs)
-
-
-class IPOPCMAES(CMAES):
-    """CMA-ES with up to 9 restarts, each doubling the population (Auger & Hansen 2005)."""
-
-    name: ClassVar[str] = "ipop-cmaes"
-
-    def __init__(self, x0: Array, sigma0: float = 1.0, popsize: int | None = None,
-                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
-                 restarts: int = 9, restart_strategy: str | None = "ipop",
-                 **kwargs: Any) -> None:
-        super().__init__(x0, sigma0, popsize, seed, bounds, restarts=restarts,
-                         restart_strategy=restart_strategy, **kwargs)
-
-
-class BIPOPCMAES(CMAES):
-    """CMA-ES with 9 large-population restarts and small runs between (Hansen 2009)."""
-
-    name: ClassVar[str] = "bipop-cmaes"
-
-    def __init__(self, x0: Array, sigma0: float = 1.0, popsize: int | None = None,
-                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
-                 restarts: int = 9, restart_strategy: str | None = "bipop",
-                 **kwargs: Any) -> None:
-        super().__init__(x0, sigma0, popsize, seed, bounds, restarts=restarts,
-                         restart_strategy=restart_strategy, **kwargs)
 
 
 # ----- validation helpers ---------------------------------------------------------------

@@ -147,7 +147,8 @@ def minimize(
             to search (then ``Result.x`` is the decoded best value).
         optimizer: registry name (see ``nondiff.optim.registry.names()``) or an instance.
         budget: maximum number of evaluations; never exceeded (a generation that
-            would exceed it is not started).
+            would exceed it is not started; restarts that enlarge the population
+            decide it in ``tell``, before this check).
         sigma0: initial step size (default 1, or 0.3 x the mean box width).
         bounds: ``(lower, upper)`` box.
         maximize: maximize ``fn`` instead.
@@ -222,6 +223,9 @@ def minimize(
             if reasons:
                 break
             candidates = opt.ask()
+            if len(candidates) > remaining:  # an ask larger than its popsize: never evaluated
+                reasons["budget"] = budget
+                break
             fitness = sign * evaluator(objective, candidates, vectorized=vectorized)
             g = None if constraint is None else evaluate_chunk(
                 constraint, candidates, None, vectorized, multiple=True)[0]

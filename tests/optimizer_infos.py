@@ -50,8 +50,6 @@ NAN = float("nan")
 
 _CMAES_ERRORS = (
     E("covariance", {"covariance": "dense"}, "covariance"),
-    E("restarts-negative", {"restarts": -1}, "restarts"),
-    E("restart-strategy", {"restart_strategy": "random"}, "restart_strategy"),
     E("feasible-first-not-bool", {"find_feasible_first": "yes"}, "find_feasible_first"),
     E("integer-variables-negative", {"integer_variables": [-1]}, "integer_variables"),
     E("options-unknown", {"options": {"no_such_pycma_option": 1}}, "no_such_pycma_option"),
@@ -173,9 +171,30 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
         BOUNDS,
     ), _CMAES_ERRORS),
     OptimizerInfo("sep-cmaes", (C("full", {"covariance": "full"}), BOUNDS), _CMAES_ERRORS),
-    OptimizerInfo("ipop-cmaes", (C("one-restart", {"restarts": 1}), BOUNDS), _CMAES_ERRORS),
-    OptimizerInfo("bipop-cmaes", (C("one-restart", {"restarts": 1}), BOUNDS), _CMAES_ERRORS),
 ]}
+
+# IPOP/BIPOP (optim/restarts.py): the wrapper's own options, then every configuration and
+# bad input of the optimizer it restarts (its options pass through to every run).
+_RESTART_INPUTS = (
+    C("one-restart-short-patience", {"restarts": 1, "patience": 3, "tolfun": 1e-9,
+                                     "tolx": 1e-9}),
+    C("no-generic-test", {"stagnation": False}),
+    C("small-patience-bipop", {"strategy": "bipop", "patience": 2}),
+)
+_RESTART_ERRORS = (
+    E("strategy", {"strategy": "lpop"}, "strategy must be 'ipop' or 'bipop'"),
+    E("restarts-negative", {"restarts": -1}, "restarts must be a non-negative integer"),
+    E("patience-zero", {"patience": 0}, "patience must be a positive integer"),
+    E("tolfun-negative", {"tolfun": -1.0}, "tolfun"),
+    E("tolx-nan", {"tolx": NAN}, "tolx"),
+    E("stagnation-not-bool", {"stagnation": "yes"}, "stagnation must be True, False or None"),
+)
+for _inner in ("cmaes", "sep-cmaes", "snes", "xnes", "pgpe", "openai-es", "cem"):
+    for _strategy in ("ipop", "bipop"):
+        _info_of = OPTIMIZER_INFOS[_inner]
+        OPTIMIZER_INFOS[f"{_strategy}-{_inner}"] = OptimizerInfo(
+            f"{_strategy}-{_inner}", (*_RESTART_INPUTS, *_info_of.inputs),
+            (*_RESTART_ERRORS, *_info_of.error_inputs))
 
 DEFAULT = OptimizerInput("default")
 

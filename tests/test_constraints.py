@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 from nondiff.optim import minimize
-from nondiff.optim.cmaes import BIPOPCMAES, CMAES
+from nondiff.optim.cmaes import CMAES
+from nondiff.optim.restarts import BIPOPCMAES
 from nondiff.optim.spaces import Binary
 
 from nondiff import problems
@@ -47,6 +48,11 @@ def two_constraints(x):
     return np.stack([1.0 - x @ A8, x[:, 0] - 3.0], axis=1)
 
 
+
+
+def run_of(opt):
+    """The CMAES run itself (the current run of a restarts wrapper)."""
+    return getattr(opt, "inner", opt)
 
 
 def trajectory(opt, generations):
@@ -105,19 +111,19 @@ RESUME = {
 def test_resume_is_bit_for_bit(name, at):
     reference = RESUME[name]()
     trajectory(reference, at)
-    assert reference.state.al.finding_feasible == (at == 3)
+    assert run_of(reference).state.al.finding_feasible == (at == 3)
     state = roundtrip(reference.state_dict())
     expected = trajectory(reference, 30)
     resumed = RESUME[name]()
     resumed.load_state_dict(state)
     assert_same(expected, trajectory(resumed, 30))
-    a, b = reference.state.al, resumed.state.al
+    a, b = run_of(reference).state.al, run_of(resumed).state.al
     assert np.array_equal(a.al.lam, b.al.lam) and np.array_equal(a.al.mu, b.al.mu)
     assert b.al.g_history.maxlen == a.al.g_history.maxlen == 8 + 20  # pycma's dimension + 20
     assert len(b.al.g_history) == len(a.al.g_history) and all(
         np.array_equal(u, v) for u, v in zip(a.al.g_history, b.al.g_history, strict=True))
     if name == "bipop-cmaes":  # restarts of both regimes happened after the resume point
-        assert {run["regime"] for run in resumed.state.runs.history[1:]} >= {"small", "large"}
+        assert {run["regime"] for run in resumed.state.history[1:]} >= {"small", "large"}
 
 
 @pytest.mark.parametrize("name", sorted(RESUME))
@@ -163,13 +169,15 @@ def test_checkpoints_without_constraint_state_still_load():
 # ----- restarts and errors ---------------------------------------------------------------
 def test_restarts_keep_the_augmented_lagrangian():
     opt = RESUME["bipop-cmaes"]()
-    trajectory(opt, 7)
-    cfun, count = opt.state.al, opt.state.al.al.count
-    assert opt.state.runs.run == 0 and count > 0
-    trajectory(opt, 1)  # the ask restarts
-    assert opt.state.runs.run == 1
-    assert opt.state.al is cfun and cfun.al.count == count + 1  # as cma.fmin_con2 (via fmin2)
-    assert opt.es.opts["tolstagnation"] == 0  # as cma.fmin_con2
+    trajectory(opt, 6)
+    cfun, count = opt.inner.state.al, opt.inner.state.al.al.count
+    assert opt.state.run == 0
+    trajectory(opt, 1)  # the tell of the 8th generation restarts
+    assert opt.state.run == 1
+    assert opt.inner.state.al is cfun and cfun.al.count == count + 1  # as cma.fmin_con2
+    assert opt.inner.es.opts["tolstagnation"] == 0  # as cma.fmin_con2
+    trajectory(opt, 3)
+    assert opt.inner.state.al is cfun and cfun.al.count == count + 4  # one update a generation
 
 
 @pytest.mark.parametrize("bad", [
@@ -256,7 +264,8 @@ def test_constrained_state_dict_is_deterministic_and_plain():
     trajectory(b, 15)
 
     sa = a.state_dict()
-    assert sa["state"]["constraints"] == 2 and sa["state"]["al"] is not None
+    run = sa["state"]["inner"]["state"]  # the current CMAES run's own state dict
+    assert run["constraints"] == 2 and run["al"] is not None
     assert plain_equal(sa, b.state_dict())  # no paths, clocks or process-dependent content
     assert plain_equal(roundtrip(sa), sa)
 
