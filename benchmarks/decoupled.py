@@ -168,7 +168,7 @@ def _pool_map(jobs: list, workers: int) -> Iterator[float]:
     if workers <= 1:
         yield from map(train_once, jobs)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("forkserver").Pool(workers) as pool:
         yield from pool.imap(train_once, jobs, chunksize=1)
 
 
@@ -270,7 +270,7 @@ def parallel_capacity(ds: Dataset, workload: tuple[int, int, int], lr: float) ->
     what two processes can get from this machine's two cores (2.0 on idle, separate
     cores; less under load or on hyperthreads)."""
     alone = _capacity_run((ds, workload, lr))
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
         together = sum(pool.map(_capacity_run, [(ds, workload, lr)] * 2))
     return together / alone
 

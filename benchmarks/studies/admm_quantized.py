@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           "linear/conv layer kept in float for every method")
     print(f"{'float layers':<13}{'task':<14}" + "".join(f"{n:>15}" for n in names)
           + f"{'tern-float':>12}{'tern-ste ± se':>14}  targets")
-    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+    with multiprocessing.get_context("forkserver").Pool(args.jobs) as pool:
         arriving = zip(jobs, pool.imap(_run, [(*job, shared) for job in jobs], chunksize=1),
                        strict=True)
         done: dict[tuple, float] = {}
