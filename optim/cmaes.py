@@ -80,7 +80,7 @@ _SKIP = frozenset({"timer", "logger"})  # wall-clock timer and (inactive) data l
 
 def _covariance(name: str, value: Any) -> str:
     if value not in COVARIANCES:
-        raise ValueError(f"{name} must be 'full' or 'diagonal' (sep-CMA-ES), got {value!r}")
+        raise ValueError(f"{name} must be 'full' or 'diagonal', got {value!r}")
     return value
 
 
