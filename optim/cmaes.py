@@ -68,13 +68,67 @@ from .backends.pycma_options import (
 from .backends.pycma_state import restore, snapshot
 from .base import Array, BaseOptimizer
 from .checks import as_float64
+from .hyperparameters import Hyperparameters, boolean, hyperparameter
 from .shaping import rank_safe_fitness
 from .state import from_plain, to_plain
 
-__all__ = ["CMAES", "SepCMAES"]
+__all__ = ["CMAES", "CMAESConfig", "SepCMAES", "SepCMAESConfig"]
 
 COVARIANCES = ("full", "diagonal")
 _SKIP = frozenset({"timer", "logger"})  # wall-clock timer and (inactive) data logger
+
+
+def _covariance(name: str, value: Any) -> str:
+    if value not in COVARIANCES:
+        raise ValueError(f"{name} must be 'full' or 'diagonal', got {value!r}")
+    return value
+
+
+def _indices(name: str, value: Any) -> tuple[int, ...]:
+    return check_indices(value)  # its messages name integer_variables
+
+
+def _options(name: str, value: Any) -> dict[str, Any]:
+    return check_options(value)  # unknown or reserved pycma options, by name
+
+
+@dataclasses.dataclass(frozen=True)
+class CMAESConfig(Hyperparameters):
+    """Hyperparameters of :class:`CMAES` (see its arguments).
+
+    ``config()`` keeps the entries of earlier versions, so their checkpoints load:
+    ``integer_variables`` as a list, ``options`` as plain data (callables by name),
+    ``find_feasible_first`` only when it is off.
+    """
+
+    covariance: str = hyperparameter("full", _covariance)
+    integer_variables: Sequence[int] = hyperparameter((), _indices, config=False)
+    options: Mapping[str, Any] | None = hyperparameter(None, _options, config=False)
+    find_feasible_first: bool = hyperparameter(True, boolean(), config=False)
+
+    def resolve(self, dim: int, popsize: int) -> CMAESConfig:
+        bad = [i for i in self.integer_variables if i >= dim]
+        if bad:
+            raise ValueError(f"integer_variables {bad} out of range for dimension {dim}; "
+                             f"give indices in [0, {dim - 1}]")
+        if dim == 1 and self.integer_variables:  # pycma 4.x fails in _stds_into_limits
+            raise ValueError("pycma cannot search a single integer/categorical/binary variable; "
+                             "use 'reinforce' or 'ga', or enumerate its values")
+        return self
+
+    def derived_config(self) -> dict[str, Any]:
+        config = {"integer_variables": list(self.integer_variables),
+                  "options": plain_options(self.options)}
+        if not self.find_feasible_first:  # only when off: earlier checkpoints stay loadable
+            config["find_feasible_first"] = False
+        return config
+
+
+@dataclasses.dataclass(frozen=True)
+class SepCMAESConfig(CMAESConfig):
+    """Hyperparameters of :class:`SepCMAES`: those of CMA-ES, diagonal by default."""
+
+    covariance: str = hyperparameter("diagonal", _covariance)
 
 
 @dataclasses.dataclass
@@ -91,10 +145,10 @@ class CMAES(BaseOptimizer):
 
     Args:
         x0, sigma0, popsize, seed, bounds: as in :class:`~nondiff.optim.base.BaseOptimizer`;
-            ``popsize`` defaults to ``4 + floor(3 ln d)``.
+            ``popsize`` defaults to ``4 + floor(3 ln d)`` and must be at least 2.
             Bounds go to pycma's ``BoundTransform``: every candidate lies in the box.
         covariance: ``"full"`` or ``"diagonal"`` (sep-CMA-ES).
-        integer_variables: indices of integer coordinates; returned candidates
+        integer_variables: indices (< dim) of integer coordinates; returned candidates
             are integral there. Finite bounds of these coordinates must be
             multiples of 0.5 so that rounding cannot leave the box. With a
             :class:`~nondiff.optim.spaces.Space` as ``x0``, its ``Integer``,
@@ -153,6 +207,9 @@ class CMAES(BaseOptimizer):
 
     name: ClassVar[str] = "cmaes"
     backend: ClassVar[str] = "numpy"
+    min_popsize: ClassVar[int] = 2  # pycma ranks and recombines samples
+    Hyperparameters = CMAESConfig
+    hparams: CMAESConfig
     handles_bounds: ClassVar[bool] = True
     handles_constraints: ClassVar[bool] = True
     supported_spaces: ClassVar[frozenset[str]] = frozenset(
@@ -161,63 +218,37 @@ class CMAES(BaseOptimizer):
     has_stop_criteria: ClassVar[bool] = True  # pycma's tolfun, tolx, ...: restarts use them
     final_stops: ClassVar[frozenset[str]] = FINAL_STOPS  # end a restart sequence (cma.fmin)
 
-    def __init__(
-        self,
-        x0: Array,
-        sigma0: float = 1.0,
-        popsize: int | None = None,
-        seed: int | None = None,
-        bounds: tuple[Any, Any] | None = None,
-        *,
-        covariance: str = "full",
-        integer_variables: Sequence[int] = (),
-        options: Mapping[str, Any] | None = None,
-        find_feasible_first: bool = True,
-    ) -> None:
-        if not isinstance(find_feasible_first, (bool, np.bool_)):
-            raise ValueError(f"find_feasible_first must be True or False, got "
-                             f"{find_feasible_first!r}")
-        if covariance not in COVARIANCES:
-            raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
-        self.covariance = covariance
-        self.integer_variables = check_indices(integer_variables)
-        self.options = check_options(options)
-        self.find_feasible_first = bool(find_feasible_first)
-        super().__init__(x0, sigma0, popsize, seed, bounds)
-
     # ----- configuration -------------------------------------------------------------
+    def _min_popsize_reason(self) -> str:
+        return "CMA-ES needs popsize >= 2 to rank and recombine samples"
+
     def config(self) -> dict[str, Any]:
         bounds = None if self.bounds is None else [b.tolist() for b in self.bounds]
-        config = {**super().config(), "bounds": bounds,
-                  "covariance": self.covariance,
-                  "integer_variables": list(self.integer_variables),
-                  "options": plain_options(self.options)}
-        if not self.find_feasible_first:  # only when off: earlier checkpoints stay loadable
-            config["find_feasible_first"] = False
-        return config
+        return {**super().config(), "bounds": bounds}  # pycma's box is part of the search
 
-    def _init_state(self, x0: np.ndarray) -> CMAState:
+    def _configure(self) -> None:
+        """Add the discrete leaves of a space to ``integer_variables`` (checked again for
+        the dimension) and check their bounds, before any state or generator is built."""
+        hp = self.hparams
         if self.space is not None:  # discrete leaves of a space are integer variables
             ints = {i for _, leaf, part in self.space.leaves()
                     if leaf.kind in ("integer", "categorical", "binary")
                     for i in range(part.start, part.stop)}
-            self.integer_variables = tuple(sorted(ints | set(self.integer_variables)))
-        if self.popsize < 2:
-            raise ValueError(f"CMA-ES needs popsize >= 2, got {self.popsize}")
-        bad = [i for i in self.integer_variables if i >= self.dim]
-        if bad:
-            raise ValueError(f"integer_variables {bad} out of range for dimension {self.dim}")
-        if self.dim == 1 and self.integer_variables:  # pycma 4.x fails in _stds_into_limits
-            raise ValueError("pycma cannot search a single integer/categorical/binary variable; "
-                             "use 'reinforce' or 'ga', or enumerate its values")
-        lower, upper = self.bounds if self.bounds is not None else (
-            np.full(self.dim, -np.inf), np.full(self.dim, np.inf))
-        for i in self.integer_variables:
-            for b in (lower[i], upper[i]):
+            merged = tuple(sorted(ints | set(hp.integer_variables)))
+            hp = self.hparams = dataclasses.replace(hp, integer_variables=merged).resolve(
+                self.dim, self.popsize)
+        if self.bounds is None:
+            return
+        for i in hp.integer_variables:
+            for b in (self.bounds[0][i], self.bounds[1][i]):
                 if np.isfinite(b) and b * 2 != np.round(b * 2):
                     raise ValueError(
                         f"integer variable {i} has bound {b}; use integer (or .5) bounds so "
                         "rounded candidates stay inside the box")
+
+    def _init_state(self, x0: np.ndarray) -> CMAState:
+        lower, upper = self.bounds if self.bounds is not None else (
+            np.full(self.dim, -np.inf), np.full(self.dim, np.inf))
         self._x0 = x0.copy()
         self._al_row: list[Any] = [0.0, None]  # (f, g) of the row the AL is evaluating
         rng = self._rng
@@ -447,14 +478,12 @@ class CMAES(BaseOptimizer):
 
 
 class SepCMAES(CMAES):
-    """Separable CMA-ES (diagonal covariance; Ros & Hansen 2008)."""
+    """Separable CMA-ES (diagonal covariance; Ros & Hansen 2008): :class:`CMAES` with
+    ``covariance="diagonal"`` by default."""
 
     name: ClassVar[str] = "sep-cmaes"
-
-    def __init__(self, x0: Array, sigma0: float = 1.0, popsize: int | None = None,
-                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
-                 covariance: str = "diagonal", **kwargs: Any) -> None:
-        super().__init__(x0, sigma0, popsize, seed, bounds, covariance=covariance, **kwargs)
+    Hyperparameters = SepCMAESConfig
+    hparams: SepCMAESConfig
 
 
 # ----- validation helpers ---------------------------------------------------------------

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nondiff.optim.spaces import Integer
+
 
 @dataclass(frozen=True)
 class OptimizerInput:
@@ -53,6 +55,16 @@ _CMAES_ERRORS = (
     E("feasible-first-not-bool", {"find_feasible_first": "yes"}, "find_feasible_first"),
     E("integer-variables-negative", {"integer_variables": [-1]}, "integer_variables"),
     E("options-unknown", {"options": {"no_such_pycma_option": 1}}, "no_such_pycma_option"),
+    E("options-reserved", {"options": {"popsize": 5}}, "'popsize' is set by CMAES"),
+    # checked for the problem size (resolve) and the bounds, before anything is built
+    E("integer-variables-out-of-range", {"integer_variables": [6]},
+      r"integer_variables \[6\] out of range for dimension 6"),
+    E("integer-variable-bound-not-half", {"integer_variables": [0], "bounds": (-0.3, 2.0)},
+      "integer variable 0 has bound -0.3"),
+    E("single-integer-variable", {"x0": [0.0], "integer_variables": [0]},
+      "single integer/categorical/binary variable"),
+    E("single-integer-leaf", {"x0": Integer(0, 5)}, "single integer/categorical/binary variable"),
+    E("popsize-one", {"popsize": 1}, r"popsize must be at least 2.*CMA-ES"),
 )
 
 OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
