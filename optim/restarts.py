@@ -87,9 +87,10 @@ import numpy as np
 from .arrays import Array
 from .base import BaseOptimizer
 from .cem import CEM
-from .checks import as_float64, check_real
+from .checks import as_float64
 from .cmaes import CMAES, SepCMAES
 from .es import PGPE, OpenAIES
+from .hyperparameters import Hyperparameters, hyperparameter, integer, real
 from .nes import SNES, XNES
 from .spaces import Space
 from .state import from_plain, to_plain
@@ -100,6 +101,32 @@ __all__ = ["BIPOPCMAES", "DISTRIBUTION_BASED", "IPOPCMAES", "STRATEGIES", "VARIA
 STRATEGIES = ("ipop", "bipop")
 DISTRIBUTION_BASED: tuple[type[BaseOptimizer], ...] = (CMAES, SNES, XNES, PGPE, OpenAIES, CEM)
 REGIMES = {"first": 0.0, "large": 1.0, "small": 2.0}  # the ``regime`` metric
+
+
+def _strategy(name: str, value: Any) -> str | None:
+    if value is not None and value not in STRATEGIES:
+        raise ValueError(f"{name} must be 'ipop' or 'bipop', got {value!r}")
+    return value
+
+
+def _optional_bool(name: str, value: Any) -> bool | None:
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True, False or None, got {value!r}")
+    return None if value is None else bool(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartsConfig(Hyperparameters):
+    """The wrapper's own hyperparameters (the inner optimizer's pass through to every
+    run); ``strategy`` None is the variant's default, ``stagnation`` None is resolved
+    by the inner class (module docstring)."""
+
+    strategy: str | None = hyperparameter(None, _strategy)
+    restarts: int = hyperparameter(9, integer(0))
+    tolfun: float = hyperparameter(1e-11, real(low=0.0))
+    tolx: float = hyperparameter(1e-11, real(low=0.0))
+    patience: int | None = hyperparameter(None, integer(1, optional=True))
+    stagnation: bool | None = hyperparameter(None, _optional_bool)
 
 
 @dataclasses.dataclass
@@ -156,6 +183,8 @@ class Restarts(BaseOptimizer):
     handles_bounds: ClassVar[bool] = True  # every inner run gets the bounds
     inner_class: ClassVar[type[BaseOptimizer] | None] = None
     default_strategy: ClassVar[str] = "ipop"
+    Hyperparameters = RestartsConfig
+    hparams: RestartsConfig
 
     def __init__(
         self,
@@ -175,35 +204,24 @@ class Restarts(BaseOptimizer):
         **options: Any,
     ) -> None:
         cls = _inner_class(inner if inner is not None else self.inner_class)
-        strategy = self.default_strategy if strategy is None else strategy
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be 'ipop' or 'bipop', got {strategy!r}")
-        if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) \
-                or restarts < 0:
-            raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
-        if patience is not None and (isinstance(patience, bool) or not isinstance(
-                patience, (int, np.integer)) or patience < 1):
-            raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
-        if stagnation is not None and not isinstance(stagnation, (bool, np.bool_)):
-            raise ValueError(f"stagnation must be True, False or None, got {stagnation!r}")
+        hparams = RestartsConfig(strategy=strategy, restarts=restarts, tolfun=tolfun,
+                                 tolx=tolx, patience=patience, stagnation=stagnation)
+        hparams = dataclasses.replace(
+            hparams, strategy=hparams.strategy or self.default_strategy,
+            stagnation=(not getattr(cls, "has_stop_criteria", False))
+            if hparams.stagnation is None else hparams.stagnation)
         # The first run, built first: it checks x0, sigma0, popsize, seed, bounds and its
         # own options before the wrapper builds anything; its seed is the wrapper's.
         first = cls(x0, sigma0=sigma0, popsize=popsize, seed=seed, bounds=bounds, **options)
         self.inner = first
         self.inner_class_used = cls
-        self.strategy = strategy
-        self.restarts = int(restarts)
-        self.tolfun = check_real("tolfun", tolfun, low=0.0)
-        self.tolx = check_real("tolx", tolx, low=0.0)
-        self.patience = None if patience is None else int(patience)
-        self.stagnation = (not getattr(cls, "has_stop_criteria", False)) if stagnation is None \
-            else bool(stagnation)
         self.options = dict(options)
         if self.inner_class is None:  # Restarts itself; a registered variant keeps its name
-            self.name = f"{strategy}-{cls.name}"
+            self.name = f"{hparams.strategy}-{cls.name}"
         self.handles_constraints = cls.handles_constraints
         self._bounds_arg = None if isinstance(x0, Space) else bounds
-        super().__init__(x0, sigma0, popsize, first.seed, bounds)
+        super().__init__(x0, sigma0, popsize, first.seed, bounds,
+                         **dataclasses.asdict(hparams))
 
     def _check_space(self, space: Space | None) -> None:  # the inner optimizer's spaces
         self.inner_class_used._check_space(space)
@@ -212,9 +230,7 @@ class Restarts(BaseOptimizer):
     def config(self) -> dict[str, Any]:
         bounds = None if self.bounds is None else [b.tolist() for b in self.bounds]
         return {**super().config(), "popsize": self._popsize0, "bounds": bounds,
-                "inner": self.inner_class_used.name, "strategy": self.strategy,
-                "restarts": self.restarts, "tolfun": self.tolfun, "tolx": self.tolx,
-                "patience": self.patience, "stagnation": self.stagnation,
+                "inner": self.inner_class_used.name, **self.hparams.config(),
                 "inner_config": self._inner_config}
 
     def _init_state(self, x0: np.ndarray) -> RestartState:

@@ -190,13 +190,12 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
 _RESTART_INPUTS = (
     C("one-restart-short-patience", {"restarts": 1, "patience": 3, "tolfun": 1e-9,
                                      "tolx": 1e-9}),
-    C("no-generic-test", {"stagnation": False}),
     C("small-patience-bipop", {"strategy": "bipop", "patience": 2}),
 )
 _RESTART_ERRORS = (
     E("strategy", {"strategy": "lpop"}, "strategy must be 'ipop' or 'bipop'"),
-    E("restarts-negative", {"restarts": -1}, "restarts must be a non-negative integer"),
-    E("patience-zero", {"patience": 0}, "patience must be a positive integer"),
+    E("restarts-negative", {"restarts": -1}, "restarts must be an integer >= 0"),
+    E("patience-zero", {"patience": 0}, "patience must be an integer >= 1"),
     E("tolfun-negative", {"tolfun": -1.0}, "tolfun"),
     E("tolx-nan", {"tolx": NAN}, "tolx"),
     E("stagnation-not-bool", {"stagnation": "yes"}, "stagnation must be True, False or None"),
@@ -204,8 +203,11 @@ _RESTART_ERRORS = (
 for _inner in ("cmaes", "sep-cmaes", "snes", "xnes", "pgpe", "openai-es", "cem"):
     for _strategy in ("ipop", "bipop"):
         _info_of = OPTIMIZER_INFOS[_inner]
+        # the generic stop test is off by default for CMA-ES (it has pycma's), on elsewhere
+        _generic = (C("generic-test-on", {"stagnation": True}) if "cmaes" in _inner
+                    else C("no-generic-test", {"stagnation": False}))
         OPTIMIZER_INFOS[f"{_strategy}-{_inner}"] = OptimizerInfo(
-            f"{_strategy}-{_inner}", (*_RESTART_INPUTS, *_info_of.inputs),
+            f"{_strategy}-{_inner}", (*_RESTART_INPUTS, _generic, *_info_of.inputs),
             (*_RESTART_ERRORS, *_info_of.error_inputs))
 
 DEFAULT = OptimizerInput("default")

@@ -293,9 +293,9 @@ def test_integer_leaves_of_a_space_stay_integral_after_restarts():
 # ----- bad input ------------------------------------------------------------------------------
 @pytest.mark.parametrize(("kwargs", "fragment"), [
     ({"inner": "snes", "strategy": "lpop"}, "strategy must be 'ipop' or 'bipop', got 'lpop'"),
-    ({"inner": "snes", "restarts": -1}, "restarts must be a non-negative integer, got -1"),
+    ({"inner": "snes", "restarts": -1}, "restarts must be an integer >= 0, got -1"),
     ({"inner": "snes", "restarts": 1.5}, "restarts .* got 1.5"),
-    ({"inner": "snes", "patience": 0}, "patience must be a positive integer"),
+    ({"inner": "snes", "patience": 0}, "patience must be an integer >= 1"),
     ({"inner": "snes", "tolx": -1.0}, "tolx must be a finite number"),
     ({"inner": "snes", "stagnation": "yes"}, "stagnation must be True, False or None"),
     ({"inner": "ga"}, "inner must be a distribution-based optimizer .* got 'ga'"),
