@@ -9,6 +9,10 @@ A model that is partly a program declares its discrete decisions as submodules:
   tensor functions, executed left to right;
 - :class:`IntParam` / :class:`RealParam` — integer and real hyperparameters.
 
+A declaration with a single possible value (a one-option ``Choice``, a one-token
+``Program`` DSL, ``IntParam(2, 2)``, ``Gates(0)``) is a constant: it runs as declared
+and takes no coordinate of the space, so optimizers search only the rest.
+
 :func:`structure_space` walks ``model.named_modules()`` (as ``named_parameters`` walks
 the weights) and returns one :class:`~nondiff.optim.spaces.Product` keyed by module path, so any
 optimizer of :mod:`nondiff.optim` can search it; :func:`set_structure` / :func:`get_structure`
@@ -176,8 +180,8 @@ class Choice(Structure):
         else:
             labels = list(range(len(options)))
             modules = [_as_module(o, f"Choice option {i}") for i, o in enumerate(options)]
-        if len(modules) < 2:
-            raise ValueError(f"Choice needs at least two options, got {len(modules)}")
+        if not modules:
+            raise ValueError("Choice needs at least one option, got none")
         self.options = nn.ModuleList(modules)
         self._space = Categorical(labels)
         self.value = labels[0] if default is None else default
@@ -187,7 +191,8 @@ class Choice(Structure):
         """Index of the picked option."""
         if self._batch is not None:
             raise StructureBatchError("Choice.index is undefined in a batched evaluation")
-        return int(self._encoded[0])  # the Categorical encoding is the index
+        # the Categorical encoding is the index; one option encodes to nothing (a constant)
+        return int(self._encoded[0]) if self._encoded.size else 0
 
     @property
     def chosen(self) -> nn.Module:

@@ -295,15 +295,11 @@ class BaseOptimizer(ABC):
 
     @classmethod
     def _check_space(cls, space: Space | None) -> None:
+        if space is not None and space.is_constant:
+            raise ValueError(
+                f"nothing to search: every leaf of the space {space!r} is a constant (one "
+                "allowed value); call fn(space.decode([])) directly")
         kinds = leaf_kinds(space) if space is not None else {"real"}
-        for name, leaf, _ in space.leaves() if space is not None else ():
-            lower, upper = leaf.bounds()
-            if np.any(lower >= upper):
-                where = f" (entry {name!r} of the product)" if name else ""
-                raise ValueError(
-                    f"{leaf!r}{where} has a single value: a one-value leaf is a constant, "
-                    "there is nothing to search; pass the value to the objective directly "
-                    "and drop the leaf from the space")
         unsupported = kinds - cls.supported_spaces
         if not unsupported:
             return

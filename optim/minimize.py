@@ -172,6 +172,12 @@ def minimize(
 
     Returns:
         A :class:`~nondiff.optim.base.Result`.
+
+    Raises:
+        ValueError: bad arguments, before any evaluation; among them a space whose every
+            leaf is a constant (one allowed value, e.g. ``Categorical(["x"])``): there is
+            nothing to search, so call ``fn(space.decode([]))`` directly. Constant leaves
+            beside searched ones are fine: the result's ``x`` holds their values.
     """
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ValueError(f"budget must be a positive number of evaluations, got {budget!r}")

@@ -13,6 +13,12 @@ Binary(n)       bool array of shape (n,)            0.0 / 1.0
 Permutation(n)  int array, a permutation of 0..n-1  the permutation itself
 ==============  ==================================  ===============================
 
+A leaf with a single allowed value (``Integer(3, 3)``, ``Categorical(["x"])``,
+``Permutation(1)``, ``Binary(0)``) is a constant: it encodes to zero coordinates
+(``size`` 0), decodes an empty vector to its value, and ``leaves()`` leaves it out,
+so optimizers only ever see the dimensions there are to search. ``Real(2.0, 2.0)``
+is refused (most likely a typo); write ``Categorical([2.0])`` for a fixed real.
+
 ``Product`` names leaves (and nested products) for mixed spaces; its encoding is
 the concatenation in the order given. Optimizers declare which leaf kinds they
 handle (``supported_spaces``); each leaf reports its ``kind``, its encoded bounds
@@ -29,6 +35,9 @@ Example:
     >>> decoded = space.decode(space.encode(value))
     >>> decoded["op"], round(decoded["lr"], 6), decoded["mask"].tolist()
     ('pool', 0.01, [True, False, False, True])
+    >>> fixed = Product({"lr": Real(1e-4, 1e-1, log=True), "op": Categorical(["conv"])})
+    >>> fixed.size, fixed.decode([-3.0])["op"]
+    (1, 'conv')
 """
 
 from __future__ import annotations
@@ -45,7 +54,11 @@ KINDS = ("real", "integer", "categorical", "binary", "permutation")
 
 
 class Space(ABC):
-    """A set of values with an encoding as a float vector of ``size`` entries."""
+    """A set of values with an encoding as a float vector of ``size`` entries.
+
+    ``size`` counts encoded coordinates: 0 for a constant (a one-value leaf, or a
+    product of them), whatever the number of entries in its value.
+    """
 
     kind: str = "space"
     size: int = 1
@@ -66,9 +79,20 @@ class Space(ABC):
         """Encoded lower and upper bounds, each ``(size,)`` (±inf when unbounded)."""
         return np.full(self.size, -np.inf), np.full(self.size, np.inf)
 
-    def leaves(self, prefix: str = "") -> Iterator[tuple[str, Space, slice]]:
-        """(name, leaf space, slice of the encoding) for every leaf, in order."""
-        yield prefix, self, slice(0, self.size)
+    @property
+    def is_constant(self) -> bool:
+        """True when the space holds one value: it encodes to zero coordinates."""
+        return self.size == 0
+
+    def leaves(self, prefix: str = "", *, constants: bool = False,
+               ) -> Iterator[tuple[str, Space, slice]]:
+        """(name, leaf space, slice of the encoding) for every leaf, in order.
+
+        Constant leaves (zero coordinates, an empty slice) are left out unless
+        ``constants``: what iterates over leaves to search them never sees them.
+        """
+        if constants or not self.is_constant:
+            yield prefix, self, slice(0, self.size)
 
     def decode_batch(self, encoded: Any) -> list[Any]:
         """Decode every row of an ``(n, size)`` array."""
@@ -112,9 +136,10 @@ def _as_matrix(encoded: Any, size: int) -> np.ndarray:
     return array
 
 
-def _check_size(size: Any) -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+def _check_size(size: Any, what: str = "size", minimum: int = 1) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise ValueError(f"{what} must be {kind} integer, got {size!r}")
     return int(size)
 
 
@@ -132,6 +157,11 @@ class Real(Space):
     def __init__(self, low: float = -math.inf, high: float = math.inf, *, log: bool = False,
                  size: int = 1) -> None:
         low, high = float(low), float(high)
+        if low == high:
+            raise ValueError(
+                f"Real needs low < high, got low=high={low}: a real with one value is most "
+                f"likely a typo in the bounds; for a fixed entry of a space write "
+                f"Categorical([{low}]) (a constant, not searched)")
         if math.isnan(low) or math.isnan(high) or not low < high:
             raise ValueError(f"Real needs low < high, got low={low}, high={high}")
         if log and not (low > 0 and math.isfinite(high)):
@@ -172,10 +202,16 @@ class Real(Space):
 
 
 class _Discrete(Space):
-    """Shared by leaves whose entries take ``cardinality`` values 0 .. k-1 (+ offset)."""
+    """Shared by leaves whose ``count`` entries take ``cardinality`` values 0 .. k-1
+    (+ offset). With one value (or no entry) the leaf is a constant: ``size`` 0."""
 
     offset = 0
     cardinality = 2
+    count = 1
+
+    def _set_count(self, count: int) -> None:
+        self.count = count
+        self.size = count if self.cardinality > 1 else 0
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return (np.full(self.size, float(self.offset)),
@@ -183,6 +219,8 @@ class _Discrete(Space):
 
     def _indices(self, encoded: Any) -> np.ndarray:
         array = np.rint(_as_vector(encoded, self.size, repr(self)))
+        if self.is_constant:
+            return np.full(self.count, self.offset, dtype=np.int64)
         lower, upper = self.bounds()
         if np.any(array < lower) or np.any(array > upper):
             raise ValueError(
@@ -210,22 +248,23 @@ class Integer(_Discrete):
                              "as wide as needed (e.g. Integer(0, 10**6))")
         if int(low) != low or int(high) != high or not low <= high:
             raise ValueError(f"Integer needs integer low <= high, got low={low}, high={high}")
-        self.low, self.high, self.size = int(low), int(high), _check_size(size)
+        self.low, self.high = int(low), int(high)
         self.offset, self.cardinality = self.low, self.high - self.low + 1
+        self._set_count(_check_size(size))
 
     def encode(self, value: Any) -> np.ndarray:
         array = np.atleast_1d(np.asarray(value))
-        if array.shape != (self.size,) or not np.all(np.equal(np.mod(array, 1), 0)) \
+        if array.shape != (self.count,) or not np.all(np.equal(np.mod(array, 1), 0)) \
                 or np.any(array < self.low) or np.any(array > self.high):
             raise ValueError(f"{value!r} is not in {self!r}")
-        return array.astype(np.float64)
+        return array[:self.size].astype(np.float64)
 
     def decode(self, encoded: Any) -> Any:
         values = self._indices(encoded)
-        return int(values[0]) if self.size == 1 else values
+        return int(values[0]) if self.count == 1 else values
 
     def __repr__(self) -> str:
-        return f"Integer({self.low}, {self.high}" + (f", size={self.size})" if self.size > 1
+        return f"Integer({self.low}, {self.high}" + (f", size={self.count})" if self.count > 1
                                                      else ")")
 
 
@@ -246,8 +285,8 @@ class Categorical(_Discrete):
                     "by element; pass tuples, or Categorical(range(k)) and index your arrays")
             if any(choice == other for other in choices[:i]):
                 raise ValueError(f"Categorical choices must be distinct; {choice!r} repeats")
-        self.choices, self.size = choices, _check_size(size)
-        self.cardinality = len(choices)
+        self.choices, self.cardinality = choices, len(choices)
+        self._set_count(_check_size(size))
 
     def _index(self, value: Any) -> int:
         for i, choice in enumerate(self.choices):
@@ -256,60 +295,66 @@ class Categorical(_Discrete):
         raise ValueError(f"{value!r} is not one of the choices {self.choices}")
 
     def encode(self, value: Any) -> np.ndarray:
-        values = [value] if self.size == 1 else list(value)
-        if len(values) != self.size:
-            raise ValueError(f"{self!r} expects {self.size} choices, got {len(values)}")
-        return np.asarray([self._index(v) for v in values], dtype=np.float64)
+        values = [value] if self.count == 1 else list(value)
+        if len(values) != self.count:
+            raise ValueError(f"{self!r} expects {self.count} choices, got {len(values)}")
+        return np.asarray([self._index(v) for v in values], dtype=np.float64)[:self.size]
 
     def decode(self, encoded: Any) -> Any:
         picked = [self.choices[i] for i in self._indices(encoded)]
-        return picked[0] if self.size == 1 else picked
+        return picked[0] if self.count == 1 else picked
 
     def __repr__(self) -> str:
-        return f"Categorical({self.choices!r}" + (f", size={self.size})" if self.size > 1
+        return f"Categorical({self.choices!r}" + (f", size={self.count})" if self.count > 1
                                                   else ")")
 
 
 class Binary(_Discrete):
-    """A bit string of length ``n`` (a bool array)."""
+    """A bit string of length ``n`` (a bool array); ``Binary(0)`` is the constant ``[]``."""
 
     kind = "binary"
 
     def __init__(self, n: int) -> None:
-        self.size = _check_size(n)
+        self._set_count(_check_size(n, "Binary length n", minimum=0))
 
     def encode(self, value: Any) -> np.ndarray:
         array = np.asarray(value)
-        if array.shape != (self.size,) or not np.all((array == 0) | (array == 1)):
-            raise ValueError(f"{self!r} expects {self.size} values in {{0, 1}}, got {value!r}")
+        if array.shape != (self.count,) or not np.all((array == 0) | (array == 1)):
+            raise ValueError(f"{self!r} expects {self.count} values in {{0, 1}}, got {value!r}")
         return array.astype(np.float64)
 
     def decode(self, encoded: Any) -> np.ndarray:
         return self._indices(encoded).astype(bool)
 
     def __repr__(self) -> str:
-        return f"Binary({self.size})"
+        return f"Binary({self.count})"
 
 
 class Permutation(Space):
-    """An ordering of ``n`` items: an int array holding each of 0 .. n-1 once."""
+    """An ordering of ``n`` items: an int array holding each of 0 .. n-1 once.
+
+    ``Permutation(1)`` (and ``Permutation(0)``) has one ordering: a constant.
+    """
 
     kind = "permutation"
 
     def __init__(self, n: int) -> None:
-        self.size = _check_size(n)
+        self.count = _check_size(n, "Permutation length n", minimum=0)
+        self.size = self.count if self.count > 1 else 0
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(self.size), np.full(self.size, float(self.size - 1))
 
     def encode(self, value: Any) -> np.ndarray:
         array = np.asarray(value)
-        if array.shape != (self.size,) or sorted(array.tolist()) != list(range(self.size)):
-            raise ValueError(f"{value!r} is not a permutation of 0..{self.size - 1}")
-        return array.astype(np.float64)
+        if array.shape != (self.count,) or sorted(array.tolist()) != list(range(self.count)):
+            raise ValueError(f"{value!r} is not a permutation of 0..{self.count - 1}")
+        return array[:self.size].astype(np.float64)
 
     def decode(self, encoded: Any) -> np.ndarray:
         array = np.rint(_as_vector(encoded, self.size, repr(self))).astype(np.int64)
+        if self.is_constant:
+            return np.arange(self.count, dtype=np.int64)
         if sorted(array.tolist()) != list(range(self.size)):
             raise ValueError(f"decoded value {array} is not a permutation of 0..{self.size - 1}")
         return array
@@ -321,7 +366,7 @@ class Permutation(Space):
         return np.arange(self.size, dtype=np.float64)
 
     def __repr__(self) -> str:
-        return f"Permutation({self.size})"
+        return f"Permutation({self.count})"
 
 
 class Product(Space):
@@ -346,11 +391,13 @@ class Product(Space):
             self._slices[name] = slice(start, start + space.size)
             start += space.size
 
-    def leaves(self, prefix: str = "") -> Iterator[tuple[str, Space, slice]]:
+    def leaves(self, prefix: str = "", *, constants: bool = False,
+               ) -> Iterator[tuple[str, Space, slice]]:
         for name, space in self.spaces.items():
             outer = self._slices[name]
             for leaf_name, leaf, inner in space.leaves(f"{prefix}{name}" if not prefix
-                                                       else f"{prefix}.{name}"):
+                                                       else f"{prefix}.{name}",
+                                                       constants=constants):
                 yield leaf_name, leaf, slice(outer.start + inner.start, outer.start + inner.stop)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -388,5 +435,6 @@ class Product(Space):
 
 
 def leaf_kinds(space: Space) -> set[str]:
-    """The kinds of the leaves of ``space`` (e.g. ``{"real", "binary"}``)."""
+    """The kinds of the leaves of ``space`` to search (e.g. ``{"real", "binary"}``);
+    constant leaves do not count: ``{"real"}`` for ``Real`` beside ``Categorical(["x"])``."""
     return {leaf.kind for _, leaf, _ in space.leaves()}

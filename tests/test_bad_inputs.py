@@ -17,7 +17,7 @@ import torch
 from nondiff.benchmarks.store import ResultStore
 from nondiff.optim import minimize, registry
 from nondiff.optim.evaluate import ProcessPoolEvaluator
-from nondiff.optim.spaces import Categorical, Integer, Permutation, Product, Real
+from nondiff.optim.spaces import Categorical, Integer, Product, Real
 
 
 def _sphere(x):
@@ -98,16 +98,13 @@ ROWS = [
     ("pool-lambda-objective",
      lambda t: _run(lambda x: _never(x), evaluator=ProcessPoolEvaluator(workers=1)),
      ValueError, ["cannot be sent", "lambda", "top level", "SerialEvaluator"]),
-    # misleading before (reported as a bounds problem, or under another name)
-    ("one-value-integer", lambda t: _run(x0=Integer(3, 3), optimizer="ga"), ValueError,
-     ["Integer(3, 3)", "single value", "constant"]),
-    ("one-value-categorical", lambda t: _run(x0=Categorical(["x"]), optimizer="ga"), ValueError,
-     ["Categorical(['x'])", "single value", "constant"]),
-    ("one-value-permutation", lambda t: _run(x0=Permutation(1), optimizer="ga"), ValueError,
-     ["Permutation(1)", "single value", "constant"]),
-    ("one-value-leaf-in-product",
-     lambda t: _run(x0=Product({"w": Real(0, 1), "k": Integer(2, 2)}), optimizer="cmaes"),
-     ValueError, ["Integer(2, 2)", "'k'", "constant"]),
+    # misleading before (reported as a bounds problem); one-value leaves are now legal
+    # constants (tests/test_constant_leaves.py), a space of nothing but constants is not
+    ("all-constant-space",
+     lambda t: _run(x0=Product({"k": Integer(2, 2), "c": Categorical(["x"])}), optimizer="ga"),
+     ValueError, ["nothing to search", "Integer(2, 2)", "constant", "space.decode([])"]),
+    ("one-value-real", lambda t: Real(2.0, 2.0), ValueError,
+     ["low < high", "low=high=2.0", "Categorical([2.0])"]),
     ("pgpe-center-lr", lambda t: registry.create("pgpe", np.zeros(3), center_lr=-1), ValueError,
      ["center_lr", "-1"]),
 ]
