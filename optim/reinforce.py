@@ -23,10 +23,34 @@ Peng 1991) keeps the distribution from collapsing early; the objective becomes
 ``E[f] - beta_H H(p_theta)``:
 
     g <- g - beta_H grad_theta H(p_theta)                                       # Eq. (5)
-    theta <- theta + step(g)    (Adam or SGD of :mod:`nondiff.optim.steps`)             # Eq. (6)
+    theta <- theta + step(g)    (Adam or SGD of :mod:`nondiff.optim.steps`)     # Eq. (6)
 
-``f`` are the raw losses by default (``shaping=None``); with a method of
-:mod:`nondiff.optim.shaping` they are replaced by ``-u``, the negated utilities.
+``f`` are the negated utilities ``-u`` of a method of :mod:`nondiff.optim.shaping`
+(centered ranks by default), or the raw losses with ``shaping=None``.
+
+The mean ``m`` of a Gaussian with stdev ``s`` is stepped in units of ``s``
+(``mean_units="stdev"``, default): the step sees the mean as ``m = s v`` and
+
+    m <- m + s step(s g_m)                                                      # Eq. (7)
+
+With SGD this is the natural gradient of the mean (its Fisher information is
+``1/s^2``; Amari 1998, Wierstra et al. 2014), with Adam a step of about ``lr s``.
+``mean_units="absolute"`` applies Eq. (6) to ``m`` as to every other parameter.
+
+Why these defaults. Adam moves every parameter by about ``lr`` per step whatever
+the gradient's scale. For the log-std that is a relative change, but on the mean
+it is an absolute length: once ``s`` is much smaller than ``lr``, an absolute step
+keeps the mean jittering far outside the distribution, which then cannot locate
+the optimum (sphere-10D stalled at f = 9e-6 after 200,000 evaluations). With raw
+losses, moreover, the gradients shrink with f while Adam's second moment remembers
+about ``1 / (1 - beta2) = 1000`` steps of larger ones, so its steps shrink too and
+the convergence rate is capped (the root of that stall); Adam's ``eps`` would then
+damp the log-std steps once the loss differences fall to about ``1e-8``. Ranked
+losses (Wierstra et al.'s fitness shaping) keep the gradient scale fixed, Eq. (7)
+keeps the mean's step inside the distribution, and ``lr = 0.05`` keeps the log-std
+from outpacing the mean (with 0.1 some coordinates' stdev fell to 1e-8 while the
+mean was still at f = 0.1). Defaults now reach f <= 1e-8 on
+sphere-10D in about 7,000 evaluations (tests/test_defaults.py).
 
 Sources:
     - R. J. Williams, "Simple statistical gradient-following algorithms for
@@ -35,6 +59,10 @@ Sources:
       reinforcement learning algorithms", Connection Science 3(3):241-268, 1991.
     - W. Kool, H. van Hoof, M. Welling, "Buy 4 REINFORCE samples, get a baseline
       for free!", ICLR 2019 Deep RL Meets Structured Prediction workshop.
+    - S. Amari, "Natural gradient works efficiently in learning", Neural Computation
+      10(2):251-276, 1998; D. Wierstra, T. Schaul, T. Glasmachers, Y. Sun, J. Peters,
+      J. Schmidhuber, "Natural Evolution Strategies", JMLR 15:949-980, 2014
+      (natural gradient of a Gaussian's mean; fitness shaping by ranks).
 """
 
 from __future__ import annotations
@@ -50,6 +78,7 @@ from nondiff.optim.base import Array, BaseOptimizer
 from nondiff.optim.checks import check_real
 from nondiff.optim.distributions import ProductDistribution, SearchDistribution, distribution_for
 from nondiff.optim.distributions.discrete import EXACT_ENTROPY_GRAD_MAX_N, PlackettLuce
+from nondiff.optim.distributions.product import LogStdGaussian, _key
 from nondiff.optim.hyperparameters import (
     Hyperparameters,
     choice,
@@ -66,6 +95,7 @@ __all__ = ["BASELINES", "REINFORCE", "REINFORCEConfig", "REINFORCEState",
            "score_function_gradient"]
 
 BASELINES = ("none", "moving-average", "rloo")
+MEAN_UNITS = ("stdev", "absolute")
 UNIT = real(low=0.0, high=1.0, high_open=True)  # [0, 1)
 
 
@@ -148,14 +178,15 @@ class REINFORCEConfig(Hyperparameters):
     """Hyperparameters of :class:`REINFORCE` (see its arguments). The step's own
     entries (lr and betas/eps or momentum/nesterov) enter ``config()`` from the step."""
 
-    lr: float = hyperparameter(0.1, real(low=0.0, low_open=True), config=False)
+    lr: float = hyperparameter(0.05, real(low=0.0, low_open=True), config=False)
     optimizer: str = hyperparameter("adam", choice(("adam", "sgd")))
     betas: tuple[float, float] = hyperparameter((0.9, 0.999), pair(UNIT), config=False)
     momentum: float = hyperparameter(0.0, UNIT, config=False)
     baseline: str = hyperparameter("rloo", choice(BASELINES))
     baseline_decay: float = hyperparameter(0.9, UNIT)
     entropy_bonus: float = hyperparameter(0.0, real(low=0.0))
-    shaping: str | None = hyperparameter(None, shaping_method(optional=True))
+    shaping: str | None = hyperparameter("centered_ranks", shaping_method(optional=True))
+    mean_units: str = hyperparameter("stdev", choice(MEAN_UNITS))
 
     def check(self) -> None:
         if self.optimizer == "adam" and self.momentum != 0.0:
@@ -206,7 +237,10 @@ class REINFORCE(BaseOptimizer):
         baseline: ``"rloo"`` (default), ``"moving-average"`` or ``"none"``.
         baseline_decay: ``beta`` of the moving average, in [0, 1).
         entropy_bonus: ``beta_H >= 0``, Eq. (5).
-        shaping: None (raw losses) or a method of :mod:`nondiff.optim.shaping`.
+        shaping: a method of :mod:`nondiff.optim.shaping` (default centered ranks),
+            or None for the raw losses.
+        mean_units: ``"stdev"`` (default): Gaussian means step in units of their
+            stdev, Eq. (7); ``"absolute"``: like every other parameter, Eq. (6).
 
     Example:
         >>> import numpy as np
@@ -285,8 +319,13 @@ class REINFORCE(BaseOptimizer):
                 st.baseline / (1 - hp.baseline_decay ** st.baseline_steps))
         dist = self.distribution
         grads = score_function_gradient(dist, x, losses, baseline, hp.entropy_bonus)
+        units = self._mean_units(dist) if hp.mean_units == "stdev" else {}
         for key, g in grads.items():
-            st.params[key].add_(self.step.update(g, st.steps[key]))  # Eq. (6), in place
+            sigma = units.get(key)
+            if sigma is None:
+                st.params[key].add_(self.step.update(g, st.steps[key]))  # Eq. (6), in place
+            else:  # Eq. (7): the step on u = m / sigma, mapped back to the mean
+                st.params[key].add_(self.step.update(g * sigma, st.steps[key]).mul_(sigma))
         metrics = {"grad_norm": math.sqrt(sum(float(g.square().sum()) for g in grads.values()))}
         if hp.baseline == "moving-average":
             metrics["baseline"] = baseline if isinstance(baseline, float) else math.nan
@@ -300,6 +339,12 @@ class REINFORCE(BaseOptimizer):
         if stdev.numel():
             metrics["sigma"] = float(stdev.mean())
         return metrics
+
+    @staticmethod
+    def _mean_units(dist: ProductDistribution) -> dict[str, torch.Tensor]:
+        """``{key of a Gaussian mean: its current stdev}`` (a copy, taken before the step)."""
+        return {_key(name, "mean"): d.log_std.exp() for name, d, _, _ in dist.leaves
+                if isinstance(d, LogStdGaussian)}
 
     def _recommend(self) -> torch.Tensor:
         return self.distribution.mode()
