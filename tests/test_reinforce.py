@@ -212,9 +212,9 @@ def test_real_vector_is_a_learned_gaussian():
 
 
 def test_shaping_entropy_bonus_and_sgd_also_solve_onemax():
-    for kwargs in ({"shaping": None}, {"entropy_bonus": 0.01},
+    for kwargs in ({"shaping": "centered_ranks"}, {"entropy_bonus": 0.01},
                    {"baseline": "moving-average"},
-                   {"optimizer": "sgd", "lr": 0.05, "momentum": 0.5, "shaping": None}):
+                   {"optimizer": "sgd", "lr": 0.05, "momentum": 0.5}):
         opt = REINFORCE(Binary(30), popsize=16, seed=1, **kwargs)
         assert run(opt, onemax, 200, target=-30) is not None, kwargs
 
