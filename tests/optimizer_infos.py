@@ -130,7 +130,7 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
         C("sgd-momentum", {"optimizer": "sgd", "momentum": 0.5, "lr": 0.05}),
         C("adam-betas-entropy", {"betas": (0.5, 0.9), "entropy_bonus": 0.01}),
         C("raw-losses-absolute-mean", {"shaping": None, "mean_units": "absolute",
-                                       "gaussian_lr": 0.1}),
+                                       "mean_lr": 0.1, "log_std_lr": 0.1}),
         BOUNDS,
     ), (
         E("optimizer-clipup", {"optimizer": "clipup"}, "optimizer must be one of 'adam', 'sgd'"),
@@ -141,7 +141,8 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
         E("rloo-popsize-one", {"popsize": 1}, r"popsize must be at least 2.*rloo"),
         E("entropy-bonus-inf", {"entropy_bonus": float("inf")}, "entropy_bonus"),
         E("mean-units-unknown", {"mean_units": "natural"}, "mean_units must be one of"),
-        E("gaussian-lr-zero", {"gaussian_lr": 0.0}, "gaussian_lr must be a finite number"),
+        E("mean-lr-zero", {"mean_lr": 0.0}, "mean_lr must be a finite number"),
+        E("log-std-lr-nan", {"log_std_lr": float("nan")}, "log_std_lr must be a finite number"),
     )),
     OptimizerInfo("ga", (
         C("one-point-no-elites", {"crossover": "one-point", "elitism": 0, "popsize": 6}),

@@ -42,7 +42,8 @@ def test_defaults_reach_1e8_on_sphere_10d(name):
 def test_pgpe_and_reinforce_need_their_new_defaults():
     """The defaults before issue 16 stalled (f = 0.0124 and 9.3e-6 after 200,000)."""
     assert run("pgpe", 50_000, optimizer="clipup").f > 1e-4  # ClipUp's fixed step length
-    old = run("reinforce", 50_000, gaussian_lr=0.1, shaping=None, mean_units="absolute")
+    old = run("reinforce", 50_000, shaping=None, mean_units="absolute", mean_lr=0.1,
+              log_std_lr=0.1)
     assert old.f > 1e-6  # absolute Adam steps on the mean, raw losses
 
 
