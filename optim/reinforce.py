@@ -39,7 +39,7 @@ The mean ``m`` of a Gaussian with stdev ``s`` is stepped in units of ``s``
     m <- m + s step(s g_m)                                                      # Eq. (7)
 
 With SGD this is the natural gradient of the mean (its Fisher information is
-``1/s^2``; Amari 1998, Wierstra et al. 2014), with Adam a step of about ``lr s``.
+``1/s^2``; Amari 1998, Wierstra et al. 2014), with Adam a step of about ``mean_lr s``.
 ``mean_units="absolute"`` applies Eq. (6) to ``m`` as to every other parameter.
 
 Why these defaults. Adam moves every parameter by about ``lr`` per step whatever
