@@ -26,6 +26,30 @@ of ``C``. Each restart's best point is polished: continuous entries of a quadrat
 are re-solved with the discrete ones fixed, then a best-improvement local search over
 the set's one-move neighbours (±1 on an integer, a sign flip, a swap).
 
+How often restarts find the optimum: the method is a heuristic (Takapoui et al.
+2017), so a restart may end in a local optimum; more restarts from random members
+of ``C`` raise the chance of the global one. On 50 random box MIQPs
+(:class:`nondiff.problems.miqp.MIQP`, seeds 0-49: 8 integers in [-2, 2] and 2 reals,
+optimum by brute force; default settings, ``seed=0``; CPU time of one core):
+
+    restarts            1        3        10        30
+    optimum found     44/50    46/50    48/50     49/50
+    ms per instance     7       16        43       146
+    polish=False       0/50     0/50     1/50      3/50
+
+The time grows linearly with the restarts, the failures fall far more slowly than
+``(1 - p)^restarts`` with ``p = 44/50``: they concentrate on a few instances whose
+optimum few random starts lead to. The polish does most of the work (last row). The
+default stays ``restarts=1``; pass 3-10 where the optimum matters more than 2-6x the
+time. Measured with::
+
+    from nondiff.optim.admm import ADMM
+    from nondiff.problems.miqp import MIQP
+    ps = [MIQP(seed=s) for s in range(50)]
+    for r in (1, 3, 10, 30):
+        print(r, sum(ADMM(p.constraint_set, P=p.P, q=p.q, restarts=r, seed=0).solve().f
+                     <= p.f_opt + 1e-9 for p in ps))
+
 ADMM is not in the optimizer registry: it needs the set ``C`` (a projection) and,
 for its fast paths, ``P, q`` or gradients, which the ask/tell protocol on a black-box
 fitness does not carry. It has its own ``step``/``solve``/``stop``/``state_dict``.

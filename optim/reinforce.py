@@ -23,10 +23,50 @@ Peng 1991) keeps the distribution from collapsing early; the objective becomes
 ``E[f] - beta_H H(p_theta)``:
 
     g <- g - beta_H grad_theta H(p_theta)                                       # Eq. (5)
-    theta <- theta + step(g)    (Adam or SGD of :mod:`nondiff.optim.steps`)             # Eq. (6)
+    theta <- theta + step(g)    (Adam or SGD of :mod:`nondiff.optim.steps`)     # Eq. (6)
 
-``f`` are the raw losses by default (``shaping=None``); with a method of
-:mod:`nondiff.optim.shaping` they are replaced by ``-u``, the negated utilities.
+``f`` are the raw losses (``shaping=None``) or the negated utilities ``-u`` of a
+method of :mod:`nondiff.optim.shaping`. The default ``shaping="auto"`` takes centered
+ranks when every leaf of the space is Real (a Gaussian search distribution: an ES,
+scale-free like the other ES of this package) and the raw losses otherwise: with a
+discrete leaf, samples of (nearly) equal loss then give (nearly) no gradient, where
+ranks would turn their noise into full-size steps (a structure search of
+:mod:`nondiff.hybrid` picked a worse operation with ranks).
+
+The mean ``m`` of a Gaussian with stdev ``s`` is stepped in units of ``s``
+(``mean_units="stdev"``, default): the step sees the mean as ``m = s v`` and
+
+    m <- m + s step(s g_m)                                                      # Eq. (7)
+
+With SGD this is the natural gradient of the mean (its Fisher information is
+``1/s^2``; Amari 1998, Wierstra et al. 2014), with Adam a step of about ``mean_lr s``.
+``mean_units="absolute"`` applies Eq. (6) to ``m`` as to every other parameter.
+
+Why these defaults. Adam moves every parameter by about ``lr`` per step whatever
+the gradient's scale. For the log-std that is a relative change, but on the mean
+it is an absolute length: once ``s`` is much smaller than ``lr``, an absolute step
+keeps the mean jittering far outside the distribution, which then cannot locate
+the optimum (sphere-10D stalled at f = 9e-6 after 200,000 evaluations). With raw
+losses, moreover, the gradients shrink with f while Adam's second moment remembers
+about ``1 / (1 - beta2) = 1000`` steps of larger ones, so its steps shrink too and
+the convergence rate is capped (the root of that stall); Adam's ``eps`` would then
+damp the log-std steps once the loss differences fall to about ``1e-8``. Ranked
+losses (Wierstra et al.'s fitness shaping) keep the gradient scale fixed, Eq. (7)
+keeps the mean's step inside the distribution, and the Gaussian's own step sizes
+let the mean move faster than the spread shrinks (``mean_lr = 0.15`` stdevs and
+``log_std_lr = 0.05``, the ordering of SNES's ``eta_mu = 1 > eta_sigma``; with 0.1
+for both, some coordinates' stdev fell to 1e-8 while the mean was still at f = 0.1).
+Defaults now reach f <= 1e-8 on
+sphere-10D in about 3,500 evaluations (tests/test_defaults.py).
+
+The price of Eq. (7): on an ill-conditioned rotated function the diagonal stdev
+shrinks to the steep directions' scale and the mean's steps with it, so progress
+along the flat ones slows, as for SNES. On the rotated ellipsoid (BBOB f2, instance
+1, x0 = 0, sigma0 = 2, 3 seeds) the median gap is 1,250 after 50,000 evaluations in
+10-D (SNES: 540-710) and 18,800 after 100,000 in 30-D, against 166 and 2,400 with
+the settings before (``shaping=None, mean_units="absolute", mean_lr=0.1,
+log_std_lr=0.1``); rosenbrock (10-D 9.8 -> 8.1, 30-D 34 -> 28) and rastrigin
+improve. Pass those settings where absolute steps suit the problem better.
 
 Sources:
     - R. J. Williams, "Simple statistical gradient-following algorithms for
@@ -35,6 +75,10 @@ Sources:
       reinforcement learning algorithms", Connection Science 3(3):241-268, 1991.
     - W. Kool, H. van Hoof, M. Welling, "Buy 4 REINFORCE samples, get a baseline
       for free!", ICLR 2019 Deep RL Meets Structured Prediction workshop.
+    - S. Amari, "Natural gradient works efficiently in learning", Neural Computation
+      10(2):251-276, 1998; D. Wierstra, T. Schaul, T. Glasmachers, Y. Sun, J. Peters,
+      J. Schmidhuber, "Natural Evolution Strategies", JMLR 15:949-980, 2014
+      (natural gradient of a Gaussian's mean; fitness shaping by ranks).
 """
 
 from __future__ import annotations
@@ -50,6 +94,7 @@ from nondiff.optim.base import Array, BaseOptimizer
 from nondiff.optim.checks import check_real
 from nondiff.optim.distributions import ProductDistribution, SearchDistribution, distribution_for
 from nondiff.optim.distributions.discrete import EXACT_ENTROPY_GRAD_MAX_N, PlackettLuce
+from nondiff.optim.distributions.product import LogStdGaussian, _key
 from nondiff.optim.hyperparameters import (
     Hyperparameters,
     choice,
@@ -66,6 +111,13 @@ __all__ = ["BASELINES", "REINFORCE", "REINFORCEConfig", "REINFORCEState",
            "score_function_gradient"]
 
 BASELINES = ("none", "moving-average", "rloo")
+MEAN_UNITS = ("stdev", "absolute")
+_shaping = shaping_method(optional=True)
+
+
+def _shaping_or_auto(name: str, value: Any) -> str | None:
+    """``"auto"``, None (raw losses) or a method of :mod:`nondiff.optim.shaping`."""
+    return "auto" if value == "auto" else _shaping(name, value)
 UNIT = real(low=0.0, high=1.0, high_open=True)  # [0, 1)
 
 
@@ -149,13 +201,16 @@ class REINFORCEConfig(Hyperparameters):
     entries (lr and betas/eps or momentum/nesterov) enter ``config()`` from the step."""
 
     lr: float = hyperparameter(0.1, real(low=0.0, low_open=True), config=False)
+    mean_lr: float = hyperparameter(0.15, real(low=0.0, low_open=True))
+    log_std_lr: float = hyperparameter(0.05, real(low=0.0, low_open=True))
     optimizer: str = hyperparameter("adam", choice(("adam", "sgd")))
     betas: tuple[float, float] = hyperparameter((0.9, 0.999), pair(UNIT), config=False)
     momentum: float = hyperparameter(0.0, UNIT, config=False)
     baseline: str = hyperparameter("rloo", choice(BASELINES))
     baseline_decay: float = hyperparameter(0.9, UNIT)
     entropy_bonus: float = hyperparameter(0.0, real(low=0.0))
-    shaping: str | None = hyperparameter(None, shaping_method(optional=True))
+    shaping: str | None = hyperparameter("auto", _shaping_or_auto)
+    mean_units: str = hyperparameter("stdev", choice(MEAN_UNITS))
 
     def check(self) -> None:
         if self.optimizer == "adam" and self.momentum != 0.0:
@@ -199,14 +254,20 @@ class REINFORCE(BaseOptimizer):
         seed: seed of the generator.
         bounds: for a vector ``x0``: candidates are clipped into the box and the
             Gaussian is censored there (exact log-probabilities of clipped samples).
-        lr: step size of the parameter update, Eq. (6).
+        lr: step size of the parameter update of the discrete leaves, Eq. (6).
+        mean_lr: step size of the Gaussian (Real) leaves' mean, Eq. (7) (in units
+            of the stdev unless ``mean_units="absolute"``).
+        log_std_lr: step size of the Gaussian leaves' log-std, Eq. (6).
         optimizer: ``"adam"`` or ``"sgd"`` (:mod:`nondiff.optim.steps`).
         betas: Adam's ``(beta1, beta2)``.
         momentum: SGD momentum in [0, 1) (``optimizer="sgd"`` only).
         baseline: ``"rloo"`` (default), ``"moving-average"`` or ``"none"``.
         baseline_decay: ``beta`` of the moving average, in [0, 1).
         entropy_bonus: ``beta_H >= 0``, Eq. (5).
-        shaping: None (raw losses) or a method of :mod:`nondiff.optim.shaping`.
+        shaping: ``"auto"`` (default: centered ranks when every leaf is Real, else
+            None), None (raw losses) or a method of :mod:`nondiff.optim.shaping`.
+        mean_units: ``"stdev"`` (default): Gaussian means step in units of their
+            stdev, Eq. (7); ``"absolute"``: like every other parameter, Eq. (6).
 
     Example:
         >>> import numpy as np
@@ -239,6 +300,17 @@ class REINFORCE(BaseOptimizer):
 
     def _configure(self) -> None:
         self.step = self.hparams.make_step()
+
+    @property
+    def _shaping_method(self) -> str | None:
+        """The shaping in use: ``"auto"`` is centered ranks when every leaf is Real
+        (the distribution is a Gaussian: an ES), else None (raw losses)."""
+        method = self.hparams.shaping
+        if method != "auto":
+            return method
+        space = self._search_space
+        return "centered_ranks" if all(leaf.kind == "real" for _, leaf, _ in space.leaves()) \
+            else None
 
     # ----- the distribution -------------------------------------------------------
     def _init_state(self, x0: torch.Tensor) -> REINFORCEState:
@@ -278,15 +350,23 @@ class REINFORCE(BaseOptimizer):
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         st, hp = self.state, self.hparams
-        losses = fitness if hp.shaping is None else -shape_fitness(fitness, hp.shaping)
+        method = self._shaping_method
+        losses = fitness if method is None else -shape_fitness(fitness, method)
         baseline: str | float = hp.baseline
         if hp.baseline == "moving-average":  # Eq. (3): from earlier batches only
             baseline = "none" if st.baseline_steps == 0 else (
                 st.baseline / (1 - hp.baseline_decay ** st.baseline_steps))
         dist = self.distribution
         grads = score_function_gradient(dist, x, losses, baseline, hp.entropy_bonus)
+        stdevs = self._gaussian_stdevs(dist)
         for key, g in grads.items():
-            st.params[key].add_(self.step.update(g, st.steps[key]))  # Eq. (6), in place
+            lr = None if key not in stdevs else hp.log_std_lr if stdevs[key] is None \
+                else hp.mean_lr
+            sigma = stdevs.get(key) if hp.mean_units == "stdev" else None
+            if sigma is None:  # Eq. (6), in place
+                st.params[key].add_(self.step.update(g, st.steps[key], lr=lr))
+            else:  # Eq. (7): the step on u = m / sigma, mapped back to the mean
+                st.params[key].add_(self.step.update(g * sigma, st.steps[key], lr=lr).mul_(sigma))
         metrics = {"grad_norm": math.sqrt(sum(float(g.square().sum()) for g in grads.values()))}
         if hp.baseline == "moving-average":
             metrics["baseline"] = baseline if isinstance(baseline, float) else math.nan
@@ -300,6 +380,15 @@ class REINFORCE(BaseOptimizer):
         if stdev.numel():
             metrics["sigma"] = float(stdev.mean())
         return metrics
+
+    @staticmethod
+    def _gaussian_stdevs(dist: ProductDistribution) -> dict[str, torch.Tensor | None]:
+        """``{key of a Gaussian mean: its current stdev (a copy), key of a log-std: None}``."""
+        out: dict[str, torch.Tensor | None] = {}
+        for name, d, _, _ in dist.leaves:
+            if isinstance(d, LogStdGaussian):
+                out[_key(name, "mean")], out[_key(name, "log_std")] = d.log_std.exp(), None
+        return out
 
     def _recommend(self) -> torch.Tensor:
         return self.distribution.mode()

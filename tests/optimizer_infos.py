@@ -88,7 +88,7 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
     OptimizerInfo("pgpe", (
         C("adam", {"optimizer": "adam", "center_lr": 0.05}),
         C("sgd-momentum", {"optimizer": "sgd", "momentum": 0.5, "center_lr": 0.05}),
-        C("clipup-max-speed", {"max_speed": 0.2, "momentum": 0.5}),
+        C("clipup-max-speed", {"optimizer": "clipup", "max_speed": 0.2, "momentum": 0.5}),
         C("no-symmetric-odd-popsize", {"symmetric": False, "popsize": 5}),
         C("stdev-unclamped", {"stdev_max_change": None, "stdev_min": 0.01, "stdev_lr": 0.05,
                               "lr_decay": 0.9}),
@@ -139,7 +139,8 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
                              "popsize": 3}),
         C("sgd-momentum", {"optimizer": "sgd", "momentum": 0.5, "lr": 0.05}),
         C("adam-betas-entropy", {"betas": (0.5, 0.9), "entropy_bonus": 0.01}),
-        C("shaping-ranks", {"shaping": "centered_ranks"}),
+        C("raw-losses-absolute-mean", {"shaping": None, "mean_units": "absolute",
+                                       "mean_lr": 0.1, "log_std_lr": 0.1}),
         BOUNDS,
     ), (
         E("optimizer-clipup", {"optimizer": "clipup"}, "optimizer must be one of 'adam', 'sgd'"),
@@ -149,6 +150,9 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
         E("baseline-decay-one", {"baseline_decay": 1.0}, "baseline_decay"),
         E("rloo-popsize-one", {"popsize": 1}, r"popsize must be at least 2.*rloo"),
         E("entropy-bonus-inf", {"entropy_bonus": float("inf")}, "entropy_bonus"),
+        E("mean-units-unknown", {"mean_units": "natural"}, "mean_units must be one of"),
+        E("mean-lr-zero", {"mean_lr": 0.0}, "mean_lr must be a finite number"),
+        E("log-std-lr-nan", {"log_std_lr": float("nan")}, "log_std_lr must be a finite number"),
     )),
     OptimizerInfo("ga", (
         C("one-point-no-elites", {"crossover": "one-point", "elitism": 0, "popsize": 6}),
