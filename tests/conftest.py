@@ -160,6 +160,15 @@ def kill_session(session: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def kill_leader_and_expect_session_gone(process, leader: str = "the parent") -> None:
+    """SIGKILL only the session leader (as an OOM killer would); every other process of
+    its session (workers, forkserver, resource tracker) must be gone within 30 s."""
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    gone = wait_until(lambda: not session_processes(process.pid), timeout=30)
+    assert gone, f"still alive 30 s after {leader}: {session_processes(process.pid)}"
+
+
 def poisoned(data, sample: int = 7):
     """A copy of a :class:`nondiff.problems.learning.Dataset` whose training example
     ``sample`` has a NaN feature (as one corrupt record in a real dataset would)."""

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import kill_session, session_processes, wait_until
+from conftest import kill_leader_and_expect_session_gone, kill_session, session_processes
 from nondiff.optim import minimize
 from nondiff.optim.evaluate import (
     ProcessPoolEvaluator,
@@ -99,10 +99,7 @@ def test_process_pool_workers_die_with_a_killed_parent(start_method: str) -> Non
     try:
         workers = [int(pid) for pid in process.stdout.readline().split()]
         assert len(workers) == 2 and set(workers) <= set(session_processes(process.pid))
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-        gone = wait_until(lambda: not session_processes(process.pid), timeout=30)
-        assert gone, f"still alive 30 s after the parent: {session_processes(process.pid)}"
+        kill_leader_and_expect_session_gone(process)
     finally:
         kill_session(process.pid)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import torch
 from conftest import (
     finite_state,
     first_nan_batch,
+    kill_leader_and_expect_session_gone,
     kill_session,
     plain_equal,
     poisoned,
@@ -195,10 +195,7 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
         assert wait_until(lambda: marker.exists() or process.poll() is not None, timeout=120)
         assert process.poll() is None, process.stderr.read().decode()[-2000:]
         assert len(session_processes(process.pid)) >= 4  # the parent and its 3 workers
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-        gone = wait_until(lambda: not session_processes(process.pid), timeout=30)
-        assert gone, f"still alive 30 s after the parent: {session_processes(process.pid)}"
+        kill_leader_and_expect_session_gone(process)
     finally:
         kill_session(process.pid)
 

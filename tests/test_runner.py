@@ -13,7 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import kill_session, session_processes, wait_until
+from conftest import (
+    kill_leader_and_expect_session_gone,
+    kill_session,
+    session_processes,
+    wait_until,
+)
 from nondiff.benchmarks import baselines, suites
 from nondiff.benchmarks.runner import run_suite
 from nondiff.benchmarks.store import ResultStore
@@ -249,10 +254,7 @@ def test_killing_the_runner_kills_its_workers(tmp_path: Path) -> None:
 
         started = wait_until(workers, timeout=120)
         assert started and process.poll() is None, "the runner ended or started no workers"
-        os.kill(process.pid, signal.SIGKILL)  # the runner only, as an OOM killer would
-        process.wait(timeout=30)
-        gone = wait_until(lambda: not session_processes(process.pid), timeout=30)
-        assert gone, f"still alive 30 s after the runner: {session_processes(process.pid)}"
+        kill_leader_and_expect_session_gone(process, leader="the runner")
     finally:
         kill_session(process.pid)
 
