@@ -215,6 +215,7 @@ class Decoupled(nn.Module):
         """Create synthesizers, heads and optimizers from a sample batch's shapes."""
         if self.built:
             return self
+        x = to_device(x, device_of(self))
         with torch.no_grad():
             h, self.shapes = x, []
             for block in self.blocks:
