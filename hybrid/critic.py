@@ -56,6 +56,8 @@ import math
 import torch
 from torch import nn
 
+from .devices import device_of
+
 __all__ = ["LossCritic"]
 
 
@@ -67,6 +69,10 @@ class LossCritic(nn.Module):
         context: width of the optional context (0: none), e.g. a one-hot label.
         hidden: hidden width; layers: number of hidden layers (>= 1).
         lr: Adam step size of the critic's own optimizer.
+
+    Runs on the device of its parameters (``critic.to("cuda")`` before the first
+    update moves it with its optimizer's parameters); inputs, contexts and losses
+    are moved there.
     """
 
     def __init__(self, features: int, context: int = 0, hidden: int = 64, layers: int = 2,
@@ -88,14 +94,14 @@ class LossCritic(nn.Module):
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
 
     def _input(self, a: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
-        a = a.reshape(a.shape[0], -1)
+        a = a.to(device_of(self)).reshape(a.shape[0], -1)
         if a.shape[1] != self.features:
             raise ValueError(f"LossCritic({self.features}) got inputs of {a.shape[1]} features")
         if self.context:
             if context is None or context.shape[0] != a.shape[0]:
                 raise ValueError(f"this critic needs a context of {self.context} features "
                                  "per example")
-            return torch.cat([a, context.reshape(a.shape[0], -1).to(a.dtype)], dim=1)
+            return torch.cat([a, context.reshape(a.shape[0], -1).to(a.device, a.dtype)], dim=1)
         return a
 
     def forward(self, a: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -106,7 +112,8 @@ class LossCritic(nn.Module):
                context: torch.Tensor | None = None) -> float:
         """One regression step towards the observed per-example ``loss``, Eq. (1)."""
         prediction = self(a.detach(), None if context is None else context.detach())
-        error = (prediction - loss.detach().to(prediction.dtype)).square().mean()
+        error = (prediction - loss.detach().to(prediction.device, prediction.dtype)
+                 ).square().mean()
         self.optimizer.zero_grad()
         error.backward()
         self.optimizer.step()
@@ -138,11 +145,12 @@ class LossCritic(nn.Module):
         if outcomes > max_outcomes:
             raise ValueError(f"{outcomes} joint outcomes exceed max_outcomes={max_outcomes}; "
                              "use gradient() at sampled points instead")
-        batch = probs[0].shape[0]
-        grids = torch.cartesian_prod(*[torch.arange(k) for k in sizes]).reshape(outcomes, -1)
+        batch, device = probs[0].shape[0], probs[0].device
+        grids = torch.cartesian_prod(*[torch.arange(k, device=device)
+                                       for k in sizes]).reshape(outcomes, -1)
         hot = torch.cat([nn.functional.one_hot(grids[:, j], k).to(probs[0].dtype)
                          for j, k in enumerate(sizes)], dim=1)  # (outcomes, features)
-        weight = torch.ones(batch, outcomes, dtype=probs[0].dtype)
+        weight = torch.ones(batch, outcomes, dtype=probs[0].dtype, device=device)
         for j, p in enumerate(probs):
             weight = weight * p[:, grids[:, j]]  # Eq. (3): prod_j p_j(a_j)
         with torch.no_grad():

@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+from nondiff.hybrid.devices import device_of, to_device
 from nondiff.hybrid.nonfinite import NonFiniteError, check_finite, check_policy, epoch_mean
 from nondiff.hybrid.stage import LossTop, Stage
 from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient
@@ -101,6 +102,9 @@ class Group(nn.Sequential):
 
 class Decoupled(nn.Module):
     """A stack of user blocks trained with decoupled (or ordinary) backprop.
+
+    Runs on the device of the blocks' parameters (move them before the first step;
+    synthesizers and heads are built there); batches are moved there.
 
     Args:
         blocks: ``nn.Module`` blocks applied in order (a :class:`Group` or a nested
@@ -211,6 +215,7 @@ class Decoupled(nn.Module):
         """Create synthesizers, heads and optimizers from a sample batch's shapes."""
         if self.built:
             return self
+        x = to_device(x, device_of(self))
         with torch.no_grad():
             h, self.shapes = x, []
             for block in self.blocks:
@@ -220,6 +225,7 @@ class Decoupled(nn.Module):
                 self.shapes.append(tuple(h.shape[1:]))
         num_classes = self.num_classes or int(self.shapes[-1][0])
         self.num_classes = num_classes
+        device = device_of(self)  # synthesizers and heads: made on the CPU, moved there
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(self.seed)
         try:
@@ -233,9 +239,11 @@ class Decoupled(nn.Module):
                     else:
                         synth = SyntheticGradient(self.shapes[i], context,
                                                   **self.synthesizer_options)
+                    synth = synth.to(device)
                     self.synthesizers.append(synth)
                 elif not top and self.signal == "local":
-                    head = AuxiliaryHead(self.shapes[i], num_classes, self.head_hidden)
+                    head = AuxiliaryHead(self.shapes[i], num_classes,
+                                         self.head_hidden).to(device)
                     self.heads.append(head)
                 nested = isinstance(block, Decoupled)
                 self.stages.append(Stage(
@@ -302,7 +310,10 @@ class Decoupled(nn.Module):
         return h, first_grad
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One decoupled (or backprop) update of every block on a batch; returns the loss."""
+        """One decoupled (or backprop) update of every block on a batch; returns the loss.
+
+        Runs on the device of the stack's parameters; the batch is moved there."""
+        x, y = to_device((x, y), device_of(self))
         top = LossTop(self.loss)
         try:
             self._run(x, y, top, input_grad=False)
@@ -372,6 +383,7 @@ class Decoupled(nn.Module):
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Fraction of ``x`` classified as ``y`` by the stack's output."""
+        x, y = to_device((x, y), device_of(self))
         return (self(x).argmax(dim=1) == y).float().mean().item()
 
     # -- checkpoints --------------------------------------------------------------------

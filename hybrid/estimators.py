@@ -51,6 +51,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .devices import draw_on
+
 __all__ = [
     "gumbel_softmax", "sample_categorical", "score_function_surrogate",
     "straight_through_argmax", "straight_through_round",
@@ -79,11 +81,15 @@ def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, hard: bool = False,
         logits: ``(..., k)`` unnormalized log-probabilities.
         tau: temperature > 0 (small: close to one-hot, high-variance gradients).
         hard: return the one-hot of the sample with the relaxed gradient.
-        generator: for reproducible noise.
+        generator: for reproducible noise; a generator on another device than
+            ``logits`` (a CPU one for CUDA logits) draws there, the noise is moved.
+
+    Runs on the device of ``logits``.
     """
     if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
         raise ValueError(f"tau must be a positive finite temperature, got {tau!r}")
-    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    u = draw_on(logits.device, generator, lambda d: torch.rand(
+        logits.shape, generator=generator, dtype=logits.dtype, device=d))
     tiny = torch.finfo(logits.dtype).tiny
     exponential = -torch.log(u.clamp_min(tiny))
     gumbel = -torch.log(exponential.clamp_min(tiny))
@@ -96,9 +102,11 @@ def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, hard: bool = False,
 
 def sample_categorical(logits: torch.Tensor, n: int,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """``(n, batch)`` int64 samples of ``softmax(logits)`` for ``(batch, k)`` logits."""
+    """``(n, batch)`` int64 samples of ``softmax(logits)`` for ``(batch, k)`` logits, on
+    the device of ``logits`` (a generator of another device draws there)."""
     probs = logits.detach().softmax(-1)
-    return torch.multinomial(probs, n, replacement=True, generator=generator).T
+    return draw_on(logits.device, generator, lambda d: torch.multinomial(
+        probs.to(d), n, replacement=True, generator=generator)).T
 
 
 def score_function_surrogate(logits: torch.Tensor, samples: torch.Tensor,
@@ -117,7 +125,8 @@ def score_function_surrogate(logits: torch.Tensor, samples: torch.Tensor,
         raise ValueError(f"losses must be shaped like samples {tuple(samples.shape)}, "
                          f"got {tuple(losses.shape)}")
     n = samples.shape[0]
-    f = losses.detach().to(logits.dtype)
+    samples = samples.to(logits.device)
+    f = losses.detach().to(logits.device, logits.dtype)
     if baseline == "rloo":
         if n < 2:
             raise ValueError(f"baseline='rloo' needs at least 2 samples per example, got {n}")

@@ -114,6 +114,8 @@ class ADMMQuantizer:
         every: run the Z/U updates every this many :meth:`step` calls.
         rho_growth: factor on rho per Z/U update (>= 1).
         rho_max: cap on rho.
+
+    Runs on the device of each quantized tensor (Z and U live next to their W).
     """
 
     def __init__(self, params: Iterable[Any], levels: str | int | ConstraintSet = "ternary",
@@ -183,12 +185,19 @@ class ADMMQuantizer:
         self.steps += 1
         if self.steps % self.every:
             return {}
-        residual = 0.0
+        squares = []
         for group, p, st in self._pairs():
             w = p.detach()
             st["z"], st["scale"] = self._project(group, w + st["u"])  # Eq. (2)
             st["u"] = st["u"] + w - st["z"]  # Eq. (3)
-            residual += float(((w - st["z"]) ** 2).sum())
+            squares.append(((w - st["z"]) ** 2).sum().double())
+        if len({sq.device for sq in squares}) == 1:  # one host copy, not one per tensor
+            host = torch.stack(squares).tolist()
+        else:
+            host = [float(sq) for sq in squares]
+        residual = 0.0
+        for square in host:  # in order, in double: the same sum as one float() each
+            residual += square
         for group in self.param_groups:  # Eq. (4)
             rho_new = min(group["rho"] * self.rho_growth, self.rho_max)
             ratio = group["rho"] / rho_new
@@ -308,7 +317,8 @@ class ScaledCodes(nn.Module):
                              f"{constraint_set!r} is not; skip the polish phase for it")
         self.register_buffer("codes", codes)
         self.norm = max(float(codes.square().sum().sqrt()), 1.0)
-        self.raw_scale = nn.Parameter(torch.tensor(scale * self.norm, dtype=w.dtype))
+        self.raw_scale = nn.Parameter(torch.tensor(scale * self.norm, dtype=w.dtype,
+                                                   device=w.device))
 
     @property
     def scale(self) -> torch.Tensor:

@@ -28,6 +28,9 @@ multiplies each block by its own mask, :class:`Program` runs each distinct progr
 once. Reading a declaration's single ``value`` there raises :class:`StructureBatchError`
 (callers then fall back to one forward pass per candidate).
 
+Devices: declarations hold no tensors; masks and row indices are made on the device
+of the input (the model's), a :class:`Gates` mask once per value and device.
+
 Sources:
     - H. Pham, M. Guan, B. Zoph, Q. Le, J. Dean, "Efficient neural architecture
       search via parameter sharing" (ENAS), ICML 2018.
@@ -206,10 +209,10 @@ class Choice(Structure):
         indices = [self._space.choices.index(v) for v in values]
         if len(set(indices)) == 1:
             return self.options[indices[0]](x, *args, **kwargs)
-        pick = torch.as_tensor(indices, device=x.device).repeat_interleave(rows)
+        pick = np.repeat(indices, rows)  # the rows of each option, found on the host
         out: torch.Tensor | None = None
         for i in sorted(set(indices)):
-            where = (pick == i).nonzero().squeeze(1)
+            where = torch.as_tensor(np.flatnonzero(pick == i), device=x.device)
             part = self.options[i](x[where], *args, **kwargs)
             if out is None:
                 out = part.new_zeros((x.shape[0], *part.shape[1:]))
@@ -237,6 +240,18 @@ class Gates(Structure):
         """The current mask as a float tensor ``(n,)``."""
         return torch.as_tensor(self.value, dtype=torch.float32)
 
+    def set_encoded(self, encoded: Any) -> None:
+        super().set_encoded(encoded)
+        self._masks: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def _mask_like(self, x: torch.Tensor) -> torch.Tensor:
+        """The mask on ``x``'s device and dtype, made once per value (not per forward)."""
+        masks = self.__dict__.setdefault("_masks", {})
+        key = (x.device, x.dtype)
+        if key not in masks:
+            masks[key] = torch.as_tensor(self._value, dtype=x.dtype, device=x.device)
+        return masks[key]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, dim = self._space.size, self.dim % x.dim()
         if x.shape[dim] != n:
@@ -245,7 +260,7 @@ class Gates(Structure):
         shape = [1] * x.dim()
         if self._batch is None:
             shape[dim] = n
-            return x * self.mask.to(x).view(shape)
+            return x * self._mask_like(x).view(shape)
         values, rows = self._block_values()
         masks = torch.as_tensor(np.stack(values), dtype=x.dtype, device=x.device)
         masks = masks.repeat_interleave(rows, dim=0)  # (K * rows, n)
@@ -293,7 +308,9 @@ class Program(Structure):
             key = tuple(program)
             if key not in outputs:  # each distinct program runs once on its own rows
                 blocks = [j for j, p in enumerate(values) if tuple(p) == key]
-                where = torch.cat([torch.arange(j * rows, (j + 1) * rows) for j in blocks])
+                where = torch.cat([torch.arange(j * rows, (j + 1) * rows,
+                                                device=getattr(x, "device", None))
+                                   for j in blocks])
                 outputs[key] = (blocks, self.run(key, x[where]))
             blocks, out = outputs[key]
             i = blocks.index(k)

@@ -46,6 +46,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .devices import device_of, to_device
+
 __all__ = ["AuxiliaryHead", "SyntheticGradient", "TruncatedDNI", "activation_shape"]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -246,18 +248,21 @@ class TruncatedDNI:
     def train_sequence(
         self, inputs: torch.Tensor, targets: torch.Tensor, state: torch.Tensor
     ) -> float:
-        """One pass over ``(batch, time, ...)`` inputs and targets; returns the mean loss."""
+        """One pass over ``(batch, time, ...)`` inputs and targets; returns the mean loss.
+
+        Runs on the device of the core's parameters; the tensors are moved there."""
+        inputs, targets, state = to_device((inputs, targets, state), device_of(self.core))
         if inputs.shape[:2] != targets.shape[:2]:
             raise ValueError(
                 f"inputs and targets must share (batch, time), got {tuple(inputs.shape[:2])} "
                 f"and {tuple(targets.shape[:2])}")
         batch, steps = inputs.shape[:2]
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=inputs.device)  # one sync, at the end
         previous: torch.Tensor | None = None  # the state at the last boundary, detached
         for start in range(0, steps, self.truncation):
             s0 = state.detach().requires_grad_(self.synthesizer is not None)
             s = s0
-            chunk_loss = torch.zeros(())
+            chunk_loss = torch.zeros((), device=inputs.device)
             stop = min(start + self.truncation, steps)
             for t in range(start, stop):
                 s = self.core(inputs[:, t], s)
@@ -276,5 +281,5 @@ class TruncatedDNI:
                 self.synth_optimizer.step()
             previous = s.detach()
             state = s.detach()
-            total += chunk_loss.item()
-        return total / steps
+            total = total + chunk_loss.detach().double()
+        return float(total) / steps

@@ -56,6 +56,7 @@ from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.spaces import leaf_kinds
 from torch import nn
 
+from .devices import device_of, to_device
 from .nonfinite import NonFiniteError, check_finite, check_policy
 from .structure import (
     StructureBatchError,
@@ -104,6 +105,8 @@ class HybridTrainer:
             or an optimizer built on ``structure_space(model)``.
         weight_optimizer: a ``torch.optim`` optimizer, or a factory
             ``params -> optimizer`` (default Adam, lr 1e-3). None with a Decoupled engine.
+            Everything runs on the device of the model's parameters (move the model,
+            ``model.to("cuda")``, before the first step); batches are moved there.
         engine: ``"backprop"`` or a :class:`~nondiff.hybrid.decoupled.Decoupled` whose
             ``train_step(x, y)`` takes the weight step (it owns its optimizers).
         loss: ``loss(output, y)`` → scalar tensor (default cross-entropy).
@@ -204,6 +207,7 @@ class HybridTrainer:
     def evaluate(self, values: list[Mapping[str, Any]], x: Any, y: Any) -> np.ndarray:
         """Fitness of each structure in ``values`` on ``(x, y)`` with the shared weights
         (eval mode, no gradients); the model keeps its structure."""
+        x, y = to_device((x, y), device_of(self.model))
         before = self.structure(current=True)
         was_training = self.model.training
         self.model.eval()
@@ -228,10 +232,15 @@ class HybridTrainer:
         n, k = _rows(x), len(values)
         with batched_structures(self.model, values, n):
             output = self.model(_repeat(x, k))
-        return np.array([float(self.fitness(_block(output, i, n), y)) for i in range(k)])
+        values = [self.fitness(_block(output, i, n), y) for i in range(k)]
+        if all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in values):
+            return torch.stack([v.reshape(()) for v in values]).double().cpu().numpy()  # 1 sync
+        return np.array([float(v) for v in values])
 
     def step(self, x: Any, y: Any) -> dict[str, float]:
-        """One structure generation and one weight step on the batch; returns metrics."""
+        """One structure generation and one weight step on the batch (moved to the
+        device of the model's parameters); returns metrics."""
+        x, y = to_device((x, y), device_of(self.model))
         opt = self.structure_optimizer
         warm = self.step_count < self.warmup_steps
         if warm:

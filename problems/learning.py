@@ -40,11 +40,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
+from nondiff.hybrid.devices import device_of, to_device
 from scipy.ndimage import gaussian_filter1d
 
 __all__ = ["DATASETS", "MNIST1D_TEMPLATES", "Dataset", "accuracy", "digits", "load", "mnist1d"]
@@ -92,31 +93,52 @@ class Dataset:
         """Number of input features per example."""
         return int(self.x_train.shape[1])
 
+    @property
+    def device(self) -> torch.device:
+        """Where the tensors live."""
+        return self.x_train.device
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """This dataset with every tensor on ``device`` (itself when already there)."""
+        device = torch.device(device)
+        if self.x_train.device == device and self.x_test.device == device:
+            return self
+        return replace(self, **{k: getattr(self, k).to(device)
+                                for k in ("x_train", "y_train", "x_test", "y_test")})
+
     def batches(
-        self, batch_size: int, seed: int = 0, epoch: int = 0, drop_last: bool = False
+        self, batch_size: int, seed: int = 0, epoch: int = 0, drop_last: bool = False,
+        device: torch.device | str | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled ``(x, y)`` mini-batches of the training split, one epoch.
 
         The order depends only on ``(seed, epoch)``: the same arguments give the same
-        batches in every process.
+        batches in every process and on every device (the permutation is drawn on the
+        CPU and moved to the data).
 
         Args:
             batch_size: examples per batch (the last one may be smaller).
             seed: shuffling seed.
             epoch: epoch index; each epoch has its own permutation.
             drop_last: skip a final batch smaller than ``batch_size``.
+            device: where the batches go (default: where the dataset lives); keeping
+                the whole dataset on the model's device (``digits(device=...)``)
+                avoids a copy per batch.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
         generator = torch.Generator().manual_seed(_mix(seed, epoch))
-        order = torch.randperm(len(self.y_train), generator=generator)
+        order = torch.randperm(len(self.y_train), generator=generator).to(self.device)
         n = len(order)
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             index = order[start:start + batch_size]
-            yield self.x_train[index], self.y_train[index]
+            x, y = self.x_train[index], self.y_train[index]
+            if device is not None:
+                x, y = x.to(device), y.to(device)
+            yield x, y
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         """How many batches :meth:`batches` yields per epoch."""
@@ -155,7 +177,7 @@ def _stratified_split(
 
 def _make(
     name: str, x: np.ndarray, y: np.ndarray, test_size: float, seed: int,
-    image_shape: tuple[int, ...],
+    image_shape: tuple[int, ...], device: torch.device | str = "cpu",
 ) -> Dataset:
     rng = np.random.default_rng([_mix(seed, 0), 1])
     train, test = _stratified_split(y, test_size, rng)
@@ -171,21 +193,24 @@ def _make(
         x_train=standardize(train), y_train=torch.from_numpy(y[train].astype(np.int64)),
         x_test=standardize(test), y_test=torch.from_numpy(y[test].astype(np.int64)),
         image_shape=image_shape,
-    )
+    ).to(device)
 
 
-def digits(seed: int = 0, test_size: float = 0.2) -> Dataset:
+def digits(seed: int = 0, test_size: float = 0.2, *,
+           device: torch.device | str = "cpu") -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 images), stratified split by ``seed``.
 
     Args:
         seed: seed of the train/test split.
         test_size: fraction of each class held out for testing.
+        device: where the tensors live (the same values on every device).
     """
     from sklearn.datasets import load_digits
 
     _check_test_size(test_size)
     data = load_digits()
-    return _make("digits", data.data.astype(np.float64), data.target, test_size, seed, (1, 8, 8))
+    return _make("digits", data.data.astype(np.float64), data.target, test_size, seed,
+                 (1, 8, 8), device)
 
 
 def _interp_matrix(source: int, target: int) -> np.ndarray:
@@ -243,6 +268,7 @@ def mnist1d(
     n: int = 5000, seed: int = 0, test_size: float = 0.2, *, length: int = 40,
     padding: tuple[int, int] = (36, 60), scale_coeff: float = 0.4, max_translation: int = 48,
     corr_noise_scale: float = 0.25, iid_noise_scale: float = 2e-2, shear_scale: float = 0.75,
+    device: torch.device | str = "cpu",
 ) -> Dataset:
     """MNIST-1D generated locally (Greydanus 2020); defaults are the paper's.
 
@@ -261,6 +287,8 @@ def mnist1d(
         corr_noise_scale: scale of the Gaussian-smoothed (sigma 2) background noise.
         iid_noise_scale: scale of the i.i.d. Gaussian noise on every point.
         shear_scale: a linear ramp of slope ``shear_scale * U(-0.5, 0.5)`` is subtracted.
+        device: where the tensors live (generated on the CPU: the same values on
+            every device).
     """
     _mix(seed, 0)  # validates seed
     if not isinstance(n, int) or isinstance(n, bool) or n < 20:
@@ -281,7 +309,7 @@ def mnist1d(
         int(max_translation), float(corr_noise_scale), float(iid_noise_scale),
         float(shear_scale),
     )
-    return _make("mnist1d", x, y, test_size, seed, (1, length))
+    return _make("mnist1d", x, y, test_size, seed, (1, length), device)
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {"digits": digits, "mnist1d": mnist1d}
@@ -299,7 +327,9 @@ def load(name: str, **kwargs: Any) -> Dataset:
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of ``x`` that ``model`` classifies as ``y`` (argmax of its outputs),
-    evaluated in eval mode; the model is handed back in train mode."""
+    evaluated in eval mode on the device of the model's parameters (``x`` and ``y``
+    are moved there); the model is handed back in train mode."""
+    x, y = to_device((x, y), device_of(model))
     model.eval()
     out = float((model(x).argmax(dim=1) == y).float().mean())
     model.train()

@@ -78,7 +78,7 @@ def validation_split(ds: Dataset, fraction: float = 0.2, seed: int = 0) -> Datas
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
     generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
-    order = torch.randperm(len(ds.y_train), generator=generator)
+    order = torch.randperm(len(ds.y_train), generator=generator).to(ds.device)
     held = max(1, int(fraction * len(order)))
     val, rest = order[:held], order[held:]
     return replace(ds, x_train=ds.x_train[rest], y_train=ds.y_train[rest],

@@ -193,3 +193,27 @@ def same_state(a, b) -> bool:
     """Two modules hold equal parameters and buffers (bit for bit)."""
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ----- devices --------------------------------------------------------------------------
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+"""The devices the device-parametrized tests run on: the CPU, and CUDA where present."""
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    """Each device of :data:`DEVICES` in turn (tests of code that follows the model)."""
+    return request.param
+
+
+def _devices_line() -> str:
+    missing = "" if "cuda" in DEVICES else " (cuda not available)"
+    return f"devices covered: {', '.join(DEVICES)}{missing}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _devices_line()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    terminalreporter.write_line(_devices_line())

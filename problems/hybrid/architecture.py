@@ -72,9 +72,11 @@ class SearchNet(nn.Module):
 
 
 def search_split(data: Dataset, seed: int) -> tuple[Dataset, Dataset]:
-    """(train, validation) from the training split; the test split stays untouched."""
+    """(train, validation) from the training split; the test split stays untouched.
+
+    Both parts stay on ``data``'s device (``mnist1d(device=...)``)."""
     n = len(data.y_train)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(data.device)
     cut = int(0.8 * n)
 
     def part(i: torch.Tensor) -> Dataset:  # the held-out part keeps its rows in x_train

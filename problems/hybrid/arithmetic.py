@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from nondiff.hybrid.devices import device_of, to_device
 from nondiff.problems.learning import digits
 from torch import nn
 
@@ -60,7 +61,7 @@ def pair_loss(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor) -> torch.Tensor
 
 def relaxed_pair_loss(u: torch.Tensor, v: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """Eq. (2) per pair of (relaxed) one-hots ``(k, 10)``."""
-    partner = s[:, None] - torch.arange(10)[None]  # b = s - a for each a
+    partner = s[:, None] - torch.arange(10, device=s.device)[None]  # b = s - a for each a
     valid = (partner >= 0) & (partner <= 9)
     return 1 - (u * v.gather(1, partner.clamp(0, 9)) * valid).sum(1)
 
@@ -71,14 +72,17 @@ class DigitArithmetic:
     Args:
         seed: seeds the train/test split and the pairing.
         test_pairs: number of held-out pairs (from test images only).
+        device: where the images live (put them on the model's device); pairs are
+            drawn on the CPU, the same on every device.
     """
 
-    def __init__(self, seed: int = 0, test_pairs: int = 2000) -> None:
+    def __init__(self, seed: int = 0, test_pairs: int = 2000, *,
+                 device: torch.device | str = "cpu") -> None:
         self.seed = int(seed)
-        self.data = digits(seed=seed)
+        self.data = digits(seed=seed, device=device)
         g = torch.Generator().manual_seed(self.seed + 7)
         n = len(self.data.y_test)
-        self.test_index = torch.randint(0, n, (2, test_pairs), generator=g)
+        self.test_index = torch.randint(0, n, (2, test_pairs), generator=g).to(device)
 
     def batches(self, batch_size: int, epoch: int
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -87,6 +91,7 @@ class DigitArithmetic:
         n = len(self.data.y_train)
         first, second = torch.randperm(n, generator=g), torch.randperm(n, generator=g)
         x, y = self.data.x_train, self.data.y_train
+        first, second = first.to(x.device), second.to(x.device)
         for start in range(0, n, batch_size):
             i, j = first[start:start + batch_size], second[start:start + batch_size]
             yield x[i], x[j], y[i] + y[j]
@@ -99,9 +104,12 @@ class DigitArithmetic:
 
     @torch.no_grad()
     def evaluate(self, net: nn.Module) -> dict[str, float]:
-        """Sum accuracy on held-out pairs and digit accuracy on the test images."""
-        xa, xb, s = self.test_set()
+        """Sum accuracy on held-out pairs and digit accuracy on the test images, on the
+        device of ``net``'s parameters."""
+        device = device_of(net)
+        xa, xb, s = to_device(self.test_set(), device)
         a, b = net(xa).argmax(1), net(xb).argmax(1)
-        digit = (net(self.data.x_test).argmax(1) == self.data.y_test).float().mean()
+        x_test, y_test = to_device((self.data.x_test, self.data.y_test), device)
+        digit = (net(x_test).argmax(1) == y_test).float().mean()
         return {"sum_accuracy": float(((a + b) == s).float().mean()),
                 "digit_accuracy": float(digit)}

@@ -95,10 +95,15 @@ def mismatch(output: tuple[torch.Tensor, torch.Tensor], y: torch.Tensor) -> torc
 
 
 class Sequences:
-    """Digit-image sequences labeled with the target program's outputs."""
+    """Digit-image sequences labeled with the target program's outputs.
 
-    def __init__(self, target: Sequence[str], seed: int = 0, repeats: int = 2) -> None:
-        self.data, self.target = digits(seed=seed), tuple(target)
+    ``device``: where the images live (put them on the model's device); the order is
+    drawn on the CPU, the same on every device.
+    """
+
+    def __init__(self, target: Sequence[str], seed: int = 0, repeats: int = 2, *,
+                 device: torch.device | str = "cpu") -> None:
+        self.data, self.target = digits(seed=seed, device=device), tuple(target)
         self.seed, self.repeats = seed, repeats
         n = len(self.data.y_test) // ITEMS * ITEMS
         self.test_digits = self.data.y_test[:n].reshape(-1, ITEMS)
@@ -111,6 +116,7 @@ class Sequences:
         n = len(self.data.y_train) // ITEMS * ITEMS
         index = torch.cat([torch.randperm(len(self.data.y_train), generator=g)[:n]
                            for _ in range(self.repeats)]).reshape(-1, ITEMS)
+        index = index.to(self.data.device)
         for start in range(0, len(index), batch_size):
             rows = index[start:start + batch_size]
             yield self.data.x_train[rows], run_program(self.target, self.data.y_train[rows])
