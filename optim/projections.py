@@ -191,7 +191,7 @@ def ternary_fit(v: torch.Tensor) -> tuple[torch.Tensor, float]:
         return v.clone(), 0.0
     mags, order = torch.sort(flat.abs(), descending=True)
     sums = torch.cumsum(mags, 0)
-    k = torch.arange(1, flat.numel() + 1, dtype=sums.dtype)
+    k = torch.arange(1, flat.numel() + 1, dtype=sums.dtype, device=sums.device)
     gain = sums**2 / k  # error = ||v||^2 - gain                           # Eq. (3)
     best = int(torch.argmax(gain))  # first maximum: the smallest best support
     a = float(sums[best] / (best + 1))
@@ -260,7 +260,7 @@ class Levels(ConstraintSet):
         return cls(np.arange(-m, m + 1, dtype=np.float64), scale=scale)
 
     def _nearest(self, v: torch.Tensor) -> torch.Tensor:
-        levels = torch.as_tensor(self.levels, dtype=v.dtype)
+        levels = torch.as_tensor(self.levels, dtype=v.dtype, device=v.device)
         mids = (levels[1:] + levels[:-1]) / 2
         return levels[torch.bucketize(v, mids)]  # Eq. (4); ties go to the lower level
 

@@ -226,11 +226,7 @@ def test_estimators_run_on_the_device_of_the_logits(device) -> None:
 
 # ----- quantization -----------------------------------------------------------------------
 @pytest.mark.parametrize("levels", ["binary", "ternary", 3])
-def test_admm_quantizer_steps_on_the_weights_device(levels, device, request) -> None:
-    if device != "cpu" and levels != "binary":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, raises=RuntimeError,
-            reason="optim/projections.py builds CPU tensors in Ternary/Levels (optim item)"))
+def test_admm_quantizer_steps_on_the_weights_device(levels, device) -> None:
     torch.manual_seed(0)
     model = mlp(digits(), hidden=(16,)).to(device)
     quant = ADMMQuantizer(quantized_weights(model), levels=levels, rho=1e-2, rho_growth=1.5)
