@@ -110,9 +110,11 @@ def pareto_front(points: Any) -> list[int]:
 
 
 def _plain(value: Any) -> Any:
-    """A structure value for printing: arrays as lists of ints/floats."""
+    """A structure value for printing: gate masks as bit strings, arrays as lists."""
     if isinstance(value, np.ndarray):
-        return [int(v) if v.dtype == bool else v.item() for v in value]
+        if value.dtype == bool:
+            return "".join("1" if v else "0" for v in value)
+        return value.tolist()
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     return value
