@@ -26,9 +26,8 @@ Exploration (:meth:`LossCritic.explore`): the critic only learns the loss of out
 sees. Sampled from the current policy ``p``, a policy that has collapsed onto one output
 (as an untrained softmax often does, and as any policy does under a sparse 0/1 loss
 that rewards nothing yet) shows the critic that output alone: its table is flat
-elsewhere and its gradient points nowhere (digit arithmetic through a hard argmax
-stalled at 0.38 digit accuracy this way, 0.975 with balanced exploration). The default
-is class-balanced: each row's output is drawn from
+elsewhere and its gradient points nowhere, so the policy never leaves that output.
+The default is class-balanced: each row's output is drawn from
 
     q(a | row) ~ (p(a | row) + eps) / (f(a) + eps),   f(a) = mean_rows p(a | row)     # Eq. (4)
 
