@@ -22,6 +22,23 @@ taken and differentiated through its multilinear extension at the probabilities,
 
 whose gradient is the gradient of the expected loss when the critic is exact.
 
+Exploration (:meth:`LossCritic.explore`): the critic only learns the loss of outputs it
+sees. Sampled from the current policy ``p``, a policy that has collapsed onto one output
+(as an untrained softmax often does, and as any policy does under a sparse 0/1 loss
+that rewards nothing yet) shows the critic that output alone: its table is flat
+elsewhere and its gradient points nowhere, so the policy never leaves that output.
+The default is class-balanced: each row's output is drawn from
+
+    q(a | row) ~ (p(a | row) + eps) / (f(a) + eps),   f(a) = mean_rows p(a | row)     # Eq. (4)
+
+— the policy divided by the batch's marginal frequency of each output (a prior
+correction as in logit adjustment, Menon et al. 2021; class-balanced sampling, Kang
+et al. 2020). Summed over rows ``p(a | row) / f(a)`` is the batch size for every
+``a``, so every output is explored about equally often; where the policy already uses
+all outputs equally, ``q = p`` (on-policy). The regression target
+``E[loss | a, context]`` does not depend on how ``a`` is drawn, so no importance
+weights are needed. ``exploration="policy"`` samples ``p`` itself (the old behaviour).
+
 In the limit of a perfect critic on the simplex this is the gradient of the expected
 loss of the relaxed decision, a low-variance but biased estimate (cf. the learned
 control variates of REBAR/RELAX, Tucker et al. 2017, Grathwohl et al. 2018, which use
@@ -33,6 +50,9 @@ Sources:
     - W. Grathwohl, D. Choi, Y. Wu, G. Roeder, D. Duvenaud, "Backpropagation through
       the void: optimizing control variates for black-box gradient estimation",
       ICLR 2018.
+    - A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021.
+    - B. Kang et al., "Decoupling representation and classifier for long-tailed
+      recognition", ICLR 2020 (class-balanced sampling).
 
 Example:
     >>> import torch
@@ -46,6 +66,11 @@ Example:
     >>> g = critic.gradient(torch.tensor([[0.4], [3.6]]))
     >>> bool(g[0, 0] < 0 < g[1, 0])  # downhill is towards 2 from either side
     True
+    >>> collapsed = torch.tensor([[0.97, 0.01, 0.01, 0.01]]).repeat(400, 1)
+    >>> draws = critic.explore(collapsed, generator=torch.Generator().manual_seed(0))
+    >>> counts = torch.bincount(draws.flatten(), minlength=4)  # the policy: ~388 zeros
+    >>> bool(counts.min() > 60), int(counts.sum())  # balanced: about 100 each
+    (True, 400)
 """
 
 from __future__ import annotations
@@ -58,7 +83,9 @@ from torch import nn
 
 from .devices import device_of
 
-__all__ = ["LossCritic"]
+__all__ = ["EXPLORATIONS", "LossCritic"]
+
+EXPLORATIONS = ("balanced", "policy")
 
 
 class LossCritic(nn.Module):
@@ -69,6 +96,10 @@ class LossCritic(nn.Module):
         context: width of the optional context (0: none), e.g. a one-hot label.
         hidden: hidden width; layers: number of hidden layers (>= 1).
         lr: Adam step size of the critic's own optimizer.
+        exploration: how :meth:`explore` draws the outputs the critic learns from:
+            ``"balanced"`` (default, Eq. 4: every output about equally often, so a
+            collapsed policy cannot hide the other outputs' losses) or ``"policy"``
+            (the current probabilities themselves).
 
     Runs on the device of its parameters (``critic.to("cuda")`` before the first
     update moves it with its optimizer's parameters); inputs, contexts and losses
@@ -76,15 +107,18 @@ class LossCritic(nn.Module):
     """
 
     def __init__(self, features: int, context: int = 0, hidden: int = 64, layers: int = 2,
-                 lr: float = 1e-3) -> None:
+                 lr: float = 1e-3, exploration: str = "balanced") -> None:
         super().__init__()
+        if exploration not in EXPLORATIONS:
+            raise ValueError(f"exploration must be one of {EXPLORATIONS}, got {exploration!r}; "
+                             "'balanced' explores every output, 'policy' samples the policy")
         for name, value, low in (("features", features, 1), ("context", context, 0),
                                  ("hidden", hidden, 1), ("layers", layers, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
-        self.features, self.context = features, context
+        self.features, self.context, self.exploration = features, context, exploration
         widths = [features + context] + [hidden] * layers
         mods: list[nn.Module] = []
         for a, b in itertools.pairwise(widths):
@@ -103,6 +137,28 @@ class LossCritic(nn.Module):
                                  "per example")
             return torch.cat([a, context.reshape(a.shape[0], -1).to(a.device, a.dtype)], dim=1)
         return a
+
+    def explore(self, probs: torch.Tensor, samples: int = 1,
+                generator: torch.Generator | None = None, eps: float = 1e-8) -> torch.Tensor:
+        """Outputs to explore: ``samples`` draws per row of ``probs`` ``(batch, k)``.
+
+        Returns indices ``(samples, batch)``, drawn from Eq. (4) (``exploration=
+        "balanced"``) or from ``probs`` (``"policy"``). Rows are the decisions of one
+        categorical output (stack several of the same size to balance them together).
+        """
+        if probs.dim() != 2 or probs.shape[0] < 1 or probs.shape[1] < 1:
+            raise ValueError(f"probs must be (batch, k) probabilities, got shape "
+                             f"{tuple(probs.shape)}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        p = probs.detach().double()
+        if not (torch.isfinite(p).all() and (p >= 0).all() and (p.sum(1) > 0).all()):
+            raise ValueError("probs must be finite, non-negative, with a positive sum in "
+                             "every row; pass softmax probabilities")
+        p = p / p.sum(1, keepdim=True)
+        if self.exploration == "balanced":
+            p = (p + eps) / (p.mean(0, keepdim=True) + eps)  # Eq. (4)
+        return torch.multinomial(p, samples, replacement=True, generator=generator).T
 
     def forward(self, a: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted loss per example, ``(batch,)``."""

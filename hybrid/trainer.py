@@ -16,6 +16,16 @@ Each step on a batch ``(x, y)`` (ENAS, Pham et al. 2018, alternates the same two
    (``"recommended"``) — by plain backprop and ``weight_optimizer``, or by a
    :class:`~nondiff.hybrid.decoupled.Decoupled` engine's ``train_step``.
 
+Structure costs (``structure_cost``): each candidate's fitness becomes
+``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
+count or FLOPs of the chosen ops — with a weight ``w_t`` that is 0 until
+``warmup_steps`` and then ramps linearly to ``cost_weight`` over ``cost_ramp_steps``
+(or any schedule ``step -> weight``, e.g. an optax schedule). A cost at full weight from
+the first step closes every gate before the weights behind them learn anything: under
+untrained weights no gate is worth its cost, and a closed gate's weights get no
+gradient, so it never becomes worth it. :meth:`HybridTrainer.pareto` gives the
+non-dominated (fitness, cost) candidates of the last generation.
+
 ``fit`` ends with the model set to the recommended structure. ``state_dict`` holds the
 weights, both optimizers, counters and random states; a trainer loaded from it and fit
 to the same total epochs ends exactly where an uninterrupted one does.
@@ -44,6 +54,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -66,13 +77,57 @@ from .structure import (
     structure_space,
 )
 
-__all__ = ["WEIGHT_STEPS", "HybridTrainer"]
+__all__ = ["WEIGHT_STEPS", "HybridTrainer", "pareto_front"]
 
 WEIGHT_STEPS = ("sampled", "best", "recommended")
 STATE_VERSION = 1
 
 Loss = Callable[[Any, Any], torch.Tensor]
 Callback = Callable[[dict[str, float], "HybridTrainer"], Any]
+Cost = Callable[[dict[str, Any]], Any]
+
+
+def pareto_front(points: Any) -> list[int]:
+    """Indices of the non-dominated rows of ``points`` ``(n, 2)``, both columns minimized.
+
+    A row is dominated by one at least as good in both columns and better in one; of
+    equal rows the first is kept. Rows with a NaN or infinite entry are left out. The
+    indices come sorted by the second column, then the first.
+
+    Example:
+        >>> pareto_front([[1.0, 5.0], [2.0, 2.0], [3.0, 3.0], [0.5, 9.0], [2.0, 2.0]])
+        [1, 0, 3]
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    finite = np.isfinite(pts).all(axis=1)
+    keep = []
+    for i in np.flatnonzero(finite):
+        no_worse = finite & (pts <= pts[i]).all(axis=1)
+        better = (pts < pts[i]).any(axis=1)
+        equal_before = (pts == pts[i]).all(axis=1) & (np.arange(len(pts)) < i)
+        if not (no_worse & (better | equal_before)).any():
+            keep.append(int(i))
+    return sorted(keep, key=lambda i: (pts[i, 1], pts[i, 0]))
+
+
+def _plain(value: Any) -> Any:
+    """A structure value for printing: gate masks as bit strings, arrays as lists."""
+    if isinstance(value, np.ndarray):
+        if value.dtype == bool:
+            return "".join("1" if v else "0" for v in value)
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _check_number(value: Any, name: str, fix: str) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.detach().item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
+            or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}; {fix}")
+    return float(value)
 
 
 def _rows(x: Any) -> int:
@@ -130,6 +185,23 @@ class HybridTrainer:
             :attr:`skipped_steps`; ``"off"``: no check. With a Decoupled engine this sets
             the engine's ``on_nonfinite``. Candidates' non-finite fitness values are the
             structure optimizer's to handle (worst rank). See :mod:`nondiff.hybrid.nonfinite`.
+        structure_cost: ``cost(structure) -> number`` (a float or one-element tensor) of
+            a decoded structure, e.g. ``lambda s: s["gates"].sum()``; the structure
+            optimizer minimizes ``fitness + weight * cost``. A NaN, infinite or
+            non-number cost raises a ValueError naming the structure, before the
+            structure optimizer is told.
+        cost_weight: the weight the ramp reaches (>= 0).
+        cost_ramp_steps: steps after ``warmup_steps`` over which the weight rises
+            linearly from 0 to ``cost_weight`` (0: full weight right after warm-up).
+            The weight at step ``t`` (steps taken so far) is
+            ``cost_weight * clip((t - warmup_steps) / cost_ramp_steps, 0, 1)``.
+        cost_schedule: instead of the ramp, ``schedule(t) -> weight`` (an optax-style
+            schedule of the step count); leave ``cost_weight`` and ``cost_ramp_steps``
+            at their defaults then.
+
+    With a ``structure_cost`` the step metrics hold ``cost_weight`` and ``cost_mean``
+    (the generation's mean cost; NaN in warm-up), and ``fitness_best``/``fitness_mean``
+    stay the fitness without the cost.
     """
 
     def __init__(
@@ -139,10 +211,16 @@ class HybridTrainer:
         fitness: Loss | None = None, weight_step: str = "sampled",
         structure_options: Mapping[str, Any] | None = None, batched: bool | str = "auto",
         callbacks: Iterable[Callback] = (), progress: bool | None = None, seed: int = 0,
-        warmup_steps: int = 0, on_nonfinite: str = "raise",
+        warmup_steps: int = 0, on_nonfinite: str = "raise", structure_cost: Cost | None = None,
+        cost_weight: float = 1.0, cost_ramp_steps: int = 0,
+        cost_schedule: Callable[[int], Any] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+        self._check_cost_arguments(structure_cost, cost_weight, cost_ramp_steps, cost_schedule)
+        self.structure_cost, self.cost_schedule = structure_cost, cost_schedule
+        self.cost_weight, self.cost_ramp_steps = float(cost_weight), cost_ramp_steps
+        self.last_generation: dict[str, list[Any]] = {"fitness": [], "cost": [], "encoded": []}
         self.model, self.space = model, structure_space(model)
         if weight_step not in WEIGHT_STEPS:
             raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}, got {weight_step!r}")
@@ -202,6 +280,54 @@ class HybridTrainer:
         self.forward_examples = 0  # compute: examples x forward passes (evaluations + steps)
         self.history: list[dict[str, float]] = []
 
+    @staticmethod
+    def _check_cost_arguments(cost: Any, weight: Any, ramp: Any, schedule: Any) -> None:
+        if cost is not None and not callable(cost):
+            raise ValueError(f"structure_cost must be a callable structure -> number, got "
+                             f"{cost!r}; e.g. lambda s: s['gates'].sum()")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"cost_weight must be a finite number >= 0, got {weight!r}")
+        if isinstance(ramp, bool) or not isinstance(ramp, int) or ramp < 0:
+            raise ValueError(f"cost_ramp_steps must be a non-negative integer, got {ramp!r}")
+        if schedule is not None and not callable(schedule):
+            raise ValueError(f"cost_schedule must be a callable step -> weight, got "
+                             f"{schedule!r}")
+        if schedule is not None and (weight != 1.0 or ramp != 0):
+            raise ValueError(f"cost_schedule replaces cost_weight={weight!r} and "
+                             f"cost_ramp_steps={ramp!r}; give the schedule alone")
+        if cost is None and (schedule is not None or weight != 1.0 or ramp != 0):
+            raise ValueError("cost_weight, cost_ramp_steps and cost_schedule weigh a "
+                             "structure_cost; pass structure_cost= too")
+
+    def cost_weight_at(self, step: int) -> float:
+        """The weight of the structure cost at step ``step`` (steps taken before it)."""
+        if self.structure_cost is None:
+            return 0.0
+        if self.cost_schedule is not None:
+            weight = _check_number(self.cost_schedule(step), f"cost_schedule({step})",
+                                   "return a finite weight >= 0")
+            if weight < 0:
+                raise ValueError(f"cost_schedule({step}) must be >= 0, got {weight!r}; "
+                                 "return a finite weight >= 0")
+            return weight
+        after = step - self.warmup_steps
+        if after < 0:
+            return 0.0
+        if self.cost_ramp_steps == 0:
+            return self.cost_weight
+        return self.cost_weight * min(1.0, after / self.cost_ramp_steps)
+
+    def costs(self, values: list[Mapping[str, Any]]) -> np.ndarray:
+        """``structure_cost`` of each decoded structure, checked (finite numbers)."""
+        assert self.structure_cost is not None
+        out = np.empty(len(values))
+        for i, value in enumerate(values):
+            out[i] = _check_number(self.structure_cost(value),
+                                   f"structure_cost of structure {_plain(value)}",
+                                   "return a finite float or one-element tensor")
+        return out
+
     # ----- one step -------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, values: list[Mapping[str, Any]], x: Any, y: Any) -> np.ndarray:
@@ -251,14 +377,21 @@ class HybridTrainer:
             encoded = candidates.detach().cpu().numpy() \
                 if isinstance(candidates, torch.Tensor) else np.asarray(candidates)
             values = self.space.decode_batch(encoded)
+            if self.structure_cost is not None:  # checked before anything is evaluated
+                weight, costs = self.cost_weight_at(self.step_count), self.costs(values)
             fitness = self.evaluate(values, x, y)
-            metrics = opt.tell(candidates, fitness)
+            objective = fitness if self.structure_cost is None else fitness + weight * costs
+            metrics = opt.tell(candidates, objective)
+            if self.structure_cost is not None:
+                self.last_generation = {"fitness": fitness.tolist(), "cost": costs.tolist(),
+                                        "encoded": encoded.tolist()}
         if warm:
             chosen = values[0]
         elif self.weight_step == "sampled":
             chosen = values[int(self.rng.integers(len(values)))]
         elif self.weight_step == "best":
-            chosen = values[int(np.argmin(np.where(np.isfinite(fitness), fitness, np.inf)))]
+            chosen = values[int(np.argmin(np.where(np.isfinite(objective), objective,
+                                                    np.inf)))]
         else:
             chosen = self.recommended()
         set_structure(self.model, chosen)
@@ -274,6 +407,9 @@ class HybridTrainer:
         result = {"step": float(self.step_count), "loss": loss,
                   "fitness_best": float(np.min(fitness)), "fitness_mean": float(np.mean(fitness)),
                   "warmup": float(warm), "skipped": float(skipped)}
+        if self.structure_cost is not None:
+            result["cost_weight"] = 0.0 if warm else weight
+            result["cost_mean"] = math.nan if warm else float(np.mean(costs))
         result.update({f"structure_{k}": v for k, v in metrics.items()})
         return result
 
@@ -336,6 +472,8 @@ class HybridTrainer:
             if bar is not None:
                 bar.close()
         set_structure(self.model, self.recommended())
+        if bar is not None and self.structure_cost is not None and taken:
+            self.print_pareto(file=sys.stderr)  # where the progress bar was
         return taken
 
     def _progress_bar(self, data: Any, epochs: int, batch_size: int) -> Any:
@@ -363,6 +501,37 @@ class HybridTrainer:
             return {name: decl._value for name, decl in named_structures(self.model)}
         return self.recommended()
 
+    # ----- costs ----------------------------------------------------------------------
+    def pareto(self) -> list[dict[str, Any]]:
+        """The non-dominated ``{"fitness", "cost", "structure"}`` of the last generation.
+
+        The last generation evaluated (the structure optimizer's last ``ask``): its
+        candidates were all evaluated on the same batch with the same weights, so their
+        fitness values compare (those of earlier generations, under other weights and
+        batches, would not). Sorted by cost; a structure asked twice appears once;
+        empty before the first evaluated generation.
+        """
+        if self.structure_cost is None:
+            raise ValueError("pareto() needs a structure_cost; pass structure_cost= to "
+                             "HybridTrainer")
+        last = self.last_generation
+        points = np.column_stack([last["fitness"], last["cost"]]) if last["fitness"] \
+            else np.empty((0, 2))
+        return [{"fitness": float(points[i, 0]), "cost": float(points[i, 1]),
+                 "structure": self.space.decode(np.asarray(last["encoded"][i]))}
+                for i in pareto_front(points)]
+
+    def print_pareto(self, file: Any = None) -> str:
+        """Print (to ``file``, default stdout) and return a table of :meth:`pareto`."""
+        front = self.pareto()
+        lines = [f"Pareto front of the last generation ({len(front)} structures, "
+                 f"step {self.step_count}):", f"{'fitness':>12} {'cost':>12}  structure"]
+        lines += [f"{p['fitness']:>12.5g} {p['cost']:>12.5g}  {_plain(p['structure'])}"
+                  for p in front]
+        table = "\n".join(lines)
+        print(table, file=file if file is not None else sys.stdout)
+        return table
+
     # ----- state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Weights, optimizers, counters and random states (``torch.save``-able), sealed
@@ -383,6 +552,7 @@ class HybridTrainer:
             "rng": dict(self.rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "batched": self.batched,
+            "last_generation": {k: list(v) for k, v in self.last_generation.items()},
         })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -392,13 +562,17 @@ class HybridTrainer:
             state = verify(state, "HybridTrainer state dict")
         keys = {"version", "model", "weight_optimizer", "structure_optimizer", "counters",
                 "rng", "torch_rng", "batched"}
-        if not isinstance(state, Mapping) or set(state) != keys:
+        if not isinstance(state, Mapping) or set(state) - {"last_generation"} != keys:
             got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(f"not a HybridTrainer state dict: expected keys {sorted(keys)}, "
                              f"got {got}")
         if state["version"] != STATE_VERSION:
             raise ValueError(f"HybridTrainer state version {state['version']!r} is not "
                              f"{STATE_VERSION}")
+        last = state.get("last_generation") or {"fitness": [], "cost": [], "encoded": []}
+        if not isinstance(last, Mapping) or set(last) != {"fitness", "cost", "encoded"}:
+            raise ValueError(f"not a HybridTrainer state dict: last_generation is {last!r}")
+        last = {k: list(v) for k, v in last.items()}
         self.structure_optimizer.load_state_dict(state["structure_optimizer"])
         if self.engine is not None:
             if state["weight_optimizer"] is not None:
@@ -414,6 +588,7 @@ class HybridTrainer:
         self.rng.bit_generator.state = dict(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         self.batched = state["batched"]
+        self.last_generation = last
 
     def __repr__(self) -> str:
         kinds = "/".join(sorted(leaf_kinds(self.space)))

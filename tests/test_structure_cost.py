@@ -1,0 +1,166 @@
+"""HybridTrainer structure costs: the scheduled weight keeps the useful gates open where a
+cost from the first step closes them all; Pareto view; bad costs; exact resume."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import plain_equal, roundtrip
+from nondiff.hybrid.structure import get_structure
+from nondiff.hybrid.trainer import HybridTrainer, pareto_front
+from test_trainer import GatedLinear, adam, gated_data
+from torch import nn
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def open_gates(structure) -> float:
+    return float(structure["gates"].sum())
+
+
+def gate_trainer(seed: int = 0, **kwargs) -> HybridTrainer:
+    torch.manual_seed(seed)
+    if "cost_schedule" not in kwargs:
+        kwargs.setdefault("cost_weight", 0.7)
+    return HybridTrainer(GatedLinear(), "reinforce", adam(0.05), loss=nn.functional.mse_loss,
+                         seed=seed, structure_cost=open_gates, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_cost_from_the_start_closes_the_gates_and_the_schedule_prevents_it(seed) -> None:
+    """y needs features 0..2 (each worth ~1 of MSE once trained), 3..7 are noise; a gate
+    costs 0.7. At full weight from step 0 the untrained weights make no gate worth its
+    cost: all close and stay closed. Warm-up then a ramp keeps exactly the useful ones."""
+    data = gated_data(seed)
+    early = gate_trainer(seed)
+    early.fit(data, epochs=12)
+    assert get_structure(early.model)["gates"].sum() == 0
+    scheduled = gate_trainer(seed, warmup_steps=12, cost_ramp_steps=16)
+    scheduled.fit(data, epochs=12)
+    gates = get_structure(scheduled.model)["gates"]
+    assert gates[:3].all() and gates[3:].sum() == 0, gates
+    weights = [m["cost_weight"] for m in scheduled.history]
+    assert weights[:13] == [0.0] * 13  # warm-up, then the ramp starts at 0
+    assert weights[14] == pytest.approx(0.7 * 2 / 16) and weights[-1] == 0.7
+    assert all(math.isnan(m["cost_mean"]) for m in scheduled.history[:12])
+    assert 0 <= scheduled.history[-1]["cost_mean"] <= 8
+
+
+def test_a_callable_schedule_sets_the_weight() -> None:
+    trainer = gate_trainer(cost_schedule=lambda t: 0.1 * t)
+    trainer.fit(gated_data(), epochs=2)
+    assert [m["cost_weight"] for m in trainer.history] == pytest.approx(
+        [0.1 * t for t in range(8)])
+    bad = gate_trainer(cost_schedule=lambda t: -1.0)
+    with pytest.raises(ValueError, match=r"cost_schedule\(0\).*>= 0"):
+        bad.fit(gated_data(), epochs=1)
+
+
+def test_pareto_front_on_scripted_points() -> None:
+    points = [[1.0, 5.0], [2.0, 2.0], [3.0, 3.0], [0.5, 9.0], [2.0, 2.0], [1.0, 6.0],
+              [np.nan, 0.0], [0.4, np.inf], [4.0, 2.0], [5.0, 1.0]]
+    # [3,3] is dominated by [2,2]; the second [2,2] repeats the first; [1,6] by [1,5];
+    # [4,2] by [2,2]; NaN/inf rows are left out
+    assert pareto_front(points) == [9, 1, 0, 3]
+    assert pareto_front(np.empty((0, 2))) == []
+    rng = np.random.default_rng(0)
+    cloud = rng.random((200, 2))
+    front = pareto_front(cloud)
+    for i in range(len(cloud)):  # brute force: kept iff nobody dominates it
+        dominated = any((cloud[j] <= cloud[i]).all() and (cloud[j] < cloud[i]).any()
+                        for j in range(len(cloud)))
+        assert (i in front) == (not dominated)
+
+
+def test_pareto_lists_the_last_generation_and_prints_a_table() -> None:
+    trainer = gate_trainer(warmup_steps=4, cost_ramp_steps=4,
+                           structure_options={"popsize": 8})
+    with pytest.raises(ValueError, match="structure_cost"):
+        HybridTrainer(GatedLinear(), "reinforce").pareto()
+    assert trainer.pareto() == []
+    trainer.fit(gated_data(), epochs=3)
+    front = trainer.pareto()
+    last = trainer.last_generation
+    assert 1 <= len(front) <= len(last["fitness"]) == 8
+    costs = [p["cost"] for p in front]
+    assert costs == sorted(costs) and len(set(costs)) == len(costs)
+    for p in front:
+        assert p["cost"] == open_gates(p["structure"])
+        assert not any(f <= p["fitness"] and c <= p["cost"] and (f, c) != (p["fitness"],
+                       p["cost"]) for f, c in zip(last["fitness"], last["cost"], strict=True))
+    out = io.StringIO()
+    table = trainer.print_pareto(file=out)
+    assert out.getvalue() == table + "\n"
+    assert table.splitlines()[1].split() == ["fitness", "cost", "structure"]
+    assert len(table.splitlines()) == 2 + len(front)
+
+
+def test_fit_prints_the_front_when_progress_is_on(capsys) -> None:
+    trainer = gate_trainer(progress=True)
+    trainer.fit(gated_data(), epochs=1)
+    assert "Pareto front of the last generation" in capsys.readouterr().err
+
+
+def test_resume_with_a_cost_is_exact() -> None:
+    def make():
+        return gate_trainer(3, warmup_steps=2, cost_ramp_steps=3)
+
+    data = gated_data()
+    straight = make()
+    straight.fit(data, epochs=2)
+    first = make()
+    first.fit(data, epochs=1)
+    state = roundtrip(first.state_dict())
+    torch.manual_seed(123)  # the state carries the RNGs
+    resumed = make()
+    resumed.load_state_dict(state)
+    resumed.fit(data, epochs=2)
+    assert resumed.step_count == straight.step_count == 8
+    assert plain_equal(resumed.state_dict(), straight.state_dict())
+    front = [(p["fitness"], p["cost"]) for p in resumed.pareto()]
+    assert front and front == [(p["fitness"], p["cost"]) for p in straight.pareto()]
+    assert [m["cost_weight"] for m in resumed.history] == \
+        [m["cost_weight"] for m in straight.history[4:]]
+
+
+@pytest.mark.parametrize("cost, match", [
+    (lambda s: math.nan, "finite"), (lambda s: math.inf, "finite"),
+    (lambda s: "big", "'big'"), (lambda s: torch.ones(2), "finite"),
+    (lambda s: None, "None"),
+])
+def test_a_bad_cost_names_the_structure(cost, match) -> None:
+    torch.manual_seed(0)
+    trainer = HybridTrainer(GatedLinear(), "reinforce", adam(0.05),
+                            loss=nn.functional.mse_loss, structure_cost=cost)
+    weights = [p.detach().clone() for p in trainer.model.parameters()]
+    with pytest.raises(ValueError, match=f"structure_cost of structure .*gates.*{match}"):
+        trainer.fit(gated_data(), epochs=1)
+    assert trainer.step_count == 0
+    assert all(torch.equal(a, b) for a, b in zip(weights, trainer.model.parameters(),
+                                                 strict=True))
+
+
+def test_a_tensor_cost_counts() -> None:
+    trainer = gate_trainer()
+    trainer.structure_cost = lambda s: torch.tensor(s["gates"]).sum()
+    trainer.fit(gated_data(), epochs=1)
+    assert trainer.history[-1]["cost_mean"] >= 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"structure_cost": 3}, "structure_cost must be a callable"),
+    ({"structure_cost": open_gates, "cost_weight": -1.0}, "cost_weight .* got -1.0"),
+    ({"structure_cost": open_gates, "cost_weight": math.nan}, "cost_weight"),
+    ({"structure_cost": open_gates, "cost_ramp_steps": 2.5}, "cost_ramp_steps .* 2.5"),
+    ({"structure_cost": open_gates, "cost_schedule": 0.1}, "cost_schedule must be"),
+    ({"structure_cost": open_gates, "cost_schedule": abs, "cost_ramp_steps": 3},
+     "give the schedule alone"),
+    ({"cost_weight": 0.5}, "pass structure_cost="),
+])
+def test_bad_cost_arguments_name_the_fix(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        HybridTrainer(GatedLinear(), "reinforce", **kwargs)
