@@ -210,7 +210,7 @@ def write_html(units: Iterable[Unit], out_dir: str | os.PathLike[str], *,
         runs: rows of ``ResultStore.runs()``; without them the invocations are
             reconstructed from the units' ``run_id``.
         title: the page's title.
-        comparison: ``(label_a, label_b, benchmarks.report_stats.compare_rows(...))`` to add
+        comparison: ``(label_a, label_b, nondiff.benchmarks.report_stats.compare_rows(...))`` to add
             a comparison table.
         targets: success targets for the tables (default: the stored ones).
 

@@ -241,7 +241,7 @@ def load(path: str | os.PathLike[str]) -> Suite:
     if suite is None and callable(getattr(module, "suite", None)):
         suite = module.suite()
     if not isinstance(suite, Suite):
-        raise ValueError(f"{path} must define SUITE = benchmarks.suites.Suite(...) or a "
+        raise ValueError(f"{path} must define SUITE = nondiff.benchmarks.suites.Suite(...) or a "
                          f"function suite() returning one; found {type(suite).__name__}")
     return suite
 

@@ -81,7 +81,7 @@ import math
 import torch
 from torch import nn
 
-from .devices import device_of
+from .devices import device_of, draw_on
 
 __all__ = ["EXPLORATIONS", "LossCritic"]
 
@@ -158,7 +158,8 @@ class LossCritic(nn.Module):
         p = p / p.sum(1, keepdim=True)
         if self.exploration == "balanced":
             p = (p + eps) / (p.mean(0, keepdim=True) + eps)  # Eq. (4)
-        return torch.multinomial(p, samples, replacement=True, generator=generator).T
+        return draw_on(p.device, generator, lambda d: torch.multinomial(  # a CPU generator
+            p.to(d), samples, replacement=True, generator=generator)).T  # for CUDA probs
 
     def forward(self, a: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted loss per example, ``(batch,)``."""

@@ -316,9 +316,13 @@ class ScaledCodes(nn.Module):
             raise ValueError(f"polishing needs levels that are integers times a scale; "
                              f"{constraint_set!r} is not; skip the polish phase for it")
         self.register_buffer("codes", codes)
-        self.norm = max(float(codes.square().sum().sqrt()), 1.0)
-        self.raw_scale = nn.Parameter(torch.tensor(scale * self.norm, dtype=w.dtype,
+        self.raw_scale = nn.Parameter(torch.tensor(scale * float(self.norm), dtype=w.dtype,
                                                    device=w.device))
+
+    @property
+    def norm(self) -> torch.Tensor:
+        """``max(||Q||, 1)``, derived from the codes (so a loaded state dict is consistent)."""
+        return self.codes.square().sum().sqrt().clamp_min(1.0)
 
     @property
     def scale(self) -> torch.Tensor:
@@ -351,9 +355,11 @@ def freeze_codes(layers: Iterable[nn.Module], constraint_set: ConstraintSet) -> 
     """Start the polish phase: the weights of ``layers``, already on ``constraint_set``
     (after :func:`quantize_in_place`), keep their integer codes and only their scales
     train (registers :class:`ScaledCodes`; the float weight stops requiring grad)."""
-    for m in layers:
+    layers = list(layers)
+    codes = [ScaledCodes(m.weight, constraint_set) for m in layers]  # may refuse: first
+    for m, scaled in zip(layers, codes, strict=True):
         m.weight.requires_grad_(False)
-        parametrize.register_parametrization(m, "weight", ScaledCodes(m.weight, constraint_set))
+        parametrize.register_parametrization(m, "weight", scaled)
 
 
 def quantize_in_place(layers: Iterable[nn.Module], quant: ADMMQuantizer | None = None) -> None:

@@ -50,7 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nondiff: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nondiff: interrupted; finished units are stored, run again to resume",
+        resumable = getattr(args, "handler", None).__name__ == "_bench_run" or getattr(
+            args, "checkpoint", None)
+        print("nondiff: interrupted" + ("; what finished is stored, run the same command "
+                                         "again to resume" if resumable else ""),
               file=sys.stderr)
         return 130
 

@@ -148,7 +148,7 @@ class ADMM:
         eps_rel: float = 1e-4, polish: bool = True, polish_rounds: int = 100, seed: int = 0,
     ) -> None:
         if not isinstance(constraint_set, ConstraintSet):
-            raise ValueError("constraint_set must be an optim.projections.ConstraintSet, "
+            raise ValueError("constraint_set must be a nondiff.optim.projections.ConstraintSet, "
                              f"got {constraint_set!r}")
         self.set = constraint_set
         self.P = None if P is None else as_float64(P, "P")

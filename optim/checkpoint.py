@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import struct
@@ -146,6 +147,26 @@ def _feed(h: Any, value: Any) -> None:
         h.update(b"S" + struct.pack("<Q", len(text)) + text)
 
 
+_PLAIN = (torch.Tensor, str, bytes, int, float, bool, type(None))
+
+
+def _check_loadable(value: Any, path: str) -> None:
+    """Refuse, before writing, what ``torch.load(weights_only=True)`` would refuse to
+    read back (a checkpoint that could never resume): e.g. numpy arrays in a
+    ``state_dict()``."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_loadable(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_loadable(item, f"{path}[{i}]")
+    elif not isinstance(value, _PLAIN):
+        raise ValueError(
+            f"{path} is a {type(value).__name__}, which a checkpoint cannot hold (it is read "
+            "back with torch.load(weights_only=True)); return tensors, numbers, strings, "
+            "lists and dicts from state_dict(), e.g. torch.as_tensor(array) or float(x)")
+
+
 def digest(payload: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of ``payload`` without its checksum entry."""
     h = hashlib.sha256()
@@ -154,8 +175,10 @@ def digest(payload: Mapping[str, Any]) -> str:
 
 
 def seal(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``payload`` with its checksum under :data:`CHECKSUM_KEY`."""
-    out = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}
+    """A deep copy of ``payload`` with its checksum under :data:`CHECKSUM_KEY`: a
+    snapshot, so training on after ``state_dict()`` (whose tensors are the live ones)
+    does not invalidate what was sealed."""
+    out = copy.deepcopy({k: v for k, v in payload.items() if k != CHECKSUM_KEY})
     out[CHECKSUM_KEY] = digest(out)
     return out
 
@@ -198,6 +221,7 @@ def write(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
     """Seal ``payload`` and write it to ``path`` atomically (a crash mid-write keeps
     the old file)."""
     path = Path(path)
+    _check_loadable(payload, "payload")
     sealed = seal(payload)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")

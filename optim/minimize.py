@@ -185,7 +185,7 @@ def minimize(
             or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
     if evaluator is not None and not isinstance(evaluator, Evaluator):
-        raise ValueError(f"evaluator must be an optim.evaluate.Evaluator (SerialEvaluator, "
+        raise ValueError(f"evaluator must be a nondiff.optim.evaluate.Evaluator (SerialEvaluator, "
                          f"VectorizedEvaluator, ProcessPoolEvaluator, RayEvaluator), "
                          f"got {evaluator!r}")
     callbacks = _check_run_arguments(fn, target, callbacks, checkpoint, evaluator)

@@ -182,3 +182,21 @@ def test_keep_float_leaves_the_first_layer_in_float_for_every_method(data):
 def test_polish_settings_are_checked(data, kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         train(data, "mlp", epochs=2, **kwargs)
+
+
+def test_scaled_codes_load_a_state_dict_consistently_and_a_refused_freeze_changes_nothing():
+    from nondiff.hybrid.quantize import freeze_codes
+    from torch import nn
+
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 3)) for _ in range(2)]
+    for net in nets:
+        for layer in net:
+            layer.weight.data = Ternary("fit").project(layer.weight.data)
+        freeze_codes(list(net), Ternary("fit"))
+    nets[1].load_state_dict(nets[0].state_dict())
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(nets[0], nets[1], strict=True))
+    plain = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 3))
+    with pytest.raises(ValueError, match="integers times a scale"):
+        freeze_codes(list(plain), Levels([-1.0, 0.3, 1.0]))  # not integer codes: refused
+    assert all(layer.weight.requires_grad for layer in plain)  # and nothing frozen

@@ -174,3 +174,26 @@ def test_hybrid_states_altered_after_they_were_made_are_refused():
     with pytest.raises(ValueError, match="HybridTrainer state dict is corrupt"):
         trainer.load_state_dict(state)
 
+
+
+def test_a_sealed_state_dict_is_a_snapshot_that_training_on_does_not_invalidate():
+    from nondiff.hybrid import Gates, HybridTrainer
+    from torch import nn
+
+    model = nn.Sequential(Gates(8), nn.Linear(8, 2))
+    trainer = HybridTrainer(model, "reinforce", seed=0)
+    x, y = torch.randn(16, 8), torch.randint(0, 2, (16,))
+    trainer.step(x, y)
+    kept = trainer.state_dict()  # e.g. the best so far, kept in memory (early stopping)
+    weights = {k: v.clone() for k, v in model.state_dict().items()
+               if isinstance(v, torch.Tensor)}
+    trainer.step(x, y)  # trains the live tensors on
+    trainer.load_state_dict(kept)  # not refused as "corrupt"
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_a_payload_that_could_not_be_read_back_is_refused_at_write(tmp_path):
+    path = tmp_path / "run.pt"
+    with pytest.raises(ValueError, match=r"\['objective'\]\['mean'\] is a ndarray"):
+        checkpoint.write(path, {"stateful": {"objective": {"mean": np.zeros(3)}}})
+    assert not path.exists()

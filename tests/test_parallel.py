@@ -126,10 +126,8 @@ def test_worker_exception_stops_every_worker_and_surfaces(data: Dataset) -> None
     assert message.startswith("worker 2 (block 2: Exploding) failed:")
     assert "block exploded on purpose" in message and "worker 0 (" not in message
     assert "Traceback" in message and "in forward" in message
-    deadline = time.monotonic() + 5
-    while set(_children()) - existing and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert set(_children()) - existing == set()
+    assert wait_until(lambda: not set(_children()) - existing, timeout=30), \
+        f"children left: {set(_children()) - existing}"
 
 
 class Dying(nn.Module):
@@ -158,10 +156,8 @@ def test_a_worker_that_dies_outright_is_named_with_its_exit_code(data: Dataset) 
     message = str(info.value)
     assert message.startswith("worker 1 (block 1: Dying) exited with code 7"), message
     assert "worker 0 failed" not in message and "worker 2 failed" not in message
-    deadline = time.monotonic() + 5
-    while set(_children()) - existing and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert set(_children()) - existing == set()
+    assert wait_until(lambda: not set(_children()) - existing, timeout=30), \
+        f"children left: {set(_children()) - existing}"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
