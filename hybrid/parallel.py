@@ -42,7 +42,7 @@ Example:
     >>> model = Decoupled([Group([nn.Linear(40, 32), nn.ReLU()]), nn.Linear(32, 10)],
     ...                   signal="local", seed=0)
     >>> losses = fit_parallel(model, ds, epochs=2, batch_size=40,  # two processes
-    ...                       start_method="fork")  # the default "spawn" starts slower
+    ...                       start_method="forkserver")  # safe after autograd, unlike fork
     >>> len(losses), model.epoch, losses[1] < losses[0]
     (2, 2, True)
 """
