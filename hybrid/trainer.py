@@ -572,7 +572,29 @@ class HybridTrainer:
         last = state.get("last_generation") or {"fitness": [], "cost": [], "encoded": []}
         if not isinstance(last, Mapping) or set(last) != {"fitness", "cost", "encoded"}:
             raise ValueError(f"not a HybridTrainer state dict: last_generation is {last!r}")
-        last = {k: list(v) for k, v in last.items()}
+        try:
+            last = {k: list(v) for k, v in last.items()}
+            counters = {k: int(v) for k, v in state["counters"].items()}
+        except (TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"not a HybridTrainer state dict: {error}") from None
+        if any(v < 0 for v in counters.values()) or not {"step", "epoch", "batch_in_epoch"} \
+                <= set(counters):
+            raise ValueError(f"HybridTrainer state dict has bad counters {counters}; it was "
+                             "edited or damaged")
+        before = self.state_dict()  # a refused load leaves the trainer as it was
+        try:
+            self._load_parts(state, counters, last)
+        except Exception as error:
+            self._load_parts(verify(before, "HybridTrainer state"), before["counters"],
+                             before["last_generation"])
+            if isinstance(error, ValueError):
+                raise
+            raise ValueError(f"this HybridTrainer state dict does not fit the trainer "
+                             f"({type(error).__name__}: {error}); build the trainer with the "
+                             "same model, optimizers and engine before loading") from error
+
+    def _load_parts(self, state: Mapping[str, Any], counters: Mapping[str, int],
+                    last: dict[str, list]) -> None:
         self.structure_optimizer.load_state_dict(state["structure_optimizer"])
         if self.engine is not None:
             if state["weight_optimizer"] is not None:
@@ -580,7 +602,6 @@ class HybridTrainer:
         else:
             self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.model.load_state_dict(state["model"])
-        counters = state["counters"]
         self.step_count, self.epoch = int(counters["step"]), int(counters["epoch"])
         self.batch_in_epoch = int(counters["batch_in_epoch"])
         self.forward_examples = int(counters.get("forward_examples", 0))

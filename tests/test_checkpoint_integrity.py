@@ -197,3 +197,25 @@ def test_a_payload_that_could_not_be_read_back_is_refused_at_write(tmp_path):
     with pytest.raises(ValueError, match=r"\['objective'\]\['mean'\] is a ndarray"):
         checkpoint.write(path, {"stateful": {"objective": {"mean": np.zeros(3)}}})
     assert not path.exists()
+
+
+def test_a_refused_trainer_load_leaves_the_trainer_unchanged():
+    from conftest import plain_equal
+    from nondiff.hybrid import Gates, HybridTrainer
+    from torch import nn
+
+    def trainer(width: int) -> HybridTrainer:
+        torch.manual_seed(0)
+        return HybridTrainer(nn.Sequential(Gates(8), nn.Linear(8, width)), "reinforce", seed=0)
+
+    target, other = trainer(2), trainer(3)  # same structure space, another model shape
+    x, y = torch.randn(16, 8), torch.randint(0, 2, (16,))
+    target.step(x, y)
+    other.step(x, y)
+    other.step(x, y)
+    before = target.state_dict()
+    with pytest.raises(ValueError, match="does not fit the trainer"):
+        target.load_state_dict(other.state_dict())  # the model's shapes differ: refused
+    after = target.state_dict()
+    assert plain_equal({k: v for k, v in after.items() if k != "torch_rng"},
+                       {k: v for k, v in before.items() if k != "torch_rng"})
