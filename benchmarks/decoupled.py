@@ -229,6 +229,20 @@ def accuracy_table(seeds: int, workers: int, epochs_scale: float = 1.0) -> None:
     print(f"accuracy part: {time.perf_counter() - started:.0f} s, {_load()}", flush=True)
 
 
+# How the pipeline's workers start. fork copies the warmed-up parent (fastest here:
+# fresh interpreters pay ~1.4 s of first-step set-up inside the timed loop and run
+# ~1.5x slower per step, measured on the 16 x 128 net; issue 18), but fork after autograd
+# has run fails on CUDA builds of torch, so those use forkserver.
+PIPELINE_START = "fork" if torch.version.cuda is None else "forkserver"
+
+
+def _stages(ds: Dataset, width: int, depth: int, groups: int, cut: int | None) -> list:
+    """The MLP as ``groups`` blocks: split after layer ``cut`` for 2 groups when given,
+    else balanced by parameter count (one block per group)."""
+    split = {"cut": cut} if groups == 2 and cut is not None else {"groups": groups}
+    return mlp_blocks(ds.features, ds.num_classes, width, depth, **split)
+
+
 def _throughput_run(ds: Dataset, workload: tuple[int, int, int], groups: int, threads: int,
                     epochs: int, lr: float, cut: int | None = None) -> tuple[float, float]:
     """Samples/s over ``epochs`` and test accuracy: backprop in this process
@@ -237,8 +251,7 @@ def _throughput_run(ds: Dataset, workload: tuple[int, int, int], groups: int, th
     width, depth, batch = workload
     torch.manual_seed(0)
     optimizer = functools.partial(torch.optim.Adam, lr=lr, fused=True)
-    blocks = mlp_blocks(ds.features, ds.num_classes, width, depth, groups=groups,
-                        cut=cut if groups == 2 else None)
+    blocks = _stages(ds, width, depth, groups, cut)
     if groups == 1:
         model = Decoupled(blocks, signal="backprop", optimizer=optimizer)
         previous = torch.get_num_threads()
@@ -252,7 +265,7 @@ def _throughput_run(ds: Dataset, workload: tuple[int, int, int], groups: int, th
         model = Decoupled(blocks, signal="local", optimizer=optimizer, head_hidden=0)
         model.build(ds.x_train[:2])
         stats: dict = {}
-        fit_parallel(model, ds, epochs, batch, threads=threads, start_method="fork",
+        fit_parallel(model, ds, epochs, batch, threads=threads, start_method=PIPELINE_START,
                      stats=stats)
         elapsed = max(stats["worker_seconds"])  # the pipeline's training loop
     samples = epochs * len(ds.y_train)
@@ -303,7 +316,8 @@ def throughput_table(ds: Dataset, workload: tuple[int, int, int], epochs: int, r
     width, depth, batch = workload
     print(f"\n## Throughput: {ds.name}, {depth}-layer MLP width {width}, batch {batch}, "
           f"Adam lr {lr:g}, {epochs} epochs per run, median of {rounds} interleaved "
-          f"rounds (samples/s over all epochs); {_load()}")
+          f"rounds (samples/s over all epochs); pipeline workers start by "
+          f"{PIPELINE_START}; {_load()}")
     cut, trial = choose_cut(ds, workload, lr)
     print("2-process split: samples/s of 1-epoch trials by layers in the lower group: "
           + ", ".join(f"{c}: {r:.0f}" for c, r in trial.items()) + f" -> {cut}")
@@ -324,8 +338,7 @@ def throughput_table(ds: Dataset, workload: tuple[int, int, int], epochs: int, r
           f"{'vs best backprop':>17s}")
     for groups in (1, 2, 3, 4):
         split = [sum(p.numel() for p in b.parameters()) // 1000
-                 for b in mlp_blocks(ds.features, ds.num_classes, width, depth, groups,
-                                     cut if groups == 2 else None)]
+                 for b in _stages(ds, width, depth, groups, cut)]
         print(f"{groups:6d} {groups:9d} {rate[groups, 1]:10.0f} {accs[groups, 1]:6.1f} "
               f"{rate[groups, 1] / rate[best]:16.2f}x   k-params per group {split}")
     ratio = rate[2, 1] / rate[best]

@@ -26,7 +26,7 @@ Example:
     >>> import multiprocessing, os
     >>> from concurrent.futures import ProcessPoolExecutor
     >>> from nondiff.optim.lifetime import die_with
-    >>> context = multiprocessing.get_context("fork")  # any start method
+    >>> context = multiprocessing.get_context("fork")  # the child runs no torch: fork is safe
     >>> with ProcessPoolExecutor(1, mp_context=context, initializer=die_with,
     ...                          initargs=(os.getpid(),)) as pool:
     ...     pool.submit(os.getppid).result() == os.getpid()
