@@ -132,7 +132,10 @@ def test_ray_matches_serial_and_completes_when_an_actor_is_killed(ray_instance,
         # The next generation: no chunk can finish before the victim is killed (no timing).
         pending = evaluator.submit(blocked_until_released, pop.numpy().astype(np.float64))
         victim = evaluator.actors[0]
-        ray.kill(victim)
+        doomed = [ref for ref, (_, actor) in pending.pending.items() if actor == victim]
+        ray.kill(victim)  # asynchronous: release only once the victim's chunk has failed
+        ready, _ = ray.wait(doomed, num_returns=len(doomed), timeout=120)
+        assert ready == doomed, "the killed actor's chunk never ended"
         open(release, "w").close()
         values = pending.result()
         np.testing.assert_array_equal(values, pop.numpy().astype(np.float64).sum(axis=1))
