@@ -331,8 +331,11 @@ def test_direct_construction_names_itself_after_strategy_and_inner():
     assert opt.inner.optimizer == "adam" and opt.config()["inner_config"]["optimizer"] == "adam"
 
 
-def test_a_registered_variant_keeps_its_name_and_records_the_strategy():
-    opt = registry.create("bipop-snes", np.zeros(4), seed=0, strategy="ipop")
-    assert opt.name == "bipop-snes" and opt.strategy == "ipop"
-    with pytest.raises(ValueError, match=r"another configuration.*strategy"):
-        registry.create("bipop-snes", np.zeros(4), seed=0).load_state_dict(opt.state_dict())
+def test_a_registered_variant_refuses_a_contradicting_strategy():
+    opt = registry.create("bipop-snes", np.zeros(4), seed=0, strategy="bipop")
+    assert opt.name == "bipop-snes" and opt.strategy == "bipop"
+    with pytest.raises(ValueError, match=r"strategy='ipop' contradicts.*'ipop-snes'"):
+        registry.create("bipop-snes", np.zeros(4), seed=0, strategy="ipop")
+    ipop = registry.create("ipop-snes", np.zeros(4), seed=0)
+    with pytest.raises(ValueError, match=r"optimizer .ipop-snes., not .bipop-snes."):
+        registry.create("bipop-snes", np.zeros(4), seed=0).load_state_dict(ipop.state_dict())
