@@ -349,7 +349,8 @@ def _work(rank: int, world: int, job: dict[str, Any], pipes: Pipes | None = None
         stage.push_target(awaited[0], link.poll_target(stage.memory[awaited.popleft()][0],
                                                        True))
     link.flush()
-    return {"stage": stage, "losses": losses, "seconds": time.perf_counter() - started}
+    return {"stage": stage, "losses": losses, "seconds": time.perf_counter() - started,
+            "backend": "gloo" if pipes is None else pipes.backend, "device": job.get("device")}
 
 
 def _copy_stage(dst: Stage, src: Stage) -> None:
@@ -484,7 +485,8 @@ def fit_parallel(
         stats: if a dict, filled with ``"worker_seconds"`` (each worker's training
             loop, timed from a barrier that all workers pass once started, so process
             start-up is excluded and pipeline fill and drain are included; the
-            slowest worker's time is the run's wall-clock training time).
+            slowest worker's time is the run's wall-clock training time), ``"devices"``
+            (each stage's device) and ``"backend"`` (``"nccl"`` or ``"gloo"``).
         devices: where each stage runs (:mod:`nondiff.hybrid.placement`): ``None``
             (default), where each block's parameters are; ``"auto"``, ``cuda:k`` when
             there is a GPU per stage (per process of a host under torchrun), else the
@@ -570,6 +572,8 @@ def fit_parallel(
         _copy_stage(stage, outputs[rank]["stage"])
     if stats is not None:
         stats["worker_seconds"] = [outputs[r]["seconds"] for r in range(world)]
+        stats["devices"] = [outputs[r]["device"] for r in range(world)]
+        stats["backend"] = outputs[0]["backend"]
     model.step_count += sum(per_epoch)
     model.epoch += epochs
     losses, history = outputs[world - 1]["losses"], []
