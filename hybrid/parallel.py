@@ -2,8 +2,12 @@
 
 :func:`fit_parallel` runs every top-level block of a :class:`~nondiff.hybrid.decoupled.Decoupled`
 stack (a :class:`~nondiff.hybrid.decoupled.Group` of layers, or a nested stack) in its own
-process on the gloo backend, one thread each. Activations and labels travel forward
-with ``isend``/``irecv``; a block never waits for a backward pass from above. The
+process, one thread each, each on a device of its own if asked (``devices="auto"``:
+``cuda:k`` when there is a GPU per stage; :mod:`nondiff.hybrid.placement`): NCCL carries
+the messages GPU to GPU when every stage has a GPU of its own, gloo otherwise
+(:mod:`nondiff.hybrid.groups`). The processes are started here, or, on several hosts, by
+``torchrun`` (one process per stage; see :func:`fit_parallel`). Activations and labels
+travel forward with ``isend``/``irecv``; a block never waits for a backward pass from above. The
 gradient a block computes at its input (the synthesizer target of the block below)
 travels back *later*; ``staleness=k`` lets a synthesizer fall up to ``k`` steps behind
 before its process waits for the target.
