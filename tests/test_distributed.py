@@ -128,17 +128,15 @@ SCRIPT = MODEL + textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to clean up")
-def test_two_torchrun_nodes_equal_the_single_process_run(tmp_path: Path, data) -> None:
-    """Two torchrun "nodes" (``--nnodes 2 --node-rank 0|1``) on 127.0.0.1, one stage
-    each, the second a nested stack: every rank ends with the whole trained model, equal
-    bit for bit to the single-process run."""
+def _two_torchrun_nodes(tmp_path: Path, source: str) -> list[tuple[int, str]]:
+    """Run ``source`` as a script under two torchrun "nodes" on 127.0.0.1 (one process
+    each); their exit codes and outputs. Every process they started is gone after."""
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
-    port = free_port()
+    script.write_text(source)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
+    port = free_port()
     nodes = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run",  # the torchrun command
          "--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1",
@@ -149,14 +147,22 @@ def test_two_torchrun_nodes_equal_the_single_process_run(tmp_path: Path, data) -
     try:
         outputs = [node.communicate(timeout=600)[0].decode(errors="replace")
                    for node in nodes]  # a failure guard, not a pace
-        assert [node.returncode for node in nodes] == [0, 0], "\n".join(
-            o[-3000:] for o in outputs)
+        return [(node.returncode, output) for node, output in zip(nodes, outputs, strict=True)]
     finally:
         for node in nodes:
             if node.poll() is None:
                 node.kill()
                 node.wait()
             kill_session(node.pid)  # the agents' workers, if any is left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to clean up")
+def test_two_torchrun_nodes_equal_the_single_process_run(tmp_path: Path, data) -> None:
+    """Two torchrun "nodes" (``--nnodes 2 --node-rank 0|1``) on 127.0.0.1, one stage
+    each, the second a nested stack: every rank ends with the whole trained model, equal
+    bit for bit to the single-process run."""
+    nodes = _two_torchrun_nodes(tmp_path, SCRIPT)
+    assert [code for code, _ in nodes] == [0, 0], "\n".join(out[-3000:] for _, out in nodes)
     single = nested_model()
     expected = single.fit(data, epochs=2, batch_size=50)
     for rank in (0, 1):
@@ -165,6 +171,34 @@ def test_two_torchrun_nodes_equal_the_single_process_run(tmp_path: Path, data) -
         assert plain_equal(dict(saved["model"]), dict(single.state_dict()))
         assert plain_equal(saved["stages"], single.checkpoint()["stages"])
         assert saved["stats"]["backend"] == "gloo" and saved["step"] == single.step_count
+
+
+FAILING = MODEL + textwrap.dedent("""
+    from nondiff.hybrid import fit_parallel
+    from nondiff.problems.learning import mnist1d
+
+    class Exploding(nn.Linear):  # the nested stack's top block raises on its 3rd call
+        calls = 0
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 3:
+                raise ArithmeticError("block exploded on purpose")
+            return super().forward(x)
+
+    model = nested_model()
+    model.blocks[1].blocks[1] = Exploding(32, 10)
+    fit_parallel(model, mnist1d(n=300, seed=0), epochs=2, batch_size=50)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to clean up")
+def test_a_failing_torchrun_rank_ends_the_run_and_its_neighbour_names_it(tmp_path) -> None:
+    """Under torchrun the failure is raised where it happens; the neighbour waiting on it
+    raises PeerLost naming that rank, and both nodes end (no hang)."""
+    (code0, out0), (code1, out1) = _two_torchrun_nodes(tmp_path, FAILING)
+    assert code0 != 0 and code1 != 0
+    assert "block exploded on purpose" in out1, out1[-3000:]
+    assert "PeerLost" in out0 and "from worker 1 failed" in out0, out0[-3000:]
 
 
 # -- GPUs: one stage per GPU over NCCL; stages sharing a GPU, or on the CPU and a GPU,
