@@ -547,8 +547,8 @@ def fit_parallel(
                                        env.local_world)}
     else:
         where = dict(enumerate(stage_devices(devices, placed)))
-        if start_method == "fork" and torch.cuda.is_available() and torch.cuda.is_initialized() \
-                and any(d.type == "cuda" for d in where.values()):
+        if start_method == "fork" and any(d.type == "cuda" for d in where.values()) \
+                and torch.cuda.is_initialized():
             raise ValueError("start_method='fork' cannot use CUDA in the workers once this "
                              "process has used it; pass start_method='spawn' or 'forkserver'")
     epoch_list = list(range(model.epoch, model.epoch + epochs))

@@ -79,14 +79,23 @@ def _entries(devices: Devices, stages: int) -> list[Any]:
                      f"{devices!r}")
 
 
-def _resolve(entry: Any, where: torch.device | None, what: str, gpus: int, gpu: int,
+def _visible() -> int:
+    """GPUs visible here; asked only when a stage may use one (the CUDA runtime must
+    not start in a process that forks workers and never meant to use a GPU)."""
+    return torch.cuda.device_count()
+
+
+def _resolve(entry: Any, where: torch.device | None, what: str, gpus: int | None, gpu: int,
              needed: int) -> torch.device:
     if entry is None:
         device = where or torch.device("cpu")
     elif entry == "auto":
+        gpus = _visible() if gpus is None else gpus
         device = torch.device("cuda", gpu) if gpus >= needed else torch.device("cpu")
     else:
         device = _device(entry, what)
+    if device.type == "cuda" and gpus is None:
+        gpus = _visible()
     if device.type == "cuda" and device.index is not None and device.index >= gpus:
         raise ValueError(f"{what}={str(entry if entry is not None else device)!r}, but "
                          f"{gpus} GPU(s) are visible here; pass 'cpu' or 'auto'")
@@ -108,7 +117,6 @@ def stage_devices(devices: Devices, placed: Sequence[torch.device | None],
             device, or a GPU that is not visible here.
     """
     entries = _entries(devices, len(placed))
-    gpus = torch.cuda.device_count() if gpus is None else gpus
     listed = isinstance(devices, (list, tuple))
     return [_resolve(entry, where, f"devices[{k}]" if listed else "devices", gpus, k,
                      len(placed))
@@ -122,7 +130,6 @@ def rank_device(devices: Devices, placed: Sequence[torch.device | None], rank: i
     has ``local_world`` GPUs or more, and only this stage's GPU is checked (the other
     stages may be on other hosts)."""
     entry = _entries(devices, len(placed))[rank]
-    gpus = torch.cuda.device_count() if gpus is None else gpus
     what = f"devices[{rank}]" if isinstance(devices, (list, tuple)) else "devices"
     return _resolve(entry, placed[rank], what, gpus, local_rank, local_world)
 
