@@ -234,3 +234,19 @@ def test_stages_on_gpus_equal_one_process_on_the_same_gpus(devices, backend, gpu
     assert losses == expected
     assert _equal_on_cpu(parallel, single)
     assert all(p.device.type == "cpu" for p in parallel.parameters())  # the model stays
+
+
+def test_blocks_placed_by_hand_train_where_they_are(data) -> None:
+    """``devices=None``: each stage runs where its block is (``blocks[k].to(...)``), and
+    the trained weights come back there."""
+    if GPUS < 2:
+        pytest.skip(f"2 CUDA devices not available ({GPUS} visible)")
+    devices = ["cuda:0", "cuda:1"]
+    single = _on(nested_model(), devices)
+    expected = single.fit(data, epochs=2, batch_size=50)
+    parallel, stats = _on(nested_model(), devices), {}
+    losses = fit_parallel(parallel, data, epochs=2, batch_size=50, start_method="forkserver",
+                          stats=stats)
+    assert stats["backend"] == "nccl" and stats["devices"] == devices
+    assert losses == expected and _equal_on_cpu(parallel, single)
+    assert [str(next(b.parameters()).device) for b in parallel.blocks] == devices
