@@ -10,7 +10,9 @@ score-function estimators (:mod:`nondiff.hybrid.estimators`) carry the gradient.
 The decoupled engine: synthetic-gradient modules (DNI, cDNI) and local auxiliary
 heads (:mod:`nondiff.hybrid.synthetic`), decoupled stacks of unchanged user modules with
 hierarchical groups and a one-flag backprop baseline (:mod:`nondiff.hybrid.decoupled`), and
-the same stacks across processes on torch.distributed (:mod:`nondiff.hybrid.parallel`);
+the same stacks across processes on torch.distributed (:mod:`nondiff.hybrid.parallel`),
+one device per stage (:mod:`nondiff.hybrid.placement`) and several hosts through torchrun
+(:mod:`nondiff.hybrid.groups`);
 :mod:`nondiff.hybrid.split` cuts a network into stages of balanced cost.
 
 Quantized weights (:mod:`nondiff.hybrid.quantize`): network-level ADMM

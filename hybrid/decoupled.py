@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-from nondiff.hybrid.devices import device_of, to_device
+from nondiff.hybrid.devices import device_of, placed_device, to_device
 from nondiff.hybrid.nonfinite import NonFiniteError, check_finite, check_policy, epoch_mean
 from nondiff.hybrid.stage import LossTop, Stage
 from nondiff.hybrid.synthetic import AuxiliaryHead, SyntheticGradient
@@ -81,6 +81,12 @@ OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 Callback = Callable[[dict[str, float], "Decoupled"], Any]
 
 
+def _to_block(x: torch.Tensor, block: nn.Module) -> torch.Tensor:
+    """``x`` on ``block``'s device (blocks of one stack may sit on different devices)."""
+    where = placed_device(block)
+    return x if where is None else to_device(x, where)
+
+
 class Group(nn.Sequential):
     """Layers trained by ordinary backprop inside, one decoupled block at the edges.
 
@@ -104,7 +110,10 @@ class Decoupled(nn.Module):
     """A stack of user blocks trained with decoupled (or ordinary) backprop.
 
     Runs on the device of the blocks' parameters (move them before the first step;
-    synthesizers and heads are built there); batches are moved there.
+    synthesizers and heads are built there); batches are moved there. Blocks may sit
+    on different devices (``blocks[1].to("cuda:1")``): each block's input, its
+    synthesizer or head and its targets follow it, and :func:`~nondiff.hybrid.parallel.fit_parallel`
+    runs each top-level block on its own device.
 
     Args:
         blocks: ``nn.Module`` blocks applied in order (a :class:`Group` or a nested
@@ -208,7 +217,7 @@ class Decoupled(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x)
+            x = block(_to_block(x, block))
         return x
 
     def build(self, x: torch.Tensor) -> Decoupled:
@@ -219,13 +228,15 @@ class Decoupled(nn.Module):
         with torch.no_grad():
             h, self.shapes = x, []
             for block in self.blocks:
+                h = _to_block(h, block)
                 if isinstance(block, Decoupled):
                     block.build(h)
                 h = block(h)
                 self.shapes.append(tuple(h.shape[1:]))
         num_classes = self.num_classes or int(self.shapes[-1][0])
         self.num_classes = num_classes
-        device = device_of(self)  # synthesizers and heads: made on the CPU, moved there
+        device = device_of(self)  # synthesizers and heads: made on the CPU, moved to the
+        # device of their block (blocks may sit on devices of their own)
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(self.seed)
         try:
@@ -239,11 +250,11 @@ class Decoupled(nn.Module):
                     else:
                         synth = SyntheticGradient(self.shapes[i], context,
                                                   **self.synthesizer_options)
-                    synth = synth.to(device)
+                    synth = synth.to(placed_device(block) or device)
                     self.synthesizers.append(synth)
                 elif not top and self.signal == "local":
                     head = AuxiliaryHead(self.shapes[i], num_classes,
-                                         self.head_hidden).to(device)
+                                         self.head_hidden).to(placed_device(block) or device)
                     self.heads.append(head)
                 nested = isinstance(block, Decoupled)
                 self.stages.append(Stage(
@@ -276,7 +287,7 @@ class Decoupled(nn.Module):
             h = self(x)
             if on_output is not None:
                 on_output(h.detach())
-            objective = top.objective(h, y, step)
+            objective = top.objective(h, to_device(y, h.device), step)
             if not check_finite(objective, self.on_nonfinite, "loss", step):
                 self.stages[-1].skipped += 1
                 self.step_count += 1
@@ -383,8 +394,9 @@ class Decoupled(nn.Module):
     @torch.no_grad()
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Fraction of ``x`` classified as ``y`` by the stack's output."""
-        x, y = to_device((x, y), device_of(self))
-        return (self(x).argmax(dim=1) == y).float().mean().item()
+        x = to_device(x, device_of(self))
+        out = self(x)
+        return (out.argmax(dim=1) == to_device(y, out.device)).float().mean().item()
 
     # -- checkpoints --------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:

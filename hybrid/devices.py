@@ -2,7 +2,8 @@
 
 Everything in :mod:`nondiff.hybrid` and the learning tasks of :mod:`nondiff.problems`
 runs on the device of the model's parameters: :func:`device_of` finds it (the first
-parameter, else the first buffer, else the CPU), :func:`to_device` moves a batch there
+parameter, else the first buffer, else the CPU; :func:`placed_device` says ``None``
+there, for a module that runs wherever its input is), :func:`to_device` moves a batch there
 once per step (tensors nested in tuples, lists and dicts; ``non_blocking`` when the
 source is pinned, so a pinned host batch overlaps with the work already queued), and
 :func:`draw_on` runs a random draw with a generator of another device (a CPU
@@ -28,13 +29,19 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-__all__ = ["device_of", "draw_on", "to_device"]
+__all__ = ["device_of", "draw_on", "placed_device", "to_device"]
 
 T = TypeVar("T")
 
 
 def device_of(module: nn.Module) -> torch.device:
     """The device of ``module``'s first parameter (else first buffer; else the CPU)."""
+    return placed_device(module) or torch.device("cpu")
+
+
+def placed_device(module: nn.Module) -> torch.device | None:
+    """The device of ``module``'s first parameter, else of its first buffer; ``None`` for
+    a module that holds no tensor (``nn.ReLU``): it runs wherever its input is."""
     if not isinstance(module, nn.Module):
         raise ValueError(f"device_of needs an nn.Module, got {type(module).__name__}; "
                          "pass the model whose parameters set the device")
@@ -42,7 +49,7 @@ def device_of(module: nn.Module) -> torch.device:
         return tensor.device
     for tensor in module.buffers():
         return tensor.device
-    return torch.device("cpu")
+    return None
 
 
 def to_device(batch: T, device: torch.device | str) -> T:

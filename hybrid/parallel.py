@@ -2,8 +2,12 @@
 
 :func:`fit_parallel` runs every top-level block of a :class:`~nondiff.hybrid.decoupled.Decoupled`
 stack (a :class:`~nondiff.hybrid.decoupled.Group` of layers, or a nested stack) in its own
-process on the gloo backend, one thread each. Activations and labels travel forward
-with ``isend``/``irecv``; a block never waits for a backward pass from above. The
+process, one thread each, each on a device of its own if asked (``devices="auto"``:
+``cuda:k`` when there is a GPU per stage; :mod:`nondiff.hybrid.placement`): NCCL carries
+the messages GPU to GPU when every stage has a GPU of its own, gloo otherwise
+(:mod:`nondiff.hybrid.groups`). The processes are started here, or, on several hosts, by
+``torchrun`` (one process per stage; see :func:`fit_parallel`). Activations and labels
+travel forward with ``isend``/``irecv``; a block never waits for a backward pass from above. The
 gradient a block computes at its input (the synthesizer target of the block below)
 travels back *later*; ``staleness=k`` lets a synthesizer fall up to ``k`` steps behind
 before its process waits for the target.
@@ -51,7 +55,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import datetime
 import io
 import math
 import os
@@ -67,11 +70,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from nondiff.hybrid.decoupled import Decoupled
+from nondiff.hybrid.groups import TORCHRUN_VARIABLES, Pipes, connect, torchrun_env
 from nondiff.hybrid.nonfinite import NonFiniteError, epoch_mean
+from nondiff.hybrid.placement import Devices, place_stage, rank_device, stage_devices
 from nondiff.hybrid.stage import LossTop, Stage
 from nondiff.optim.lifetime import die_with
 
-__all__ = ["MODES", "PeerLost", "WorkerError", "fit_parallel", "free_port"]
+__all__ = ["LAUNCHERS", "MODES", "PeerLost", "WorkerError", "fit_parallel", "free_port"]
 
 MODES: tuple[str, ...] = ("sync", "async")
 """Synchronous (deterministic) or asynchronous synthesizer updates."""
@@ -111,8 +116,8 @@ def _dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _loads(data: bytes) -> Any:
-    return torch.load(io.BytesIO(data), weights_only=False)
+def _loads(data: bytes, map_location: str | None = None) -> Any:
+    return torch.load(io.BytesIO(data), weights_only=False, map_location=map_location)
 
 
 SEND_WINDOW = 4
@@ -132,35 +137,52 @@ class _Link:
     are waited on in order, at most :data:`SEND_WINDOW` behind (else every message of
     the run would stay alive), and targets are received by a thread of their own, so
     that ``mode="async"`` can take those that have arrived without waiting.
+
+    With ``pipes`` (:func:`~nondiff.hybrid.groups.connect`), each direction to each
+    neighbour has a group of its own and messages live on ``pipes.device``: the
+    stage's GPU under NCCL (waits then order the GPU's stream, not the host; the
+    target thread waits on a stream of its own, so a queued target has arrived), the
+    CPU under gloo. Without, every message goes through the default (gloo) group.
     """
 
-    def __init__(self, rank: int, world: int, batch_size: int) -> None:
+    def __init__(self, rank: int, world: int, batch_size: int,
+                 pipes: Pipes | None = None) -> None:
         self.rank, self.world, self.batch_size = rank, world, batch_size
+        self.pipes = pipes
+        self.device = torch.device("cpu") if pipes is None else pipes.device
         self.sends: collections.deque[tuple[Any, torch.Tensor]] = collections.deque()
         self.incoming: tuple[Any, torch.Tensor] | None = None  # next forward message
         self.targets: queue_module.SimpleQueue[torch.Tensor | BaseException] | None = None
         self.receiver: threading.Thread | None = None
 
-    def _send(self, message: torch.Tensor, peer: int) -> None:
+    def _group(self, name: str) -> Any:
+        return None if self.pipes is None else getattr(self.pipes, name)
+
+    def _send(self, message: torch.Tensor, peer: int, group: Any) -> None:
         with _peer(f"sending to worker {peer}"):
-            self.sends.append((dist.isend(message, peer), message))
+            self.sends.append((dist.isend(message, peer, group=group), message))
             while len(self.sends) > SEND_WINDOW:
                 self.sends.popleft()[0].wait()
 
     def send_forward(self, h: torch.Tensor, y: torch.Tensor) -> None:
         n, cap = len(h), self.batch_size
-        if y.dtype.is_floating_point or (n and int(y.abs().max()) >= 2**24):
+        if y.dtype.is_floating_point or (n and y.device.type == "cpu"  # no GPU sync
+                                         and int(y.abs().max()) >= 2**24):
             raise ValueError("fit_parallel sends integer class labels below 2**24 forward; got "
                              f"labels of dtype {y.dtype}")
-        message = torch.empty(1 + cap + cap * h[0].numel() if n else 1 + cap)
+        message = torch.empty(1 + cap + cap * h[0].numel() if n else 1 + cap,
+                              device=self.device)
         message[0] = n
         message[1:1 + n] = y
         message[1 + cap:1 + cap + h.numel()] = h.detach().reshape(-1)
-        self._send(message, self.rank + 1)
+        self._send(message, self.rank + 1, self._group("send_up"))
 
-    def recv_forward(self, shape: tuple[int, ...], more: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """This step's message from below; with ``more``, the receive of the next one is
-        posted at once, so it lands while this step computes (double buffering)."""
+    def recv_forward(self, shape: tuple[int, ...], more: bool, n: int | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's message from below (``n`` rows: read from the message if not
+        given; a GPU message is not read on the host); with ``more``, the receive of
+        the next one is posted at once, so it lands while this step computes (double
+        buffering)."""
         cap, row = self.batch_size, math.prod(shape)
         if self.incoming is None:
             self.incoming = self._post_forward(1 + cap + cap * row)
@@ -168,21 +190,21 @@ class _Link:
         with _peer(f"receiving from worker {self.rank - 1}"):
             work.wait()
         self.incoming = self._post_forward(message.numel()) if more else None
-        n = int(message[0])
+        n = int(message[0]) if n is None else n
         y = message[1:1 + n].to(torch.int64)
         h = message[1 + cap:1 + cap + n * row].view(n, *shape)
         return h, y
 
     def _post_forward(self, size: int) -> tuple[Any, torch.Tensor]:
-        message = torch.empty(size)
+        message = torch.empty(size, device=self.device)
         with _peer(f"receiving from worker {self.rank - 1}"):
-            return dist.irecv(message, self.rank - 1), message
+            return dist.irecv(message, self.rank - 1, group=self._group("recv_up")), message
 
     def send_back(self, target: torch.Tensor) -> None:
-        message = torch.empty(1 + self.batch_size * target[0].numel())
+        message = torch.empty(1 + self.batch_size * target[0].numel(), device=self.device)
         message[0] = len(target)
         message[1:1 + target.numel()] = target.reshape(-1)
-        self._send(message, self.rank - 1)
+        self._send(message, self.rank - 1, self._group("send_down"))
 
     def expect_targets(self, count: int, shape: tuple[int, ...]) -> None:
         """Start receiving the ``count`` targets (rows shaped ``shape``) from above."""
@@ -194,10 +216,19 @@ class _Link:
 
     def _receive_targets(self, count: int, size: int) -> None:
         assert self.targets is not None
+        group, stream = self._group("recv_down"), None
         try:
+            if self.device.type == "cuda":  # the current GPU and stream are per thread
+                torch.cuda.set_device(self.device)
+                stream = torch.cuda.Stream(self.device)
             for _ in range(count):
-                message = torch.empty(size)
-                dist.recv(message, self.rank + 1)
+                message = torch.empty(size, device=self.device)
+                if stream is None:
+                    dist.recv(message, self.rank + 1, group=group)
+                else:  # recv's wait orders this stream only: wait for it on the host
+                    with torch.cuda.stream(stream):
+                        dist.recv(message, self.rank + 1, group=group)
+                    stream.synchronize()
                 self.targets.put(message)
         except BaseException as error:  # handed to the main thread, which raises it
             self.targets.put(error)
@@ -212,9 +243,9 @@ class _Link:
         if isinstance(message, BaseException):
             raise PeerLost(f"receiving a target from worker {self.rank + 1} failed: a "
                            "neighbouring worker is gone") from message
-        n = int(message[0])
-        if n != len(like):
-            raise RuntimeError(f"a target of {n} rows arrived for an activation of {len(like)}")
+        if message.device.type == "cpu" and int(message[0]) != len(like):
+            raise RuntimeError(f"a target of {int(message[0])} rows arrived for an activation "
+                               f"of {len(like)}")
         return message[1:1 + like.numel()].view(like.shape)
 
     def flush(self) -> None:
@@ -240,21 +271,28 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any,
         job = _loads(payload)
         torch.set_num_threads(job["threads"])
         os.environ["OMP_NUM_THREADS"] = str(job["threads"])
-        dist.init_process_group(
-            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-            timeout=datetime.timedelta(seconds=job["timeout"]))
+        pipes = _join(rank, world, job, f"tcp://127.0.0.1:{port}")
         try:
-            results.put(("done", rank, _dumps(_work(rank, world, job)), None))
+            results.put(("done", rank, _dumps(_work(rank, world, job, pipes)), None))
         except BaseException as error:  # reported before the connections close below
             _report(results, rank, error)
             raise SystemExit(1) from None
         finally:
-            dist.destroy_process_group()
+            pipes.close()
     except SystemExit:
         raise
     except BaseException as error:  # report everything, including KeyboardInterrupt, then exit
         _report(results, rank, error)
         raise SystemExit(1) from None
+
+
+def _join(rank: int, world: int, job: dict[str, Any], init_method: str) -> Pipes:
+    """Move this rank's stage to its device, then join the pipeline's process groups."""
+    device = torch.device(job["device"])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before anything touches the GPU: no context on GPU 0
+    place_stage(job["stage"], device)
+    return connect(rank, world, device, init_method, job["timeout"])
 
 
 def _report(results: Any, rank: int, error: BaseException) -> None:
@@ -265,9 +303,10 @@ def _report(results: Any, rank: int, error: BaseException) -> None:
                  fields))
 
 
-def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
+def _work(rank: int, world: int, job: dict[str, Any], pipes: Pipes | None = None
+          ) -> dict[str, Any]:
     stage: Stage = job["stage"]
-    link, last = _Link(rank, world, job["batch_size"]), rank == world - 1
+    link, last = _Link(rank, world, job["batch_size"], pipes), rank == world - 1
     if stage.wants_target:  # one target per step of the block above, in step order
         link.expect_targets(job["steps"], job["out_shape"])
     staleness, sync = job["staleness"], job["mode"] == "sync"
@@ -276,7 +315,8 @@ def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
     awaited = collections.deque(sorted(set(stage.memory) - {s for s, _ in stage.targets}))
     losses: list[float] = []
     with _peer("waiting for every worker"):
-        dist.barrier()  # every worker is up: time the pipeline, not the process start-up
+        # every worker is up: time the pipeline, not the process start-up
+        dist.barrier(group=None if pipes is None else pipes.control)
     step, started = job["start_step"], time.perf_counter()
     batches = ((x, y) for epoch in job["epochs"]
                for x, y in job["data"].batches(job["batch_size"], seed=job["seed"],
@@ -291,7 +331,8 @@ def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
                         break
                     stage.push_target(awaited.popleft(), target)
                 stage.absorb(step - staleness - 1 if sync else step)
-            x, y = next(batches) if rank == 0 else link.recv_forward(job["in_shape"], left > 0)
+            x, y = next(batches) if rank == 0 else link.recv_forward(
+                job["in_shape"], left > 0, job["sizes"][step - job["start_step"]])
             on_output = None if last else (lambda h, y=y: link.send_forward(h, y))
             _, grad = stage.run(x, y, top, step, job["input_grad"], on_output)
             if grad is not None:
@@ -312,7 +353,8 @@ def _work(rank: int, world: int, job: dict[str, Any]) -> dict[str, Any]:
         stage.push_target(awaited[0], link.poll_target(stage.memory[awaited.popleft()][0],
                                                        True))
     link.flush()
-    return {"stage": stage, "losses": losses, "seconds": time.perf_counter() - started}
+    return {"stage": stage, "losses": losses, "seconds": time.perf_counter() - started,
+            "backend": "gloo" if pipes is None else pipes.backend, "device": job.get("device")}
 
 
 def _copy_stage(dst: Stage, src: Stage) -> None:
@@ -344,7 +386,7 @@ def _collect(results: Any, outputs: dict[int, Any], reports: dict[int, tuple[str
         except queue_module.Empty:
             return
         if kind == "done":
-            outputs[rank] = _loads(body)
+            outputs[rank] = _loads(body, map_location="cpu")  # copied to the model's devices
         else:
             reports[rank] = (kind, body, fields)
         wait = 0.0
@@ -400,18 +442,41 @@ def _stop(processes: list[Any]) -> None:
             process.join()
 
 
+LAUNCHERS: tuple[str, ...] = ("auto", "local", "torchrun")
+"""Who starts the stages' processes: ``"local"``, this call (one host); ``"torchrun"``,
+torchrun (or any launcher that sets its variables), one process per stage on any number
+of hosts, each of which calls :func:`fit_parallel`; ``"auto"``: ``"torchrun"`` when
+``RANK`` and ``WORLD_SIZE`` are set, else ``"local"``."""
+
+
 def fit_parallel(
     model: Decoupled, data: Any, epochs: int, batch_size: int, seed: int = 0,
     mode: str = "sync", threads: int = 1, timeout: float = 600.0,
     start_method: str = "spawn", stats: dict[str, Any] | None = None,
+    devices: Devices = None, launcher: str = "auto",
 ) -> list[float]:
     """Train ``model`` for ``epochs`` more epochs with one process per top-level block.
+
+    On one host (``launcher="local"``) this call starts the processes. On several
+    hosts, start the same script on every host with torchrun, one process per stage in
+    all (``--nnodes`` × ``--nproc-per-node`` = number of top-level blocks); every
+    process builds the same model and data and calls ``fit_parallel``, which then runs
+    this process's stage (``RANK``) only::
+
+        torchrun --nnodes 2 --node-rank 0 --nproc-per-node 1 \\
+                 --master-addr 10.0.0.1 --master-port 29500 train.py   # on host 10.0.0.1
+        torchrun --nnodes 2 --node-rank 1 --nproc-per-node 1 \\
+                 --master-addr 10.0.0.1 --master-port 29500 train.py   # on the other host
+
+    Either way the trained stages are copied back into ``model`` (on every rank under
+    torchrun), where it is: the model does not move to ``devices``.
 
     Args:
         model: a :class:`Decoupled` stack with a decoupled signal (not ``"backprop"``)
             and at least two blocks. Its ``staleness`` bounds how many steps a
             synthesizer target may lag. Its ``loss`` must be picklable.
-        data: a :class:`nondiff.problems.learning.Dataset` (anything with its ``batches``).
+        data: a :class:`nondiff.problems.learning.Dataset` (anything with its ``batches``);
+            under torchrun, every process passes the same data (stage 0 reads it).
         epochs: epochs to train, continuing from ``model.epoch``.
         batch_size: examples per step.
         seed: shuffling seed (as in :meth:`Decoupled.fit`).
@@ -424,7 +489,14 @@ def fit_parallel(
         stats: if a dict, filled with ``"worker_seconds"`` (each worker's training
             loop, timed from a barrier that all workers pass once started, so process
             start-up is excluded and pipeline fill and drain are included; the
-            slowest worker's time is the run's wall-clock training time).
+            slowest worker's time is the run's wall-clock training time), ``"devices"``
+            (each stage's device) and ``"backend"`` (``"nccl"`` or ``"gloo"``).
+        devices: where each stage runs (:mod:`nondiff.hybrid.placement`): ``None``
+            (default), where each block's parameters are; ``"auto"``, ``cuda:k`` when
+            there is a GPU per stage (per process of a host under torchrun), else the
+            CPU; one device for all; or a list, one per block. Stages that all have a
+            GPU of their own talk over NCCL, GPU to GPU; otherwise over gloo.
+        launcher: one of :data:`LAUNCHERS`.
 
     Returns:
         The mean training loss of each epoch (as :meth:`Decoupled.fit`).
@@ -434,7 +506,9 @@ def fit_parallel(
             traceback, or its exit code, inside). NonFiniteError: a non-finite loss or
             synthetic gradient under the model's ``on_nonfinite="raise"`` (step, epoch,
             block; the model keeps the weights it had before this call).
-        TimeoutError: the run took longer than ``timeout``.
+        TimeoutError: the run took longer than ``timeout``. Under torchrun a failure
+            is raised in the process where it happens; its neighbours raise
+            :class:`PeerLost`.
     """
     if not isinstance(model, Decoupled):
         raise ValueError(f"model must be a Decoupled stack, got {type(model).__name__}")
@@ -446,7 +520,13 @@ def fit_parallel(
         raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if start_method not in mp.get_all_start_methods():
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"unknown launcher {launcher!r}; expected one of {list(LAUNCHERS)}")
+    env = None if launcher == "local" else torchrun_env(os.environ)
+    if launcher == "torchrun" and env is None:
+        raise ValueError(f"launcher='torchrun' but {list(TORCHRUN_VARIABLES)} are not set: "
+                         "start the script with torchrun, or pass launcher='local'")
+    if env is None and start_method not in mp.get_all_start_methods():
         raise ValueError(f"start_method {start_method!r} is not available here; expected one "
                          f"of {mp.get_all_start_methods()}")
     if not isinstance(threads, int) or threads < 1:
@@ -457,18 +537,78 @@ def fit_parallel(
                          f"dtype {first[1].dtype} (train float targets with model.fit)")
     model.build(first[0])
     world = len(model.stages)
+    placed = [stage.device for stage in model.stages]
+    if env is not None:
+        if env.world != world:
+            raise ValueError(f"WORLD_SIZE={env.world} processes for {world} stages: start "
+                             f"one process per top-level block (--nnodes x --nproc-per-node "
+                             f"= {world})")
+        where = {env.rank: rank_device(devices, placed, env.rank, env.local_rank,
+                                       env.local_world)}
+    else:
+        where = dict(enumerate(stage_devices(devices, placed)))
+        if start_method == "fork" and any(d.type == "cuda" for d in where.values()) \
+                and torch.cuda.is_initialized():
+            raise ValueError("start_method='fork' cannot use CUDA in the workers once this "
+                             "process has used it; pass start_method='spawn' or 'forkserver'")
     epoch_list = list(range(model.epoch, model.epoch + epochs))
-    per_epoch = [sum(1 for _ in data.batches(batch_size, seed=seed, epoch=e))
-                 for e in epoch_list]
+    sizes = [[len(y) for _, y in data.batches(batch_size, seed=seed, epoch=e)]
+             for e in epoch_list]
+    per_epoch = [len(s) for s in sizes]
     common = dict(loss=model.loss, staleness=model.staleness, mode=mode, threads=threads,
                   timeout=timeout, start_step=model.step_count, steps=sum(per_epoch),
-                  epochs=epoch_list, per_epoch=per_epoch, batch_size=batch_size, seed=seed)
+                  epochs=epoch_list, per_epoch=per_epoch, batch_size=batch_size, seed=seed,
+                  sizes=[n for epoch in sizes for n in epoch])
     shapes = [tuple(first[0].shape[1:]), *model.shapes]
-    payloads = [_dumps(dict(
-        common, stage=stage, data=data if rank == 0 else None, in_shape=shapes[rank],
-        out_shape=shapes[rank + 1] if rank + 1 < len(shapes) else None,
-        input_grad=rank > 0 and model.stages[rank - 1].wants_target))
-        for rank, stage in enumerate(model.stages)]
+
+    def job(rank: int) -> dict[str, Any]:
+        return dict(common, stage=model.stages[rank], data=data if rank == 0 else None,
+                    in_shape=shapes[rank], device=str(where[rank]),
+                    out_shape=shapes[rank + 1] if rank + 1 < len(shapes) else None,
+                    input_grad=rank > 0 and model.stages[rank - 1].wants_target)
+
+    if env is None:
+        outputs = _run_local(model, [_dumps(job(rank)) for rank in range(world)],
+                             start_method, timeout)
+    else:
+        outputs = _run_here(env.rank, world, job(env.rank))
+    for rank, stage in enumerate(model.stages):
+        _copy_stage(stage, outputs[rank]["stage"])
+    if stats is not None:
+        stats["worker_seconds"] = [outputs[r]["seconds"] for r in range(world)]
+        stats["devices"] = [outputs[r]["device"] for r in range(world)]
+        stats["backend"] = outputs[0]["backend"]
+    model.step_count += sum(per_epoch)
+    model.epoch += epochs
+    losses, history = outputs[world - 1]["losses"], []
+    for n in per_epoch:
+        history.append(epoch_mean(losses[:n], model.on_nonfinite))
+        losses = losses[n:]
+    return history
+
+
+def _run_here(rank: int, world: int, job: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Run stage ``rank`` in this process (started by torchrun), then gather every
+    rank's trained stage, losses and time. The stage trains as a copy, as in a worker."""
+    job = dict(job, stage=_loads(_dumps(job["stage"])))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job["threads"])
+    try:
+        pipes = _join(rank, world, job, "env://")
+        result = _dumps(_work(rank, world, job, pipes))
+        gathered: list[Any] = [None] * world
+        with _peer("gathering the trained stages"):
+            dist.all_gather_object(gathered, result, group=pipes.control)
+        pipes.close(keep_default=True)  # after a failure the process ends (torchrun)
+    finally:
+        torch.set_num_threads(threads)
+    return {r: _loads(body, map_location="cpu") for r, body in enumerate(gathered)}
+
+
+def _run_local(model: Decoupled, payloads: list[bytes], start_method: str, timeout: float
+               ) -> dict[int, dict[str, Any]]:
+    """Start one worker process per stage on this host; their results by rank."""
+    world = len(payloads)
     context = mp.get_context(start_method)
     results = context.Queue()
     port = free_port()
@@ -504,14 +644,4 @@ def fit_parallel(
         _stop(processes)
         results.close()
         results.join_thread()
-    for rank, stage in enumerate(model.stages):
-        _copy_stage(stage, outputs[rank]["stage"])
-    if stats is not None:
-        stats["worker_seconds"] = [outputs[r]["seconds"] for r in range(world)]
-    model.step_count += sum(per_epoch)
-    model.epoch += epochs
-    losses, history = outputs[world - 1]["losses"], []
-    for n in per_epoch:
-        history.append(epoch_mean(losses[:n], model.on_nonfinite))
-        losses = losses[n:]
-    return history
+    return outputs

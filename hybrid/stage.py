@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from nondiff.hybrid.devices import placed_device, to_device
 from nondiff.hybrid.nonfinite import check_finite, check_policy
 from nondiff.hybrid.synthetic import SyntheticGradient
 from torch import nn
@@ -74,6 +75,21 @@ class Stage:
         self.local_loss: torch.Tensor | None = None
 
     @property
+    def device(self) -> torch.device | None:
+        """Where this stage computes: the device of its block's tensors (else of its
+        synthesizer or head; ``None`` when none holds a tensor, as for ``nn.ReLU``)."""
+        for module in (self.block, self.synthesizer, self.head):
+            where = None if module is None else placed_device(module)
+            if where is not None:
+                return where
+        return None
+
+    def _queue_device(self) -> torch.device | None:
+        """Where the synthesizer's queued activations and targets live."""
+        where = None if self.synthesizer is None else placed_device(self.synthesizer)
+        return where or self.device
+
+    @property
     def wants_target(self) -> bool:
         """Whether the block above must send back the gradient at this block's output."""
         return self.synthesizer is not None
@@ -102,8 +118,10 @@ class Stage:
             self.head_optimizer.step()
 
     def push_target(self, step: int, target: torch.Tensor) -> None:
-        """Queue the per-example gradient that arrived for the activation of ``step``."""
-        self.targets.append((step, target))
+        """Queue the per-example gradient that arrived for the activation of ``step``
+        (moved to the synthesizer's device: the block above may sit on another one)."""
+        where = self._queue_device()
+        self.targets.append((step, target if where is None else to_device(target, where)))
 
     def absorb(self, upto: int) -> int:
         """Train the synthesizer on every queued target of a step <= ``upto``."""
@@ -134,6 +152,9 @@ class Stage:
         if hasattr(self.block, "_run"):  # a nested Decoupled stack
             h, grad = self.block._run(x, y, top, input_grad, on_output)
             return h, grad
+        where = self.device  # the block below may sit on another device
+        if where is not None:
+            x, y = to_device((x, y), where)
         x = x.detach().requires_grad_(input_grad)
         h = self.block(x)
         if on_output is not None:
@@ -163,6 +184,9 @@ class Stage:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state`, its tensors moved to the synthesizer's device."""
+        where = self._queue_device()
+        state = state if where is None else to_device(dict(state), where)
         self.memory = {s: (h, c) for s, h, c in zip(
             state["memory_steps"], state["memory_h"], state["memory_context"], strict=True)}
         self.targets = collections.deque(zip(state["target_steps"], state["targets"],

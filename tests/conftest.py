@@ -206,9 +206,15 @@ def device(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+GPUS = torch.cuda.device_count()
+"""GPUs visible: tests of one pipeline stage per GPU (NCCL) need two."""
+
+
 def _devices_line() -> str:
     missing = "" if "cuda" in DEVICES else " (cuda not available)"
-    return f"devices covered: {', '.join(DEVICES)}{missing}"
+    stages = "" if GPUS >= 2 else \
+        f"; one stage per GPU (nccl, 2 GPUs) not available ({GPUS} GPU(s))"
+    return f"devices covered: {', '.join(DEVICES)}{missing}{stages}"
 
 
 def pytest_report_header(config: pytest.Config) -> str:
