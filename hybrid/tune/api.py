@@ -36,14 +36,15 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nondiff.optim import registry
 from nondiff.optim.base import BaseOptimizer
 from nondiff.optim.minimize import make_optimizer
-from nondiff.optim.spaces import Space
+from nondiff.optim.spaces import Product, Space, leaf_kinds
 
 from .driver import Driver
 from .executors import EXECUTORS, check_picklable, make_executor
 from .schedulers import Scheduler, make_scheduler
-from .space import study_space
+from .space import Grid, study_space
 from .storage import Storage
 from .study import Study
 from .trial import Trial
@@ -91,7 +92,9 @@ def tune(
         optimizer: a registry name (``"cmaes"``, ``"reinforce"``, ``"ga"``, ...) built on
             the space with ``seed``, or an optimizer instance built on this space; it
             proposes configs by ask and learns from finished trials by tell (see
-            :mod:`nondiff.hybrid.tune.proposals`).
+            :mod:`nondiff.hybrid.tune.proposals`). Optimizers of discrete spaces
+            (``ga``) search each real leaf on a grid of 16 points
+            (:class:`~nondiff.hybrid.tune.space.Grid`).
         scheduler: ``"asha"`` (:class:`~nondiff.hybrid.tune.schedulers.ASHA`, eta 3),
             ``"median"`` (:class:`~nondiff.hybrid.tune.schedulers.MedianStopping`),
             ``"pbt"`` (:class:`~nondiff.hybrid.tune.schedulers.PBT`), None (every trial
@@ -146,7 +149,7 @@ def tune(
         raise ValueError(f"storage must be a path to a .sqlite file or None, got {storage!r}")
     if executor == "process":
         check_picklable(train)
-    opt = _optimizer(optimizer, space, int(seed))
+    opt, grid = _optimizer(optimizer, space, int(seed))
     sched = make_scheduler(scheduler)
     sched.bind(max_steps, mode, space=space, seed=int(seed), popsize=opt.popsize)
     settings = {"space": repr(space), "optimizer": f"{opt.name} {_config(opt)}",
@@ -158,7 +161,7 @@ def tune(
         driver = Driver(space=space, optimizer=opt, scheduler=sched, storage=store,
                         executor_factory=lambda: make_executor(executor, train, parallel),
                         budget=budget, max_steps=max_steps, mode=mode, parallel=parallel,
-                        name=study_name)
+                        name=study_name, to_space=grid.to_space if grid is not None else None)
         driver.restore()
         store.save_settings(settings)
         return driver.run()
@@ -166,19 +169,25 @@ def tune(
         store.close()
 
 
-def _optimizer(optimizer: Any, space: Space, seed: int) -> BaseOptimizer:
+def _optimizer(optimizer: Any, space: Product, seed: int) -> tuple[BaseOptimizer, Grid | None]:
+    """The optimizer, and the grid it searches when it handles no real leaves."""
+    needs_grid = "real" in leaf_kinds(space)
     if isinstance(optimizer, BaseOptimizer):
-        if optimizer.space is None or repr(optimizer.space) != repr(space):
+        grid = Grid(space) if needs_grid and "real" not in optimizer.supported_spaces else None
+        target = grid.space if grid is not None else space
+        if optimizer.space is None or repr(optimizer.space) != repr(target):
             raise ValueError(
                 f"optimizer={optimizer.name} was built on {optimizer.space!r}, not on the "
-                f"study's space {space!r}; build it on the same space (e.g. "
+                f"study's space {target!r}; build it on the same space (e.g. "
                 f"nondiff.optim.registry.create({optimizer.name!r}, space, seed=0)) or pass "
                 "its name")
-        return optimizer
+        return optimizer, grid
     if not isinstance(optimizer, str):
         raise ValueError(f"optimizer must be a registry name ('cmaes', 'reinforce', 'ga', ...) "
                          f"or an optimizer instance, got {optimizer!r:.80}")
-    return make_optimizer(optimizer, space, seed=seed)
+    cls = registry.get(optimizer)  # an unknown name: a ValueError with the close ones
+    grid = Grid(space) if needs_grid and "real" not in cls.supported_spaces else None
+    return make_optimizer(optimizer, grid.space if grid is not None else space, seed=seed), grid
 
 
 def _config(opt: BaseOptimizer) -> str:

@@ -54,12 +54,13 @@ class Driver:
 
     def __init__(self, *, space: Product, optimizer: BaseOptimizer, scheduler: Scheduler,
                  executor_factory: Callable[[], Executor], storage: Storage, budget: int,
-                 max_steps: int, mode: str, parallel: int, name: str) -> None:
+                 max_steps: int, mode: str, parallel: int, name: str,
+                 to_space: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.space, self.scheduler, self.storage = space, scheduler, storage
         self.executor_factory = executor_factory
         self.budget, self.max_steps, self.mode = budget, max_steps, mode
         self.parallel, self.name = parallel, name
-        self.proposer = Proposer(optimizer, storage)
+        self.proposer = Proposer(optimizer, storage, to_space)
         self.records: dict[int, TrialRecord] = {}
         self.order: list[tuple[int, int]] = []
         self.queue: collections.deque[int] = collections.deque()  # trials ready to start
@@ -231,6 +232,8 @@ class Driver:
                 self._end(record, "failed", error=error)
                 raise ValueError(error)
             decision, reason = self.decisions[number]
+            if record.last_step >= self.max_steps:  # trained to the end, whatever was said
+                decision = CONTINUE
             if decision == PAUSE:
                 if self.checkpoint_step.get(number) != record.last_step:
                     error = (f"trial {number} paused at step {record.last_step} without a "

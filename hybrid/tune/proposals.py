@@ -69,12 +69,16 @@ class Proposer:
     """Rows from the optimizer's populations, told back when their trials have ended.
 
     Args:
-        optimizer: the optimizer, built on the study's space.
+        optimizer: the optimizer, built on the study's space (or its grid version).
         storage: where its states go.
+        to_space: maps an asked row to the study space's encoding (a
+            :meth:`~nondiff.hybrid.tune.space.Grid.to_space`); default: the row itself.
     """
 
-    def __init__(self, optimizer: BaseOptimizer, storage: Storage) -> None:
+    def __init__(self, optimizer: BaseOptimizer, storage: Storage,
+                 to_space: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.optimizer, self.storage = optimizer, storage
+        self.to_space = to_space if to_space is not None else np.copy
         self.batch: int | None = None  # the open (asked, untold) population
         self.next_id = 0
         self.x: np.ndarray | None = None
@@ -112,7 +116,7 @@ class Proposer:
         free = [row for row in range(len(self.x)) if row not in self.rows]
         if not free:
             return None
-        return self.batch, free[0], self.x[free[0]].copy()
+        return self.batch, free[0], self.to_space(self.x[free[0]])
 
     def take(self) -> tuple[int, int, np.ndarray] | None:
         """Like :meth:`next`, and the row is reserved until :meth:`assign` names its trial."""

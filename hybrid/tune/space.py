@@ -13,6 +13,10 @@ value a ``Categorical`` holds (a string, a class, a tuple) round-trips exactly t
 2017): reals times 0.8 or 1.2, integers and categoricals one step to a neighbour,
 one bit of a bit string flipped, two neighbours of a permutation swapped.
 
+Optimizers of discrete spaces only (``ga``, ``one-plus-lambda``) search a :class:`Grid`
+version of the space: each real leaf becomes an ``Integer(0, levels - 1)`` index into
+``levels`` points evenly spaced in its encoding (log-spaced for ``log=True``).
+
 Example:
     >>> import numpy as np
     >>> from nondiff.optim.spaces import Categorical, Integer, Real
@@ -36,7 +40,10 @@ from typing import Any
 import numpy as np
 from nondiff.optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real, Space
 
-__all__ = ["leaf_names", "perturb", "study_space"]
+__all__ = ["GRID_LEVELS", "Grid", "leaf_names", "perturb", "study_space"]
+
+GRID_LEVELS = 16
+"""Points per real leaf when an optimizer of discrete spaces searches the study."""
 
 
 def study_space(space: Any) -> Product:
@@ -173,3 +180,46 @@ def describe(config: Any) -> str:
     if isinstance(config, (list, tuple)):
         return "[" + ", ".join(describe(v) for v in config) + "]"
     return getattr(config, "__name__", None) or repr(config)
+
+
+class Grid:
+    """``space`` with every real leaf on a grid of ``levels`` points (see the module
+    docstring); :meth:`to_space` maps a grid row to the encoding of ``space``.
+
+    Example:
+        >>> from nondiff.optim.spaces import Categorical, Real
+        >>> from nondiff.hybrid.tune.space import Grid, study_space
+        >>> space = study_space({"lr": Real(1e-4, 1e-1, log=True), "act": Categorical("ab")})
+        >>> grid = Grid(space, levels=4)
+        >>> grid.space
+        Product({'lr': Integer(0, 3), 'act': Categorical(['a', 'b'])})
+        >>> [round(space.decode(grid.to_space([i, 1]))["lr"], 6) for i in range(4)]
+        [0.0001, 0.001, 0.01, 0.1]
+    """
+
+    def __init__(self, space: Product, levels: int = GRID_LEVELS) -> None:
+        self.levels = levels
+        self.study = space
+        self.space = self._grid(space, "")
+        self.reals = [(part, *leaf.bounds()) for _, leaf, part in space.leaves()
+                      if isinstance(leaf, Real)]
+
+    def _grid(self, space: Space, path: str) -> Space:
+        if isinstance(space, Product):
+            return Product({name: self._grid(part, f"{path}.{name}" if path else name)
+                            for name, part in space.spaces.items()})
+        if isinstance(space, Real):
+            low, high = space.bounds()
+            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+                raise ValueError(f"space entry {path!r} is {space!r}, unbounded: an optimizer "
+                                 "of discrete spaces searches reals on a grid between finite "
+                                 "bounds; give it finite low and high")
+            return Integer(0, self.levels - 1, size=space.size)
+        return space
+
+    def to_space(self, row: Any) -> np.ndarray:
+        """The encoding in the study's space of the grid row ``row``."""
+        out = np.array(row, dtype=np.float64, copy=True)
+        for part, low, high in self.reals:
+            out[part] = low + np.rint(out[part]) / (self.levels - 1) * (high - low)
+        return out

@@ -117,8 +117,12 @@ class Trial:
                                   f"trained so far), got {type(step).__name__} {step!r}")
         step = int(step)
         if not self.step < step <= self.max_steps:
-            hint = (f"continue counting from trial.step={self.step} after trial.restore()"
-                    if self.step else "count steps from 1")
+            if self.reports:
+                hint = f"the last report was at step {self.step}; report each step once"
+            elif self.step:
+                hint = f"continue counting from trial.step={self.step} after trial.restore()"
+            else:
+                hint = "count steps from 1"
             raise TrialUsageError(
                 f"trial.report(step={step}, ...): steps must increase and lie in "
                 f"({self.step}, max_steps={self.max_steps}]; {hint}")
