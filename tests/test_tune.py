@@ -181,7 +181,7 @@ def test_misusing_the_trial_handle_stops_the_study() -> None:
 
     def ignores_stop(config, trial):
         for step in range(1, 6):
-            trial.report(step, -float(step))
+            trial.report(step, -config["lr"] * step)
 
     with pytest.raises(ValueError, match="after trial.should_stop\\(\\) became True"):
         tune(ignores_stop, SPACE, budget=50, max_steps=5, executor="inline")
