@@ -3,6 +3,7 @@ failures, bad input, storage."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 import threading
@@ -34,7 +35,7 @@ def test_a_study_returns_every_trial_and_stays_within_its_budget(tmp_path) -> No
     assert study.best_metric == best[0] and study.best_config == study.trials[best[1]].config
     curve = study.best_curve()
     assert curve[-1] == (study.compute, study.best_metric)
-    assert all(b[1] >= a[1] for a, b in zip(curve, curve[1:], strict=False))
+    assert all(b[1] >= a[1] for a, b in itertools.pairwise(curve))
     assert "best metric" in study.summary() and f"{len(study.trials)} trials" in study.summary()
     study.plot(tmp_path / "study.png")
     assert (tmp_path / "study.png").stat().st_size > 1000
@@ -80,7 +81,7 @@ def test_an_optimizer_instance_on_the_study_space_is_used_as_is() -> None:
                  executor="inline")
     assert opt.counters["evaluations"] == 8  # two populations of 4 told
     assert len(study.trials) >= 9
-    with pytest.raises(ValueError, match="was built on .* not on the study's space"):
+    with pytest.raises(ValueError, match=r"was built on .* not on the study's space"):
         tune(train, {"lr": Real(1e-4, 1.0, log=True)}, optimizer=opt, executor="inline")
 
 
@@ -164,7 +165,7 @@ def test_a_train_that_always_fails_ends_the_study() -> None:
 
 def test_a_train_that_never_reports_gets_a_clear_error(tmp_path) -> None:
     path = tmp_path / "s.sqlite"
-    with pytest.raises(ValueError, match="train never called trial.report"):
+    with pytest.raises(ValueError, match=r"train never called trial\.report"):
         tune(lambda config, trial: 0.5, SPACE, budget=50, max_steps=5, executor="inline",
              storage=path)
     with sqlite3.connect(path) as db:
@@ -183,7 +184,7 @@ def test_misusing_the_trial_handle_stops_the_study() -> None:
         for step in range(1, 6):
             trial.report(step, -config["lr"] * step)
 
-    with pytest.raises(ValueError, match="after trial.should_stop\\(\\) became True"):
+    with pytest.raises(ValueError, match=r"after trial\.should_stop\(\) became True"):
         tune(ignores_stop, SPACE, budget=50, max_steps=5, executor="inline")
 
     def forgets_checkpoints(config, trial):
@@ -239,7 +240,7 @@ def test_bad_input_is_refused_before_any_work(kwargs, message) -> None:
 
 
 def test_scheduler_settings_are_validated_on_construction() -> None:
-    with pytest.raises(ValueError, match="PBT quantile must be a number in \\(0.0, 0.5\\]"):
+    with pytest.raises(ValueError, match=r"PBT quantile must be a number in \(0\.0, 0\.5\]"):
         PBT(quantile=0.7)
     with pytest.raises(ValueError, match="MedianStopping min_trials must be an integer"):
         MedianStopping(min_trials=0)
@@ -262,7 +263,7 @@ def test_storage_keeps_the_study_and_refuses_other_settings(tmp_path) -> None:
     more = tune(train, SPACE, scheduler="asha", budget=60, max_steps=4, executor="inline",
                 storage=path, seed=0)  # a larger budget continues the study
     assert 60 <= more.compute and len(more.trials) > len(first.trials)
-    with pytest.raises(ValueError, match="other settings .*mode: stored 'max', now 'min'"):
+    with pytest.raises(ValueError, match=r"other settings .*mode: stored 'max', now 'min'"):
         tune(train, SPACE, scheduler="asha", budget=40, max_steps=4, mode="min",
              executor="inline", storage=path, seed=0)
     other = tune(train, SPACE, scheduler=None, budget=8, max_steps=4, executor="inline",

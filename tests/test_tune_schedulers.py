@@ -79,7 +79,7 @@ def test_asha_judges_at_the_rung_a_report_crosses_and_refuses_nan() -> None:
 
 
 def test_asha_and_median_refuse_bad_settings() -> None:
-    with pytest.raises(ValueError, match="eta must be a number in \\(1.0"):
+    with pytest.raises(ValueError, match=r"eta must be a number in \(1\.0"):
         ASHA(eta=1)
     with pytest.raises(ValueError, match="min_resource=20 leaves no rung below max_steps=20"):
         ASHA(min_resource=20).bind(20, "max")
