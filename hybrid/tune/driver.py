@@ -107,11 +107,14 @@ class Driver:
         try:
             self._fill()
             while self.slots:
-                if self.executor is None:  # pragma: no cover (started by _fill)
-                    break
                 for slot, message in self.executor.wait():
                     self._handle(slot, message)
                 self._fill()
+            paused = [n for n, t in self.records.items() if t.state == "paused"]
+            if self.compute < self.budget and paused:  # nothing runs, nothing can start
+                raise RuntimeError(f"the study stalled with trials {paused} paused and "
+                                   f"{self.budget - self.compute} steps of budget left: the "
+                                   f"scheduler {self.scheduler!r} resumes none of them")
         finally:
             if self.executor is not None:
                 self.executor.close()
@@ -242,8 +245,7 @@ class Driver:
                              "start from trial.restore() when it is not None")
                     self._end(record, "failed", error=error)
                     raise ValueError(error)
-                record.state = "paused"
-                self.storage.update_trial(number, state="paused", result=result)
+                self._end(record, "paused", result=result)
             elif decision == STOP:
                 self._end(record, "pruned", stop_reason=reason, result=result)
             else:

@@ -3,9 +3,10 @@
 The optimizer asks a whole population (its ``popsize``) at once; each row becomes
 one trial when a worker is free, so a population may run on fewer workers than rows
 and its trials may finish in any order. The population is told once every one of
-its trials has ended, with the rows in ask order; no new population is asked before
-that (workers wait instead), so every optimizer sees the ask/tell sequence it was
-built for. The optimizer's state is stored before each ask and after each tell
+its trials has ended (or paused: a PBT member waiting at the end of a round, ranked
+where PBT itself ranks it), with the rows in ask order; no new population is asked
+before that (workers wait instead), so every optimizer sees the ask/tell sequence it
+was built for. The optimizer's state is stored before each ask and after each tell
 (sealed bytes, :mod:`nondiff.optim.checkpoint`): a resumed study re-asks the open
 population from the stored state, which gives the same rows bit for bit.
 
@@ -51,6 +52,7 @@ from .study import TrialRecord, score
 __all__ = ["Proposer", "rank_fitness"]
 
 TERMINAL = ("complete", "pruned", "failed")
+TOLD = (*TERMINAL, "paused")  # states in which a trial's row can be told
 
 
 def rank_fitness(trial: TrialRecord, trials: Mapping[int, TrialRecord], mode: str) -> float:
@@ -132,10 +134,11 @@ class Proposer:
 
     def maybe_tell(self, trials: Mapping[int, TrialRecord],
                    fitness: Callable[[TrialRecord], float]) -> dict[str, Any] | None:
-        """Tell the open population once all its rows are trials that have ended."""
+        """Tell the open population once all its rows are trials that have ended or
+        paused."""
         if self.batch is None or len(self.rows) < len(self.x):
             return None
-        if any(trials[n].state not in TERMINAL for n in self.rows.values()):
+        if any(n < 0 or trials[n].state not in TOLD for n in self.rows.values()):
             return None
         values = np.array([fitness(trials[self.rows[row]]) for row in range(len(self.x))])
         metrics = self.optimizer.tell(self.x, -values)  # the optimizer minimizes

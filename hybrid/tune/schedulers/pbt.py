@@ -18,6 +18,11 @@ integers and categoricals to a neighbour: :func:`~nondiff.hybrid.tune.space.pert
 The others resume from their own checkpoints. A population ends when its members
 reach ``max_steps``; the next one starts from new proposals while budget remains.
 
+The optimizer learns from each founder (and each copy that took a proposal) when it
+pauses at the end of its first round, ranked by its metric there (the ranking PBT
+itself uses; :mod:`~nondiff.hybrid.tune.proposals`), so later explore steps and later
+populations draw from an optimizer that has seen the earlier rounds.
+
 Rounds are synchronous (the truncation-selection variant of the paper, run in rounds
 rather than by asynchronous workers), so the result does not depend on worker timing
 and a study resumed after a crash decides as before. The donor draw and the explore
