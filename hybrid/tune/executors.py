@@ -303,8 +303,8 @@ class RayExecutor(Executor):
     def wait(self) -> list[Message]:
         ray = self.ray
         ready, _ = ray.wait(list(self.pending), num_returns=1)
-        more, _ = ray.wait([r for r in self.pending if r not in ready],
-                           num_returns=len(self.pending) - len(ready), timeout=0)
+        rest = [r for r in self.pending if r not in ready]
+        more = ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
         out: list[Message] = []
         for ref in ready + more:
             slot = self.pending.pop(ref)

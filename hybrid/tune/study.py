@@ -209,6 +209,10 @@ class Study:
                 best = max((v for _, v in t.curve), key=lambda v: score(v, self.mode))
                 lines.append(f"{t.number:>5} {t.state:>8} {t.last_step:>5} {best:>10.5g}  "
                              f"{describe(t.config)}")
+        nonfinite = [t.number for t in self.trials
+                     if any(not math.isfinite(v) for _, v in t.curve)]
+        if nonfinite:
+            lines.append(f"trials that reported NaN or inf (ranked worst): {nonfinite}")
         failed = [t.number for t in self.trials if t.state == "failed"]
         if failed:
             lines.append(f"failed trials (tracebacks in study.trials[i].error): {failed}")

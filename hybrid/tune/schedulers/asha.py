@@ -62,9 +62,11 @@ class ASHA(Scheduler):
                 raise ValueError(f"ASHA rungs must be increasing step counts, got {rungs!r}")
         self._given = None if rungs is None else list(rungs)
         self.rungs: list[int] = []
+        self._recorded: dict[int, dict[int, float]] | None = None  # rung -> trial -> value
 
     def bind(self, max_steps, mode, **context) -> None:
         super().bind(max_steps, mode, **context)
+        self._recorded = None
         if self._given is not None:
             if self._given[-1] >= max_steps:
                 raise ValueError(f"ASHA rungs={self._given} must lie below max_steps="
@@ -100,8 +102,13 @@ class ASHA(Scheduler):
         mine = score(metric, self.mode)
         if mine == -math.inf:
             return STOP
-        pool = [score(v, self.mode) for t in trials.values()
-                if (v := self.rung_value(t, rung)) is not None]
+        if self._recorded is None:  # built once from the records (a resumed study's too)
+            self._recorded = {r: {t.number: score(v, self.mode) for t in trials.values()
+                                  if (v := self.rung_value(t, r)) is not None}
+                              for r in self.rungs}
+        recorded = self._recorded[rung]
+        recorded[trial.number] = mine
+        pool = list(recorded.values())
         rank = 1 + sum(v > mine for v in pool)
         return CONTINUE if rank <= math.ceil(len(pool) / self.eta) else STOP  # Eq. (1)
 
