@@ -100,13 +100,15 @@ def tune(
             ``"pbt"`` (:class:`~nondiff.hybrid.tune.schedulers.PBT`), None (every trial
             runs to its end) or a scheduler instance.
         budget: training steps (reports) summed over all trials; no trial starts once
-            it is spent, and running trials stop at their next report.
+            it is spent, and running trials stop at their next report (so it is exceeded
+            by at most ``parallel - 1`` steps).
         max_steps: steps of one full trial (the last step a trial reports); rungs and
             PBT intervals derive from it.
         mode: ``"max"`` or ``"min"``: whether a larger metric is better.
         parallel: trials at a time.
         executor: ``"process"`` (worker processes; ``train`` must be a top-level
-            function), ``"ray"`` (Ray actors) or ``"inline"`` (threads of this process).
+            function), ``"ray"`` (Ray actors of one CPU each: the cluster needs
+            ``parallel`` CPUs) or ``"inline"`` (threads of this process).
         storage: a ``.sqlite`` file: every trial, report and checkpoint is written as it
             happens, and the same call resumes a study that was interrupted (even by
             SIGKILL), losing at most the steps in flight. None: in memory only.
