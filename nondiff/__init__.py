@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 # nondiff, wins.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
-from nondiff import hybrid, optim, problems
+from nondiff import hybrid, optim, problems, tune  # tune: a callable module
 from nondiff.hybrid import (
     Choice,
     Decoupled,
@@ -59,5 +59,5 @@ __all__ = [
     "Choice", "Decoupled", "Gates", "Group", "HybridTrainer", "IntParam", "LossCritic",
     "Program", "RealParam", "Result", "TensorBoard", "__version__", "fit_parallel", "hybrid",
     "load_checkpoint", "minimize", "optim", "problems", "registry", "save_checkpoint",
-    "set_structure", "spaces", "structure_space",
+    "set_structure", "spaces", "structure_space", "tune",
 ]  # fmt: skip

@@ -1,0 +1,276 @@
+"""The loop of a study: start trials on free slots, answer reports, store everything.
+
+The driver is the only process that decides and the only writer of the storage. It
+keeps the trial records (configs and curves), asks the scheduler at every report,
+creates trials from the optimizer's rows (:mod:`~nondiff.hybrid.tune.proposals`) or
+from the scheduler's actions (PBT), tells the optimizer when a population has ended,
+and stops starting work once the budget of steps is spent (trials under way are
+stopped at their next report, so the budget is exceeded by at most the steps in
+flight, one per other running trial).
+
+Restart after a crash (the same ``tune(...)`` call on the same storage): the records
+are read back, every trial that was running resumes from its last checkpoint (from
+scratch without one); the reports it made after that checkpoint are marked lost (the
+steps they stood for are counted in ``Study.lost``, not in ``compute``) and redone.
+Finished trials are never run again.
+
+A trial that raises is recorded as failed (its traceback kept) and the study goes on;
+after :data:`MAX_FAILURES_IN_A_ROW` failures in a row it stops with a RuntimeError
+(a ``train`` that fails for every config would otherwise run forever: a trial that
+fails before reporting uses no budget).
+
+Example:
+    >>> from nondiff.hybrid.tune.driver import Driver
+    >>> Driver.__name__  # driven by nondiff.tune.tune(); see its docstring
+    'Driver'
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from nondiff.optim.base import BaseOptimizer
+from nondiff.optim.spaces import Product
+
+from .executors import Executor
+from .proposals import TERMINAL, Proposer, rank_fitness
+from .schedulers import NEW, WAIT, Exploit, Resume, Scheduler
+from .space import describe
+from .storage import Storage
+from .study import Study, TrialRecord
+from .trial import CONTINUE, PAUSE, STOP, Job
+
+__all__ = ["MAX_FAILURES_IN_A_ROW", "Driver"]
+
+MAX_FAILURES_IN_A_ROW = 10
+"""The study stops (RuntimeError) after this many trials failed in a row."""
+
+
+class Driver:
+    """Runs one study; see the module docstring."""
+
+    def __init__(self, *, space: Product, optimizer: BaseOptimizer, scheduler: Scheduler,
+                 executor_factory: Callable[[], Executor], storage: Storage, budget: int,
+                 max_steps: int, mode: str, parallel: int, name: str,
+                 to_space: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.space, self.scheduler, self.storage = space, scheduler, storage
+        self.executor_factory = executor_factory
+        self.budget, self.max_steps, self.mode = budget, max_steps, mode
+        self.parallel, self.name = parallel, name
+        self.proposer = Proposer(optimizer, storage, to_space)
+        self.records: dict[int, TrialRecord] = {}
+        self.order: list[tuple[int, int]] = []
+        self.queue: collections.deque[int] = collections.deque()  # trials ready to start
+        self.slots: dict[int, int] = {}  # slot -> trial number
+        self.decisions: dict[int, tuple[str, str | None]] = {}
+        self.previous: dict[int, int] = {}  # trial -> last step of its current job
+        self.checkpoint_step: dict[int, int] = {}
+        self.compute = 0
+        self.lost = 0
+        self.executor: Executor | None = None
+        self.failures = 0  # trials failed in a row
+
+    # ----- restore ---------------------------------------------------------------------
+    def restore(self) -> None:
+        """Read the stored study (if any): records, the lost steps, the optimizer."""
+        rows = self.storage.trials()
+        for row in rows:
+            saved = self.storage.checkpoint(row["number"])
+            if saved is not None:
+                self.checkpoint_step[row["number"]] = saved[0]
+            if row["state"] == "running":  # in flight at the crash: back to its checkpoint
+                self.storage.supersede(row["number"], saved[0] if saved else row["start_step"])
+        self.lost = self.storage.lost()
+        for row in rows:
+            self.records[row["number"]] = TrialRecord(
+                number=row["number"], config=self.space.decode(row["encoded"]),
+                state=row["state"], error=row["error"], stop_reason=row["stop_reason"],
+                parent=row["parent"], start_step=row["start_step"], result=row["result"],
+                encoded=row["encoded"])
+        for report in self.storage.reports():
+            record = self.records[report["trial"]]
+            record.curve.append((report["step"], report["metric"]))
+            self.compute += report["delta"]
+            self.order.append((report["trial"], report["step"]))
+        for row in rows:
+            if row["state"] == "running":
+                self.queue.append(row["number"])
+        assigned = {row["number"]: (row["batch"], row["row"]) for row in rows
+                    if row["batch"] is not None}
+        self.proposer.restore(assigned)
+
+    # ----- the loop --------------------------------------------------------------------
+    def run(self) -> Study:
+        try:
+            self._fill()
+            while self.slots:
+                for slot, message in self.executor.wait():
+                    self._handle(slot, message)
+                self._fill()
+            paused = [n for n, t in self.records.items() if t.state == "paused"]
+            if self.compute < self.budget and paused:  # nothing runs, nothing can start
+                raise RuntimeError(f"the study stalled with trials {paused} paused and "
+                                   f"{self.budget - self.compute} steps of budget left: the "
+                                   f"scheduler {self.scheduler!r} resumes none of them")
+        finally:
+            if self.executor is not None:
+                self.executor.close()
+        for record in self.records.values():  # the budget ended them
+            if record.state not in TERMINAL:
+                record.state, record.stop_reason = "pruned", "budget"
+                self.storage.update_trial(record.number, state="pruned", stop_reason="budget")
+        return self.study()
+
+    def study(self) -> Study:
+        return Study(sorted(self.records.values(), key=lambda t: t.number), mode=self.mode,
+                     order=self.order, budget=self.budget, lost=self.lost, name=self.name)
+
+    def _fill(self) -> None:
+        while len(self.slots) < self.parallel and self.compute < self.budget:
+            number = self._next_trial()
+            if number is None:
+                return
+            self._start(number)
+
+    def _next_trial(self) -> int | None:
+        if self.queue:
+            return self.queue.popleft()
+        actions = self.scheduler.next_actions(self.records, self.proposer.take)
+        if actions == WAIT:
+            return None
+        if actions == NEW:
+            proposal = self.proposer.next()
+            if proposal is None:
+                return None
+            batch, row, encoded = proposal
+            return self._create(encoded, batch=batch, row=row)
+        for action in actions:
+            if isinstance(action, Resume):
+                self.records[action.number].state = "running"
+                self.storage.update_trial(action.number, state="running")
+                self.queue.append(action.number)
+            elif isinstance(action, Exploit):
+                self.queue.append(self._exploit(action))
+        return self.queue.popleft() if self.queue else None
+
+    def _create(self, encoded: Any, *, batch: int | None = None, row: int | None = None,
+                parent: int | None = None, start_step: int = 0) -> int:
+        number = len(self.records)
+        encoded = [float(v) for v in np.asarray(encoded, dtype=np.float64)]
+        config = self.space.decode(encoded)
+        self.storage.add_trial(number, encoded, describe(config), batch=batch, row=row,
+                               parent=parent, start_step=start_step)
+        self.records[number] = TrialRecord(number, config, parent=parent, start_step=start_step,
+                                           encoded=encoded)
+        if batch is not None:
+            self.proposer.assign(batch, row, number)
+        return number
+
+    def _exploit(self, action: Exploit) -> int:
+        """PBT: end ``action.number``; a new trial from the donor's checkpoint."""
+        saved = self.storage.checkpoint(action.donor)
+        if saved is None:
+            raise ValueError(f"scheduler PBT: trial {action.donor} has no checkpoint to copy; "
+                             "train must call trial.checkpoint(state) after each "
+                             "trial.report(step, metric)")
+        self._end(self.records[action.number], "pruned", stop_reason="exploited")
+        batch, row = action.proposal if action.proposal is not None else (None, None)
+        number = self._create(action.row, batch=batch, row=row, parent=action.donor,
+                              start_step=saved[0])
+        self.storage.put_checkpoint(number, saved[0], saved[1])
+        self.checkpoint_step[number] = saved[0]
+        return number
+
+    def _start(self, number: int) -> None:
+        if self.executor is None:
+            self.executor = self.executor_factory()
+        record = self.records[number]
+        saved = self.storage.checkpoint(number)
+        if saved is not None:
+            start, data = saved
+        else:  # no checkpoint: from scratch (a resumed trial's reports were superseded)
+            start, data = record.start_step, None
+        self.previous[number] = start
+        self.decisions[number] = (CONTINUE, None)
+        slot = min(set(range(self.parallel)) - set(self.slots))
+        self.slots[slot] = number
+        self.executor.start(slot, Job(number=number, config=record.config,
+                                      max_steps=self.max_steps, start_step=start,
+                                      checkpoint=data))
+
+    # ----- messages --------------------------------------------------------------------
+    def _handle(self, slot: int, message: tuple[Any, ...]) -> None:
+        kind, number = message[0], message[1]
+        record = self.records[number]
+        if kind == "report":
+            _, _, step, metric = message
+            delta = step - self.previous[number]
+            self.previous[number] = step
+            self.storage.add_report(number, step, metric, delta=delta)
+            record.curve.append((step, metric))
+            self.compute += delta
+            self.order.append((number, step))
+            if self.compute >= self.budget:
+                decision, reason = STOP, "budget"
+            else:
+                decision = self.scheduler.on_report(record, step, metric, self.records)
+                reason = "scheduler" if decision == STOP else None
+            self.decisions[number] = (decision, reason)
+            self.executor.reply(slot, decision)
+        elif kind == "checkpoint":
+            self.storage.put_checkpoint(number, message[2], message[3])
+            self.checkpoint_step[number] = message[2]
+        elif kind == "done":
+            del self.slots[slot]
+            _, _, result, reports = message
+            record.result = result
+            if reports == 0:
+                error = (f"train never called trial.report(step, metric) in trial {number} "
+                         f"(config {describe(record.config)}); call it after every step (e.g. "
+                         "epoch) with the validation metric: the schedulers and the optimizer "
+                         "learn from these reports")
+                self._end(record, "failed", error=error)
+                raise ValueError(error)
+            decision, reason = self.decisions[number]
+            if record.last_step >= self.max_steps:  # trained to the end, whatever was said
+                decision = CONTINUE
+            if decision == PAUSE:
+                if self.checkpoint_step.get(number) != record.last_step:
+                    error = (f"trial {number} paused at step {record.last_step} without a "
+                             f"checkpoint of that step; with scheduler PBT, train must call "
+                             "trial.checkpoint(state) after each trial.report(step, metric) and "
+                             "start from trial.restore() when it is not None")
+                    self._end(record, "failed", error=error)
+                    raise ValueError(error)
+                self._end(record, "paused", result=result)
+            elif decision == STOP:
+                self._end(record, "pruned", stop_reason=reason, result=result)
+            else:
+                self._end(record, "complete", result=result)
+            self.failures = 0
+        elif kind in ("error", "died"):
+            del self.slots[slot]
+            error = message[2]
+            self._end(record, "failed", error=error)
+            if kind == "error" and message[3] is not None:  # misuse of the trial handle
+                raise ValueError(f"{message[3]} (trial {number}; traceback stored with it)")
+            self.failures += 1
+            if self.failures >= MAX_FAILURES_IN_A_ROW:
+                raise RuntimeError(
+                    f"the last {self.failures} trials all failed, so the study stops (a "
+                    f"failing trial may use no budget); the last one, trial {number}, "
+                    f"failed with:\n{error}")
+            return
+        else:  # pragma: no cover (a message this driver does not know)
+            raise RuntimeError(f"unknown message {kind!r} from a trial")
+
+    def _end(self, record: TrialRecord, state: str, **fields: Any) -> None:
+        record.state = state
+        for key, value in fields.items():
+            setattr(record, key, value)
+        self.storage.update_trial(record.number, state=state, **fields)
+        self.proposer.maybe_tell(self.records,
+                                 lambda trial: rank_fitness(trial, self.records, self.mode))

@@ -1,0 +1,234 @@
+"""SQLite storage of a study: every trial, report and checkpoint as it happens.
+
+One file holds any number of studies (by ``study_name``). The driver is the only
+writer; each event is one short transaction in WAL mode, so a study killed at any
+moment (SIGKILL included) leaves a consistent file and loses only what was in flight.
+A study opened again with the same settings resumes from it.
+
+Tables (every one keyed by ``study``):
+
+    studies      name, settings (JSON: space, optimizer, scheduler, max_steps, mode, seed)
+    trials       number, encoded config (JSON), readable config, optimizer batch and row,
+                 parent (PBT), start_step, state, stop_reason, error, result
+    reports      seq (arrival order), trial, step, metric, delta (steps it adds),
+                 superseded (1: lost to a crash and redone)
+    checkpoints  trial, step, data (``torch.save`` bytes of the user's state): the last
+    batches      id, size, optimizer state before ``ask`` and after ``tell``
+                 (``torch.save`` bytes, sealed by :mod:`nondiff.optim.checkpoint`)
+
+Example:
+    >>> import os, tempfile
+    >>> from nondiff.hybrid.tune.storage import Storage
+    >>> path = os.path.join(tempfile.mkdtemp(), "study.sqlite")
+    >>> with Storage(path, "demo") as store:
+    ...     store.add_trial(0, [0.5], "{lr: 0.5}", batch=0, row=0)
+    ...     store.add_report(0, 1, 0.25, delta=1)
+    ...     store.put_checkpoint(0, 1, b"weights")
+    >>> with Storage(path, "demo") as store:  # reopened: everything is there
+    ...     [r["step"] for r in store.reports()], store.checkpoint(0)
+    ([1], (1, b'weights'))
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sqlite3
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+from nondiff.optim import checkpoint as sealed
+
+__all__ = ["SCHEMA_VERSION", "Storage"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS studies (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    study TEXT NOT NULL, number INTEGER NOT NULL, encoded TEXT NOT NULL, config TEXT,
+    batch INTEGER, row INTEGER, parent INTEGER, start_step INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL, stop_reason TEXT, error TEXT, result REAL,
+    PRIMARY KEY (study, number)
+);
+CREATE TABLE IF NOT EXISTS reports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, study TEXT NOT NULL, trial INTEGER NOT NULL,
+    step INTEGER NOT NULL, metric REAL, delta INTEGER NOT NULL,
+    superseded INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    study TEXT NOT NULL, trial INTEGER NOT NULL, step INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (study, trial)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    study TEXT NOT NULL, id INTEGER NOT NULL, size INTEGER NOT NULL,
+    state_before BLOB NOT NULL, state_after BLOB,
+    PRIMARY KEY (study, id)
+);
+"""
+
+
+def pack_state(state: dict[str, Any]) -> bytes:
+    """An optimizer ``state_dict()`` as sealed ``torch.save`` bytes."""
+    buffer = io.BytesIO()
+    torch.save(sealed.seal(state), buffer)
+    return buffer.getvalue()
+
+
+def unpack_state(data: bytes, where: str) -> dict[str, Any]:
+    """The state :func:`pack_state` wrote, checksum verified (ValueError naming ``where``)."""
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{where} is unreadable ({type(error).__name__}: {error}); the "
+                         "storage file is damaged: use another study_name or file") from error
+    return sealed.verify(payload, where)
+
+
+class Storage:
+    """A study's SQLite file (``None`` or ``":memory:"``: kept in memory only).
+
+    Args:
+        path: the file; its folder is created.
+        study: the study's name inside the file.
+
+    Raises:
+        ValueError: the path cannot be written, or holds something else than a
+            nondiff study file (or one of a newer schema).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, study: str) -> None:
+        self.study = study
+        self.path = ":memory:" if path is None or str(path) == ":memory:" else str(path)
+        if self.path != ":memory:":
+            sealed.check_writable(self.path, "storage")
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            if self.path != ":memory:":
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")  # safe against process crashes
+            self.db.executescript(_SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='tune_schema'").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise ValueError(f"storage={self.path!r} is not a nondiff study file ({error}); "
+                             "point storage= at a new .sqlite file") from None
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('tune_schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise ValueError(f"storage={self.path!r} was written by a newer nondiff (schema "
+                             f"{row[0]} > {SCHEMA_VERSION}); upgrade nondiff")
+
+    # ----- settings ------------------------------------------------------------------
+    def settings(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT settings FROM studies WHERE name=?",
+                              (self.study,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO studies VALUES (?, ?)",
+                        (self.study, json.dumps(settings, sort_keys=True)))
+
+    # ----- trials --------------------------------------------------------------------
+    def add_trial(self, number: int, encoded: Any, config: str, *, batch: int | None = None,
+                  row: int | None = None, parent: int | None = None, start_step: int = 0,
+                  state: str = "running") -> None:
+        self.db.execute(
+            "INSERT INTO trials (study, number, encoded, config, batch, row, parent, start_step,"
+            " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.study, number, json.dumps([float(v) for v in encoded]), config, batch, row,
+             parent, start_step, state))
+
+    def update_trial(self, number: int, **fields: Any) -> None:
+        allowed = {"state", "stop_reason", "error", "result"}
+        if not set(fields) <= allowed:
+            raise ValueError(f"unknown trial fields {sorted(set(fields) - allowed)}")
+        assignments = ", ".join(f"{key}=?" for key in fields)
+        self.db.execute(f"UPDATE trials SET {assignments} WHERE study=? AND number=?",
+                        (*fields.values(), self.study, number))
+
+    def trials(self) -> list[dict[str, Any]]:
+        cursor = self.db.execute(
+            "SELECT number, encoded, config, batch, row, parent, start_step, state, stop_reason,"
+            " error, result FROM trials WHERE study=? ORDER BY number", (self.study,))
+        keys = [d[0] for d in cursor.description]
+        out = [dict(zip(keys, row, strict=True)) for row in cursor]
+        for trial in out:
+            trial["encoded"] = json.loads(trial["encoded"])
+        return out
+
+    # ----- reports -------------------------------------------------------------------
+    def add_report(self, trial: int, step: int, metric: float, *, delta: int) -> None:
+        self.db.execute("INSERT INTO reports (study, trial, step, metric, delta) VALUES "
+                        "(?, ?, ?, ?, ?)",
+                        (self.study, trial, step, None if math.isnan(metric) else metric, delta))
+
+    def reports(self) -> list[dict[str, Any]]:
+        """The standing reports in arrival order (NaN stored as NULL comes back NaN)."""
+        cursor = self.db.execute(
+            "SELECT trial, step, metric, delta FROM reports WHERE study=? AND superseded=0 "
+            "ORDER BY seq", (self.study,))
+        return [{"trial": t, "step": s, "metric": math.nan if m is None else m, "delta": d}
+                for t, s, m, d in cursor]
+
+    def supersede(self, trial: int, after_step: int) -> int:
+        """Mark the trial's reports after ``after_step`` as lost; the steps they held."""
+        lost = self.db.execute(
+            "SELECT COALESCE(SUM(delta), 0) FROM reports WHERE study=? AND trial=? AND step>? "
+            "AND superseded=0", (self.study, trial, after_step)).fetchone()[0]
+        self.db.execute("UPDATE reports SET superseded=1 WHERE study=? AND trial=? AND step>?",
+                        (self.study, trial, after_step))
+        return int(lost)
+
+    def lost(self) -> int:
+        """Steps trained, lost to a crash and redone."""
+        return int(self.db.execute("SELECT COALESCE(SUM(delta), 0) FROM reports WHERE study=? "
+                                   "AND superseded=1", (self.study,)).fetchone()[0])
+
+    def count_reports(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM reports WHERE study=?",
+                                   (self.study,)).fetchone()[0])
+
+    # ----- checkpoints ---------------------------------------------------------------
+    def put_checkpoint(self, trial: int, step: int, data: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
+                        (self.study, trial, step, sqlite3.Binary(data)))
+
+    def checkpoint(self, trial: int) -> tuple[int, bytes] | None:
+        row = self.db.execute("SELECT step, data FROM checkpoints WHERE study=? AND trial=?",
+                              (self.study, trial)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    # ----- optimizer batches ---------------------------------------------------------
+    def add_batch(self, batch: int, size: int, state_before: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO batches (study, id, size, state_before) "
+                        "VALUES (?, ?, ?, ?)", (self.study, batch, size, state_before))
+
+    def tell_batch(self, batch: int, state_after: bytes) -> None:
+        self.db.execute("UPDATE batches SET state_after=? WHERE study=? AND id=?",
+                        (state_after, self.study, batch))
+
+    def batches(self) -> list[dict[str, Any]]:
+        cursor = self.db.execute("SELECT id, size, state_before, state_after FROM batches "
+                                 "WHERE study=? ORDER BY id", (self.study,))
+        return [{"id": i, "size": n, "state_before": bytes(b),
+                 "state_after": None if a is None else bytes(a)} for i, n, b, a in cursor]
+
+    # ----- lifetime ------------------------------------------------------------------
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def exists(path: str | os.PathLike[str] | None) -> bool:
+    return path is not None and str(path) != ":memory:" and Path(path).exists()

@@ -1,0 +1,75 @@
+"""A study killed with SIGKILL resumes with the same command and loses only the steps in
+flight; finished trials are not run again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nondiff.tune import tune
+from tests.conftest import kill_session, wait_until
+from tests.tune_helpers import SPACE, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {"optimizer": "cmaes", "scheduler": "asha", "budget": 60, "max_steps": 9, "seed": 3}
+SCRIPT = f"""
+import sys
+from nondiff.tune import tune
+from tests.tune_helpers import SPACE, train
+tune(train, SPACE, executor=sys.argv[2], storage=sys.argv[1], **{SETTINGS!r})
+"""
+
+
+def _reports(path: Path, trial: int, step: int) -> bool:
+    if not path.exists():
+        return False
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM reports WHERE trial=? AND step=?",
+                              (trial, step)).fetchone()[0] > 0
+        except sqlite3.OperationalError:  # tables not made yet
+            return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL of a session")
+def test_sigkill_then_the_same_command_resumes(tmp_path: Path, monkeypatch) -> None:
+    reference = tune(train, SPACE, executor="inline", **SETTINGS)
+    # hold a trial that trains past its first rung, after its report at step 2 and
+    # before its checkpoint of step 2: that step is in flight when the study is killed
+    held = next(t for t in reference.trials if t.number >= 3 and len(t.curve) >= 3)
+    storage, log = tmp_path / "study.sqlite", tmp_path / "calls.log"
+    env = {**os.environ, "TUNE_TEST_LOG": str(log), "PYTHONPATH": str(ROOT)}
+    gated = {**env, "TUNE_TEST_GATE": f"{held.number} 2 {tmp_path / 'never'}"}
+    command = [sys.executable, "-c", SCRIPT, str(storage), "process"]
+    process = subprocess.Popen(command, env=gated, cwd=ROOT, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: _reports(storage, held.number, 2), timeout=240), \
+            process.stderr.read().decode() if process.poll() is not None else "no report"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        kill_session(process.pid)
+    with sqlite3.connect(storage) as db:
+        finished = {n for n, s in db.execute("SELECT number, state FROM trials")
+                    if s in ("complete", "pruned")}
+    assert finished == set(range(held.number))
+
+    # the same call again (here in this process, on threads: the executor is not part of
+    # a study's settings)
+    monkeypatch.setenv("TUNE_TEST_LOG", str(log))
+    resumed = tune(train, SPACE, executor="inline", storage=storage, **SETTINGS)
+    # the resumed study is the study that was never killed ...
+    assert [(t.number, t.state, t.curve, t.config) for t in resumed.trials] == \
+        [(t.number, t.state, t.curve, t.config) for t in reference.trials]
+    assert resumed.compute == reference.compute
+    assert resumed.lost == 1  # ... less the step in flight, redone from the checkpoint of 1
+    calls = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
+    assert sorted(calls) == sorted([(t.number, 0) for t in reference.trials]
+                                   + [(held.number, 1)])  # finished trials never ran again
