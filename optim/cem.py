@@ -113,10 +113,10 @@ class CEM(GaussianES):
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         st, hp = self.state, self.hparams
         k = self.num_elites(x.shape[0])
-        order = np.argsort(fitness, kind="stable")[:k]
-        elites = x[torch.as_tensor(order, device=x.device)]
-        elite_mean = elites.mean(dim=0)  # Eq. (1)
-        elite_var = elites.sub_(elite_mean).square_().sum(dim=0).div_(max(k - 1, 1))
+        order = np.argsort(fitness, kind="stable")[:k]  # on the host: fitness is there
+        elites = x.index_select(0, torch.as_tensor(order, device=x.device))
+        # Eqs. (1)-(2) in one read of the elites (a fused variance and mean)
+        elite_var, elite_mean = torch.var_mean(elites, dim=0, correction=1 if k > 1 else 0)
         elite_var.add_(st.extra_noise)  # Eq. (2)
         a = hp.smoothing
         st.mean.mul_(1 - a).add_(elite_mean, alpha=a)  # Eq. (3)
