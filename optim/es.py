@@ -109,12 +109,9 @@ class GaussianES(BaseOptimizer):
         raise NotImplementedError
 
     def _workspace(self, like: torch.Tensor) -> torch.Tensor:
-        """A scratch tensor shaped like ``like``, reused across generations (not state)."""
-        buf = self._workspace_buffer
-        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or (
-                buf.device != like.device):
-            buf = self._workspace_buffer = torch.empty_like(like)
-        return buf
+        """A scratch tensor shaped like ``like`` ``(n, dim)``, reused across generations
+        (not state)."""
+        return self._scratch(like.shape[0], like)
 
     def _sample(self, dist: IsotropicGaussian | SeparableGaussian, n: int,
                 antithetic: bool = False) -> torch.Tensor:
@@ -127,12 +124,13 @@ class GaussianES(BaseOptimizer):
         self._noise_for = (x, antithetic)
         return x
 
-    def _scratch(self, n: int, mean: torch.Tensor) -> torch.Tensor:
+    def _scratch(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """The workspace as ``(n, dim)`` of ``like``'s dtype and device."""
         buf = self._workspace_buffer
-        if buf is None or buf.shape != (n, self.dim) or buf.dtype != mean.dtype or (
-                buf.device != mean.device):
-            buf = self._workspace_buffer = torch.empty(n, self.dim, dtype=mean.dtype,
-                                                       device=mean.device)
+        if buf is None or buf.shape != (n, self.dim) or buf.dtype != like.dtype or (
+                buf.device != like.device):
+            buf = self._workspace_buffer = torch.empty(n, self.dim, dtype=like.dtype,
+                                                       device=like.device)
         return buf
 
     def _noise_sums(self, dist: IsotropicGaussian | SeparableGaussian, x: torch.Tensor,

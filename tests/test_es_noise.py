@@ -97,3 +97,17 @@ def test_clipup_steps_without_reading_its_norms(monkeypatch, device):
     monkeypatch.undo()
     assert bool(torch.isfinite(delta).all())  # zero and NaN gradients add nothing
     assert float(torch.linalg.vector_norm(delta)) <= 0.2 + 1e-7  # the speed limit
+
+
+@pytest.mark.parametrize("k", [1, 2, 7])
+def test_cem_elite_moments_fused_or_not_agree(device, k):
+    from nondiff.optim.cem import elite_moments
+
+    elites = torch.randn(k, 5, dtype=torch.float64, device=device,
+                         generator=torch.Generator(device=device).manual_seed(k))
+    expected_var = elites.var(dim=0) if k > 1 else torch.zeros(5, dtype=torch.float64,
+                                                                   device=device)
+    for fused in (True, False):
+        mean, var = elite_moments(elites.clone(), fused=fused)
+        torch.testing.assert_close(mean, elites.mean(dim=0))
+        torch.testing.assert_close(var, expected_var)
