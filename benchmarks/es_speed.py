@@ -25,7 +25,7 @@ measures the device's copy bandwidth ``W`` with a large device-to-device copy
 it moved only ``B_min``.
 
     python -m nondiff.benchmarks.es_speed [--device cpu|cuda] [--dim 100000]
-        [--popsize 1000] [--algorithms snes pgpe cem openai-es] [--repeats 3]
+        [--popsize 1000] [--algorithms snes pgpe cem openai-es] [--repeats 3] [--sums]
 """
 
 from __future__ import annotations
@@ -107,6 +107,42 @@ def our_step(name: str, dim: int, popsize: int, device: str) -> Callable[[], Non
     return step
 
 
+def table_sums(dim: int, popsize: int, device: str, repeats: int) -> None:
+    """The weighted noise sums of a tell, recomputed from the candidates (the path of
+    any tensor but the one ask returned) against read from the noise ask kept."""
+    from nondiff.optim.distributions import SeparableGaussian
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    mean = torch.zeros(dim, device=device)
+    dist = SeparableGaussian(mean, torch.ones(dim, device=device))
+    w = torch.linspace(-0.5, 0.5, popsize, device=device)
+    work = torch.empty(popsize, dim, device=device)
+    print(f"\ntell's sums (sum w z, sum w z^2) over ({popsize}, {dim}): seconds per call")
+    print(f"{'sampling':>10} {'recomputed':>11} {'kept noise':>11} {'speed-up':>9}")
+    for antithetic in (False, True):
+        x, z = dist.sample_with_noise(popsize, gen, antithetic)
+        keep = z.clone()
+
+        def recomputed(x=x) -> float:
+            began = time.perf_counter()
+            dist.noise_sums(x, w, work)
+            synchronize(device)
+            return time.perf_counter() - began
+
+        def kept(keep=keep, z=z, antithetic=antithetic) -> float:
+            z.copy_(keep)  # (the sums consume the noise; the copy is not timed)
+            synchronize(device)
+            began = time.perf_counter()
+            dist.noise_sums_of(z, w, antithetic)
+            synchronize(device)
+            return time.perf_counter() - began
+
+        times = interleaved({"recomputed": recomputed, "kept": kept}, repeats)
+        print(f"{'mirrored' if antithetic else 'plain':>10} {times['recomputed']:>11.4f} "
+              f"{times['kept']:>11.4f} {times['recomputed'] / times['kept']:>8.2f}x")
+        del x, z, keep
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -116,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         choices=ALGORITHMS)
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sums", action="store_true",
+                        help="also time tell's noise sums: recomputed vs kept noise")
     args = parser.parse_args(argv)
     dev = args.device
     print(machine(dev))
@@ -151,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{name:>10} {1 / times['evotorch']:>15.2f} {1 / times['ours']:>11.2f} "
               f"{ratio:>7.3f} {fraction['evotorch']:>12.1%} {fraction['ours']:>8.1%}")
         del steps
+    if args.sums:
+        table_sums(args.dim, args.popsize, dev, max(args.repeats, 5))
 
 
 if __name__ == "__main__":
