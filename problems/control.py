@@ -14,12 +14,12 @@ gymnasium id runs on gymnasium itself, one episode at a time
 Devices: by default (``device=None``) the batched simulation runs on the CPU and
 drops finished rows from the batch as it goes. With ``device="cuda"`` (or any
 torch device, ``"cpu"`` included) every row stays in place on that device until
-the end: finished rows are masked (``torch.where``) instead of removed, so the
-step loop never reads a value back to the host except a check every
-:data:`SYNC_EVERY` steps whether all episodes have ended (one read instead of
-one per step). Both give the same returns and episode lengths, bit for bit on the
-CPU (the observation statistics add the same values in another order, so they agree
-to rounding).
+the end: finished rows are masked (``torch.where``) and leave the batch only
+every :data:`SYNC_EVERY` steps, so the step loop reads a value back to the host
+once every ``SYNC_EVERY`` steps (to drop finished rows, or stop when every
+episode has ended) instead of once per step. Both give the same returns and
+episode lengths, bit for bit on the CPU (the observation statistics add the same
+values in another order, so they agree to rounding).
 
 Within a generation all policies face the same episodes (common random numbers:
 the episode seeds of generation ``g`` come from ``SeedSequence([seed, g])``) and the
@@ -69,8 +69,8 @@ POLICY_FORMAT = "nondiff-policy/1"
 _BACKENDS = ("auto", "torch", "gymnasium")
 
 SYNC_EVERY = 32
-"""Steps between the checks of the masked (``device=``) rollout whether every episode
-has ended: its only host reads inside the step loop."""
+"""Steps between the host reads of the masked (``device=``) rollout, where finished
+rows leave the batch and the loop stops once every episode has ended."""
 
 
 def _device(device: str | torch.device | None, backend: str) -> torch.device | None:
@@ -328,14 +328,18 @@ class ControlProblem(Problem):
 
     @torch.no_grad()
     def _rollout_masked(self, params, seeds, norm, collect):
-        """The rollout of :meth:`_rollout_torch` with every row kept in place on
-        :attr:`device`: finished rows are frozen by masks, read back only every
-        :data:`SYNC_EVERY` steps (to stop early) and at the end."""
+        """The rollout of :meth:`_rollout_torch` on :attr:`device` without a host read
+        per step: finished rows are frozen by masks and leave the batch only every
+        :data:`SYNC_EVERY` steps, at the one read that also stops the loop when
+        every episode has ended."""
         env, dev, stack = self.task, self.device, self._device_stack
         n, e = next(iter(params.values())).shape[0], len(seeds)
         rows = n * e  # row r: policy r // e on episode seeds[r % e]
         params = {k: v.repeat_interleave(e, dim=0) for k, v in params.items()}
         state = env.reset(seeds).to(dev).repeat(n, 1)
+        out_returns = torch.zeros(rows, dtype=torch.float64, device=dev)
+        out_lengths = torch.full((rows,), self.max_steps, dtype=torch.int64, device=dev)
+        index = torch.arange(rows, device=dev)  # the original row of each batch row
         returns = torch.zeros(rows, dtype=torch.float64, device=dev)
         lengths = torch.full((rows,), self.max_steps, dtype=torch.int64, device=dev)
         done = torch.zeros(rows, dtype=torch.bool, device=dev)
@@ -365,11 +369,22 @@ class ControlProblem(Problem):
             # finished rows keep their last state (the dtype follows the step's:
             # MountainCar's state turns float32 after the first step)
             state = torch.where(done.unsqueeze(1), state.to(new.dtype), new)
-            if (t + 1) % SYNC_EVERY == 0 and bool(done.all()):  # the only host read
-                break
+            if (t + 1) % SYNC_EVERY == 0:  # the only host read: stop, or drop finished rows
+                keep = (~done).nonzero().squeeze(1)
+                if keep.numel() < done.numel():
+                    finished = done.nonzero().squeeze(1)
+                    out_returns[index[finished]] = returns[finished]
+                    out_lengths[index[finished]] = lengths[finished]
+                    index, state, done = index[keep], state[keep], done[keep]
+                    returns, lengths = returns[keep], lengths[keep]
+                    if keep.numel() == 0:
+                        break
+                    params = {k: v[keep] for k, v in params.items()}
+        out_returns[index] = returns
+        out_lengths[index] = lengths
         if stats is not None:
             stats = (float(stats[0]), stats[1].cpu(), stats[2].cpu())
-        return returns.reshape(n, e), lengths.reshape(n, e), stats
+        return out_returns.reshape(n, e), out_lengths.reshape(n, e), stats
 
     def _env(self) -> Any:
         if self._gym_env is None:  # kept warm between generations
