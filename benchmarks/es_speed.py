@@ -1,6 +1,6 @@
 """Generations per second of our ES against evotorch's, and the memory bandwidth they reach.
 
-A vectorized sphere ``f(x) = x . x`` (one read of each row) in float32 on
+A vectorized sphere ``f(x) = |x|^2`` (one read of each row) in float32 on
 ``--device``, dim 100,000, popsize 1,000 by default (the issue's GPU setting is
 ``--dim 1000000 --device cuda``). Each generation asks, evaluates the whole
 population in one call and tells; the libraries alternate in rounds and the
@@ -45,7 +45,9 @@ BYTES = 4  # float32
 
 
 def sphere(x: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vecdot(x, x)
+    """``|x_i|^2`` of each row in one read (``(x * x).sum(1)`` and ``vecdot`` write and
+    read an ``(n, d)`` product first: 15x slower on the CPU, measured)."""
+    return torch.linalg.vector_norm(x, dim=1).square_()
 
 
 def minimal_bytes(dim: int, popsize: int) -> int:
