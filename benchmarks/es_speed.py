@@ -47,7 +47,7 @@ BYTES = 4  # float32
 def sphere(x: torch.Tensor) -> torch.Tensor:
     """``|x_i|^2`` of each row in one read (``(x * x).sum(1)`` and ``vecdot`` write and
     read an ``(n, d)`` product first: 15x slower on the CPU, measured)."""
-    return torch.linalg.vector_norm(x, dim=1).square_()
+    return torch.linalg.vector_norm(x, dim=1).square()
 
 
 def minimal_bytes(dim: int, popsize: int) -> int:
