@@ -376,7 +376,7 @@ class BaseOptimizer(ABC):
         out = self.format.to_user(clipped)
         self._unclipped = (out, samples) if clipped is not samples else None
         self._asked = out
-        self._asked_version = out._version if isinstance(out, torch.Tensor) else None
+        self._asked_version = _version_of(out)
         return out
 
     def tell(self, candidates: Array, fitness: Array, *, constraints: Array | None = None,
@@ -414,8 +414,8 @@ class BaseOptimizer(ABC):
             told_asked = True  # x: the samples of the last ask themselves
         else:
             x = best_rows = self._internal(candidates)
-            told_asked = (candidates is self._asked and isinstance(candidates, torch.Tensor)
-                          and candidates._version == self._asked_version)  # not edited
+            told_asked = (candidates is self._asked and self._asked_version is not None
+                          and _version_of(candidates) == self._asked_version)  # not edited
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"candidates must have shape (n, {self.dim}), got {tuple(x.shape)}; "
@@ -698,6 +698,14 @@ def _signature(cls: type[BaseOptimizer]) -> inspect.Signature:
     fields = [inspect.Parameter(f.name, keyword, default=f.default, annotation=f.type)
               for f in dataclasses.fields(cls.Hyperparameters)]
     return inspect.Signature(common + fields, return_annotation=None)
+
+
+def _version_of(x: Array) -> int | None:
+    """The in-place version counter of a tensor (bumped by every in-place edit); None
+    for numpy arrays and inference-mode tensors, which keep none."""
+    if not isinstance(x, torch.Tensor) or x.is_inference():
+        return None
+    return x._version
 
 
 def _median(values: np.ndarray) -> float:

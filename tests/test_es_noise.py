@@ -111,3 +111,15 @@ def test_cem_elite_moments_fused_or_not_agree(device, k):
         mean, var = elite_moments(elites.clone(), fused=fused)
         torch.testing.assert_close(mean, elites.mean(dim=0))
         torch.testing.assert_close(var, expected_var)
+
+
+@pytest.mark.parametrize("name", ["snes", "pgpe"])
+def test_inference_mode_asks_and_tells_by_recomputing(device, name):
+    """Inference tensors keep no version counter: the noise is then recomputed."""
+    plain, inference = _opt(name, device), _opt(name, device)
+    x = plain.ask()
+    plain.tell(x.clone(), sphere(x))
+    with torch.inference_mode():
+        y = inference.ask()
+        inference.tell(y, sphere(y))
+    assert torch.equal(plain.recommend(), inference.recommend())
