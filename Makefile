@@ -45,6 +45,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.miqp
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.layerwise_admm
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.neuroevolution
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.control_speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache nondiff-report docs/site docs/.build

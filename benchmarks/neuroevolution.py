@@ -16,8 +16,13 @@ Three tables, one run:
    population and for serial gymnasium stepping, and the per-generation overhead
    (a generation of near-zero work on Ray against in-process).
 
+With ``--device cuda`` our side runs on the GPU: the search distribution and the
+population live there (x0 on the device) and the batched problem steps every
+environment and policy there (``ControlProblem(device=...)``); evotorch's runners
+and the serial gymnasium reference stay on the CPU, as gymnasium does.
+
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.neuroevolution [--popsizes 20 50 200] [--seeds 5]
-        [--quick] [--skip-ray]
+        [--quick] [--skip-ray] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
+from nondiff.benchmarks.timing import machine
 from nondiff.optim import registry
 from nondiff.optim.evaluate import RayEvaluator, VectorizedEvaluator
 from nondiff.problems.control import ControlProblem
@@ -40,10 +46,17 @@ def _solved(check: ControlProblem, center: torch.Tensor) -> bool:
     return check.mean_return(center.to(torch.float32), episodes=10) >= 475
 
 
-def solve_ours(seed: int, popsize: int, sigma: float, generations: int) -> dict[str, float]:
-    problem = ControlProblem(ENV, policy="linear", episodes=1)
-    check = ControlProblem(ENV, policy="linear")
-    opt = registry.create("snes", problem.initial(), sigma0=sigma, popsize=popsize, seed=seed)
+def _device(device: str | None) -> str | None:
+    """None for the CPU default path, else the device ControlProblem steps on."""
+    return None if device in (None, "cpu") else device
+
+
+def solve_ours(seed: int, popsize: int, sigma: float, generations: int,
+               device: str | None = None) -> dict[str, float]:
+    problem = ControlProblem(ENV, policy="linear", episodes=1, device=_device(device))
+    check = ControlProblem(ENV, policy="linear", device=_device(device))
+    x0 = problem.initial().to(device or "cpu")
+    opt = registry.create("snes", x0, sigma0=sigma, popsize=popsize, seed=seed)
     evaluator, elapsed = VectorizedEvaluator(), 0.0
     for g in range(generations):
         began = time.perf_counter()
@@ -78,14 +91,14 @@ def solve_evotorch(kind: str, seed: int, popsize: int, sigma: float, generations
     return {"solved": 0, "gens": generations, "steps": problem.interaction_count, "time": elapsed}
 
 
-def table_solve(popsize: int, seeds: int, sigma: float, generations: int
-                ) -> dict[str, tuple[float, float]]:
+def table_solve(popsize: int, seeds: int, sigma: float, generations: int,
+                device: str | None = None) -> dict[str, tuple[float, float]]:
     """Print the solve table of one popsize; return ``{runner: (time ratio, steps/s
     ratio)}`` of each evotorch runner against ours."""
     dim = ControlProblem(ENV).dim
     eta_sigma = registry.create("snes", torch.zeros(dim), popsize=popsize).eta_sigma
     runs: dict[str, Callable[[int], dict[str, float]]] = {
-        "ours (batched)": lambda s: solve_ours(s, popsize, sigma, generations),
+        "ours (batched)": lambda s: solve_ours(s, popsize, sigma, generations, device),
         "evotorch GymNE": lambda s: solve_evotorch("GymNE", s, popsize, sigma, generations,
                                                    eta_sigma),
         "evotorch VecGymNE": lambda s: solve_evotorch("VecGymNE", s, popsize, sigma,
@@ -129,15 +142,17 @@ def steps_per_second(problem: ControlProblem, x: torch.Tensor) -> float:
     return (problem.env_steps - before) / (time.perf_counter() - began)
 
 
-def table_throughput(sizes: Sequence[int], serial_policies: int) -> None:
-    print(f"\n2. Environment steps/s on {ENV}: batched torch vs serial gymnasium "
-          f"(serial measured on {serial_policies} policies: its rate does not depend on n)")
+def table_throughput(sizes: Sequence[int], serial_policies: int, device: str | None = None
+                     ) -> None:
+    print(f"\n2. Environment steps/s on {ENV}: batched torch ({device or 'cpu'}) vs serial "
+          f"gymnasium (serial measured on {serial_policies} policies: its rate does not "
+          "depend on n)")
     serial = ControlProblem(ENV, backend="gymnasium")
     serial_rate = steps_per_second(serial, balancing_population(serial, serial_policies))
     print(f"{'popsize':>8} {'batched steps/s':>16} {'serial steps/s':>15} {'ratio':>8}")
     for n in sizes:
-        batched = ControlProblem(ENV)
-        x = balancing_population(batched, n)
+        batched = ControlProblem(ENV, device=_device(device))
+        x = balancing_population(batched, n).to(device or "cpu")
         steps_per_second(batched, x[:2])  # warm up
         rate = steps_per_second(batched, x)
         print(f"{n:>8} {rate:>16.0f} {serial_rate:>15.0f} {rate / serial_rate:>7.1f}x")
@@ -209,17 +224,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--generations", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="fewer sizes, seeds and repeats")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--device", default="cpu", help="our side's device: cpu or cuda")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    print(machine(args.device))
     seeds = 1 if args.quick else args.seeds
-    summary = {n: table_solve(n, seeds, args.sigma, args.generations) for n in args.popsizes}
+    summary = {n: table_solve(n, seeds, args.sigma, args.generations, args.device)
+               for n in args.popsizes}
     print("\nSolve time ratio evotorch / ours by popsize (steps/s ratio in brackets; "
           "target >= 5x):")
     for n, ratios in summary.items():
         print(f"  popsize {n:>4}: " + ", ".join(f"{name} {t:.1f}x ({v:.1f}x)"
                                                 for name, (t, v) in ratios.items()))
     table_throughput((10, 50, 200) if args.quick else (10, 50, 200, 1000),
-                     serial_policies=5 if args.quick else 20)
+                     serial_policies=5 if args.quick else 20, device=args.device)
     if not args.skip_ray:
         table_ray(repeats=2 if args.quick else 5)
 

@@ -188,6 +188,8 @@ class BaseOptimizer(ABC):
     handles_constraints: ClassVar[bool] = False
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"real"})
     min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
+    _told_asked: bool = False  # see _tell
+    _asked_version: int | None = None
     state_version: ClassVar[int] = 1
     Hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters
     config_space: ClassVar[bool] = False  # config() records repr(space) (spaces of any kind)
@@ -374,6 +376,7 @@ class BaseOptimizer(ABC):
         out = self.format.to_user(clipped)
         self._unclipped = (out, samples) if clipped is not samples else None
         self._asked = out
+        self._asked_version = _version_of(out)
         return out
 
     def tell(self, candidates: Array, fitness: Array, *, constraints: Array | None = None,
@@ -408,8 +411,11 @@ class BaseOptimizer(ABC):
         unclipped = self._unclipped
         if unclipped is not None and candidates is unclipped[0]:
             x, best_rows = unclipped[1], self._internal(candidates)
+            told_asked = True  # x: the samples of the last ask themselves
         else:
             x = best_rows = self._internal(candidates)
+            told_asked = (candidates is self._asked and self._asked_version is not None
+                          and _version_of(candidates) == self._asked_version)  # not edited
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"candidates must have shape (n, {self.dim}), got {tuple(x.shape)}; "
@@ -465,6 +471,7 @@ class BaseOptimizer(ABC):
         extra["raw_fitness"] = f if n_bad == 0 else np.where(finite, f, np.inf)
         extra["violation"] = (np.zeros(n) if violation is None else violation) if n_bad == 0 \
             else np.where(finite, 0.0 if violation is None else violation, np.inf)
+        self._told_asked = told_asked
         try:
             learned = self._tell(x, ranked, **extra) or {}
         except BaseException:  # the base's bookkeeping follows a failed update back
@@ -675,6 +682,12 @@ class BaseOptimizer(ABC):
         ``extra`` holds the keyword data of the tell, plus ``raw_fitness`` and
         ``violation`` (``(n,)``; both ``inf`` for non-finite fitness): the told
         values themselves, for optimizers that compare them across batches.
+
+        ``self._told_asked`` is True when ``x`` holds the samples of the last
+        ``_ask`` unchanged (a torch user telling the tensor ask() returned, not
+        edited in place since: its version counter tells): an optimizer may then
+        reuse what it kept from that ask (e.g. the ES' standard noise) instead of
+        recomputing it from ``x``.
         """
 
 
@@ -685,6 +698,14 @@ def _signature(cls: type[BaseOptimizer]) -> inspect.Signature:
     fields = [inspect.Parameter(f.name, keyword, default=f.default, annotation=f.type)
               for f in dataclasses.fields(cls.Hyperparameters)]
     return inspect.Signature(common + fields, return_annotation=None)
+
+
+def _version_of(x: Array) -> int | None:
+    """The in-place version counter of a tensor (bumped by every in-place edit); None
+    for numpy arrays and inference-mode tensors, which keep none."""
+    if not isinstance(x, torch.Tensor) or x.is_inference():
+        return None
+    return x._version
 
 
 def _median(values: np.ndarray) -> float:

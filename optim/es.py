@@ -24,9 +24,11 @@ with ``eps_i = x_i - m`` and ``s`` the per-coordinate standard deviation:
 
 For a mirrored pair ``(x+, x-)`` Eqs. (4)-(5) equal Sehnke's symmetric estimates
 ``(u+ - u-)/2 eps`` and ``((u+ + u-)/2 - b)(eps^2 - s^2)/s`` averaged over pairs;
-written over all rows they stay correct for any candidates told. The noise is
-recomputed from the candidates (as in evotorch) with one pass over a reused
-workspace, then two matrix-vector products; no copy of the ``(n, d)`` noise is kept.
+written over all rows they stay correct for any candidates told. The standard
+noise drawn by ask is kept in a reused workspace; when the candidates told are
+that ask's samples, unedited, the sums read it (for mirrored pairs only its first
+half: ``(u+ - u-) . z`` and ``(u+ + u-) . z^2``), otherwise the noise is
+recomputed from the candidates (as in evotorch) in the same workspace.
 
 Defaults and convergence. From ranked utilities, ``grad_m`` of Eq. (4) is
 proportional to the stdev ``s``, so Sehnke's plain gradient step (SGD) moves the
@@ -91,24 +93,57 @@ class GaussianES(BaseOptimizer):
     recommendation is the distribution mean: the ES' own estimate of the optimum,
     less noisy than any single sample (the best evaluated point stays available as
     :attr:`best_x`). One ``(n, dim)`` scratch tensor is kept between generations
-    (not part of the state) so that :meth:`tell` allocates no population-sized memory.
+    (not part of the state): :meth:`_sample` draws the standard noise into it and
+    :meth:`_noise_sums` reads it back when the very samples are told, else it is
+    the workspace that recomputes the noise from the candidates; so a generation
+    allocates only the candidates it returns.
     """
 
     backend = "torch"
     min_popsize = 2  # ranks need two samples
     _workspace_buffer: torch.Tensor | None = None
+    _noise_for: tuple[torch.Tensor, bool] | None = None  # (samples, antithetic) of last ask
 
     def _stdev(self) -> torch.Tensor:
         """Per-coordinate standard deviation of the search distribution, ``(dim,)``."""
         raise NotImplementedError
 
     def _workspace(self, like: torch.Tensor) -> torch.Tensor:
-        """A scratch tensor shaped like ``like``, reused across generations (not state)."""
+        """A scratch tensor shaped like ``like`` ``(n, dim)``, reused across generations
+        (not state)."""
+        return self._scratch(like.shape[0], like)
+
+    def _sample(self, dist: IsotropicGaussian | SeparableGaussian, n: int,
+                antithetic: bool = False) -> torch.Tensor:
+        """``n`` candidates of ``dist`` (as ``dist.sample``), their noise kept in the
+        workspace for :meth:`_noise_sums`."""
+        m = n // 2 if antithetic else n
+        self._noise_for = None
+        buf = self._scratch(n, dist.mean)
+        x, _ = dist.sample_with_noise(n, self._rng, antithetic, noise=buf[:m])
+        self._noise_for = (x, antithetic)
+        return x
+
+    def _scratch(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """The workspace as ``(n, dim)`` of ``like``'s dtype and device."""
         buf = self._workspace_buffer
-        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or (
+        if buf is None or buf.shape != (n, self.dim) or buf.dtype != like.dtype or (
                 buf.device != like.device):
-            buf = self._workspace_buffer = torch.empty_like(like)
+            buf = self._workspace_buffer = torch.empty(n, self.dim, dtype=like.dtype,
+                                                       device=like.device)
         return buf
+
+    def _noise_sums(self, dist: IsotropicGaussian | SeparableGaussian, x: torch.Tensor,
+                    u: torch.Tensor, second: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(sum_i u_i z_i, sum_i u_i z_i^2)``: from the noise kept by :meth:`_sample`
+        when ``x`` is that ask's samples, unedited (``z`` read once, half of it for
+        mirrored samples); else recomputed from ``x`` (``z = (x - m) / s``)."""
+        kept, self._noise_for = self._noise_for, None
+        if kept is not None and self._told_asked and _same_tensor(kept[0], x):
+            m = x.shape[0] // 2 if kept[1] else x.shape[0]
+            return dist.noise_sums_of(self._workspace_buffer[:m], u, kept[1], second)
+        return dist.noise_sums(x, u, self._workspace(x), second=second)
 
     def _utilities(self, fitness: np.ndarray, method: str, like: torch.Tensor) -> torch.Tensor:
         u = shape_fitness(fitness, method)
@@ -124,6 +159,14 @@ class GaussianES(BaseOptimizer):
         if bool((stdev <= torch.finfo(mean.dtype).eps * mean.abs()).all()):
             return {"noeffectcoord": float(stdev.max())}  # sampling no longer moves x
         return {}
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` and ``b`` are the same numbers in the same memory (``b`` may be a detached
+    view of ``a``); ``a`` is kept alive by the caller, so its address is not reused."""
+    return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape
+                      and a.stride() == b.stride() and a.dtype == b.dtype
+                      and a.device == b.device)
 
 
 def _default_popsize_even(dim: int) -> int:
@@ -222,13 +265,13 @@ class OpenAIES(GaussianES):
 
     def _ask(self, n: int) -> torch.Tensor:
         dist = IsotropicGaussian(self.state.mean, self.state.sigma)
-        return dist.sample(n, self._rng, antithetic=self.hparams.antithetic)
+        return self._sample(dist, n, antithetic=self.hparams.antithetic)
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         st, hp = self.state, self.hparams
         u = self._utilities(fitness, hp.shaping, x)
         dist = IsotropicGaussian(st.mean, st.sigma)
-        noise_sum, _ = dist.noise_sums(x, u, self._workspace(x), second=False)
+        noise_sum, _ = self._noise_sums(dist, x, u, second=False)
         g = noise_sum / x.shape[0]  # Eq. (1)
         loss_grad = g.neg_().add_(st.mean, alpha=hp.weight_decay)
         st.mean += self.adam.update(loss_grad, st.adam, lr=st.lr)  # Eq. (2)
@@ -346,7 +389,7 @@ class PGPE(GaussianES):
 
     def _ask(self, n: int) -> torch.Tensor:
         dist = SeparableGaussian(self.state.mean, self.state.stdev)
-        return dist.sample(n, self._rng, antithetic=self.hparams.symmetric)
+        return self._sample(dist, n, antithetic=self.hparams.symmetric)
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         st, hp = self.state, self.hparams
@@ -354,7 +397,7 @@ class PGPE(GaussianES):
         u = self._utilities(fitness, hp.shaping, x)
         u -= u.mean()  # baseline b = mean utility (0 already for ranks)
         dist = SeparableGaussian(st.mean, st.stdev)
-        noise_sum, sq_sum = dist.noise_sums(x, u, self._workspace(x))
+        noise_sum, sq_sum = self._noise_sums(dist, x, u)
         grad_mean = noise_sum.mul_(st.stdev).div_(n)  # Eq. (4): sum u (x - m) / n
         grad_stdev = sq_sum.sub_(u.sum()).mul_(st.stdev).div_(n)  # Eq. (5)
         st.mean += self.step.update(grad_mean.neg_(), st.step, lr=st.lr)  # Eq. (6)

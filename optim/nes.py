@@ -134,13 +134,13 @@ class SNES(GaussianES):
 
     def _ask(self, n: int) -> torch.Tensor:
         dist = SeparableGaussian(self.state.mean, self.state.stdev)
-        return dist.sample(n, self._rng, antithetic=self.hparams.antithetic)
+        return self._sample(dist, n, antithetic=self.hparams.antithetic)
 
     def _tell(self, x: torch.Tensor, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         st, hp = self.state, self.hparams
         u = self._utilities(fitness, hp.shaping, x)
         dist = SeparableGaussian(st.mean, st.stdev)
-        grad_mu, grad_sigma = dist.noise_sums(x, u, self._workspace(x))
+        grad_mu, grad_sigma = self._noise_sums(dist, x, u)
         grad_sigma.sub_(u.sum())  # Eq. (1)
         st.mean.addcmul_(st.stdev, grad_mu, value=hp.eta_mu)  # Eq. (2)
         st.stdev.mul_(grad_sigma.mul_(hp.eta_sigma / 2).exp_())  # Eq. (3)

@@ -234,13 +234,13 @@ class ClipUp(Step):
         lr = self.lr if lr is None else lr
         max_speed = self.max_speed * (lr / self.lr)
         v = state.velocity
-        norm = float(torch.linalg.vector_norm(grad))
+        # on the device, no value read back: the two tests are masks, not branches
+        norm = torch.linalg.vector_norm(grad)
+        usable = (norm > 0) & torch.isfinite(norm)  # else the gradient adds nothing
         v.mul_(self.momentum)
-        if norm > 0 and math.isfinite(norm):
-            v.add_(grad, alpha=-lr / norm)  # Eq. (3)
-        speed = float(torch.linalg.vector_norm(v))
-        if speed > max_speed:
-            v.mul_(max_speed / speed)  # Eq. (4)
+        v.add_(torch.where(usable, grad, 0.0).mul_(torch.where(usable, -lr / norm, 0.0)))  # (3)
+        speed = torch.linalg.vector_norm(v)
+        v.mul_(torch.where(speed > max_speed, max_speed / speed, 1.0))  # Eq. (4)
         state.steps += 1
         return v.clone()
 

@@ -26,6 +26,11 @@ minus ``0.1 a^2`` (Eq. (7)).
 Time limits (gymnasium's ``TimeLimit``) are not applied here: the rollout loop of
 :mod:`nondiff.problems.control` stops at :attr:`BatchedEnv.max_episode_steps`.
 
+Devices: the step functions run on the device of the state tensor (constants enter
+as Python scalars, never as CPU tensors copied per step), and no step reads a value
+back to the host except Acrobot's angle wrap on the CPU, where the read is free;
+on other devices the wrap takes a fixed number of masked passes (:func:`_wrap`).
+
 Example:
     >>> import torch
     >>> from nondiff.problems.classic_control import make_batched
@@ -149,28 +154,45 @@ class CartPole(BatchedEnv):
         _, x_dot, theta, theta_dot = state.unbind(dim=1)
         total_mass = self.masspole + self.masscart
         polemass_length = self.masspole * self.length
-        force = self._forces[action]
+        force = torch.where(action == 1, self.force_mag, -self.force_mag)  # exact in float32
         costheta, sintheta = torch.cos(theta), torch.sin(theta)
         temp = (force + polemass_length * theta_dot.square() * sintheta) / total_mass  # Eq. (1)
         thetaacc = (self.gravity * sintheta - costheta * temp) / (
             self.length * (4.0 / 3.0 - self.masspole * costheta.square() / total_mass))  # Eq. (2)
         xacc = temp - polemass_length * thetaacc * costheta / total_mass  # Eq. (3)
         new = state + self.tau * torch.stack((x_dot, xacc, theta_dot, thetaacc), dim=1)
-        terminated = (new.abs() > self._limits).any(dim=1)  # |x| > 2.4 or |theta| > 12 deg
+        terminated = (new[:, 0].abs() > self.x_threshold) | (
+            new[:, 2].abs() > self.theta_threshold)  # |x| > 2.4 or |theta| > 12 deg
         return new, torch.ones_like(x_dot), terminated
 
-    _forces = torch.tensor([-force_mag, force_mag], dtype=_F64)
-    _limits = torch.tensor([x_threshold, math.inf, theta_threshold, math.inf], dtype=_F64)
+
+_WRAP_PASSES = 4
+"""Masked passes of :func:`_wrap` off the CPU: exact for angles within
+``[low - 4 w, high + 4 w]`` (w = 2 pi), far beyond one Acrobot step (the angles move
+by at most dt times the bounded velocities, about 6 rad)."""
 
 
-def _wrap(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """gymnasium's ``wrap``: add or subtract the range width until inside."""
+def _wrap(x: torch.Tensor, low: float, high: float, passes: int | None = None) -> torch.Tensor:
+    """gymnasium's ``wrap``: add or subtract the range width until inside.
+
+    ``passes=None`` loops until every entry is inside (one host read per pass);
+    an integer takes that many masked passes without reading anything back, which
+    gives the same numbers whenever that many suffice, and maps what is still
+    outside by a remainder (never reached by Acrobot's dynamics).
+    """
     diff = high - low
-    while bool((x > high).any()):
+    if passes is None:
+        while bool((x > high).any()):
+            x = torch.where(x > high, x - diff, x)
+        while bool((x < low).any()):
+            x = torch.where(x < low, x + diff, x)
+        return x
+    for _ in range(passes):
         x = torch.where(x > high, x - diff, x)
-    while bool((x < low).any()):
+    for _ in range(passes):
         x = torch.where(x < low, x + diff, x)
-    return x
+    outside = (x > high) | (x < low)
+    return torch.where(outside, low + _python_mod(x - low, diff), x)
 
 
 class Acrobot(BatchedEnv):
@@ -217,7 +239,9 @@ class Acrobot(BatchedEnv):
         k3 = self._dsdt(state + dt2 * k2, torque)
         k4 = self._dsdt(state + dt * k3, torque)
         ns = state + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-        new = torch.stack((_wrap(ns[:, 0], -math.pi, math.pi), _wrap(ns[:, 1], -math.pi, math.pi),
+        passes = None if state.device.type == "cpu" else _WRAP_PASSES  # no host read per step
+        new = torch.stack((_wrap(ns[:, 0], -math.pi, math.pi, passes),
+                           _wrap(ns[:, 1], -math.pi, math.pi, passes),
                            ns[:, 2].clamp(-self.max_vel_1, self.max_vel_1),
                            ns[:, 3].clamp(-self.max_vel_2, self.max_vel_2)), dim=1)
         terminated = -torch.cos(new[:, 0]) - torch.cos(new[:, 1] + new[:, 0]) > 1.0

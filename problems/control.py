@@ -11,6 +11,16 @@ together: every (policy, episode) pair is one row of a batched torch simulation
 gymnasium id runs on gymnasium itself, one episode at a time
 (``backend="gymnasium"``, also the reference the batched path is checked against).
 
+Devices: by default (``device=None``) the batched simulation runs on the CPU and
+drops finished rows from the batch as it goes. With ``device="cuda"`` (or any
+torch device, ``"cpu"`` included) every row stays in place on that device until
+the end: finished rows are masked (``torch.where``) and leave the batch only
+every :data:`SYNC_EVERY` steps, so the step loop reads a value back to the host
+once every ``SYNC_EVERY`` steps (to drop finished rows, or stop when every
+episode has ended) instead of once per step. Both give the same returns and
+episode lengths, bit for bit on the CPU (the observation statistics add the same
+values in another order, so they agree to rounding).
+
 Within a generation all policies face the same episodes (common random numbers:
 the episode seeds of generation ``g`` come from ``SeedSequence([seed, g])``) and the
 same frozen observation normalization; the observations seen update the running
@@ -38,6 +48,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,12 +61,37 @@ from nondiff.problems.classic_control import ENVIRONMENTS, BatchedEnv, make_batc
 from nondiff.problems.policies import RunningNorm, StackedPolicy, build_policy
 from torch import nn
 
-__all__ = ["POLICY_FORMAT", "ControlProblem", "LoadedPolicy", "load_policy"]
+__all__ = ["POLICY_FORMAT", "SYNC_EVERY", "ControlProblem", "LoadedPolicy", "load_policy"]
 
 POLICY_FORMAT = "nondiff-policy/1"
 """The ``format`` entry of policy files written by :meth:`ControlProblem.save_policy`."""
 
 _BACKENDS = ("auto", "torch", "gymnasium")
+
+SYNC_EVERY = 32
+"""Steps between the host reads of the masked (``device=``) rollout, where finished
+rows leave the batch and the loop stops once every episode has ended."""
+
+
+def _device(device: str | torch.device | None, backend: str) -> torch.device | None:
+    """``device`` checked: None, or a torch device this machine has (ValueError else)."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be None, 'cpu', 'cuda', 'cuda:N' or a torch.device, "
+                         f"got {device!r} ({error})") from error
+    if backend != "torch":
+        raise ValueError(f"device={device!r} needs the batched torch backend, but backend is "
+                         f"{backend!r}; leave device=None for gymnasium environments")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but torch sees no CUDA device here; pass "
+                         "device='cpu' or None")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} but this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 @dataclass
@@ -107,6 +143,11 @@ class ControlProblem(Problem):
         backend: ``"torch"`` (batched dynamics; the four classic-control tasks),
             ``"gymnasium"`` (one gymnasium env, serially) or ``"auto"``.
         instance: seed of the episode seeds (0: canonical).
+        device: None (default): the batched CPU simulation that drops finished rows;
+            a torch device (``"cuda"``, ``"cpu"``, ...): every environment and the
+            stacked policies run there, finished rows masked, no per-step host read
+            (returns equal the default's; bit for bit on the CPU). Fitness comes back
+            on the device of the candidates.
 
     Attributes:
         episodes, env_steps: episodes run and environment steps taken (budgets).
@@ -119,7 +160,7 @@ class ControlProblem(Problem):
     def __init__(self, env_id: str = "CartPole-v1", policy: str | nn.Module = "linear", *,
                  hidden: Sequence[int] = (16,), activation: str = "tanh", episodes: int = 1,
                  max_steps: int | None = None, obs_norm: bool = False, backend: str = "auto",
-                 instance: int = 0) -> None:
+                 instance: int = 0, device: str | torch.device | None = None) -> None:
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {list(_BACKENDS)}, got {backend!r}")
         if backend == "auto":
@@ -128,6 +169,7 @@ class ControlProblem(Problem):
             raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
         if isinstance(instance, bool) or not isinstance(instance, int) or instance < 0:
             raise ValueError(f"instance must be a non-negative integer, got {instance!r}")
+        self.device = _device(device, backend)
         task: BatchedEnv | _GymTask = make_batched(env_id) if backend == "torch" \
             else _gym_task(env_id)
         self.env_id, self.backend, self.task = env_id, backend, task
@@ -138,6 +180,9 @@ class ControlProblem(Problem):
             module = build_policy(policy, obs_dim, task.policy_outputs, hidden=hidden,
                                   activation=activation)
         self.stack = StackedPolicy(module)
+        # the device path evaluates a copy of the module there (its buffers, vmap)
+        self._device_stack = None if self.device is None else StackedPolicy(
+            copy.deepcopy(module).to(self.device), use_vmap=not self.stack._fast)
         super().__init__(self.stack.dim)
         self.name = env_id
         self.instance = instance
@@ -220,7 +265,7 @@ class ControlProblem(Problem):
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         fitness, aux = self.evaluate_chunk(x, self.generation_context())
         self.merge_results([aux])
-        return fitness.to(torch.float64)
+        return fitness.to(device=x.device, dtype=torch.float64)
 
     # ----- rollouts ----------------------------------------------------------------
     def rollout(self, x: torch.Tensor, seeds: Sequence[int],
@@ -230,13 +275,17 @@ class ControlProblem(Problem):
 
         Returns:
             returns ``(n, len(seeds))`` float64, episode lengths ``(n, len(seeds))``
-            int64, and ``(count, sum, sumsq)`` of the raw observations acted on
-            (None unless ``collect``).
+            int64 (both on :attr:`device`, the CPU by default), and ``(count, sum,
+            sumsq)`` of the raw observations acted on, on the CPU (None unless
+            ``collect``).
         """
         if type(x) is not torch.Tensor:  # e.g. evotorch's read-only tensors
             x = torch.as_tensor(x).as_subclass(torch.Tensor)
         if x.ndim == 1:
             x = x[None]
+        if self.device is not None:
+            params = self._device_stack.unflatten(x.to(self.device))
+            return self._rollout_masked(params, list(seeds), norm, collect)
         params = self.stack.unflatten(x)
         if self.backend == "torch":
             return self._rollout_torch(params, list(seeds), norm, collect)
@@ -276,6 +325,66 @@ class ControlProblem(Problem):
                 params = {k: v[keep] for k, v in params.items()}
         returns[active] = running
         return returns.reshape(n, e), lengths.reshape(n, e), stats
+
+    @torch.no_grad()
+    def _rollout_masked(self, params, seeds, norm, collect):
+        """The rollout of :meth:`_rollout_torch` on :attr:`device` without a host read
+        per step: finished rows are frozen by masks and leave the batch only every
+        :data:`SYNC_EVERY` steps, at the one read that also stops the loop when
+        every episode has ended."""
+        env, dev, stack = self.task, self.device, self._device_stack
+        n, e = next(iter(params.values())).shape[0], len(seeds)
+        rows = n * e  # row r: policy r // e on episode seeds[r % e]
+        params = {k: v.repeat_interleave(e, dim=0) for k, v in params.items()}
+        state = env.reset(seeds).to(dev).repeat(n, 1)
+        out_returns = torch.zeros(rows, dtype=torch.float64, device=dev)
+        out_lengths = torch.full((rows,), self.max_steps, dtype=torch.int64, device=dev)
+        index = torch.arange(rows, device=dev)  # the original row of each batch row
+        returns = torch.zeros(rows, dtype=torch.float64, device=dev)
+        lengths = torch.full((rows,), self.max_steps, dtype=torch.int64, device=dev)
+        done = torch.zeros(rows, dtype=torch.bool, device=dev)
+        if norm is not None:
+            norm = (norm[0].to(dev), norm[1].to(dev), norm[2])
+        stats = None
+        if collect:
+            stats = (torch.zeros((), dtype=torch.float64, device=dev),
+                     torch.zeros(env.obs_dim, dtype=torch.float64, device=dev),
+                     torch.zeros(env.obs_dim, dtype=torch.float64, device=dev))
+        for t in range(self.max_steps):
+            obs = env.observe(state)
+            if collect:  # the observations of unfinished rows only
+                live = (~done).unsqueeze(1)
+                seen = torch.where(live, obs.to(torch.float64), 0.0)
+                stats[0].add_(live.sum())
+                stats[1].add_(seen.sum(dim=0))
+                stats[2].add_(seen.square().sum(dim=0))
+            if norm is not None:
+                obs = RunningNorm.apply(obs, norm)
+            action = env.action(stack(params, obs))
+            new, reward, terminated = env.step(state, action)
+            returns.add_(torch.where(done, 0.0, reward))
+            ended = terminated & ~done
+            lengths = torch.where(ended, t + 1, lengths)
+            done = done | terminated
+            # finished rows keep their last state (the dtype follows the step's:
+            # MountainCar's state turns float32 after the first step)
+            state = torch.where(done.unsqueeze(1), state.to(new.dtype), new)
+            if (t + 1) % SYNC_EVERY == 0:  # the only host read: stop, or drop finished rows
+                keep = (~done).nonzero().squeeze(1)
+                if keep.numel() < done.numel():
+                    finished = done.nonzero().squeeze(1)
+                    out_returns[index[finished]] = returns[finished]
+                    out_lengths[index[finished]] = lengths[finished]
+                    index, state, done = index[keep], state[keep], done[keep]
+                    returns, lengths = returns[keep], lengths[keep]
+                    if keep.numel() == 0:
+                        break
+                    params = {k: v[keep] for k, v in params.items()}
+        out_returns[index] = returns
+        out_lengths[index] = lengths
+        if stats is not None:
+            stats = (float(stats[0]), stats[1].cpu(), stats[2].cpu())
+        return out_returns.reshape(n, e), out_lengths.reshape(n, e), stats
 
     def _env(self) -> Any:
         if self._gym_env is None:  # kept warm between generations
@@ -353,11 +462,12 @@ class LoadedPolicy:
     obs_norm: RunningNorm | None
     max_steps: int
 
-    def problem(self, backend: str = "auto", episodes: int = 1) -> ControlProblem:
+    def problem(self, backend: str = "auto", episodes: int = 1,
+                device: str | torch.device | None = None) -> ControlProblem:
         """A :class:`ControlProblem` of this task and policy with the saved statistics."""
         problem = ControlProblem(self.env_id, policy=self.module, episodes=episodes,
                                  max_steps=self.max_steps, obs_norm=self.obs_norm is not None,
-                                 backend=backend)
+                                 backend=backend, device=device)
         problem.obs_norm = self.obs_norm
         return problem
 

@@ -31,7 +31,9 @@ _RUN = textwrap.dedent("""
     from nondiff.optim import minimize
     from nondiff.problems.control import ControlProblem
     path, budget, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    problem = ControlProblem(sys.argv[5], episodes=2, max_steps=60, obs_norm=True)
+    device = sys.argv[6] if sys.argv[6] != "-" else None
+    problem = ControlProblem(sys.argv[5], episodes=2, max_steps=60, obs_norm=True,
+                             device=device)
     res = minimize(problem, problem.initial(), optimizer=sys.argv[4], budget=budget,
                    maximize=True, vectorized=True, sigma0=0.5, seed=7,
                    checkpoint=path if path != "-" else None, checkpoint_every=1)
@@ -43,10 +45,11 @@ _RUN = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, name: str, checkpoint: str, budget: int, optimizer: str, env: str) -> dict:
+def _run(tmp_path, name: str, checkpoint: str, budget: int, optimizer: str, env: str,
+         device: str = "-") -> dict:
     out = tmp_path / f"{name}.json"
     subprocess.run([sys.executable, "-c", _RUN, checkpoint, str(budget), str(out), optimizer,
-                    env], check=True, timeout=300)
+                    env, device], check=True, timeout=300)
     return json.loads(out.read_text())
 
 
@@ -60,6 +63,18 @@ def test_control_run_resumed_in_a_fresh_process_is_bit_identical(tmp_path, env, 
     resumed = _run(tmp_path, "resumed", path, 6 * popsize, optimizer, env)
     assert len(resumed["history"]) == 6
     assert resumed == whole  # history, x, f and the problem's state, exactly
+
+
+def test_control_run_on_a_device_resumes_bit_identical(tmp_path, device):
+    """The masked rollout of ``ControlProblem(device=...)`` resumes exactly too."""
+    popsize = registry.create("snes", np.zeros(ControlProblem("CartPole-v1").dim),
+                              seed=0).popsize
+    whole = _run(tmp_path, "whole", "-", 4 * popsize, "snes", "CartPole-v1", device)
+    path = str(tmp_path / "run.pt")
+    _run(tmp_path, "first", path, 2 * popsize, "snes", "CartPole-v1", device)
+    resumed = _run(tmp_path, "resumed", path, 4 * popsize, "snes", "CartPole-v1", device)
+    assert len(resumed["history"]) == 4
+    assert resumed == whole
 
 
 def _problem(name: str):

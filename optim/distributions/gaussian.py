@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -62,7 +63,11 @@ class _DiagonalGaussian(SearchDistribution):
         if mean.ndim != 1:
             raise ValueError(f"mean must be 1-D, got shape {tuple(mean.shape)}")
         self.mean = mean
-        self._scale = torch.as_tensor(scale, dtype=mean.dtype, device=mean.device)
+        if isinstance(scale, numbers.Real):  # a fill on the device: no host-to-device
+            self._scale = torch.full((), float(scale), dtype=mean.dtype,  # copy (a sync)
+                                     device=mean.device)
+        else:
+            self._scale = torch.as_tensor(scale, dtype=mean.dtype, device=mean.device)
 
     @property
     def dim(self) -> int:
@@ -77,6 +82,47 @@ class _DiagonalGaussian(SearchDistribution):
             torch.addcmul(self.mean, head, self._scale, value=-1.0, out=x[n // 2:])
         torch.addcmul(self.mean, head, self._scale, out=head)  # x = m + A z, in place
         return x
+
+    def sample_with_noise(self, n: int, generator: torch.Generator, antithetic: bool = False,
+                          noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`sample` (the same candidates from the same generator) and its standard
+        noise ``z``: ``(n, d)`` rows, or ``(n/2, d)`` with ``antithetic`` (row
+        ``i + n/2`` is ``m - A z_i``). ``noise``: an optional buffer for ``z``, reused
+        when its shape, dtype and device fit.
+
+        Keeping ``z`` lets :meth:`noise_sums_of` skip recomputing it from the
+        candidates: one write and one read of the ``(n, d)`` matrix less per
+        generation (memory traffic is what an ES generation costs on a GPU).
+        """
+        check_sample_count(n, antithetic)
+        m = n // 2 if antithetic else n
+        mean = self.mean
+        if noise is None or noise.shape != (m, self.dim) or noise.dtype != mean.dtype or (
+                noise.device != mean.device):
+            noise = torch.empty(m, self.dim, dtype=mean.dtype, device=mean.device)
+        torch.randn(noise.shape, generator=generator, out=noise)
+        x = torch.empty(n, self.dim, dtype=mean.dtype, device=mean.device)
+        torch.addcmul(mean, noise, self._scale, out=x[:m])  # x = m + A z
+        if antithetic:  # x_{i + n/2} = m - A z_i                                  (mirror)
+            torch.addcmul(mean, noise, self._scale, value=-1.0, out=x[m:])
+        return x, noise
+
+    @staticmethod
+    def noise_sums_of(noise: torch.Tensor, weights: torch.Tensor, antithetic: bool = False,
+                      second: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`noise_sums` from the noise of :meth:`sample_with_noise` (not from the
+        candidates): ``(sum_i w_i z_i, sum_i w_i z_i^2)``. With ``antithetic`` the
+        mirrored rows enter as ``-z``: ``(w_head - w_tail) . z`` and ``(w_head +
+        w_tail) . z^2``, half the rows read. ``noise`` is squared in place (consumed).
+        """
+        n = noise.shape[0] * (2 if antithetic else 1)
+        w = as_weights(weights, noise, n)
+        if antithetic:
+            head, tail = w[: n // 2], w[n // 2:]
+            first = (head - tail) @ noise
+            return first, ((head + tail) @ noise.square_()) if second else None
+        first = w @ noise
+        return first, (w @ noise.square_()) if second else None
 
     def noise(self, x: torch.Tensor) -> torch.Tensor:
         """The standard noise ``z = (x - m) / scale`` of each row."""
