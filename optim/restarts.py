@@ -204,7 +204,8 @@ class Restarts(BaseOptimizer):
         **options: Any,
     ) -> None:
         cls = _inner_class(inner if inner is not None else self.inner_class)
-        if self.inner_class is not None and strategy not in (None, self.default_strategy):
+        if self.inner_class is not None and strategy in STRATEGIES \
+                and strategy != self.default_strategy:
             raise ValueError(
                 f"strategy={strategy!r} contradicts the registered variant {self.name!r}; "
                 f"create '{strategy}-{cls.name}' instead, or Restarts(inner={cls.name!r}, "

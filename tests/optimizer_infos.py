@@ -194,7 +194,6 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
 _RESTART_INPUTS = (
     C("one-restart-short-patience", {"restarts": 1, "patience": 3, "tolfun": 1e-9,
                                      "tolx": 1e-9}),
-    C("small-patience-bipop", {"strategy": "bipop", "patience": 2}),
 )
 _RESTART_ERRORS = (
     E("strategy", {"strategy": "lpop"}, "strategy must be 'ipop' or 'bipop'"),
@@ -210,9 +209,16 @@ for _inner in ("cmaes", "sep-cmaes", "snes", "xnes", "pgpe", "openai-es", "cem")
         # the generic stop test is off by default for CMA-ES (it has pycma's), on elsewhere
         _generic = (C("generic-test-on", {"stagnation": True}) if "cmaes" in _inner
                     else C("no-generic-test", {"stagnation": False}))
+        # the variant's own strategy may be named; the other one contradicts the name
+        _other = "bipop" if _strategy == "ipop" else "ipop"
         OPTIMIZER_INFOS[f"{_strategy}-{_inner}"] = OptimizerInfo(
-            f"{_strategy}-{_inner}", (*_RESTART_INPUTS, _generic, *_info_of.inputs),
-            (*_RESTART_ERRORS, *_info_of.error_inputs))
+            f"{_strategy}-{_inner}",
+            (*_RESTART_INPUTS, C("small-patience-own-strategy",
+                                 {"strategy": _strategy, "patience": 2}),
+             _generic, *_info_of.inputs),
+            (*_RESTART_ERRORS, E("strategy-contradicts", {"strategy": _other},
+                                 f"strategy='{_other}' contradicts"),
+             *_info_of.error_inputs))
 
 DEFAULT = OptimizerInput("default")
 
