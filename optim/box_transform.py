@@ -13,11 +13,12 @@ search", Theory and Principled Methods for the Design of Metaheuristics, 2014.
 Example:
     >>> import torch
     >>> from nondiff.optim.box_transform import BoxTransform
-    >>> box = BoxTransform(torch.zeros(2), torch.ones(2))
-    >>> box.transform(torch.tensor([[0.5, 1.2]])).tolist()
-    [[0.5, 0.7999999999999998]]
-    >>> box.inverse(torch.tensor([[0.5, 0.9]])).tolist()
-    [[0.5, 0.9]]
+    >>> box = BoxTransform(torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
+    >>> box.transform(torch.tensor([[0.5, 1.2], [-0.02, 0.99]], dtype=torch.float64))
+    tensor([[0.5000, 0.9000],
+            [0.0045, 0.9820]], dtype=torch.float64)
+    >>> box.inverse(torch.tensor([[0.5, 0.982]], dtype=torch.float64))
+    tensor([[0.5000, 0.9900]], dtype=torch.float64)
 """
 
 from __future__ import annotations

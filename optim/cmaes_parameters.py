@@ -21,7 +21,7 @@ Example:
     >>> from nondiff.optim.cmaes_parameters import strategy_parameters
     >>> p = strategy_parameters(10, 10)
     >>> p.mu, round(p.mueff, 4), round(sum(p.weights[:p.mu]), 12)
-    (5, 3.1672, 1.0)
+    (5, 3.1673, 1.0)
     >>> p.weights[-1] < 0  # active CMA: the worst samples get negative weights
     True
 """

@@ -99,6 +99,7 @@ class CMATorchState:
     ps: torch.Tensor  # step-size (conjugate) evolution path
     generation: int = 0  # tells so far (pycma's countiter)
     since_eigen: int = 0  # covariance updates since the last decomposition
+    decompositions: int = 0  # eigendecompositions so far
     best_history: list = dataclasses.field(default_factory=list)  # generation-best f
     flat: int = 0  # generations in a row with flat fitness
     asked: torch.Tensor | None = None  # genotypes of the last ask (with bounds), else empty
@@ -205,6 +206,7 @@ class CMAESTorch(BaseOptimizer):
                 break
             if low > 0:
                 st.eigvecs, st.axes, st.since_eigen = vectors, values.sqrt(), 0
+                st.decompositions += 1
                 return
             # pycma: not positive definite: add the smallest old eigenvalue to the diagonal
             st.cov.diagonal().add_(old_axes.min().square())
