@@ -258,7 +258,7 @@ class CMAESTorch(BaseOptimizer):
         wc = w * p.cmu
         if p.weights[-1] < 0:  # Eq. (46): w_i * n / |C^(-1/2) y_i|^2 for negative w_i
             neg = slice(p.mu, None)
-            norms = self._inverse_sqrt(y[neg]).square().sum(dim=1).sqrt()
+            norms = self._whitened_norms(y[neg])
             wc[neg] *= n / (norms + 1e-9).square()  # + 1e-9 as pycma
         decay = 1 - c1a - p.cmu * sum(p.weights)
         if self.diagonal:  # Eq. (47) on the diagonal (Ros & Hansen 2008)
@@ -278,6 +278,12 @@ class CMAESTorch(BaseOptimizer):
         if self.diagonal:
             return v / st.axes
         return ((v @ st.eigvecs) / st.axes) @ st.eigvecs.T
+
+    def _whitened_norms(self, v: torch.Tensor) -> torch.Tensor:
+        """``|C^(-1/2) v|`` for rows ``v``: ``|D^-1 B^T v|`` (B orthogonal: one product)."""
+        st = self.state
+        z = v / st.axes if self.diagonal else (v @ st.eigvecs) / st.axes
+        return z.square().sum(dim=1).sqrt()
 
     def _after_update(self, fitness: np.ndarray, order: np.ndarray) -> dict[str, float]:
         """Stop tests and metrics from one host read of a few scalars."""
