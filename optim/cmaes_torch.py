@@ -131,7 +131,6 @@ class CMAESTorch(BaseOptimizer):
     min_popsize: ClassVar[int] = 2
     handles_bounds: ClassVar[bool] = True
     has_stop_criteria: ClassVar[bool] = True  # restarts use them
-    final_stops: ClassVar[frozenset[str]] = frozenset({"nonfinite_state"})
     Hyperparameters = CMAESTorchConfig
     hparams: CMAESTorchConfig
 
@@ -177,8 +176,14 @@ class CMAESTorch(BaseOptimizer):
                 "the recombination weights and learning rates are set for that population "
                 "size; construct the optimizer with popsize=n instead")
         st = self.state
-        if not self.diagonal and st.since_eigen > 0 and st.since_eigen >= self.params.eigen_gap:
+        if not self.diagonal and st.since_eigen > 0 and st.since_eigen >= self.params.eigen_gap \
+                and "nonfinite_state" not in st.stopped:
             self._decompose()
+        if "nonfinite_state" in st.stopped:
+            raise ValueError(
+                f"{self.name}: the distribution holds NaN/inf or lost positive definiteness "
+                "(stop() reports 'nonfinite_state'), so no candidates can be drawn; start a "
+                "new optimizer (the ipop-/bipop- variants restart by themselves)")
         z = torch.randn(n, self.dim, generator=self._rng, dtype=st.mean.dtype,
                         device=st.mean.device)
         z.mul_(st.axes)  # D z
@@ -195,6 +200,7 @@ class CMAESTorch(BaseOptimizer):
         _symmetrize_(st.cov)
         old_axes = st.axes
         st.eigvecs = torch.zeros(0, dtype=st.cov.dtype, device=st.cov.device)  # free old B
+        st.stopped = {**st.stopped, "nonfinite_state": True}  # until a decomposition succeeds
         for _ in range(3):
             try:
                 values, vectors = torch.linalg.eigh(st.cov)
@@ -207,13 +213,11 @@ class CMAESTorch(BaseOptimizer):
             if low > 0:
                 st.eigvecs, st.axes, st.since_eigen = vectors, values.sqrt(), 0
                 st.decompositions += 1
+                del st.stopped["nonfinite_state"]
                 return
             # pycma: not positive definite: add the smallest old eigenvalue to the diagonal
             st.cov.diagonal().add_(old_axes.min().square())
             del values, vectors
-        st.eigvecs, st.axes = torch.eye(self.dim, dtype=st.cov.dtype, device=st.cov.device), \
-            torch.full_like(old_axes, math.nan)
-        st.stopped = {"nonfinite_state": True}
 
     # ----- tell ---------------------------------------------------------------------
     def min_tell_rows(self) -> int:
@@ -326,15 +330,22 @@ class CMAESTorch(BaseOptimizer):
         if not isinstance(plain, Mapping):
             raise ValueError(f"not a {self.name} state: expected a dict, got "
                              f"{type(plain).__name__}")
-        template = self._init_state(self.state.mean)
+        empty = torch.zeros(0, dtype=self.state.mean.dtype, device=self.state.mean.device)
+        template = CMATorchState(mean=empty, sigma=empty, cov=empty, eigvecs=empty, axes=empty,
+                                 pc=empty, ps=empty, asked=empty)  # dtype and device only
         try:
             state = from_plain(template, dict(plain))
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"corrupted {self.name} state: {err}") from None
-        shape = (self.dim,) if self.diagonal else (self.dim, self.dim)
-        if tuple(state.cov.shape) != shape or tuple(state.mean.shape) != (self.dim,):
-            raise ValueError(f"{self.name} state: covariance of shape {tuple(state.cov.shape)}, "
-                             f"want {shape}; the state was edited or is of another problem")
+        n = self.dim
+        want = {"mean": (n,), "sigma": (), "cov": (n,) if self.diagonal else (n, n),
+                "eigvecs": (0,) if self.diagonal else (n, n), "axes": (n,), "pc": (n,),
+                "ps": (n,)}
+        for key, shape in want.items():
+            got = tuple(getattr(state, key).shape)
+            if got != shape and not (key == "eigvecs" and got == (0,)):  # (0,): mid-failure
+                raise ValueError(f"{self.name} state: {key} has shape {got}, want {shape}; the "
+                                 "state was edited or is of another problem")
         self.state = state
 
 

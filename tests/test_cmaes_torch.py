@@ -237,8 +237,19 @@ def test_edited_covariance_shape_is_refused():
     opt = CMAESTorch(np.zeros(4), seed=0)
     state = opt.state_dict()
     state["state"]["cov"] = torch.eye(3, 4, dtype=torch.float64)
-    with pytest.raises(ValueError, match="covariance of shape"):
+    with pytest.raises(ValueError, match=r"cov has shape \(3, 4\), want \(4, 4\)"):
         CMAESTorch(np.zeros(4), seed=0).load_state_dict(state)
+
+
+def test_a_broken_distribution_stops_the_run_instead_of_sampling_nan():
+    opt = CMAESTorch(np.zeros(4), popsize=6, seed=0)
+    x = opt.ask()
+    opt.tell(x, (x**2).sum(1))
+    opt.state.cov[0, 0] = math.nan  # as an overflow would leave it
+    opt.state.since_eigen = 10**6  # a decomposition is due
+    with pytest.raises(ValueError, match="nonfinite_state"):
+        opt.ask()
+    assert "nonfinite_state" in opt.stop()
 
 
 def test_wrong_batch_size_is_refused():
