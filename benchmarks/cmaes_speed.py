@@ -21,8 +21,8 @@ setup: x0 uniform in [-4, 4]^d, sigma0 = 2) to the target ``f_opt + 1e-8`` and
 compares the evaluations each needs.
 
     python -m nondiff.benchmarks.cmaes_speed [--device cpu|cuda] [--dims 100 1000 3000]
-        [--popsize 256] [--rounds 3] [--dtype float64] [--quality-dim 100] [--no-quality]
-        [--no-memory]
+        [--popsize 256] [--rounds 5] [--seconds 2] [--dtype float64] [--quality-dim 100]
+        [--no-quality] [--no-memory]
 
 On a machine shared with other jobs, pin every library to one thread
 (``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1``): multithreaded
@@ -96,10 +96,28 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def evotorch_fits(dim: int, popsize: int, device: str, dtype: torch.dtype) -> tuple[bool, float]:
+    """Whether evotorch's CMAES fits in half the free memory: its rank-mu update builds
+    the ``(popsize, dim, dim)`` batch of outer products (about 18 GB in float64 at dim
+    3000, popsize 256). Returns (fits, bytes needed)."""
+    need = float(popsize * dim * dim * torch.finfo(dtype).bits // 8)
+    if device.startswith("cuda"):
+        free = float(torch.cuda.mem_get_info(device)[0])
+    else:
+        try:
+            with open("/proc/meminfo") as info:
+                free = next(float(line.split()[1]) * 1024 for line in info
+                            if line.startswith("MemAvailable:"))
+        except (OSError, StopIteration):
+            return True, need
+    return need < 0.5 * free, need
+
+
 def speed(dim: int, popsize: int, device: str, dtype: torch.dtype, rounds: int,
-          libraries: Sequence[str]) -> tuple[dict[str, float], dict[str, int]]:
+          libraries: Sequence[str], seconds: float = 2.0,
+          ) -> tuple[dict[str, float], dict[str, int]]:
     """Median generations per second of each library (interleaved rounds), and the
-    generations per round: whole decomposition periods, about a second each."""
+    generations per round: whole decomposition periods, about ``seconds`` each."""
     gap = math.ceil(strategy_parameters(dim, popsize).eigen_gap)
     steps, generations = {}, {}
     for library in libraries:
@@ -110,8 +128,8 @@ def speed(dim: int, popsize: int, device: str, dtype: torch.dtype, rounds: int,
         for _ in range(gap):  # one decomposition period
             step()
         _sync(device)
-        seconds = (time.perf_counter() - began) / gap
-        generations[library] = gap * max(1, round(1.0 / (seconds * gap)))
+        elapsed = (time.perf_counter() - began) / gap
+        generations[library] = gap * max(1, round(seconds / (elapsed * gap)))
 
     def measure(library: str) -> Callable[[], float]:
         step, count = steps[library], generations[library]
@@ -125,8 +143,8 @@ def speed(dim: int, popsize: int, device: str, dtype: torch.dtype, rounds: int,
             return (time.perf_counter() - began) / count
         return run
 
-    seconds = interleaved({k: measure(k) for k in steps}, rounds)
-    return {k: 1.0 / v for k, v in seconds.items()}, generations
+    medians = interleaved({k: measure(k) for k in steps}, rounds)
+    return {k: 1.0 / v for k, v in medians.items()}, generations
 
 
 def _peak_rss() -> float:
@@ -233,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (ours and evotorch)")
     parser.add_argument("--dims", type=int, nargs="+", default=[100, 1000, 3000])
     parser.add_argument("--popsize", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="about this long per library and round")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float64",
                         help="of ours and evotorch (pycma: float64)")
     parser.add_argument("--libraries", nargs="+", choices=LIBRARIES, default=list(LIBRARIES))
@@ -251,10 +271,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(machine(args.device))
     print(f"device {args.device}, popsize {args.popsize}, {args.dtype} (pycma float64), "
           f"{args.rounds} interleaved rounds, medians")
-    libs = args.libraries
     for dim in args.dims:
+        libs = list(args.libraries)
+        if "evotorch" in libs:
+            fits, need = evotorch_fits(dim, args.popsize, args.device, DTYPES[args.dtype])
+            if not fits:
+                libs.remove("evotorch")
+                print(f"\ndim {dim}: evotorch skipped: its (popsize, dim, dim) outer products "
+                      f"need {need / 2**30:.1f} GiB, more than half the free memory")
         rates, generations = speed(dim, args.popsize, args.device, DTYPES[args.dtype],
-                                   args.rounds, libs)
+                                   args.rounds, libs, args.seconds)
         mem = {} if args.no_memory else {
             lib: memory(lib, dim, args.popsize, args.device, args.dtype) for lib in libs}
         print(f"\ndim {dim}")

@@ -295,7 +295,7 @@ class CMAESTorch(BaseOptimizer):
         std = st.cov.sqrt() if self.diagonal else st.cov.diagonal().sqrt()
         reach = (st.sigma * torch.maximum(std, st.pc.abs())).max()
         finite = torch.isfinite(st.sigma) & torch.isfinite(st.mean).all() \
-            & torch.isfinite(st.cov).all()
+            & torch.isfinite(std).all()  # a NaN off the diagonal: eigh reports it
         condition = (st.axes.max() / st.axes.min()).square()
         sigma, reach, finite, condition = torch.stack(
             [st.sigma, reach, finite.to(st.sigma.dtype), condition]).tolist()
