@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-quality", action="store_true")
     parser.add_argument("--quality-dim", type=int, default=100)
     parser.add_argument("--quality-seeds", type=int, default=1)
-    parser.add_argument("--quality-budget", type=int, default=400_000)
+    parser.add_argument("--quality-budget", type=int, default=600_000)
     parser.add_argument("--probe", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:  # child process of memory()
