@@ -10,7 +10,8 @@ when ``x0`` lives there. Given the same samples and fitness, one update gives
 pycma's mean, step size and covariance matrix (tests/test_cmaes_torch.py).
 
 - Sampling: ``x_k = m + sigma B (D * z_k)``, ``z_k ~ N(0, I)``, ``C = B D^2 B^T``.
-- The eigendecomposition of ``C`` (``torch.linalg.eigh``, on the device) is lazy,
+- The eigendecomposition of ``C`` (``torch.linalg.eigh`` on a GPU, numpy's LAPACK on
+  the CPU: faster than torch's MKL build there, see ``_eigh``) is lazy,
   as in pycma: done before sampling once ``1 / (10 n (c_1 + c_mu))`` updates
   have accumulated since the last one (every generation at small dimension and
   large population, less often otherwise). ``C`` is symmetrized first, in place.
