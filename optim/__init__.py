@@ -14,6 +14,7 @@ from .admm import ADMM
 from .base import BaseOptimizer, Optimizer, Result
 from .cem import CEM
 from .cmaes import CMAES, SepCMAES
+from .cmaes_torch import CMAESTorch, SepCMAESTorch
 from .compact_ga import CompactGA
 from .es import PGPE, OpenAIES
 from .evaluate import (
@@ -30,7 +31,8 @@ from .reinforce import REINFORCE
 from .restarts import BIPOPCMAES, IPOPCMAES, VARIANTS, Restarts
 
 for _cls in (CMAES, SepCMAES, OpenAIES, SNES, XNES, PGPE, CEM,
-             REINFORCE, GeneticAlgorithm, OnePlusLambdaEA, CompactGA, *VARIANTS):
+             REINFORCE, GeneticAlgorithm, OnePlusLambdaEA, CompactGA, *VARIANTS,
+             CMAESTorch, SepCMAESTorch):
     registry.register(_cls)
 del _cls
 
@@ -45,6 +47,7 @@ __all__ = [
     "SNES",
     "XNES",
     "BaseOptimizer",
+    "CMAESTorch",
     "CompactGA",
     "Evaluator",
     "GeneticAlgorithm",
@@ -56,6 +59,7 @@ __all__ = [
     "Restarts",
     "Result",
     "SepCMAES",
+    "SepCMAESTorch",
     "SerialEvaluator",
     "VectorizedEvaluator",
     "load_checkpoint",

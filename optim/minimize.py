@@ -85,6 +85,32 @@ def make_optimizer(
                            **(options or {}))
 
 
+TORCH_VARIANTS = {name: f"{name}-torch" for name in (
+    "cmaes", "sep-cmaes", "ipop-cmaes", "bipop-cmaes", "ipop-sep-cmaes", "bipop-sep-cmaes")}
+"""pycma CMA-ES names and their torch counterparts (:mod:`nondiff.optim.cmaes_torch`)."""
+
+
+def device_variant(optimizer: str, x0: Any, options: dict[str, Any] | None = None) -> str:
+    """The optimizer :func:`minimize` runs for the name ``optimizer``: the torch CMA-ES
+    (e.g. ``cmaes-torch``) for a pycma CMA-ES name when ``x0`` is a torch tensor on a
+    CUDA device and every option is one the torch version takes (pycma's
+    ``options``, ``integer_variables`` keep pycma), else ``optimizer`` itself. On the
+    CPU pycma stays the default: ``nondiff.benchmarks.cmaes_speed`` compares them.
+
+    Example:
+        >>> import torch
+        >>> from nondiff.optim.minimize import device_variant
+        >>> device_variant("cmaes", torch.zeros(3))  # a CPU tensor keeps pycma
+        'cmaes'
+    """
+    torch_name = TORCH_VARIANTS.get(optimizer)
+    if torch_name is None or not isinstance(x0, torch.Tensor) or x0.device.type != "cuda":
+        return optimizer
+    if not set(options or {}) <= set(registry.options(torch_name)):
+        return optimizer
+    return torch_name
+
+
 def _default_sigma0(x0: Array | Space, bounds: Any) -> float:
     """0.3 x the mean width of the finite sides of the box (of the space or of
     ``bounds``); 1 when no side is finite."""
@@ -146,6 +172,10 @@ def minimize(
         x0: starting point / initial mean, or a :class:`~nondiff.optim.spaces.Space`
             to search (then ``Result.x`` is the decoded best value).
         optimizer: registry name (see ``nondiff.optim.registry.names()``) or an instance.
+            A pycma CMA-ES name (``cmaes``, ``sep-cmaes`` and their ``ipop-``/``bipop-``
+            variants) with a torch ``x0`` on a CUDA device runs the torch CMA-ES
+            (``cmaes-torch``, ...: the same updates, on the GPU; see
+            :func:`device_variant`).
         budget: maximum number of evaluations; never exceeded (a generation that
             would exceed it is not started; restarts that enlarge the population
             decide it in ``tell``, before this check).
@@ -193,6 +223,8 @@ def minimize(
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer):
         seed = int(saved["optimizer"]["config"]["seed"])
+    if constraints is None and isinstance(optimizer, str):
+        optimizer = device_variant(optimizer, x0, options)
     opt = make_optimizer(optimizer, x0, sigma0, bounds, seed, options)
     space = opt.space
     if evaluator is None:

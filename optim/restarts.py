@@ -89,6 +89,7 @@ from .base import BaseOptimizer
 from .cem import CEM
 from .checks import as_float64
 from .cmaes import CMAES, SepCMAES
+from .cmaes_torch import CMAESTorch, SepCMAESTorch
 from .es import PGPE, OpenAIES
 from .hyperparameters import Hyperparameters, hyperparameter, integer, real
 from .nes import SNES, XNES
@@ -99,7 +100,8 @@ __all__ = ["BIPOPCMAES", "DISTRIBUTION_BASED", "IPOPCMAES", "STRATEGIES", "VARIA
            "Restarts", "restarted"]
 
 STRATEGIES = ("ipop", "bipop")
-DISTRIBUTION_BASED: tuple[type[BaseOptimizer], ...] = (CMAES, SNES, XNES, PGPE, OpenAIES, CEM)
+DISTRIBUTION_BASED: tuple[type[BaseOptimizer], ...] = (CMAES, SNES, XNES, PGPE, OpenAIES, CEM,
+                                                       CMAESTorch)
 REGIMES = {"first": 0.0, "large": 1.0, "small": 2.0}  # the ``regime`` metric
 
 
@@ -491,4 +493,5 @@ IPOPCMAES = restarted(CMAES, "ipop")
 BIPOPCMAES = restarted(CMAES, "bipop")
 VARIANTS: tuple[type[Restarts], ...] = (IPOPCMAES, BIPOPCMAES, *(
     restarted(cls, strategy) for cls in (SepCMAES, SNES, XNES, PGPE, OpenAIES, CEM)
-    for strategy in STRATEGIES))
+    for strategy in STRATEGIES), *(
+    restarted(cls, strategy) for cls in (CMAESTorch, SepCMAESTorch) for strategy in STRATEGIES))

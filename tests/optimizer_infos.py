@@ -67,6 +67,12 @@ _CMAES_ERRORS = (
     E("popsize-one", {"popsize": 1}, r"popsize must be at least 2.*CMA-ES"),
 )
 
+_CMAES_TORCH_ERRORS = (
+    E("covariance", {"covariance": "dense"}, "covariance must be one of 'full', 'diagonal'"),
+    E("active-not-bool", {"active": "yes"}, "active must be True or False"),
+    E("popsize-one", {"popsize": 1}, r"popsize must be at least 2.*CMA-ES"),
+)
+
 OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
     OptimizerInfo("openai-es", (
         C("no-antithetic-odd-popsize", {"antithetic": False, "popsize": 5}),
@@ -187,6 +193,13 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
         BOUNDS,
     ), _CMAES_ERRORS),
     OptimizerInfo("sep-cmaes", (C("full", {"covariance": "full"}), BOUNDS), _CMAES_ERRORS),
+    OptimizerInfo("cmaes-torch", (
+        C("diagonal", {"covariance": "diagonal"}),
+        C("passive", {"active": False}),
+        BOUNDS,
+    ), _CMAES_TORCH_ERRORS),
+    OptimizerInfo("sep-cmaes-torch", (C("full-passive", {"covariance": "full", "active": False}),
+                                      BOUNDS), _CMAES_TORCH_ERRORS),
 ]}
 
 # IPOP/BIPOP (optim/restarts.py): the wrapper's own options, then every configuration and
@@ -203,7 +216,8 @@ _RESTART_ERRORS = (
     E("tolx-nan", {"tolx": NAN}, "tolx"),
     E("stagnation-not-bool", {"stagnation": "yes"}, "stagnation must be True, False or None"),
 )
-for _inner in ("cmaes", "sep-cmaes", "snes", "xnes", "pgpe", "openai-es", "cem"):
+for _inner in ("cmaes", "sep-cmaes", "snes", "xnes", "pgpe", "openai-es", "cem", "cmaes-torch",
+               "sep-cmaes-torch"):
     for _strategy in ("ipop", "bipop"):
         _info_of = OPTIMIZER_INFOS[_inner]
         # the generic stop test is off by default for CMA-ES (it has pycma's), on elsewhere

@@ -53,7 +53,8 @@ def _run(tmp_path, name: str, checkpoint: str, budget: int, optimizer: str, env:
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize(("env", "optimizer"), [("Acrobot-v1", "snes"), ("Pendulum-v1", "cmaes")])
+@pytest.mark.parametrize(("env", "optimizer"), [("Acrobot-v1", "snes"), ("Pendulum-v1", "cmaes"),
+                                              ("Pendulum-v1", "cmaes-torch")])
 def test_control_run_resumed_in_a_fresh_process_is_bit_identical(tmp_path, env, optimizer):
     dim = ControlProblem(env).dim
     popsize = registry.create(optimizer, np.zeros(dim), seed=0).popsize
