@@ -266,7 +266,8 @@ class Gates(Structure):
         masks = torch.as_tensor(np.stack(values), dtype=x.dtype, device=x.device)
         if not isinstance(rows, int):  # one count per value, made on the host: no sync
             rows = torch.as_tensor(rows, device=x.device)
-        masks = masks.repeat_interleave(rows, dim=0, output_size=x.shape[0])  # (rows, n)
+        size = {"output_size": x.shape[0]} if masks.numel() else {}  # (a hint: no sync)
+        masks = masks.repeat_interleave(rows, dim=0, **size)  # (rows, n)
         shape[0], shape[dim] = x.shape[0], n
         return x * masks.view(shape)
 

@@ -199,6 +199,13 @@ class HybridTrainer:
             fraction.
         fair_paths: paths per fair step (default: :func:`~nondiff.hybrid.sampling.
             fair_paths` of the space, e.g. 6 for gates and a 3-way choice).
+        reevaluate_incumbent: with an elitist structure optimizer that accepts it
+            (``reevaluates_incumbent``: the GA and the (1+lambda) EA), evaluate its
+            recommendation with every generation, on the same batch under the current
+            weights, and tell it the fresh value: a parent scored once on a lucky batch,
+            or under weights since trained on, otherwise holds off every better child
+            (in issue 17 the (1+1) EA kept an identity activation so). One more
+            candidate per generation.
         structure_options: keyword options of the optimizer's constructor (by name).
         batched: evaluate all candidates in one forward pass when the declarations
             allow it (``"auto"`` tries and falls back), or never (False).
@@ -245,7 +252,7 @@ class HybridTrainer:
         warmup_steps: int = 0, on_nonfinite: str = "raise", structure_cost: Cost | None = None,
         cost_weight: float = 1.0, cost_ramp_steps: int = 0,
         cost_schedule: Callable[[int], Any] | None = None, fair_steps: int | float = 0.5,
-        fair_paths: int | None = None,
+        fair_paths: int | None = None, reevaluate_incumbent: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -258,6 +265,10 @@ class HybridTrainer:
             raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}, got {weight_step!r}")
         self.fair_steps, self.fair_paths = self._check_fair(fair_steps, fair_paths)
         self.planned_steps: int | None = None  # fit's epochs x batches per epoch
+        if not isinstance(reevaluate_incumbent, bool):
+            raise ValueError(f"reevaluate_incumbent must be True or False, got "
+                             f"{reevaluate_incumbent!r}")
+        self.reevaluate_incumbent = reevaluate_incumbent
         if batched not in (True, False, "auto"):
             raise ValueError(f"batched must be True, False or 'auto', got {batched!r}")
         if isinstance(structure_optimizer, BaseOptimizer):
@@ -442,11 +453,18 @@ class HybridTrainer:
             encoded = candidates.detach().cpu().numpy() \
                 if isinstance(candidates, torch.Tensor) else np.asarray(candidates)
             values = self.space.decode_batch(encoded)
+            incumbent = self._incumbent()
+            scored = values if incumbent is None else [*values, self.space.decode(incumbent)]
             if self.structure_cost is not None:  # checked before anything is evaluated
-                weight, costs = self.cost_weight_at(self.step_count), self.costs(values)
-            fitness = self.evaluate(values, fx, fy)
+                weight, costs = self.cost_weight_at(self.step_count), self.costs(scored)
+            fitness = self.evaluate(scored, fx, fy)
             objective = fitness if self.structure_cost is None else fitness + weight * costs
-            metrics = opt.tell(candidates, objective)
+            extra = {}
+            if incumbent is not None:  # re-evaluated under the current weights, this batch
+                extra = {"incumbent": incumbent, "incumbent_fitness": float(objective[-1])}
+                fitness, objective = fitness[:-1], objective[:-1]
+                costs = costs[:-1] if self.structure_cost is not None else None
+            metrics = opt.tell(candidates, objective, **extra)
             if self.structure_cost is not None:
                 self.last_generation = {"fitness": fitness.tolist(), "cost": costs.tolist(),
                                         "encoded": encoded.tolist()}
@@ -472,7 +490,7 @@ class HybridTrainer:
             raise
         self.skipped_steps += skipped
         self.step_count += 1
-        self.forward_examples += _rows(x) + (0 if warm else _rows(fx) * len(values))
+        self.forward_examples += _rows(x) + (0 if warm else _rows(fx) * len(scored))
         result = {"step": float(self.step_count), "loss": loss,
                   "fitness_best": float(np.min(fitness)), "fitness_mean": float(np.mean(fitness)),
                   "warmup": float(warm), "skipped": float(skipped)}
@@ -483,6 +501,18 @@ class HybridTrainer:
             result["cost_mean"] = math.nan if warm else float(np.mean(costs))
         result.update({f"structure_{k}": v for k, v in metrics.items()})
         return result
+
+    def _incumbent(self) -> np.ndarray | None:
+        """The structure optimizer's recommendation (encoded) to re-evaluate with this
+        generation: for an elitist that takes a fresh value for it
+        (``reevaluates_incumbent``, see :mod:`nondiff.optim.ga`), after its first tell,
+        with ``reevaluate_incumbent`` on; else None."""
+        opt = self.structure_optimizer
+        if not (self.reevaluate_incumbent and getattr(opt, "reevaluates_incumbent", False)
+                and opt.counters["iterations"] > 0):
+            return None
+        rec = opt.recommend()
+        return rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor) else np.asarray(rec)
 
     def _paths(self, generation: list[Mapping[str, Any]], share: float, n: int
                ) -> tuple[list[Mapping[str, Any]], list[int]]:

@@ -49,7 +49,7 @@ FEATURES, INFORMATIVE, HIDDEN = 20, 3, 32
 CHI2_3_MEDIAN = 2.365974  # median of a chi-square with 3 degrees of freedom
 
 METHODS: dict[str, dict[str, Any]] = {
-    "old": {"weight_step": "sampled"},
+    "old": {"weight_step": "sampled", "reevaluate_incumbent": False},
     "fair": {},
 }
 """Trainer options per method: ``old`` restores the behaviour before issue 17."""
