@@ -31,8 +31,21 @@ search that converges fast (a GA, CMA-ES) locks in an early pick — in issue 17
 identity activation, at chance accuracy. Fair paths give every structure the same
 training while the ranking forms (Bender et al. 2018; Guo et al. 2020; Chu et al.
 2021); the falling share then hands the weights to the structures the search has come
-to prefer, so they end specialised to the one it returns. The search keeps asking and
-telling all along, so no generation is spent on structures it would not pick.
+to prefer, so they end specialised to the one it returns (SPOS instead retrains the
+found structure from scratch; a user of this trainer keeps the trained model). FairNAS
+trains its ``k`` paths on ``k`` copies of the batch; here they share the batch, so a
+step costs the same examples as a single-path one. Uniform warm-up alone
+(``warmup_steps`` with ``"sampled"``) did not prevent the lock-in: once the search
+starts, weights trained under its converging population favour it again.
+
+Elitist optimizers (the GA, the (1+lambda) EA: ``reevaluates_incumbent``) keep the
+fitness their parent had when scored, on one batch under older weights; a lucky score
+holds off every better child (the (1+1) EA kept an identity activation so in issue 17).
+With ``reevaluate_incumbent`` (default) their recommendation is scored again with every
+generation, on the same batch under the current weights, and told as
+``tell(..., incumbent=, incumbent_fitness=)`` (:mod:`nondiff.optim.ga`): one candidate
+more per generation. ``forward_examples`` counts the compute: examples x forward passes
+of evaluations, re-evaluations and weight steps.
 
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
@@ -556,13 +569,14 @@ class HybridTrainer:
             else:
                 objective, objectives = self._multi_path_loss(x, y, paths, rows)
             if not check_finite(objective, self.on_nonfinite, "loss", self.step_count):
-                self.weight_optimizer.zero_grad()
+                self.weight_optimizer.zero_grad()  # what per-path passes accumulated
                 return float(objective.detach()), True
             if objective.requires_grad:
                 objective.backward()
             self.weight_optimizer.step()
             return float(objective.detach()), False
         except NonFiniteError as error:  # name the (first) path whose loss is not finite
+            self.weight_optimizer.zero_grad()
             error.structure = paths[0] if len(paths) == 1 else \
                 self._first_nonfinite(objectives, x, y, paths, rows)
             raise
@@ -571,7 +585,9 @@ class HybridTrainer:
                          ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The loss of a multi-path step: of one batched forward pass when the model
         allows it (and has no batch norm, whose statistics would mix the paths), else
-        the rows-weighted sum of one pass per path, each backpropagated at once."""
+        the rows-weighted sum of one pass per path, each backpropagated at once (the
+        returned total, detached, is then only checked and reported; no host sync per
+        path: a non-finite total discards the accumulated gradients)."""
         if self.batched and not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                     for m in self.model.modules()):
             try:
@@ -590,9 +606,8 @@ class HybridTrainer:
                 part = self.loss(self.model(x[start:start + r]), y[start:start + r])
                 parts.append(part.detach())
                 start += r
-                if bool(torch.isfinite(part.detach())) or self.on_nonfinite == "off":
-                    if part.requires_grad:
-                        (part * (r / n)).backward()  # gradients add up: one path at a time
+                if part.requires_grad:
+                    (part * (r / n)).backward()  # gradients add up: one path at a time
                 total = total + part.detach() * (r / n)
         finally:
             set_structure(self.model, before)

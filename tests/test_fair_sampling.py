@@ -146,19 +146,21 @@ def test_a_batched_multi_path_step_equals_one_pass_per_path(device, weight_step)
         assert torch.allclose(a, b, atol=1e-6), name
 
 
-def test_a_nan_in_a_multi_path_step_names_a_path_and_changes_no_weight(device) -> None:
+@pytest.mark.parametrize("batched", ["auto", False])
+def test_a_nan_in_a_multi_path_step_names_a_path_and_changes_no_weight(device, batched) -> None:
     data = counting_data(device, batches=1)
     data[0][0][7, 2] = float("nan")
     torch.manual_seed(0)
     model = CountingNet().to(device)
     before = {k: v.clone() for k, v in model.state_dict().items() if "extra" not in k}
-    trainer = HybridTrainer(model, "ga", seed=0, warmup_steps=1)
+    trainer = HybridTrainer(model, "ga", seed=0, warmup_steps=1, batched=batched)
     with pytest.raises(FloatingPointError, match="at step 0, epoch 0, structure") as info:
         trainer.fit(data, epochs=1)
     space = structure_space(model)
     assert space.contains(info.value.structure)  # the path whose rows hold the NaN
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", ["ga", "one-plus-lambda", "cmaes"])
