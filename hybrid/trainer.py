@@ -327,6 +327,7 @@ class HybridTrainer:
             self.engine.on_nonfinite = on_nonfinite
         self.skipped_steps = 0  # weight steps left out for a non-finite loss
         self.weight_step, self.batched = weight_step, batched
+        self.batched_steps = bool(batched)  # multi-path weight steps in one pass (see there)
         self.callbacks, self.progress = list(callbacks), progress
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) \
                 or warmup_steps < 0:
@@ -583,21 +584,21 @@ class HybridTrainer:
 
     def _multi_path_loss(self, x: Any, y: Any, paths: list[Mapping[str, Any]], rows: list[int]
                          ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The loss of a multi-path step: of one batched forward pass when the model
-        allows it (and has no batch norm, whose statistics would mix the paths), else
+        """The loss of a multi-path step: of one batched forward pass when the model and
+        the loss allow it (a loss that reads the structure, e.g. ``model.program.value``,
+        raises there; a batch norm's statistics would mix the paths), else
         the rows-weighted sum of one pass per path, each backpropagated at once (the
         returned total, detached, is then only checked and reported; no host sync per
         path: a non-finite total discards the accumulated gradients)."""
-        if self.batched and not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                    for m in self.model.modules()):
+        if self.batched_steps and not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                          for m in self.model.modules()):
             try:
                 with batched_structures(self.model, paths, rows):
-                    output = self.model(x)
-                return self.loss(output, y), []
+                    return self.loss(self.model(x), y), []
             except StructureBatchError:
                 if self.batched is True:
                     raise
-                self.batched = False
+                self.batched_steps = False  # "auto": from now on one pass per path
         before = self.structure(current=True)
         total, parts, start, n = 0.0, [], 0, _rows(x)
         try:
@@ -777,6 +778,7 @@ class HybridTrainer:
             "rng": dict(self.rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "batched": self.batched,
+            "batched_steps": self.batched_steps,
             "last_generation": {k: list(v) for k, v in self.last_generation.items()},
         })
 
@@ -787,7 +789,8 @@ class HybridTrainer:
             state = verify(state, "HybridTrainer state dict")
         keys = {"version", "model", "weight_optimizer", "structure_optimizer", "counters",
                 "rng", "torch_rng", "batched"}
-        if not isinstance(state, Mapping) or set(state) - {"last_generation"} != keys:
+        if not isinstance(state, Mapping) or \
+                set(state) - {"last_generation", "batched_steps"} != keys:
             got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(f"not a HybridTrainer state dict: expected keys {sorted(keys)}, "
                              f"got {got}")
@@ -834,6 +837,7 @@ class HybridTrainer:
         self.rng.bit_generator.state = dict(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         self.batched = state["batched"]
+        self.batched_steps = bool(state.get("batched_steps", bool(self.batched)))
         self.last_generation = last
 
     def __repr__(self) -> str:

@@ -40,7 +40,7 @@ def test_fair_paths_give_every_value_of_every_entry_equal_paths(seed) -> None:
 
 def test_fair_paths_when_values_do_not_divide_the_paths() -> None:
     space = Product(a=Categorical("abcd"), n=Integer(0, 19))
-    assert fair_paths(space) == 20 // 2 + 2  # lcm 20 > 12: the largest count, capped
+    assert fair_paths(space) == 12  # lcm 20 > 12: the largest count (20), capped at 12
     rng = np.random.default_rng(0)
     paths = fair_structures(space, 12, rng)
     assert np.bincount(paths[:, 0].astype(int), minlength=4).tolist() == [3, 3, 3, 3]
@@ -253,3 +253,25 @@ def test_population_optimizers_keep_a_nonlinear_activation(device, name) -> None
             acc = float((model(x).argmax(dim=1) == y).float().mean())
         assert structure["act"] != "identity", (name, seed, structure)
         assert structure["gates"][:3].sum() >= 2 and acc > 0.7, (name, seed, structure, acc)
+
+
+def test_a_loss_that_reads_the_structure_gets_one_pass_per_path() -> None:
+    """A loss reading ``model.act.value`` cannot serve a batched multi-path step: the
+    trainer falls back to one pass per path (the loss then sees each path's option) and
+    keeps batched evaluations; the choice survives a state dict."""
+    torch.manual_seed(0)
+    model = CountingNet()
+    seen = []
+
+    def loss(output, y):
+        seen.append(model.act.value)
+        return nn.functional.cross_entropy(output, y)
+
+    trainer = HybridTrainer(model, "ga", loss=loss, fitness=nn.functional.cross_entropy,
+                            seed=0, warmup_steps=1)
+    trainer.fit(counting_data("cpu", batches=1), epochs=1)
+    assert sorted(seen) == ["identity"] * 2 + ["relu"] * 2 + ["tanh"] * 2  # 6 fair paths
+    assert trainer.batched_steps is False and trainer.batched == "auto"
+    again = HybridTrainer(CountingNet(), "ga", loss=loss, seed=0, warmup_steps=1)
+    again.load_state_dict(roundtrip(trainer.state_dict()))
+    assert again.batched_steps is False
