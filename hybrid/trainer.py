@@ -577,7 +577,8 @@ class HybridTrainer:
             self.weight_optimizer.step()
             return float(objective.detach()), False
         except NonFiniteError as error:  # name the (first) path whose loss is not finite
-            self.weight_optimizer.zero_grad()
+            if self.weight_optimizer is not None:
+                self.weight_optimizer.zero_grad()
             error.structure = paths[0] if len(paths) == 1 else \
                 self._first_nonfinite(objectives, x, y, paths, rows)
             raise
