@@ -31,11 +31,6 @@ builds those training structures:
   linearly from 1 to 0 over ``fair_steps``; the rest trains under the search's current
   generation (its distribution or population), so the weights end specialised to what
   the search has found.
-- :func:`diversity` ``(space, generation)``: how spread the generation is (mean
-  normalised entropy per entry). The trainer scales the fair share by ``1 - diversity``:
-  a generation that is still spread (REINFORCE's distribution early on) is itself a
-  near-uniform sample and trains the weights as the search explores; fair paths fill in
-  what a collapsed one (a GA's, CMA-ES's after a few generations) no longer covers.
 
 No forward pass is added: FairNAS runs ``k`` paths on ``k`` copies of the batch; here the
 ``k`` paths share the batch, ``n / k`` rows each, in one forward pass
@@ -73,8 +68,7 @@ from collections.abc import Sequence
 import numpy as np
 from nondiff.optim.spaces import Space
 
-__all__ = ["MAX_FAIR_PATHS", "diversity", "fair_paths", "fair_share", "fair_structures",
-           "split_rows"]
+__all__ = ["MAX_FAIR_PATHS", "fair_paths", "fair_share", "fair_structures", "split_rows"]
 
 MAX_FAIR_PATHS = 12
 """The most paths one fair step trains (a batch of 64 then gives each path 5 rows)."""
@@ -147,39 +141,6 @@ def split_rows(n: int, weights: Sequence[float]) -> list[int]:
     order = np.argsort(-(exact - rows), kind="stable")
     rows[order[:extra]] += 1
     return rows.tolist()
-
-
-def diversity(space: Space, encoded: np.ndarray) -> float:
-    """How spread a generation ``(K, space.size)`` is, in ``[0, 1]``: the mean over the
-    entries of the empirical entropy of their values, each over its largest possible
-    value ``log min(values, K)`` (1: as spread as K draws can be; 0: all candidates
-    agree); real entries count their standard deviation over a uniform one's.
-
-    Example:
-        >>> import numpy as np
-        >>> from nondiff.optim.spaces import Binary
-        >>> diversity(Binary(2), np.array([[0, 1], [1, 1], [0, 1], [1, 1]]))
-        0.5
-    """
-    x = np.asarray(encoded, dtype=np.float64).reshape(-1, space.size)
-    k = x.shape[0]
-    if k < 2 or space.size == 0:
-        return 0.0
-    scores = []
-    for _, leaf, where in space.leaves():
-        if leaf.kind == "real":
-            lower, upper = leaf.bounds()
-            width = np.where(np.isfinite(upper - lower), upper - lower, np.nan)
-            spread = x[:, where].std(axis=0) / (width / np.sqrt(12.0))
-            scores += np.clip(np.nan_to_num(spread, nan=1.0), 0.0, 1.0).tolist()
-            continue
-        count = int(getattr(leaf, "cardinality", leaf.size))
-        top = np.log(min(count, k))
-        for j in range(where.start, where.stop):
-            _, freq = np.unique(x[:, j], return_counts=True)
-            p = freq / k
-            scores.append(float(-(p * np.log(p)).sum() / top) if top > 0 else 0.0)
-    return float(np.mean(scores)) if scores else 0.0
 
 
 def fair_share(step: int, fair_steps: int) -> float:

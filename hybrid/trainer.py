@@ -19,11 +19,7 @@ Each step on a batch ``(x, y)`` (ENAS, Pham et al. 2018, alternates the same two
      of every ``Choice`` and both states of every gate trained equally often in the
      step, FairNAS), the rest among this generation's candidates (the optimizer's
      current distribution or population) — in one forward pass and one update;
-     ``s_t = (1 - t / fair_steps)^+ (1 - d_t)``: it falls linearly to 0 over
-     ``fair_steps``, and fair paths fill in only what the generation lacks in spread
-     (``d_t``, :func:`~nondiff.hybrid.sampling.diversity`: 1 for a generation as
-     spread as uniform draws, such as REINFORCE's early on, 0 for a collapsed one,
-     such as a converged GA's);
+     ``s_t`` falls linearly from 1 to 0 over ``fair_steps``;
    - ``"population"``: the whole batch among this generation's candidates;
    - before issue 17, one structure: a candidate drawn at random from this generation
      (``"sampled"``, the ENAS shared-weight step), the generation's best (``"best"``)
@@ -104,8 +100,8 @@ from torch import nn
 
 from .devices import device_of, to_device
 from .nonfinite import NonFiniteError, check_finite, check_policy
-from .sampling import diversity, fair_share, fair_structures, split_rows
 from .sampling import fair_paths as fair_path_count
+from .sampling import fair_share, fair_structures, split_rows
 from .structure import (
     StructureBatchError,
     batched_structures,
@@ -209,9 +205,7 @@ class HybridTrainer:
         weight_step: one of :data:`WEIGHT_STEPS` (default ``"fair"``; ``"sampled"`` is the
             behaviour before issue 17).
         fair_steps: with ``weight_step="fair"``, the steps over which the fair share of
-            each batch (before its scaling by the generation's lack of spread, metrics
-            ``fair_share`` and ``diversity``) falls from 1 to 0: an int (steps), or a
-            float in ``[0, 1]``: that
+            each batch falls from 1 to 0: an int (steps), or a float in ``[0, 1]``: that
             fraction of the steps :meth:`fit` will have taken at its end (its ``epochs``
             times the batches per epoch; default 0.5). Steps taken without ``fit``, or
             with data of unknown length, train half fair, half population with a
@@ -489,10 +483,6 @@ class HybridTrainer:
                 self.last_generation = {"fitness": fitness.tolist(), "cost": costs.tolist(),
                                         "encoded": encoded.tolist()}
         share = self.fair_share_at(self.step_count)
-        spread = math.nan
-        if self.weight_step == "fair" and not warm:  # a spread generation needs no help
-            spread = diversity(self.space, encoded)
-            share *= 1.0 - spread
         if single:
             if warm:
                 chosen = values[0]
@@ -520,7 +510,6 @@ class HybridTrainer:
                   "warmup": float(warm), "skipped": float(skipped)}
         if not single:
             result["fair_share"] = share
-            result["diversity"] = spread
         if self.structure_cost is not None:
             result["cost_weight"] = 0.0 if warm else weight
             result["cost_mean"] = math.nan if warm else float(np.mean(costs))

@@ -10,13 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import plain_equal, roundtrip
-from nondiff.hybrid.sampling import (
-    diversity,
-    fair_paths,
-    fair_share,
-    fair_structures,
-    split_rows,
-)
+from nondiff.hybrid.sampling import fair_paths, fair_share, fair_structures, split_rows
 from nondiff.hybrid.structure import Choice, Gates, get_structure, structure_space
 from nondiff.hybrid.trainer import HybridTrainer
 from nondiff.optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real
@@ -53,15 +47,6 @@ def test_fair_paths_when_values_do_not_divide_the_paths() -> None:
     assert len(set(paths[:, 1].tolist())) == 12  # more values than paths: none twice
     paths = fair_structures(Categorical("abcde"), 7, rng)
     assert sorted(np.bincount(paths[:, 0].astype(int)).tolist()) == [1, 1, 1, 2, 2]
-
-
-def test_diversity_of_a_generation() -> None:
-    space = Product(a=Categorical("abc"), g=Binary(2), r=Real(0.0, 1.0))
-    same = np.tile(space.encode({"a": "b", "g": [1, 0], "r": 0.5}), (6, 1))
-    assert diversity(space, same) == 0.0
-    spread = fair_structures(space, 6, np.random.default_rng(0))
-    assert diversity(space, spread) > 0.9  # each value equally often: maximal entropy
-    assert diversity(space, spread[:1]) == 0.0
 
 
 def test_split_rows_share_and_bad_input() -> None:
@@ -134,20 +119,13 @@ def test_the_fair_share_falls_and_then_the_generation_trains(device) -> None:
     trainer = HybridTrainer(model, "ga", seed=0, fair_steps=2,
                             structure_options={"popsize": 4})
     history = trainer.fit(counting_data(device), epochs=2)
-    assert [trainer.fair_share_at(t) for t in range(6)] == [1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
-    # the schedule times the generation's lack of spread: a spread one needs no help
-    assert [m["fair_share"] for m in history] == pytest.approx(
-        [s * (1 - m["diversity"])
-         for s, m in zip([1.0, 0.5, 0, 0, 0, 0], history, strict=True)])
-    assert 0 < history[0]["diversity"] < 1
+    assert [m["fair_share"] for m in history] == [1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
     fraction = HybridTrainer(CountingNet().to(device), "ga", seed=0)  # fair_steps=0.5
-    fraction.fit(counting_data(device), epochs=2)
-    assert [fraction.fair_share_at(t) for t in range(6)] == pytest.approx(
-        [1.0, 2 / 3, 1 / 3, 0.0, 0.0, 0.0])  # half of fit's 6 steps
+    shares = [m["fair_share"] for m in fraction.fit(counting_data(device), epochs=2)]
+    assert shares == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0, 0.0, 0.0])  # half of 6 steps
     by_hand = HybridTrainer(CountingNet().to(device), "ga", seed=0)
     x, y = counting_data(device)[0]
-    metrics = by_hand.step(x, y)  # no fit: no plan, half and half before the spread
-    assert metrics["fair_share"] == pytest.approx(0.5 * (1 - metrics["diversity"]))
+    assert by_hand.step(x, y)["fair_share"] == 0.5  # no fit: no plan, half and half
     population = HybridTrainer(CountingNet().to(device), "ga", seed=0,
                                weight_step="population")
     assert {m["fair_share"] for m in population.fit(counting_data(device), epochs=1)} == {0.0}
