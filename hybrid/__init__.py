@@ -3,9 +3,11 @@
 Structure declarations inside ordinary ``nn.Module``s (:mod:`nondiff.hybrid.structure`:
 ``Choice``, ``Gates``, ``Program``, integer and real hyperparameters) are searched by
 any optimizer of :mod:`nondiff.optim` while the weights train by gradient
-(:mod:`nondiff.hybrid.trainer`). Across a non-differentiable op, a learned critic of the
-downstream loss (:mod:`nondiff.hybrid.critic`) or the straight-through / Gumbel-softmax /
-score-function estimators (:mod:`nondiff.hybrid.estimators`) carry the gradient.
+(:mod:`nondiff.hybrid.trainer`; the structures the shared weights train under, fair
+paths first so no early pick is locked in: :mod:`nondiff.hybrid.sampling`). Across a
+non-differentiable op, a learned critic of the downstream loss
+(:mod:`nondiff.hybrid.critic`) or the straight-through / Gumbel-softmax / score-function
+estimators (:mod:`nondiff.hybrid.estimators`) carry the gradient.
 
 The decoupled engine: synthetic-gradient modules (DNI, cDNI) and local auxiliary
 heads (:mod:`nondiff.hybrid.synthetic`), decoupled stacks of unchanged user modules with

@@ -114,7 +114,7 @@ class Structure(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._batch: tuple[list[Any], int] | None = None  # (values, rows per value)
+        self._batch: tuple[list[Any], Any] | None = None  # (values, rows per value)
 
     @property
     def space(self) -> Space:
@@ -153,7 +153,8 @@ class Structure(nn.Module):
             raise ValueError(f"not a {type(self).__name__} extra state: {state!r}")
         self.set_encoded(np.asarray(state["encoded"], dtype=np.float64))
 
-    def _block_values(self) -> tuple[list[Any], int]:
+    def _block_values(self) -> tuple[list[Any], Any]:
+        """(values, rows): ``rows`` an int (the same for every value) or one int per value."""
         assert self._batch is not None
         return self._batch
 
@@ -263,7 +264,10 @@ class Gates(Structure):
             return x * self._mask_like(x).view(shape)
         values, rows = self._block_values()
         masks = torch.as_tensor(np.stack(values), dtype=x.dtype, device=x.device)
-        masks = masks.repeat_interleave(rows, dim=0)  # (K * rows, n)
+        if not isinstance(rows, int):  # one count per value, made on the host: no sync
+            rows = torch.as_tensor(rows, device=x.device)
+        size = {"output_size": x.shape[0]} if masks.numel() else {}  # (a hint: no sync)
+        masks = masks.repeat_interleave(rows, dim=0, **size)  # (rows, n)
         shape[0], shape[dim] = x.shape[0], n
         return x * masks.view(shape)
 
@@ -302,19 +306,22 @@ class Program(Structure):
         if self._batch is None:
             return self.run(self.value, x)
         values, rows = self._block_values()
+        sizes = [rows] * len(values) if isinstance(rows, int) else [int(r) for r in rows]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).tolist()
         outputs: dict[tuple[str, ...], Any] = {}
         parts = []
         for k, program in enumerate(values):
             key = tuple(program)
             if key not in outputs:  # each distinct program runs once on its own rows
                 blocks = [j for j, p in enumerate(values) if tuple(p) == key]
-                where = torch.cat([torch.arange(j * rows, (j + 1) * rows,
+                where = torch.cat([torch.arange(starts[j], starts[j + 1],
                                                 device=getattr(x, "device", None))
                                    for j in blocks])
-                outputs[key] = (blocks, self.run(key, x[where]))
-            blocks, out = outputs[key]
+                offsets = np.concatenate([[0], np.cumsum([sizes[j] for j in blocks])]).tolist()
+                outputs[key] = (blocks, offsets, self.run(key, x[where]))
+            blocks, offsets, out = outputs[key]
             i = blocks.index(k)
-            parts.append(out[i * rows:(i + 1) * rows])
+            parts.append(out[offsets[i]:offsets[i + 1]])
         return torch.cat(parts)
 
 
@@ -388,16 +395,26 @@ def set_structure_encoded(model: nn.Module, encoded: Any) -> None:
 
 @contextlib.contextmanager
 def batched_structures(model: nn.Module, values: Sequence[Mapping[str, Any]],
-                       rows: int) -> Iterator[None]:
+                       rows: int | Sequence[int]) -> Iterator[None]:
     """Evaluate ``len(values)`` structures in one forward pass of a repeated batch.
 
     Inside the block, row ``j * rows + i`` of the model's input runs under
-    ``values[j]`` (declarations read per-row values; see the module docstring).
+    ``values[j]`` (declarations read per-row values; see the module docstring). With
+    ``rows`` a sequence (one count per value, e.g. the blocks of a fair weight step of
+    :mod:`nondiff.hybrid.sampling`), the rows of ``values[j]`` follow those of
+    ``values[j - 1]``, ``rows[j]`` of them.
     """
+    if isinstance(rows, (int, np.integer)):
+        rows = int(rows)
+    else:
+        rows = [int(r) for r in rows]
+        if len(rows) != len(values) or min(rows, default=0) < 0:
+            raise ValueError(f"rows must be one count >= 0 per structure ({len(values)}), "
+                             f"got {rows}")
     decls = list(named_structures(model))
     try:
         for name, decl in decls:
-            decl._batch = ([v[name] for v in values], int(rows))
+            decl._batch = ([v[name] for v in values], rows)
         yield
     finally:
         for _, decl in decls:

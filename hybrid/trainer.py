@@ -10,11 +10,42 @@ Each step on a batch ``(x, y)`` (ENAS, Pham et al. 2018, alternates the same two
    allows it (:func:`~nondiff.hybrid.structure.batched_structures`), else one pass each;
    its fitness is ``fitness(model(x), y)`` (default: the loss);
 3. ``structure_optimizer.tell(candidates, fitness)``;
-4. the weights take one step of ``loss(model(x), y)`` under one structure — a
-   candidate drawn at random from this generation (``"sampled"``, the ENAS shared-
-   weight step), the generation's best (``"best"``) or the optimizer's recommendation
-   (``"recommended"``) — by plain backprop and ``weight_optimizer``, or by a
-   :class:`~nondiff.hybrid.decoupled.Decoupled` engine's ``train_step``.
+4. the weights take one step of ``loss(model(x), y)`` by plain backprop and
+   ``weight_optimizer`` (or by a :class:`~nondiff.hybrid.decoupled.Decoupled` engine's
+   ``train_step``) under the structures of ``weight_step``:
+
+   - ``"fair"`` (default): the batch is split among paths — a share ``s_t`` of its rows
+     among fair paths (:func:`~nondiff.hybrid.sampling.fair_structures`: every option
+     of every ``Choice`` and both states of every gate trained equally often in the
+     step, FairNAS), the rest among this generation's candidates (the optimizer's
+     current distribution or population) — in one forward pass and one update;
+     ``s_t`` falls linearly from 1 to 0 over ``fair_steps``;
+   - ``"population"``: the whole batch among this generation's candidates;
+   - before issue 17, one structure: a candidate drawn at random from this generation
+     (``"sampled"``, the ENAS shared-weight step), the generation's best (``"best"``)
+     or the optimizer's recommendation (``"recommended"``).
+
+Why fair by default (:mod:`nondiff.hybrid.sampling` has the literature): weights trained
+under the structure the search currently prefers make it look better still, and a
+search that converges fast (a GA, CMA-ES) locks in an early pick — in issue 17 the
+identity activation, at chance accuracy. Fair paths give every structure the same
+training while the ranking forms (Bender et al. 2018; Guo et al. 2020; Chu et al.
+2021); the falling share then hands the weights to the structures the search has come
+to prefer, so they end specialised to the one it returns (SPOS instead retrains the
+found structure from scratch; a user of this trainer keeps the trained model). FairNAS
+trains its ``k`` paths on ``k`` copies of the batch; here they share the batch, so a
+step costs the same examples as a single-path one. Uniform warm-up alone
+(``warmup_steps`` with ``"sampled"``) did not prevent the lock-in: once the search
+starts, weights trained under its converging population favour it again.
+
+Elitist optimizers (the GA, the (1+lambda) EA: ``reevaluates_incumbent``) keep the
+fitness their parent had when scored, on one batch under older weights; a lucky score
+holds off every better child (the (1+1) EA kept an identity activation so in issue 17).
+With ``reevaluate_incumbent`` (default) their recommendation is scored again with every
+generation, on the same batch under the current weights, and told as
+``tell(..., incumbent=, incumbent_fitness=)`` (:mod:`nondiff.optim.ga`): one candidate
+more per generation. ``forward_examples`` counts the compute: examples x forward passes
+of evaluations, re-evaluations and weight steps.
 
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
@@ -69,6 +100,8 @@ from torch import nn
 
 from .devices import device_of, to_device
 from .nonfinite import NonFiniteError, check_finite, check_policy
+from .sampling import fair_paths as fair_path_count
+from .sampling import fair_share, fair_structures, split_rows
 from .structure import (
     StructureBatchError,
     batched_structures,
@@ -79,7 +112,9 @@ from .structure import (
 
 __all__ = ["WEIGHT_STEPS", "HybridTrainer", "pareto_front"]
 
-WEIGHT_STEPS = ("sampled", "best", "recommended")
+WEIGHT_STEPS = ("fair", "population", "sampled", "best", "recommended")
+"""The structures the weights train under (see the module docstring); the first two train
+several paths per step, the last three one structure (the behaviour before issue 17)."""
 STATE_VERSION = 1
 
 Loss = Callable[[Any, Any], torch.Tensor]
@@ -167,7 +202,23 @@ class HybridTrainer:
         loss: ``loss(output, y)`` → scalar tensor (default cross-entropy).
         fitness: ``fitness(output, y)`` → scalar the structure optimizer minimizes
             (default: ``loss``), e.g. an error rate.
-        weight_step: one of :data:`WEIGHT_STEPS`.
+        weight_step: one of :data:`WEIGHT_STEPS` (default ``"fair"``; ``"sampled"`` is the
+            behaviour before issue 17).
+        fair_steps: with ``weight_step="fair"``, the steps over which the fair share of
+            each batch falls from 1 to 0: an int (steps), or a float in ``[0, 1]``: that
+            fraction of the steps :meth:`fit` will have taken at its end (its ``epochs``
+            times the batches per epoch; default 0.5). Steps taken without ``fit``, or
+            with data of unknown length, train half fair, half population with a
+            fraction.
+        fair_paths: paths per fair step (default: :func:`~nondiff.hybrid.sampling.
+            fair_paths` of the space, e.g. 6 for gates and a 3-way choice).
+        reevaluate_incumbent: with an elitist structure optimizer that accepts it
+            (``reevaluates_incumbent``: the GA and the (1+lambda) EA), evaluate its
+            recommendation with every generation, on the same batch under the current
+            weights, and tell it the fresh value: a parent scored once on a lucky batch,
+            or under weights since trained on, otherwise holds off every better child
+            (in issue 17 the (1+1) EA kept an identity activation so). One more
+            candidate per generation.
         structure_options: keyword options of the optimizer's constructor (by name).
         batched: evaluate all candidates in one forward pass when the declarations
             allow it (``"auto"`` tries and falls back), or never (False).
@@ -175,9 +226,9 @@ class HybridTrainer:
         progress: show a progress bar (default: when stderr is a terminal).
         seed: seeds the structure optimizer (by name) and the trainer's own sampling.
         warmup_steps: first steps train the shared weights under uniformly random
-            structures, without asking the optimizer (one-shot warm-up, Guo et al.
-            2020: rankings under barely trained shared weights favour whatever
-            trains fastest).
+            structures (fair paths, with ``"fair"`` or ``"population"``), without
+            asking the optimizer (one-shot warm-up, Guo et al. 2020: rankings under
+            barely trained shared weights favour whatever trains fastest).
         on_nonfinite: a NaN or infinite training loss: ``"raise"`` a
             :class:`~nondiff.hybrid.nonfinite.NonFiniteError` naming the step, epoch,
             block (with an engine) and structure before the weights change (default);
@@ -208,12 +259,13 @@ class HybridTrainer:
         self, model: nn.Module, structure_optimizer: str | BaseOptimizer = "reinforce",
         weight_optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None
         = None, engine: str | nn.Module = "backprop", loss: Loss | None = None, *,
-        fitness: Loss | None = None, weight_step: str = "sampled",
+        fitness: Loss | None = None, weight_step: str = "fair",
         structure_options: Mapping[str, Any] | None = None, batched: bool | str = "auto",
         callbacks: Iterable[Callback] = (), progress: bool | None = None, seed: int = 0,
         warmup_steps: int = 0, on_nonfinite: str = "raise", structure_cost: Cost | None = None,
         cost_weight: float = 1.0, cost_ramp_steps: int = 0,
-        cost_schedule: Callable[[int], Any] | None = None,
+        cost_schedule: Callable[[int], Any] | None = None, fair_steps: int | float = 0.5,
+        fair_paths: int | None = None, reevaluate_incumbent: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -224,6 +276,12 @@ class HybridTrainer:
         self.model, self.space = model, structure_space(model)
         if weight_step not in WEIGHT_STEPS:
             raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}, got {weight_step!r}")
+        self.fair_steps, self.fair_paths = self._check_fair(fair_steps, fair_paths)
+        self.planned_steps: int | None = None  # fit's epochs x batches per epoch
+        if not isinstance(reevaluate_incumbent, bool):
+            raise ValueError(f"reevaluate_incumbent must be True or False, got "
+                             f"{reevaluate_incumbent!r}")
+        self.reevaluate_incumbent = reevaluate_incumbent
         if batched not in (True, False, "auto"):
             raise ValueError(f"batched must be True, False or 'auto', got {batched!r}")
         if isinstance(structure_optimizer, BaseOptimizer):
@@ -269,6 +327,7 @@ class HybridTrainer:
             self.engine.on_nonfinite = on_nonfinite
         self.skipped_steps = 0  # weight steps left out for a non-finite loss
         self.weight_step, self.batched = weight_step, batched
+        self.batched_steps = bool(batched)  # multi-path weight steps in one pass (see there)
         self.callbacks, self.progress = list(callbacks), progress
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) \
                 or warmup_steps < 0:
@@ -279,6 +338,32 @@ class HybridTrainer:
         self.step_count, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.forward_examples = 0  # compute: examples x forward passes (evaluations + steps)
         self.history: list[dict[str, float]] = []
+
+    def _check_fair(self, steps: Any, paths: Any) -> tuple[int | float, int]:
+        if isinstance(steps, bool) or not isinstance(steps, (int, float)) or \
+                not math.isfinite(steps) or steps < 0 or (isinstance(steps, float) and steps > 1):
+            raise ValueError(f"fair_steps must be an int >= 0 (steps) or a float in [0, 1] "
+                             f"(a fraction of fit's steps), got {steps!r}")
+        if paths is None:
+            return steps, fair_path_count(self.space)
+        if isinstance(paths, bool) or not isinstance(paths, int) or paths < 1:
+            raise ValueError(f"fair_paths must be a positive integer, got {paths!r}; e.g. "
+                             "the number of options of the largest Choice")
+        return steps, paths
+
+    def fair_share_at(self, step: int) -> float:
+        """The share of the batch trained under fair paths at step ``step`` (1 in warm-up;
+        0 unless ``weight_step="fair"``)."""
+        if step < self.warmup_steps:
+            return 1.0
+        if self.weight_step != "fair":
+            return 0.0
+        steps = self.fair_steps
+        if isinstance(steps, float):
+            if self.planned_steps is None:
+                return 0.5
+            steps = round(steps * self.planned_steps)
+        return fair_share(step, steps)
 
     @staticmethod
     def _check_cost_arguments(cost: Any, weight: Any, ramp: Any, schedule: Any) -> None:
@@ -363,73 +448,197 @@ class HybridTrainer:
             return torch.stack([v.reshape(()) for v in values]).double().cpu().numpy()  # 1 sync
         return np.array([float(v) for v in values])
 
-    def step(self, x: Any, y: Any) -> dict[str, float]:
+    def step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
+             ) -> dict[str, float]:
         """One structure generation and one weight step on the batch (moved to the
-        device of the model's parameters); returns metrics."""
+        device of the model's parameters); returns metrics. With ``held_out`` a batch
+        ``(x, y)`` the weights do not train on, the generation is evaluated there."""
         x, y = to_device((x, y), device_of(self.model))
+        fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
+                                                           device_of(self.model))
         opt = self.structure_optimizer
         warm = self.step_count < self.warmup_steps
+        single = self.weight_step in ("sampled", "best", "recommended")
         if warm:
-            values = self.space.decode_batch(self.space.sample(self.rng, 1))
+            values = self.space.decode_batch(self.space.sample(self.rng, 1)) if single else []
             fitness, metrics = np.full(1, np.nan), {}
         else:
             candidates = opt.ask()
             encoded = candidates.detach().cpu().numpy() \
                 if isinstance(candidates, torch.Tensor) else np.asarray(candidates)
             values = self.space.decode_batch(encoded)
+            incumbent = self._incumbent()
+            scored = values if incumbent is None else [*values, self.space.decode(incumbent)]
             if self.structure_cost is not None:  # checked before anything is evaluated
-                weight, costs = self.cost_weight_at(self.step_count), self.costs(values)
-            fitness = self.evaluate(values, x, y)
+                weight, costs = self.cost_weight_at(self.step_count), self.costs(scored)
+            fitness = self.evaluate(scored, fx, fy)
             objective = fitness if self.structure_cost is None else fitness + weight * costs
-            metrics = opt.tell(candidates, objective)
+            extra = {}
+            if incumbent is not None:  # re-evaluated under the current weights, this batch
+                extra = {"incumbent": incumbent, "incumbent_fitness": float(objective[-1])}
+                fitness, objective = fitness[:-1], objective[:-1]
+                costs = costs[:-1] if self.structure_cost is not None else None
+            metrics = opt.tell(candidates, objective, **extra)
             if self.structure_cost is not None:
                 self.last_generation = {"fitness": fitness.tolist(), "cost": costs.tolist(),
                                         "encoded": encoded.tolist()}
-        if warm:
-            chosen = values[0]
-        elif self.weight_step == "sampled":
-            chosen = values[int(self.rng.integers(len(values)))]
-        elif self.weight_step == "best":
-            chosen = values[int(np.argmin(np.where(np.isfinite(objective), objective,
-                                                    np.inf)))]
+        share = self.fair_share_at(self.step_count)
+        if single:
+            if warm:
+                chosen = values[0]
+            elif self.weight_step == "sampled":
+                chosen = values[int(self.rng.integers(len(values)))]
+            elif self.weight_step == "best":
+                chosen = values[int(np.argmin(np.where(np.isfinite(objective), objective,
+                                                        np.inf)))]
+            else:
+                chosen = self.recommended()
+            paths, rows = [chosen], [_rows(x)]
         else:
-            chosen = self.recommended()
-        set_structure(self.model, chosen)
+            paths, rows = self._paths(values, share, _rows(x))
         self.model.train()
         try:
-            loss, skipped = self._weight_step(x, y)
+            loss, skipped = self._weight_step(x, y, paths, rows)
         except NonFiniteError as error:  # the trainer's step and epoch, and the structure
-            error.step, error.epoch, error.structure = self.step_count, self.epoch, chosen
+            error.step, error.epoch = self.step_count, self.epoch
             raise
         self.skipped_steps += skipped
         self.step_count += 1
-        self.forward_examples += _rows(x) * (1 if warm else len(values) + 1)
+        self.forward_examples += _rows(x) + (0 if warm else _rows(fx) * len(scored))
         result = {"step": float(self.step_count), "loss": loss,
                   "fitness_best": float(np.min(fitness)), "fitness_mean": float(np.mean(fitness)),
                   "warmup": float(warm), "skipped": float(skipped)}
+        if not single:
+            result["fair_share"] = share
         if self.structure_cost is not None:
             result["cost_weight"] = 0.0 if warm else weight
             result["cost_mean"] = math.nan if warm else float(np.mean(costs))
         result.update({f"structure_{k}": v for k, v in metrics.items()})
         return result
 
-    def _weight_step(self, x: Any, y: Any) -> tuple[float, bool]:
-        """The weight step under the model's current structure: (loss, skipped)."""
-        if self.engine is not None:
-            before = getattr(self.engine, "skipped_updates", 0)
-            loss = float(self.engine.train_step(x, y))
-            return loss, getattr(self.engine, "skipped_updates", 0) > before
-        objective = self.loss(self.model(x), y)
-        if not check_finite(objective, self.on_nonfinite, "loss", self.step_count):
-            return float(objective.detach()), True
-        self.weight_optimizer.zero_grad()
-        objective.backward()
-        self.weight_optimizer.step()
-        return float(objective.detach()), False
+    def _incumbent(self) -> np.ndarray | None:
+        """The structure optimizer's recommendation (encoded) to re-evaluate with this
+        generation: for an elitist that takes a fresh value for it
+        (``reevaluates_incumbent``, see :mod:`nondiff.optim.ga`), after its first tell,
+        with ``reevaluate_incumbent`` on; else None."""
+        opt = self.structure_optimizer
+        if not (self.reevaluate_incumbent and getattr(opt, "reevaluates_incumbent", False)
+                and opt.counters["iterations"] > 0):
+            return None
+        rec = opt.recommend()
+        return rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor) else np.asarray(rec)
+
+    def _paths(self, generation: list[Mapping[str, Any]], share: float, n: int
+               ) -> tuple[list[Mapping[str, Any]], list[int]]:
+        """The structures of a multi-path weight step and the rows of each: a share
+        ``share`` of the ``n`` rows among fair paths, the rest among ``generation``;
+        paths left without a row are dropped."""
+        fair = round(share * n) if generation else n
+        paths: list[Mapping[str, Any]] = []
+        rows: list[int] = []
+        if fair:
+            k = min(self.fair_paths, fair)
+            paths += self.space.decode_batch(fair_structures(self.space, k, self.rng))
+            rows += split_rows(fair, [1.0] * k)
+        if n - fair:
+            paths += list(generation)
+            rows += split_rows(n - fair, [1.0] * len(generation))
+        kept = [i for i, r in enumerate(rows) if r > 0]
+        paths, rows = [paths[i] for i in kept], [rows[i] for i in kept]
+        if self.engine is not None:  # an engine trains one structure: one path, by rows
+            i = int(self.rng.choice(len(paths), p=np.asarray(rows) / n))
+            paths, rows = [paths[i]], [n]
+        return paths, rows
+
+    def _weight_step(self, x: Any, y: Any, paths: list[Mapping[str, Any]], rows: list[int]
+                     ) -> tuple[float, bool]:
+        """One weight step, rows ``rows[j]`` of the batch (in order) under ``paths[j]``:
+        (loss, skipped). One path: the model is left at it; several: in one batched
+        forward pass (else one pass per path, the gradients summed, weighted by rows),
+        the model keeps its structure."""
+        if len(paths) == 1:
+            set_structure(self.model, paths[0])
+        try:
+            if self.engine is not None:
+                before = getattr(self.engine, "skipped_updates", 0)
+                loss = float(self.engine.train_step(x, y))
+                return loss, getattr(self.engine, "skipped_updates", 0) > before
+            self.weight_optimizer.zero_grad()
+            if len(paths) == 1:
+                objective = self.loss(self.model(x), y)
+                objectives = [objective]
+            else:
+                objective, objectives = self._multi_path_loss(x, y, paths, rows)
+            if not check_finite(objective, self.on_nonfinite, "loss", self.step_count):
+                self.weight_optimizer.zero_grad()  # what per-path passes accumulated
+                return float(objective.detach()), True
+            if objective.requires_grad:
+                objective.backward()
+            self.weight_optimizer.step()
+            return float(objective.detach()), False
+        except NonFiniteError as error:  # name the (first) path whose loss is not finite
+            if self.weight_optimizer is not None:
+                self.weight_optimizer.zero_grad()
+            error.structure = paths[0] if len(paths) == 1 else \
+                self._first_nonfinite(objectives, x, y, paths, rows)
+            raise
+
+    def _multi_path_loss(self, x: Any, y: Any, paths: list[Mapping[str, Any]], rows: list[int]
+                         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The loss of a multi-path step: of one batched forward pass when the model and
+        the loss allow it (a loss that reads the structure, e.g. ``model.program.value``,
+        raises there; a batch norm's statistics would mix the paths), else
+        the rows-weighted sum of one pass per path, each backpropagated at once (the
+        returned total, detached, is then only checked and reported; no host sync per
+        path: a non-finite total discards the accumulated gradients)."""
+        if self.batched_steps and not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                          for m in self.model.modules()):
+            try:
+                with batched_structures(self.model, paths, rows):
+                    return self.loss(self.model(x), y), []
+            except StructureBatchError:
+                if self.batched is True:
+                    raise
+                self.batched_steps = False  # "auto": from now on one pass per path
+        before = self.structure(current=True)
+        total, parts, start, n = 0.0, [], 0, _rows(x)
+        try:
+            for path, r in zip(paths, rows, strict=True):
+                set_structure(self.model, path)
+                part = self.loss(self.model(x[start:start + r]), y[start:start + r])
+                parts.append(part.detach())
+                start += r
+                if part.requires_grad:
+                    (part * (r / n)).backward()  # gradients add up: one path at a time
+                total = total + part.detach() * (r / n)
+        finally:
+            set_structure(self.model, before)
+        return torch.as_tensor(total), parts
+
+    @torch.no_grad()
+    def _first_nonfinite(self, parts: list[torch.Tensor], x: Any, y: Any,
+                         paths: list[Mapping[str, Any]], rows: list[int]) -> Any:
+        """The first path whose rows give a non-finite loss (one pass each, rarely run)."""
+        start = 0
+        for j, (path, r) in enumerate(zip(paths, rows, strict=True)):
+            if j < len(parts):
+                bad = not bool(torch.isfinite(parts[j]))
+            else:
+                before = self.structure(current=True)
+                set_structure(self.model, path)
+                try:
+                    bad = not bool(torch.isfinite(self.loss(self.model(x[start:start + r]),
+                                                            y[start:start + r])))
+                finally:
+                    set_structure(self.model, before)
+            if bad:
+                return path
+            start += r
+        return paths
 
     # ----- the loop -------------------------------------------------------------------
-    def fit(self, data: Any, epochs: int, batch_size: int = 64, seed: int = 0
-            ) -> list[dict[str, float]]:
+    def fit(self, data: Any, epochs: int, batch_size: int = 64, seed: int = 0,
+            held_out: Any = None) -> list[dict[str, float]]:
         """Train until ``epochs`` epochs are done in total (a resumed trainer continues).
 
         Args:
@@ -437,6 +646,12 @@ class HybridTrainer:
                 epoch)``), or a re-iterable of ``(x, y)`` batches (e.g. a list).
             epochs: total number of epochs to reach.
             batch_size, seed: for ``data.batches``.
+            held_out: batches the weights never train on, to evaluate the structures on
+                (a Dataset, whose training split is used, or a list of ``(x, y)``): step
+                ``t`` evaluates its generation on batch ``t mod len`` of them, as ENAS
+                trains its controller on validation data. On the training batch
+                (default) a structure that lets the weights overfit (open gates on noise
+                inputs) looks better than it is.
 
         Returns:
             the metrics of every step taken in this call. The model is left at the
@@ -446,6 +661,13 @@ class HybridTrainer:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         taken: list[dict[str, float]] = []
         stopped = False
+        per_epoch = self._batches_per_epoch(data, batch_size)
+        self.planned_steps = None if per_epoch is None else epochs * per_epoch
+        if held_out is not None:
+            held_out = list(held_out.batches(batch_size, seed=seed) if hasattr(
+                held_out, "batches") else held_out)
+            if not held_out:
+                raise ValueError("held_out has no batches; pass None or a non-empty list")
         bar = self._progress_bar(data, epochs, batch_size)
         try:
             while self.epoch < epochs and not stopped:
@@ -454,7 +676,8 @@ class HybridTrainer:
                 for i, (x, y) in enumerate(batches):
                     if i < self.batch_in_epoch:
                         continue  # done before a resume
-                    metrics = self.step(x, y)
+                    metrics = self.step(x, y, None if held_out is None else
+                                        held_out[self.step_count % len(held_out)])
                     self.batch_in_epoch = i + 1
                     metrics["epoch"] = float(self.epoch)
                     taken.append(metrics)
@@ -476,14 +699,18 @@ class HybridTrainer:
             self.print_pareto(file=sys.stderr)  # where the progress bar was
         return taken
 
+    @staticmethod
+    def _batches_per_epoch(data: Any, batch_size: int) -> int | None:
+        return data.num_batches(batch_size) if hasattr(data, "num_batches") \
+            else len(data) if hasattr(data, "__len__") else None
+
     def _progress_bar(self, data: Any, epochs: int, batch_size: int) -> Any:
         enabled = self.progress if self.progress is not None else sys.stderr.isatty()
         if not enabled:
             return None
         from tqdm.auto import tqdm
 
-        per_epoch = data.num_batches(batch_size) if hasattr(data, "num_batches") \
-            else len(data) if hasattr(data, "__len__") else None
+        per_epoch = self._batches_per_epoch(data, batch_size)
         total = None if per_epoch is None else max(0, (epochs - self.epoch) * per_epoch
                                                    - self.batch_in_epoch)
         return tqdm(total=total, unit="step", dynamic_ncols=True, leave=False)
@@ -552,6 +779,7 @@ class HybridTrainer:
             "rng": dict(self.rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "batched": self.batched,
+            "batched_steps": self.batched_steps,
             "last_generation": {k: list(v) for k, v in self.last_generation.items()},
         })
 
@@ -562,7 +790,8 @@ class HybridTrainer:
             state = verify(state, "HybridTrainer state dict")
         keys = {"version", "model", "weight_optimizer", "structure_optimizer", "counters",
                 "rng", "torch_rng", "batched"}
-        if not isinstance(state, Mapping) or set(state) - {"last_generation"} != keys:
+        if not isinstance(state, Mapping) or \
+                set(state) - {"last_generation", "batched_steps"} != keys:
             got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(f"not a HybridTrainer state dict: expected keys {sorted(keys)}, "
                              f"got {got}")
@@ -609,6 +838,7 @@ class HybridTrainer:
         self.rng.bit_generator.state = dict(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         self.batched = state["batched"]
+        self.batched_steps = bool(state.get("batched_steps", bool(self.batched)))
         self.last_generation = last
 
     def __repr__(self) -> str:

@@ -31,6 +31,16 @@ parent pool of the next generation together with the ``e`` elites; ties prefer t
 told candidates. Order of comparison everywhere: total constraint violation, then
 fitness; NaN/inf fitness ranks after every evaluated point.
 
+Re-evaluation (both): an elitist keeps the fitness its parent (elite) had when it was
+evaluated. On a noisy objective — a structure scored on one mini-batch, or under
+weights that keep training (:class:`~nondiff.hybrid.trainer.HybridTrainer`) — that
+value is stale: a lucky draw holds the parent against every better child. Re-evaluating
+the parent each generation is the standard remedy (Arnold & Beyer 2002; Qian, Yu, Zhou
+2018). ``tell(x, f, incumbent=r, incumbent_fitness=g)`` with ``r`` the current
+:meth:`recommend` and ``g`` its fitness now replaces the stored value before the
+comparison (ignored when ``r`` is no longer the parent / best member);
+``reevaluates_incumbent = True`` tells a caller it may send them.
+
 Sources:
     - S. Droste, T. Jansen, I. Wegener, "On the analysis of the (1+1) evolutionary
       algorithm", Theoretical Computer Science 276(1-2):51-81, 2002.
@@ -44,6 +54,10 @@ Sources:
     - D. E. Goldberg, "Genetic Algorithms in Search, Optimization and Machine
       Learning", Addison-Wesley 1989; K. A. De Jong, PhD thesis, 1975 (elitism).
     - L. Davis, "Applying adaptive algorithms to epistatic domains", IJCAI 1985 (OX1).
+    - D. V. Arnold, H.-G. Beyer, "Local performance of the (1+1)-ES in a noisy
+      environment", IEEE Trans. Evolutionary Computation 6(1), 2002; C. Qian, Y. Yu,
+      Z.-H. Zhou, "Analyzing evolutionary optimization in noisy environments",
+      Evolutionary Computation 26(1), 2018 (re-evaluating the parent).
 
 Example:
     >>> import numpy as np
@@ -135,6 +149,7 @@ class DiscreteEvolution(BaseOptimizer):
 
     Hyperparameters = DiscreteEvolutionConfig
     config_space = True
+    reevaluates_incumbent: ClassVar[bool] = True  # tell(..., incumbent=, incumbent_fitness=)
 
     def _start(self, x0: np.ndarray) -> None:
         assert self.space is not None  # the base rejected a plain x0 (no "real" support)
@@ -143,6 +158,17 @@ class DiscreteEvolution(BaseOptimizer):
 
     def _mutate(self, x: np.ndarray) -> np.ndarray:
         return mutate(x, self.layout, self._rng, self.hparams.mutation_rate)
+
+    def _fresh_incumbent(self, best: np.ndarray, extra: dict[str, Any]) -> float | None:
+        """The re-evaluated fitness of ``best`` (the parent / best member) when the tell
+        carries one for it (see the module docstring), NaN/inf as inf; else None."""
+        if "incumbent_fitness" not in extra or "incumbent" not in extra:
+            return None
+        told = np.asarray(extra["incumbent"], dtype=np.float64).reshape(-1)
+        if told.shape != best.shape or not np.array_equal(told, best):
+            return None
+        value = float(np.asarray(extra["incumbent_fitness"], dtype=np.float64).reshape(()))
+        return value if np.isfinite(value) else np.inf
 
     @staticmethod
     def _told_keys(fitness: np.ndarray, extra: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +234,9 @@ class OnePlusLambdaEA(DiscreteEvolution):
     def _tell(self, x: np.ndarray, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         st = self.state
         violation, f = self._told_keys(fitness, extra)
+        fresh = self._fresh_incumbent(st.parent, extra) if st.evaluated else None
+        if fresh is not None:
+            st.parent_f = fresh  # re-evaluated now: a stale lucky value no longer blocks
         i = int(rank_keys(f, violation).argmin())  # the first among equal best children
         accept = not st.evaluated or (violation[i], f[i]) <= (st.parent_violation,
                                                                 st.parent_f)  # Eq. (2)
@@ -303,6 +332,12 @@ class GeneticAlgorithm(DiscreteEvolution):
     def _tell(self, x: np.ndarray, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         st = self.state
         violation, f = self._told_keys(fitness, extra)
+        fresh = self._fresh_incumbent(st.population[0], extra) if len(st.population) else None
+        if fresh is not None:  # the best member re-evaluated: re-rank with its value now
+            st.fitness[0] = fresh
+            order = np.argsort(rank_keys(st.fitness, st.violation), kind="stable")
+            st.population, st.fitness = st.population[order], st.fitness[order]
+            st.violation = st.violation[order]
         m = max(self.hparams.elitism, self.popsize - len(x))  # Eq. (5)
         pool = np.concatenate([repair(x, self.layout), st.population[:m]])
         pool_f = np.concatenate([f, st.fitness[:m]])

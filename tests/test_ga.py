@@ -168,6 +168,35 @@ def test_one_plus_lambda_accepts_ties_and_rejects_worse():
     assert np.array_equal(ea.recommend(), foreign[1])
 
 
+def test_a_reevaluated_parent_no_longer_holds_off_better_children():
+    """A parent scored once on a lucky draw (1.0) rejects children at 2.0; told its fresh
+    value (3.0, under the same noise as the children), the better child replaces it.
+    A fresh value for another point than the parent, or none, changes nothing."""
+    ea = OnePlusLambdaEA(Binary(10), seed=0)
+    lucky = ea.ask()
+    ea.tell(lucky, np.array([1.0]))
+    assert ea.reevaluates_incumbent
+    child = ea.ask()
+    ea.tell(child, np.array([2.0]), incumbent=np.zeros(10) + 1 - lucky[0],
+            incumbent_fitness=3.0)  # not the parent: ignored
+    assert np.array_equal(ea.recommend(), lucky[0])
+    ea.tell(child, np.array([2.0]), incumbent=ea.recommend(), incumbent_fitness=3.0)
+    assert np.array_equal(ea.recommend(), child[0]) and ea.state.parent_f == 2.0
+    ea.tell(ea.ask(), np.array([2.5]), incumbent=ea.recommend(), incumbent_fitness=np.nan)
+    assert ea.state.parent_f == 2.5  # a non-finite fresh value ranks the parent last
+
+
+def test_a_reevaluated_best_member_of_the_ga_is_reranked():
+    ga = GeneticAlgorithm(Binary(8), popsize=4, elitism=2, seed=0)
+    x = ga.ask()
+    ga.tell(x, np.array([0.0, 1.0, 2.0, 3.0]))
+    assert np.array_equal(ga.recommend(), x[0])
+    ga.tell(ga.ask(), np.full(4, 9.0), incumbent=x[0], incumbent_fitness=5.0)
+    # x[0] (fresh 5.0) ranks third now: the 2 elites kept are x[1] and x[2]
+    assert np.array_equal(ga.state.population[:2], x[[1, 2]])
+    assert ga.state.fitness[:2].tolist() == [1.0, 2.0]
+
+
 def test_one_plus_lambda_prefers_feasible():
     ea = OnePlusLambdaEA(Binary(6), popsize=2, seed=1)
     x = ea.ask()

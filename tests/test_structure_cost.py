@@ -107,7 +107,8 @@ def test_fit_prints_the_front_when_progress_is_on(capsys) -> None:
 
 def test_resume_with_a_cost_is_exact() -> None:
     def make():
-        return gate_trainer(3, warmup_steps=2, cost_ramp_steps=3)
+        # fair_steps in steps: a fraction would refer to each fit's own epochs
+        return gate_trainer(3, warmup_steps=2, cost_ramp_steps=3, fair_steps=4)
 
     data = gated_data()
     straight = make()

@@ -123,6 +123,7 @@ def test_warmup_steps_train_weights_without_asking() -> None:
     model = ChoiceNet()
     seen = []
     trainer = HybridTrainer(model, "ga", loss=nn.functional.mse_loss, warmup_steps=5,
+                            weight_step="sampled", reevaluate_incumbent=False,
                             callbacks=[lambda m, t: seen.append(get_structure(t.model))])
     trainer.fit(choice_data(), epochs=8)
     assert trainer.structure_optimizer.counters["iterations"] == 3
@@ -130,6 +131,17 @@ def test_warmup_steps_train_weights_without_asking() -> None:
     assert len({s["op"] for s in seen[:5]}) > 1  # uniformly random structures
     with pytest.raises(ValueError, match="warmup_steps"):
         HybridTrainer(model, "ga", warmup_steps=-1)
+
+
+def test_default_warmup_is_fair_and_the_ga_reevaluates_its_best() -> None:
+    torch.manual_seed(0)
+    trainer = HybridTrainer(ChoiceNet(), "ga", loss=nn.functional.mse_loss, warmup_steps=5)
+    history = trainer.fit(choice_data(), epochs=8)
+    popsize = trainer.structure_optimizer.popsize
+    assert trainer.structure_optimizer.counters["iterations"] == 3
+    # 5 warm-up steps; 3 generations, the last two with the GA's best re-evaluated
+    assert trainer.forward_examples == 128 * (8 + 3 * popsize + 2)
+    assert [m["fair_share"] for m in history[:5]] == [1.0] * 5
 
 
 def test_batched_and_serial_evaluation_agree() -> None:

@@ -27,6 +27,10 @@ the perception network trains (score-function gradient) from the outputs alone. 
 fraction of seeds whose found program is equivalent to the true one, and output
 accuracy.
 
+Beside the parts, :mod:`nondiff.benchmarks.hybrid_tasks.incumbent_bias` (run on its own) checks
+that every structure optimizer finds the relevant inputs and a nonlinear activation
+under shared weights (issue 17), with the trainer's weight steps before and after.
+
 Commands (2 cores, one thread each):
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks               # all parts, 3 seeds
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks arithmetic programs --seeds 3
