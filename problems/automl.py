@@ -233,10 +233,12 @@ class CNNTask:
         Resumes from ``trial.restore()`` when there is a saved state of the same
         architecture (a PBT exploit may also change the learning rate, weight decay,
         dropout, optimizer or batch size: the new values apply from the next epoch; a
-        saved optimizer state is kept only for the same optimizer). A saved state of
-        another architecture is ignored (the weights cannot move across shapes)."""
+        saved optimizer state is kept only for the same optimizer). The weights of a
+        saved state of another architecture cannot move across shapes: the trial then
+        trains fresh weights for its remaining epochs (its step count goes on). A full
+        trial is ``trial.max_steps`` epochs when the trial has it, else :attr:`epochs`."""
         config = _check_config(config)
-        return self._fit(config, trial, config_seed(config))
+        return self._fit(config, trial, config_seed(config), getattr(trial, "max_steps", None))
 
     def retrain(self, config: Mapping[str, Any], seed: int = 0,
                 epochs: int | None = None) -> dict[str, Any]:
@@ -256,13 +258,15 @@ class CNNTask:
         arch = _arch(config)
         start, last = 0, math.nan
         saved = trial.restore()
-        if isinstance(saved, Mapping) and tuple(saved.get("arch", ())) == arch:
-            model.load_state_dict(saved["model"])
-            if saved.get("optimizer_name") == config["optimizer"]:
-                opt.load_state_dict(saved["optimizer"])
-                for group in opt.param_groups:  # the config's values, not the saved ones
-                    group["lr"], group["weight_decay"] = config["lr"], config["weight_decay"]
-            start = int(saved["epoch"])
+        if isinstance(saved, Mapping):
+            start = int(saved["epoch"])  # the trial's step count goes on in any case
+            if tuple(saved.get("arch", ())) == arch:
+                model.load_state_dict(saved["model"])
+                if saved.get("optimizer_name") == config["optimizer"]:
+                    opt.load_state_dict(saved["optimizer"])
+                    for group in opt.param_groups:  # the config's values, not the saved ones
+                        group["lr"] = config["lr"]
+                        group["weight_decay"] = config["weight_decay"]
             torch.manual_seed(seed + start)
         data = self.data
         for epoch in range(start, epochs):

@@ -56,12 +56,20 @@ def test_train_reports_every_epoch_stops_when_told_and_resumes(task: CNNTask) ->
     assert [s for s, _ in resumed.reports] == [3, 4]  # continues, does not restart
 
 
-def test_a_saved_state_of_another_architecture_is_not_loaded(task: CNNTask) -> None:
+def test_a_saved_state_of_another_architecture_keeps_the_steps_not_the_weights(
+        task: CNNTask) -> None:
     other = ScriptedTrial(stop_after=1)
-    task.train({**CONFIG, "width": 12}, other)
+    task.train({**CONFIG, "width": 12}, other)  # a PBT exploit may change the width
     fresh = ScriptedTrial(saved=other.states[-1])
-    task.train(CONFIG, fresh)
-    assert [s for s, _ in fresh.reports] == [1, 2, 3, 4]
+    task.train(CONFIG, fresh)  # would raise on a 12-channel state dict if it loaded it
+    assert [s for s, _ in fresh.reports] == [2, 3, 4]
+
+
+def test_a_trial_with_max_steps_sets_the_epochs(task: CNNTask) -> None:
+    short = ScriptedTrial()
+    short.max_steps = 2
+    task.train(CONFIG, short)
+    assert [s for s, _ in short.reports] == [1, 2]
 
 
 def test_retrain_then_test_accuracy_beats_chance(task: CNNTask) -> None:
