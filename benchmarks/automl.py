@@ -12,7 +12,9 @@ seed (interleaved: a slow phase of a shared machine hits every method alike):
 - ``optuna-tpe-hyperband``: TPE + ``HyperbandPruner`` (min 1, max ``max_steps``, eta 3);
 - ``random``: random configurations, every trial to the end (Bergstra & Bengio 2012);
 - ``cmaes-asha``, ``reinforce-asha``, ``ga-asha``: :func:`nondiff.tune.tune` with that
-  optimizer proposing and asynchronous successive halving (Li et al. 2020) stopping;
+  optimizer proposing and asynchronous successive halving (Li et al. 2020) stopping
+  (the GA searches discrete spaces only: it gets the three reals on grids of 16
+  values, log-spaced for the log reals; :func:`grid`);
 - ``pbt``: :func:`nondiff.tune.tune` with population-based training (Jaderberg et
   al. 2017);
 - ``oneshot``: architecture by weight sharing, then hyperparameters. Width, depth and
@@ -67,10 +69,11 @@ from typing import Any
 import numpy as np
 import torch
 from nondiff.hybrid.trainer import HybridTrainer
-from nondiff.optim.spaces import Categorical, Integer, Product, Real
+from nondiff.optim.registry import names_supporting
+from nondiff.optim.spaces import Categorical, Integer, Product, Real, leaf_kinds
 from nondiff.problems.automl import SPACE, CNNTask, SuperNet
 
-__all__ = ["METHODS", "OURS", "Result", "main", "run_method", "summarize"]
+__all__ = ["METHODS", "OURS", "Result", "grid", "main", "run_method", "summarize"]
 
 ANCHORS = ("optuna-tpe-median", "optuna-tpe-hyperband")
 OURS = ("cmaes-asha", "reinforce-asha", "ga-asha", "pbt", "oneshot")
@@ -216,10 +219,27 @@ def _study_result(study: Any, offset: float = 0.0) -> tuple[list[tuple[float, fl
             float(study.best_metric), len(study.trials))
 
 
+def grid(space: Product, points: int = 16) -> Product:
+    """``space`` with every real leaf replaced by ``points`` values (log-spaced for a log
+    real) as a categorical leaf: the space a discrete-only optimizer (the GA) searches."""
+    parts = {}
+    for name, leaf in space.spaces.items():
+        if isinstance(leaf, Real):
+            values = (np.geomspace if leaf.log else np.linspace)(leaf.low, leaf.high, points)
+            parts[name] = Categorical([float(v) for v in values])
+        else:
+            parts[name] = leaf
+    return Product(parts)
+
+
 def run_tune(task: CNNTask, budget: int, seed: int, optimizer: str, scheduler: str,
              space: Product = SPACE) -> Any:
-    """:func:`nondiff.tune.tune` on the task, in this process (no pool: one core each)."""
+    """:func:`nondiff.tune.tune` on the task, in this process (no pool: one core each);
+    the GA, which searches discrete spaces only, gets :func:`grid` of the space."""
     from nondiff.tune import tune
+
+    if optimizer not in names_supporting(leaf_kinds(space)):
+        space = grid(space)
 
     return tune(task.train, space, optimizer=optimizer, scheduler=scheduler, budget=budget,
                 max_steps=task.epochs, mode="max", parallel=1, executor="inline", seed=seed)
@@ -326,7 +346,8 @@ def summarize(results: Sequence[Result], budget: int) -> dict[str, Any]:
                         "test": _mean_se([r.test for r in mine]),
                         "ratio_median": median, "reached": reached,
                         "compute": float(np.mean([r.compute for r in mine]))}
-        ratio = ">1" if math.isinf(median) else f"{100 * median:.0f} %"
+        ratio = ">1" if math.isinf(median) else "-" if math.isnan(median) \
+            else f"{100 * median:.0f} %"
         print(f"{method:<22} {_pm([r.best_val for r in mine]):>13} "
               f"{_pm([r.test for r in mine]):>13} {ratio:>15} {reached:>4}/{len(mine):<3} "
               f"{rows[method]['compute']:8.0f} {np.mean([r.trials for r in mine]):7.1f} "
