@@ -16,7 +16,9 @@ seed (interleaved: a slow phase of a shared machine hits every method alike):
   (the GA searches discrete spaces only: it gets the three reals on grids of 16
   values, log-spaced for the log reals; :func:`grid`);
 - ``pbt``: :func:`nondiff.tune.tune` with population-based training (Jaderberg et
-  al. 2017);
+  al. 2017), CMA-ES proposing the members; explore perturbs learning rate, weight
+  decay, dropout and batch size (architecture and optimizer kind stay the donor's,
+  whose weights and optimizer state are copied);
 - ``oneshot``: architecture by weight sharing, then hyperparameters. Width, depth and
   activation are structure leaves of one :class:`~nondiff.problems.automl.SuperNet`
   that :class:`~nondiff.hybrid.trainer.HybridTrainer` trains for ``max_steps`` epochs
@@ -42,6 +44,10 @@ Target: a method of ours reaches Optuna's final best with <= 50 % of Optuna's co
 test accuracy is >= Optuna's (the mean over seeds) at the same budget.
 
     python -m nondiff.benchmarks.automl [--quick] [--seeds 5] [--budget 300] [--out DIR]
+    # seeds split across processes, then one table:
+    python -m nondiff.benchmarks.automl --seeds 3 --out a & \
+        python -m nondiff.benchmarks.automl --seed-start 3 --seeds 2 --out b; wait
+    python -m nondiff.benchmarks.automl --merge a/automl.json b/automl.json --out both
 
 Sources: J. Bergstra, Y. Bengio, "Random search for hyper-parameter optimization",
 JMLR 2012; T. Akiba et al., "Optuna", KDD 2019; L. Li et al., "A system for massively
@@ -82,6 +88,7 @@ ARCHITECTURE = ("width", "depth", "activation")
 SUPERNET_HPARAMS = {"lr": 3e-3, "weight_decay": 1e-4, "optimizer": "adam", "dropout": 0.0,
                     "batch_size": 64}
 EVAL_SEED = 12345  # the retrain of every final pick uses this seed
+PBT_MUTABLE = ("lr", "weight_decay", "dropout", "batch_size")
 
 
 @dataclass
@@ -235,11 +242,15 @@ def grid(space: Product, points: int = 16) -> Product:
 def run_tune(task: CNNTask, budget: int, seed: int, optimizer: str, scheduler: str,
              space: Product = SPACE) -> Any:
     """:func:`nondiff.tune.tune` on the task, in this process (no pool: one core each);
-    the GA, which searches discrete spaces only, gets :func:`grid` of the space."""
-    from nondiff.tune import tune
+    the GA, which searches discrete spaces only, gets :func:`grid` of the space. PBT's
+    explore step changes only :data:`PBT_MUTABLE` (a copied network keeps its shape
+    and its kind of optimizer, whose state it copies)."""
+    from nondiff.tune import PBT, tune
 
     if optimizer not in names_supporting(leaf_kinds(space)):
         space = grid(space)
+    if scheduler == "pbt":
+        scheduler = PBT(mutable=PBT_MUTABLE)
 
     return tune(task.train, space, optimizer=optimizer, scheduler=scheduler, budget=budget,
                 max_steps=task.epochs, mode="max", parallel=1, executor="inline", seed=seed)
@@ -436,7 +447,13 @@ def main(argv: Sequence[str] | None = None,
                         help=f"comma-separated, from {', '.join(METHODS)}")
     parser.add_argument("--out", type=Path, default=Path("automl-results"),
                         help="directory for automl.png and automl.json")
+    parser.add_argument("--seed-start", type=int, default=0,
+                        help="first seed (split seeds across processes, then --merge)")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="no runs: the table and plot of saved automl.json files together")
     args = parser.parse_args(argv)
+    if args.merge:
+        return _merge(args.merge, args.out)
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -453,21 +470,43 @@ def main(argv: Sequence[str] | None = None,
     print(f"task: MNIST-1D CNN, {task.n} examples, trials of {task.epochs} epochs; "
           f"budget {budget} epochs per method and seed; methods {methods}")
     results: list[Result] = []
-    for seed in range(args.seeds):  # interleaved: every method on a seed, then the next
+    seeds = range(args.seed_start, args.seed_start + args.seeds)
+    for seed in seeds:  # interleaved: every method on a seed, then the next
         for method in methods:
             result = runner(method, task, budget, seed)
             results.append(result)
             print(f"  seed {seed} {method:<22} best val {100 * result.best_val:5.1f} test "
                   f"{100 * result.test:5.1f} compute {result.compute:5.0f} trials "
                   f"{result.trials:3d} {result.seconds:6.1f} s  pick {result.pick}", flush=True)
+    return _report(results, budget, asdict(task), machine(), args.out)
+
+
+def _report(results: Sequence[Result], budget: int, task: dict[str, Any], where: str,
+            out: Path) -> dict[str, Any]:
     summary = summarize(results, budget)
-    figure = plot(results, budget, args.out / "automl.png")
-    (args.out / "automl.json").write_text(json.dumps(
-        {"budget": budget, "task": asdict(task), "machine": machine(),
+    figure = plot(results, budget, out / "automl.png")
+    (out / "automl.json").write_text(json.dumps(
+        {"budget": budget, "task": task, "machine": where,
          "results": [asdict(r) for r in results], "summary": summary},
         default=float, indent=1))
-    print(f"plot: {figure}; results: {args.out / 'automl.json'}")
+    print(f"plot: {figure}; results: {out / 'automl.json'}")
     return summary
+
+
+def _merge(paths: Sequence[Path], out: Path) -> dict[str, Any]:
+    """The report of several saved runs (e.g. seeds split across processes)."""
+    saved = [json.loads(Path(p).read_text()) for p in paths]
+    settings = {(s["budget"], json.dumps(s["task"], sort_keys=True)) for s in saved}
+    if len(settings) != 1:
+        raise ValueError(f"--merge needs runs of one budget and task, got {sorted(settings)}")
+    results = [Result(**{**r, "curve": [tuple(p) for p in r["curve"]]})
+               for s in saved for r in s["results"]]
+    keys = [(r.method, r.seed) for r in results]
+    if len(set(keys)) != len(keys):
+        raise ValueError("--merge got the same (method, seed) twice; merge runs of other seeds")
+    for line in dict.fromkeys(run["machine"] for run in saved):
+        print(line)
+    return _report(results, saved[0]["budget"], saved[0]["task"], saved[0]["machine"], out)
 
 
 if __name__ == "__main__":
