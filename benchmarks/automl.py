@@ -478,6 +478,7 @@ def main(argv: Sequence[str] | None = None,
             print(f"  seed {seed} {method:<22} best val {100 * result.best_val:5.1f} test "
                   f"{100 * result.test:5.1f} compute {result.compute:5.0f} trials "
                   f"{result.trials:3d} {result.seconds:6.1f} s  pick {result.pick}", flush=True)
+            _save(results, budget, asdict(task), machine(), args.out)  # kept if cut short
     return _report(results, budget, asdict(task), machine(), args.out)
 
 
@@ -485,12 +486,18 @@ def _report(results: Sequence[Result], budget: int, task: dict[str, Any], where:
             out: Path) -> dict[str, Any]:
     summary = summarize(results, budget)
     figure = plot(results, budget, out / "automl.png")
+    _save(results, budget, task, where, out, summary)
+    print(f"plot: {figure}; results: {out / 'automl.json'}")
+    return summary
+
+
+def _save(results: Sequence[Result], budget: int, task: dict[str, Any], where: str, out: Path,
+          summary: dict[str, Any] | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     (out / "automl.json").write_text(json.dumps(
         {"budget": budget, "task": task, "machine": where,
          "results": [asdict(r) for r in results], "summary": summary},
         default=float, indent=1))
-    print(f"plot: {figure}; results: {out / 'automl.json'}")
-    return summary
 
 
 def _merge(paths: Sequence[Path], out: Path) -> dict[str, Any]:
@@ -504,6 +511,12 @@ def _merge(paths: Sequence[Path], out: Path) -> dict[str, Any]:
     keys = [(r.method, r.seed) for r in results]
     if len(set(keys)) != len(keys):
         raise ValueError("--merge got the same (method, seed) twice; merge runs of other seeds")
+    methods = set(dict.fromkeys(r.method for r in results))
+    cut = sorted(s for s in {r.seed for r in results}
+                 if {r.method for r in results if r.seed == s} != methods)
+    if cut:  # a run cut short: compare on the seeds every method finished
+        print(f"left out seeds {cut}: not every method finished them")
+        results = [r for r in results if r.seed not in cut]
     for line in dict.fromkeys(run["machine"] for run in saved):
         print(line)
     return _report(results, saved[0]["budget"], saved[0]["task"], saved[0]["machine"], out)
