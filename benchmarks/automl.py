@@ -186,8 +186,10 @@ def run_optuna(task: CNNTask, budget: int, seed: int, pruner: str) -> _Budget:
                                                              n_warmup_steps=1),
                "hyperband": lambda: optuna.pruners.HyperbandPruner(
                    min_resource=1, max_resource=task.epochs, reduction_factor=3)}
+    # a fixed study name: HyperbandPruner assigns trials to brackets by a hash of it
     study = optuna.create_study(direction="maximize", pruner=pruners[pruner](),
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+                                sampler=optuna.samplers.TPESampler(seed=seed),
+                                study_name=f"automl-{pruner}-{seed}")
     spent = _Budget(budget)
 
     def objective(trial: Any) -> float:
