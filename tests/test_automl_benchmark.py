@@ -135,3 +135,24 @@ def test_quick_benchmark_runs_end_to_end(tmp_path, capsys) -> None:
     saved = json.loads((tmp_path / "automl.json").read_text())
     assert {r["method"] for r in saved["results"]} == set(METHODS)
     assert all(math.isfinite(r["test"]) for r in saved["results"])
+
+
+def test_merge_joins_saved_runs_on_the_seeds_every_method_finished(tmp_path, capsys) -> None:
+    from nondiff.benchmarks.automl import Result, _save, main
+
+    def result(method: str, seed: int, best: float) -> Result:
+        return Result(method, seed, [(5.0, best - 0.1), (10.0, best)], 10.0, dict(CONFIG),
+                      best, test=best, trials=2)
+
+    task = {"n": 600, "epochs": 4, "data_seed": 0}
+    _save([result("optuna-tpe-median", 0, 0.5), result("cmaes-asha", 0, 0.6)], 10, task,
+          "machine: a", tmp_path / "a")
+    _save([result("optuna-tpe-median", 1, 0.5)], 10, task, "machine: a", tmp_path / "b")
+    summary = main(["--merge", str(tmp_path / "a" / "automl.json"),
+                    str(tmp_path / "b" / "automl.json"), "--out", str(tmp_path / "both")])
+    assert "left out seeds [1]" in capsys.readouterr().out
+    assert summary["rows"]["cmaes-asha"]["ratio_median"] == 0.5  # 5 of Optuna's 10 epochs
+    assert summary["verdict"] == {"cmaes-asha": True}
+    with pytest.raises(ValueError, match="twice"):
+        main(["--merge", str(tmp_path / "a" / "automl.json"),
+              str(tmp_path / "a" / "automl.json"), "--out", str(tmp_path / "x")])
