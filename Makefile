@@ -17,7 +17,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e ".[dev,rl,dist,nevergrad,log,docs]"
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e ".[dev,rl,dist,nevergrad,log,docs,automl]"
 	touch $(STAMP)
 
 run: $(STAMP)
