@@ -2,23 +2,30 @@
 
 A worker that starts as a fresh interpreter (``"spawn"``, ``"forkserver"``) used to train
 several times slower than a forked one (issue 18). Measured on the 16 x 128 MLP
-(batch 64, one thread per stage): the steps themselves run at the same speed in the
-parent, a forked, a forkserver and a spawned process (forward 0.25-0.33 ms, backward
-0.48-0.56 ms, fused Adam 0.12-0.17 ms per stage step, no trend by start method); what
-differs is a one-off cost. Every method of ``torch.optim.Optimizer`` (``zero_grad``,
-``step``) is wrapped by ``torch._disable_dynamo``, which imports ``torch._dynamo`` at its
-first call: 1.2-2.8 s on a 2-core machine, paid inside the first training step of
-each fresh worker while its neighbours wait for it. A forked worker inherits the
-import from a parent that has trained before. The MKL settings (``MKL_CBWR``, which
-:mod:`nondiff` sets before torch's first MKL call, so parent and workers agree), the
-floating-point mode (no flush-to-zero in any of them) and the thread settings are the
-same under every start method.
+(batch 64, two stages, one thread each, 2-core machine): the steps themselves run at
+the same speed in the parent and in forked, forkserver and spawned processes (per
+stage step: forward 0.25-0.33 ms, backward 0.48-0.56 ms, fused Adam 0.12-0.19 ms, no
+trend by start method). What differed is a one-off cost in the first step: every
+method of ``torch.optim.Optimizer`` (``zero_grad``, ``step``) is wrapped by
+``torch._disable_dynamo``, which imports ``torch._dynamo`` at its first call, 1.2-2.8 s
+on that machine and 7-8 s when it is overloaded, paid inside the timed loop while the
+neighbouring stages wait. A forked worker inherits the import from a parent that has
+trained before. Ruled out by measurement: the thread settings (the same under every
+start method), flush-to-zero of denormals (off in all of them), and MKL's
+conditional numerical reproducibility (``MKL_CBWR``, which :mod:`nondiff` sets before
+torch's first MKL call, so parent and workers agree; ``AUTO,STRICT`` and ``AUTO`` cost
+the same CPU time per step there). No worker thread or process is started by the
+import.
 
 :func:`prepare_worker` runs first in every worker: it sets the thread count and makes
 those lazy first calls (``zero_grad`` on every optimizer of the stage, a no-op on the
 freshly unpickled parameters, whose gradients are ``None``) before the workers'
 start-up barrier, so the training loop of a spawned worker runs as fast as a forked
-one. :func:`default_start_method` picks the fastest safe way to start them.
+one (first step 5-20 ms instead of seconds). Start-up itself still differs: a
+forked worker is ready at once, a spawned or forkserver one imports torch and
+nondiff first (both took the same 25-45 s for two workers on the overloaded 2-core
+machine, a few seconds on an idle one). :func:`default_start_method` picks a safe way
+to start them.
 
 Example:
     >>> import torch
@@ -51,9 +58,9 @@ def default_start_method() -> str:
     with "Unable to handle autograd's threading in combination with fork-based
     multiprocessing", and forking a process that holds threads can deadlock). Once
     :func:`prepare_worker` has made the lazy first calls before the start-up barrier,
-    their workers train as fast as forked ones; forkserver then starts them sooner
-    than spawn (they fork from a server process instead of each running a new
-    interpreter from scratch).
+    their workers train as fast as forked ones, and they start in the same time
+    (each imports torch and nondiff); forkserver is also what Python 3.14 made the
+    POSIX default.
     """
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
