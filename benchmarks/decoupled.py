@@ -265,7 +265,12 @@ def machine() -> str:
 
 
 def thread_counts(n: int) -> list[int]:
-    """1, 2, 4, ... below ``n``, then ``n``: the thread settings tried for backprop."""
+    """1, 2, 4, ... below ``n``, then ``n``: the thread settings tried for backprop.
+
+    Example:
+        >>> thread_counts(16), thread_counts(6), thread_counts(1)
+        ([1, 2, 4, 8, 16], [1, 2, 4, 6], [1])
+    """
     counts = [1]
     while counts[-1] * 2 < n:
         counts.append(counts[-1] * 2)

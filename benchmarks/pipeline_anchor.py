@@ -20,8 +20,10 @@ Run by :mod:`nondiff.benchmarks.decoupled` (its throughput part).
 from __future__ import annotations
 
 import datetime
+import functools
 import io
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -41,7 +43,7 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any) -> N
 
         torch.set_num_threads(job["threads"])
         block: nn.Module = job["block"]
-        optimizer = torch.optim.Adam(block.parameters(), lr=job["lr"], fused=True)
+        optimizer = job["optimizer"](block.parameters())
         optimizer.zero_grad()  # lazy first call (imports torch._dynamo) before the barrier
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                 world_size=world, timeout=datetime.timedelta(seconds=600))
@@ -77,10 +79,13 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any) -> N
 
 def pipelined_backprop(blocks: list[nn.Module], data: Dataset, epochs: int, batch: int,
                        threads: int, microbatches: int, lr: float = 1e-3,
-                       start_method: str = "forkserver") -> tuple[float, float]:
+                       start_method: str = "forkserver",
+                       optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+                       ) -> tuple[float, float]:
     """Train ``blocks`` (one process each, ``threads`` torch threads per process) as a
-    GPipe pipeline with fused Adam; returns (samples/s of the slowest stage's loop,
-    test accuracy in percent). ``blocks`` are trained in place."""
+    GPipe pipeline; returns (samples/s of the slowest stage's loop, test accuracy in
+    percent). ``blocks`` are trained in place, each by ``optimizer(parameters)`` (a
+    picklable factory; default fused Adam at rate ``lr``)."""
     if batch % microbatches:
         raise ValueError(f"batch {batch} must split into {microbatches} equal micro-batches")
     world = len(blocks)
@@ -90,7 +95,9 @@ def pipelined_backprop(blocks: list[nn.Module], data: Dataset, epochs: int, batc
     processes = []
     for rank, block in enumerate(blocks):
         buffer = io.BytesIO()
-        torch.save(dict(block=block, threads=threads, lr=lr, microbatches=microbatches,
+        torch.save(dict(block=block, threads=threads, microbatches=microbatches,
+                        optimizer=optimizer or functools.partial(torch.optim.Adam, lr=lr,
+                                                                 fused=True),
                         epochs=epochs, batch=batch, data=data), buffer)
         processes.append(context.Process(target=_worker, daemon=True, args=(
             rank, world, port, buffer.getvalue(), results)))
