@@ -45,8 +45,7 @@ Example:
     <torch._C.Generator object at ...>
     >>> model = Decoupled([Group([nn.Linear(40, 32), nn.ReLU()]), nn.Linear(32, 10)],
     ...                   signal="local", seed=0)
-    >>> losses = fit_parallel(model, ds, epochs=2, batch_size=40,  # two processes
-    ...                       start_method="forkserver")  # safe after autograd, unlike fork
+    >>> losses = fit_parallel(model, ds, epochs=2, batch_size=40)  # two processes
     >>> len(losses), model.epoch, losses[1] < losses[0]
     (2, 2, True)
 """
@@ -74,6 +73,7 @@ from nondiff.hybrid.groups import TORCHRUN_VARIABLES, Pipes, connect, torchrun_e
 from nondiff.hybrid.nonfinite import NonFiniteError, epoch_mean
 from nondiff.hybrid.placement import Devices, place_stage, rank_device, stage_devices
 from nondiff.hybrid.stage import LossTop, Stage
+from nondiff.hybrid.startup import default_start_method, prepare_worker
 from nondiff.optim.lifetime import die_with
 
 __all__ = ["LAUNCHERS", "MODES", "PeerLost", "WorkerError", "fit_parallel", "free_port"]
@@ -269,8 +269,7 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any,
     die_with(owner)  # never outlive the parent, even if it is killed with SIGKILL
     try:
         job = _loads(payload)
-        torch.set_num_threads(job["threads"])
-        os.environ["OMP_NUM_THREADS"] = str(job["threads"])
+        prepare_worker(job["stage"], job["threads"])  # threads, lazy first calls
         pipes = _join(rank, world, job, f"tcp://127.0.0.1:{port}")
         try:
             results.put(("done", rank, _dumps(_work(rank, world, job, pipes)), None))
@@ -436,6 +435,8 @@ def _stop(processes: list[Any]) -> None:
             process.terminate()
     deadline = time.monotonic() + 5.0
     for process in processes:
+        if process.pid is None:  # never started: its start (or an earlier one) failed
+            continue
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
@@ -452,7 +453,7 @@ of hosts, each of which calls :func:`fit_parallel`; ``"auto"``: ``"torchrun"`` w
 def fit_parallel(
     model: Decoupled, data: Any, epochs: int, batch_size: int, seed: int = 0,
     mode: str = "sync", threads: int = 1, timeout: float = 600.0,
-    start_method: str = "spawn", stats: dict[str, Any] | None = None,
+    start_method: str | None = None, stats: dict[str, Any] | None = None,
     devices: Devices = None, launcher: str = "auto",
 ) -> list[float]:
     """Train ``model`` for ``epochs`` more epochs with one process per top-level block.
@@ -483,9 +484,11 @@ def fit_parallel(
         mode: ``"sync"`` (deterministic) or ``"async"`` (see the module docstring).
         threads: torch threads per worker process.
         timeout: seconds before the run (and every blocking receive) gives up.
-        start_method: ``"spawn"`` (default, safest with torch: fresh interpreters that
-            import torch, a few seconds each) or ``"fork"``/``"forkserver"`` (POSIX;
-            ``"fork"`` starts at once, as DataLoader workers do).
+        start_method: how workers start; ``None`` (default) picks the fastest safe one,
+            ``"forkserver"`` on POSIX, else ``"spawn"``
+            (:func:`~nondiff.hybrid.startup.default_start_method`). Every method trains
+            at the same speed once started (:mod:`nondiff.hybrid.startup`); ``"fork"``
+            starts at once but fails after autograd has run with CUDA builds of torch.
         stats: if a dict, filled with ``"worker_seconds"`` (each worker's training
             loop, timed from a barrier that all workers pass once started, so process
             start-up is excluded and pipeline fill and drain are included; the
@@ -526,6 +529,8 @@ def fit_parallel(
     if launcher == "torchrun" and env is None:
         raise ValueError(f"launcher='torchrun' but {list(TORCHRUN_VARIABLES)} are not set: "
                          "start the script with torchrun, or pass launcher='local'")
+    if start_method is None:
+        start_method = default_start_method()
     if env is None and start_method not in mp.get_all_start_methods():
         raise ValueError(f"start_method {start_method!r} is not available here; expected one "
                          f"of {mp.get_all_start_methods()}")
