@@ -38,7 +38,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -88,11 +88,13 @@ def _steps(task: AcceptanceTask) -> int:
     return task.epochs * task.data.num_batches(task.batch_size)
 
 
-def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu") -> dict[str, Any]:
-    """The known structure trained alone: test accuracy and forward examples."""
+def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu",
+                structure: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The known structure (or ``structure``) trained alone: test accuracy and forward
+    examples."""
     torch.manual_seed(seed)
     model = task.model().to(device)
-    set_structure(model, task.known)
+    set_structure(model, task.known if structure is None else structure)
     data = task.data.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=task.lr)
     forwards, start = 0, time.perf_counter()
