@@ -17,6 +17,7 @@ RULES = {  # each task's label, recomputed here from its inputs
     "relevant-inputs": lambda x: x[:, list(RELEVANT)].square().sum(1) > chi2.median(3),
     "nonlinearity": lambda x: x[:, 0] ** 2 + x[:, 1] ** 2 > 2 * np.log(2),
     "op-graph": lambda x: x[:, 0] * x[:, 1] + x[:, 2] - x[:, 3] > 0,
+    "inputs-and-activation": lambda x: x[:, 2] * x[:, 5] > 0,
 }
 
 
@@ -49,6 +50,9 @@ def test_recovered_accepts_the_known_structure_only() -> None:
     assert acts.recovered(found)  # inputs 2 and 3 are noise: any activation
     assert not acts.recovered({**found, "acts.1": "abs"})
     assert not acts.recovered({**found, "acts.0": "identity"})
+    both = make_task("inputs-and-activation")
+    assert both.recovered({**both.known, "act": "tanh"})
+    assert not both.recovered({**both.known, "act": "identity"})
     graph = make_task("op-graph")
     assert not graph.recovered({"op1": "mul", "op2": "add", "op3": "add"})
     with pytest.raises(ValueError, match="lacks the paths"):
@@ -77,6 +81,7 @@ WRONG = {  # a plausible wrong structure per task, and the accuracy it cannot re
     "relevant-inputs": ({"gates": np.isin(np.arange(12), [1, 9])}, 0.90),  # input 4 shut
     "nonlinearity": ({f"acts.{i}": "relu" for i in range(4)}, 0.85),  # monotone
     "op-graph": ({"op1": "mul", "op2": "sub", "op3": "max"}, 0.90),
+    "inputs-and-activation": ({"gates": np.isin(np.arange(8), [2, 5]), "act": "identity"}, 0.7),
 }
 
 

@@ -1,6 +1,6 @@
 """Acceptance tasks for structure search with shared weights: the right structure is known.
 
-Three small classification tasks on data generated here from a seed, each with a
+Four small classification tasks on data generated here from a seed, each with a
 model that declares its discrete structure, the structure that solves it, and a check
 of a found structure against it (:class:`AcceptanceTask`). They judge
 :class:`~nondiff.hybrid.trainer.HybridTrainer` with any structure optimizer: a search
@@ -29,6 +29,12 @@ trained alone.
   :class:`OpGraph`). The label is ``1[x_0 x_1 + (x_2 - x_3) > 0]``. Known:
   ``(mul, sub, add)``; the best other graph allows about 85 % accuracy (a binned
   Bayes classifier of its ``t``), the known one 100 %.
+- ``"inputs-and-activation"`` (:func:`inputs_and_activation`): the case issue 17
+  reports, both kinds at once: 8 inputs, the label ``1[x_2 x_5 > 0]``;
+  :class:`GatedActivationMLP` has ``Gates`` on the inputs and a ``Choice`` of
+  identity, ReLU and tanh after its hidden layer (identity: chance; closing input 2
+  or 5: chance). Known: gates 2 and 5 open, the rest closed (cost
+  :data:`GATE_COST` per open gate), ReLU or tanh.
 
 Every task fixes its data (:class:`~nondiff.problems.learning.Dataset`: a training
 and a test split from one seeded generator), a model factory, the known structure
@@ -69,8 +75,9 @@ from scipy.stats import chi2
 from torch import nn
 
 __all__ = [
-    "ACTIVATIONS", "GATE_COST", "OPS", "TASKS", "AcceptanceTask", "ActivationNet", "GatedMLP",
-    "OpGraph", "make_task", "needed_nonlinearity", "op_graph", "relevant_inputs",
+    "ACTIVATIONS", "GATE_COST", "OPS", "PAIR", "RELEVANT", "TASKS", "AcceptanceTask",
+    "ActivationNet", "GatedActivationMLP", "GatedMLP", "OpGraph", "inputs_and_activation",
+    "make_task", "needed_nonlinearity", "op_graph", "relevant_inputs",
 ]  # fmt: skip
 
 GATE_COST = 0.02
@@ -126,6 +133,7 @@ class AcceptanceTask:
             every path's value is among them (gates: the exact mask).
         structure_cost: the task's ``cost(structure)`` for ``HybridTrainer`` or None.
         epochs, lr, batch_size: the training budget every method gets.
+        notes: the known structure in words (for tables).
     """
 
     name: str
@@ -269,10 +277,46 @@ def op_graph(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> Acceptan
                           {k: [v] for k, v in known.items()}, notes="(mul, sub, add)")
 
 
+# ----- inputs and activation together (the case of issue 17) ----------------------------
+PAIR = (2, 5)
+"""The inputs that matter in ``"inputs-and-activation"``."""
+
+
+class GatedActivationMLP(nn.Module):
+    """``Gates(features)`` on the inputs, ``Linear(features, hidden)``, a ``Choice`` of
+    identity, ReLU and tanh, ``Linear(hidden, classes)``."""
+
+    def __init__(self, features: int = 8, hidden: int = 16, classes: int = 2) -> None:
+        super().__init__()
+        self.gates = Gates(features)
+        self.inp = nn.Linear(features, hidden)
+        self.act = Choice({"identity": nn.Identity(), "relu": nn.ReLU(), "tanh": nn.Tanh()})
+        self.out = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.inp(self.gates(x))))
+
+
+def inputs_and_activation(seed: int = 0, n_train: int = 2000, n_test: int = 2000
+                          ) -> AcceptanceTask:
+    """The ``"inputs-and-activation"`` task: ``1[x_2 x_5 > 0]`` among 8 inputs."""
+    _check_sizes(n_train, n_test)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, 8, generator=g)
+    y = (x[:, PAIR[0]] * x[:, PAIR[1]] > 0).long()
+    mask = np.isin(np.arange(8), PAIR)
+    return AcceptanceTask(
+        "inputs-and-activation", _dataset("inputs-and-activation", x, y, n_train),
+        GatedActivationMLP, {"gates": mask, "act": "relu"},
+        {"gates": [mask], "act": ["relu", "tanh"]}, structure_cost=_open_gates,
+        notes=f"open gates {list(PAIR)} of 8 and a nonlinear activation")
+
+
 TASKS: dict[str, Callable[..., AcceptanceTask]] = {
     "relevant-inputs": relevant_inputs,
     "nonlinearity": needed_nonlinearity,
     "op-graph": op_graph,
+    "inputs-and-activation": inputs_and_activation,
 }
 """The acceptance tasks by name: ``name -> factory(seed, n_train, n_test)``."""
 
