@@ -75,7 +75,7 @@ def handled(task: AcceptanceTask, names: Sequence[str] | None = None
         try:
             make_optimizer(name, space, seed=0)
         except UnsupportedSpaceError as error:
-            kinds = sorted(getattr(error, "kinds", []) or [])
+            kinds = sorted(set(error.kinds) - set(registry.get(name).supported_spaces))
             skipped[name] = f"UnsupportedSpaceError (cannot search {'/'.join(kinds)})"
         except ValueError as error:  # e.g. pycma refuses a single discrete variable
             skipped[name] = f"ValueError at construction: {error}"
