@@ -64,7 +64,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -81,7 +81,21 @@ __all__ = [
 ]  # fmt: skip
 
 GATE_COST = 0.02
-"""Structure cost of one open input gate in ``"relevant-inputs"`` (in nats of loss)."""
+"""Structure cost of one open input gate in the gated tasks (in nats of loss)."""
+
+
+class _Elementwise(nn.Module):
+    """A plain elementwise function as a module."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return getattr(self.fn, "__name__", "")
 
 
 def _square(x: torch.Tensor) -> torch.Tensor:
@@ -96,18 +110,6 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "square": lambda: _Elementwise(_square),
 }
 """The activations of :class:`ActivationNet`'s ``Choice`` (name -> module factory)."""
-
-
-class _Elementwise(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-    def extra_repr(self) -> str:
-        return getattr(self.fn, "__name__", "")
 
 
 OPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -145,7 +147,7 @@ class AcceptanceTask:
     epochs: int = 10
     lr: float = 1e-2
     batch_size: int = 64
-    notes: str = field(default="")
+    notes: str = ""
 
     def recovered(self, structure: Mapping[str, Any]) -> bool:
         """Whether ``structure`` (decoded, as ``trainer.recommended()`` gives it) is
