@@ -35,6 +35,11 @@ Commands (2 cores, one thread each):
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks               # all parts, 3 seeds
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks arithmetic programs --seeds 3
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks --quick       # 1 seed, short
+
+The acceptance suite of structure search (:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`:
+every registry optimizer that handles each task's structure space, against the known
+structure trained alone) runs on its own:
+``python -m nondiff.benchmarks.hybrid_tasks.acceptance``.
 """
 
 from __future__ import annotations

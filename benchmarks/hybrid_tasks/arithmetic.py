@@ -8,7 +8,10 @@ same network, data order and step budget (:func:`train_arithmetic`):
   gradient of Eq. (1) (:func:`nondiff.hybrid.estimators.score_function_surrogate`);
 - ``"critic"``: a :class:`nondiff.hybrid.critic.LossCritic` regresses Eq. (1) on the one-hot
   digit pairs and the one-hot sum — first of uniformly random pairs (exploration,
-  no images), then of pairs sampled from the softmaxes; the input-gradient of its
+  no images), then of pairs drawn by :meth:`~nondiff.hybrid.critic.LossCritic.explore`
+  (class-balanced over the batch's softmaxes, Eq. 4 of :mod:`nondiff.hybrid.critic`:
+  sampled from the softmaxes themselves, a collapsed softmax would show the critic one
+  digit only); the input-gradient of its
   multilinear extension at the softmax probabilities (Eq. 3 of :mod:`nondiff.hybrid.critic`)
   is the synthetic gradient;
 - ``"straight-through"``: one-hot argmax forward, softmax backward, Eq. (2);
@@ -134,7 +137,7 @@ def train_arithmetic(method: str, seed: int = 0, epochs: int = 30, batch_size: i
                     _step_reinforce(net, xa, xb, s, samples, g).backward()
                 elif method == "critic":
                     probs = net(torch.cat([xa, xb])).softmax(1)
-                    draws = sample_categorical(probs.log(), samples, g)  # (n, 2k)
+                    draws = critic.explore(probs, samples, generator=g)  # (n, 2k), Eq. (4)
                     _critic_update(critic, draws, s)
                     context = nn.functional.one_hot(s, 19).float()
                     critic.expected([probs[:k], probs[k:]], context).mean().backward()

@@ -9,7 +9,11 @@ the data, the model pieces, the known structure and the evaluation:
   (ENAS-style per-layer op and width choices with shared weights);
 - :mod:`nondiff.problems.hybrid.programs` — visual program induction: an unknown DSL
   program over perceived digits, to be found while the perception trains from
-  outputs alone.
+  outputs alone;
+- :mod:`nondiff.problems.hybrid.acceptance` — small generated tasks whose right
+  structure is known (relevant inputs, the needed nonlinearity, an op graph): the
+  acceptance suite of structure search (``python -m
+  nondiff.benchmarks.hybrid_tasks.acceptance``).
 
 The experiments that train and compare methods on them are
 :mod:`nondiff.benchmarks.hybrid_tasks` (``python -m nondiff.benchmarks.hybrid_tasks``

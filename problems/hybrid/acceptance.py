@@ -1,0 +1,330 @@
+"""Acceptance tasks for structure search with shared weights: the right structure is known.
+
+Four small classification tasks on data generated here from a seed, each with a
+model that declares its discrete structure, the structure that solves it, and a check
+of a found structure against it (:class:`AcceptanceTask`). They judge
+:class:`~nondiff.hybrid.trainer.HybridTrainer` with any structure optimizer: a search
+that works finds the known structure and reaches the accuracy of that structure
+trained alone.
+
+- ``"relevant-inputs"`` (:func:`relevant_inputs`): 12 standard normal inputs, the
+  label is ``1[x_1^2 + x_4^2 + x_9^2 > m]`` (``m`` the median of a chi-square with 3
+  degrees of freedom: balanced classes), not linearly separable; :class:`GatedMLP`
+  puts :class:`~nondiff.hybrid.structure.Gates` on the inputs before a ReLU MLP.
+  Known: the gates of inputs 1, 4 and 9 open, all others closed. A noise input
+  costs no accuracy, so the task comes with a structure cost of
+  :data:`GATE_COST` per open gate (feature selection as an L0 penalty).
+- ``"nonlinearity"`` (:func:`needed_nonlinearity`): four standard normal inputs, the
+  label is ``1[x_0^2 + x_1^2 > m]`` (a circle; ``m = 2 ln 2``, the median: balanced
+  classes). :class:`ActivationNet` is an additive model, ``Linear(act_i(a_i x_i +
+  b_i))`` with a learned scale and shift per input and each ``act_i`` a ``Choice`` of
+  :data:`ACTIVATIONS` that includes ``nn.Identity()`` (chance here: the trap of
+  weight-sharing search, issue 17). Only ``square`` on inputs 0 and 1 makes the
+  circle linear in the features (about 99 % test accuracy trained alone); ``abs``
+  gives a diamond (about 94 %), the monotone ReLU and tanh about 73 %. Known:
+  ``square`` for inputs 0 and 1, anything for the noise inputs 2 and 3.
+- ``"op-graph"`` (:func:`op_graph`): four inputs pass through a fixed graph of three
+  binary op slots, ``t = op3(op1(x_0, x_1), op2(x_2, x_3))``, and a small MLP head on
+  ``t``; each slot is a ``Choice`` among :data:`OPS` (125 graphs,
+  :class:`OpGraph`). The label is ``1[x_0 x_1 + (x_2 - x_3) > 0]``. Known:
+  ``(mul, sub, add)``; the best other graph allows about 85 % accuracy (a binned
+  Bayes classifier of its ``t``), the known one 100 %.
+- ``"inputs-and-activation"`` (:func:`inputs_and_activation`): the case issue 17
+  reports, both kinds at once: 8 inputs, the label ``1[x_2 x_5 > 0]``;
+  :class:`GatedActivationMLP` has ``Gates`` on the inputs and a ``Choice`` of
+  identity, ReLU and tanh after its hidden layer (identity: chance; closing input 2
+  or 5: chance). Known: gates 2 and 5 open, the rest closed (cost
+  :data:`GATE_COST` per open gate), ReLU or tanh.
+
+Every task fixes its data (:class:`~nondiff.problems.learning.Dataset`: a training
+and a test split from one seeded generator), a model factory, the known structure
+(:attr:`AcceptanceTask.known`, one representative to train alone) and
+:meth:`AcceptanceTask.recovered`. The experiment that runs every registry optimizer
+on them is ``python -m nondiff.benchmarks.hybrid_tasks.acceptance``
+(:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`).
+
+Sources: feature selection by gates with an L0 cost, C. Louizos, M. Welling,
+D. Kingma, "Learning sparse neural networks through L0 regularization", ICLR 2018;
+op choices per edge of a cell, H. Liu, K. Simonyan, Y. Yang, "DARTS: differentiable
+architecture search", ICLR 2019 (here searched, not relaxed).
+
+Example:
+    >>> from nondiff.problems.hybrid.acceptance import make_task
+    >>> task = make_task("op-graph", seed=0)
+    >>> task.known
+    {'op1': 'mul', 'op2': 'sub', 'op3': 'add'}
+    >>> task.recovered({"op1": "mul", "op2": "sub", "op3": "add"})
+    True
+    >>> task.recovered({"op1": "mul", "op2": "add", "op3": "add"})
+    False
+    >>> len(task.data.y_train), task.data.features
+    (2000, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from nondiff.hybrid.structure import Choice, Gates
+from nondiff.problems.learning import Dataset
+from scipy.stats import chi2
+from torch import nn
+
+__all__ = [
+    "ACTIVATIONS", "GATE_COST", "OPS", "PAIR", "RELEVANT", "TASKS", "AcceptanceTask",
+    "ActivationNet", "GatedActivationMLP", "GatedMLP", "OpGraph", "inputs_and_activation",
+    "make_task", "needed_nonlinearity", "op_graph", "relevant_inputs",
+]  # fmt: skip
+
+GATE_COST = 0.02
+"""Structure cost of one open input gate in the gated tasks (in nats of loss)."""
+
+
+class _Elementwise(nn.Module):
+    """A plain elementwise function as a module."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return getattr(self.fn, "__name__", "")
+
+
+def _square(x: torch.Tensor) -> torch.Tensor:
+    return x * x
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "identity": nn.Identity,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "abs": lambda: _Elementwise(torch.abs),
+    "square": lambda: _Elementwise(_square),
+}
+"""The activations of :class:`ActivationNet`'s ``Choice`` (name -> module factory)."""
+
+
+OPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "add": lambda p: p[:, 0] + p[:, 1],
+    "sub": lambda p: p[:, 0] - p[:, 1],
+    "mul": lambda p: p[:, 0] * p[:, 1],
+    "max": lambda p: p.amax(1),
+    "min": lambda p: p.amin(1),
+}
+"""The binary ops of an :class:`OpGraph` slot; each maps ``(batch, 2)`` to ``(batch,)``."""
+
+
+@dataclass(frozen=True)
+class AcceptanceTask:
+    """A classification task whose right structure is known.
+
+    Attributes:
+        name: the task's key in :data:`TASKS`.
+        data: training and test splits (float32 inputs, int64 labels, 2 classes).
+        model: ``factory() -> nn.Module`` declaring the structure (seed torch first).
+        known: one structure that solves the task (trained alone as the reference).
+        accepted: ``{path: allowed values}``: a found structure is recovered when
+            every path's value is among them (gates: the exact mask).
+        structure_cost: the task's ``cost(structure)`` for ``HybridTrainer`` or None.
+        epochs, lr, batch_size: the training budget every method gets.
+        notes: the known structure in words (for tables).
+    """
+
+    name: str
+    data: Dataset
+    model: Callable[[], nn.Module]
+    known: dict[str, Any]
+    accepted: dict[str, list[Any]]
+    structure_cost: Callable[[Mapping[str, Any]], float] | None = None
+    epochs: int = 10
+    lr: float = 1e-2
+    batch_size: int = 64
+    notes: str = ""
+
+    def recovered(self, structure: Mapping[str, Any]) -> bool:
+        """Whether ``structure`` (decoded, as ``trainer.recommended()`` gives it) is
+        the known one: each path's value among :attr:`accepted`."""
+        missing = set(self.accepted) - set(structure)
+        if missing:
+            raise ValueError(f"structure {dict(structure)!r} lacks the paths {sorted(missing)}"
+                             f" of task {self.name!r}; pass a structure of its model")
+        for path, allowed in self.accepted.items():
+            value = structure[path]
+            if isinstance(value, np.ndarray) or isinstance(allowed[0], np.ndarray):
+                if not any(np.array_equal(np.asarray(value, dtype=bool), np.asarray(a))
+                           for a in allowed):
+                    return False
+            elif value not in allowed:
+                return False
+        return True
+
+
+def _dataset(name: str, x: torch.Tensor, y: torch.Tensor, n_train: int) -> Dataset:
+    return Dataset(name, 2, x[:n_train].contiguous(), y[:n_train].contiguous(),
+                   x[n_train:].contiguous(), y[n_train:].contiguous(), (x.shape[1],))
+
+
+def _check_sizes(n_train: int, n_test: int) -> None:
+    for name, value in (("n_train", n_train), ("n_test", n_test)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+# ----- relevant inputs ----------------------------------------------------------------
+RELEVANT = (1, 4, 9)
+"""The inputs that matter in ``"relevant-inputs"``."""
+
+
+class GatedMLP(nn.Module):
+    """``Gates(features)`` on the inputs, then ``Linear -> ReLU -> Linear``."""
+
+    def __init__(self, features: int = 12, hidden: int = 32, classes: int = 2) -> None:
+        super().__init__()
+        self.gates = Gates(features)
+        self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.gates(x))
+
+
+def relevant_inputs(seed: int = 0, n_train: int = 2000, n_test: int = 2000,
+                    features: int = 12) -> AcceptanceTask:
+    """The ``"relevant-inputs"`` task: 3 of ``features`` inputs decide the label."""
+    _check_sizes(n_train, n_test)
+    if isinstance(features, bool) or not isinstance(features, int) or features <= max(RELEVANT):
+        raise ValueError(f"features must be an integer > {max(RELEVANT)} (the relevant inputs "
+                         f"are {RELEVANT}), got {features!r}")
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, features, generator=g)
+    radius = x[:, list(RELEVANT)].square().sum(1)
+    y = (radius > float(chi2.median(len(RELEVANT)))).long()
+    mask = np.zeros(features, dtype=bool)
+    mask[list(RELEVANT)] = True
+    return AcceptanceTask(
+        "relevant-inputs", _dataset("relevant-inputs", x, y, n_train),
+        lambda: GatedMLP(features), {"gates": mask}, {"gates": [mask]},
+        structure_cost=_open_gates, notes=f"open gates {list(RELEVANT)} of {features}")
+
+
+def _open_gates(structure: Mapping[str, Any]) -> float:
+    return GATE_COST * float(np.sum(structure["gates"]))
+
+
+# ----- the needed nonlinearity ---------------------------------------------------------
+class ActivationNet(nn.Module):
+    """``z_i = act_i(a_i x_i + b_i)`` per input (learned ``a``, ``b``; each ``act_i`` a
+    ``Choice`` of :data:`ACTIVATIONS`), then ``Linear(features, classes)``: an additive
+    model whose shape functions are the chosen activations."""
+
+    def __init__(self, features: int = 4, classes: int = 2) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(features))
+        self.shift = nn.Parameter(torch.zeros(features))
+        self.acts = nn.ModuleList(Choice({name: make() for name, make in ACTIVATIONS.items()})
+                                  for _ in range(features))
+        self.out = nn.Linear(features, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x * self.scale + self.shift
+        return self.out(torch.cat([act(h[:, i:i + 1]) for i, act in enumerate(self.acts)], 1))
+
+
+def needed_nonlinearity(seed: int = 0, n_train: int = 2000, n_test: int = 2000
+                        ) -> AcceptanceTask:
+    """The ``"nonlinearity"`` task: the circle label ``1[x_0^2 + x_1^2 > 2 ln 2]``."""
+    _check_sizes(n_train, n_test)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, 4, generator=g)
+    y = (x[:, :2].square().sum(1) > float(chi2.median(2))).long()
+    names = list(ACTIVATIONS)
+    return AcceptanceTask(
+        "nonlinearity", _dataset("nonlinearity", x, y, n_train), ActivationNet,
+        {f"acts.{i}": "square" for i in range(4)},
+        {"acts.0": ["square"], "acts.1": ["square"], "acts.2": names, "acts.3": names},
+        lr=3e-2, notes="square on inputs 0 and 1 (inputs 2, 3: any)")
+
+
+# ----- a small op graph ---------------------------------------------------------------
+class OpGraph(nn.Module):
+    """``t = op3(op1(x_0, x_1), op2(x_2, x_3))``, then ``Linear(1, hidden) -> Tanh ->
+    Linear(hidden, classes)``; each op is a ``Choice`` among :data:`OPS`."""
+
+    def __init__(self, hidden: int = 16, classes: int = 2) -> None:
+        super().__init__()
+        self.op1, self.op2, self.op3 = (Choice(dict(OPS)) for _ in range(3))
+        self.head = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.stack([self.op1(x[:, 0:2]), self.op2(x[:, 2:4])], 1)
+        return self.head(self.op3(h).unsqueeze(1))
+
+
+def op_graph(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> AcceptanceTask:
+    """The ``"op-graph"`` task: the label ``1[x_0 x_1 + (x_2 - x_3) > 0]``."""
+    _check_sizes(n_train, n_test)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, 4, generator=g)
+    y = (x[:, 0] * x[:, 1] + (x[:, 2] - x[:, 3]) > 0).long()
+    known = {"op1": "mul", "op2": "sub", "op3": "add"}
+    return AcceptanceTask("op-graph", _dataset("op-graph", x, y, n_train), OpGraph, known,
+                          {k: [v] for k, v in known.items()}, notes="(mul, sub, add)")
+
+
+# ----- inputs and activation together (the case of issue 17) ----------------------------
+PAIR = (2, 5)
+"""The inputs that matter in ``"inputs-and-activation"``."""
+
+
+class GatedActivationMLP(nn.Module):
+    """``Gates(features)`` on the inputs, ``Linear(features, hidden)``, a ``Choice`` of
+    identity, ReLU and tanh, ``Linear(hidden, classes)``."""
+
+    def __init__(self, features: int = 8, hidden: int = 16, classes: int = 2) -> None:
+        super().__init__()
+        self.gates = Gates(features)
+        self.inp = nn.Linear(features, hidden)
+        self.act = Choice({"identity": nn.Identity(), "relu": nn.ReLU(), "tanh": nn.Tanh()})
+        self.out = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.inp(self.gates(x))))
+
+
+def inputs_and_activation(seed: int = 0, n_train: int = 2000, n_test: int = 2000
+                          ) -> AcceptanceTask:
+    """The ``"inputs-and-activation"`` task: ``1[x_2 x_5 > 0]`` among 8 inputs."""
+    _check_sizes(n_train, n_test)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, 8, generator=g)
+    y = (x[:, PAIR[0]] * x[:, PAIR[1]] > 0).long()
+    mask = np.isin(np.arange(8), PAIR)
+    return AcceptanceTask(
+        "inputs-and-activation", _dataset("inputs-and-activation", x, y, n_train),
+        GatedActivationMLP, {"gates": mask, "act": "relu"},
+        {"gates": [mask], "act": ["relu", "tanh"]}, structure_cost=_open_gates,
+        notes=f"open gates {list(PAIR)} of 8 and a nonlinear activation")
+
+
+TASKS: dict[str, Callable[..., AcceptanceTask]] = {
+    "relevant-inputs": relevant_inputs,
+    "nonlinearity": needed_nonlinearity,
+    "op-graph": op_graph,
+    "inputs-and-activation": inputs_and_activation,
+}
+"""The acceptance tasks by name: ``name -> factory(seed, n_train, n_test)``."""
+
+
+def make_task(name: str, seed: int = 0, **kwargs: Any) -> AcceptanceTask:
+    """The task ``name`` of :data:`TASKS` with data from ``seed``."""
+    if name not in TASKS:
+        raise ValueError(f"unknown acceptance task {name!r}; choose from {sorted(TASKS)}")
+    return TASKS[name](seed, **kwargs)

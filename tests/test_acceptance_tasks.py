@@ -1,0 +1,130 @@
+"""Acceptance tasks of structure search (issue 17): their data and known structures,
+the known structure trained alone, and a quick search that finds it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from nondiff.benchmarks.hybrid_tasks.acceptance import (
+    cost_schedule,
+    handled,
+    main,
+    search,
+    train_fixed,
+)
+from nondiff.hybrid.structure import structure_space
+from nondiff.problems.hybrid.acceptance import RELEVANT, TASKS, make_task
+from scipy.stats import chi2
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+RULES = {  # each task's label, recomputed here from its inputs
+    "relevant-inputs": lambda x: x[:, list(RELEVANT)].square().sum(1) > chi2.median(3),
+    "nonlinearity": lambda x: x[:, 0] ** 2 + x[:, 1] ** 2 > 2 * np.log(2),
+    "op-graph": lambda x: x[:, 0] * x[:, 1] + x[:, 2] - x[:, 3] > 0,
+    "inputs-and-activation": lambda x: x[:, 2] * x[:, 5] > 0,
+}
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_task_data_is_seeded_balanced_and_labeled_by_its_rule(name: str) -> None:
+    task = make_task(name, seed=3, n_train=600, n_test=400)
+    again, other = make_task(name, seed=3, n_train=600, n_test=400), make_task(name, seed=4)
+    data = task.data
+    assert (len(data.y_train), len(data.y_test), data.num_classes) == (600, 400, 2)
+    assert torch.equal(data.x_train, again.data.x_train)
+    assert not torch.equal(data.x_train[:10], other.data.x_train[:10])
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        assert torch.equal(y, RULES[name](x).long())
+        assert 0.4 < y.float().mean() < 0.6  # balanced: chance is 50 %
+    space = structure_space(task.model())
+    assert space.contains(task.known)
+    assert task.recovered(task.known)
+
+
+def test_recovered_accepts_the_known_structure_only() -> None:
+    gates = make_task("relevant-inputs")
+    mask = gates.known["gates"].copy()
+    assert gates.recovered({"gates": mask})
+    extra, missing = mask.copy(), mask.copy()
+    extra[0], missing[RELEVANT[0]] = True, False
+    assert not gates.recovered({"gates": extra})
+    assert not gates.recovered({"gates": missing})
+    acts = make_task("nonlinearity")
+    found = {"acts.0": "square", "acts.1": "square", "acts.2": "identity", "acts.3": "abs"}
+    assert acts.recovered(found)  # inputs 2 and 3 are noise: any activation
+    assert not acts.recovered({**found, "acts.1": "abs"})
+    assert not acts.recovered({**found, "acts.0": "identity"})
+    both = make_task("inputs-and-activation")
+    assert both.recovered({**both.known, "act": "tanh"})
+    assert not both.recovered({**both.known, "act": "identity"})
+    graph = make_task("op-graph")
+    assert not graph.recovered({"op1": "mul", "op2": "add", "op3": "add"})
+    with pytest.raises(ValueError, match="lacks the paths"):
+        graph.recovered({"op1": "mul"})
+
+
+def test_bad_arguments_name_the_argument() -> None:
+    with pytest.raises(ValueError, match="unknown acceptance task 'xor'"):
+        make_task("xor")
+    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+        make_task("op-graph", n_train=0)
+    with pytest.raises(ValueError, match="features must be an integer > 9"):
+        make_task("relevant-inputs", features=5)
+
+
+def test_handled_lists_the_optimizers_that_search_each_space() -> None:
+    names, skipped = handled(make_task("relevant-inputs"))  # Binary(12)
+    assert {"reinforce", "cmaes", "ga", "cga", "one-plus-lambda"} <= set(names)
+    assert "UnsupportedSpaceError" in skipped["snes"]
+    names, skipped = handled(make_task("op-graph"))  # three Categorical(5)
+    assert "cga" in skipped and "cga" not in names
+    assert {"reinforce", "cmaes", "ga"} <= set(names)
+
+
+def test_cost_is_off_at_first_then_ramps_to_full_weight() -> None:
+    weight = cost_schedule(100)
+    assert [weight(t) for t in (0, 30, 50, 70, 99)] == pytest.approx([0, 0, 0.5, 1, 1])
+
+
+WRONG = {  # a plausible wrong structure per task, and the accuracy it cannot reach
+    "relevant-inputs": ({"gates": np.isin(np.arange(12), [1, 9])}, 0.90),  # input 4 shut
+    "nonlinearity": ({f"acts.{i}": "relu" for i in range(4)}, 0.85),  # monotone
+    "op-graph": ({"op1": "mul", "op2": "sub", "op3": "max"}, 0.90),
+    "inputs-and-activation": ({"gates": np.isin(np.arange(8), [2, 5]), "act": "identity"}, 0.7),
+}
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_known_structure_trained_alone_solves_the_task_and_a_wrong_one_does_not(
+        name: str, device: str) -> None:
+    task = make_task(name, seed=0)
+    known = train_fixed(task, seed=0, device=device)
+    assert known["test_accuracy"] > 0.95
+    assert known["forward_examples"] == task.epochs * len(task.data.y_train)
+    wrong, ceiling = WRONG[name]
+    assert train_fixed(task, seed=0, device=device, structure=wrong)["test_accuracy"] < ceiling
+
+
+@pytest.mark.parametrize("name, optimizer", [  # 5 of 5 seeds in the full suite (cmaes 4 of 5)
+    ("relevant-inputs", "reinforce"), ("nonlinearity", "ga"), ("nonlinearity", "cmaes"),
+])
+def test_quick_search_recovers_the_known_structure(name: str, optimizer: str,
+                                                   device: str) -> None:
+    task = make_task(name, seed=0)
+    run = search(task, optimizer, seed=0, device=device)
+    assert run["recovered"], run["structure"]
+    assert run["test_accuracy"] > 0.9
+    # every step evaluates its candidates and takes one weight step on the batch
+    assert run["forward_examples"] > 2 * task.epochs * len(task.data.y_train)
+
+
+def test_suite_table_for_one_task(capsys: pytest.CaptureFixture[str]) -> None:
+    results = main(["op-graph", "--seeds", "1", "--optimizers", "ga", "snes"])
+    row = results["op-graph"]["table"]["ga"]
+    assert row["recovered"] == 1 and row["met"]["recovered"]
+    assert row["compute"] > 2  # the GA's population is evaluated on every batch
+    assert "UnsupportedSpaceError" in results["op-graph"]["skipped"]["snes"]
+    out = capsys.readouterr().out
+    assert "Task op-graph" in out and "snes             skipped" in out
