@@ -47,6 +47,18 @@ generation, on the same batch under the current weights, and told as
 more per generation. ``forward_examples`` counts the compute: examples x forward passes
 of evaluations, re-evaluations and weight steps.
 
+Search compute (``search_compute``): by default every step scores a whole generation
+on the batch, so a step costs ``1 + popsize`` batches of forward examples (15x the
+weight training for a GA or CMA-ES of popsize 14). With ``search_compute=c`` the
+evaluations are bounded by ``c`` evaluation examples per weight-step example: each
+step earns ``c`` times its rows, and a generation runs when the earned credit covers its
+cost (``popsize`` candidates, plus a re-evaluated incumbent, times the evaluation
+batch's rows) — about every ``ceil(popsize / c)`` steps. In between, the weights train
+as ``weight_step`` says under the last generation (``"fair"``: fair paths and that
+generation; before the first one, under fair or uniformly random paths as in
+warm-up). ``c=1`` keeps the total at most twice the weight training alone (issue 17's
+target); steps without a generation report ``fitness_best`` NaN and ``searched`` 0.
+
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
 count or FLOPs of the chosen ops — with a weight ``w_t`` that is 0 until
@@ -236,6 +248,12 @@ class HybridTrainer:
             :attr:`skipped_steps`; ``"off"``: no check. With a Decoupled engine this sets
             the engine's ``on_nonfinite``. Candidates' non-finite fitness values are the
             structure optimizer's to handle (worst rank). See :mod:`nondiff.hybrid.nonfinite`.
+        search_compute: None (default: a generation every step), or the evaluation
+            forward examples allowed per weight-step example (a number > 0; 1.0 keeps
+            ``forward_examples`` at most twice those of the weight steps alone): a
+            generation then runs only when the steps have earned its cost (see the
+            module docstring); the credit and the last generation are in
+            :meth:`state_dict`, so a resume mid-cycle is exact.
         structure_cost: ``cost(structure) -> number`` (a float or one-element tensor) of
             a decoded structure, e.g. ``lambda s: s["gates"].sum()``; the structure
             optimizer minimizes ``fitness + weight * cost``. A NaN, infinite or
@@ -266,6 +284,7 @@ class HybridTrainer:
         cost_weight: float = 1.0, cost_ramp_steps: int = 0,
         cost_schedule: Callable[[int], Any] | None = None, fair_steps: int | float = 0.5,
         fair_paths: int | None = None, reevaluate_incumbent: bool = True,
+        search_compute: float | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -282,6 +301,15 @@ class HybridTrainer:
             raise ValueError(f"reevaluate_incumbent must be True or False, got "
                              f"{reevaluate_incumbent!r}")
         self.reevaluate_incumbent = reevaluate_incumbent
+        if search_compute is not None and (
+                isinstance(search_compute, bool) or not isinstance(search_compute, (int, float))
+                or not math.isfinite(search_compute) or search_compute <= 0):
+            raise ValueError(f"search_compute must be None (a generation every step) or a "
+                             f"finite number > 0 (evaluation examples per weight-step "
+                             f"example), got {search_compute!r}; e.g. 1.0")
+        self.search_compute = None if search_compute is None else float(search_compute)
+        self.search_credit = 0.0  # evaluation examples earned and not yet spent
+        self.between: dict[str, list] = {"encoded": [], "objective": []}  # last generation
         if batched not in (True, False, "auto"):
             raise ValueError(f"batched must be True, False or 'auto', got {batched!r}")
         if isinstance(structure_optimizer, BaseOptimizer):
@@ -459,8 +487,14 @@ class HybridTrainer:
         opt = self.structure_optimizer
         warm = self.step_count < self.warmup_steps
         single = self.weight_step in ("sampled", "best", "recommended")
-        if warm:
+        searched = not warm and self._search_due(_rows(x), _rows(fx))
+        uniform = warm or (not searched and not self.between["encoded"])  # no generation yet
+        if uniform:
             values = self.space.decode_batch(self.space.sample(self.rng, 1)) if single else []
+            fitness, metrics, objective = np.full(1, np.nan), {}, np.zeros(1)
+        elif not searched:  # between generations: the weights train under the last one
+            values = self.space.decode_batch(np.asarray(self.between["encoded"]))
+            objective = np.asarray(self.between["objective"], dtype=np.float64)
             fitness, metrics = np.full(1, np.nan), {}
         else:
             candidates = opt.ask()
@@ -479,12 +513,15 @@ class HybridTrainer:
                 fitness, objective = fitness[:-1], objective[:-1]
                 costs = costs[:-1] if self.structure_cost is not None else None
             metrics = opt.tell(candidates, objective, **extra)
+            if self.search_compute is not None:
+                self.search_credit -= _rows(fx) * len(scored)
+                self.between = {"encoded": encoded.tolist(), "objective": objective.tolist()}
             if self.structure_cost is not None:
                 self.last_generation = {"fitness": fitness.tolist(), "cost": costs.tolist(),
                                         "encoded": encoded.tolist()}
         share = self.fair_share_at(self.step_count)
         if single:
-            if warm:
+            if uniform:
                 chosen = values[0]
             elif self.weight_step == "sampled":
                 chosen = values[int(self.rng.integers(len(values)))]
@@ -504,17 +541,35 @@ class HybridTrainer:
             raise
         self.skipped_steps += skipped
         self.step_count += 1
-        self.forward_examples += _rows(x) + (0 if warm else _rows(fx) * len(scored))
+        self.forward_examples += _rows(x) + (_rows(fx) * len(scored) if searched else 0)
         result = {"step": float(self.step_count), "loss": loss,
                   "fitness_best": float(np.min(fitness)), "fitness_mean": float(np.mean(fitness)),
                   "warmup": float(warm), "skipped": float(skipped)}
+        if self.search_compute is not None:
+            result["searched"] = float(searched)
         if not single:
             result["fair_share"] = share
         if self.structure_cost is not None:
-            result["cost_weight"] = 0.0 if warm else weight
-            result["cost_mean"] = math.nan if warm else float(np.mean(costs))
+            result["cost_weight"] = weight if searched else 0.0 if warm else \
+                self.cost_weight_at(self.step_count - 1)
+            result["cost_mean"] = float(np.mean(costs)) if searched else math.nan
         result.update({f"structure_{k}": v for k, v in metrics.items()})
         return result
+
+    def _search_due(self, rows: int, eval_rows: int) -> bool:
+        """Whether this step evaluates a generation. Always without ``search_compute``;
+        with it, the step first earns ``search_compute * rows`` evaluation examples, and
+        a generation runs when the credit covers its cost: ``eval_rows`` times the
+        optimizer's ``popsize`` (plus the re-evaluated incumbent). The generation then
+        spends its actual cost, so the evaluations never exceed ``search_compute`` times
+        the weight-step examples by more than one generation asking more than
+        ``popsize`` candidates."""
+        if self.search_compute is None:
+            return True
+        self.search_credit += self.search_compute * rows
+        size = int(getattr(self.structure_optimizer, "popsize", 1))
+        size += self._incumbent() is not None
+        return self.search_credit >= size * eval_rows
 
     def _incumbent(self) -> np.ndarray | None:
         """The structure optimizer's recommendation (encoded) to re-evaluate with this
@@ -781,6 +836,8 @@ class HybridTrainer:
             "batched": self.batched,
             "batched_steps": self.batched_steps,
             "last_generation": {k: list(v) for k, v in self.last_generation.items()},
+            "search": {"credit": self.search_credit,
+                       "between": {k: list(v) for k, v in self.between.items()}},
         })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -791,7 +848,7 @@ class HybridTrainer:
         keys = {"version", "model", "weight_optimizer", "structure_optimizer", "counters",
                 "rng", "torch_rng", "batched"}
         if not isinstance(state, Mapping) or \
-                set(state) - {"last_generation", "batched_steps"} != keys:
+                set(state) - {"last_generation", "batched_steps", "search"} != keys:
             got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(f"not a HybridTrainer state dict: expected keys {sorted(keys)}, "
                              f"got {got}")
@@ -801,10 +858,15 @@ class HybridTrainer:
         last = state.get("last_generation") or {"fitness": [], "cost": [], "encoded": []}
         if not isinstance(last, Mapping) or set(last) != {"fitness", "cost", "encoded"}:
             raise ValueError(f"not a HybridTrainer state dict: last_generation is {last!r}")
+        search = state.get("search") or {"credit": 0.0,
+                                          "between": {"encoded": [], "objective": []}}
         try:
             last = {k: list(v) for k, v in last.items()}
+            search = {"credit": float(search["credit"]),
+                      "between": {k: list(search["between"][k])
+                                  for k in ("encoded", "objective")}}
             counters = {k: int(v) for k, v in state["counters"].items()}
-        except (TypeError, ValueError, AttributeError) as error:
+        except (TypeError, ValueError, AttributeError, KeyError) as error:
             raise ValueError(f"not a HybridTrainer state dict: {error}") from None
         if any(v < 0 for v in counters.values()) or not {"step", "epoch", "batch_in_epoch"} \
                 <= set(counters):
@@ -812,10 +874,10 @@ class HybridTrainer:
                              "edited or damaged")
         before = self.state_dict()  # a refused load leaves the trainer as it was
         try:
-            self._load_parts(state, counters, last)
+            self._load_parts(state, counters, last, search)
         except Exception as error:
             self._load_parts(verify(before, "HybridTrainer state"), before["counters"],
-                             before["last_generation"])
+                             before["last_generation"], before["search"])
             if isinstance(error, ValueError):
                 raise
             raise ValueError(f"this HybridTrainer state dict does not fit the trainer "
@@ -823,7 +885,7 @@ class HybridTrainer:
                              "same model, optimizers and engine before loading") from error
 
     def _load_parts(self, state: Mapping[str, Any], counters: Mapping[str, int],
-                    last: dict[str, list]) -> None:
+                    last: dict[str, list], search: Mapping[str, Any]) -> None:
         self.structure_optimizer.load_state_dict(state["structure_optimizer"])
         if self.engine is not None:
             if state["weight_optimizer"] is not None:
@@ -840,6 +902,8 @@ class HybridTrainer:
         self.batched = state["batched"]
         self.batched_steps = bool(state.get("batched_steps", bool(self.batched)))
         self.last_generation = last
+        self.search_credit = float(search["credit"])
+        self.between = {k: list(v) for k, v in search["between"].items()}
 
     def __repr__(self) -> str:
         kinds = "/".join(sorted(leaf_kinds(self.space)))
