@@ -26,8 +26,10 @@ seed (interleaved: a slow phase of a shared machine hits every method alike):
   architectures, each evaluated on the batch with the shared weights, Pham et al.
   2018) under fixed hyperparameters (AdamW, lr 3e-3, batch 64). The found
   architecture is then fixed and the rest of the budget goes to ``tune`` (CMA-ES +
-  ASHA) over the other five hyperparameters, training that architecture from
-  scratch. The supernet's compute counts: each of its epochs is one epoch of weight
+  ASHA) over the other five hyperparameters, every trial fine-tuning that
+  architecture from the supernet's weights (inherited, the usual one-shot saving;
+  the final pick is still scored after a retrain from scratch like every other
+  method's). The supernet's compute counts: each of its epochs is one epoch of weight
   steps plus the candidates' forward passes at a third of a training epoch each
   (forward + backward ~ 3 forward passes).
 
@@ -61,6 +63,7 @@ sampling", ECCV 2020.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -242,11 +245,12 @@ def grid(space: Product, points: int = 16) -> Product:
 
 
 def run_tune(task: CNNTask, budget: int, seed: int, optimizer: str, scheduler: str,
-             space: Product = SPACE) -> Any:
+             space: Product = SPACE, init: SuperNet | None = None) -> Any:
     """:func:`nondiff.tune.tune` on the task, in this process (no pool: one core each);
     the GA, which searches discrete spaces only, gets :func:`grid` of the space. PBT's
     explore step changes only :data:`PBT_MUTABLE` (a copied network keeps its shape
-    and its kind of optimizer, whose state it copies)."""
+    and its kind of optimizer, whose state it copies). ``init``: a trained supernet every
+    trial's network starts from (:meth:`CNNTask.train`)."""
     from nondiff.tune import PBT, tune
 
     if optimizer not in names_supporting(leaf_kinds(space)):
@@ -254,7 +258,8 @@ def run_tune(task: CNNTask, budget: int, seed: int, optimizer: str, scheduler: s
     if scheduler == "pbt":
         scheduler = PBT(mutable=PBT_MUTABLE)
 
-    return tune(task.train, space, optimizer=optimizer, scheduler=scheduler, budget=budget,
+    train = task.train if init is None else functools.partial(task.train, init=init)
+    return tune(train, space, optimizer=optimizer, scheduler=scheduler, budget=budget,
                 max_steps=task.epochs, mode="max", parallel=1, executor="inline", seed=seed)
 
 
@@ -286,7 +291,7 @@ def run_oneshot(task: CNNTask, budget: int, seed: int, popsize: int = 4
     fixed = Product({name: (Categorical([arch[name]]) if name in arch else leaf)
                      for name, leaf in SPACE.spaces.items()})
     rest = max(task.epochs, budget - math.ceil(supernet))
-    study = run_tune(task, rest, seed, "cmaes", "asha", space=fixed)
+    study = run_tune(task, rest, seed, "cmaes", "asha", space=fixed, init=net)
     return study, supernet, arch
 
 
