@@ -154,6 +154,24 @@ class SuperNet(nn.Module):
         return {"width": self.width.value, "depth": self.depth.value,
                 "activation": self.activation.value}
 
+    def subnet_state(self, config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The shared weights of ``config``'s architecture as a :class:`CNN` state dict
+        (copies: training the CNN leaves the supernet as it is); the one-shot saving of
+        starting a found architecture from the weights it was searched with."""
+        width, depth = int(config["width"]), int(config["depth"])
+        widths, depths = SPACE["width"], SPACE["depth"]
+        if not (widths.low <= width <= widths.high and depths.low <= depth <= depths.high):
+            raise ValueError(f"config's width={width}, depth={depth} is not a network of this "
+                             f"supernet (width {widths.low}..{widths.high}, depth "
+                             f"{depths.low}..{depths.high}); pick one inside")
+        state: dict[str, torch.Tensor] = {}
+        for i, conv in enumerate(self.convs[:depth]):
+            state[f"features.{3 * i}.weight"] = conv.weight[:width, :(1 if i == 0 else width)]
+            state[f"features.{3 * i}.bias"] = conv.bias[:width]
+        state["head.weight"] = self.head.weight[:, :width * POOLED]
+        state["head.bias"] = self.head.bias
+        return {k: v.detach().clone() for k, v in state.items()}
+
 
 def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(config, Mapping):
@@ -226,7 +244,8 @@ class CNNTask:
                    float(config["dropout"]))
 
     # ----- the training loop ----------------------------------------------------------
-    def train(self, config: Mapping[str, Any], trial: TrialLike) -> float:
+    def train(self, config: Mapping[str, Any], trial: TrialLike,
+              init: SuperNet | None = None) -> float:
         """One trial: train ``config`` up to :attr:`epochs`, reporting validation
         accuracy per epoch (step = epochs done); returns the last accuracy.
 
@@ -236,9 +255,17 @@ class CNNTask:
         saved optimizer state is kept only for the same optimizer). The weights of a
         saved state of another architecture cannot move across shapes: the trial then
         trains fresh weights for its remaining epochs (its step count goes on). A full
-        trial is ``trial.max_steps`` epochs when the trial has it, else :attr:`epochs`."""
+        trial is ``trial.max_steps`` epochs when the trial has it, else :attr:`epochs`.
+
+        ``init``: a trained :class:`SuperNet` whose shared weights of the config's
+        architecture (:meth:`SuperNet.subnet_state`) the network starts from instead of
+        random ones, when the trial restores nothing (pass it with
+        ``functools.partial(task.train, init=supernet)``)."""
         config = _check_config(config)
-        return self._fit(config, trial, config_seed(config), getattr(trial, "max_steps", None))
+        if init is not None and not isinstance(init, SuperNet):
+            raise ValueError(f"init must be a trained SuperNet or None, got {init!r:.80}")
+        return self._fit(config, trial, config_seed(config), getattr(trial, "max_steps", None),
+                         init)
 
     def retrain(self, config: Mapping[str, Any], seed: int = 0,
                 epochs: int | None = None) -> dict[str, Any]:
@@ -250,10 +277,12 @@ class CNNTask:
         return recorder.state
 
     def _fit(self, config: dict[str, Any], trial: TrialLike, seed: int,
-             epochs: int | None = None) -> float:
+             epochs: int | None = None, init: SuperNet | None = None) -> float:
         epochs = self.epochs if epochs is None else epochs
         torch.manual_seed(seed)
         model = self.build(config)
+        if init is not None:
+            model.load_state_dict(init.subnet_state(config))
         opt = _optimizer(model, config)
         arch = _arch(config)
         start, last = 0, math.nan

@@ -118,6 +118,35 @@ def test_supernet_covers_the_architecture_leaves_and_shares_weights() -> None:
     assert torch.equal(net(x), before)
 
 
+def test_a_found_architecture_inherits_the_supernets_weights(task: CNNTask) -> None:
+    torch.manual_seed(0)
+    net = SuperNet()
+    arch = {"width": 7, "depth": 3, "activation": "gelu"}
+    set_structure(net, arch)
+    config = {**CONFIG, **arch, "dropout": 0.0}
+    cnn = task.build(config)
+    cnn.load_state_dict(net.subnet_state(config))  # every key, every shape
+    x = torch.randn(6, 40)
+    net.eval(), cnn.eval()
+    assert torch.allclose(cnn(x), net(x), atol=1e-6)
+    state = net.subnet_state(config)
+    state["head.bias"] += 1.0  # a copy: training the CNN leaves the supernet alone
+    assert not torch.equal(net.head.bias, state["head.bias"])
+    # train(init=...) starts there: after one epoch at the smallest learning rate the
+    # weights are still the supernet's, while a run without init starts elsewhere
+    slow = {**config, "lr": 1e-4, "weight_decay": 1e-6, "optimizer": "sgd"}
+    inherited, fresh = ScriptedTrial(stop_after=1), ScriptedTrial(stop_after=1)
+    task.train(slow, inherited, init=net)
+    task.train(slow, fresh)
+    start = net.subnet_state(config)["features.3.weight"]
+    assert (inherited.states[0]["model"]["features.3.weight"] - start).abs().max() < 1e-2
+    assert (fresh.states[0]["model"]["features.3.weight"] - start).abs().max() > 1e-1
+    with pytest.raises(ValueError, match="init must be"):
+        task.train(config, ScriptedTrial(), init=net.state_dict())
+    with pytest.raises(ValueError, match="width=40"):
+        net.subnet_state({**config, "width": 40})
+
+
 def test_quick_benchmark_runs_end_to_end(tmp_path, capsys) -> None:
     pytest.importorskip("optuna")
     pytest.importorskip("nondiff.tune")
