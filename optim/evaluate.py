@@ -195,17 +195,28 @@ class _Shipping:
         return self._payload
 
 
+def pickled(obj: Any, what: str, alternatives: str) -> bytes:
+    """``pickle.dumps(obj)``, or a ValueError naming ``what`` could not travel to worker
+    processes, how to define it so it does, and the ``alternatives`` that need no pickle.
+
+    Example:
+        >>> len(pickled(abs, "the objective", "")) > 0
+        True
+    """
+    try:
+        return pickle.dumps(obj)
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        name = getattr(obj, "__qualname__", type(obj).__name__)
+        raise ValueError(
+            f"{what} {name!r} cannot be sent to worker processes ({type(error).__name__}: "
+            f"{error}); define it with def at the top level of a module (lambdas and local "
+            f"functions do not pickle), or {alternatives}") from None
+
+
 def _pickled(fn: Any) -> bytes:
     """``pickle.dumps(fn)``, or a ValueError that says how to make ``fn`` travel."""
-    try:
-        return pickle.dumps(fn)
-    except (pickle.PicklingError, AttributeError, TypeError) as error:
-        raise ValueError(
-            f"the objective {getattr(fn, '__qualname__', type(fn).__name__)!r} cannot be sent "
-            f"to worker processes ({type(error).__name__}: {error}); define it with def at "
-            "the top level of a module (lambdas and local functions do not pickle), or use "
-            "SerialEvaluator / RayEvaluator (cloudpickle), or vectorized=True in this "
-            "process") from None
+    return pickled(fn, "the objective", "use SerialEvaluator / RayEvaluator (cloudpickle), "
+                   "or vectorized=True in this process")
 
 
 def _check_retries(max_retries: Any) -> int:

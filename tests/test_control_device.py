@@ -12,6 +12,8 @@ from nondiff.problems.classic_control import ENVIRONMENTS, _wrap
 from nondiff.problems.control import SYNC_EVERY, ControlProblem
 from torch import nn
 
+from tests.host_reads import count_host_reads
+
 ENV_IDS = sorted(ENVIRONMENTS)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -97,19 +99,8 @@ def test_custom_module_with_buffer_on_the_device(device) -> None:
 
 
 def _count_host_reads(monkeypatch) -> list[int]:
-    """Count every way a tensor value reaches Python (bool, float, int, item, ...) and
-    the calls whose result's shape depends on values (nonzero: a sync on a GPU)."""
-    reads = [0]
-    for name in ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy",
-                 "nonzero"):
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, _original=original, **kwargs):
-            reads[0] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    return reads
+    """Host reads, and the calls whose result's shape depends on values (nonzero)."""
+    return count_host_reads(monkeypatch, also=("nonzero",))
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])

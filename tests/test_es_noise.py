@@ -10,6 +10,8 @@ from nondiff.optim import registry
 from nondiff.optim.distributions import IsotropicGaussian, SeparableGaussian
 from nondiff.optim.steps import ClipUp
 
+from tests.host_reads import count_host_reads
+
 ES = ["snes", "pgpe", "openai-es", "cem"]
 
 
@@ -64,25 +66,12 @@ def test_candidates_edited_in_place_are_learned_from_not_the_kept_noise(device, 
     assert torch.equal(edited.recommend(), fresh.recommend())
 
 
-def _count_host_reads(monkeypatch) -> list[int]:
-    reads = [0]
-    for name in ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy"):
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, _original=original, **kwargs):
-            reads[0] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    return reads
-
-
 @pytest.mark.parametrize("name", ES)
 def test_ask_reads_nothing_back(monkeypatch, device, name):
     opt = _opt(name, device)
     x = opt.ask()
     opt.tell(x, sphere(x))
-    reads = _count_host_reads(monkeypatch)
+    reads = count_host_reads(monkeypatch)
     opt.ask()
     assert reads[0] == 0
 
@@ -90,7 +79,7 @@ def test_ask_reads_nothing_back(monkeypatch, device, name):
 def test_clipup_steps_without_reading_its_norms(monkeypatch, device):
     step = ClipUp(lr=0.1)
     state = step.init(torch.zeros(3, device=device))
-    reads = _count_host_reads(monkeypatch)
+    reads = count_host_reads(monkeypatch)
     for grad in ([3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [float("nan"), 1.0, 0.0]):
         delta = step.update(torch.tensor(grad, device=device), state)
     assert reads[0] == 0

@@ -46,6 +46,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_connections
 from typing import Any
 
+from nondiff.optim.evaluate import pickled
 from nondiff.optim.lifetime import die_with
 
 from .trial import STOP, Job, run_job
@@ -166,15 +167,8 @@ def _process_worker(conn: Connection, owner: int, threads: int, payload: bytes) 
 
 def check_picklable(train: Any) -> bytes:
     """``pickle.dumps(train)``, or a ValueError saying how to make it travel."""
-    try:
-        return pickle.dumps(train)
-    except (pickle.PicklingError, AttributeError, TypeError) as error:
-        raise ValueError(
-            f"train={getattr(train, '__qualname__', type(train).__name__)!r} cannot be sent to "
-            f"worker processes ({type(error).__name__}: {error}); with executor='process' "
-            "define it with def at the top level of a module (lambdas and local functions do "
-            "not pickle), or pass executor='inline' (threads) or executor='ray' "
-            "(cloudpickle)") from None
+    return pickled(train, "train", "pass executor='inline' (threads) or executor='ray' "
+                   "(cloudpickle)")
 
 
 class ProcessExecutor(Executor):
