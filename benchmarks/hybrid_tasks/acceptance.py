@@ -6,7 +6,7 @@ known), :func:`run_suite` trains the task's model with
 searches the model's structure space (``registry.create`` refuses the others with an
 ``UnsupportedSpaceError``: they are listed as skipped), with the trainer's defaults,
 the task's structure cost (the gated tasks: per open gate, off for the first 30 % of
-the steps, then ramped in over the next 40 %: :data:`COST_START`) and the same epochs,
+the steps, then ramped in over the next 40 %: ``COST_START``) and the same epochs,
 batches and seeds for all; and it trains the known structure alone
 (:func:`train_fixed`) with the same budget. Per task and optimizer the table gives
 
@@ -70,7 +70,7 @@ looks like pure cost."""
 
 def cost_schedule(steps: int) -> Callable[[int], float]:
     """The weight of the structure cost at step ``t`` of ``steps`` (see
-    :data:`COST_START`)."""
+    ``COST_START``)."""
     start, ramp = COST_START * steps, max(1.0, COST_RAMP * steps)
     return lambda t: min(1.0, max(0.0, (t - start) / ramp))
 
