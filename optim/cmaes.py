@@ -239,6 +239,12 @@ class CMAES(BaseOptimizer):
                 self.dim, self.popsize)
         if self.bounds is None:
             return
+        if self.dim == 1 and np.isfinite(np.concatenate(self.bounds)).any():  # pycma 4.x:
+            # its BoundTransform fails with "not yet initialized" in dimension 1
+            raise ValueError(
+                f"{self.name} (pycma) fails on a bounded search of dimension 1 (its bound "
+                "handling needs dimension >= 2); use 'cmaes-torch' (its own box "
+                "transformation) or 'snes' for one bounded variable")
         for i in hp.integer_variables:
             for b in (self.bounds[0][i], self.bounds[1][i]):
                 if np.isfinite(b) and b * 2 != np.round(b * 2):

@@ -146,6 +146,15 @@ class CMAESTorch(BaseOptimizer):
     def diagonal(self) -> bool:
         return self.hparams.covariance == "diagonal"
 
+    def _configure(self) -> None:
+        """Refuse half precision before anything is built: the eigendecomposition (LAPACK,
+        cuSOLVER) has no float16/bfloat16 kernels."""
+        dtype = self.format.torch_dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            raise ValueError(f"x0 has dtype {dtype}, which {self.name} cannot search in "
+                             "(no half-precision eigendecomposition); pass x0 as float32 "
+                             "or float64")
+
     def _init_state(self, x0: torch.Tensor) -> CMATorchState:
         self.params: StrategyParameters = strategy_parameters(
             self.dim, self.popsize, diagonal=self.diagonal, active=self.hparams.active)
@@ -275,7 +284,8 @@ class CMAESTorch(BaseOptimizer):
         s = (st.ps.square().sum().sqrt() / p.chin - 1) * (cs / p.damps)
         st.sigma = sigma * s.clamp(-1.0, 1.0).exp()  # Eq. (44), change clipped as pycma
         st.mean = mean
-        return self._after_update(fitness, order)
+        raw = np.asarray(extra.get("raw_fitness", fitness), dtype=np.float64)
+        return self._after_update(raw, order)
 
     def _inverse_sqrt(self, v: torch.Tensor) -> torch.Tensor:
         """``C^(-1/2) v`` for rows ``v`` with the last decomposition: ``B D^-1 B^T v``."""
@@ -300,15 +310,18 @@ class CMAESTorch(BaseOptimizer):
         condition = (st.axes.max() / st.axes.min()).square()
         sigma, reach, finite, condition = torch.stack(
             [st.sigma, reach, finite.to(st.sigma.dtype), condition]).tolist()
-        history = st.best_history
-        history.append(float(fitness[order[0]]))
-        del history[:-(10 + math.ceil(30 * self.dim / self.popsize))]  # pycma's length
-        quarter = fitness[order[min(self.popsize - 1, math.ceil(0.1 + self.popsize / 4))]]
-        st.flat = st.flat + 1 if fitness[order[0]] == quarter else 0
+        # The fitness tests read the told values (NaN/inf as +inf, ranked last): stand-ins
+        # of a generation without a finite value would look flat, i.e. converged.
+        history, informative = st.best_history, bool(np.isfinite(fitness[order[0]]))
+        if informative:
+            history.append(float(fitness[order[0]]))
+            del history[:-(10 + math.ceil(30 * self.dim / self.popsize))]  # pycma's length
+            quarter = fitness[order[min(self.popsize - 1, math.ceil(0.1 + self.popsize / 4))]]
+            st.flat = st.flat + 1 if fitness[order[0]] == quarter else 0
         reasons: dict[str, Any] = dict(st.stopped)
         if not finite or not math.isfinite(condition):
             reasons["nonfinite_state"] = True
-        if st.generation > 1 and fitness[order[-1]] - fitness[order[0]] < TOLFUN \
+        if informative and st.generation > 1 and fitness[order[-1]] - fitness[order[0]] < TOLFUN \
                 and max(history) - min(history) < TOLFUN:
             reasons["tolfun"] = TOLFUN
         if reach < TOLX:

@@ -138,9 +138,15 @@ class GaussianES(BaseOptimizer):
                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(sum_i u_i z_i, sum_i u_i z_i^2)``: from the noise kept by :meth:`_sample`
         when ``x`` is that ask's samples, unedited (``z`` read once, half of it for
-        mirrored samples); else recomputed from ``x`` (``z = (x - m) / s``)."""
+        mirrored samples); else recomputed from ``x`` (``z = (x - m) / s``).
+
+        Only off the CPU: there the version counter sees every edit of the candidates,
+        while a CPU tensor can be written through a numpy view (``np.asarray(x)[:] = ...``)
+        that does not bump it; so on the CPU the noise is always recomputed from ``x``
+        (``x.data`` edits are not seen on any device: edit the tensor ask returned)."""
         kept, self._noise_for = self._noise_for, None
-        if kept is not None and self._told_asked and _same_tensor(kept[0], x):
+        if kept is not None and self._told_asked and x.device.type != "cpu" \
+                and _same_tensor(kept[0], x):
             m = x.shape[0] // 2 if kept[1] else x.shape[0]
             return dist.noise_sums_of(self._workspace_buffer[:m], u, kept[1], second)
         return dist.noise_sums(x, u, self._workspace(x), second=second)

@@ -223,8 +223,9 @@ def minimize(
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer):
         seed = int(saved["optimizer"]["config"]["seed"])
-    if constraints is None and isinstance(optimizer, str):
-        optimizer = device_variant(optimizer, x0, options)
+    if constraints is None and isinstance(optimizer, str) and (
+            saved is None or saved["optimizer"].get("optimizer") != optimizer):
+        optimizer = device_variant(optimizer, x0, options)  # a checkpoint of `optimizer` resumes it
     opt = make_optimizer(optimizer, x0, sigma0, bounds, seed, options)
     space = opt.space
     if evaluator is None:

@@ -424,3 +424,14 @@ def test_a_single_discrete_variable_is_refused_with_alternatives() -> None:
     space = Product(a=Categorical(["x", "y", "z"]))
     with pytest.raises(ValueError, match=r"single integer/categorical/binary.*'reinforce'"):
         registry.create("cmaes", space, seed=0)
+
+
+def test_one_bounded_variable_is_refused_with_the_optimizers_that_can():
+    with pytest.raises(ValueError, match=r"bounded search of dimension 1.*'cmaes-torch'"):
+        registry.create("cmaes", np.zeros(1), bounds=(np.zeros(1) - 1, np.ones(1)))
+    registry.create("cmaes", np.zeros(1), bounds=(np.full(1, -np.inf), np.full(1, np.inf)))
+    from nondiff.optim.minimize import minimize as run
+
+    r = run(lambda x: -x[0], np.array([0.5]), optimizer="cmaes-torch",
+                 bounds=(np.zeros(1), np.ones(1)), budget=200, seed=0, sigma0=0.3)
+    assert 0.99 <= r.x[0] <= 1.0

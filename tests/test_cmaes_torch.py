@@ -272,3 +272,23 @@ def test_minimize_picks_torch_cmaes_for_cuda_tensors(device):
     res = minimize(lambda x: (x.double() ** 2).sum(1), x0 + 1, budget=200, vectorized=True,
                    seed=0)
     assert res.optimizer == expected
+
+
+@pytest.mark.parametrize("cls", [CMAESTorch, SepCMAESTorch])
+def test_generations_without_a_finite_value_do_not_look_converged(cls, device):
+    opt = cls(torch.ones(5, dtype=torch.float64, device=device), seed=0)
+    for _ in range(3):  # stand-ins of all-NaN generations are equal: no tolfun/flat stop
+        x = opt.ask()
+        opt.tell(x, torch.full((x.shape[0],), math.nan, device=device))
+    assert opt.stop() == {} and opt.state.best_history == []
+    x = opt.ask()
+    f = x.square().sum(dim=1)
+    f[0] = math.nan  # a NaN row ranks last; the history holds the best finite value
+    opt.tell(x, f)
+    assert opt.state.best_history == [pytest.approx(float(f[1:].min()))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused_before_anything_is_built(dtype):
+    with pytest.raises(ValueError, match=r"x0 has dtype .*(float32 or float64|x0\.float\(\))"):
+        CMAESTorch(torch.ones(3, dtype=dtype))

@@ -4,6 +4,7 @@ never learned from stale noise, ClipUp steps without reading its norms."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from nondiff.optim import registry
@@ -63,6 +64,18 @@ def test_candidates_edited_in_place_are_learned_from_not_the_kept_noise(device, 
     y[0] += 1.0
     edited.tell(x, sphere(x))
     fresh.tell(y, sphere(y))  # a new tensor: learned from the candidates themselves
+    assert torch.equal(edited.recommend(), fresh.recommend())
+
+
+@pytest.mark.parametrize("name", ["snes", "pgpe", "openai-es"])
+def test_cpu_candidates_edited_through_a_numpy_view_are_learned_from(name):
+    edited, fresh = _opt(name, "cpu"), _opt(name, "cpu")
+    x, y = edited.ask(), fresh.ask()
+    np.asarray(x)[0] += 1.0  # a numpy view's write does not bump the version counter
+    y = y.clone()
+    y[0] += 1.0
+    edited.tell(x, sphere(x))
+    fresh.tell(y, sphere(y))
     assert torch.equal(edited.recommend(), fresh.recommend())
 
 

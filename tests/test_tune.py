@@ -154,6 +154,40 @@ def test_a_failing_trial_is_recorded_with_its_traceback_and_the_study_goes_on() 
     assert "failed trials" in study.summary()
 
 
+def test_a_train_that_calls_sys_exit_on_a_thread_is_recorded_not_hung() -> None:
+    def exits(config, trial):
+        trial.report(1, 0.5)
+        if config["width"] % 2:
+            raise SystemExit(3)  # would end the trial's thread without a word
+
+    study = tune(exits, SPACE, scheduler=None, budget=20, max_steps=1, executor="inline",
+                 seed=0)
+    failed = [t for t in study.trials if t.state == "failed"]
+    assert failed and all("SystemExit: 3" in t.error for t in failed)
+
+
+def test_a_space_of_functions_resumes_from_its_storage(tmp_path) -> None:
+    def build():  # as a new process would: the same functions at other addresses
+        def relu(x):
+            return torch.relu(x)
+
+        def tanh(x):
+            return torch.tanh(x)
+
+        return {"act": Categorical([relu, tanh]), "x": Real(-1.0, 1.0)}
+
+    def train_act(config, trial):
+        trial.report(1, -config["x"] ** 2 + (config["act"].__name__ == "relu"))
+
+    path = str(tmp_path / "s.sqlite")
+    first = tune(train_act, build(), scheduler=None, budget=10, max_steps=1,
+                 executor="inline", storage=path, seed=0)
+    again = tune(train_act, build(), scheduler=None, budget=20, max_steps=1,
+                 executor="inline", storage=path, seed=0)  # reprs hold memory addresses
+    assert len(again.trials) == 20
+    assert [t.config["x"] for t in again.trials[:10]] == [t.config["x"] for t in first.trials]
+
+
 def test_a_train_that_always_fails_ends_the_study() -> None:
     def broken(config, trial):
         raise KeyError("learning_rate")

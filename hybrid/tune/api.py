@@ -33,12 +33,13 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from nondiff.optim import registry
 from nondiff.optim.base import BaseOptimizer
-from nondiff.optim.minimize import make_optimizer
+from nondiff.optim.minimize import TORCH_VARIANTS, make_optimizer
 from nondiff.optim.spaces import Product, Space, leaf_kinds
 
 from .driver import Driver
@@ -154,7 +155,7 @@ def tune(
     opt, grid = _optimizer(optimizer, space, int(seed))
     sched = make_scheduler(scheduler)
     sched.bind(max_steps, mode, space=space, seed=int(seed), popsize=opt.popsize)
-    settings = {"space": repr(space), "optimizer": f"{opt.name} {_config(opt)}",
+    settings = {"space": _stable(repr(space)), "optimizer": _stable(f"{opt.name} {_config(opt)}"),
                 "scheduler": sched.settings(), "max_steps": max_steps, "mode": mode,
                 "seed": int(seed)}
     store = Storage(storage, study_name)
@@ -188,8 +189,17 @@ def _optimizer(optimizer: Any, space: Product, seed: int) -> tuple[BaseOptimizer
         raise ValueError(f"optimizer must be a registry name ('cmaes', 'reinforce', 'ga', ...) "
                          f"or an optimizer instance, got {optimizer!r:.80}")
     cls = registry.get(optimizer)  # an unknown name: a ValueError with the close ones
+    if optimizer in TORCH_VARIANTS and space.size == 1 and leaf_kinds(space) == {"real"}:
+        optimizer = TORCH_VARIANTS[optimizer]  # pycma cannot search one bounded real
+        cls = registry.get(optimizer)
     grid = Grid(space) if needs_grid and "real" not in cls.supported_spaces else None
     return make_optimizer(optimizer, grid.space if grid is not None else space, seed=seed), grid
+
+
+def _stable(text: str) -> str:
+    """``text`` without memory addresses (``<function f at 0x7f..>``: another in every
+    process), so the same call compares equal to the settings it stored."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
 def _config(opt: BaseOptimizer) -> str:

@@ -200,7 +200,7 @@ def run_job(train: Callable[[dict[str, Any], Trial], Any], job: Job, channel: Ch
                 raise TrialUsageError(f"train returned {type(result).__name__} {result!r:.60}; "
                                       "return None or a number (kept as the trial's result)")
             result = float(result)
-    except Exception as error:
+    except BaseException as error:  # SystemExit in train too: a thread would end silently
         usage = str(error) if isinstance(error, TrialUsageError) else None
         channel.send(("error", job.number, traceback.format_exc(), usage))
         return
