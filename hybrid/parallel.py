@@ -127,7 +127,8 @@ SEND_WINDOW = 4
 class _Link:
     """The worker's side of the pipeline: messages to and from its neighbours.
 
-    Every message is one float32 tensor of a fixed size, ``[n, payload]``: a forward
+    Every message is one tensor of a fixed size in the model's floating dtype
+    (``dtype``: float32 for most models, float64 for a float64 one), ``[n, payload]``: a forward
     message holds ``n`` labels (in ``batch_size`` slots) then ``n`` activation rows, a
     target message ``n`` gradient rows. One gloo message per step instead of three
     (header, activations, labels) halves the communication cost of small batches, and
@@ -146,8 +147,9 @@ class _Link:
     """
 
     def __init__(self, rank: int, world: int, batch_size: int,
-                 pipes: Pipes | None = None) -> None:
-        self.rank, self.world, self.batch_size = rank, world, batch_size
+                 pipes: Pipes | None = None, dtype: torch.dtype = torch.float32) -> None:
+        self.rank, self.world, self.batch_size, self.dtype = rank, world, batch_size, dtype
+        self.max_label = int(2 / torch.finfo(dtype).eps)  # integers held exactly
         self.pipes = pipes
         self.device = torch.device("cpu") if pipes is None else pipes.device
         self.sends: collections.deque[tuple[Any, torch.Tensor]] = collections.deque()
@@ -167,11 +169,12 @@ class _Link:
     def send_forward(self, h: torch.Tensor, y: torch.Tensor) -> None:
         n, cap = len(h), self.batch_size
         if y.dtype.is_floating_point or (n and y.device.type == "cpu"  # no GPU sync
-                                         and int(y.abs().max()) >= 2**24):
-            raise ValueError("fit_parallel sends integer class labels below 2**24 forward; got "
-                             f"labels of dtype {y.dtype}")
+                                         and int(y.abs().max()) >= self.max_label):
+            raise ValueError(f"fit_parallel sends integer class labels below {self.max_label} "
+                             f"forward (messages of dtype {self.dtype}); got labels of dtype "
+                             f"{y.dtype}")
         message = torch.empty(1 + cap + cap * h[0].numel() if n else 1 + cap,
-                              device=self.device)
+                              device=self.device, dtype=self.dtype)
         message[0] = n
         message[1:1 + n] = y
         message[1 + cap:1 + cap + h.numel()] = h.detach().reshape(-1)
@@ -196,12 +199,13 @@ class _Link:
         return h, y
 
     def _post_forward(self, size: int) -> tuple[Any, torch.Tensor]:
-        message = torch.empty(size, device=self.device)
+        message = torch.empty(size, device=self.device, dtype=self.dtype)
         with _peer(f"receiving from worker {self.rank - 1}"):
             return dist.irecv(message, self.rank - 1, group=self._group("recv_up")), message
 
     def send_back(self, target: torch.Tensor) -> None:
-        message = torch.empty(1 + self.batch_size * target[0].numel(), device=self.device)
+        message = torch.empty(1 + self.batch_size * target[0].numel(), device=self.device,
+                              dtype=self.dtype)
         message[0] = len(target)
         message[1:1 + target.numel()] = target.reshape(-1)
         self._send(message, self.rank - 1, self._group("send_down"))
@@ -222,7 +226,7 @@ class _Link:
                 torch.cuda.set_device(self.device)
                 stream = torch.cuda.Stream(self.device)
             for _ in range(count):
-                message = torch.empty(size, device=self.device)
+                message = torch.empty(size, device=self.device, dtype=self.dtype)
                 if stream is None:
                     dist.recv(message, self.rank + 1, group=group)
                 else:  # recv's wait orders this stream only: wait for it on the host
@@ -305,7 +309,8 @@ def _report(results: Any, rank: int, error: BaseException) -> None:
 def _work(rank: int, world: int, job: dict[str, Any], pipes: Pipes | None = None
           ) -> dict[str, Any]:
     stage: Stage = job["stage"]
-    link, last = _Link(rank, world, job["batch_size"], pipes), rank == world - 1
+    link = _Link(rank, world, job["batch_size"], pipes, job["message_dtype"])
+    last = rank == world - 1
     if stage.wants_target:  # one target per step of the block above, in step order
         link.expect_targets(job["steps"], job["out_shape"])
     staleness, sync = job["staleness"], job["mode"] == "sync"
@@ -563,7 +568,9 @@ def fit_parallel(
     common = dict(loss=model.loss, staleness=model.staleness, mode=mode, threads=threads,
                   timeout=timeout, start_step=model.step_count, steps=sum(per_epoch),
                   epochs=epoch_list, per_epoch=per_epoch, batch_size=batch_size, seed=seed,
-                  sizes=[n for epoch in sizes for n in epoch])
+                  sizes=[n for epoch in sizes for n in epoch],
+                  message_dtype=next((p.dtype for p in model.parameters()
+                                      if p.is_floating_point()), torch.float32))
     shapes = [tuple(first[0].shape[1:]), *model.shapes]
 
     def job(rank: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ stop every worker, checkpoints resume."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import subprocess
@@ -297,3 +298,23 @@ def test_skip_in_workers_equals_skip_in_one_process(data: Dataset) -> None:
     assert losses == expected and all(map(math.isfinite, losses))
     assert parallel.skipped_updates == single.skipped_updates == 2 * (3 + 2)
     assert _same(parallel, single) and finite_state(parallel)
+
+
+def test_a_float64_model_trains_as_in_one_process(data: Dataset) -> None:
+    """Messages carry the model's dtype (they were float32: a float64 stage above the
+    first got float32 activations and failed)."""
+    wide = dataclasses.replace(data, x_train=data.x_train.double(),
+                               x_test=data.x_test.double())
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # the synthesizers and heads Decoupled builds
+    try:
+        single = Decoupled([b.double() for b in blocks()], signal="synthetic", seed=0)
+        expected = single.fit(wide, epochs=1, batch_size=50)
+        parallel = Decoupled([b.double() for b in blocks()], signal="synthetic", seed=0)
+        # forkserver: a fresh worker's default dtype is float32 (fork would inherit float64)
+        assert fit_parallel(parallel, wide, epochs=1, batch_size=50,
+                            start_method="forkserver") == expected
+    finally:
+        torch.set_default_dtype(default)
+    assert _same(single, parallel)
+    assert all(p.dtype == torch.float64 for p in parallel.parameters())
