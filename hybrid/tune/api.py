@@ -44,6 +44,7 @@ from nondiff.optim.spaces import Product, Space, leaf_kinds
 
 from .driver import Driver
 from .executors import EXECUTORS, check_picklable, make_executor
+from .lease import Lease
 from .schedulers import Scheduler, make_scheduler
 from .space import Grid, study_space
 from .storage import Storage
@@ -112,7 +113,8 @@ def tune(
             ``parallel`` CPUs) or ``"inline"`` (threads of this process).
         storage: a ``.sqlite`` file: every trial, report and checkpoint is written as it
             happens, and the same call resumes a study that was interrupted (even by
-            SIGKILL), losing at most the steps in flight. None: in memory only.
+            SIGKILL), losing at most the steps in flight. One process at a time runs
+            a study (:mod:`~nondiff.hybrid.tune.lease`). None: in memory only.
         study_name: the study inside ``storage`` (one file holds several).
         seed: seeds the optimizer and the scheduler's draws.
 
@@ -125,6 +127,7 @@ def tune(
         ValueError: bad arguments, before any trial runs (each names the argument, the
             value and the fix); a stored study of the same name with other settings;
             a ``train`` that never reports, or misuses its trial (after that trial).
+        RuntimeError: another live process runs the same study on ``storage``.
             A trial that raises is recorded as ``failed`` with its traceback and the
             study goes on.
     """
@@ -158,8 +161,7 @@ def tune(
     settings = {"space": _stable(repr(space)), "optimizer": _stable(f"{opt.name} {_config(opt)}"),
                 "scheduler": sched.settings(), "max_steps": max_steps, "mode": mode,
                 "seed": int(seed)}
-    store = Storage(storage, study_name)
-    try:
+    with Storage(storage, study_name) as store, Lease(store):  # one runner per study
         _check_settings(store, settings, study_name)
         driver = Driver(space=space, optimizer=opt, scheduler=sched, storage=store,
                         executor_factory=lambda: make_executor(executor, train, parallel),
@@ -168,8 +170,6 @@ def tune(
         driver.restore()
         store.save_settings(settings)
         return driver.run()
-    finally:
-        store.close()
 
 
 def _optimizer(optimizer: Any, space: Product, seed: int) -> tuple[BaseOptimizer, Grid | None]:

@@ -8,11 +8,33 @@ and stops starting work once the budget of steps is spent (trials under way are
 stopped at their next report, so the budget is exceeded by at most the steps in
 flight, one per other running trial).
 
+Every report is stored with the scheduler's decision on it (one row), and the writes
+of one event share a transaction: a trial's end with the optimizer's tell and the
+deletion of its checkpoint; a scheduler's actions (PBT: resumed members, and each
+copy with the checkpoint it copies) all together.
+
 Restart after a crash (the same ``tune(...)`` call on the same storage): the records
-are read back, every trial that was running resumes from its last checkpoint (from
-scratch without one); the reports it made after that checkpoint are marked lost (the
-steps they stood for are counted in ``Study.lost``, not in ``compute``) and redone.
-Finished trials are never run again.
+are read back, and each trial that was running at the crash ends as the study that
+was never killed would have ended it, or runs on:
+
+- its last report reached ``max_steps`` or was answered ``stop`` (ASHA, median
+  stopping, the budget): it ends there (``complete``, ``pruned``) with that report
+  standing, even when the checkpoint of that step was not written (a finished trial
+  needs none);
+- its last report was answered ``pause`` (PBT), the checkpoint of that step is stored
+  and no scheduler resumed it since: it is ``paused``;
+- otherwise it resumes from its last checkpoint (from scratch without one); the
+  reports it made after that checkpoint are marked lost (the steps they stood for are
+  counted in ``Study.lost``, not in ``compute``) and redone.
+
+Finished trials are never run again. What ``train`` returned is lost for a trial that
+ended at restart (its ``result`` stays None).
+
+Checkpoints: a trial's checkpoint is deleted, in the transaction that ends it, as soon
+as the scheduler cannot need it (:meth:`~nondiff.hybrid.tune.schedulers.Scheduler.keeps_checkpoint`:
+by default once the trial is ``complete``, ``pruned`` or ``failed``; under PBT only
+running and paused members keep theirs, the only ones exploit can copy), so the file
+holds at most one checkpoint per live trial.
 
 A trial that raises is recorded as failed (its traceback kept) and the study goes on;
 after :data:`MAX_FAILURES_IN_A_ROW` failures in a row it stops with a RuntimeError
@@ -75,14 +97,29 @@ class Driver:
 
     # ----- restore ---------------------------------------------------------------------
     def restore(self) -> None:
-        """Read the stored study (if any): records, the lost steps, the optimizer."""
+        """Read the stored study (if any): records, the lost steps, the optimizer; end
+        the trials whose last decision ended them (see the module docstring)."""
         rows = self.storage.trials()
+        standing: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
+        for report in self.storage.reports():
+            standing[report["trial"]].append(report)
+        ended: dict[int, tuple[str, str | None]] = {}  # trial -> its last decision
         for row in rows:
-            saved = self.storage.checkpoint(row["number"])
+            number = row["number"]
+            saved = self.storage.checkpoint(number)
             if saved is not None:
-                self.checkpoint_step[row["number"]] = saved[0]
-            if row["state"] == "running":  # in flight at the crash: back to its checkpoint
-                self.storage.supersede(row["number"], saved[0] if saved else row["start_step"])
+                self.checkpoint_step[number] = saved[0]
+            if row["state"] != "running":
+                continue
+            last = standing[number][-1] if standing[number] else None
+            if last is not None and (last["step"] >= self.max_steps or last["decision"] == STOP
+                                     or (last["decision"] == PAUSE
+                                         and self.checkpoint_step.get(number) == last["step"]
+                                         and row["resumed_step"] != last["step"])):
+                ended[number] = (last["decision"], last["reason"])
+            else:  # in flight at the crash: back to its checkpoint
+                self.storage.supersede(number, saved[0] if saved else row["start_step"])
+                self.queue.append(number)
         self.lost = self.storage.lost()
         for row in rows:
             self.records[row["number"]] = TrialRecord(
@@ -95,12 +132,14 @@ class Driver:
             record.curve.append((report["step"], report["metric"]))
             self.compute += report["delta"]
             self.order.append((report["trial"], report["step"]))
-        for row in rows:
-            if row["state"] == "running":
-                self.queue.append(row["number"])
         assigned = {row["number"]: (row["batch"], row["row"]) for row in rows
                     if row["batch"] is not None}
         self.proposer.restore(assigned)
+        with self.storage.transaction():
+            for number, (decision, reason) in ended.items():
+                record = self.records[number]
+                state, fields = self._verdict(record, decision, reason)
+                self._end(record, state, **fields)
 
     # ----- the loop --------------------------------------------------------------------
     def run(self) -> Study:
@@ -118,10 +157,13 @@ class Driver:
         finally:
             if self.executor is not None:
                 self.executor.close()
-        for record in self.records.values():  # the budget ended them
-            if record.state not in TERMINAL:
-                record.state, record.stop_reason = "pruned", "budget"
-                self.storage.update_trial(record.number, state="pruned", stop_reason="budget")
+        with self.storage.transaction():
+            for record in self.records.values():  # the budget ended them
+                if record.state not in TERMINAL:
+                    record.state, record.stop_reason = "pruned", "budget"
+                    self.storage.update_trial(record.number, state="pruned",
+                                              stop_reason="budget")
+                    self._drop_checkpoint(record)
         return self.study()
 
     def study(self) -> Study:
@@ -138,22 +180,25 @@ class Driver:
     def _next_trial(self) -> int | None:
         if self.queue:
             return self.queue.popleft()
-        actions = self.scheduler.next_actions(self.records, self.proposer.take)
-        if actions == WAIT:
-            return None
-        if actions == NEW:
-            proposal = self.proposer.next()
-            if proposal is None:
+        with self.storage.transaction():  # the scheduler's actions: all of them or none
+            actions = self.scheduler.next_actions(self.records, self.proposer.take)
+            if actions == WAIT:
                 return None
-            batch, row, encoded = proposal
-            return self._create(encoded, batch=batch, row=row)
-        for action in actions:
-            if isinstance(action, Resume):
-                self.records[action.number].state = "running"
-                self.storage.update_trial(action.number, state="running")
-                self.queue.append(action.number)
-            elif isinstance(action, Exploit):
-                self.queue.append(self._exploit(action))
+            if actions == NEW:
+                proposal = self.proposer.next()
+                if proposal is None:
+                    return None
+                batch, row, encoded = proposal
+                return self._create(encoded, batch=batch, row=row)
+            for action in actions:
+                if isinstance(action, Resume):
+                    record = self.records[action.number]
+                    record.state = "running"
+                    self.storage.update_trial(action.number, state="running",
+                                              resumed_step=record.last_step)
+                    self.queue.append(action.number)
+                elif isinstance(action, Exploit):
+                    self.queue.append(self._exploit(action))
         return self.queue.popleft() if self.queue else None
 
     def _create(self, encoded: Any, *, batch: int | None = None, row: int | None = None,
@@ -176,11 +221,12 @@ class Driver:
             raise ValueError(f"scheduler PBT: trial {action.donor} has no checkpoint to copy; "
                              "train must call trial.checkpoint(state) after each "
                              "trial.report(step, metric)")
-        self._end(self.records[action.number], "pruned", stop_reason="exploited")
-        batch, row = action.proposal if action.proposal is not None else (None, None)
-        number = self._create(action.row, batch=batch, row=row, parent=action.donor,
-                              start_step=saved[0])
-        self.storage.put_checkpoint(number, saved[0], saved[1])
+        with self.storage.transaction():  # the copy exists with its checkpoint, or not at all
+            self._end(self.records[action.number], "pruned", stop_reason="exploited")
+            batch, row = action.proposal if action.proposal is not None else (None, None)
+            number = self._create(action.row, batch=batch, row=row, parent=action.donor,
+                                  start_step=saved[0])
+            self.storage.put_checkpoint(number, saved[0], saved[1])
         self.checkpoint_step[number] = saved[0]
         return number
 
@@ -209,15 +255,17 @@ class Driver:
             _, _, step, metric = message
             delta = step - self.previous[number]
             self.previous[number] = step
-            self.storage.add_report(number, step, metric, delta=delta)
             record.curve.append((step, metric))
             self.compute += delta
             self.order.append((number, step))
+            # the scheduler sees every report (its records are a function of the curves,
+            # which a resumed study rebuilds from all of them), the budget overrides it
+            decision = self.scheduler.on_report(record, step, metric, self.records)
+            reason = "scheduler" if decision == STOP else None
             if self.compute >= self.budget:
                 decision, reason = STOP, "budget"
-            else:
-                decision = self.scheduler.on_report(record, step, metric, self.records)
-                reason = "scheduler" if decision == STOP else None
+            self.storage.add_report(number, step, metric, delta=delta, decision=decision,
+                                    reason=reason)  # one row: stored together
             self.decisions[number] = (decision, reason)
             self.executor.reply(slot, decision)
         elif kind == "checkpoint":
@@ -235,9 +283,8 @@ class Driver:
                 self._end(record, "failed", error=error)
                 raise ValueError(error)
             decision, reason = self.decisions[number]
-            if record.last_step >= self.max_steps:  # trained to the end, whatever was said
-                decision = CONTINUE
-            if decision == PAUSE:
+            state, fields = self._verdict(record, decision, reason)
+            if state == "paused":
                 if self.checkpoint_step.get(number) != record.last_step:
                     error = (f"trial {number} paused at step {record.last_step} without a "
                              f"checkpoint of that step; with scheduler PBT, train must call "
@@ -245,11 +292,7 @@ class Driver:
                              "start from trial.restore() when it is not None")
                     self._end(record, "failed", error=error)
                     raise ValueError(error)
-                self._end(record, "paused", result=result)
-            elif decision == STOP:
-                self._end(record, "pruned", stop_reason=reason, result=result)
-            else:
-                self._end(record, "complete", result=result)
+            self._end(record, state, result=result, **fields)
             self.failures = 0
         elif kind in ("error", "died"):
             del self.slots[slot]
@@ -267,10 +310,30 @@ class Driver:
         else:  # pragma: no cover (a message this driver does not know)
             raise RuntimeError(f"unknown message {kind!r} from a trial")
 
+    def _verdict(self, record: TrialRecord, decision: str | None,
+                 reason: str | None) -> tuple[str, dict[str, Any]]:
+        """How a trial whose last report got ``decision`` ends once ``train`` returned."""
+        if record.last_step >= self.max_steps:  # trained to the end, whatever was said
+            return "complete", {}
+        if decision == PAUSE:
+            return "paused", {}
+        if decision == STOP:
+            return "pruned", {"stop_reason": reason}
+        return "complete", {}  # train returned early by itself
+
     def _end(self, record: TrialRecord, state: str, **fields: Any) -> None:
-        record.state = state
-        for key, value in fields.items():
-            setattr(record, key, value)
-        self.storage.update_trial(record.number, state=state, **fields)
-        self.proposer.maybe_tell(self.records,
-                                 lambda trial: rank_fitness(trial, self.records, self.mode))
+        """The trial's end, its checkpoint's deletion and the tell it completes: one
+        transaction."""
+        with self.storage.transaction():
+            record.state = state
+            for key, value in fields.items():
+                setattr(record, key, value)
+            self.storage.update_trial(record.number, state=state, **fields)
+            self._drop_checkpoint(record)
+            self.proposer.maybe_tell(self.records,
+                                     lambda trial: rank_fitness(trial, self.records, self.mode))
+
+    def _drop_checkpoint(self, record: TrialRecord) -> None:
+        if record.number in self.checkpoint_step and not self.scheduler.keeps_checkpoint(record):
+            self.storage.delete_checkpoint(record.number)
+            del self.checkpoint_step[record.number]

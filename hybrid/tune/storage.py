@@ -1,20 +1,28 @@
 """SQLite storage of a study: every trial, report and checkpoint as it happens.
 
 One file holds any number of studies (by ``study_name``). The driver is the only
-writer; each event is one short transaction in WAL mode, so a study killed at any
-moment (SIGKILL included) leaves a consistent file and loses only what was in flight.
-A study opened again with the same settings resumes from it.
+writer (one driver per study at a time: :mod:`~nondiff.hybrid.tune.lease`); each event
+is one short transaction in WAL mode, and writes that belong together (a trial's end
+and the optimizer's tell, a PBT copy and its checkpoint) share one
+:meth:`Storage.transaction`, so a study killed at any moment (SIGKILL included) leaves
+a consistent file and loses only what was in flight. A study opened again with the
+same settings resumes from it.
 
 Tables (every one keyed by ``study``):
 
     studies      name, settings (JSON: space, optimizer, scheduler, max_steps, mode, seed)
     trials       number, encoded config (JSON), readable config, optimizer batch and row,
-                 parent (PBT), start_step, state, stop_reason, error, result
+                 parent (PBT), start_step, state, stop_reason, error, result,
+                 resumed_step (the pause step a scheduler resumed it from)
     reports      seq (arrival order), trial, step, metric, delta (steps it adds),
-                 superseded (1: lost to a crash and redone)
+                 superseded (1: lost to a crash and redone), decision (the scheduler's
+                 answer: continue, stop, pause) and reason (of a stop), written with it
     checkpoints  trial, step, data (``torch.save`` bytes of the user's state): the last
+                 one of each trial a scheduler may still need (the driver deletes the
+                 others, :mod:`~nondiff.hybrid.tune.driver`)
     batches      id, size, optimizer state before ``ask`` and after ``tell``
                  (``torch.save`` bytes, sealed by :mod:`nondiff.optim.checkpoint`)
+    leases       the process running the study: pid, host, its start time
 
 Example:
     >>> import os, tempfile
@@ -31,11 +39,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,7 +55,9 @@ from nondiff.optim import checkpoint as sealed
 
 __all__ = ["SCHEMA_VERSION", "Storage"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: reports keep the scheduler's decision, trials the step they were resumed from,
+leases (a file of schema 1 is upgraded in place when opened)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,13 +65,13 @@ CREATE TABLE IF NOT EXISTS studies (name TEXT PRIMARY KEY, settings TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS trials (
     study TEXT NOT NULL, number INTEGER NOT NULL, encoded TEXT NOT NULL, config TEXT,
     batch INTEGER, row INTEGER, parent INTEGER, start_step INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL, stop_reason TEXT, error TEXT, result REAL,
+    state TEXT NOT NULL, stop_reason TEXT, error TEXT, result REAL, resumed_step INTEGER,
     PRIMARY KEY (study, number)
 );
 CREATE TABLE IF NOT EXISTS reports (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, study TEXT NOT NULL, trial INTEGER NOT NULL,
     step INTEGER NOT NULL, metric REAL, delta INTEGER NOT NULL,
-    superseded INTEGER NOT NULL DEFAULT 0
+    superseded INTEGER NOT NULL DEFAULT 0, decision TEXT, reason TEXT
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     study TEXT NOT NULL, trial INTEGER NOT NULL, step INTEGER NOT NULL, data BLOB NOT NULL,
@@ -70,7 +82,13 @@ CREATE TABLE IF NOT EXISTS batches (
     state_before BLOB NOT NULL, state_after BLOB,
     PRIMARY KEY (study, id)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    study TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, started TEXT
+);
 """
+# columns schema 2 added to tables of schema 1: table -> (column, declaration)
+_ADDED = {"trials": [("resumed_step", "INTEGER")],
+          "reports": [("decision", "TEXT"), ("reason", "TEXT")]}
 
 
 def pack_state(state: dict[str, Any]) -> bytes:
@@ -117,11 +135,46 @@ class Storage:
         except sqlite3.DatabaseError as error:
             raise ValueError(f"storage={self.path!r} is not a nondiff study file ({error}); "
                              "point storage= at a new .sqlite file") from None
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('tune_schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise ValueError(f"storage={self.path!r} was written by a newer nondiff (schema "
                              f"{row[0]} > {SCHEMA_VERSION}); upgrade nondiff")
+        self._depth = 0
+        if row is None or int(row[0]) < SCHEMA_VERSION:
+            with self.transaction():
+                self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns of this schema to the tables of an older file."""
+        for table, columns in _ADDED.items():
+            present = {info[1] for info in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, declaration in columns:
+                if name not in present:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('tune_schema', ?)",
+                        (str(SCHEMA_VERSION),))
+
+    # ----- transactions ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Writes inside the block commit together or not at all (an exception rolls
+        them back and propagates); a block inside another one joins it."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.db.execute("COMMIT")
 
     # ----- settings ------------------------------------------------------------------
     def settings(self) -> dict[str, Any] | None:
@@ -144,7 +197,7 @@ class Storage:
              parent, start_step, state))
 
     def update_trial(self, number: int, **fields: Any) -> None:
-        allowed = {"state", "stop_reason", "error", "result"}
+        allowed = {"state", "stop_reason", "error", "result", "resumed_step"}
         if not set(fields) <= allowed:
             raise ValueError(f"unknown trial fields {sorted(set(fields) - allowed)}")
         assignments = ", ".join(f"{key}=?" for key in fields)
@@ -154,7 +207,8 @@ class Storage:
     def trials(self) -> list[dict[str, Any]]:
         cursor = self.db.execute(
             "SELECT number, encoded, config, batch, row, parent, start_step, state, stop_reason,"
-            " error, result FROM trials WHERE study=? ORDER BY number", (self.study,))
+            " error, result, resumed_step FROM trials WHERE study=? ORDER BY number",
+            (self.study,))
         keys = [d[0] for d in cursor.description]
         out = [dict(zip(keys, row, strict=True)) for row in cursor]
         for trial in out:
@@ -162,18 +216,23 @@ class Storage:
         return out
 
     # ----- reports -------------------------------------------------------------------
-    def add_report(self, trial: int, step: int, metric: float, *, delta: int) -> None:
-        self.db.execute("INSERT INTO reports (study, trial, step, metric, delta) VALUES "
-                        "(?, ?, ?, ?, ?)",
-                        (self.study, trial, step, None if math.isnan(metric) else metric, delta))
+    def add_report(self, trial: int, step: int, metric: float, *, delta: int,
+                   decision: str | None = None, reason: str | None = None) -> None:
+        """One report and the scheduler's answer to it (one row: stored together)."""
+        self.db.execute("INSERT INTO reports (study, trial, step, metric, delta, decision, "
+                        "reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (self.study, trial, step, None if math.isnan(metric) else metric, delta,
+                         decision, reason))
 
     def reports(self) -> list[dict[str, Any]]:
-        """The standing reports in arrival order (NaN stored as NULL comes back NaN)."""
+        """The standing reports in arrival order (NaN stored as NULL comes back NaN);
+        ``decision`` is None in a file of schema 1."""
         cursor = self.db.execute(
-            "SELECT trial, step, metric, delta FROM reports WHERE study=? AND superseded=0 "
-            "ORDER BY seq", (self.study,))
-        return [{"trial": t, "step": s, "metric": math.nan if m is None else m, "delta": d}
-                for t, s, m, d in cursor]
+            "SELECT trial, step, metric, delta, decision, reason FROM reports WHERE study=? "
+            "AND superseded=0 ORDER BY seq", (self.study,))
+        return [{"trial": t, "step": s, "metric": math.nan if m is None else m, "delta": d,
+                 "decision": decision, "reason": reason}
+                for t, s, m, d, decision, reason in cursor]
 
     def supersede(self, trial: int, after_step: int) -> int:
         """Mark the trial's reports after ``after_step`` as lost; the steps they held."""
@@ -197,6 +256,9 @@ class Storage:
     def put_checkpoint(self, trial: int, step: int, data: bytes) -> None:
         self.db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
                         (self.study, trial, step, sqlite3.Binary(data)))
+
+    def delete_checkpoint(self, trial: int) -> None:
+        self.db.execute("DELETE FROM checkpoints WHERE study=? AND trial=?", (self.study, trial))
 
     def checkpoint(self, trial: int) -> tuple[int, bytes] | None:
         row = self.db.execute("SELECT step, data FROM checkpoints WHERE study=? AND trial=?",

@@ -14,7 +14,14 @@ values recorded at that rung so far, itself included::
 trial is judged against the trials that reached the rung before it, never waits for
 later ones, so the first trial at a rung always goes on and a trial that would have
 been pruned later is not called back. With all ``k`` trials recorded, exactly the top
-``ceil(k / eta)`` of them pass. NaN and inf values never pass.
+``ceil(k / eta)`` of them pass. NaN and inf values never pass and are not recorded
+(they do not enlarge ``k``). A report that crosses several rungs at once is recorded
+at the last of them only: its value is a later step's than the others' at the lower
+rungs, so comparing it there would be unfair.
+
+The rung records are a function of the curves alone: a resumed study rebuilds them
+by feeding every standing report, in curve order, through the very method that
+records a live report (:meth:`ASHA.record`), so it decides as the study that ran.
 
 Example:
     >>> from nondiff.hybrid.tune.schedulers.asha import ASHA
@@ -87,28 +94,50 @@ class ASHA(Scheduler):
         self.rungs = rungs
 
     def rung_value(self, trial: TrialRecord, rung: int) -> float | None:
-        """The trial's value at ``rung``: its first report at a step >= ``rung``."""
-        for step, value in trial.curve:
-            if step >= rung:
-                return value
+        """The value ``trial`` brought to ``rung`` (None if none): the report whose step
+        crossed ``rung`` as the last rung it crossed, when finite."""
+        for index in range(len(trial.curve)):
+            if self._reached(trial, index) == rung:
+                value = trial.curve[index][1]
+                return value if score(value, self.mode) > -math.inf else None
         return None
 
+    def _reached(self, trial: TrialRecord, index: int) -> int | None:
+        """The rung report ``trial.curve[index]`` is judged at: the last rung it crossed."""
+        previous = trial.curve[index - 1][0] if index else trial.start_step
+        crossed = [r for r in self.rungs if previous < r <= trial.curve[index][0]]
+        return crossed[-1] if crossed else None
+
+    def record(self, trial: TrialRecord, index: int) -> int | None:
+        """Enter report ``trial.curve[index]`` into its rung's record (if it crosses one
+        and its value is finite); return that rung. Live reports and the rebuild of a
+        resumed study both go through here."""
+        rung = self._reached(trial, index)
+        if rung is not None:
+            mine = score(trial.curve[index][1], self.mode)
+            if mine > -math.inf:
+                self._recorded[rung][trial.number] = mine
+        return rung
+
+    @property
+    def recorded(self) -> dict[int, dict[int, float]]:
+        """rung -> trial number -> the score it was judged by (a copy; empty before the
+        first report that reached a rung)."""
+        return {r: dict(v) for r, v in (self._recorded or {}).items()}
+
     def on_report(self, trial, step, metric, trials: Mapping[int, TrialRecord]) -> str:
-        previous = trial.curve[-2][0] if len(trial.curve) > 1 else trial.start_step
-        crossed = [r for r in self.rungs if previous < r <= step]
-        if not crossed:
+        if self._recorded is None:  # built once from the curves (a resumed study's too)
+            self._recorded = {r: {} for r in self.rungs}
+            for other in trials.values():
+                for index in range(len(other.curve) - (other is trial)):
+                    self.record(other, index)
+        rung = self.record(trial, len(trial.curve) - 1)
+        if rung is None:
             return CONTINUE
-        rung = crossed[-1]
         mine = score(metric, self.mode)
         if mine == -math.inf:
             return STOP
-        if self._recorded is None:  # built once from the records (a resumed study's too)
-            self._recorded = {r: {t.number: score(v, self.mode) for t in trials.values()
-                                  if (v := self.rung_value(t, r)) is not None}
-                              for r in self.rungs}
-        recorded = self._recorded[rung]
-        recorded[trial.number] = mine
-        pool = list(recorded.values())
+        pool = list(self._recorded[rung].values())
         rank = 1 + sum(v > mine for v in pool)
         return CONTINUE if rank <= math.ceil(len(pool) / self.eta) else STOP  # Eq. (1)
 

@@ -97,6 +97,14 @@ class Scheduler:
         encoded)`` or None."""
         return NEW
 
+    def keeps_checkpoint(self, trial: TrialRecord) -> bool:
+        """Whether the study keeps ``trial``'s last checkpoint (the driver deletes it
+        otherwise, when the trial changes state). By default only a trial that may run
+        on keeps it (``running``, ``paused``): ASHA, median stopping and FIFO never read
+        an ended trial's checkpoint, and PBT copies only paused members. A scheduler
+        whose :class:`Exploit` copies ended trials must keep theirs."""
+        return trial.state in ("running", "paused")
+
     def settings(self) -> str:
         """What must not change when a study resumes (compared with the stored one)."""
         return repr(self)
