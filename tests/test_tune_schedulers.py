@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -185,3 +186,64 @@ def test_rank_fitness_orders_by_steps_reached_then_by_values_at_the_same_step() 
     assert math.isnan(fitness[3]) and math.isnan(fitness[4])
     # at step 3, 0.6 beats only the NaN; at step 1, 0.9 beats 0.5 and 0.4 (of 5 values)
     assert fitness[1] == pytest.approx(3 + 1 / 3) and fitness[0] == pytest.approx(1 + 2 / 5)
+
+
+def _play(asha, trials, events):
+    """Feed ``events`` (trial, step, value) to ``asha``; a stopped trial reports no more.
+    The decision per event (None where skipped) and a snapshot of the records after each."""
+    decisions, snapshots = [], []
+    for number, step, value in events:
+        record = trials.setdefault(number, TrialRecord(number, {}))
+        if record.state == "pruned":
+            decisions.append(None)
+        else:
+            record.curve.append((step, value))
+            decisions.append(asha.on_report(record, step, value, trials))
+            if decisions[-1] == "stop":
+                record.state = "pruned"
+        snapshots.append(copy.deepcopy(trials))
+    return decisions, snapshots
+
+
+def _scripted_events(seed: int) -> list[tuple[int, int, float]]:
+    """Interleaved curves of 14 trials: steps that jump over several rungs, NaN values."""
+    rng = np.random.default_rng(seed)
+    curves = []
+    for number in range(14):
+        steps = np.cumsum(rng.choice([1, 1, 2, 5, 9], size=6))
+        steps = [int(s) for s in steps if s <= 20]
+        values = [float(v) if rng.random() > 0.15 else math.nan
+                  for v in np.sort(rng.random(len(steps)))]
+        curves.append([(number, s, v) for s, v in zip(steps, values, strict=True)])
+    events = []
+    while any(curves):  # a random interleaving that keeps each trial's order
+        live = [c for c in curves if c]
+        events.append(live[int(rng.integers(len(live)))].pop(0))
+    return events
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_asha_resumed_from_any_point_decides_and_records_as_the_live_run(seed: int) -> None:
+    events = _scripted_events(seed)
+    live = ASHA(eta=3)
+    live.bind(20, "max")  # rungs 1, 3, 9
+    decisions, snapshots = _play(live, {}, events)
+    assert {"stop", "continue"} <= set(decisions)
+    for cut in range(1, len(events)):  # a crash after event `cut`: rebuilt from the curves
+        resumed = ASHA(eta=3)
+        resumed.bind(20, "max")
+        again, _ = _play(resumed, copy.deepcopy(snapshots[cut - 1]), events[cut:])
+        assert again == decisions[cut:], f"resumed after event {cut}"
+        if any(again):  # the records are built at the first report the resumed one sees
+            assert resumed.recorded == live.recorded, f"resumed after event {cut}"
+
+
+def test_asha_records_a_multi_rung_jump_at_its_last_rung_and_never_nan() -> None:
+    asha = ASHA(eta=3)
+    asha.bind(20, "max")  # rungs 1, 3, 9
+    trials: dict[int, TrialRecord] = {}
+    assert _arrive(asha, trials, 0, [(10, 0.9)]) == ["continue"]  # crosses 1, 3 and 9
+    assert _arrive(asha, trials, 1, [(1, math.nan)]) == ["stop"]
+    assert _arrive(asha, trials, 2, [(1, 0.2)]) == ["continue"]
+    assert asha.recorded == {1: {2: 0.2}, 3: {}, 9: {0: 0.9}}
+    assert asha.rung_value(trials[0], 9) == 0.9 and asha.rung_value(trials[0], 1) is None
