@@ -90,6 +90,7 @@ class Driver:
         self.decisions: dict[int, tuple[str, str | None]] = {}
         self.previous: dict[int, int] = {}  # trial -> last step of its current job
         self.checkpoint_step: dict[int, int] = {}
+        self.enqueued = 0  # trials queued so far (their order is stored: a resume keeps it)
         self.compute = 0
         self.lost = 0
         self.executor: Executor | None = None
@@ -104,7 +105,7 @@ class Driver:
         for report in self.storage.reports():
             standing[report["trial"]].append(report)
         ended: dict[int, tuple[str, str | None]] = {}  # trial -> its last decision
-        for row in rows:
+        for row in sorted(rows, key=lambda row: (row["queued"] or 0, row["number"])):
             number = row["number"]
             saved = self.storage.checkpoint(number)
             if saved is not None:
@@ -121,6 +122,7 @@ class Driver:
                 self.storage.supersede(number, saved[0] if saved else row["start_step"])
                 self.queue.append(number)
         self.lost = self.storage.lost()
+        self.enqueued = max((row["queued"] or 0 for row in rows), default=0)
         for row in rows:
             self.records[row["number"]] = TrialRecord(
                 number=row["number"], config=self.space.decode(row["encoded"]),
@@ -194,8 +196,10 @@ class Driver:
                 if isinstance(action, Resume):
                     record = self.records[action.number]
                     record.state = "running"
+                    self.enqueued += 1
                     self.storage.update_trial(action.number, state="running",
-                                              resumed_step=record.last_step)
+                                              resumed_step=record.last_step,
+                                              queued=self.enqueued)
                     self.queue.append(action.number)
                 elif isinstance(action, Exploit):
                     self.queue.append(self._exploit(action))
@@ -206,8 +210,9 @@ class Driver:
         number = len(self.records)
         encoded = [float(v) for v in np.asarray(encoded, dtype=np.float64)]
         config = self.space.decode(encoded)
+        self.enqueued += 1
         self.storage.add_trial(number, encoded, describe(config), batch=batch, row=row,
-                               parent=parent, start_step=start_step)
+                               parent=parent, start_step=start_step, queued=self.enqueued)
         self.records[number] = TrialRecord(number, config, parent=parent, start_step=start_step,
                                            encoded=encoded)
         if batch is not None:

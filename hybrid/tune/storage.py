@@ -13,7 +13,8 @@ Tables (every one keyed by ``study``):
     studies      name, settings (JSON: space, optimizer, scheduler, max_steps, mode, seed)
     trials       number, encoded config (JSON), readable config, optimizer batch and row,
                  parent (PBT), start_step, state, stop_reason, error, result,
-                 resumed_step (the pause step a scheduler resumed it from)
+                 resumed_step (the pause step a scheduler resumed it from), queued (when
+                 it was last queued to run: a resumed study starts them in this order)
     reports      seq (arrival order), trial, step, metric, delta (steps it adds),
                  superseded (1: lost to a crash and redone), decision (the scheduler's
                  answer: continue, stop, pause) and reason (of a stop), written with it
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS trials (
     study TEXT NOT NULL, number INTEGER NOT NULL, encoded TEXT NOT NULL, config TEXT,
     batch INTEGER, row INTEGER, parent INTEGER, start_step INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL, stop_reason TEXT, error TEXT, result REAL, resumed_step INTEGER,
-    PRIMARY KEY (study, number)
+    queued INTEGER, PRIMARY KEY (study, number)
 );
 CREATE TABLE IF NOT EXISTS reports (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, study TEXT NOT NULL, trial INTEGER NOT NULL,
@@ -87,7 +88,7 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 """
 # columns schema 2 added to tables of schema 1: table -> (column, declaration)
-_ADDED = {"trials": [("resumed_step", "INTEGER")],
+_ADDED = {"trials": [("resumed_step", "INTEGER"), ("queued", "INTEGER")],
           "reports": [("decision", "TEXT"), ("reason", "TEXT")]}
 
 
@@ -189,15 +190,15 @@ class Storage:
     # ----- trials --------------------------------------------------------------------
     def add_trial(self, number: int, encoded: Any, config: str, *, batch: int | None = None,
                   row: int | None = None, parent: int | None = None, start_step: int = 0,
-                  state: str = "running") -> None:
+                  state: str = "running", queued: int | None = None) -> None:
         self.db.execute(
             "INSERT INTO trials (study, number, encoded, config, batch, row, parent, start_step,"
-            " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " state, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (self.study, number, json.dumps([float(v) for v in encoded]), config, batch, row,
-             parent, start_step, state))
+             parent, start_step, state, queued))
 
     def update_trial(self, number: int, **fields: Any) -> None:
-        allowed = {"state", "stop_reason", "error", "result", "resumed_step"}
+        allowed = {"state", "stop_reason", "error", "result", "resumed_step", "queued"}
         if not set(fields) <= allowed:
             raise ValueError(f"unknown trial fields {sorted(set(fields) - allowed)}")
         assignments = ", ".join(f"{key}=?" for key in fields)
@@ -207,7 +208,7 @@ class Storage:
     def trials(self) -> list[dict[str, Any]]:
         cursor = self.db.execute(
             "SELECT number, encoded, config, batch, row, parent, start_step, state, stop_reason,"
-            " error, result, resumed_step FROM trials WHERE study=? ORDER BY number",
+            " error, result, resumed_step, queued FROM trials WHERE study=? ORDER BY number",
             (self.study,))
         keys = [d[0] for d in cursor.description]
         out = [dict(zip(keys, row, strict=True)) for row in cursor]
