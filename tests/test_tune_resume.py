@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -73,3 +74,49 @@ def test_sigkill_then_the_same_command_resumes(tmp_path: Path, monkeypatch) -> N
     calls = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
     assert sorted(calls) == sorted([(t.number, 0) for t in reference.trials]
                                    + [(held.number, 1)])  # finished trials never ran again
+
+
+LEASED = """
+import sys
+from nondiff.tune import tune
+from tests.tune_helpers import SPACE, train
+tune(train, SPACE, executor="inline", storage=sys.argv[1], scheduler=None, budget=8,
+     max_steps=4)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL of a session")
+def test_a_second_runner_is_refused_and_a_killed_runners_lease_taken_over(tmp_path) -> None:
+    storage = tmp_path / "study.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TUNE_TEST_GATE", None)
+    command = [sys.executable, "-c", LEASED, str(storage)]
+    first = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+                             env={**env, "TUNE_TEST_GATE": f"0 1 {tmp_path / 'never'}"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:  # the first runner holds trial 0 after its report of step 1
+        assert wait_until(lambda: _reports(storage, 0, 1), timeout=240), \
+            first.stderr.read().decode() if first.poll() is not None else "no report"
+        with sqlite3.connect(storage) as db:
+            assert db.execute("SELECT study, pid, host FROM leases").fetchall() == \
+                [("default", first.pid, socket.gethostname())]
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=240)
+        error = second.stderr.decode()
+        assert second.returncode == 1 and "RuntimeError: study 'default' in storage=" in error
+        assert str(storage) in error and f"run by process {first.pid} on host" in error
+        assert "wait for it to finish or stop it" in error
+        # another study of the same file is not held up
+        other = tune(train, SPACE, executor="inline", storage=storage, study_name="other",
+                     scheduler=None, budget=4, max_steps=4)
+        assert [t.state for t in other.trials] == ["complete"]
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        kill_session(first.pid)
+    # the killed runner's lease is stale (its pid is gone): the same call takes it over
+    resumed = tune(train, SPACE, executor="inline", storage=storage, scheduler=None, budget=8,
+                   max_steps=4)
+    assert [t.state for t in resumed.trials] == ["complete", "complete"]
+    assert resumed.lost == 1  # step 1 of trial 0 was in flight (reported, not checkpointed)
+    with sqlite3.connect(storage) as db:  # given back at the end
+        assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
