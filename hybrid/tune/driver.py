@@ -31,10 +31,11 @@ Finished trials are never run again. What ``train`` returned is lost for a trial
 ended at restart (its ``result`` stays None).
 
 Checkpoints: a trial's checkpoint is deleted, in the transaction that ends it, as soon
-as the scheduler cannot need it (:meth:`~nondiff.hybrid.tune.schedulers.Scheduler.keeps_checkpoint`:
-by default once the trial is ``complete``, ``pruned`` or ``failed``; under PBT only
-running and paused members keep theirs, the only ones exploit can copy), so the file
-holds at most one checkpoint per live trial.
+as the scheduler cannot need it
+(:meth:`~nondiff.hybrid.tune.schedulers.base.Scheduler.keeps_checkpoint`: by default
+once the trial is ``complete``, ``pruned`` or ``failed``; under PBT only running and
+paused members keep theirs, the only ones exploit can copy), so the file holds at most
+one checkpoint per live trial.
 
 A trial that raises is recorded as failed (its traceback kept) and the study goes on;
 after :data:`MAX_FAILURES_IN_A_ROW` failures in a row it stops with a RuntimeError

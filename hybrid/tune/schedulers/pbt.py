@@ -31,7 +31,7 @@ step are seeded by (study seed, population, step).
 Checkpoints: exploit copies only from members paused at the current round, so a
 member's checkpoint is deleted when it ends (reached ``max_steps``, exploited, or
 pruned by the budget); the study holds at most one checkpoint per live member
-(:meth:`~nondiff.hybrid.tune.schedulers.Scheduler.keeps_checkpoint`).
+(:meth:`~nondiff.hybrid.tune.schedulers.base.Scheduler.keeps_checkpoint`).
 
 Leaves whose change would make the copied weights unusable (width, depth) belong
 outside ``mutable``: the copy keeps the donor's value for them.
