@@ -179,3 +179,38 @@ def test_checkpoints_of_ended_trials_are_deleted(tmp_path, monkeypatch, schedule
     assert 1 <= max(CountingStorage.counts) <= bound
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 0
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE studies (name TEXT PRIMARY KEY, settings TEXT NOT NULL);
+CREATE TABLE trials (
+    study TEXT NOT NULL, number INTEGER NOT NULL, encoded TEXT NOT NULL, config TEXT,
+    batch INTEGER, row INTEGER, parent INTEGER, start_step INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL, stop_reason TEXT, error TEXT, result REAL,
+    PRIMARY KEY (study, number)
+);
+CREATE TABLE reports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, study TEXT NOT NULL, trial INTEGER NOT NULL,
+    step INTEGER NOT NULL, metric REAL, delta INTEGER NOT NULL,
+    superseded INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO meta VALUES ('tune_schema', '1');
+INSERT INTO trials (study, number, encoded, config, state) VALUES ('s', 0, '[0.5]', 'x', 'running');
+INSERT INTO reports (study, trial, step, metric, delta) VALUES ('s', 0, 1, 0.25, 1);
+"""
+
+
+def test_a_file_of_schema_1_is_upgraded_in_place(tmp_path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1)
+    with Storage(path, "s") as store:
+        assert store.reports() == [{"trial": 0, "step": 1, "metric": 0.25, "delta": 1,
+                                    "decision": None, "reason": None}]
+        assert store.trials()[0]["resumed_step"] is None and store.trials()[0]["queued"] is None
+        store.add_report(0, 2, 0.5, delta=1, decision="stop", reason="scheduler")
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta").fetchall() == [("2",)]
+        assert db.execute("SELECT decision FROM reports ORDER BY seq").fetchall() == \
+            [(None,), ("stop",)]

@@ -141,8 +141,13 @@ class Storage:
                              f"{row[0]} > {SCHEMA_VERSION}); upgrade nondiff")
         self._depth = 0
         if row is None or int(row[0]) < SCHEMA_VERSION:
-            with self.transaction():
-                self._upgrade()
+            try:
+                with self.transaction():
+                    self._upgrade()
+            except sqlite3.DatabaseError as error:
+                raise ValueError(f"storage={self.path!r} holds tables that are not a nondiff "
+                                 f"study's ({error}); point storage= at a new .sqlite file"
+                                 ) from None
 
     def _upgrade(self) -> None:
         """Add the columns of this schema to the tables of an older file."""
