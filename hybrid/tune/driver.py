@@ -143,6 +143,8 @@ class Driver:
                 record = self.records[number]
                 state, fields = self._verdict(record, decision, reason)
                 self._end(record, state, **fields)
+            for record in self.records.values():  # what a file of schema 1 kept
+                self._drop_checkpoint(record)
 
     # ----- the loop --------------------------------------------------------------------
     def run(self) -> Study:
