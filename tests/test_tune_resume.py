@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from nondiff.hybrid.tune.lease import release
+from nondiff.hybrid.tune.storage import Storage
 
 from nondiff.tune import tune
 from tests.conftest import kill_session, wait_until
@@ -120,3 +122,32 @@ def test_a_second_runner_is_refused_and_a_killed_runners_lease_taken_over(tmp_pa
     assert resumed.lost == 1  # step 1 of trial 0 was in flight (reported, not checkpointed)
     with sqlite3.connect(storage) as db:  # given back at the end
         assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
+
+
+def _lease(path: Path, pid: int, host: str, started: str | None) -> None:
+    with Storage(path, "default") as store:
+        store.db.execute("INSERT INTO leases VALUES ('default', ?, ?, ?)", (pid, host, started))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times")
+def test_a_lease_whose_pid_now_runs_another_process_is_stale(tmp_path: Path) -> None:
+    path = tmp_path / "study.sqlite"
+    _lease(path, os.getpid(), socket.gethostname(), "1")  # this pid, started at another time
+    study = tune(train, SPACE, executor="inline", storage=path, scheduler=None, budget=4,
+                 max_steps=4)
+    assert [t.state for t in study.trials] == ["complete"]
+
+
+def test_a_lease_from_another_host_is_refused_until_released(tmp_path: Path) -> None:
+    path = tmp_path / "study.sqlite"
+    _lease(path, 1, "elsewhere", None)
+    with pytest.raises(RuntimeError, match=r"study 'default' in storage=.* is run by process 1 "
+                                           r"on host 'elsewhere' already; .*force=True"):
+        tune(train, SPACE, executor="inline", storage=path, scheduler=None, budget=4,
+             max_steps=4)
+    with Storage(path, "default") as store:
+        assert store.trials() == []  # refused before any work
+        release(store, force=True)
+    study = tune(train, SPACE, executor="inline", storage=path, scheduler=None, budget=4,
+                 max_steps=4)
+    assert [t.state for t in study.trials] == ["complete"]
