@@ -113,6 +113,51 @@ def test_torchrun_settings_are_checked_before_joining(data, monkeypatch) -> None
     assert not torch.distributed.is_initialized() and model.step_count == 0
 
 
+@pytest.mark.parametrize("environ, gpus, expected", [
+    # torchrun --nproc-per-node 2 on a host whose 2 GPUs both processes see
+    ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, 2, "cuda:1"),
+    # the same, but CUDA_VISIBLE_DEVICES set per process: each sees its own as cuda:0
+    ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, 1, "cuda:0"),
+    # one process per host (--nproc-per-node 1), one GPU
+    ({"LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}, 1, "cuda:0"),
+    # LOCAL_WORLD_SIZE not set by the launcher: LOCAL_RANK alone picks the GPU
+    ({"LOCAL_RANK": "3"}, 8, "cuda:3"),
+    # no GPU, or fewer GPUs than processes (more than one): the CPU
+    ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, 0, "cpu"),
+    ({"LOCAL_RANK": "3", "LOCAL_WORLD_SIZE": "4"}, 2, "cpu"),
+], ids=["gpu-per-process", "one-visible-each", "one-per-host", "no-local-world", "no-gpu",
+        "too-few"])
+def test_auto_under_torchrun_picks_this_process_gpu(environ, gpus, expected) -> None:
+    """``devices="auto"`` under torchrun: ``cuda:LOCAL_RANK``, or ``cuda:0`` when the
+    process sees one GPU (it fell back to the CPU when CUDA_VISIBLE_DEVICES gave each
+    process its own); inputs explicit, as no GPU is needed to choose."""
+    from nondiff.hybrid.groups import torchrun_env
+    from nondiff.hybrid.placement import rank_device
+
+    env = torchrun_env({"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29500", **environ})
+    assert str(rank_device("auto", [None, None], env.rank, env.local_rank, env.local_world,
+                           gpus=gpus)) == expected
+
+
+@pytest.mark.parametrize("placements, expected", [
+    # each process sees its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES per process)
+    ([("h", "cuda:0", "GPU-aaaa"), ("h", "cuda:0", "GPU-bbbb")], "nccl"),
+    # two processes that see all GPUs, on different indices
+    ([("h", "cuda:0", "GPU-aaaa"), ("h", "cuda:1", "GPU-bbbb")], "nccl"),
+    # one GPU shared (NCCL refuses two ranks on one GPU): through host memory
+    ([("h", "cuda:0", "GPU-aaaa"), ("h", "cuda:0", "GPU-aaaa")], "gloo"),
+    ([("h", "cpu", ""), ("h", "cuda:0", "GPU-aaaa")], "gloo"),
+    # two hosts, each with cuda:0 and no identity given: different GPUs
+    ([("a", "cuda:0"), ("b", "cuda:0")], "nccl"),
+], ids=["own-gpu-each", "indices", "shared", "cpu-and-gpu", "two-hosts"])
+def test_backend_tells_gpus_apart_by_identity_not_index(placements, expected) -> None:
+    from nondiff.hybrid.placement import choose_backend
+
+    assert choose_backend(placements, nccl=True) == expected
+    assert choose_backend(placements, nccl=False) == "gloo"
+
+
 SCRIPT = MODEL + textwrap.dedent("""
     import os, sys
     from nondiff.hybrid import fit_parallel
