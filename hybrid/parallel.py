@@ -249,9 +249,14 @@ class _Link:
         return message[1:1 + like.numel()].view(like.shape)
 
     def flush(self) -> None:
+        """Return once every send has completed (and the target thread has ended)."""
         with _peer("flushing the sends"):
             while self.sends:
                 self.sends.popleft()[0].wait()
+            if self.device.type == "cuda":  # NCCL's wait orders this stream, not the host:
+                # the sends are done once it is (the groups may be destroyed next, and
+                # the worker's time must include them)
+                torch.cuda.current_stream(self.device).synchronize()
         if self.receiver is not None:
             self.receiver.join()
 
@@ -495,6 +500,9 @@ def fit_parallel(
             (:func:`~nondiff.hybrid.startup.default_start_method`). Every method trains
             at the same speed once started (:mod:`nondiff.hybrid.startup`); ``"fork"``
             starts at once but fails after autograd has run with CUDA builds of torch.
+            With stages on GPUs, the main script must not use CUDA at import (keep it
+            under ``if __name__ == "__main__":``): forkserver imports it in its server
+            process, and a worker forked from a server that has used CUDA cannot.
         stats: if a dict, filled with ``"worker_seconds"`` (each worker's training
             loop, timed from a barrier that all workers pass once started, so process
             start-up is excluded and pipeline fill and drain are included; the
