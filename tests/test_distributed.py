@@ -173,9 +173,11 @@ SCRIPT = MODEL + textwrap.dedent("""
 """)
 
 
-def _two_torchrun_nodes(tmp_path: Path, source: str) -> list[tuple[int, str]]:
+def _two_torchrun_nodes(tmp_path: Path, source: str, node_env: tuple[dict, dict] = ({}, {}),
+                        ) -> list[tuple[int, str]]:
     """Run ``source`` as a script under two torchrun "nodes" on 127.0.0.1 (one process
-    each); their exit codes and outputs. Every process they started is gone after."""
+    each; ``node_env``: extra variables of each node); their exit codes and outputs.
+    Every process they started is gone after."""
     script = tmp_path / "train.py"
     script.write_text(source)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -187,7 +189,8 @@ def _two_torchrun_nodes(tmp_path: Path, source: str) -> list[tuple[int, str]]:
          "--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1",
          "--master-addr", "127.0.0.1", "--master-port", str(port), str(script),
          str(tmp_path)],
-        env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env={**env, **node_env[node]}, start_new_session=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
         for node in (0, 1)]
     try:
         outputs = [node.communicate(timeout=600)[0].decode(errors="replace")
@@ -216,6 +219,29 @@ def test_two_torchrun_nodes_equal_the_single_process_run(tmp_path: Path, data) -
         assert plain_equal(dict(saved["model"]), dict(single.state_dict()))
         assert plain_equal(saved["stages"], single.checkpoint()["stages"])
         assert saved["stats"]["backend"] == "gloo" and saved["step"] == single.step_count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to clean up")
+def test_torchrun_processes_that_each_see_one_gpu_train_on_it_over_nccl(tmp_path, data) -> None:
+    """``devices="auto"`` under torchrun, CUDA_VISIBLE_DEVICES set per process: each sees
+    its own GPU as cuda:0. It ran on the CPU; now each stage runs on its GPU, and NCCL
+    carries the messages (the GPUs told apart by UUID, not by index), equal to one
+    process on the two GPUs."""
+    if GPUS < 2:
+        pytest.skip(f"2 CUDA devices not available ({GPUS} visible)")
+    script = SCRIPT.replace("stats=stats)", "stats=stats, devices='auto')")
+    nodes = _two_torchrun_nodes(tmp_path, script, ({"CUDA_VISIBLE_DEVICES": "0"},
+                                                   {"CUDA_VISIBLE_DEVICES": "1"}))
+    assert [code for code, _ in nodes] == [0, 0], "\n".join(out[-3000:] for _, out in nodes)
+    single = _on(nested_model(), ["cuda:0", "cuda:1"])
+    expected = single.fit(data, epochs=2, batch_size=50)
+    for rank in (0, 1):
+        saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False, map_location="cpu")
+        assert saved["stats"]["devices"] == ["cuda:0", "cuda:0"]
+        assert saved["stats"]["backend"] == "nccl"
+        assert saved["losses"] == expected
+        assert plain_equal(dict(saved["model"]), {k: v.cpu() for k, v in
+                                                  single.state_dict().items()})
 
 
 FAILING = MODEL + textwrap.dedent("""
