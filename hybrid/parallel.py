@@ -579,9 +579,7 @@ def fit_parallel(
                   timeout=timeout, start_step=model.step_count, steps=sum(per_epoch),
                   epochs=epoch_list, per_epoch=per_epoch, batch_size=batch_size, seed=seed,
                   sizes=[n for epoch in sizes for n in epoch],
-                  data_on_gpu=hasattr(data, "to") and isinstance(getattr(data, "device", None),
-                                                               torch.device)
-                  and data.device.type == "cuda",
+                  data_on_gpu=_kept_on_gpu(data),
                   message_dtype=next((p.dtype for p in model.parameters()
                                       if p.is_floating_point()), torch.float32))
     shapes = [tuple(first[0].shape[1:]), *model.shapes]
@@ -612,6 +610,13 @@ def fit_parallel(
         history.append(epoch_mean(losses[:n], model.on_nonfinite))
         losses = losses[n:]
     return history
+
+
+def _kept_on_gpu(data: Any) -> bool:
+    """Whether ``data`` (a :class:`~nondiff.problems.learning.Dataset`) lives on a GPU
+    and can be moved (``data.to``)."""
+    device = getattr(data, "device", None)
+    return hasattr(data, "to") and isinstance(device, torch.device) and device.type == "cuda"
 
 
 def _run_here(rank: int, world: int, job: dict[str, Any]) -> dict[int, dict[str, Any]]:
