@@ -38,8 +38,9 @@ spawn and fork, which train at the same speed since issue 18,
 :mod:`nondiff.hybrid.startup`). Anchors: end-to-end backprop in one process at every
 thread count 1, 2, 4, ..., n (the best one counts: backprop's threads stop paying
 off early on small layers), and exact backprop pipelined over the same stages and
-processes by ``torch.distributed.pipelining`` (GPipe, micro-batch count chosen by
-1-epoch trials; :mod:`nondiff.benchmarks.pipeline_anchor`). Every run trains the same
+processes by ``torch.distributed.pipelining`` (GPipe, or with ``--schedule gpipe 1f1b``
+also 1F1B; micro-batch count chosen by 1-epoch trials;
+:mod:`nondiff.benchmarks.pipeline_anchor`). Every run trains the same
 epochs and reports test accuracy. The parallel time is the slowest worker's loop,
 timed from a barrier after start-up (process start-up excluded, pipeline fill and
 drain included). Rows run in interleaved rounds and the median is shown, since a
@@ -53,6 +54,8 @@ Commands (2 cores):
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.decoupled               # both parts, ~20 min
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.decoupled --quick       # 1 seed, few epochs
     python -m nondiff.benchmarks.decoupled --skip-accuracy --workloads 128x16x64  # ~15 min
+    python -m nondiff.benchmarks.decoupled --skip-accuracy --workloads 128x16x64 \
+        --schedule gpipe 1f1b                       # both pipelining anchors
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.decoupled --tune        # re-derive the rates
 
 It prints the accuracy table (one row per dataset × model, one column per signal and
@@ -80,7 +83,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import torch
-from nondiff.benchmarks.pipeline_anchor import pipelined_backprop
+from nondiff.benchmarks.pipeline_anchor import SCHEDULES, pipelined_backprop
 from nondiff.benchmarks.timing import interleaved
 from nondiff.hybrid import SIGNALS, Decoupled, Group, fit_parallel, mlp_blocks
 from nondiff.hybrid.startup import default_start_method
@@ -240,6 +243,9 @@ def accuracy_table(seeds: int, workers: int, epochs_scale: float = 1.0) -> None:
     print(f"accuracy part: {time.perf_counter() - started:.0f} s, {_load()}", flush=True)
 
 
+SCHEDULE_NAMES: dict[str, str] = {"gpipe": "GPipe", "1f1b": "1F1B"}
+"""How the rows name the pipelining schedules (``--schedule``)."""
+
 TRIAL_START = "fork" if torch.version.cuda is None else default_start_method()
 """How the short trial runs that choose a split or a micro-batch count start their
 workers: fork where it is safe (CPU builds of torch), as it skips the start-up; the
@@ -317,14 +323,16 @@ def _throughput_run(ds: Dataset, workload: tuple[int, int, int], groups: int, th
 
 def _pipelining_run(ds: Dataset, workload: tuple[int, int, int], groups: int, threads: int,
                     epochs: int, lr: float, cut: int | None, microbatches: int,
-                    start_method: str | None = None) -> tuple[float, float]:
-    """Samples/s and test accuracy of the same blocks as a GPipe pipeline of exact
-    backprop (:mod:`nondiff.benchmarks.pipeline_anchor`)."""
+                    start_method: str | None = None, schedule: str = "gpipe",
+                    ) -> tuple[float, float]:
+    """Samples/s and test accuracy of the same blocks as a pipeline of exact backprop
+    under ``schedule`` (GPipe or 1F1B, :mod:`nondiff.benchmarks.pipeline_anchor`)."""
     width, depth, batch = workload
     torch.manual_seed(0)
     return pipelined_backprop(_stages(ds, width, depth, groups, cut), ds, epochs, batch,
                               threads, microbatches, lr,
-                              start_method=start_method or default_start_method())
+                              start_method=start_method or default_start_method(),
+                              schedule=schedule)
 
 
 def _capacity_run(args: tuple[Dataset, tuple[int, int, int], float]) -> float:
@@ -367,22 +375,27 @@ def choose_cut(ds: Dataset, workload: tuple[int, int, int], lr: float,
 
 
 def choose_microbatches(ds: Dataset, workload: tuple[int, int, int], groups: int,
-                        threads: int, lr: float, cut: int | None) -> tuple[int, dict[int, float]]:
-    """GPipe's micro-batch count with the most samples/s in 1-epoch trials among
-    ``groups``, 2 and 4 x ``groups`` (those that divide the batch): more micro-batches
-    shrink the pipeline bubble, ``(K - 1) / (M + K - 1)`` of the time, but each costs
-    a message and smaller kernels."""
+                        threads: int, lr: float, cut: int | None, schedule: str = "gpipe",
+                        ) -> tuple[int, dict[int, float]]:
+    """The micro-batch count of ``schedule`` (GPipe or 1F1B) with the most samples/s in
+    1-epoch trials among ``groups``, 2 and 4 x ``groups`` (those that divide the batch):
+    more micro-batches shrink the pipeline bubble, ``(K - 1) / (M + K - 1)`` of the
+    time under either schedule, but each costs a message and smaller kernels."""
     batch = workload[2]
     counts = [m for m in (groups, 2 * groups, 4 * groups) if batch % m == 0] or [1]
+    if schedule == "1f1b":  # at least one micro-batch per stage
+        counts = [m for m in counts if m >= groups] or [groups]
     rates = {m: _pipelining_run(ds, workload, groups, threads, 1, lr, cut, m,
-                                start_method=TRIAL_START)[0] for m in counts}
+                                start_method=TRIAL_START, schedule=schedule)[0]
+             for m in counts}
     return max(rates, key=rates.__getitem__), rates
 
 
 def throughput_table(ds: Dataset, workload: tuple[int, int, int], epochs: int, rounds: int,
-                     lr: float) -> float:
+                     lr: float, schedules: tuple[str, ...] = ("gpipe",)) -> float:
     """Print the throughput rows of one workload; return the ratio of the best
-    decoupled row to the best anchor (backprop on all cores, GPipe)."""
+    decoupled row to the best anchor (backprop on all cores, the pipelining
+    ``schedules``)."""
     width, depth, batch = workload
     n = cores()
     counts = [k for k in STAGE_COUNTS if k <= n]
@@ -393,10 +406,13 @@ def throughput_table(ds: Dataset, workload: tuple[int, int, int], epochs: int, r
     print("2-stage split: samples/s of 1-epoch trials by layers in the lower stage: "
           + ", ".join(f"{c}: {r:.0f}" for c, r in trial.items()) + f" -> {cut}")
     micro = {}
-    for k in counts:
-        micro[k], tried = choose_microbatches(ds, workload, k, n // k, lr, cut)
-        print(f"GPipe, {k} stages: samples/s of 1-epoch trials by micro-batches: "
-              + ", ".join(f"{m}: {r:.0f}" for m, r in tried.items()) + f" -> {micro[k]}")
+    for schedule in schedules:
+        for k in counts:
+            micro[schedule, k], tried = choose_microbatches(ds, workload, k, n // k, lr, cut,
+                                                            schedule)
+            print(f"{SCHEDULE_NAMES[schedule]}, {k} stages: samples/s of 1-epoch trials by "
+                  "micro-batches: " + ", ".join(f"{m}: {r:.0f}" for m, r in tried.items())
+                  + f" -> {micro[schedule, k]}")
     accs: dict[str, float] = {}
 
     def row(name: str, run: Callable[[], tuple[float, float]]) -> Callable[[], float]:
@@ -410,10 +426,14 @@ def throughput_table(ds: Dataset, workload: tuple[int, int, int], epochs: int, r
         runs[f"backprop, 1 process x {t} thread(s)"] = row(
             f"backprop, 1 process x {t} thread(s)", functools.partial(
                 _throughput_run, ds, workload, 1, t, epochs, lr))
-    for k in counts:
-        name = f"GPipe backprop, {k} processes x {n // k} thread(s), {micro[k]} micro-batches"
-        runs[name] = row(name, functools.partial(_pipelining_run, ds, workload, k, n // k,
-                                                 epochs, lr, cut, micro[k]))
+    for schedule in schedules:
+        for k in counts:
+            m = micro[schedule, k]
+            name = (f"{SCHEDULE_NAMES[schedule]} backprop, {k} processes x {n // k} "
+                    f"thread(s), {m} micro-batches")
+            runs[name] = row(name, functools.partial(
+                _pipelining_run, ds, workload, k, n // k, epochs, lr, cut, m,
+                schedule=schedule))
     methods = [default_start_method()] + [m for m in ("spawn", "fork")
                                           if m != default_start_method()]
     if torch.version.cuda is not None:  # fork after autograd fails with CUDA builds
@@ -470,6 +490,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="interleaved throughput rounds (median)")
     parser.add_argument("--workloads", nargs="+", default=[
         "x".join(map(str, w)) for w in WORKLOADS], help="throughput MLPs as WIDTHxDEPTHxBATCH")
+    parser.add_argument("--schedule", nargs="+", choices=SCHEDULES, default=["gpipe"],
+                        help="pipelining anchor schedule(s): gpipe, 1f1b (Schedule1F1B) or both")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args(argv)
@@ -490,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError:
                 parser.error(f"--workloads takes WIDTHxDEPTHxBATCH, e.g. 128x16x64; got {text!r}")
             throughput_table(ds, (width, depth, batch), args.throughput_epochs, args.rounds,
-                             1e-3)
+                             1e-3, tuple(dict.fromkeys(args.schedule)))
 
 
 if __name__ == "__main__":

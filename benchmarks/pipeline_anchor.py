@@ -1,12 +1,18 @@
 """Anchor for the decoupled pipeline: exact backprop pipelined by ``torch.distributed.pipelining``.
 
 The same blocks that :func:`nondiff.hybrid.fit_parallel` runs one per process are run,
-one per process on gloo, as the stages of a GPipe schedule (Huang et al., "GPipe:
-efficient training of giant neural networks using pipeline parallelism", NeurIPS 2019;
-PyTorch's ``ScheduleGPipe``): each batch is cut into micro-batches that flow forward
-through all stages, then backward, then every stage takes its optimizer step. Gradients
-are averaged over the micro-batches (``scale_grads``), so an update equals end-to-end
-backprop on the whole batch; only the blocks' waiting differs. Batches smaller than
+one per process on gloo, as the stages of a pipeline schedule (:data:`SCHEDULES`).
+``"gpipe"`` (Huang et al., "GPipe: efficient training of giant neural networks using
+pipeline parallelism", NeurIPS 2019; PyTorch's ``ScheduleGPipe``): each batch is cut
+into micro-batches that flow forward through all stages, then backward, then every
+stage takes its optimizer step. ``"1f1b"`` (one forward, one backward, flushed every
+batch: PipeDream-Flush, Narayanan et al., "Memory-efficient pipeline-parallel DNN
+training", ICML 2021; PyTorch's ``Schedule1F1B``): after a warm-up each stage
+alternates a forward and a backward micro-batch, so it keeps at most as many
+activations as there are stages (GPipe keeps all), with the same bubble; it needs at
+least as many micro-batches as stages. Gradients are averaged over the micro-batches
+(``scale_grads``), so an update of either equals end-to-end backprop on the whole
+batch; only the blocks' waiting differs. Batches smaller than
 ``batch`` (the last one of an epoch) are left out, as the schedule needs equal
 micro-batches; the rate counts the samples trained on.
 
@@ -33,13 +39,17 @@ from nondiff.hybrid.parallel import free_port
 from nondiff.problems.learning import Dataset
 from torch import nn
 
-__all__ = ["pipelined_backprop"]
+__all__ = ["SCHEDULES", "pipelined_backprop"]
+
+SCHEDULES: tuple[str, ...] = ("gpipe", "1f1b")
+"""The schedules of ``torch.distributed.pipelining`` the anchor runs: ``ScheduleGPipe``,
+``Schedule1F1B``."""
 
 
 def _worker(rank: int, world: int, port: int, payload: bytes, results: Any) -> None:
     try:
         job = torch.load(io.BytesIO(payload), weights_only=False)
-        from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
+        from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
         torch.set_num_threads(job["threads"])
         block: nn.Module = job["block"]
@@ -49,8 +59,8 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any) -> N
                                 world_size=world, timeout=datetime.timedelta(seconds=600))
         try:
             stage = PipelineStage(block, rank, world, torch.device("cpu"))
-            schedule = ScheduleGPipe(stage, job["microbatches"],
-                                     loss_fn=nn.functional.cross_entropy)
+            kind = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[job["schedule"]]
+            schedule = kind(stage, job["microbatches"], loss_fn=nn.functional.cross_entropy)
             ds: Dataset = job["data"]
             dist.barrier()
             started, samples = time.perf_counter(), 0
@@ -81,14 +91,21 @@ def pipelined_backprop(blocks: list[nn.Module], data: Dataset, epochs: int, batc
                        threads: int, microbatches: int, lr: float = 1e-3,
                        start_method: str = "forkserver",
                        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-                       ) -> tuple[float, float]:
+                       schedule: str = "gpipe") -> tuple[float, float]:
     """Train ``blocks`` (one process each, ``threads`` torch threads per process) as a
-    GPipe pipeline; returns (samples/s of the slowest stage's loop, test accuracy in
-    percent). ``blocks`` are trained in place, each by ``optimizer(parameters)`` (a
-    picklable factory; default fused Adam at rate ``lr``)."""
+    pipeline of ``schedule`` (one of :data:`SCHEDULES`); returns (samples/s of the
+    slowest stage's loop, test accuracy in percent). ``blocks`` are trained in place,
+    each by ``optimizer(parameters)`` (a picklable factory; default fused Adam at rate
+    ``lr``)."""
+    world = len(blocks)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; expected one of {list(SCHEDULES)}")
     if batch % microbatches:
         raise ValueError(f"batch {batch} must split into {microbatches} equal micro-batches")
-    world = len(blocks)
+    if schedule == "1f1b" and microbatches < world:
+        raise ValueError(f"schedule '1f1b' needs at least as many micro-batches as stages; "
+                         f"got {microbatches} for {world} stages (pass microbatches >= "
+                         f"{world}, or schedule='gpipe')")
     context = mp.get_context(start_method)
     results = context.Queue()
     port = free_port()
@@ -96,6 +113,7 @@ def pipelined_backprop(blocks: list[nn.Module], data: Dataset, epochs: int, batc
     for rank, block in enumerate(blocks):
         buffer = io.BytesIO()
         torch.save(dict(block=block, threads=threads, microbatches=microbatches,
+                        schedule=schedule,
                         optimizer=optimizer or functools.partial(torch.optim.Adam, lr=lr,
                                                                  fused=True),
                         epochs=epochs, batch=batch, data=data), buffer)

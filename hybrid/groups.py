@@ -1,14 +1,15 @@
 """The process groups of a pipeline: one rank per stage, on one host or many (torchrun).
 
 :func:`connect` joins this process to the pipeline as rank ``rank`` of ``world``: a gloo
-default group for control (the start barrier, the exchange of where every rank runs,
-the trained stages at the end), then, for every pair of neighbouring stages, one group
-per direction — activations up, synthesizer targets down — on the backend that
-:func:`~nondiff.hybrid.placement.choose_backend` picks for the ranks' devices (NCCL when
-every stage has a GPU of its own, else gloo). Each of these groups carries messages one
-way between two ranks and is used by one thread of each: NCCL orders the operations of a
-group on one stream, so a send up and a receive down in one group could wait on each
-other; apart, they cannot.
+default group for control (the start barrier, the exchange of where every rank runs --
+host, device and GPU UUID, so that processes that each see their own GPU as ``cuda:0``
+still talk over NCCL --, the trained stages at the end), then, for every pair of
+neighbouring stages, one group per direction — activations up, synthesizer targets
+down — on the backend that :func:`~nondiff.hybrid.placement.choose_backend` picks for
+the ranks' devices (NCCL when every stage has a GPU of its own, else gloo). Each of these
+groups carries messages one way between two ranks and is used by one thread of each:
+NCCL orders the operations of a group on one stream, so a send up and a receive down in
+one group could wait on each other; apart, they cannot.
 
 :func:`torchrun_env` reads the rank of this process from the variables that ``torchrun``
 (or any launcher) sets: ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` and
@@ -33,7 +34,7 @@ from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
-from nondiff.hybrid.placement import choose_backend
+from nondiff.hybrid.placement import choose_backend, gpu_identity
 
 __all__ = ["TORCHRUN_VARIABLES", "Pipes", "TorchrunEnv", "connect", "torchrun_env"]
 
@@ -68,7 +69,8 @@ def torchrun_env(environ: Mapping[str, str]) -> TorchrunEnv | None:
     try:
         rank, world = int(environ["RANK"]), int(environ["WORLD_SIZE"])
         local_rank = int(environ.get("LOCAL_RANK", 0))
-        local_world = int(environ.get("LOCAL_WORLD_SIZE", 1))
+        # not every launcher sets LOCAL_WORLD_SIZE: then at least this many run here
+        local_world = int(environ.get("LOCAL_WORLD_SIZE", local_rank + 1))
     except ValueError as error:
         raise ValueError(f"RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE must be "
                          f"integers: {error}") from None
@@ -126,11 +128,12 @@ def connect(rank: int, world: int, device: torch.device, init_method: str,
                              f"needs rank {rank} of {world} (one rank per stage)")
         control = dist.new_group(backend="gloo", timeout=wait)
         created.append(control)
-    placements: list[tuple[str, str]] = [("", "")] * world
-    dist.all_gather_object(placements, (socket.gethostname(), str(device)), group=control)
-    backend = choose_backend(placements)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and the caching allocator use the current GPU
+    placements: list[tuple[str, str, str]] = [("", "", "")] * world
+    dist.all_gather_object(placements, (socket.gethostname(), str(device),
+                                        gpu_identity(device)), group=control)
+    backend = choose_backend(placements)
     pairs = {}
     for low in range(world - 1):  # every rank creates every group, in the same order
         for direction in ("up", "down"):

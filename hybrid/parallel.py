@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import io
 import math
 import os
 import queue as queue_module
@@ -71,6 +70,7 @@ import torch.multiprocessing as mp
 from nondiff.hybrid.decoupled import Decoupled
 from nondiff.hybrid.groups import TORCHRUN_VARIABLES, Pipes, connect, torchrun_env
 from nondiff.hybrid.nonfinite import NonFiniteError, epoch_mean
+from nondiff.hybrid.payload import dumps, loads
 from nondiff.hybrid.placement import Devices, place_stage, rank_device, stage_devices
 from nondiff.hybrid.stage import LossTop, Stage
 from nondiff.hybrid.startup import default_start_method, prepare_worker
@@ -108,16 +108,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _dumps(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def _loads(data: bytes, map_location: str | None = None) -> Any:
-    return torch.load(io.BytesIO(data), weights_only=False, map_location=map_location)
 
 
 SEND_WINDOW = 4
@@ -226,13 +216,17 @@ class _Link:
                 torch.cuda.set_device(self.device)
                 stream = torch.cuda.Stream(self.device)
             for _ in range(count):
-                message = torch.empty(size, device=self.device, dtype=self.dtype)
                 if stream is None:
+                    message = torch.empty(size, device=self.device, dtype=self.dtype)
                     dist.recv(message, self.rank + 1, group=group)
-                else:  # recv's wait orders this stream only: wait for it on the host
+                else:
+                    # allocated on this thread's stream, which NCCL waits for: a block
+                    # freed by work still queued on another stream is not handed out here
+                    # (poll_target marks the main stream's use before it is freed)
                     with torch.cuda.stream(stream):
+                        message = torch.empty(size, device=self.device, dtype=self.dtype)
                         dist.recv(message, self.rank + 1, group=group)
-                    stream.synchronize()
+                    stream.synchronize()  # recv's wait orders this stream only: wait here
                 self.targets.put(message)
         except BaseException as error:  # handed to the main thread, which raises it
             self.targets.put(error)
@@ -250,12 +244,19 @@ class _Link:
         if message.device.type == "cpu" and int(message[0]) != len(like):
             raise RuntimeError(f"a target of {int(message[0])} rows arrived for an activation "
                                f"of {len(like)}")
+        if message.device.type == "cuda":  # allocated on the receiving thread's stream,
+            message.record_stream(torch.cuda.current_stream(message.device))  # used on this
         return message[1:1 + like.numel()].view(like.shape)
 
     def flush(self) -> None:
+        """Return once every send has completed (and the target thread has ended)."""
         with _peer("flushing the sends"):
             while self.sends:
                 self.sends.popleft()[0].wait()
+            if self.device.type == "cuda":  # NCCL's wait orders this stream, not the host:
+                # the sends are done once it is (the groups may be destroyed next, and
+                # the worker's time must include them)
+                torch.cuda.current_stream(self.device).synchronize()
         if self.receiver is not None:
             self.receiver.join()
 
@@ -272,11 +273,12 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any,
             owner: int) -> None:
     die_with(owner)  # never outlive the parent, even if it is killed with SIGKILL
     try:
-        job = _loads(payload)
+        job = loads(payload)  # on the CPU: nothing lands on a GPU before _join picks one
         prepare_worker(job["stage"], job["threads"])  # threads, lazy first calls
         pipes = _join(rank, world, job, f"tcp://127.0.0.1:{port}")
         try:
-            results.put(("done", rank, _dumps(_work(rank, world, job, pipes)), None))
+            results.put(("done", rank, dumps(_work(rank, world, job, pipes), device_free=False),
+                         None))
         except BaseException as error:  # reported before the connections close below
             _report(results, rank, error)
             raise SystemExit(1) from None
@@ -290,11 +292,15 @@ def _worker(rank: int, world: int, port: int, payload: bytes, results: Any,
 
 
 def _join(rank: int, world: int, job: dict[str, Any], init_method: str) -> Pipes:
-    """Move this rank's stage to its device, then join the pipeline's process groups."""
+    """Move this rank's stage (it arrives on the CPU) to its device, and the data of
+    rank 0 too if the parent kept it on a GPU (batches are then cut there, not copied
+    up every step); then join the pipeline's process groups."""
     device = torch.device(job["device"])
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before anything touches the GPU: no context on GPU 0
     place_stage(job["stage"], device)
+    if job["data"] is not None and job["data_on_gpu"] and device.type == "cuda":
+        job["data"] = job["data"].to(device)
     return connect(rank, world, device, init_method, job["timeout"])
 
 
@@ -390,7 +396,7 @@ def _collect(results: Any, outputs: dict[int, Any], reports: dict[int, tuple[str
         except queue_module.Empty:
             return
         if kind == "done":
-            outputs[rank] = _loads(body, map_location="cpu")  # copied to the model's devices
+            outputs[rank] = loads(body)  # on the CPU, then copied to the model's devices
         else:
             reports[rank] = (kind, body, fields)
         wait = 0.0
@@ -494,6 +500,9 @@ def fit_parallel(
             (:func:`~nondiff.hybrid.startup.default_start_method`). Every method trains
             at the same speed once started (:mod:`nondiff.hybrid.startup`); ``"fork"``
             starts at once but fails after autograd has run with CUDA builds of torch.
+            With stages on GPUs, the main script must not use CUDA at import (keep it
+            under ``if __name__ == "__main__":``): forkserver imports it in its server
+            process, and a worker forked from a server that has used CUDA cannot.
         stats: if a dict, filled with ``"worker_seconds"`` (each worker's training
             loop, timed from a barrier that all workers pass once started, so process
             start-up is excluded and pipeline fill and drain are included; the
@@ -501,8 +510,9 @@ def fit_parallel(
             (each stage's device) and ``"backend"`` (``"nccl"`` or ``"gloo"``).
         devices: where each stage runs (:mod:`nondiff.hybrid.placement`): ``None``
             (default), where each block's parameters are; ``"auto"``, ``cuda:k`` when
-            there is a GPU per stage (per process of a host under torchrun), else the
-            CPU; one device for all; or a list, one per block. Stages that all have a
+            there is a GPU per stage (under torchrun: ``cuda:LOCAL_RANK`` when there is
+            one per process of the host, ``cuda:0`` when a process sees only one), else
+            the CPU; one device for all; or a list, one per block. Stages that all have a
             GPU of their own talk over NCCL, GPU to GPU; otherwise over gloo.
         launcher: one of :data:`LAUNCHERS`.
 
@@ -569,6 +579,7 @@ def fit_parallel(
                   timeout=timeout, start_step=model.step_count, steps=sum(per_epoch),
                   epochs=epoch_list, per_epoch=per_epoch, batch_size=batch_size, seed=seed,
                   sizes=[n for epoch in sizes for n in epoch],
+                  data_on_gpu=_kept_on_gpu(data),
                   message_dtype=next((p.dtype for p in model.parameters()
                                       if p.is_floating_point()), torch.float32))
     shapes = [tuple(first[0].shape[1:]), *model.shapes]
@@ -580,7 +591,9 @@ def fit_parallel(
                     input_grad=rank > 0 and model.stages[rank - 1].wants_target)
 
     if env is None:
-        outputs = _run_local(model, [_dumps(job(rank)) for rank in range(world)],
+        # device-free: a worker must not unpickle a tensor onto the parent's GPU (a CUDA
+        # context there, or a failure where that GPU is not visible); it moves once, in _join
+        outputs = _run_local(model, [dumps(job(rank)) for rank in range(world)],
                              start_method, timeout)
     else:
         outputs = _run_here(env.rank, world, job(env.rank))
@@ -599,22 +612,29 @@ def fit_parallel(
     return history
 
 
+def _kept_on_gpu(data: Any) -> bool:
+    """Whether ``data`` (a :class:`~nondiff.problems.learning.Dataset`) lives on a GPU
+    and can be moved (``data.to``)."""
+    device = getattr(data, "device", None)
+    return hasattr(data, "to") and isinstance(device, torch.device) and device.type == "cuda"
+
+
 def _run_here(rank: int, world: int, job: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Run stage ``rank`` in this process (started by torchrun), then gather every
     rank's trained stage, losses and time. The stage trains as a copy, as in a worker."""
-    job = dict(job, stage=_loads(_dumps(job["stage"])))
+    job = dict(job, stage=loads(dumps(job["stage"], device_free=False)))  # a CPU copy
     threads = torch.get_num_threads()
     torch.set_num_threads(job["threads"])
     try:
         pipes = _join(rank, world, job, "env://")
-        result = _dumps(_work(rank, world, job, pipes))
+        result = dumps(_work(rank, world, job, pipes), device_free=False)
         gathered: list[Any] = [None] * world
         with _peer("gathering the trained stages"):
             dist.all_gather_object(gathered, result, group=pipes.control)
         pipes.close(keep_default=True)  # after a failure the process ends (torchrun)
     finally:
         torch.set_num_threads(threads)
-    return {r: _loads(body, map_location="cpu") for r, body in enumerate(gathered)}
+    return {r: loads(body) for r, body in enumerate(gathered)}
 
 
 def _run_local(model: Decoupled, payloads: list[bytes], start_method: str, timeout: float

@@ -7,15 +7,18 @@ optimizers and its queues) on the device :func:`stage_devices` names for it:
 - ``devices=None``: where the block's parameters are (``model.blocks[1].to("cuda:1")``
   places block 1 by hand; a block without parameters stays on the CPU);
 - ``devices="auto"``: ``cuda:k`` when at least as many GPUs are visible as there are
-  stages (under torchrun: as there are ranks on this host, ``cuda:LOCAL_RANK``), else
-  the CPU;
+  stages, else the CPU; under torchrun, ``cuda:LOCAL_RANK`` when this host's processes
+  each have one among those visible, ``cuda:0`` when a process sees exactly one (its
+  own, with ``CUDA_VISIBLE_DEVICES`` set per process), else the CPU
+  (:func:`auto_rank_device`);
 - one device (``"cpu"``, ``"cuda:0"``) for every stage, or a list with one entry per
   stage (``["cuda:0", "cuda:1"]``; ``None`` entries: where that block is).
 
 :func:`place_stage` moves a stage there in its worker (modules, optimizer states and
 queues; nothing moves when it is there already, so a CPU run stays bit for bit the
 same). :func:`choose_backend` picks what carries the messages between stages: NCCL,
-device to device, when every stage has a GPU of its own; else gloo, with CUDA
+device to device, when every stage has a GPU of its own (told apart by UUID,
+:func:`gpu_identity`, not by the index each process sees); else gloo, with CUDA
 stages sending through host memory.
 
 Example:
@@ -37,14 +40,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import socket
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from nondiff.hybrid.decoupled import Decoupled
 from nondiff.hybrid.stage import Stage
 
-__all__ = ["DEVICE_KINDS", "choose_backend", "place_stage", "rank_device", "stage_devices"]
+__all__ = ["DEVICE_KINDS", "auto_device", "auto_rank_device", "choose_backend", "gpu_identity",
+           "place_stage", "rank_device", "stage_devices"]
 
 DEVICE_KINDS: tuple[str, ...] = ("cpu", "cuda")
 """The kinds of device a stage can run on."""
@@ -85,13 +91,40 @@ def _visible() -> int:
     return torch.cuda.device_count()
 
 
-def _resolve(entry: Any, where: torch.device | None, what: str, gpus: int | None, gpu: int,
-             needed: int) -> torch.device:
+def auto_device(gpus: int, index: int, needed: int) -> torch.device:
+    """``devices="auto"`` for the stage of ``index`` among ``needed`` stages that share
+    this host's ``gpus`` visible GPUs: ``cuda:index`` when there is one for each, else the
+    CPU."""
+    return torch.device("cuda", index) if gpus >= needed else torch.device("cpu")
+
+
+def auto_rank_device(gpus: int, local_rank: int, local_world: int) -> torch.device:
+    """``devices="auto"`` for a process of a torchrun job: ``cuda:LOCAL_RANK`` when this
+    host's ``local_world`` processes each have one among the ``gpus`` it sees; ``cuda:0``
+    when the process sees exactly one GPU (its own, where ``CUDA_VISIBLE_DEVICES`` is set
+    per process, or the host's only one; stages that turn out to share it talk over gloo,
+    :func:`choose_backend`); else the CPU.
+
+    Example:
+        >>> auto_rank_device(gpus=8, local_rank=3, local_world=8)
+        device(type='cuda', index=3)
+        >>> auto_rank_device(gpus=1, local_rank=1, local_world=2)  # one GPU per process
+        device(type='cuda', index=0)
+        >>> auto_rank_device(gpus=0, local_rank=1, local_world=2)
+        device(type='cpu')
+    """
+    if gpus == 1:
+        return torch.device("cuda", 0)
+    return auto_device(gpus, local_rank, max(local_world, local_rank + 1))
+
+
+def _resolve(entry: Any, where: torch.device | None, what: str, gpus: int | None,
+             auto: Callable[[int], torch.device]) -> torch.device:
     if entry is None:
         device = where or torch.device("cpu")
     elif entry == "auto":
         gpus = _visible() if gpus is None else gpus
-        device = torch.device("cuda", gpu) if gpus >= needed else torch.device("cpu")
+        device = auto(gpus)
     else:
         device = _device(entry, what)
     if device.type == "cuda" and gpus is None:
@@ -118,34 +151,54 @@ def stage_devices(devices: Devices, placed: Sequence[torch.device | None],
     """
     entries = _entries(devices, len(placed))
     listed = isinstance(devices, (list, tuple))
-    return [_resolve(entry, where, f"devices[{k}]" if listed else "devices", gpus, k,
-                     len(placed))
+    return [_resolve(entry, where, f"devices[{k}]" if listed else "devices", gpus,
+                     functools.partial(auto_device, index=k, needed=len(placed)))
             for k, (entry, where) in enumerate(zip(entries, placed, strict=True))]
 
 
 def rank_device(devices: Devices, placed: Sequence[torch.device | None], rank: int,
                 local_rank: int, local_world: int, gpus: int | None = None) -> torch.device:
     """The device of stage ``rank`` when every stage is a process of its own (torchrun):
-    as :func:`stage_devices`, but ``"auto"`` gives GPU ``local_rank`` when this host
-    has ``local_world`` GPUs or more, and only this stage's GPU is checked (the other
-    stages may be on other hosts)."""
+    as :func:`stage_devices`, but ``"auto"`` follows :func:`auto_rank_device`
+    (``cuda:LOCAL_RANK``, or ``cuda:0`` when the process sees one GPU), and only this
+    stage's GPU is checked (the other stages may be on other hosts)."""
     entry = _entries(devices, len(placed))[rank]
     what = f"devices[{rank}]" if isinstance(devices, (list, tuple)) else "devices"
-    return _resolve(entry, placed[rank], what, gpus, local_rank, local_world)
+    return _resolve(entry, placed[rank], what, gpus, functools.partial(
+        auto_rank_device, local_rank=local_rank, local_world=local_world))
 
 
-def choose_backend(placements: Sequence[tuple[str, str]], nccl: bool | None = None) -> str:
+def gpu_identity(device: torch.device) -> str:
+    """What tells ``device`` apart from every other GPU (its UUID), whatever index this
+    process sees it under; ``""`` for the CPU (no CUDA call is made)."""
+    if device.type != "cuda":
+        return ""
+    uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+    return str(uuid) if uuid is not None else f"{socket.gethostname()}:{device}"
+
+
+def choose_backend(placements: Sequence[tuple[str, ...]], nccl: bool | None = None) -> str:
     """``"nccl"`` when every stage sits on a GPU of its own, else ``"gloo"``.
 
     Args:
-        placements: ``(host name, device)`` of every rank.
+        placements: ``(host name, device)`` or ``(host name, device, GPU identity)``
+            (:func:`gpu_identity`) of every rank. The identity tells GPUs apart that
+            processes see under the same index (``CUDA_VISIBLE_DEVICES`` set per
+            process: each sees its own GPU as ``cuda:0``); without one, the index does.
         nccl: whether NCCL is available (default: ask torch.distributed).
+
+    Example:
+        >>> choose_backend([("h", "cuda:0", "GPU-a"), ("h", "cuda:0", "GPU-b")], nccl=True)
+        'nccl'
+        >>> choose_backend([("h", "cuda:0", "GPU-a"), ("h", "cuda:0", "GPU-a")], nccl=True)
+        'gloo'
     """
     if nccl is None:
         nccl = torch.distributed.is_available() and torch.distributed.is_nccl_available()
-    devices = [(host, torch.device(device)) for host, device in placements]
-    on_gpus = all(d.type == "cuda" for _, d in devices)
-    shared = len({(host, d.index) for host, d in devices}) < len(devices)
+    devices = [(p[0], torch.device(p[1]), p[2] if len(p) > 2 else "") for p in placements]
+    on_gpus = all(d.type == "cuda" for _, d, _ in devices)
+    gpus = {identity or (host, d.index) for host, d, identity in devices}
+    shared = len(gpus) < len(devices)
     return "nccl" if nccl and on_gpus and not shared else "gloo"
 
 

@@ -113,6 +113,51 @@ def test_torchrun_settings_are_checked_before_joining(data, monkeypatch) -> None
     assert not torch.distributed.is_initialized() and model.step_count == 0
 
 
+@pytest.mark.parametrize("environ, gpus, expected", [
+    # torchrun --nproc-per-node 2 on a host whose 2 GPUs both processes see
+    ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, 2, "cuda:1"),
+    # the same, but CUDA_VISIBLE_DEVICES set per process: each sees its own as cuda:0
+    ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, 1, "cuda:0"),
+    # one process per host (--nproc-per-node 1), one GPU
+    ({"LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}, 1, "cuda:0"),
+    # LOCAL_WORLD_SIZE not set by the launcher: LOCAL_RANK alone picks the GPU
+    ({"LOCAL_RANK": "3"}, 8, "cuda:3"),
+    # no GPU, or fewer GPUs than processes (more than one): the CPU
+    ({"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, 0, "cpu"),
+    ({"LOCAL_RANK": "3", "LOCAL_WORLD_SIZE": "4"}, 2, "cpu"),
+], ids=["gpu-per-process", "one-visible-each", "one-per-host", "no-local-world", "no-gpu",
+        "too-few"])
+def test_auto_under_torchrun_picks_this_process_gpu(environ, gpus, expected) -> None:
+    """``devices="auto"`` under torchrun: ``cuda:LOCAL_RANK``, or ``cuda:0`` when the
+    process sees one GPU (it fell back to the CPU when CUDA_VISIBLE_DEVICES gave each
+    process its own); inputs explicit, as no GPU is needed to choose."""
+    from nondiff.hybrid.groups import torchrun_env
+    from nondiff.hybrid.placement import rank_device
+
+    env = torchrun_env({"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29500", **environ})
+    assert str(rank_device("auto", [None, None], env.rank, env.local_rank, env.local_world,
+                           gpus=gpus)) == expected
+
+
+@pytest.mark.parametrize("placements, expected", [
+    # each process sees its own GPU as cuda:0 (CUDA_VISIBLE_DEVICES per process)
+    ([("h", "cuda:0", "GPU-aaaa"), ("h", "cuda:0", "GPU-bbbb")], "nccl"),
+    # two processes that see all GPUs, on different indices
+    ([("h", "cuda:0", "GPU-aaaa"), ("h", "cuda:1", "GPU-bbbb")], "nccl"),
+    # one GPU shared (NCCL refuses two ranks on one GPU): through host memory
+    ([("h", "cuda:0", "GPU-aaaa"), ("h", "cuda:0", "GPU-aaaa")], "gloo"),
+    ([("h", "cpu", ""), ("h", "cuda:0", "GPU-aaaa")], "gloo"),
+    # two hosts, each with cuda:0 and no identity given: different GPUs
+    ([("a", "cuda:0"), ("b", "cuda:0")], "nccl"),
+], ids=["own-gpu-each", "indices", "shared", "cpu-and-gpu", "two-hosts"])
+def test_backend_tells_gpus_apart_by_identity_not_index(placements, expected) -> None:
+    from nondiff.hybrid.placement import choose_backend
+
+    assert choose_backend(placements, nccl=True) == expected
+    assert choose_backend(placements, nccl=False) == "gloo"
+
+
 SCRIPT = MODEL + textwrap.dedent("""
     import os, sys
     from nondiff.hybrid import fit_parallel
@@ -128,9 +173,11 @@ SCRIPT = MODEL + textwrap.dedent("""
 """)
 
 
-def _two_torchrun_nodes(tmp_path: Path, source: str) -> list[tuple[int, str]]:
+def _two_torchrun_nodes(tmp_path: Path, source: str, node_env: tuple[dict, dict] = ({}, {}),
+                        ) -> list[tuple[int, str]]:
     """Run ``source`` as a script under two torchrun "nodes" on 127.0.0.1 (one process
-    each); their exit codes and outputs. Every process they started is gone after."""
+    each; ``node_env``: extra variables of each node); their exit codes and outputs.
+    Every process they started is gone after."""
     script = tmp_path / "train.py"
     script.write_text(source)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -142,7 +189,8 @@ def _two_torchrun_nodes(tmp_path: Path, source: str) -> list[tuple[int, str]]:
          "--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1",
          "--master-addr", "127.0.0.1", "--master-port", str(port), str(script),
          str(tmp_path)],
-        env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env={**env, **node_env[node]}, start_new_session=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
         for node in (0, 1)]
     try:
         outputs = [node.communicate(timeout=600)[0].decode(errors="replace")
@@ -171,6 +219,29 @@ def test_two_torchrun_nodes_equal_the_single_process_run(tmp_path: Path, data) -
         assert plain_equal(dict(saved["model"]), dict(single.state_dict()))
         assert plain_equal(saved["stages"], single.checkpoint()["stages"])
         assert saved["stats"]["backend"] == "gloo" and saved["step"] == single.step_count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to clean up")
+def test_torchrun_processes_that_each_see_one_gpu_train_on_it_over_nccl(tmp_path, data) -> None:
+    """``devices="auto"`` under torchrun, CUDA_VISIBLE_DEVICES set per process: each sees
+    its own GPU as cuda:0. It ran on the CPU; now each stage runs on its GPU, and NCCL
+    carries the messages (the GPUs told apart by UUID, not by index), equal to one
+    process on the two GPUs."""
+    if GPUS < 2:
+        pytest.skip(f"2 CUDA devices not available ({GPUS} visible)")
+    script = SCRIPT.replace("stats=stats)", "stats=stats, devices='auto')")
+    nodes = _two_torchrun_nodes(tmp_path, script, ({"CUDA_VISIBLE_DEVICES": "0"},
+                                                   {"CUDA_VISIBLE_DEVICES": "1"}))
+    assert [code for code, _ in nodes] == [0, 0], "\n".join(out[-3000:] for _, out in nodes)
+    single = _on(nested_model(), ["cuda:0", "cuda:1"])
+    expected = single.fit(data, epochs=2, batch_size=50)
+    for rank in (0, 1):
+        saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False, map_location="cpu")
+        assert saved["stats"]["devices"] == ["cuda:0", "cuda:0"]
+        assert saved["stats"]["backend"] == "nccl"
+        assert saved["losses"] == expected
+        assert plain_equal(dict(saved["model"]), {k: v.cpu() for k, v in
+                                                  single.state_dict().items()})
 
 
 FAILING = MODEL + textwrap.dedent("""

@@ -3,8 +3,10 @@ stop every worker, checkpoints resume."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import io
 import math
 import os
 import subprocess
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import conftest
 import pytest
 import torch
 from conftest import (
@@ -318,3 +321,85 @@ def test_a_float64_model_trains_as_in_one_process(data: Dataset) -> None:
         torch.set_default_dtype(default)
     assert _same(single, parallel)
     assert all(p.dtype == torch.float64 for p in parallel.parameters())
+
+
+# -- Issue 18: stages travel to their workers device-free. This machine may have no GPU,
+# so a CPU model's storages are tagged as GPU 1's through torch's own extension point
+# for devices (torch.serialization.register_package): torch.save then writes exactly
+# what it writes for a model on cuda:1, and a plain torch.load puts it back there.
+_TAGGED_AS_GPU: set[int] = set()  # data pointers of the storages tagged "cuda:1"
+
+
+def _gpu_tag(storage: Any) -> str | None:
+    return "cuda:1" if storage.data_ptr() in _TAGGED_AS_GPU else None
+
+
+torch.serialization.register_package(0, _gpu_tag, lambda storage, location: None)
+
+
+def _stage_tensors(stage: Any) -> list[torch.Tensor]:
+    modules = [m for m in (stage.block, stage.synthesizer, stage.head) if m is not None]
+    found = [t for m in modules for t in m.state_dict().values()]
+    for optimizer in (stage.optimizer, stage.synth_optimizer, stage.head_optimizer):
+        if optimizer is not None:
+            found += [t for state in optimizer.state.values() for t in state.values()
+                      if isinstance(t, torch.Tensor)]
+    queued = stage.state()
+    found += [t for key in ("memory_h", "memory_context", "targets") for t in queued[key]
+              if t is not None]
+    return found
+
+
+@contextlib.contextmanager
+def tagged_as_gpu(model: Decoupled) -> Any:
+    """Every storage of ``model``'s stages saves (and plainly loads) as cuda:1's."""
+    pointers = {t.untyped_storage().data_ptr() for stage in model.stages
+                for t in _stage_tensors(stage)} - {0}
+    _TAGGED_AS_GPU.update(pointers)
+    try:
+        yield
+    finally:
+        _TAGGED_AS_GPU.difference_update(pointers)
+
+
+def test_a_stage_on_a_gpu_is_shipped_device_free(device: str, data: Dataset) -> None:
+    """What is pickled for a worker names no device but the CPU (a worker used to
+    unpickle the parent's GPU tensors onto that GPU: a CUDA context there, or a failure
+    where it is not visible), and it holds the same values."""
+    from nondiff.hybrid.payload import dumps, loads, storage_locations
+
+    model = Decoupled(blocks(), signal="synthetic", staleness=2, seed=0)
+    model.fit(data, epochs=1, batch_size=50)  # optimizer states, activations in flight
+    stage = model.stages[1]
+    if device == "cuda":
+        stage.block.to("cuda")
+        stage.synthesizer.to("cuda")
+        where = contextlib.nullcontext()
+    else:
+        where = tagged_as_gpu(model)
+    with where:
+        plain = dumps(stage, device_free=False)  # what torch.save writes
+        assert storage_locations(plain) - {"cpu"}, "the premise: the stage is on a GPU"
+        if device == "cpu" and conftest.GPUS < 2:  # the failure a worker saw
+            with pytest.raises(RuntimeError, match="CUDA"):
+                torch.load(io.BytesIO(plain), weights_only=False)
+        shipped = dumps(stage)
+    assert storage_locations(shipped) == {"cpu"}
+    for payload in (shipped, plain):  # a worker reads either onto the CPU
+        copy = loads(payload)
+        assert all(t.device.type == "cpu" for t in _stage_tensors(copy))
+        assert plain_equal([t.cpu() for t in _stage_tensors(copy)],
+                           [t.cpu() for t in _stage_tensors(stage)])
+
+
+def test_a_model_tagged_for_a_gpu_trains_in_workers_as_in_one_process(data: Dataset) -> None:
+    """fit_parallel ships such a model device-free: the workers (which see no GPU 1)
+    train it, bit for bit as one process does; before, each failed to unpickle it."""
+    single = Decoupled(blocks(), signal="synthetic", staleness=1, seed=0)
+    expected = single.fit(data, epochs=1, batch_size=50)
+    parallel = Decoupled(blocks(), signal="synthetic", staleness=1, seed=0)
+    parallel.build(data.x_train[:2])
+    method = "fork" if torch.version.cuda is None else "forkserver"
+    with tagged_as_gpu(parallel):
+        losses = fit_parallel(parallel, data, epochs=1, batch_size=50, start_method=method)
+    assert losses == expected and _same(single, parallel)
