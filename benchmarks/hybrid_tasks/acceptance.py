@@ -121,17 +121,18 @@ def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu",
             "forward_examples": forwards, "seconds": time.perf_counter() - start}
 
 
-def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu"
-           ) -> dict[str, Any]:
-    """``HybridTrainer`` with ``optimizer`` (defaults otherwise) on the task: the found
-    structure, whether it is the known one, test accuracy and forward examples."""
+def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
+           **options: Any) -> dict[str, Any]:
+    """``HybridTrainer`` with ``optimizer`` (defaults otherwise, or keyword ``options`` of
+    the trainer, e.g. ``search_compute=1.0``) on the task: the found structure, whether
+    it is the known one, test accuracy and forward examples."""
     torch.manual_seed(seed)
     model = task.model().to(device)
     data = task.data.to(device)
     cost = {} if task.structure_cost is None else {
         "structure_cost": task.structure_cost, "cost_schedule": cost_schedule(_steps(task))}
     trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=task.lr),
-                            seed=seed, progress=False, **cost)
+                            seed=seed, progress=False, **cost, **options)
     start = time.perf_counter()
     trainer.fit(data, epochs=task.epochs, batch_size=task.batch_size, seed=seed)
     found = trainer.recommended()
@@ -186,9 +187,10 @@ def print_table(task: AcceptanceTask, table: dict[str, dict[str, Any]],
 
 def run_suite(tasks: Sequence[str] | None = None, seeds: int = 5,
               optimizers: Sequence[str] | None = None, device: str = "cpu",
-              verbose: bool = True) -> dict[str, dict[str, Any]]:
+              verbose: bool = True, **options: Any) -> dict[str, dict[str, Any]]:
     """Every (task, handled optimizer, seed); returns ``{task: {"table", "skipped",
-    "fixed", "runs"}}`` and prints one table per task."""
+    "fixed", "runs"}}`` and prints one table per task. ``options`` go to every
+    ``HybridTrainer``."""
     results: dict[str, dict[str, Any]] = {}
     for task_name in tasks or list(TASKS):
         per_seed = [make_task(task_name, seed) for seed in range(seeds)]
@@ -198,7 +200,7 @@ def run_suite(tasks: Sequence[str] | None = None, seeds: int = 5,
         for name in names:
             runs[name] = []
             for seed in range(seeds):
-                run = search(per_seed[seed], name, seed, device)
+                run = search(per_seed[seed], name, seed, device, **options)
                 run.update(seed=seed, optimizer=name)
                 runs[name].append(run)
                 if verbose:
@@ -217,6 +219,10 @@ def _short(structure: dict[str, Any]) -> str:
                      if isinstance(v, np.ndarray) else f"{k}={v}" for k, v in structure.items())
 
 
+def _search_compute(text: str) -> float | str:
+    return text if text == "shared" else float(text)
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tasks", nargs="*", metavar="task",
@@ -226,6 +232,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--optimizers", nargs="+", default=None,
                         help="registry names (default: every one that handles the space)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--search-compute", type=_search_compute, default=None,
+                        help="HybridTrainer(search_compute=): evaluation examples per "
+                             "weight-step example (a number), or 'shared' (default: "
+                             "a generation scored every step)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
@@ -240,9 +250,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     seeds = 2 if args.quick else args.seeds
     print(f"{platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}, "
-          f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds")
+          f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds; search_compute="
+          f"{args.search_compute}")
     start = time.perf_counter()
-    results = run_suite(args.tasks or None, seeds, args.optimizers, args.device)
+    options = {} if args.search_compute is None else {"search_compute": args.search_compute}
+    results = run_suite(args.tasks or None, seeds, args.optimizers, args.device, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
     every = {k: sum(r["met"][k] for _, _, r in rows) for k in ("recovered", "gap", "compute")}
     print(f"\nTargets over {len(rows)} (task, optimizer) rows: recovered >= 4/5 in "
