@@ -81,6 +81,8 @@ class SharedGeneration:
     Scored paths are the candidates, then the incumbent (the last row).
     """
 
+    count_own = True  # own rows count towards ``target`` (else only common rows do)
+
     def __init__(self) -> None:
         self.encoded: np.ndarray | None = None
         self.incumbent: np.ndarray | None = None
@@ -89,9 +91,11 @@ class SharedGeneration:
         self.snapshot: Mapping[str, Any] | None = None
         self.target = 0
         self.sums: torch.Tensor | None = None
-        self.rows = np.zeros(0, dtype=np.int64)
-        self.laplacian: torch.Tensor | None = None  # paired rows: sum of w (e_a - e_b)(..)^T
-        self.rhs: torch.Tensor | None = None  # sum of w d (e_a - e_b), d = f_a - f_b per block
+        self.rows = np.zeros(0, dtype=np.int64)  # evidence: own rows (count_own) + common
+        self.own_rows = np.zeros(0, dtype=np.int64)  # rows of each path's own blocks
+        self.laplacian: torch.Tensor | None = None  # common rows: sum of w (e_a - e_b)(..)^T
+        self.rhs: torch.Tensor | None = None  # sum of w d (e_a - e_b), d = f_a - f_b
+        self.common: torch.Tensor | None = None  # rows x (sum of values, count) of common rows
 
     @property
     def active(self) -> bool:
@@ -118,7 +122,8 @@ class SharedGeneration:
         self.target = int(target)
         self.sums = None
         self.rows = np.zeros(self.size, dtype=np.int64)
-        self.laplacian = self.rhs = None
+        self.own_rows = np.zeros(self.size, dtype=np.int64)
+        self.laplacian = self.rhs = self.common = None
 
     def add(self, owners: Sequence[int], values: torch.Tensor, rows: Sequence[int]) -> None:
         """Add one step: path ``owners[j]`` (a scored path's index) had fitness
@@ -131,28 +136,28 @@ class SharedGeneration:
         if self.sums is None:
             self.sums = torch.zeros(self.size, dtype=torch.float64, device=values.device)
         self.sums.index_add_(0, index, values * weights)
-        np.add.at(self.rows, np.asarray(owners, dtype=np.int64), np.asarray(rows))
+        if self.count_own:
+            np.add.at(self.rows, np.asarray(owners, dtype=np.int64), np.asarray(rows))
+        np.add.at(self.own_rows, np.asarray(owners, dtype=np.int64), np.asarray(rows))
 
-    def add_pairs(self, owners: Sequence[int], partners: Sequence[int],
-                  differences: torch.Tensor, rows: Sequence[int]) -> None:
-        """Add paired blocks: on the same ``rows[j]`` rows, path ``owners[j]`` had
-        ``differences[j]`` more fitness than path ``partners[j]`` (same weights). A
-        non-finite difference is left out (the path's own mean is then NaN)."""
-        if not owners:
-            return
-        d = differences.detach().reshape(-1).to(torch.float64)
-        device, k, e = d.device, self.size, len(owners)
-        finite = torch.isfinite(d)
-        w = torch.as_tensor(np.asarray(rows, dtype=np.float64), device=device) * finite
-        incidence = torch.zeros(e, k, dtype=torch.float64, device=device)
-        edges = torch.arange(e, device=device)
-        incidence[edges, torch.as_tensor(np.asarray(owners), device=device)] += 1.0
-        incidence[edges, torch.as_tensor(np.asarray(partners), device=device)] -= 1.0
+    def add_common(self, values: torch.Tensor, rows: int) -> None:
+        """Add one block of ``rows`` rows scored under every path (``values[i]``: path
+        ``i``'s fitness there, same weights): its differences enter the least squares of
+        :meth:`fitness` with every pair weighted ``rows / size``. A non-finite value
+        leaves its path out (its own mean is then NaN)."""
+        v = values.detach().reshape(-1).to(torch.float64)
+        finite = torch.isfinite(v).to(torch.float64)
+        v = torch.where(finite > 0, v, torch.zeros_like(v))
+        count, w = finite.sum(), float(rows) / self.size
         if self.laplacian is None:
-            self.laplacian = torch.zeros(k, k, dtype=torch.float64, device=device)
-            self.rhs = torch.zeros(k, dtype=torch.float64, device=device)
-        self.laplacian += incidence.T @ (w[:, None] * incidence)
-        self.rhs += incidence.T @ (w * torch.where(finite, d, torch.zeros_like(d)))
+            self.laplacian = torch.zeros(self.size, self.size, dtype=torch.float64,
+                                         device=v.device)
+            self.rhs = torch.zeros(self.size, dtype=torch.float64, device=v.device)
+            self.common = torch.zeros(2, dtype=torch.float64, device=v.device)
+        self.laplacian += w * (count * torch.diag(finite) - torch.outer(finite, finite))
+        self.rhs += w * (count * v - v.sum()) * finite
+        self.common += torch.stack([v.sum(), count]) * float(rows)  # for the level
+        self.rows += int(rows)
 
     def complete(self) -> bool:
         """Whether every scored path has at least ``target`` rows."""
@@ -161,23 +166,23 @@ class SharedGeneration:
     def fitness(self) -> np.ndarray:
         """The rows-weighted mean fitness of each scored path (NaN for a path without
         rows, or whose rows gave a NaN)."""
-        if self.sums is None:
-            return np.full(self.size, np.nan)
-        sums = self.sums.cpu().numpy()
+        sums = np.zeros(self.size) if self.sums is None else self.sums.cpu().numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
-            own = np.where(self.rows > 0, sums / np.maximum(self.rows, 1), np.nan)
+            own = np.where(self.own_rows > 0, sums / np.maximum(self.own_rows, 1), np.nan)
         if self.laplacian is None:
             return own
-        # paired rows: least squares of the differences (Eq. (1): L f = b), its free
-        # constant set so the rows-weighted mean equals that of the paths' own means
+        # common rows: least squares of the pairs' differences, min sum w (f_a - f_b - d)^2
+        # (normal equations L f = b), its free constant set so the rows-weighted mean
+        # equals that of the paths' own means
         relative = np.linalg.lstsq(self.laplacian.cpu().numpy(), self.rhs.cpu().numpy(),
                                    rcond=None)[0]
-        ok = np.isfinite(own) & (self.rows > 0)
-        if not ok.any():
-            return own
-        w = self.rows[ok] / self.rows[ok].sum()
+        ok = np.isfinite(own)
+        if not ok.any():  # no own rows: the level of the common rows
+            common = self.common.cpu().numpy()
+            return relative - relative.mean() + common[0] / max(common[1], 1.0)
+        w = self.own_rows[ok] / self.own_rows[ok].sum()
         level = float(np.sum(w * own[ok])) - float(np.sum(w * relative[ok]))
-        return np.where(np.isfinite(own), relative + level, np.nan)
+        return np.where(np.isfinite(own) | (self.own_rows == 0), relative + level, np.nan)
 
     def close(self) -> None:
         """Forget the generation (after its tell)."""
@@ -193,9 +198,11 @@ class SharedGeneration:
                 "incumbent": None if self.incumbent is None else self.incumbent.tolist(),
                 "costs": None if self.costs is None else self.costs.tolist(),
                 "target": self.target, "rows": self.rows.tolist(),
+                "own_rows": self.own_rows.tolist(),
                 "sums": None if self.sums is None else self.sums.cpu().tolist(),
                 "laplacian": None if self.laplacian is None else self.laplacian.cpu().tolist(),
-                "rhs": None if self.rhs is None else self.rhs.cpu().tolist()}
+                "rhs": None if self.rhs is None else self.rhs.cpu().tolist(),
+                "common": None if self.common is None else self.common.cpu().tolist()}
 
     def load_state_dict(self, state: Mapping[str, Any] | None, candidates: Any,
                         snapshot: Mapping[str, Any], device: torch.device) -> None:
@@ -218,9 +225,11 @@ class SharedGeneration:
         if rows.shape != (self.size,) or (rows < 0).any():
             raise ValueError(f"bad rows {state['rows']!r} of the open generation")
         self.rows = rows
+        self.own_rows = np.asarray(state["own_rows"], dtype=np.int64)
         if state["sums"] is not None:
             self.sums = torch.tensor(state["sums"], dtype=torch.float64, device=device)
         if state.get("laplacian") is not None:
             self.laplacian = torch.tensor(state["laplacian"], dtype=torch.float64,
                                           device=device)
             self.rhs = torch.tensor(state["rhs"], dtype=torch.float64, device=device)
+            self.common = torch.tensor(state["common"], dtype=torch.float64, device=device)

@@ -290,6 +290,12 @@ class HybridTrainer:
     stay the fitness without the cost.
     """
 
+    paired_rows: bool = True
+    """With ``search_compute="shared"``: also score ``n // k`` common rows of each batch
+    under all ``k`` members of the generation (at most one more forward pass of the
+    batch: paired comparisons); False: the members' own rows only (no forward pass
+    beyond the weight step)."""
+
     def __init__(
         self, model: nn.Module, structure_optimizer: str | BaseOptimizer = "reinforce",
         weight_optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None
@@ -322,7 +328,6 @@ class HybridTrainer:
         self.search_compute = search_compute if search_compute in (None, "shared") \
             else float(search_compute)
         self.generation_rows = generation_rows
-        self.paired_rows = True  # search_compute="shared": each block scored twice (paired)
         self.shared = SharedGeneration()  # search_compute="shared": the open generation
         self._scored: list[int] = []  # paths whose fitness the weight step reads
         self._step_fitness: torch.Tensor | None = None
@@ -630,9 +635,9 @@ class HybridTrainer:
         share = self.fair_share_at(self.step_count)
         paths, rows, owners = self._owned_paths(values, share, n)
         scored = [j for j, owner in enumerate(owners) if owner >= 0]
-        paired = None
-        if self.paired_rows and len(values) > 1 and scored:
-            paired = self._paired_pass(x, y, paths, rows, owners, scored, values)
+        common = None
+        if self.paired_rows and len(values) > 1:
+            common = self._common_pass(x, y, values)
         self.model.train()
         try:
             loss, skipped = self._weight_step(x, y, paths, rows, scored)
@@ -642,10 +647,11 @@ class HybridTrainer:
         if self._step_fitness is not None:
             mine, used = [owners[j] for j in scored], [rows[j] for j in scored]
             gen.add(mine, self._step_fitness, used)
-            if paired is not None:
-                gen.add_pairs(mine, paired[0], self._step_fitness - paired[1], used)
+        if common is not None:
+            gen.add_common(common, max(1, n // len(values)))
         self.skipped_steps += skipped
-        self.forward_examples += n + (sum(rows[j] for j in scored) if paired else 0)
+        self.forward_examples += n + (0 if common is None else len(values) * max(
+            1, n // len(values)))
         told = gen.complete()
         fitness, metrics = np.full(1, np.nan), {}
         if told:
@@ -676,23 +682,18 @@ class HybridTrainer:
         return result
 
     @torch.no_grad()
-    def _paired_pass(self, x: Any, y: Any, paths: list[Mapping[str, Any]], rows: list[int],
-                     owners: list[int], scored: list[int], values: list[Mapping[str, Any]]
-                     ) -> tuple[list[int], torch.Tensor]:
-        """The generation's rows of this step again, each block under another candidate
-        (the owners shifted by a random ``s`` in ``1..k-1``), with the same weights before
-        the update, in eval mode: (partner of each scored block, its fitness there)."""
-        k = len(values)
-        shift = int(self.rng.integers(1, k))
-        partners = [(owners[j] + shift) % k for j in scored]
-        starts = np.concatenate([[0], np.cumsum(rows)]).astype(int)
-        lo, hi = int(starts[scored[0]]), int(starts[scored[-1] + 1])  # generation: the tail
-        block_rows = [rows[j] for j in scored]
+    def _common_pass(self, x: Any, y: Any, values: list[Mapping[str, Any]]) -> torch.Tensor:
+        """``n // k`` rows of the batch at a random place (``k`` members of the
+        generation), scored under every member with the weights before the update, in
+        eval mode: the fitness of each member there."""
+        n, k = _rows(x), len(values)
+        r = max(1, n // k)
+        start = int(self.rng.integers(n - r + 1))
         was_training = self.model.training
         self.model.eval()
         try:
-            return partners, self._paired_fitness(x[lo:hi], y[lo:hi], [values[p] for p in
-                                                                        partners], block_rows)
+            xb, yb = x[start:start + r], y[start:start + r]
+            return self._paired_fitness(_repeat(xb, k), _repeat(yb, k), values, [r] * k)
         finally:
             self.model.train(was_training)
 

@@ -43,32 +43,28 @@ def data(device, batches: int = 6, rows: int = 32):
             for i in range(0, len(y), rows)]
 
 
-def test_paired_differences_cancel_the_rows_own_difficulty() -> None:
+def test_common_rows_cancel_the_rows_own_difficulty() -> None:
     true = np.array([1.0, 2.0, 3.0])
     rng = np.random.default_rng(0)
     gen = SharedGeneration()
     gen.open(np.eye(3), None, target=40, snapshot={})
     for _ in range(10):  # each step: every path on its own block, harder or easier rows
-        difficulty = rng.normal(0.0, 5.0, size=3)  # far larger than the differences
-        shift = int(rng.integers(1, 3))
-        partners = [(j + shift) % 3 for j in range(3)]
-        own = torch.tensor(true + difficulty)
-        partner = torch.tensor(true[partners] + difficulty)  # same rows, other path
-        gen.add([0, 1, 2], own, [4, 4, 4])
-        gen.add_pairs([0, 1, 2], partners, own - partner, [4, 4, 4])
+        difficulty = rng.normal(0.0, 5.0, size=4)  # far larger than the differences
+        gen.add([0, 1, 2], torch.tensor(true + difficulty[:3]), [4, 4, 4])
+        gen.add_common(torch.tensor(true + difficulty[3]), 4)  # one block under every path
     assert gen.complete()
     fitness = gen.fitness()
     assert np.allclose(np.diff(fitness), [1.0, 1.0])  # exact: the difficulty cancels
     own_means = gen.sums.numpy() / gen.rows
     assert np.isclose(fitness.mean(), own_means.mean())  # the level of the paths' own means
+    assert not np.allclose(np.diff(own_means), [1.0, 1.0])  # the own means alone: noisy
 
 
 def test_a_nan_path_ranks_nan_and_leaves_the_others_finite() -> None:
     gen = SharedGeneration()
     gen.open(np.eye(3), None, target=2, snapshot={})
-    own = torch.tensor([1.0, math.nan, 3.0])
-    gen.add([0, 1, 2], own, [2, 2, 2])
-    gen.add_pairs([0, 1, 2], [1, 2, 0], own - torch.tensor([math.nan, 3.0, 1.0]), [2, 2, 2])
+    gen.add([0, 1, 2], torch.tensor([1.0, math.nan, 3.0]), [2, 2, 2])
+    gen.add_common(torch.tensor([0.5, math.nan, 2.5]), 2)
     fitness = gen.fitness()
     assert math.isnan(fitness[1]) and np.isfinite(fitness[[0, 2]]).all()
     assert fitness[2] - fitness[0] == pytest.approx(2.0)
