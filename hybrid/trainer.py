@@ -59,6 +59,21 @@ generation; before the first one, under fair or uniformly random paths as in
 warm-up). ``c=1`` keeps the total at most twice the weight training alone (issue 17's
 target); steps without a generation report ``fitness_best`` NaN and ``searched`` 0.
 
+Fitness from the weight steps (``search_compute="shared"``, with ``weight_step`` ``"fair"``
+or ``"population"``): the multi-path weight step already runs each member of the
+generation on its share of the batch; its loss there, before the update, is the
+member's fitness sample, accumulated over the steps of the generation until every
+member has ``generation_rows`` rows (default: a batch), then told
+(:mod:`nondiff.hybrid.shared_fitness`). Each step also scores ``n // k`` common rows
+under all ``k`` members (paired comparisons; rows scored by one member only rank the
+members by the rows they drew). Search compute: at most one forward pass of the batch
+beyond the weight step (<= 2x the weight training; 1x with ``paired_rows=False``).
+A generation then spans several weight steps, the steps between asks report
+``fitness_best`` NaN and ``searched`` 0, and ``held_out`` batches are refused (the
+structures are scored on their training rows). A ``state_dict`` taken inside a
+generation holds the structure optimizer as before its ask, and a loaded trainer asks
+again (the same candidates), so a resume mid-generation is exact.
+
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
 count or FLOPs of the chosen ops — with a weight ``w_t`` that is 0 until
@@ -270,7 +285,12 @@ class HybridTrainer:
             ``forward_examples`` at most twice those of the weight steps alone): a
             generation then runs only when the steps have earned its cost (see the
             module docstring); the credit and the last generation are in
-            :meth:`state_dict`, so a resume mid-cycle is exact.
+            :meth:`state_dict`, so a resume mid-cycle is exact. Or ``"shared"``: the
+            fitness from the weight steps' own forward passes plus common rows (at most
+            twice the weight training; see the module docstring).
+        generation_rows: with ``search_compute="shared"``, the rows (own and common)
+            each member of a generation is scored on before the optimizer is told
+            (default: the rows of the batch that opened the generation).
         structure_cost: ``cost(structure) -> number`` (a float or one-element tensor) of
             a decoded structure, e.g. ``lambda s: s["gates"].sum()``; the structure
             optimizer minimizes ``fitness + weight * cost``. A NaN, infinite or
