@@ -328,6 +328,7 @@ class HybridTrainer:
         cost_schedule: Callable[[int], Any] | None = None, fair_steps: int | float = 0.5,
         fair_paths: int | None = None, reevaluate_incumbent: bool = True,
         search_compute: float | str | None = None, generation_rows: int | None = None,
+        final_steps: int | float = 0,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -348,6 +349,12 @@ class HybridTrainer:
         self.search_compute = search_compute if search_compute in (None, "shared") \
             else float(search_compute)
         self.generation_rows = generation_rows
+        if isinstance(final_steps, bool) or not isinstance(final_steps, (int, float)) or \
+                not math.isfinite(final_steps) or final_steps < 0 or (
+                    isinstance(final_steps, float) and final_steps >= 1):
+            raise ValueError(f"final_steps must be an int >= 0 (steps) or a float in [0, 1) "
+                             f"(a fraction of fit's steps), got {final_steps!r}; e.g. 0.1")
+        self.final_steps = final_steps
         self.shared = SharedGeneration()  # search_compute="shared": the open generation
         self._scored: list[int] = []  # paths whose fitness the weight step reads
         self._step_fitness: torch.Tensor | None = None
@@ -446,6 +453,17 @@ class HybridTrainer:
             raise ValueError(f"fair_paths must be a positive integer, got {paths!r}; e.g. "
                              "the number of options of the largest Choice")
         return steps, paths
+
+    def final_at(self, step: int) -> bool:
+        """Whether step ``step`` is in the final phase (``final_steps``): the last steps of
+        :meth:`fit`, which train the recommended structure alone. Never for steps taken
+        without ``fit`` or with data of unknown length (the end is not known)."""
+        final = self.final_steps
+        if not final or self.planned_steps is None:
+            return False
+        if isinstance(final, float):
+            final = round(final * self.planned_steps)
+        return final > 0 and step >= self.planned_steps - final
 
     def fair_share_at(self, step: int) -> float:
         """The share of the batch trained under fair paths at step ``step`` (1 in warm-up;
@@ -549,6 +567,8 @@ class HybridTrainer:
         """One structure generation and one weight step on the batch (moved to the
         device of the model's parameters); returns metrics. With ``held_out`` a batch
         ``(x, y)`` the weights do not train on, the generation is evaluated there."""
+        if self.final_at(self.step_count):
+            return self._final_step(*to_device((x, y), device_of(self.model)))
         if self.search_compute == "shared":
             if held_out is not None:
                 raise ValueError("held_out batches are for evaluations; search_compute="
@@ -629,6 +649,30 @@ class HybridTrainer:
                 self.cost_weight_at(self.step_count - 1)
             result["cost_mean"] = float(np.mean(costs)) if searched else math.nan
         result.update({f"structure_{k}": v for k, v in metrics.items()})
+        return result
+
+    def _final_step(self, x: Any, y: Any) -> dict[str, float]:
+        """:meth:`step` in the final phase: no generation; the weights step under the
+        recommended structure alone (a shared generation left open stays untold)."""
+        self.model.train()
+        try:
+            loss, skipped = self._weight_step(x, y, [self.recommended()], [_rows(x)])
+        except NonFiniteError as error:
+            error.step, error.epoch = self.step_count, self.epoch
+            raise
+        self.skipped_steps += skipped
+        self.step_count += 1
+        self.forward_examples += _rows(x)
+        result = {"step": float(self.step_count), "loss": loss, "fitness_best": math.nan,
+                  "fitness_mean": math.nan, "warmup": 0.0, "skipped": float(skipped),
+                  "final": 1.0}
+        if self.search_compute is not None:
+            result["searched"] = 0.0
+        if self.weight_step in ("fair", "population"):
+            result["fair_share"] = 0.0
+        if self.structure_cost is not None:
+            result["cost_weight"], result["cost_mean"] = \
+                self.cost_weight_at(self.step_count - 1), math.nan
         return result
 
     def _shared_step(self, x: Any, y: Any) -> dict[str, float]:

@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
                         help="HybridTrainer(search_compute=): evaluation examples per "
                              "weight-step example (a number), or 'shared' (default: "
                              "a generation scored every step)")
+    parser.add_argument("--final-steps", type=float, default=0.0,
+                        help="HybridTrainer(final_steps=): the fraction of the steps at the "
+                             "end that train the recommended structure alone (default 0)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
@@ -251,9 +254,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     print(f"{platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}, "
           f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds; search_compute="
-          f"{args.search_compute}")
+          f"{args.search_compute}, final_steps={args.final_steps}")
     start = time.perf_counter()
     options = {} if args.search_compute is None else {"search_compute": args.search_compute}
+    if args.final_steps:
+        options["final_steps"] = args.final_steps
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
     every = {k: sum(r["met"][k] for _, _, r in rows) for k in ("recovered", "gap", "compute")}
