@@ -74,6 +74,12 @@ structures are scored on their training rows). A ``state_dict`` taken inside a
 generation holds the structure optimizer as before its ask, and a loaded trainer asks
 again (the same candidates), so a resume mid-generation is exact.
 
+The final phase (``final_steps``): the last steps of ``fit`` take no generation and train
+the recommended structure alone, so the shared weights end specialised to the structure
+``fit`` returns even where the population has not converged (SPOS retrains the found
+structure from scratch instead, Guo et al. 2020; here the weights are inherited and the
+steps come out of the same budget).
+
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
 count or FLOPs of the chosen ops — with a weight ``w_t`` that is 0 until
@@ -291,6 +297,12 @@ class HybridTrainer:
         generation_rows: with ``search_compute="shared"``, the rows (own and common)
             each member of a generation is scored on before the optimizer is told
             (default: the rows of the batch that opened the generation).
+        final_steps: the last steps of :meth:`fit` train the recommended structure
+            alone, without asking the structure optimizer: an int (steps) or a float in
+            ``[0, 1)`` (that fraction of fit's steps; default 0: none). Weights shared by
+            a population that has not converged (a sep-CMA-ES still opening noise gates
+            now and then) fit no one structure well; the final steps specialise them to
+            the one returned, at no extra compute (see the module docstring).
         structure_cost: ``cost(structure) -> number`` (a float or one-element tensor) of
             a decoded structure, e.g. ``lambda s: s["gates"].sum()``; the structure
             optimizer minimizes ``fitness + weight * cost``. A NaN, infinite or
