@@ -78,7 +78,9 @@ The final phase (``final_steps``): the last steps of ``fit`` take no generation 
 the recommended structure alone, so the shared weights end specialised to the structure
 ``fit`` returns even where the population has not converged (SPOS retrains the found
 structure from scratch instead, Guo et al. 2020; here the weights are inherited and the
-steps come out of the same budget).
+steps come out of the same budget). On the acceptance suite (5 seeds) ``final_steps=0.1``
+with ``search_compute=1.0`` took the (task, optimizer) rows within 2 points of the
+structure trained alone from 11 to 20 of 37 (GA on the nonlinearity task: 7.8 -> 0.5).
 
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
