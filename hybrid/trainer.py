@@ -120,6 +120,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -1111,7 +1112,7 @@ class HybridTrainer:
             "model": self.model.state_dict(),
             "weight_optimizer": weights,
             # with an open shared generation: the state before its ask (a resume re-asks)
-            "structure_optimizer": self.shared.snapshot if self.shared.active
+            "structure_optimizer": copy.deepcopy(self.shared.snapshot) if self.shared.active
             else self.structure_optimizer.state_dict(),
             "counters": {"step": self.step_count, "epoch": self.epoch,
                          "batch_in_epoch": self.batch_in_epoch,
