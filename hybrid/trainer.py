@@ -59,6 +59,29 @@ generation; before the first one, under fair or uniformly random paths as in
 warm-up). ``c=1`` keeps the total at most twice the weight training alone (issue 17's
 target); steps without a generation report ``fitness_best`` NaN and ``searched`` 0.
 
+Fitness from the weight steps (``search_compute="shared"``, with ``weight_step`` ``"fair"``
+or ``"population"``): the multi-path weight step already runs each member of the
+generation on its share of the batch; its loss there, before the update, is the
+member's fitness sample, accumulated over the steps of the generation until every
+member has ``generation_rows`` rows (default: a batch), then told
+(:mod:`nondiff.hybrid.shared_fitness`). Each step also scores ``n // k`` common rows
+under all ``k`` members (paired comparisons; rows scored by one member only rank the
+members by the rows they drew). Search compute: at most one forward pass of the batch
+beyond the weight step (<= 2x the weight training; 1x with ``paired_rows=False``).
+A generation then spans several weight steps, the steps between asks report
+``fitness_best`` NaN and ``searched`` 0, and ``held_out`` batches are refused (the
+structures are scored on their training rows). A ``state_dict`` taken inside a
+generation holds the structure optimizer as before its ask, and a loaded trainer asks
+again (the same candidates), so a resume mid-generation is exact.
+
+The final phase (``final_steps``): the last steps of ``fit`` take no generation and train
+the recommended structure alone, so the shared weights end specialised to the structure
+``fit`` returns even where the population has not converged (SPOS retrains the found
+structure from scratch instead, Guo et al. 2020; here the weights are inherited and the
+steps come out of the same budget). On the acceptance suite (5 seeds) ``final_steps=0.1``
+with ``search_compute=1.0`` took the (task, optimizer) rows within 2 points of the
+structure trained alone from 11 to 20 of 37 (GA on the nonlinearity task: 7.8 -> 0.5).
+
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
 count or FLOPs of the chosen ops — with a weight ``w_t`` that is 0 until
@@ -97,6 +120,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -114,6 +138,7 @@ from .devices import device_of, to_device
 from .nonfinite import NonFiniteError, check_finite, check_policy
 from .sampling import fair_paths as fair_path_count
 from .sampling import fair_share, fair_structures, split_rows
+from .shared_fitness import SharedGeneration
 from .structure import (
     StructureBatchError,
     batched_structures,
@@ -183,13 +208,29 @@ def _rows(x: Any) -> int:
 
 def _block(output: Any, i: int, n: int) -> Any:
     """Rows ``i * n .. (i + 1) * n`` of every tensor in a (nested) model output."""
+    return _slice(output, i * n, (i + 1) * n)
+
+
+def _slice(output: Any, start: int, stop: int) -> Any:
+    """Rows ``start .. stop`` of every tensor in a (nested) model output."""
     if isinstance(output, torch.Tensor):
-        return output[i * n:(i + 1) * n]
+        return output[start:stop]
     if isinstance(output, (tuple, list)):
-        return type(output)(_block(o, i, n) for o in output)
+        return type(output)(_slice(o, start, stop) for o in output)
     if isinstance(output, Mapping):
-        return {key: _block(value, i, n) for key, value in output.items()}
+        return {key: _slice(value, start, stop) for key, value in output.items()}
     raise StructureBatchError(f"cannot split a model output of type {type(output).__name__}")
+
+
+def _detached(output: Any) -> Any:
+    """A (nested) model output with every tensor detached."""
+    if isinstance(output, torch.Tensor):
+        return output.detach()
+    if isinstance(output, (tuple, list)):
+        return type(output)(_detached(o) for o in output)
+    if isinstance(output, Mapping):
+        return {key: _detached(value) for key, value in output.items()}
+    return output
 
 
 def _repeat(x: Any, k: int) -> Any:
@@ -253,7 +294,18 @@ class HybridTrainer:
             ``forward_examples`` at most twice those of the weight steps alone): a
             generation then runs only when the steps have earned its cost (see the
             module docstring); the credit and the last generation are in
-            :meth:`state_dict`, so a resume mid-cycle is exact.
+            :meth:`state_dict`, so a resume mid-cycle is exact. Or ``"shared"``: the
+            fitness from the weight steps' own forward passes plus common rows (at most
+            twice the weight training; see the module docstring).
+        generation_rows: with ``search_compute="shared"``, the rows (own and common)
+            each member of a generation is scored on before the optimizer is told
+            (default: the rows of the batch that opened the generation).
+        final_steps: the last steps of :meth:`fit` train the recommended structure
+            alone, without asking the structure optimizer: an int (steps) or a float in
+            ``[0, 1)`` (that fraction of fit's steps; default 0: none). Weights shared by
+            a population that has not converged (a sep-CMA-ES still opening noise gates
+            now and then) fit no one structure well; the final steps specialise them to
+            the one returned, at no extra compute (see the module docstring).
         structure_cost: ``cost(structure) -> number`` (a float or one-element tensor) of
             a decoded structure, e.g. ``lambda s: s["gates"].sum()``; the structure
             optimizer minimizes ``fitness + weight * cost``. A NaN, infinite or
@@ -273,6 +325,12 @@ class HybridTrainer:
     stay the fitness without the cost.
     """
 
+    paired_rows: bool = True
+    """With ``search_compute="shared"``: also score ``n // k`` common rows of each batch
+    under all ``k`` members of the generation (at most one more forward pass of the
+    batch: paired comparisons); False: the members' own rows only (no forward pass
+    beyond the weight step)."""
+
     def __init__(
         self, model: nn.Module, structure_optimizer: str | BaseOptimizer = "reinforce",
         weight_optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None
@@ -284,7 +342,8 @@ class HybridTrainer:
         cost_weight: float = 1.0, cost_ramp_steps: int = 0,
         cost_schedule: Callable[[int], Any] | None = None, fair_steps: int | float = 0.5,
         fair_paths: int | None = None, reevaluate_incumbent: bool = True,
-        search_compute: float | None = None,
+        search_compute: float | str | None = None, generation_rows: int | None = None,
+        final_steps: int | float = 0,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -301,13 +360,19 @@ class HybridTrainer:
             raise ValueError(f"reevaluate_incumbent must be True or False, got "
                              f"{reevaluate_incumbent!r}")
         self.reevaluate_incumbent = reevaluate_incumbent
-        if search_compute is not None and (
-                isinstance(search_compute, bool) or not isinstance(search_compute, (int, float))
-                or not math.isfinite(search_compute) or search_compute <= 0):
-            raise ValueError(f"search_compute must be None (a generation every step) or a "
-                             f"finite number > 0 (evaluation examples per weight-step "
-                             f"example), got {search_compute!r}; e.g. 1.0")
-        self.search_compute = None if search_compute is None else float(search_compute)
+        self._check_search_compute(search_compute, generation_rows, weight_step, engine)
+        self.search_compute = search_compute if search_compute in (None, "shared") \
+            else float(search_compute)
+        self.generation_rows = generation_rows
+        if isinstance(final_steps, bool) or not isinstance(final_steps, (int, float)) or \
+                not math.isfinite(final_steps) or final_steps < 0 or (
+                    isinstance(final_steps, float) and final_steps >= 1):
+            raise ValueError(f"final_steps must be an int >= 0 (steps) or a float in [0, 1) "
+                             f"(a fraction of fit's steps), got {final_steps!r}; e.g. 0.1")
+        self.final_steps = final_steps
+        self.shared = SharedGeneration()  # search_compute="shared": the open generation
+        self._scored: list[int] = []  # paths whose fitness the weight step reads
+        self._step_fitness: torch.Tensor | None = None
         self.search_credit = 0.0  # evaluation examples earned and not yet spent
         self.between: dict[str, list] = {"encoded": [], "objective": []}  # last generation
         if batched not in (True, False, "auto"):
@@ -367,6 +432,31 @@ class HybridTrainer:
         self.forward_examples = 0  # compute: examples x forward passes (evaluations + steps)
         self.history: list[dict[str, float]] = []
 
+    @staticmethod
+    def _check_search_compute(compute: Any, rows: Any, weight_step: str, engine: Any) -> None:
+        if compute == "shared":
+            if weight_step not in ("fair", "population"):
+                raise ValueError(f"search_compute='shared' scores the candidates on their "
+                                 f"rows of a multi-path weight step; weight_step="
+                                 f"{weight_step!r} trains one structure: pass weight_step="
+                                 "'fair' or 'population'")
+            if not (isinstance(engine, str) and engine == "backprop"):
+                raise ValueError("search_compute='shared' reads each path's loss from the "
+                                 "backprop weight step; a Decoupled engine trains one "
+                                 "structure per step: pass search_compute=None or a number")
+        elif compute is not None and (
+                isinstance(compute, bool) or not isinstance(compute, (int, float))
+                or not math.isfinite(compute) or compute <= 0):
+            raise ValueError(f"search_compute must be None (a generation every step), a "
+                             f"finite number > 0 (evaluation examples per weight-step "
+                             f"example) or 'shared' (fitness from the weight steps), got "
+                             f"{compute!r}; e.g. 1.0")
+        if rows is not None and (compute != "shared" or isinstance(rows, bool)
+                                 or not isinstance(rows, int) or rows < 1):
+            raise ValueError(f"generation_rows must be None or a positive integer with "
+                             f"search_compute='shared' (the rows each candidate is scored "
+                             f"on), got {rows!r} with search_compute={compute!r}")
+
     def _check_fair(self, steps: Any, paths: Any) -> tuple[int | float, int]:
         if isinstance(steps, bool) or not isinstance(steps, (int, float)) or \
                 not math.isfinite(steps) or steps < 0 or (isinstance(steps, float) and steps > 1):
@@ -378,6 +468,17 @@ class HybridTrainer:
             raise ValueError(f"fair_paths must be a positive integer, got {paths!r}; e.g. "
                              "the number of options of the largest Choice")
         return steps, paths
+
+    def final_at(self, step: int) -> bool:
+        """Whether step ``step`` is in the final phase (``final_steps``): the last steps of
+        :meth:`fit`, which train the recommended structure alone. Never for steps taken
+        without ``fit`` or with data of unknown length (the end is not known)."""
+        final = self.final_steps
+        if not final or self.planned_steps is None:
+            return False
+        if isinstance(final, float):
+            final = round(final * self.planned_steps)
+        return final > 0 and step >= self.planned_steps - final
 
     def fair_share_at(self, step: int) -> float:
         """The share of the batch trained under fair paths at step ``step`` (1 in warm-up;
@@ -481,6 +582,15 @@ class HybridTrainer:
         """One structure generation and one weight step on the batch (moved to the
         device of the model's parameters); returns metrics. With ``held_out`` a batch
         ``(x, y)`` the weights do not train on, the generation is evaluated there."""
+        if self.final_at(self.step_count):
+            return self._final_step(*to_device((x, y), device_of(self.model)))
+        if self.search_compute == "shared":
+            if held_out is not None:
+                raise ValueError("held_out batches are for evaluations; search_compute="
+                                 "'shared' scores the structures on their training rows "
+                                 "instead: pass held_out=None, or search_compute=None or a "
+                                 "number")
+            return self._shared_step(*to_device((x, y), device_of(self.model)))
         x, y = to_device((x, y), device_of(self.model))
         fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
                                                            device_of(self.model))
@@ -556,6 +666,140 @@ class HybridTrainer:
         result.update({f"structure_{k}": v for k, v in metrics.items()})
         return result
 
+    def _final_step(self, x: Any, y: Any) -> dict[str, float]:
+        """:meth:`step` in the final phase: no generation; the weights step under the
+        recommended structure alone (a shared generation left open stays untold)."""
+        self.model.train()
+        try:
+            loss, skipped = self._weight_step(x, y, [self.recommended()], [_rows(x)])
+        except NonFiniteError as error:
+            error.step, error.epoch = self.step_count, self.epoch
+            raise
+        self.skipped_steps += skipped
+        self.step_count += 1
+        self.forward_examples += _rows(x)
+        result = {"step": float(self.step_count), "loss": loss, "fitness_best": math.nan,
+                  "fitness_mean": math.nan, "warmup": 0.0, "skipped": float(skipped),
+                  "final": 1.0}
+        if self.search_compute is not None:
+            result["searched"] = 0.0
+        if self.weight_step in ("fair", "population"):
+            result["fair_share"] = 0.0
+        if self.structure_cost is not None:
+            result["cost_weight"], result["cost_mean"] = \
+                self.cost_weight_at(self.step_count - 1), math.nan
+        return result
+
+    def _shared_step(self, x: Any, y: Any) -> dict[str, float]:
+        """:meth:`step` with ``search_compute="shared"``: the weight step trains the open
+        generation's candidates (and fair paths) and their losses on their rows, before
+        the update, are their fitness samples (:mod:`nondiff.hybrid.shared_fitness`); a
+        generation is told once every candidate has ``generation_rows`` rows (default:
+        the batch's), and the next step asks a new one."""
+        opt, gen, n = self.structure_optimizer, self.shared, _rows(x)
+        warm = self.step_count < self.warmup_steps
+        if not warm and not gen.active:
+            snapshot = opt.state_dict()  # a resume re-asks this generation from here
+            candidates = opt.ask()
+            encoded = candidates.detach().cpu().numpy() \
+                if isinstance(candidates, torch.Tensor) else np.asarray(candidates)
+            incumbent = self._incumbent()
+            scored = [*encoded, *([] if incumbent is None else [incumbent])]
+            costs = None if self.structure_cost is None else \
+                self.costs(self.space.decode_batch(np.asarray(scored)))  # checked up front
+            gen.open(encoded, incumbent, self.generation_rows or n, snapshot, candidates,
+                     costs)
+        values = [] if warm else self.space.decode_batch(
+            np.asarray([*gen.encoded, *([] if gen.incumbent is None else [gen.incumbent])]))
+        share = self.fair_share_at(self.step_count)
+        paths, rows, owners = self._owned_paths(values, share, n)
+        scored = [j for j, owner in enumerate(owners) if owner >= 0]
+        common = None
+        if self.paired_rows and len(values) > 1:
+            common = self._common_pass(x, y, values)
+        self.model.train()
+        try:
+            loss, skipped = self._weight_step(x, y, paths, rows, scored)
+        except NonFiniteError as error:
+            error.step, error.epoch = self.step_count, self.epoch
+            raise
+        if self._step_fitness is not None:
+            mine, used = [owners[j] for j in scored], [rows[j] for j in scored]
+            gen.add(mine, self._step_fitness, used)
+        if common is not None:
+            gen.add_common(common, max(1, n // len(values)))
+        self.skipped_steps += skipped
+        self.forward_examples += n + (0 if common is None else len(values) * max(
+            1, n // len(values)))
+        told = gen.complete()
+        fitness, metrics = np.full(1, np.nan), {}
+        if told:
+            weight = self.cost_weight_at(self.step_count)
+            fitness = gen.fitness()
+            objective = fitness if gen.costs is None else fitness + weight * gen.costs
+            extra = {}
+            if gen.incumbent is not None:
+                extra = {"incumbent": gen.incumbent, "incumbent_fitness": float(objective[-1])}
+                fitness, objective = fitness[:-1], objective[:-1]
+            metrics = opt.tell(gen.candidates, objective, **extra)
+            if gen.costs is not None:
+                self.last_generation = {"fitness": fitness.tolist(),
+                                        "cost": gen.costs[:len(fitness)].tolist(),
+                                        "encoded": gen.encoded.tolist()}
+        self.step_count += 1
+        result = {"step": float(self.step_count), "loss": loss,
+                  "fitness_best": float(np.min(fitness)), "fitness_mean": float(np.mean(fitness)),
+                  "warmup": float(warm), "skipped": float(skipped), "searched": float(told),
+                  "fair_share": share}
+        if self.structure_cost is not None:
+            result["cost_weight"] = weight if told else 0.0 if warm else \
+                self.cost_weight_at(self.step_count - 1)
+            result["cost_mean"] = float(np.mean(gen.costs[:len(fitness)])) if told else math.nan
+        if told:
+            gen.close()
+        result.update({f"structure_{k}": v for k, v in metrics.items()})
+        return result
+
+    @torch.no_grad()
+    def _common_pass(self, x: Any, y: Any, values: list[Mapping[str, Any]]) -> torch.Tensor:
+        """``n // k`` rows of the batch at a random place (``k`` members of the
+        generation), scored under every member with the weights before the update, in
+        eval mode: the fitness of each member there."""
+        n, k = _rows(x), len(values)
+        r = max(1, n // k)
+        start = int(self.rng.integers(n - r + 1))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            xb, yb = x[start:start + r], y[start:start + r]
+            return self._paired_fitness(_repeat(xb, k), _repeat(yb, k), values, [r] * k)
+        finally:
+            self.model.train(was_training)
+
+    def _paired_fitness(self, x: Any, y: Any, paths: list[Mapping[str, Any]], rows: list[int]
+                        ) -> torch.Tensor:
+        """``fitness`` of ``paths[j]`` on its block of ``rows[j]`` rows of ``(x, y)``: one
+        batched pass when the declarations allow it, else one pass per block."""
+        if self.batched:
+            try:
+                with batched_structures(self.model, paths, rows):
+                    output = self.model(x)
+                return self._fitness_of(output, y, list(range(len(paths))), rows)
+            except StructureBatchError:
+                if self.batched is True:
+                    raise
+                self.batched = False
+        before, start, out = self.structure(current=True), 0, []
+        try:
+            for path, r in zip(paths, rows, strict=True):
+                set_structure(self.model, path)
+                out.append(self._fitness_of(self.model(x[start:start + r]), y[start:start + r],
+                                            [0], [r]))
+                start += r
+        finally:
+            set_structure(self.model, before)
+        return torch.cat(out)
+
     def _search_due(self, rows: int, eval_rows: int) -> bool:
         """Whether this step evaluates a generation. Always without ``search_compute``;
         with it, the step first earns ``search_compute * rows`` evaluation examples, and
@@ -588,29 +832,41 @@ class HybridTrainer:
         """The structures of a multi-path weight step and the rows of each: a share
         ``share`` of the ``n`` rows among fair paths, the rest among ``generation``;
         paths left without a row are dropped."""
-        fair = round(share * n) if generation else n
-        paths: list[Mapping[str, Any]] = []
-        rows: list[int] = []
-        if fair:
-            k = min(self.fair_paths, fair)
-            paths += self.space.decode_batch(fair_structures(self.space, k, self.rng))
-            rows += split_rows(fair, [1.0] * k)
-        if n - fair:
-            paths += list(generation)
-            rows += split_rows(n - fair, [1.0] * len(generation))
-        kept = [i for i, r in enumerate(rows) if r > 0]
-        paths, rows = [paths[i] for i in kept], [rows[i] for i in kept]
+        paths, rows, _ = self._owned_paths(generation, share, n)
         if self.engine is not None:  # an engine trains one structure: one path, by rows
             i = int(self.rng.choice(len(paths), p=np.asarray(rows) / n))
             paths, rows = [paths[i]], [n]
         return paths, rows
 
-    def _weight_step(self, x: Any, y: Any, paths: list[Mapping[str, Any]], rows: list[int]
-                     ) -> tuple[float, bool]:
+    def _owned_paths(self, generation: list[Mapping[str, Any]], share: float, n: int
+                     ) -> tuple[list[Mapping[str, Any]], list[int], list[int]]:
+        """:meth:`_paths` before an engine picks one, with each path's index in
+        ``generation`` (-1 for a fair path)."""
+        fair = round(share * n) if generation else n
+        paths: list[Mapping[str, Any]] = []
+        rows: list[int] = []
+        owners: list[int] = []
+        if fair:
+            k = min(self.fair_paths, fair)
+            paths += self.space.decode_batch(fair_structures(self.space, k, self.rng))
+            rows += split_rows(fair, [1.0] * k)
+            owners += [-1] * k
+        if n - fair:
+            paths += list(generation)
+            rows += split_rows(n - fair, [1.0] * len(generation))
+            owners += list(range(len(generation)))
+        kept = [i for i, r in enumerate(rows) if r > 0]
+        return [paths[i] for i in kept], [rows[i] for i in kept], [owners[i] for i in kept]
+
+    def _weight_step(self, x: Any, y: Any, paths: list[Mapping[str, Any]], rows: list[int],
+                     scored: list[int] | None = None) -> tuple[float, bool]:
         """One weight step, rows ``rows[j]`` of the batch (in order) under ``paths[j]``:
         (loss, skipped). One path: the model is left at it; several: in one batched
         forward pass (else one pass per path, the gradients summed, weighted by rows),
-        the model keeps its structure."""
+        the model keeps its structure. With ``scored`` (path indices), the ``fitness``
+        of those paths on their rows, from the same forward pass before the update, is
+        left in ``self._step_fitness`` (a tensor; not synced to the host)."""
+        self._scored, self._step_fitness = scored or [], None
         if len(paths) == 1:
             set_structure(self.model, paths[0])
         try:
@@ -620,8 +876,11 @@ class HybridTrainer:
                 return loss, getattr(self.engine, "skipped_updates", 0) > before
             self.weight_optimizer.zero_grad()
             if len(paths) == 1:
-                objective = self.loss(self.model(x), y)
+                output = self.model(x)
+                objective = self.loss(output, y)
                 objectives = [objective]
+                if self._scored:
+                    self._step_fitness = self._fitness_of(output, y, [0], rows)
             else:
                 objective, objectives = self._multi_path_loss(x, y, paths, rows)
             if not check_finite(objective, self.on_nonfinite, "loss", self.step_count):
@@ -650,25 +909,47 @@ class HybridTrainer:
                                           for m in self.model.modules()):
             try:
                 with batched_structures(self.model, paths, rows):
-                    return self.loss(self.model(x), y), []
+                    output = self.model(x)
+                    total = self.loss(output, y)
+                if self._scored:
+                    self._step_fitness = self._fitness_of(output, y, self._scored, rows)
+                return total, []
             except StructureBatchError:
                 if self.batched is True:
                     raise
                 self.batched_steps = False  # "auto": from now on one pass per path
         before = self.structure(current=True)
-        total, parts, start, n = 0.0, [], 0, _rows(x)
+        total, parts, start, n, fits = 0.0, [], 0, _rows(x), []
         try:
-            for path, r in zip(paths, rows, strict=True):
+            for j, (path, r) in enumerate(zip(paths, rows, strict=True)):
                 set_structure(self.model, path)
-                part = self.loss(self.model(x[start:start + r]), y[start:start + r])
+                output = self.model(x[start:start + r])
+                part = self.loss(output, y[start:start + r])
                 parts.append(part.detach())
+                if j in self._scored:
+                    fits.append(self._fitness_of(output, y[start:start + r], [0], [r]))
                 start += r
                 if part.requires_grad:
                     (part * (r / n)).backward()  # gradients add up: one path at a time
                 total = total + part.detach() * (r / n)
         finally:
             set_structure(self.model, before)
+        if fits:
+            self._step_fitness = torch.cat(fits)
         return torch.as_tensor(total), parts
+
+    def _fitness_of(self, output: Any, y: Any, scored: list[int], rows: list[int]
+                    ) -> torch.Tensor:
+        """``fitness`` of paths ``scored`` on their rows of ``output`` (rows ``rows[j]``
+        per path, in order), as one float64 tensor on the output's device."""
+        starts = np.concatenate([[0], np.cumsum(rows)])
+        with torch.no_grad():
+            values = [self.fitness(_slice(_detached(output), int(starts[j]),
+                                          int(starts[j + 1])), y[starts[j]:starts[j + 1]])
+                      for j in scored]
+        device = device_of(self.model)
+        return torch.stack([torch.as_tensor(v, device=device).to(torch.float64).reshape(())
+                            for v in values])
 
     @torch.no_grad()
     def _first_nonfinite(self, parts: list[torch.Tensor], x: Any, y: Any,
@@ -714,6 +995,10 @@ class HybridTrainer:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if held_out is not None and self.search_compute == "shared":
+            raise ValueError("held_out batches are for evaluations; search_compute='shared' "
+                             "scores the structures on their training rows instead: pass "
+                             "held_out=None, or search_compute=None or a number")
         taken: list[dict[str, float]] = []
         stopped = False
         per_epoch = self._batches_per_epoch(data, batch_size)
@@ -826,7 +1111,9 @@ class HybridTrainer:
             "version": STATE_VERSION,
             "model": self.model.state_dict(),
             "weight_optimizer": weights,
-            "structure_optimizer": self.structure_optimizer.state_dict(),
+            # with an open shared generation: the state before its ask (a resume re-asks)
+            "structure_optimizer": copy.deepcopy(self.shared.snapshot) if self.shared.active
+            else self.structure_optimizer.state_dict(),
             "counters": {"step": self.step_count, "epoch": self.epoch,
                          "batch_in_epoch": self.batch_in_epoch,
                          "forward_examples": self.forward_examples,
@@ -837,7 +1124,8 @@ class HybridTrainer:
             "batched_steps": self.batched_steps,
             "last_generation": {k: list(v) for k, v in self.last_generation.items()},
             "search": {"credit": self.search_credit,
-                       "between": {k: list(v) for k, v in self.between.items()}},
+                       "between": {k: list(v) for k, v in self.between.items()},
+                       "shared": self.shared.state_dict()},
         })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -864,7 +1152,8 @@ class HybridTrainer:
             last = {k: list(v) for k, v in last.items()}
             search = {"credit": float(search["credit"]),
                       "between": {k: list(search["between"][k])
-                                  for k in ("encoded", "objective")}}
+                                  for k in ("encoded", "objective")},
+                      "shared": search.get("shared")}
             counters = {k: int(v) for k, v in state["counters"].items()}
         except (TypeError, ValueError, AttributeError, KeyError) as error:
             raise ValueError(f"not a HybridTrainer state dict: {error}") from None
@@ -887,6 +1176,11 @@ class HybridTrainer:
     def _load_parts(self, state: Mapping[str, Any], counters: Mapping[str, int],
                     last: dict[str, list], search: Mapping[str, Any]) -> None:
         self.structure_optimizer.load_state_dict(state["structure_optimizer"])
+        if search.get("shared") is not None:  # the open generation: asked again
+            self.shared.load_state_dict(search["shared"], self.structure_optimizer.ask(),
+                                        state["structure_optimizer"], device_of(self.model))
+        else:
+            self.shared.close()
         if self.engine is not None:
             if state["weight_optimizer"] is not None:
                 self.engine.load_checkpoint(state["weight_optimizer"])
