@@ -54,15 +54,20 @@ def make_loss(model: ProgramModel, samples: int, generator: torch.Generator):
 
 def train_programs(target: Sequence[str], seed: int = 0, epochs: int = 30,
                    optimizer: str = "reinforce", batch_size: int = 32, samples: int = 8,
-                   options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Search the program and train the perception from outputs only; evaluate both."""
+                   options: dict[str, Any] | None = None,
+                   trainer_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Search the program and train the perception from outputs only; evaluate both.
+
+    ``options`` configure the structure optimizer, ``trainer_options`` the
+    :class:`~nondiff.hybrid.trainer.HybridTrainer` (e.g. ``{"weight_step": "sampled"}``).
+    """
     data = Sequences(target, seed)
     torch.manual_seed(seed)
     model = ProgramModel()
     g = torch.Generator().manual_seed(seed + 1)
     trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=3e-3),
                             loss=make_loss(model, samples, g), fitness=mismatch,
-                            structure_options=options, seed=seed)
+                            structure_options=options, seed=seed, **(trainer_options or {}))
     start = time.perf_counter()
     trainer.fit(data, epochs=epochs, batch_size=batch_size, seed=seed)
     found = tuple(model.program.value)
