@@ -19,7 +19,8 @@ Each step on a batch ``(x, y)`` (ENAS, Pham et al. 2018, alternates the same two
      of every ``Choice`` and both states of every gate trained equally often in the
      step, FairNAS), the rest among this generation's candidates (the optimizer's
      current distribution or population) — in one forward pass and one update;
-     ``s_t`` falls linearly from 1 to 0 over ``fair_steps``;
+     ``s_t`` falls linearly from 1 to 0 over ``fair_steps`` (counted over all ``fit``
+     calls: see ``total_steps``);
    - ``"population"``: the whole batch among this generation's candidates;
    - before issue 17, one structure: a candidate drawn at random from this generation
      (``"sampled"``, the ENAS shared-weight step), the generation's best (``"best"``)
@@ -57,7 +58,8 @@ batch's rows) — about every ``ceil(popsize / c)`` steps. In between, the weigh
 as ``weight_step`` says under the last generation (``"fair"``: fair paths and that
 generation; before the first one, under fair or uniformly random paths as in
 warm-up). ``c=1`` keeps the total at most twice the weight training alone (issue 17's
-target); steps without a generation report ``fitness_best`` NaN and ``searched`` 0.
+target); steps without a generation report ``fitness_best`` NaN and ``searched`` 0, and
+a ``fit`` that ends before the first generation warns.
 
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
