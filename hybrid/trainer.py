@@ -782,14 +782,14 @@ class HybridTrainer:
         """Pin the planned run of a float ``fair_steps`` at the first ``fit`` that takes
         steps (its ``epochs`` x ``per_epoch``); warn once when a later one plans beyond
         it without ``total_steps``: its fair share ends by the first plan."""
-        if per_epoch is None or epochs * per_epoch <= self.step_count:
-            return
+        if per_epoch is None or epochs * per_epoch <= self.step_count or \
+                self.total_steps is not None or self.weight_step != "fair" or \
+                not isinstance(self.fair_steps, float):
+            return  # no fraction to resolve
         planned = epochs * per_epoch
         if self.planned_steps is None:
             self.planned_steps = planned
-        elif planned > self.planned_steps and self.total_steps is None and \
-                self.weight_step == "fair" and isinstance(self.fair_steps, float) and \
-                not self._warned_plan:
+        elif planned > self.planned_steps and not self._warned_plan:
             self._warned_plan = True
             warnings.warn(f"fit(epochs={epochs}) plans {planned} steps in all, but "
                           f"fair_steps={self.fair_steps} is a fraction of the "
