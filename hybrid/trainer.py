@@ -314,7 +314,8 @@ class HybridTrainer:
                              f"fair_steps={fair_steps!r}; e.g. fair_steps=0.5, "
                              f"total_steps=epochs * batches_per_epoch")
         self.total_steps = total_steps
-        self.planned_steps: int | None = None  # the first fit's epochs x batches per epoch
+        self.planned_steps: int | None = None  # fit's epochs x batches per epoch
+        self.fair_plan: int | None = None  # the first fit's: what a fair_steps fraction is of
         self._warned_plan = False  # a later fit planned beyond the first (warned once)
         if not isinstance(reevaluate_incumbent, bool):
             raise ValueError(f"reevaluate_incumbent must be True or False, got "
@@ -409,7 +410,7 @@ class HybridTrainer:
             return 0.0
         steps = self.fair_steps
         if isinstance(steps, float):
-            total = self.total_steps if self.total_steps is not None else self.planned_steps
+            total = self.total_steps if self.total_steps is not None else self.fair_plan
             if total is None:
                 return 0.5
             steps = round(steps * total)
@@ -739,7 +740,9 @@ class HybridTrainer:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         taken: list[dict[str, float]] = []
         stopped = False
-        self._plan(self._batches_per_epoch(data, batch_size), epochs)
+        per_epoch = self._batches_per_epoch(data, batch_size)
+        self.planned_steps = None if per_epoch is None else epochs * per_epoch
+        self._plan_fair(per_epoch, epochs)
         if held_out is not None:
             held_out = list(held_out.batches(batch_size, seed=seed) if hasattr(
                 held_out, "batches") else held_out)
@@ -778,23 +781,24 @@ class HybridTrainer:
             self.print_pareto(file=sys.stderr)  # where the progress bar was
         return taken
 
-    def _plan(self, per_epoch: int | None, epochs: int) -> None:
-        """Pin the planned run of a float ``fair_steps`` at the first ``fit`` that takes
-        steps (its ``epochs`` x ``per_epoch``); warn once when a later one plans beyond
-        it without ``total_steps``: its fair share ends by the first plan."""
+    def _plan_fair(self, per_epoch: int | None, epochs: int) -> None:
+        """Pin the run a float ``fair_steps`` is a fraction of (``fair_plan``) at the
+        first ``fit`` that takes steps (its ``epochs`` x ``per_epoch``); warn once when a
+        later one plans beyond it without ``total_steps``: its fair share ends by the
+        first plan."""
         if per_epoch is None or epochs * per_epoch <= self.step_count or \
                 self.total_steps is not None or self.weight_step != "fair" or \
                 not isinstance(self.fair_steps, float):
             return  # no fraction to resolve
         planned = epochs * per_epoch
-        if self.planned_steps is None:
-            self.planned_steps = planned
-        elif planned > self.planned_steps and not self._warned_plan:
+        if self.fair_plan is None:
+            self.fair_plan = planned
+        elif planned > self.fair_plan and not self._warned_plan:
             self._warned_plan = True
             warnings.warn(f"fit(epochs={epochs}) plans {planned} steps in all, but "
                           f"fair_steps={self.fair_steps} is a fraction of the "
-                          f"{self.planned_steps} steps the first fit planned: the fair share "
-                          f"ends at step {round(self.fair_steps * self.planned_steps)}. For "
+                          f"{self.fair_plan} steps the first fit planned: the fair share "
+                          f"ends at step {round(self.fair_steps * self.fair_plan)}. For "
                           f"a schedule over all fit calls pass HybridTrainer(total_steps="
                           f"{planned}) (the steps of the whole training), or an int "
                           "fair_steps", stacklevel=3)
@@ -897,8 +901,7 @@ class HybridTrainer:
                          "batch_in_epoch": self.batch_in_epoch,
                          "forward_examples": self.forward_examples,
                          "skipped_steps": self.skipped_steps,
-                         **({} if self.planned_steps is None else
-                            {"planned_steps": self.planned_steps})},
+                         **({} if self.fair_plan is None else {"fair_plan": self.fair_plan})},
             "rng": dict(self.rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "batched": self.batched,
@@ -965,7 +968,7 @@ class HybridTrainer:
         self.batch_in_epoch = int(counters["batch_in_epoch"])
         self.forward_examples = int(counters.get("forward_examples", 0))
         self.skipped_steps = int(counters.get("skipped_steps", 0))
-        self.planned_steps = counters.get("planned_steps")
+        self.fair_plan = counters.get("fair_plan")
         self.rng.bit_generator.state = dict(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         self.batched = state["batched"]
