@@ -810,9 +810,12 @@ class HybridTrainer:
             why = (f"all {self.step_count} steps so far were warm-up "
                    f"(warmup_steps={self.warmup_steps}); fit more epochs or lower "
                    "warmup_steps")
+        elif not isinstance(self.search_compute, float) or self._generation_cost is None \
+                or self.search_credit <= 0:  # no credit to name (another kind of budget)
+            why = (f"search_compute={self.search_compute!r} ran no generation in "
+                   f"{self.step_count - self.warmup_steps} steps after warm-up; fit more epochs")
         else:
             cost, c = self._generation_cost, self.search_compute
-            assert c is not None and cost is not None
             needed = cost * c / self.search_credit  # the weight-step rows so far earned it
             digits = 2 - math.floor(math.log10(needed))  # 3 significant digits, rounded up
             needed = math.ceil(needed * 10 ** digits) / 10 ** digits
