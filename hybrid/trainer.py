@@ -19,7 +19,8 @@ Each step on a batch ``(x, y)`` (ENAS, Pham et al. 2018, alternates the same two
      of every ``Choice`` and both states of every gate trained equally often in the
      step, FairNAS), the rest among this generation's candidates (the optimizer's
      current distribution or population) — in one forward pass and one update;
-     ``s_t`` falls linearly from 1 to 0 over ``fair_steps``;
+     ``s_t`` falls linearly from 1 to 0 over ``fair_steps`` (counted over all ``fit``
+     calls: see ``total_steps``);
    - ``"population"``: the whole batch among this generation's candidates;
    - before issue 17, one structure: a candidate drawn at random from this generation
      (``"sampled"``, the ENAS shared-weight step), the generation's best (``"best"``)
@@ -57,7 +58,8 @@ batch's rows) — about every ``ceil(popsize / c)`` steps. In between, the weigh
 as ``weight_step`` says under the last generation (``"fair"``: fair paths and that
 generation; before the first one, under fair or uniformly random paths as in
 warm-up). ``c=1`` keeps the total at most twice the weight training alone (issue 17's
-target); steps without a generation report ``fitness_best`` NaN and ``searched`` 0.
+target); steps without a generation report ``fitness_best`` NaN and ``searched`` 0, and
+a ``fit`` that ends before the first generation warns.
 
 Fitness from the weight steps (``search_compute="shared"``, with ``weight_step`` ``"fair"``
 or ``"population"``): the multi-path weight step already runs each member of the
@@ -123,6 +125,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -259,10 +262,17 @@ class HybridTrainer:
             behaviour before issue 17).
         fair_steps: with ``weight_step="fair"``, the steps over which the fair share of
             each batch falls from 1 to 0: an int (steps), or a float in ``[0, 1]``: that
-            fraction of the steps :meth:`fit` will have taken at its end (its ``epochs``
-            times the batches per epoch; default 0.5). Steps taken without ``fit``, or
-            with data of unknown length, train half fair, half population with a
-            fraction.
+            fraction of the whole training (default 0.5), ``total_steps`` or else the
+            steps the first :meth:`fit` plans (its ``epochs`` times the batches per
+            epoch, kept for later calls and in :meth:`state_dict`). Steps taken without
+            ``fit``, or with data of unknown length, train half fair, half population
+            with a fraction and no ``total_steps``.
+        total_steps: the weight steps of the whole training, all :meth:`fit` calls
+            together, that a float ``fair_steps`` is a fraction of; give it when ``fit``
+            is called in parts, e.g. ``epochs x batches per epoch`` for ``for e in
+            range(1, epochs + 1): trainer.fit(data, e)`` (without it, the first call's
+            plan of one epoch would end the fair share within half an epoch; a later
+            call planning beyond the first warns).
         fair_paths: paths per fair step (default: :func:`~nondiff.hybrid.sampling.
             fair_paths` of the space, e.g. 6 for gates and a 3-way choice).
         reevaluate_incumbent: with an elitist structure optimizer that accepts it
@@ -343,7 +353,7 @@ class HybridTrainer:
         cost_schedule: Callable[[int], Any] | None = None, fair_steps: int | float = 0.5,
         fair_paths: int | None = None, reevaluate_incumbent: bool = True,
         search_compute: float | str | None = None, generation_rows: int | None = None,
-        final_steps: int | float = 0,
+        final_steps: int | float = 0, total_steps: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -355,7 +365,17 @@ class HybridTrainer:
         if weight_step not in WEIGHT_STEPS:
             raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}, got {weight_step!r}")
         self.fair_steps, self.fair_paths = self._check_fair(fair_steps, fair_paths)
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(
+                total_steps, int) or total_steps < 1 or not isinstance(fair_steps, float)):
+            raise ValueError(f"total_steps must be None or a positive integer (the weight "
+                             f"steps of all fit calls) with a float fair_steps (a fraction "
+                             f"of them), got total_steps={total_steps!r} with "
+                             f"fair_steps={fair_steps!r}; e.g. fair_steps=0.5, "
+                             f"total_steps=epochs * batches_per_epoch")
+        self.total_steps = total_steps
         self.planned_steps: int | None = None  # fit's epochs x batches per epoch
+        self.fair_plan: int | None = None  # the first fit's: what a fair_steps fraction is of
+        self._warned_plan = False  # a later fit planned beyond the first (warned once)
         if not isinstance(reevaluate_incumbent, bool):
             raise ValueError(f"reevaluate_incumbent must be True or False, got "
                              f"{reevaluate_incumbent!r}")
@@ -374,6 +394,8 @@ class HybridTrainer:
         self._scored: list[int] = []  # paths whose fitness the weight step reads
         self._step_fitness: torch.Tensor | None = None
         self.search_credit = 0.0  # evaluation examples earned and not yet spent
+        self._generation_cost: int | None = None  # of the next generation, its rows
+        self._eval_rows = 1
         self.between: dict[str, list] = {"encoded": [], "objective": []}  # last generation
         if batched not in (True, False, "auto"):
             raise ValueError(f"batched must be True, False or 'auto', got {batched!r}")
@@ -489,9 +511,10 @@ class HybridTrainer:
             return 0.0
         steps = self.fair_steps
         if isinstance(steps, float):
-            if self.planned_steps is None:
+            total = self.total_steps if self.total_steps is not None else self.fair_plan
+            if total is None:
                 return 0.5
-            steps = round(steps * self.planned_steps)
+            steps = round(steps * total)
         return fair_share(step, steps)
 
     @staticmethod
@@ -813,6 +836,7 @@ class HybridTrainer:
         self.search_credit += self.search_compute * rows
         size = int(getattr(self.structure_optimizer, "popsize", 1))
         size += self._incumbent() is not None
+        self._generation_cost, self._eval_rows = size * eval_rows, eval_rows  # for a warning
         return self.search_credit >= size * eval_rows
 
     def _incumbent(self) -> np.ndarray | None:
@@ -1003,6 +1027,7 @@ class HybridTrainer:
         stopped = False
         per_epoch = self._batches_per_epoch(data, batch_size)
         self.planned_steps = None if per_epoch is None else epochs * per_epoch
+        self._plan_fair(per_epoch, epochs)
         if held_out is not None:
             held_out = list(held_out.batches(batch_size, seed=seed) if hasattr(
                 held_out, "batches") else held_out)
@@ -1035,9 +1060,57 @@ class HybridTrainer:
             if bar is not None:
                 bar.close()
         set_structure(self.model, self.recommended())
+        if taken and self.structure_optimizer.counters["iterations"] == 0:
+            self._warn_no_generation(len(taken))
         if bar is not None and self.structure_cost is not None and taken:
             self.print_pareto(file=sys.stderr)  # where the progress bar was
         return taken
+
+    def _plan_fair(self, per_epoch: int | None, epochs: int) -> None:
+        """Pin the run a float ``fair_steps`` is a fraction of (``fair_plan``) at the
+        first ``fit`` that takes steps (its ``epochs`` x ``per_epoch``); warn once when a
+        later one plans beyond it without ``total_steps``: its fair share ends by the
+        first plan."""
+        if per_epoch is None or epochs * per_epoch <= self.step_count or \
+                self.total_steps is not None or self.weight_step != "fair" or \
+                not isinstance(self.fair_steps, float):
+            return  # no fraction to resolve
+        planned = epochs * per_epoch
+        if self.fair_plan is None:
+            self.fair_plan = planned
+        elif planned > self.fair_plan and not self._warned_plan:
+            self._warned_plan = True
+            warnings.warn(f"fit(epochs={epochs}) plans {planned} steps in all, but "
+                          f"fair_steps={self.fair_steps} is a fraction of the "
+                          f"{self.fair_plan} steps the first fit planned: the fair share "
+                          f"ends at step {round(self.fair_steps * self.fair_plan)}. For "
+                          f"a schedule over all fit calls pass HybridTrainer(total_steps="
+                          f"{planned}) (the steps of the whole training), or an int "
+                          "fair_steps", stacklevel=3)
+
+    def _warn_no_generation(self, steps: int) -> None:
+        """Warn that ``fit`` ended (after ``steps`` steps) before any generation: the
+        model is left at the structure optimizer's untrained recommendation."""
+        if self.step_count <= self.warmup_steps:
+            why = (f"all {self.step_count} steps so far were warm-up "
+                   f"(warmup_steps={self.warmup_steps}); fit more epochs or lower "
+                   "warmup_steps")
+        elif not isinstance(self.search_compute, float) or self._generation_cost is None \
+                or self.search_credit <= 0:  # no credit to name (another kind of budget)
+            why = (f"search_compute={self.search_compute!r} ran no generation in "
+                   f"{self.step_count - self.warmup_steps} steps after warm-up; fit more epochs")
+        else:
+            cost, c = self._generation_cost, self.search_compute
+            needed = cost * c / self.search_credit  # the weight-step rows so far earned it
+            digits = 2 - math.floor(math.log10(needed))  # 3 significant digits, rounded up
+            needed = math.ceil(needed * 10 ** digits) / 10 ** digits
+            why = (f"search_compute={c} earned {self.search_credit:g} evaluation examples "
+                   f"after warm-up, and a generation costs {cost} ({cost // self._eval_rows} "
+                   f"candidates x {self._eval_rows} rows); pass search_compute >= "
+                   f"{needed:g}, fit more epochs, or a smaller popsize")
+        warnings.warn(f"fit took {steps} steps without any generation of the structure "
+                      f"optimizer, so the model is left at its untrained initial "
+                      f"recommendation: {why}", stacklevel=3)
 
     @staticmethod
     def _batches_per_epoch(data: Any, batch_size: int) -> int | None:
@@ -1117,7 +1190,8 @@ class HybridTrainer:
             "counters": {"step": self.step_count, "epoch": self.epoch,
                          "batch_in_epoch": self.batch_in_epoch,
                          "forward_examples": self.forward_examples,
-                         "skipped_steps": self.skipped_steps},
+                         "skipped_steps": self.skipped_steps,
+                         **({} if self.fair_plan is None else {"fair_plan": self.fair_plan})},
             "rng": dict(self.rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "batched": self.batched,
@@ -1191,6 +1265,7 @@ class HybridTrainer:
         self.batch_in_epoch = int(counters["batch_in_epoch"])
         self.forward_examples = int(counters.get("forward_examples", 0))
         self.skipped_steps = int(counters.get("skipped_steps", 0))
+        self.fair_plan = counters.get("fair_plan")
         self.rng.bit_generator.state = dict(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         self.batched = state["batched"]

@@ -6,6 +6,8 @@ activation where the identity used to win."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -131,6 +133,48 @@ def test_the_fair_share_falls_and_then_the_generation_trains(device) -> None:
     assert {m["fair_share"] for m in population.fit(counting_data(device), epochs=1)} == {0.0}
 
 
+def test_fit_in_parts_with_total_steps_follows_one_fit_of_all_epochs(device) -> None:
+    def make(**kwargs):
+        torch.manual_seed(0)
+        return HybridTrainer(CountingNet().to(device), "ga", seed=0,
+                             structure_options={"popsize": 4}, **kwargs)
+
+    data = counting_data(device)  # 3 steps an epoch
+    whole = make()
+    shares = [m["fair_share"] for m in whole.fit(data, epochs=4)]
+    assert shares == pytest.approx([1 - t / 6 for t in range(6)] + [0.0] * 6)
+    parts = make(total_steps=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with total_steps, fit in parts does not warn
+        in_parts = [m["fair_share"] for epoch in range(1, 5)
+                    for m in parts.fit(data, epochs=epoch)]
+    assert in_parts == shares
+    for a, b in zip(whole.model.parameters(), parts.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fit_in_parts_keeps_the_first_plan_warns_once_and_resumes_it() -> None:
+    def make():
+        torch.manual_seed(0)
+        return HybridTrainer(CountingNet(), "ga", seed=0, structure_options={"popsize": 4})
+
+    data = counting_data("cpu")
+    first = make()
+    assert [m["fair_share"] for m in first.fit(data, epochs=1)] == [1.0, 0.5, 0.0]
+    state = roundtrip(first.state_dict())
+    with pytest.warns(UserWarning, match=r"fit\(epochs=2\) plans 6 steps .* fair_steps=0\.5 "
+                      r"is a fraction of the 3 steps .* HybridTrainer\(total_steps=6\)"):
+        assert {m["fair_share"] for m in first.fit(data, epochs=2)} == {0.0}  # no jump back
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once
+        first.fit(data, epochs=3)
+    resumed = make()
+    resumed.load_state_dict(state)
+    with pytest.warns(UserWarning, match="total_steps=9"):
+        resumed.fit(data, epochs=3)  # the plan of the first fit came with the state
+    assert plain_equal(resumed.state_dict(), first.state_dict())
+
+
 @pytest.mark.parametrize("weight_step", ["fair", "population"])
 def test_a_batched_multi_path_step_equals_one_pass_per_path(device, weight_step) -> None:
     def run(batched):
@@ -190,6 +234,9 @@ def test_bad_fair_arguments_name_the_fix() -> None:
                           ({"fair_steps": -1}, "fair_steps must be"),
                           ({"fair_steps": True}, "fair_steps must be"),
                           ({"fair_paths": 0}, "fair_paths must be a positive integer"),
+                          ({"total_steps": 0}, r"total_steps must be .* got total_steps=0"),
+                          ({"total_steps": 10, "fair_steps": 5},
+                           r"with a float fair_steps .* fair_steps=5; e\.g\."),
                           ({"reevaluate_incumbent": 1}, "reevaluate_incumbent must be")]:
         with pytest.raises(ValueError, match=match):
             HybridTrainer(CountingNet(), "ga", **kwargs)

@@ -6,6 +6,7 @@ before anything changes."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -110,3 +111,25 @@ def test_a_bad_search_compute_names_the_argument_value_and_fix(value) -> None:
         HybridTrainer(model, "ga", search_compute=value)
     assert torch.equal(rng, torch.get_rng_state())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_fit_that_ends_before_any_generation_warns_with_the_values_and_fix(device) -> None:
+    def make(**kwargs):
+        torch.manual_seed(0)
+        return HybridTrainer(Net().to(device), "ga", seed=0, structure_options={"popsize": 8},
+                             **kwargs)
+
+    short = make(search_compute=0.1)  # 6 steps x 32 rows earn 19.2 of a generation's 8 x 32
+    with pytest.warns(UserWarning, match=r"fit took 6 steps without any generation .* "
+                      r"search_compute=0\.1 earned 19\.2 evaluation examples .* costs 256 "
+                      r"\(8 candidates x 32 rows\); pass search_compute >= 1\.34"):
+        short.fit(data(device), epochs=1)
+    assert short.structure_optimizer.counters["iterations"] == 0
+    enough = make(search_compute=1.34)  # the value the warning names
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enough.fit(data(device), epochs=1)
+    assert enough.structure_optimizer.counters["iterations"] == 1
+    warm = make(warmup_steps=10)
+    with pytest.warns(UserWarning, match=r"all 6 steps so far were warm-up \(warmup_steps=10\)"):
+        warm.fit(data(device), epochs=1)
