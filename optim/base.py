@@ -190,6 +190,7 @@ class BaseOptimizer(ABC):
     min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
     _told_asked: bool = False  # see _tell
     _asked_version: int | None = None
+    _bounds_on: tuple[torch.Tensor, torch.Tensor] | None = None  # see _bound_tensors
     state_version: ClassVar[int] = 1
     Hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters
     config_space: ClassVar[bool] = False  # config() records repr(space) (spaces of any kind)
@@ -362,7 +363,7 @@ class BaseOptimizer(ABC):
     def _bound_tensors(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(lower, upper)`` as tensors of ``like``'s dtype and device, made once (a host
         to device copy per ask would wait for the device)."""
-        cached = getattr(self, "_bounds_on", None)
+        cached = self._bounds_on
         if cached is None or cached[0].dtype != like.dtype or cached[0].device != like.device:
             cached = self._bounds_on = tuple(
                 torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in self.bounds)
