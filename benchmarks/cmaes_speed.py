@@ -13,7 +13,12 @@ the generations between two eigendecompositions, so their cost is included. Peak
 memory is measured per library in a fresh process: ``torch.cuda.max_memory_allocated``
 on the GPU, the growth of the peak resident set size (``ru_maxrss``) on the CPU.
 Targets (issue 19): ours >= 1.0x evotorch on the GPU; on the CPU >= 1.0x the faster
-of pycma and evotorch at every size.
+of pycma and evotorch at every size. ``--isolated`` instead runs each library alone in
+a fresh process for one decomposition period (generation 0, then the ``eigen_gap``
+generations that include one decomposition), gen/s and peak memory from that one run:
+for dimensions where a period takes minutes (10,000 on one CPU core). On the CPU its
+ratios compare generations per second of process CPU time (``gen/CPU-s``; pin one
+thread): runs at different times on a shared machine see different loads.
 
 The equal-quality check runs ours and pycma with default population sizes on
 shifted and rotated sphere, ellipsoid and Rosenbrock (``--quality-dim``, BBOB
@@ -188,11 +193,12 @@ def probe(library: str, dim: int, popsize: int, device: str, dtype: str) -> dict
     gap = math.ceil(strategy_parameters(dim, popsize).eigen_gap)
     step()  # generation 0: no decomposition due yet
     _sync(device)
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     for _ in range(gap):  # one decomposition period: exactly one decomposition
         step()
     _sync(device)
-    out = {"rss": max(0.0, _peak_rss() - before), "rate": gap / (time.perf_counter() - began)}
+    out = {"rss": max(0.0, _peak_rss() - before), "rate": gap / (time.perf_counter() - began),
+           "cpu_rate": gap / (time.process_time() - cpu_began)}
     if device.startswith("cuda"):
         out["cuda"] = float(torch.cuda.max_memory_allocated() - base)
     return out
@@ -292,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.isolated:
             mem = {lib: memory(lib, dim, args.popsize, args.device, args.dtype) for lib in libs}
             rates = {lib: mem[lib]["rate"] for lib in libs}
+            cpu_rates = {lib: mem[lib]["cpu_rate"] for lib in libs}
             gap = math.ceil(strategy_parameters(dim, args.popsize).eigen_gap)
             generations = dict.fromkeys(libs, gap)
         else:
@@ -300,15 +307,25 @@ def main(argv: Sequence[str] | None = None) -> None:
             mem = {} if args.no_memory else {
                 lib: memory(lib, dim, args.popsize, args.device, args.dtype) for lib in libs}
         print(f"\ndim {dim}")
-        print(f"{'library':>9} {'gen/round':>9} {'gen/s':>9} {'peak RSS MB':>12}"
+        print(f"{'library':>9} {'gen/round':>9} {'gen/s':>9}"
+              + (f" {'gen/CPU-s':>9}" if args.isolated else "") + f" {'peak RSS MB':>12}"
               + (f" {'peak CUDA MB':>13}" if args.device.startswith("cuda") else ""))
         for lib in libs:
-            row = f"{lib:>9} {generations[lib]:>9} {rates[lib]:>9.3f}"
+            row = f"{lib:>9} {generations[lib]:>9} {rates[lib]:>9.4f}"
+            if args.isolated:
+                row += f" {cpu_rates[lib]:>9.4f}"
             if lib in mem:
                 row += f" {mem[lib]['rss'] / 2**20:>12.1f}"
                 if "cuda" in mem[lib]:
                     row += f" {mem[lib]['cuda'] / 2**20:>13.1f}"
             print(row)
+        if args.isolated and not args.device.startswith("cuda"):
+            # runs at different times on a shared machine: their wall times compare the
+            # load; one thread each, the CPU time is the work (the ratios below use it)
+            for lib in libs:
+                if lib != "ours":
+                    print(f"wall-time ratio ours / {lib}: {rates['ours'] / rates[lib]:.2f}")
+            rates = cpu_rates
         if "ours" in libs:
             others = [lib for lib in libs if lib != "ours"]
             for lib in others:
