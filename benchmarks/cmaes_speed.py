@@ -13,7 +13,12 @@ the generations between two eigendecompositions, so their cost is included. Peak
 memory is measured per library in a fresh process: ``torch.cuda.max_memory_allocated``
 on the GPU, the growth of the peak resident set size (``ru_maxrss``) on the CPU.
 Targets (issue 19): ours >= 1.0x evotorch on the GPU; on the CPU >= 1.0x the faster
-of pycma and evotorch at every size.
+of pycma and evotorch at every size. ``--isolated`` instead runs each library alone in
+a fresh process for one decomposition period (generation 0, then the ``eigen_gap``
+generations that include one decomposition), gen/s and peak memory from that one run:
+for dimensions where a period takes minutes (10,000 on one CPU core). On the CPU its
+ratios compare generations per second of process CPU time (``gen/CPU-s``; pin one
+thread): runs at different times on a shared machine see different loads.
 
 The equal-quality check runs ours and pycma with default population sizes on
 shifted and rotated sphere, ellipsoid and Rosenbrock (``--quality-dim``, BBOB
@@ -22,7 +27,7 @@ compares the evaluations each needs.
 
     python -m nondiff.benchmarks.cmaes_speed [--device cpu|cuda] [--dims 100 1000 3000]
         [--popsize 256] [--rounds 5] [--seconds 2] [--dtype float64] [--quality-dim 100]
-        [--no-quality] [--no-memory]
+        [--no-quality] [--no-memory] [--isolated]
 
 On a machine shared with other jobs, pin every library to one thread
 (``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1``): multithreaded
@@ -170,7 +175,8 @@ def _current_rss() -> float:
 def probe(library: str, dim: int, popsize: int, device: str, dtype: str) -> dict[str, float]:
     """Peak memory of ``library`` over a decomposition period (run in a fresh process):
     the peak resident set size above the resident size before (the peak is reset
-    through ``/proc/self/clear_refs`` where Linux allows it)."""
+    through ``/proc/self/clear_refs`` where Linux allows it); and the generations per
+    second of that period (what ``--isolated`` reports)."""
     step = make_step(library, 8, popsize, device, DTYPES[dtype])  # imports, kernels, pools
     step()
     _sync(device)
@@ -184,10 +190,15 @@ def probe(library: str, dim: int, popsize: int, device: str, dtype: str) -> dict
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     step = make_step(library, dim, popsize, device, DTYPES[dtype])
-    for _ in range(math.ceil(strategy_parameters(dim, popsize).eigen_gap) + 1):
+    gap = math.ceil(strategy_parameters(dim, popsize).eigen_gap)
+    step()  # generation 0: no decomposition due yet
+    _sync(device)
+    began, cpu_began = time.perf_counter(), time.process_time()
+    for _ in range(gap):  # one decomposition period: exactly one decomposition
         step()
     _sync(device)
-    out = {"rss": max(0.0, _peak_rss() - before)}
+    out = {"rss": max(0.0, _peak_rss() - before), "rate": gap / (time.perf_counter() - began),
+           "cpu_rate": gap / (time.process_time() - cpu_began)}
     if device.startswith("cuda"):
         out["cuda"] = float(torch.cuda.max_memory_allocated() - base)
     return out
@@ -262,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quality-dim", type=int, default=100)
     parser.add_argument("--quality-seeds", type=int, default=1)
     parser.add_argument("--quality-budget", type=int, default=600_000)
+    parser.add_argument("--isolated", action="store_true",
+                        help="each library alone in a fresh process for one decomposition "
+                             "period: gen/s and peak memory of the same run (no interleaved "
+                             "rounds; for sizes where a period takes minutes, e.g. dim 10000)")
     parser.add_argument("--probe", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:  # child process of memory()
@@ -270,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     print(machine(args.device))
     print(f"device {args.device}, popsize {args.popsize}, {args.dtype} (pycma float64), "
-          f"{args.rounds} interleaved rounds, medians")
+          + ("each library alone in a fresh process, one decomposition period"
+             if args.isolated else f"{args.rounds} interleaved rounds, medians"))
     for dim in args.dims:
         libs = list(args.libraries)
         if "evotorch" in libs:
@@ -279,20 +295,37 @@ def main(argv: Sequence[str] | None = None) -> None:
                 libs.remove("evotorch")
                 print(f"\ndim {dim}: evotorch skipped: its (popsize, dim, dim) outer products "
                       f"need {need / 2**30:.1f} GiB, more than half the free memory")
-        rates, generations = speed(dim, args.popsize, args.device, DTYPES[args.dtype],
-                                   args.rounds, libs, args.seconds)
-        mem = {} if args.no_memory else {
-            lib: memory(lib, dim, args.popsize, args.device, args.dtype) for lib in libs}
+        if args.isolated:
+            mem = {lib: memory(lib, dim, args.popsize, args.device, args.dtype) for lib in libs}
+            rates = {lib: mem[lib]["rate"] for lib in libs}
+            cpu_rates = {lib: mem[lib]["cpu_rate"] for lib in libs}
+            gap = math.ceil(strategy_parameters(dim, args.popsize).eigen_gap)
+            generations = dict.fromkeys(libs, gap)
+        else:
+            rates, generations = speed(dim, args.popsize, args.device, DTYPES[args.dtype],
+                                       args.rounds, libs, args.seconds)
+            mem = {} if args.no_memory else {
+                lib: memory(lib, dim, args.popsize, args.device, args.dtype) for lib in libs}
         print(f"\ndim {dim}")
-        print(f"{'library':>9} {'gen/round':>9} {'gen/s':>9} {'peak RSS MB':>12}"
+        print(f"{'library':>9} {'gen/round':>9} {'gen/s':>9}"
+              + (f" {'gen/CPU-s':>9}" if args.isolated else "") + f" {'peak RSS MB':>12}"
               + (f" {'peak CUDA MB':>13}" if args.device.startswith("cuda") else ""))
         for lib in libs:
-            row = f"{lib:>9} {generations[lib]:>9} {rates[lib]:>9.3f}"
+            row = f"{lib:>9} {generations[lib]:>9} {rates[lib]:>9.4f}"
+            if args.isolated:
+                row += f" {cpu_rates[lib]:>9.4f}"
             if lib in mem:
                 row += f" {mem[lib]['rss'] / 2**20:>12.1f}"
                 if "cuda" in mem[lib]:
                     row += f" {mem[lib]['cuda'] / 2**20:>13.1f}"
             print(row)
+        if args.isolated and not args.device.startswith("cuda"):
+            # runs at different times on a shared machine: their wall times compare the
+            # load; one thread each, the CPU time is the work (the ratios below use it)
+            for lib in libs:
+                if lib != "ours":
+                    print(f"wall-time ratio ours / {lib}: {rates['ours'] / rates[lib]:.2f}")
+            rates = cpu_rates
         if "ours" in libs:
             others = [lib for lib in libs if lib != "ours"]
             for lib in others:

@@ -15,6 +15,13 @@ Three tables, one run:
 3. Ray: one generation on 1 and 2 actors (scaling) for a small and a large batched
    population and for serial gymnasium stepping, and the per-generation overhead
    (a generation of near-zero work on Ray against in-process).
+4. Issue 19's table, ours alone: environment steps per second of whole generations
+   (SNES ask, ControlProblem evaluation of every policy, tell; the device synchronized
+   before each clock read) at popsizes 1k, 10k and 100k (``--steps-popsizes``), for the
+   linear and the MLP policy, on policies near one that balances (so that episodes
+   run long and the steps measure the simulation, not the resets); and the time to
+   solve CartPole-v1 at popsize 1,000 with each policy. Target: on an H200, >= 2e7
+   env steps/s at popsize 100k.
 
 With ``--device cuda`` our side runs on the GPU: the search distribution and the
 population live there (x0 on the device) and the batched problem steps every
@@ -22,24 +29,35 @@ environment and policy there (``ControlProblem(device=...)``); evotorch's runner
 and the serial gymnasium reference stay on the CPU, as gymnasium does.
 
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.neuroevolution [--popsizes 20 50 200] [--seeds 5]
-        [--quick] [--skip-ray] [--device cpu|cuda]
+        [--quick] [--skip-ray] [--device cpu|cuda] [--steps-popsizes 1000 10000 100000]
+        [--tables solve throughput ray steps]
+
+``--quick`` on the CPU measures table 4 at popsizes 1k and 10k only (a generation of
+10k policies near balancing took 0.7 s linear, 1.6 s MLP on a shared core; 100k take
+ten times that, and four generations per row); on a GPU it keeps 100k.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
 import torch
-from nondiff.benchmarks.timing import machine
+from nondiff.benchmarks.timing import machine, synchronize
 from nondiff.optim import registry
 from nondiff.optim.evaluate import RayEvaluator, VectorizedEvaluator
 from nondiff.problems.control import ControlProblem
+from nondiff.problems.policies import LinearPolicy
 
 ENV = "CartPole-v1"
+TABLES = ("solve", "throughput", "ray", "steps")
+STEPS_POPSIZES = (1000, 10000, 100000)
+STEPS_TARGET = 2e7  # env steps/s on an H200 at popsize 100k (issue 19)
+POLICIES = ("linear", "mlp")
 
 
 def _solved(check: ControlProblem, center: torch.Tensor) -> bool:
@@ -52,16 +70,18 @@ def _device(device: str | None) -> str | None:
 
 
 def solve_ours(seed: int, popsize: int, sigma: float, generations: int,
-               device: str | None = None) -> dict[str, float]:
-    problem = ControlProblem(ENV, policy="linear", episodes=1, device=_device(device))
-    check = ControlProblem(ENV, policy="linear", device=_device(device))
+               device: str | None = None, policy: str = "linear") -> dict[str, float]:
+    problem = ControlProblem(ENV, policy=policy, episodes=1, device=_device(device))
+    check = ControlProblem(ENV, policy=policy, device=_device(device))
     x0 = problem.initial().to(device or "cpu")
     opt = registry.create("snes", x0, sigma0=sigma, popsize=popsize, seed=seed)
     evaluator, elapsed = VectorizedEvaluator(), 0.0
     for g in range(generations):
+        synchronize(device or "cpu")
         began = time.perf_counter()
         x = opt.ask()
         opt.tell(x, -torch.as_tensor(evaluator(problem, x)))
+        synchronize(device or "cpu")
         elapsed += time.perf_counter() - began
         if _solved(check, opt.recommend()):
             return {"solved": 1, "gens": g + 1, "steps": problem.env_steps, "time": elapsed}
@@ -158,6 +178,82 @@ def table_throughput(sizes: Sequence[int], serial_policies: int, device: str | N
         print(f"{n:>8} {rate:>16.0f} {serial_rate:>15.0f} {rate / serial_rate:>7.1f}x")
 
 
+def balancing_center(problem: ControlProblem) -> torch.Tensor:
+    """Flat parameters of a policy of ``problem``'s kind that balances CartPole for long:
+    it pushes toward ``theta + theta'`` (the MLP through one hidden unit)."""
+    module = copy.deepcopy(problem.stack.module)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+        if isinstance(module, LinearPolicy):
+            module.linear.weight[1, 2:4] = 1.0  # score of "push right": theta + theta'
+        else:
+            module.layers[0].weight[0, 2:4] = 1.0  # h_0 = act(theta + theta'), passed on
+            for layer in module.layers[1:]:
+                layer.weight[0 if layer is not module.layers[-1] else 1, 0] = 1.0
+    return problem.stack.flatten(module)
+
+
+def generation_steps(policy: str, popsize: int, generations: int, device: str,
+                     sigma: float = 0.1) -> dict[str, float]:
+    """Env steps/s over ``generations`` whole generations (SNES ask, evaluation of every
+    policy, tell) after one warm-up generation; SNES centered on
+    :func:`balancing_center` with stdev ``sigma``."""
+    problem = ControlProblem(ENV, policy=policy, device=_device(device))
+    center = balancing_center(problem).to(device)
+    opt = registry.create("snes", center, sigma0=sigma, popsize=popsize, seed=0)
+
+    def generation() -> None:
+        x = opt.ask()
+        opt.tell(x, -problem(x))  # the fitness stays on the device; tell reads it once
+
+    generation()  # warm up: kernels, allocations
+    synchronize(device)
+    before = problem.env_steps
+    began = time.perf_counter()
+    for _ in range(generations):
+        generation()
+    synchronize(device)
+    elapsed = time.perf_counter() - began
+    steps = problem.env_steps - before
+    return {"rate": steps / elapsed, "length": steps / (popsize * generations),
+            "seconds": elapsed / generations, "dim": problem.dim}
+
+
+def table_steps(sizes: Sequence[int], generations: int, device: str, seeds: int,
+                solve_popsize: int = 1000, solve_generations: int = 50,
+                solve_sigma: float = 0.5) -> None:
+    print(f"\n4. Whole generations on {ENV} (SNES ask -> ControlProblem evaluation on "
+          f"{device} -> tell), {generations} generation(s) after a warm-up, policies around "
+          "one that balances (stdev 0.1)")
+    print("target: on an H200: >= 2e7 env steps/s at popsize 100k "
+          f"(this run: {device})")
+    print(f"{'policy':<12} {'popsize':>8} {'env steps/s':>12} {'mean ep. len':>13} "
+          f"{'s/generation':>13}")
+    for policy in POLICIES:
+        for n in sizes:
+            r = generation_steps(policy, n, generations, device)
+            label = f"{policy} ({r['dim']})"
+            verdict = ""
+            if n == 100_000 and torch.device(device).type == "cuda":
+                verdict = f"  {'ok' if r['rate'] >= STEPS_TARGET else 'MISSED'} (target 2e7)"
+            print(f"{label:<12} {n:>8} {r['rate']:>12.3e} {r['length']:>13.1f} "
+                  f"{r['seconds']:>13.3f}{verdict}")
+    print(f"\nTime to solve {ENV} at popsize {solve_popsize} (ours: SNES from zero, stdev0 "
+          f"{solve_sigma}, 1 episode/policy, mean return >= 475 over 10 episodes of the center "
+          f"checked outside the timed part, <= {solve_generations} generations, {seeds} "
+          "seed(s), medians)")
+    print(f"{'policy':<12} {'solved':>6} {'gens':>6} {'env steps':>10} {'time s':>8} "
+          f"{'steps/s':>10}")
+    for policy in POLICIES:
+        results = [solve_ours(seed, solve_popsize, solve_sigma, solve_generations, device,
+                              policy) for seed in range(seeds)]
+        med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        print(f"{policy:<12} {sum(r['solved'] for r in results):>3}/{seeds:<2} "
+              f"{med['gens']:>6.1f} {med['steps']:>10.0f} {med['time']:>8.2f} "
+              f"{med['steps'] / med['time']:>10.3e}")
+
+
 RAY_WORKLOADS = (  # (label, policies, episodes each, backend)
     ("batched, small population", 100, 4, "torch"),
     ("batched, large population", 5000, 4, "torch"),
@@ -225,21 +321,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer sizes, seeds and repeats")
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--device", default="cpu", help="our side's device: cpu or cuda")
+    parser.add_argument("--steps-popsizes", type=int, nargs="+", default=None,
+                        help=f"popsizes of table 4 (default {list(STEPS_POPSIZES)}; "
+                             "--quick on the CPU: 1000 10000)")
+    parser.add_argument("--steps-generations", type=int, default=None,
+                        help="timed generations per row of table 4 (default 3, --quick 2)")
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES),
+                        help="which tables to run (default: all)")
     args = parser.parse_args(argv)
+    if args.device != "cpu" and torch.device(args.device).type == "cuda" \
+            and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA device here; use --device cpu")
     torch.set_num_threads(1)
     print(machine(args.device))
     seeds = 1 if args.quick else args.seeds
-    summary = {n: table_solve(n, seeds, args.sigma, args.generations, args.device)
-               for n in args.popsizes}
-    print("\nSolve time ratio evotorch / ours by popsize (steps/s ratio in brackets; "
-          "target >= 5x):")
-    for n, ratios in summary.items():
-        print(f"  popsize {n:>4}: " + ", ".join(f"{name} {t:.1f}x ({v:.1f}x)"
-                                                for name, (t, v) in ratios.items()))
-    table_throughput((10, 50, 200) if args.quick else (10, 50, 200, 1000),
-                     serial_policies=5 if args.quick else 20, device=args.device)
-    if not args.skip_ray:
+    if "solve" in args.tables:
+        summary = {n: table_solve(n, seeds, args.sigma, args.generations, args.device)
+                   for n in args.popsizes}
+        print("\nSolve time ratio evotorch / ours by popsize (steps/s ratio in brackets; "
+              "target >= 5x):")
+        for n, ratios in summary.items():
+            print(f"  popsize {n:>4}: " + ", ".join(f"{name} {t:.1f}x ({v:.1f}x)"
+                                                    for name, (t, v) in ratios.items()))
+    if "throughput" in args.tables:
+        table_throughput((10, 50, 200) if args.quick else (10, 50, 200, 1000),
+                         serial_policies=5 if args.quick else 20, device=args.device)
+    if "ray" in args.tables and not args.skip_ray:
         table_ray(repeats=2 if args.quick else 5)
+    if "steps" in args.tables:
+        sizes = args.steps_popsizes or (
+            STEPS_POPSIZES[:2] if args.quick and args.device == "cpu" else STEPS_POPSIZES)
+        generations = args.steps_generations or (2 if args.quick else 3)
+        table_steps(sizes, generations, args.device, seeds,
+                    solve_generations=args.generations)
 
 
 if __name__ == "__main__":

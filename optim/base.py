@@ -190,6 +190,7 @@ class BaseOptimizer(ABC):
     min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
     _told_asked: bool = False  # see _tell
     _asked_version: int | None = None
+    _bounds_on: tuple[torch.Tensor, torch.Tensor] | None = None  # see _bound_tensors
     state_version: ClassVar[int] = 1
     Hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters
     config_space: ClassVar[bool] = False  # config() records repr(space) (spaces of any kind)
@@ -254,7 +255,8 @@ class BaseOptimizer(ABC):
         self._best_f = math.inf
         self._best_violation = math.inf
         self._best_x = copy_array(self._internal(x0))  # never an alias of the user's x0
-        self._unclipped: tuple[Array, Array] | None = None  # (returned, unclipped) of last ask
+        # (returned, unclipped, off the CPU: whether any sample left the box) of the last ask
+        self._unclipped: tuple[Array, Array, torch.Tensor | None] | None = None
         self._asked: Array | None = None  # the array the last ask() returned
         self._init_rng()
         self.state = self._init_state(self._internal(x0))
@@ -349,14 +351,23 @@ class BaseOptimizer(ABC):
             return x
         lower, upper = self.bounds
         if isinstance(x, torch.Tensor):
-            low = torch.as_tensor(lower, dtype=x.dtype, device=x.device)
-            high = torch.as_tensor(upper, dtype=x.dtype, device=x.device)
-            if bool(((x >= low) & (x <= high)).all()):
-                return x  # nothing to clip: ask() then learns from x itself
-            return torch.maximum(torch.minimum(x, high), low)
+            low, high = self._bound_tensors(x)
+            if not _edits_seen(x):  # the CPU: the check is free, and x stays x when inside
+                if bool(((x >= low) & (x <= high)).all()):
+                    return x  # nothing to clip: ask() then learns from x itself
+            return torch.maximum(torch.minimum(x, high), low)  # no host read (ask tells later)
         if np.all((x >= lower) & (x <= upper)):
             return x
         return np.clip(x, lower, upper)
+
+    def _bound_tensors(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(lower, upper)`` as tensors of ``like``'s dtype and device, made once (a host
+        to device copy per ask would wait for the device)."""
+        cached = self._bounds_on
+        if cached is None or cached[0].dtype != like.dtype or cached[0].device != like.device:
+            cached = self._bounds_on = tuple(
+                torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in self.bounds)
+        return cached
 
     # ----- the protocol ----------------------------------------------------------
     def ask(self, n: int | None = None) -> Array:
@@ -366,6 +377,8 @@ class BaseOptimizer(ABC):
         clipped into the box; when the very array returned here is told back, the
         optimizer learns from its unclipped samples (the clipped point is only
         where the objective is evaluated), so clipping never distorts its update.
+        Off the CPU, ask clips without reading anything back; whether a sample left
+        the box (one value) is read by tell, which waits for the fitness anyway.
         """
         if n is None:
             n = self.popsize
@@ -374,7 +387,13 @@ class BaseOptimizer(ABC):
         samples = self._ask(int(n))
         clipped = self._clip(samples)
         out = self.format.to_user(clipped)
-        self._unclipped = (out, samples) if clipped is not samples else None
+        self._unclipped = None
+        if clipped is not samples:  # off the CPU every sample is clipped, the check deferred
+            moved = None
+            if isinstance(samples, torch.Tensor) and _edits_seen(samples):
+                low, high = self._bound_tensors(samples)
+                moved = ~((samples >= low) & (samples <= high)).all()  # the CPU's check, lazy
+            self._unclipped = (out, samples, moved)
         self._asked = out
         self._asked_version = _version_of(out)
         return out
@@ -409,7 +428,16 @@ class BaseOptimizer(ABC):
             raise ValueError("candidates must be real numbers, got a complex tensor; "
                              "pass what ask() returned")
         unclipped = self._unclipped
-        if unclipped is not None and candidates is unclipped[0]:
+        if unclipped is not None and candidates is unclipped[0] and unclipped[2] is not None \
+                and not bool(unclipped[2]):  # the one read of the deferred check: none moved
+            if self._asked_version is not None \
+                    and _version_of(candidates) == self._asked_version:  # unedited: the samples
+                x = best_rows = unclipped[1]  # the same values (what ask made, e.g. ES noise)
+                told_asked = True
+            else:
+                x = best_rows = self._internal(candidates)
+                told_asked = False
+        elif unclipped is not None and candidates is unclipped[0]:
             x, best_rows = unclipped[1], self._internal(candidates)
             told_asked = True  # x: the samples of the last ask themselves
         else:
@@ -698,6 +726,21 @@ def _signature(cls: type[BaseOptimizer]) -> inspect.Signature:
     fields = [inspect.Parameter(f.name, keyword, default=f.default, annotation=f.type)
               for f in dataclasses.fields(cls.Hyperparameters)]
     return inspect.Signature(common + fields, return_annotation=None)
+
+
+def _edits_seen(x: torch.Tensor) -> bool:
+    """Whether every in-place edit of ``x`` bumps its version counter: off the CPU. A CPU
+    tensor can be written through a numpy view (``np.asarray(x)[:] = ...``) unseen, and
+    reading a CPU value back costs nothing, so there the optimizers check values instead."""
+    return x.device.type != "cpu"
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` and ``b`` are the same numbers in the same memory (``b`` may be a detached
+    view of ``a``); ``a`` is kept alive by the caller, so its address is not reused."""
+    return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape
+                      and a.stride() == b.stride() and a.dtype == b.dtype
+                      and a.device == b.device)
 
 
 def _version_of(x: Array) -> int | None:

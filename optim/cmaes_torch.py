@@ -34,7 +34,13 @@ pycma's mean, step size and covariance matrix (tests/test_cmaes_torch.py).
   IPOP/BIPOP restarts: ``ipop-cmaes-torch``, ``bipop-cmaes-torch`` (and ``sep-``).
 
 Per generation the host reads the told fitness (for the ranking) and one small
-tensor of scalars (step size, condition, stop tests): no other synchronisation.
+tensor of scalars (step size, condition, stop tests): no other synchronisation, with
+bounds too (off the CPU a tell of the tensor ask returned, unedited, is recognized by
+its version counter; on the CPU, where a read is free and a numpy view can edit a
+tensor unseen, by comparing values). A generation that decomposes ``C`` reads once
+more when it does (the smallest eigenvalue and a finiteness flag, for pycma's repair
+of a ``C`` that is not positive definite); on a GPU, torch's ``eigh`` also waits for
+its own error flag then.
 Memory for full covariance: ``C`` and ``B`` (``n x n`` each), plus the workspace of
 the eigendecomposition; the previous ``B`` is released before it.
 
@@ -60,7 +66,7 @@ import numpy as np
 import torch
 
 from .arrays import Array
-from .base import BaseOptimizer
+from .base import BaseOptimizer, _edits_seen, _same_tensor
 from .box_transform import BoxTransform
 from .cmaes_parameters import StrategyParameters, strategy_parameters
 from .hyperparameters import Hyperparameters, boolean, choice, hyperparameter
@@ -134,6 +140,7 @@ class CMAESTorch(BaseOptimizer):
     has_stop_criteria: ClassVar[bool] = True  # restarts use them
     Hyperparameters = CMAESTorchConfig
     hparams: CMAESTorchConfig
+    _mapped: torch.Tensor | None = None  # the candidates of the last bounded ask
 
     def _min_popsize_reason(self) -> str:
         return "CMA-ES needs popsize >= 2 to rank and recombine samples"
@@ -202,7 +209,9 @@ class CMAESTorch(BaseOptimizer):
         if self._box is None:
             return x
         st.asked = x
-        return self._box.transform(x)
+        mapped = self._box.transform(x)
+        self._mapped = mapped  # what ask returns: a tell of it unedited skips the check
+        return mapped
 
     def _decompose(self) -> None:
         """``C = B diag(D^2) B^T`` on the device; C symmetrized first (as pycma)."""
@@ -241,13 +250,22 @@ class CMAESTorch(BaseOptimizer):
 
     def _genotypes(self, x: torch.Tensor) -> torch.Tensor:
         """The unbounded samples behind the told candidates: those of the last ask
-        when ``x`` is what it returned, else the inverse of the box transformation."""
+        when ``x`` is what it returned, else the inverse of the box transformation.
+
+        Off the CPU a tell of the very tensor ask returned, not edited since (its
+        version counter tells), is recognized without a host read; on the CPU, where
+        a numpy view can edit a tensor unseen, the values are compared (free there)."""
         st, box = self.state, self._box
         if box is None:
             return x
-        asked = st.asked
+        asked, mapped, self._mapped = st.asked, self._mapped, None
         st.asked = torch.zeros(0, self.dim, dtype=x.dtype, device=x.device)
-        if asked is not None and asked.shape == x.shape and torch.equal(box.transform(asked), x):
+        if asked is None or asked.shape != x.shape:
+            return box.inverse(x)
+        if self._told_asked and mapped is not None and _edits_seen(x) \
+                and _same_tensor(mapped, x):
+            return asked
+        if torch.equal(box.transform(asked), x):
             return asked
         return box.inverse(x)
 

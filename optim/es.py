@@ -69,7 +69,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from nondiff.optim.base import Array, BaseOptimizer, default_popsize
+from nondiff.optim.base import Array, BaseOptimizer, _same_tensor, default_popsize
 from nondiff.optim.distributions import IsotropicGaussian, SeparableGaussian
 from nondiff.optim.hyperparameters import (
     Hyperparameters,
@@ -165,14 +165,6 @@ class GaussianES(BaseOptimizer):
         if bool((stdev <= torch.finfo(mean.dtype).eps * mean.abs()).all()):
             return {"noeffectcoord": float(stdev.max())}  # sampling no longer moves x
         return {}
-
-
-def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """``a`` and ``b`` are the same numbers in the same memory (``b`` may be a detached
-    view of ``a``); ``a`` is kept alive by the caller, so its address is not reused."""
-    return a is b or (a.data_ptr() == b.data_ptr() and a.shape == b.shape
-                      and a.stride() == b.stride() and a.dtype == b.dtype
-                      and a.device == b.device)
 
 
 def _default_popsize_even(dim: int) -> int:

@@ -31,13 +31,14 @@ import numpy as np
 import pytest
 import torch
 from cma.sigma_adaptation import CMAAdaptSigmaCSA
-from nondiff.optim import CMAESTorch, SepCMAESTorch, minimize, registry
+from nondiff.optim import CMAESTorch, SepCMAESTorch, cmaes_torch, minimize, registry
 from nondiff.optim.box_transform import BoxTransform
 from nondiff.optim.cmaes_parameters import chi_n, strategy_parameters
 from nondiff.optim.minimize import device_variant
 from nondiff.problems.continuous import Ellipsoid, Rosenbrock, Sphere
 
 from tests.conftest import roundtrip
+from tests.host_reads import count_host_reads
 
 
 def _pycma(x0: np.ndarray, sigma0: float, popsize: int, **options) -> cma.CMAEvolutionStrategy:
@@ -292,3 +293,61 @@ def test_generations_without_a_finite_value_do_not_look_converged(cls, device):
 def test_half_precision_is_refused_before_anything_is_built(dtype):
     with pytest.raises(ValueError, match=r"x0 has dtype .*(float32 or float64|x0\.float\(\))"):
         CMAESTorch(torch.ones(3, dtype=dtype))
+
+
+def _as_off_the_cpu(monkeypatch, device: str) -> None:
+    """On the CPU, take the path GPUs take: edits seen by the version counter (a CPU
+    tensor can be edited unseen through a numpy view, so the CPU compares values)."""
+    if device == "cpu":
+        monkeypatch.setattr(cmaes_torch, "_edits_seen", lambda x: True)
+
+
+@pytest.mark.parametrize("covariance", ["full", "diagonal"])
+@pytest.mark.parametrize("bounds", [None, (0.0, 1.0)], ids=["unbounded", "bounded"])
+def test_a_generation_reads_the_fitness_and_one_tensor_of_scalars(monkeypatch, device,
+                                                                  covariance, bounds):
+    """tell: the fitness and the stop-test scalars, bounds or not; ask: nothing, except
+    when it decomposes C (one check of the eigenvalues; on the CPU numpy's eigh also
+    takes C through .numpy(), a free read there)."""
+    _as_off_the_cpu(monkeypatch, device)
+    opt = CMAESTorch(torch.full((12,), 0.5, dtype=torch.float64, device=device), sigma0=0.3,
+                     popsize=24, seed=0, bounds=bounds, covariance=covariance)
+    reads = count_host_reads(monkeypatch)
+    per_generation = []
+    for _ in range(12):
+        decompositions, before = opt.state.decompositions, reads[0]
+        x = opt.ask()
+        asked = reads[0] - before
+        f = (x - 0.9).square().sum(dim=1)  # on the device; optimum inside the box
+        before = reads[0]
+        opt.tell(x, f)
+        decomposed = opt.state.decompositions > decompositions
+        per_generation.append((asked, reads[0] - before, decomposed))
+    eigen_reads = 2 if device == "cpu" else 1
+    assert all(told == 2 for _, told, _ in per_generation), per_generation
+    assert all(asked == (eigen_reads if decomposed else 0)
+               for asked, _, decomposed in per_generation), per_generation
+    assert any(d for *_, d in per_generation) == (covariance == "full")
+
+
+def test_bounded_tells_learn_the_same_without_comparing_values(monkeypatch, device):
+    """The version counter recognizes the asked candidates as the value comparison
+    did: the same run bit for bit, with a told copy and an edited tensor among them."""
+    def run() -> list[torch.Tensor]:
+        opt = CMAESTorch(torch.full((7,), 0.8, dtype=torch.float64, device=device),
+                         sigma0=0.5, popsize=10, seed=3, bounds=(0.0, 1.0))
+        out = []
+        for g in range(10):
+            x = opt.ask()
+            out.append(x.clone())
+            if g == 3:
+                x = x.clone()  # another tensor with the same values: its genotypes
+            elif g == 6:
+                x[0] = 0.5  # edited in place: mapped back by the inverse
+            opt.tell(x, (x - 0.9).square().sum(dim=1))
+        return [*out, opt.state.mean.clone(), opt.state.cov.clone()]
+
+    compared = run()
+    _as_off_the_cpu(monkeypatch, device)
+    counted = run()
+    assert all(torch.equal(a, b) for a, b in zip(compared, counted, strict=True))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from nondiff.optim import registry
+from nondiff.optim import base, registry
 from nondiff.optim.distributions import IsotropicGaussian, SeparableGaussian
 from nondiff.optim.steps import ClipUp
 
@@ -87,6 +87,56 @@ def test_ask_reads_nothing_back(monkeypatch, device, name):
     reads = count_host_reads(monkeypatch)
     opt.ask()
     assert reads[0] == 0
+
+
+def _bounded(name: str, device: str, half_width: float):
+    return registry.create(name, torch.full((8,), 0.5, dtype=torch.float64, device=device),
+                           sigma0=0.5, popsize=10, seed=3,
+                           bounds=(0.5 - half_width, 0.5 + half_width))
+
+
+@pytest.mark.parametrize("name", ES)
+@pytest.mark.parametrize("half_width", [100.0, 0.4], ids=["inside", "clipped"])
+def test_bounded_ask_reads_nothing_back_and_learns_as_the_checked_path(monkeypatch, device,
+                                                                       name, half_width):
+    """Off the CPU, ask clips without looking; tell reads whether a sample left the box
+    (one value beside the fitness) and learns exactly as the CPU's checked path, edited
+    candidates included. On the CPU the lazy path is taken by patching the test of it."""
+    def run(lazy: bool) -> tuple[list[torch.Tensor], list[int]]:
+        with monkeypatch.context() as patch:
+            if lazy:
+                patch.setattr(base, "_edits_seen", lambda x: True)
+            opt = _bounded(name, device, half_width)
+            reads, out, asked = count_host_reads(patch), [], []
+            for g in range(6):
+                before = reads[0]
+                x = opt.ask()
+                asked.append(reads[0] - before)
+                out.append(x.clone())
+                if g == 2:
+                    x[0] = 0.5  # edited in place (inside the box): learned from as told
+                elif g == 4:
+                    x = x.clone()  # a copy: learned from its values
+                opt.tell(x, sphere(x))
+            return [*out, opt.recommend()], asked
+
+    checked, _ = run(lazy=False)
+    lazy, asked = run(lazy=True)
+    assert asked == [0] * 6
+    assert all(torch.equal(a, b) for a, b in zip(checked, lazy, strict=True))
+
+
+def test_bounded_tell_reads_one_value_more_than_unbounded(monkeypatch, device):
+    monkeypatch.setattr(base, "_edits_seen", lambda x: True)
+    counts = []
+    for opt in (_opt("snes", device), _bounded("snes", device, 100.0)):
+        x = opt.ask()
+        reads = count_host_reads(monkeypatch)
+        opt.tell(x, sphere(x))
+        counts.append(reads[0])
+        monkeypatch.undo()
+        monkeypatch.setattr(base, "_edits_seen", lambda x: True)
+    assert counts[1] == counts[0] + 1
 
 
 def test_clipup_steps_without_reading_its_norms(monkeypatch, device):
