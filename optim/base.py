@@ -319,9 +319,18 @@ class BaseOptimizer(ABC):
             lower, upper = bounds
         except (TypeError, ValueError):
             raise ValueError(f"bounds must be a pair (lower, upper), got {bounds!r}") from None
-        lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (self.dim,)).copy()
-        upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (self.dim,)).copy()
-        if np.any(np.isnan(lower)) or np.any(np.isnan(upper)) or np.any(lower >= upper):
+        try:
+            lower, upper = (np.broadcast_to(np.asarray(
+                side.detach().cpu() if isinstance(side, torch.Tensor) else side,
+                dtype=np.float64), (self.dim,)).copy() for side in (lower, upper))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"bounds must be a pair (lower, upper) of scalars or ({self.dim},) arrays for "
+                f"x0 of {self.dim} entries, got shapes {_shape(lower)} and {_shape(upper)}"
+            ) from None
+        if np.any(np.isnan(lower)) or np.any(np.isnan(upper)):
+            raise ValueError("bounds contain NaN; give numbers (or -inf/inf for an open side)")
+        if np.any(lower >= upper):
             i = int(np.argmax(lower >= upper))
             raise ValueError(
                 f"bounds need lower < upper in every coordinate; coordinate {i} has "
@@ -706,6 +715,14 @@ def _version_of(x: Array) -> int | None:
     if not isinstance(x, torch.Tensor) or x.is_inference():
         return None
     return x._version
+
+
+def _shape(value: Any) -> Any:
+    """The shape of an array-like for an error message ("ragged" when it has none)."""
+    try:
+        return tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+    except ValueError:
+        return "ragged"
 
 
 def _median(values: np.ndarray) -> float:
