@@ -51,7 +51,7 @@ def x0_of(kind: str):
 @pytest.mark.parametrize("kind", ["numpy", *DEVICES])
 @pytest.mark.parametrize("name", REAL)
 def test_every_real_optimizer_beats_random_search_on_a_shifted_rastrigin(name, kind):
-    budget = 3000
+    budget = 2000
     res = minimize(rastrigin, x0_of(kind), optimizer=name, budget=budget, sigma0=2.0,
                    bounds=(-5, 5), vectorized=True, seed=0)
     assert res.evaluations <= budget and res.nonfinite == 0
@@ -59,7 +59,8 @@ def test_every_real_optimizer_beats_random_search_on_a_shifted_rastrigin(name, k
     if kind != "numpy":
         assert res.x.device.type == kind
     assert float(rastrigin(res.x[None])[0]) == pytest.approx(res.f)
-    # random search at the same budget: 382; f(x0) is 283 (x0 is 2 from the optimum)
+    # random search at the same budget: 382; f(x0) is 283 (x0 is 2 from the optimum);
+    # found 30 (sep-cmaes) to 290 (xnes: evotorch's XNES is as slow from sigma0 = 2)
     assert res.f < 0.85 * random_search(budget)
 
 
