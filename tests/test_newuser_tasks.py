@@ -130,6 +130,8 @@ def test_mixed_space_optimizers_are_the_cmaes_family_and_reinforce():
                                 "ipop-sep-cmaes", "bipop-sep-cmaes", "reinforce"}
     with pytest.raises(ValueError, match=r"snes searches real spaces.*reinforce"):
         minimize(mixed_loss, MIXED, optimizer="snes", budget=100)
+    with pytest.raises(ValueError, match=r"^bipop-cem searches real spaces.*reinforce"):
+        minimize(mixed_loss, MIXED, optimizer="bipop-cem", budget=100)  # not "cem searches"
 
 
 @pytest.mark.parametrize("name", MIXED_NAMES)
