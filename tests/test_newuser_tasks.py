@@ -196,6 +196,32 @@ def test_knapsack_is_solved_near_its_optimum_with_constraints_or_a_penalty(name,
     assert value(res.x) > random_best and value(res.x) >= 0.88 * optimum
 
 
+def relaxed_penalty(x):
+    """The penalized knapsack of an (n, ITEMS) batch of reals in [0, 1]: item i is taken
+    when x_i > 0.5 (numpy or torch, on x's device)."""
+    if isinstance(x, torch.Tensor):
+        weight, value = (torch.as_tensor(a, dtype=torch.float64, device=x.device)
+                         for a in (WEIGHT, VALUE))
+        taken = (x > 0.5).double()
+        return -(taken @ value) + 10 * torch.clamp(taken @ weight - CAPACITY, min=0)
+    taken = (np.asarray(x) > 0.5).astype(np.float64)
+    return -(taken @ VALUE) + 10 * np.maximum(taken @ WEIGHT - CAPACITY, 0)
+
+
+@pytest.mark.parametrize("kind", ["numpy", *DEVICES])
+@pytest.mark.parametrize("name", ["snes", "sep-cmaes", "cmaes-torch", "pgpe", "cem", "reinforce"])
+def test_knapsack_relaxed_to_reals_in_a_box_of_tensors_or_arrays(name, kind):
+    if kind == "numpy":
+        x0, box = np.full(ITEMS, 0.5), (np.zeros(ITEMS), np.ones(ITEMS))
+    else:
+        x0, box = torch.full((ITEMS,), 0.5, device=kind), (torch.zeros(ITEMS, device=kind), 1.0)
+    res = minimize(relaxed_penalty, x0, optimizer=name, budget=3000, vectorized=True,
+                   bounds=box, sigma0=0.3, seed=0)
+    taken = np.asarray(res.x.cpu() if kind != "numpy" else res.x) > 0.5
+    assert excess(taken) <= 0 and value(taken) == -res.f
+    assert value(taken) >= 0.9 * knapsack_optimum()  # 534 to 566 of 566
+
+
 @pytest.mark.parametrize("name", ["cga", "ga", "one-plus-lambda", "sep-cmaes"])
 def test_constrained_knapsack_resumed_mid_way_equals_the_uninterrupted_run(tmp_path, name):
     assert_resumes_exactly(tmp_path, value, Binary(ITEMS), name, 300, maximize=True,
