@@ -445,6 +445,8 @@ class BaseOptimizer(ABC):
                 raise ValueError(
                     f"candidates in rows {np.flatnonzero(bad)[:10].tolist()} contain NaN or inf; "
                     "tell finite candidates (as ask() returned them)")
+            if self.space is not None:
+                self._check_in_space(x)
         f = self._fitness_array(fitness, n)
         violation = None if constraints is None else constraint_violation(constraints, n)
         self._check_tell(n, constraints)
@@ -492,6 +494,21 @@ class BaseOptimizer(ABC):
         for key, value in learned.items():
             metrics[key] = float(value)
         return metrics
+
+    def _check_in_space(self, x: Array) -> None:
+        """Refuse told rows outside the encoded box of the space: they decode to no value
+        (``best_x`` would hold one, and ``Result.x`` fail to decode)."""
+        rows = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        lower, upper = self.bounds
+        slack = 1e-9 * np.maximum(1.0, np.maximum(np.abs(lower), np.abs(upper)))
+        with np.errstate(invalid="ignore"):  # inf - inf in the slack of an open side
+            outside = ((rows < lower - slack) | (rows > upper + slack)).any(axis=1)
+        if outside.any():
+            raise ValueError(
+                f"candidates in rows {np.flatnonzero(outside)[:10].tolist()} lie outside the "
+                f"encoded box of the space {self.space!r} (each entry in [lower, upper] of "
+                "space.bounds()); tell encodings of values of the space, e.g. as ask() "
+                "returned them or space.encode(value)")
 
     def min_tell_rows(self) -> int:
         """The fewest candidates a :meth:`tell` accepts (``min_popsize`` unless the

@@ -280,6 +280,19 @@ def test_wrong_shapes_in_tell_are_refused_before_any_change(name):
     assert opt.counters["iterations"] == 0
 
 
+@pytest.mark.parametrize("name", BINARY)
+def test_candidates_outside_the_space_are_refused_before_any_change(name):
+    opt = registry.create(name, Binary(5), seed=0, popsize=4)
+    x = opt.ask().copy()
+    x[-1] = 3.0  # no bit string encodes to 3: best_x would hold it, Result.x not decode
+    with pytest.raises(ValueError, match=r"candidates in rows \[3\] lie outside .*Binary\(5\)"):
+        opt.tell(x, np.arange(4.0))
+    assert opt.counters["iterations"] == 0
+    x = opt.ask().copy()  # a copy of what ask() returned is fine
+    opt.tell(x, np.arange(4.0))
+    assert Binary(5).contains(Binary(5).decode(opt.best_x))
+
+
 @pytest.mark.parametrize("name", ["cmaes", "sep-cmaes", "ipop-cmaes", "snes", "reinforce"])
 def test_an_objective_that_is_always_nan_runs_the_budget_and_reports_it(name):
     res = minimize(lambda x: math.nan, np.zeros(5), optimizer=name, budget=300, seed=0)
