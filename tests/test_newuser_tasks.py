@@ -280,6 +280,7 @@ def test_wrong_shapes_in_tell_are_refused_before_any_change(name):
     assert opt.counters["iterations"] == 0
 
 
+@pytest.mark.filterwarnings("ignore:(?s).*round int archive:UserWarning")  # pycma: a refused tell
 @pytest.mark.parametrize("name", BINARY)
 def test_candidates_outside_the_space_are_refused_before_any_change(name):
     opt = registry.create(name, Binary(5), seed=0, popsize=4)
