@@ -31,10 +31,11 @@ def _optimize(args: argparse.Namespace) -> int:
     else:
         start_point, sigma0 = start(problem, args.seed)
         options = {"sigma0": sigma0, "bounds": problem.bounds}
+    constraints = getattr(problem, "constraints", None)  # g <= 0 feasible (e.g. knapsack)
     result = optim.minimize(
         problem, start_point, optimizer=args.optimizer, budget=args.budget,
         vectorized=problem.space is None, seed=args.seed, checkpoint=args.checkpoint,
-        maximize=problem.maximize, **options,
+        maximize=problem.maximize, constraints=constraints, **options,
     )
     print(f"problem     {problem.name}-{problem.dim}D instance {args.instance}")
     print(f"optimizer   {result.optimizer} (seed {args.seed})")
@@ -44,6 +45,8 @@ def _optimize(args: argparse.Namespace) -> int:
         print(f"f           {result.f:.10g}   (f_opt = {problem.f_opt:.10g})")
     print(f"evaluations {result.evaluations} in {result.iterations} generations")
     print(f"stopped by  {result.stop}")
+    if constraints is not None:
+        print(f"feasible    {result.feasible} (violation {result.violation:.4g})")
     if problem.dim <= 10 or (problem.space is not None and problem.dim <= 100):
         print("x           " + np.array2string(np.asarray(result.x), precision=6))
     return 0

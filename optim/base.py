@@ -321,9 +321,18 @@ class BaseOptimizer(ABC):
             lower, upper = bounds
         except (TypeError, ValueError):
             raise ValueError(f"bounds must be a pair (lower, upper), got {bounds!r}") from None
-        lower = np.broadcast_to(np.asarray(lower, dtype=np.float64), (self.dim,)).copy()
-        upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), (self.dim,)).copy()
-        if np.any(np.isnan(lower)) or np.any(np.isnan(upper)) or np.any(lower >= upper):
+        try:
+            lower, upper = (np.broadcast_to(np.asarray(
+                side.detach().cpu() if isinstance(side, torch.Tensor) else side,
+                dtype=np.float64), (self.dim,)).copy() for side in (lower, upper))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"bounds must be a pair (lower, upper) of scalars or ({self.dim},) arrays for "
+                f"x0 of {self.dim} entries, got shapes {_shape(lower)} and {_shape(upper)}"
+            ) from None
+        if np.any(np.isnan(lower)) or np.any(np.isnan(upper)):
+            raise ValueError("bounds contain NaN; give numbers (or -inf/inf for an open side)")
+        if np.any(lower >= upper):
             i = int(np.argmax(lower >= upper))
             raise ValueError(
                 f"bounds need lower < upper in every coordinate; coordinate {i} has "
@@ -464,6 +473,8 @@ class BaseOptimizer(ABC):
                 raise ValueError(
                     f"candidates in rows {np.flatnonzero(bad)[:10].tolist()} contain NaN or inf; "
                     "tell finite candidates (as ask() returned them)")
+            if self.space is not None:
+                self._check_in_space(x)
         f = self._fitness_array(fitness, n)
         violation = None if constraints is None else constraint_violation(constraints, n)
         self._check_tell(n, constraints)
@@ -511,6 +522,21 @@ class BaseOptimizer(ABC):
         for key, value in learned.items():
             metrics[key] = float(value)
         return metrics
+
+    def _check_in_space(self, x: Array) -> None:
+        """Refuse told rows outside the encoded box of the space: they decode to no value
+        (``best_x`` would hold one, and ``Result.x`` fail to decode)."""
+        rows = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        lower, upper = self.bounds
+        slack = 1e-9 * np.maximum(1.0, np.maximum(np.abs(lower), np.abs(upper)))
+        with np.errstate(invalid="ignore"):  # inf - inf in the slack of an open side
+            outside = ((rows < lower - slack) | (rows > upper + slack)).any(axis=1)
+        if outside.any():
+            raise ValueError(
+                f"candidates in rows {np.flatnonzero(outside)[:10].tolist()} lie outside the "
+                f"encoded box of the space {self.space!r} (each entry in [lower, upper] of "
+                "space.bounds()); tell encodings of values of the space, e.g. as ask() "
+                "returned them or space.encode(value)")
 
     def min_tell_rows(self) -> int:
         """The fewest candidates a :meth:`tell` accepts (``min_popsize`` unless the
@@ -749,6 +775,14 @@ def _version_of(x: Array) -> int | None:
     if not isinstance(x, torch.Tensor) or x.is_inference():
         return None
     return x._version
+
+
+def _shape(value: Any) -> Any:
+    """The shape of an array-like for an error message ("ragged" when it has none)."""
+    try:
+        return tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+    except ValueError:
+        return "ragged"
 
 
 def _median(values: np.ndarray) -> float:

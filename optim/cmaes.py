@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -138,6 +139,12 @@ class CMAState:
     asked: np.ndarray | None = None  # last ask in float64, kept when the user dtype is lossy
     constraints: int | None = None  # None before the first tell; 0 unconstrained; else m
     al: Any = None  # the cma.ConstrainedFitnessAL of a constrained run (kept over restarts)
+
+
+FITNESS_STOPS = frozenset({"tolfun", "tolfunhist", "tolfunrel", "tolflatfitness",
+                           "tolstagnation"})
+"""pycma's stop tests that read the told fitness values (the others read the
+distribution: tolx, tolupsigma, conditioncov, ...)."""
 
 
 class CMAES(BaseOptimizer):
@@ -420,8 +427,11 @@ class CMAES(BaseOptimizer):
 
     def _stop(self) -> dict[str, Any]:
         reasons = self.state.es.stop()
+        # Until a finite value is told, pycma has seen only the equal stand-ins of NaN/inf
+        # (rank_safe_fitness): its fitness tests would call that flat run converged.
+        uninformed = not math.isfinite(self._best_f)
         return {str(k): (v.item() if isinstance(v, np.generic) else v)
-                for k, v in reasons.items()}
+                for k, v in reasons.items() if not (uninformed and k in FITNESS_STOPS)}
 
     # ----- checkpoints ---------------------------------------------------------------
     def _state_to_plain(self) -> dict[str, Any]:

@@ -79,10 +79,17 @@ def make_optimizer(
         )
     if x0 is None:
         raise ValueError("x0 is required when the optimizer is given by name")
-    if sigma0 is None:
-        sigma0 = _default_sigma0(x0, bounds)
-    return registry.create(optimizer, x0, sigma0=sigma0, bounds=bounds, seed=seed,
-                           **(options or {}))
+    options = dict(options or {})
+    common = {"sigma0": sigma0, "bounds": bounds, "seed": seed}
+    for key, value in common.items():  # also accepted among the options, but once
+        if key in options:
+            if value is not None:
+                raise ValueError(f"{key} given twice, as {key}={value!r} and in options "
+                                 f"({key}={options[key]!r}); pass it once")
+            common[key] = options.pop(key)
+    if common["sigma0"] is None:
+        common["sigma0"] = _default_sigma0(x0, common["bounds"])
+    return registry.create(optimizer, x0, **common, **options)
 
 
 TORCH_VARIANTS = {name: f"{name}-torch" for name in (
@@ -221,7 +228,8 @@ def minimize(
     callbacks = _check_run_arguments(fn, target, callbacks, checkpoint, evaluator)
     sign = -1.0 if maximize else 1.0
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
-    if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer):
+    if saved is not None and seed is None and not isinstance(optimizer, BaseOptimizer) \
+            and "seed" not in (options or {}):
         seed = int(saved["optimizer"]["config"]["seed"])
     if constraints is None and isinstance(optimizer, str) and (
             saved is None or saved["optimizer"].get("optimizer") != optimizer):

@@ -41,7 +41,7 @@ def unknown_name_error(kind: str, name: object, known: list[str]) -> ValueError:
     """A ValueError for a misspelled name that suggests the closest known ones."""
     close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"unknown {kind} {name!r}{hint} Known: {', '.join(known)}")
+    return ValueError(f"unknown {kind} {name!r}{hint or ';'} Known: {', '.join(known)}")
 
 
 def names_supporting(kinds: set[str] | frozenset[str]) -> list[str]:

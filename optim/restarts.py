@@ -85,7 +85,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .arrays import Array
-from .base import BaseOptimizer
+from .base import BaseOptimizer, UnsupportedSpaceError
 from .cem import CEM
 from .checks import as_float64
 from .cmaes import CMAES, SepCMAES
@@ -220,7 +220,13 @@ class Restarts(BaseOptimizer):
             if hparams.stagnation is None else hparams.stagnation)
         # The first run, built first: it checks x0, sigma0, popsize, seed, bounds and its
         # own options before the wrapper builds anything; its seed is the wrapper's.
-        first = cls(x0, sigma0=sigma0, popsize=popsize, seed=seed, bounds=bounds, **options)
+        try:
+            first = cls(x0, sigma0=sigma0, popsize=popsize, seed=seed, bounds=bounds, **options)
+        except UnsupportedSpaceError as error:  # named as asked: "bipop-cem", not "cem"
+            name = self.name if self.inner_class is not None else \
+                f"{hparams.strategy}-{cls.name}"
+            raise UnsupportedSpaceError(error.problem.replace(
+                f"{cls.name} searches", f"{name} searches", 1), error.kinds) from None
         self.inner = first
         self.inner_class_used = cls
         self.options = dict(options)

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 import re
@@ -169,7 +170,21 @@ def tune(
                         name=study_name, to_space=grid.to_space if grid is not None else None)
         driver.restore()
         store.save_settings(settings)
-        return driver.run()
+        study = driver.run()
+    _check_some_finite(study)
+    return study
+
+
+def _check_some_finite(study: Study) -> None:
+    """Refuse a study whose every report was NaN or inf: it has no best config (a
+    ``train`` that reports a value it never computed, or diverges at every config)."""
+    reports = [value for trial in study.trials for _, value in trial.curve]
+    if reports and not any(math.isfinite(value) for value in reports):
+        raise ValueError(
+            f"every metric train reported was NaN or inf ({len(reports)} reports in "
+            f"{len(study.trials)} trials), so the study has no best config; report a number "
+            "computed from the trained model (e.g. float(val_loss)), and if the training "
+            "diverges everywhere, narrow the space (e.g. a lower learning rate range)")
 
 
 def _optimizer(optimizer: Any, space: Product, seed: int) -> tuple[BaseOptimizer, Grid | None]:
