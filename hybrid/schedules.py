@@ -65,11 +65,22 @@ def final_at(step: int, final_steps: int | float, end: int | None) -> bool:
     return final > 0 and step >= end - final
 
 
-def plan_warning(epochs: int, planned: int, plan: int, fair_steps: float) -> str:
+def plan_warning(epochs: int, planned: int, plan: int, fair_steps: float | None = None,
+                 final_steps: float | None = None) -> str:
     """The warning for ``fit(epochs=epochs)`` planning ``planned`` steps in all beyond
-    the ``plan`` a float ``fair_steps`` is a fraction of."""
-    return (f"fit(epochs={epochs}) plans {planned} steps in all, but fair_steps={fair_steps} "
-            f"is a fraction of the {plan} steps the first fit planned: the fair share ends "
-            f"at step {steps_of(fair_steps, plan)}. For a schedule over all fit calls pass "
-            f"HybridTrainer(total_steps={planned}) (the steps of the whole training), or an "
-            "int fair_steps")
+    the ``plan`` a float ``fair_steps`` and/or ``final_steps`` is a fraction of."""
+    given = {name: value for name, value in (("fair_steps", fair_steps),
+                                             ("final_steps", final_steps)) if value is not None}
+    effects = []
+    if fair_steps is not None:
+        effects.append(f"the fair share ends at step {steps_of(fair_steps, plan)}")
+    if final_steps is not None:
+        effects.append(f"the final phase (the recommended structure alone) starts at step "
+                       f"{plan - steps_of(final_steps, plan)} and lasts to the end")
+    names = " and ".join(f"{name}={value}" for name, value in given.items())
+    verb = "are fractions" if len(given) > 1 else "is a fraction"
+    ints = " and ".join(f"an int {name}" for name in given)
+    return (f"fit(epochs={epochs}) plans {planned} steps in all, but {names} {verb} of the "
+            f"{plan} steps the first fit planned: {'; '.join(effects)}. For a schedule over "
+            f"all fit calls pass HybridTrainer(total_steps={planned}) (the steps of the whole "
+            f"training), or {ints}")

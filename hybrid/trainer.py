@@ -77,12 +77,14 @@ generation holds the structure optimizer as before its ask, and a loaded trainer
 again (the same candidates), so a resume mid-generation is exact.
 
 The final phase (``final_steps``): the last steps of ``fit`` take no generation and train
-the recommended structure alone, so the shared weights end specialised to the structure
-``fit`` returns even where the population has not converged (SPOS retrains the found
-structure from scratch instead, Guo et al. 2020; here the weights are inherited and the
-steps come out of the same budget). On the acceptance suite (5 seeds) ``final_steps=0.1``
-with ``search_compute=1.0`` took the (task, optimizer) rows within 2 points of the
-structure trained alone from 11 to 20 of 37 (GA on the nonlinearity task: 7.8 -> 0.5).
+the recommended structure alone (a float ``final_steps`` is the last fraction of the
+whole training, counted over all ``fit`` calls as a float ``fair_steps``), so the shared
+weights end specialised to the structure ``fit`` returns even where the population has
+not converged (SPOS retrains the found structure from scratch instead, Guo et al. 2020;
+here the weights are inherited and the steps come out of the same budget). On the
+acceptance suite (5 seeds) ``final_steps=0.1`` with ``search_compute=1.0`` took the
+(task, optimizer) rows within 2 points of the structure trained alone from 11 to 20 of
+37 (GA on the nonlinearity task: 7.8 -> 0.5).
 
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
@@ -235,11 +237,12 @@ class HybridTrainer:
             ``fit``, or with data of unknown length, train half fair, half population
             with a fraction and no ``total_steps``.
         total_steps: the weight steps of the whole training, all :meth:`fit` calls
-            together, that a float ``fair_steps`` is a fraction of; give it when ``fit``
-            is called in parts, e.g. ``epochs x batches per epoch`` for ``for e in
-            range(1, epochs + 1): trainer.fit(data, e)`` (without it, the first call's
-            plan of one epoch would end the fair share within half an epoch; a later
-            call planning beyond the first warns).
+            together, that a float ``fair_steps`` or ``final_steps`` is a fraction of;
+            give it when ``fit`` is called in parts, e.g. ``epochs x batches per epoch``
+            for ``for e in range(1, epochs + 1): trainer.fit(data, e)`` (without it, the
+            first call's plan of one epoch would end the fair share within half an epoch
+            and start the final phase at the end of that epoch; a later call planning
+            beyond the first warns).
         fair_paths: paths per fair step (default: :func:`~nondiff.hybrid.sampling.
             fair_paths` of the space, e.g. 6 for gates and a 3-way choice).
         reevaluate_incumbent: with an elitist structure optimizer that accepts it
@@ -278,8 +281,12 @@ class HybridTrainer:
             each member of a generation is scored on before the optimizer is told
             (default: the rows of the batch that opened the generation).
         final_steps: the last steps of :meth:`fit` train the recommended structure
-            alone, without asking the structure optimizer: an int (steps) or a float in
-            ``[0, 1)`` (that fraction of fit's steps; default 0: none). Weights shared by
+            alone, without asking the structure optimizer: an int (the last steps of
+            each ``fit`` call) or a float in ``[0, 1)``: that fraction of the whole
+            training, ending it — of ``total_steps``, or else of the steps the first
+            :meth:`fit` plans, as a float ``fair_steps`` (every step from the final
+            phase's start on is final, also those of a later ``fit`` planning beyond it:
+            it warns); default 0: none. Weights shared by
             a population that has not converged (a sep-CMA-ES still opening noise gates
             now and then) fit no one structure well; the final steps specialise them to
             the one returned, at no extra compute (see the module docstring).
@@ -332,17 +339,6 @@ class HybridTrainer:
         if weight_step not in WEIGHT_STEPS:
             raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}, got {weight_step!r}")
         self.fair_steps, self.fair_paths = self._check_fair(fair_steps, fair_paths)
-        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(
-                total_steps, int) or total_steps < 1 or not isinstance(fair_steps, float)):
-            raise ValueError(f"total_steps must be None or a positive integer (the weight "
-                             f"steps of all fit calls) with a float fair_steps (a fraction "
-                             f"of them), got total_steps={total_steps!r} with "
-                             f"fair_steps={fair_steps!r}; e.g. fair_steps=0.5, "
-                             f"total_steps=epochs * batches_per_epoch")
-        self.total_steps = total_steps
-        self.planned_steps: int | None = None  # fit's epochs x batches per epoch
-        self.fair_plan: int | None = None  # the first fit's: what a fair_steps fraction is of
-        self._warned_plan = False  # a later fit planned beyond the first (warned once)
         if not isinstance(reevaluate_incumbent, bool):
             raise ValueError(f"reevaluate_incumbent must be True or False, got "
                              f"{reevaluate_incumbent!r}")
@@ -357,6 +353,19 @@ class HybridTrainer:
             raise ValueError(f"final_steps must be an int >= 0 (steps) or a float in [0, 1) "
                              f"(a fraction of fit's steps), got {final_steps!r}; e.g. 0.1")
         self.final_steps = final_steps
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(
+                total_steps, int) or total_steps < 1 or not (
+                    isinstance(fair_steps, float) or isinstance(final_steps, float))):
+            raise ValueError(f"total_steps must be None or a positive integer (the weight "
+                             f"steps of all fit calls) with a float fair_steps or "
+                             f"final_steps (a fraction of them), got total_steps="
+                             f"{total_steps!r} with final_steps={final_steps!r} and "
+                             f"fair_steps={fair_steps!r}; e.g. fair_steps=0.5, "
+                             f"total_steps=epochs * batches_per_epoch")
+        self.total_steps = total_steps
+        self.planned_steps: int | None = None  # fit's epochs x batches per epoch
+        self.fair_plan: int | None = None  # the first fit's: what a fraction is of
+        self._warned_plan = False  # a later fit planned beyond the first (warned once)
         self.shared = SharedGeneration()  # search_compute="shared": the open generation
         self._scored: list[int] = []  # paths whose fitness the weight step reads
         self._step_fitness: torch.Tensor | None = None
@@ -459,17 +468,25 @@ class HybridTrainer:
         return steps, paths
 
     def final_at(self, step: int) -> bool:
-        """Whether step ``step`` is in the final phase (``final_steps``): the last steps of
-        :meth:`fit`, which train the recommended structure alone. Never for steps taken
-        without ``fit`` or with data of unknown length (the end is not known)."""
+        """Whether step ``step`` is in the final phase (``final_steps``), which trains the
+        recommended structure alone: an int's last steps of this :meth:`fit`, a float's
+        last fraction of the whole training (``total_steps``, else the first fit's plan).
+        Never where that end is not known (steps taken without ``fit``, data of unknown
+        length, and no ``total_steps``)."""
+        if isinstance(self.final_steps, float):
+            return final_at(step, self.final_steps, self._run_plan())
         return final_at(step, self.final_steps, self.planned_steps)
+
+    def _run_plan(self) -> int | None:
+        """The steps of the whole training a float ``fair_steps``/``final_steps`` is a
+        fraction of: ``total_steps``, else the first fit's plan (None before it)."""
+        return self.total_steps if self.total_steps is not None else self.fair_plan
 
     def fair_share_at(self, step: int) -> float:
         """The share of the batch trained under fair paths at step ``step`` (1 in warm-up;
         0 unless ``weight_step="fair"``)."""
-        plan = self.total_steps if self.total_steps is not None else self.fair_plan
         return fair_share_at(step, warmup_steps=self.warmup_steps, weight_step=self.weight_step,
-                             fair_steps=self.fair_steps, plan=plan)
+                             fair_steps=self.fair_steps, plan=self._run_plan())
 
     @staticmethod
     def _check_cost_arguments(cost: Any, weight: Any, ramp: Any, schedule: Any) -> None:
@@ -901,21 +918,24 @@ class HybridTrainer:
         return taken
 
     def _plan_fair(self, per_epoch: int | None, epochs: int) -> None:
-        """Pin the run a float ``fair_steps`` is a fraction of (``fair_plan``) at the
-        first ``fit`` that takes steps (its ``epochs`` x ``per_epoch``); warn once when a
-        later one plans beyond it without ``total_steps``: its fair share ends by the
-        first plan."""
+        """Pin the run a float ``fair_steps`` or ``final_steps`` is a fraction of
+        (``fair_plan``) at the first ``fit`` that takes steps (its ``epochs`` x
+        ``per_epoch``); warn once when a later one plans beyond it without
+        ``total_steps``: its fair share ends, and its final phase starts, by the first
+        plan."""
+        fair = self.weight_step == "fair" and isinstance(self.fair_steps, float)
+        final = isinstance(self.final_steps, float) and self.final_steps > 0
         if per_epoch is None or epochs * per_epoch <= self.step_count or \
-                self.total_steps is not None or self.weight_step != "fair" or \
-                not isinstance(self.fair_steps, float):
+                self.total_steps is not None or not (fair or final):
             return  # no fraction to resolve
         planned = epochs * per_epoch
         if self.fair_plan is None:
             self.fair_plan = planned
         elif planned > self.fair_plan and not self._warned_plan:
             self._warned_plan = True
-            warnings.warn(plan_warning(epochs, planned, self.fair_plan, self.fair_steps),
-                          stacklevel=3)
+            warnings.warn(plan_warning(epochs, planned, self.fair_plan,
+                                       self.fair_steps if fair else None,
+                                       self.final_steps if final else None), stacklevel=3)
 
     def _warn_no_generation(self, steps: int) -> None:
         """Warn that ``fit`` ended (after ``steps`` steps) before any generation: the
