@@ -66,10 +66,11 @@ or ``"population"``): the multi-path weight step already runs each member of the
 generation on its share of the batch; its loss there, before the update, is the
 member's fitness sample, accumulated over the steps of the generation until every
 member has ``generation_rows`` rows (default: a batch), then told
-(:mod:`nondiff.hybrid.shared_fitness`). Each step also scores ``n // k`` common rows
-under all ``k`` members (paired comparisons; rows scored by one member only rank the
-members by the rows they drew). Search compute: at most one forward pass of the batch
-beyond the weight step (<= 2x the weight training; 1x with ``paired_rows=False``).
+(:mod:`nondiff.hybrid.shared_fitness`; the step is :mod:`nondiff.hybrid.shared_step`).
+Each step also scores ``n // k`` common rows under all ``k`` members (paired
+comparisons; rows scored by one member only rank the members by the rows they drew).
+Search compute: at most one forward pass of the batch beyond the weight step (<= 2x the
+weight training; 1x with ``paired_rows=False``).
 A generation then spans several weight steps, the steps between asks report
 ``fitness_best`` NaN and ``searched`` 0, and ``held_out`` batches are refused (the
 structures are scored on their training rows). A ``state_dict`` taken inside a
