@@ -99,8 +99,6 @@ class SharedGeneration:
     Scored paths are the candidates, then the incumbent (the last row).
     """
 
-    count_own = True  # own rows count towards ``target`` (else only common rows do)
-
     def __init__(self) -> None:
         self.encoded: np.ndarray | None = None
         self.incumbent: np.ndarray | None = None
@@ -109,7 +107,7 @@ class SharedGeneration:
         self.snapshot: Mapping[str, Any] | None = None
         self.target = 0
         self.sums: torch.Tensor | None = None
-        self.rows = np.zeros(0, dtype=np.int64)  # evidence: own rows (count_own) + common
+        self.rows = np.zeros(0, dtype=np.int64)  # evidence: own rows + common rows
         self.own_rows = np.zeros(0, dtype=np.int64)  # rows of each path's own blocks
         self.laplacian: torch.Tensor | None = None  # common rows: sum of w (e_a - e_b)(..)^T
         self.rhs: torch.Tensor | None = None  # sum of w d (e_a - e_b), d = f_a - f_b
@@ -154,8 +152,7 @@ class SharedGeneration:
         if self.sums is None:
             self.sums = torch.zeros(self.size, dtype=torch.float64, device=values.device)
         self.sums.index_add_(0, index, values * weights)
-        if self.count_own:
-            np.add.at(self.rows, np.asarray(owners, dtype=np.int64), np.asarray(rows))
+        np.add.at(self.rows, np.asarray(owners, dtype=np.int64), np.asarray(rows))
         np.add.at(self.own_rows, np.asarray(owners, dtype=np.int64), np.asarray(rows))
 
     def add_common(self, values: torch.Tensor, rows: int) -> None:

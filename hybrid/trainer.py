@@ -66,10 +66,11 @@ or ``"population"``): the multi-path weight step already runs each member of the
 generation on its share of the batch; its loss there, before the update, is the
 member's fitness sample, accumulated over the steps of the generation until every
 member has ``generation_rows`` rows (default: a batch), then told
-(:mod:`nondiff.hybrid.shared_fitness`). Each step also scores ``n // k`` common rows
-under all ``k`` members (paired comparisons; rows scored by one member only rank the
-members by the rows they drew). Search compute: at most one forward pass of the batch
-beyond the weight step (<= 2x the weight training; 1x with ``paired_rows=False``).
+(:mod:`nondiff.hybrid.shared_fitness`; the step is :mod:`nondiff.hybrid.shared_step`).
+Each step also scores ``n // k`` common rows under all ``k`` members (paired
+comparisons; rows scored by one member only rank the members by the rows they drew).
+Search compute: at most one forward pass of the batch beyond the weight step (<= 2x the
+weight training; 1x with ``paired_rows=False``).
 A generation then spans several weight steps, the steps between asks report
 ``fitness_best`` NaN and ``searched`` 0, and ``held_out`` batches are refused (the
 structures are scored on their training rows). A ``state_dict`` taken inside a
@@ -77,12 +78,14 @@ generation holds the structure optimizer as before its ask, and a loaded trainer
 again (the same candidates), so a resume mid-generation is exact.
 
 The final phase (``final_steps``): the last steps of ``fit`` take no generation and train
-the recommended structure alone, so the shared weights end specialised to the structure
-``fit`` returns even where the population has not converged (SPOS retrains the found
-structure from scratch instead, Guo et al. 2020; here the weights are inherited and the
-steps come out of the same budget). On the acceptance suite (5 seeds) ``final_steps=0.1``
-with ``search_compute=1.0`` took the (task, optimizer) rows within 2 points of the
-structure trained alone from 11 to 20 of 37 (GA on the nonlinearity task: 7.8 -> 0.5).
+the recommended structure alone (a float ``final_steps`` is the last fraction of the
+whole training, counted over all ``fit`` calls as a float ``fair_steps``), so the shared
+weights end specialised to the structure ``fit`` returns even where the population has
+not converged (SPOS retrains the found structure from scratch instead, Guo et al. 2020;
+here the weights are inherited and the steps come out of the same budget). On the
+acceptance suite (5 seeds) ``final_steps=0.1`` with ``search_compute=1.0`` took the
+(task, optimizer) rows within 2 points of the structure trained alone from 11 to 20 of
+37 (GA on the nonlinearity task: 7.8 -> 0.5).
 
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
@@ -137,11 +140,15 @@ from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.spaces import leaf_kinds
 from torch import nn
 
+from .blocks import block, repeat
+from .blocks import rows as _rows
 from .devices import device_of, to_device
 from .nonfinite import NonFiniteError, check_finite, check_policy
 from .sampling import fair_paths as fair_path_count
-from .sampling import fair_share, fair_structures, split_rows
+from .sampling import fair_structures, split_rows
+from .schedules import fair_share_at, final_at, plan_warning
 from .shared_fitness import SharedGeneration
+from .shared_step import fitness_of, shared_step
 from .structure import (
     StructureBatchError,
     batched_structures,
@@ -205,43 +212,6 @@ def _check_number(value: Any, name: str, fix: str) -> float:
     return float(value)
 
 
-def _rows(x: Any) -> int:
-    return int(x.shape[0])
-
-
-def _block(output: Any, i: int, n: int) -> Any:
-    """Rows ``i * n .. (i + 1) * n`` of every tensor in a (nested) model output."""
-    return _slice(output, i * n, (i + 1) * n)
-
-
-def _slice(output: Any, start: int, stop: int) -> Any:
-    """Rows ``start .. stop`` of every tensor in a (nested) model output."""
-    if isinstance(output, torch.Tensor):
-        return output[start:stop]
-    if isinstance(output, (tuple, list)):
-        return type(output)(_slice(o, start, stop) for o in output)
-    if isinstance(output, Mapping):
-        return {key: _slice(value, start, stop) for key, value in output.items()}
-    raise StructureBatchError(f"cannot split a model output of type {type(output).__name__}")
-
-
-def _detached(output: Any) -> Any:
-    """A (nested) model output with every tensor detached."""
-    if isinstance(output, torch.Tensor):
-        return output.detach()
-    if isinstance(output, (tuple, list)):
-        return type(output)(_detached(o) for o in output)
-    if isinstance(output, Mapping):
-        return {key: _detached(value) for key, value in output.items()}
-    return output
-
-
-def _repeat(x: Any, k: int) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.repeat(k, *([1] * (x.dim() - 1)))
-    raise StructureBatchError("only tensor inputs can be repeated for a batched evaluation")
-
-
 class HybridTrainer:
     """Train a model's declared structure by search and its weights by gradient.
 
@@ -268,11 +238,12 @@ class HybridTrainer:
             ``fit``, or with data of unknown length, train half fair, half population
             with a fraction and no ``total_steps``.
         total_steps: the weight steps of the whole training, all :meth:`fit` calls
-            together, that a float ``fair_steps`` is a fraction of; give it when ``fit``
-            is called in parts, e.g. ``epochs x batches per epoch`` for ``for e in
-            range(1, epochs + 1): trainer.fit(data, e)`` (without it, the first call's
-            plan of one epoch would end the fair share within half an epoch; a later
-            call planning beyond the first warns).
+            together, that a float ``fair_steps`` or ``final_steps`` is a fraction of;
+            give it when ``fit`` is called in parts, e.g. ``epochs x batches per epoch``
+            for ``for e in range(1, epochs + 1): trainer.fit(data, e)`` (without it, the
+            first call's plan of one epoch would end the fair share within half an epoch
+            and start the final phase at the end of that epoch; a later call planning
+            beyond the first warns).
         fair_paths: paths per fair step (default: :func:`~nondiff.hybrid.sampling.
             fair_paths` of the space, e.g. 6 for gates and a 3-way choice).
         reevaluate_incumbent: with an elitist structure optimizer that accepts it
@@ -311,8 +282,12 @@ class HybridTrainer:
             each member of a generation is scored on before the optimizer is told
             (default: the rows of the batch that opened the generation).
         final_steps: the last steps of :meth:`fit` train the recommended structure
-            alone, without asking the structure optimizer: an int (steps) or a float in
-            ``[0, 1)`` (that fraction of fit's steps; default 0: none). Weights shared by
+            alone, without asking the structure optimizer: an int (the last steps of
+            each ``fit`` call) or a float in ``[0, 1)``: that fraction of the whole
+            training, ending it — of ``total_steps``, or else of the steps the first
+            :meth:`fit` plans, as a float ``fair_steps`` (every step from the final
+            phase's start on is final, also those of a later ``fit`` planning beyond it:
+            it warns); default 0: none. Weights shared by
             a population that has not converged (a sep-CMA-ES still opening noise gates
             now and then) fit no one structure well; the final steps specialise them to
             the one returned, at no extra compute (see the module docstring).
@@ -365,17 +340,6 @@ class HybridTrainer:
         if weight_step not in WEIGHT_STEPS:
             raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}, got {weight_step!r}")
         self.fair_steps, self.fair_paths = self._check_fair(fair_steps, fair_paths)
-        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(
-                total_steps, int) or total_steps < 1 or not isinstance(fair_steps, float)):
-            raise ValueError(f"total_steps must be None or a positive integer (the weight "
-                             f"steps of all fit calls) with a float fair_steps (a fraction "
-                             f"of them), got total_steps={total_steps!r} with "
-                             f"fair_steps={fair_steps!r}; e.g. fair_steps=0.5, "
-                             f"total_steps=epochs * batches_per_epoch")
-        self.total_steps = total_steps
-        self.planned_steps: int | None = None  # fit's epochs x batches per epoch
-        self.fair_plan: int | None = None  # the first fit's: what a fair_steps fraction is of
-        self._warned_plan = False  # a later fit planned beyond the first (warned once)
         if not isinstance(reevaluate_incumbent, bool):
             raise ValueError(f"reevaluate_incumbent must be True or False, got "
                              f"{reevaluate_incumbent!r}")
@@ -390,6 +354,19 @@ class HybridTrainer:
             raise ValueError(f"final_steps must be an int >= 0 (steps) or a float in [0, 1) "
                              f"(a fraction of fit's steps), got {final_steps!r}; e.g. 0.1")
         self.final_steps = final_steps
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(
+                total_steps, int) or total_steps < 1 or not (
+                    isinstance(fair_steps, float) or isinstance(final_steps, float))):
+            raise ValueError(f"total_steps must be None or a positive integer (the weight "
+                             f"steps of all fit calls) with a float fair_steps or "
+                             f"final_steps (a fraction of them), got total_steps="
+                             f"{total_steps!r} with final_steps={final_steps!r} and "
+                             f"fair_steps={fair_steps!r}; e.g. fair_steps=0.5, "
+                             f"total_steps=epochs * batches_per_epoch")
+        self.total_steps = total_steps
+        self.planned_steps: int | None = None  # fit's epochs x batches per epoch
+        self.fair_plan: int | None = None  # the first fit's: what a fraction is of
+        self._warned_plan = False  # a later fit planned beyond the first (warned once)
         self.shared = SharedGeneration()  # search_compute="shared": the open generation
         self._scored: list[int] = []  # paths whose fitness the weight step reads
         self._step_fitness: torch.Tensor | None = None
@@ -492,30 +469,25 @@ class HybridTrainer:
         return steps, paths
 
     def final_at(self, step: int) -> bool:
-        """Whether step ``step`` is in the final phase (``final_steps``): the last steps of
-        :meth:`fit`, which train the recommended structure alone. Never for steps taken
-        without ``fit`` or with data of unknown length (the end is not known)."""
-        final = self.final_steps
-        if not final or self.planned_steps is None:
-            return False
-        if isinstance(final, float):
-            final = round(final * self.planned_steps)
-        return final > 0 and step >= self.planned_steps - final
+        """Whether step ``step`` is in the final phase (``final_steps``), which trains the
+        recommended structure alone: an int's last steps of this :meth:`fit`, a float's
+        last fraction of the whole training (``total_steps``, else the first fit's plan).
+        Never where that end is not known (steps taken without ``fit``, data of unknown
+        length, and no ``total_steps``)."""
+        if isinstance(self.final_steps, float):
+            return final_at(step, self.final_steps, self._run_plan())
+        return final_at(step, self.final_steps, self.planned_steps)
+
+    def _run_plan(self) -> int | None:
+        """The steps of the whole training a float ``fair_steps``/``final_steps`` is a
+        fraction of: ``total_steps``, else the first fit's plan (None before it)."""
+        return self.total_steps if self.total_steps is not None else self.fair_plan
 
     def fair_share_at(self, step: int) -> float:
         """The share of the batch trained under fair paths at step ``step`` (1 in warm-up;
         0 unless ``weight_step="fair"``)."""
-        if step < self.warmup_steps:
-            return 1.0
-        if self.weight_step != "fair":
-            return 0.0
-        steps = self.fair_steps
-        if isinstance(steps, float):
-            total = self.total_steps if self.total_steps is not None else self.fair_plan
-            if total is None:
-                return 0.5
-            steps = round(steps * total)
-        return fair_share(step, steps)
+        return fair_share_at(step, warmup_steps=self.warmup_steps, weight_step=self.weight_step,
+                             fair_steps=self.fair_steps, plan=self._run_plan())
 
     @staticmethod
     def _check_cost_arguments(cost: Any, weight: Any, ramp: Any, schedule: Any) -> None:
@@ -594,8 +566,8 @@ class HybridTrainer:
     def _evaluate_batched(self, values: list[Mapping[str, Any]], x: Any, y: Any) -> np.ndarray:
         n, k = _rows(x), len(values)
         with batched_structures(self.model, values, n):
-            output = self.model(_repeat(x, k))
-        values = [self.fitness(_block(output, i, n), y) for i in range(k)]
+            output = self.model(repeat(x, k))
+        values = [self.fitness(block(output, i, n), y) for i in range(k)]
         if all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in values):
             return torch.stack([v.reshape(()) for v in values]).double().cpu().numpy()  # 1 sync
         return np.array([float(v) for v in values])
@@ -613,7 +585,7 @@ class HybridTrainer:
                                  "'shared' scores the structures on their training rows "
                                  "instead: pass held_out=None, or search_compute=None or a "
                                  "number")
-            return self._shared_step(*to_device((x, y), device_of(self.model)))
+            return shared_step(self, *to_device((x, y), device_of(self.model)))
         x, y = to_device((x, y), device_of(self.model))
         fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
                                                            device_of(self.model))
@@ -713,116 +685,6 @@ class HybridTrainer:
                 self.cost_weight_at(self.step_count - 1), math.nan
         return result
 
-    def _shared_step(self, x: Any, y: Any) -> dict[str, float]:
-        """:meth:`step` with ``search_compute="shared"``: the weight step trains the open
-        generation's candidates (and fair paths) and their losses on their rows, before
-        the update, are their fitness samples (:mod:`nondiff.hybrid.shared_fitness`); a
-        generation is told once every candidate has ``generation_rows`` rows (default:
-        the batch's), and the next step asks a new one."""
-        opt, gen, n = self.structure_optimizer, self.shared, _rows(x)
-        warm = self.step_count < self.warmup_steps
-        if not warm and not gen.active:
-            snapshot = opt.state_dict()  # a resume re-asks this generation from here
-            candidates = opt.ask()
-            encoded = candidates.detach().cpu().numpy() \
-                if isinstance(candidates, torch.Tensor) else np.asarray(candidates)
-            incumbent = self._incumbent()
-            scored = [*encoded, *([] if incumbent is None else [incumbent])]
-            costs = None if self.structure_cost is None else \
-                self.costs(self.space.decode_batch(np.asarray(scored)))  # checked up front
-            gen.open(encoded, incumbent, self.generation_rows or n, snapshot, candidates,
-                     costs)
-        values = [] if warm else self.space.decode_batch(
-            np.asarray([*gen.encoded, *([] if gen.incumbent is None else [gen.incumbent])]))
-        share = self.fair_share_at(self.step_count)
-        paths, rows, owners = self._owned_paths(values, share, n)
-        scored = [j for j, owner in enumerate(owners) if owner >= 0]
-        common = None
-        if self.paired_rows and len(values) > 1:
-            common = self._common_pass(x, y, values)
-        self.model.train()
-        try:
-            loss, skipped = self._weight_step(x, y, paths, rows, scored)
-        except NonFiniteError as error:
-            error.step, error.epoch = self.step_count, self.epoch
-            raise
-        if self._step_fitness is not None:
-            mine, used = [owners[j] for j in scored], [rows[j] for j in scored]
-            gen.add(mine, self._step_fitness, used)
-        if common is not None:
-            gen.add_common(common, max(1, n // len(values)))
-        self.skipped_steps += skipped
-        self.forward_examples += n + (0 if common is None else len(values) * max(
-            1, n // len(values)))
-        told = gen.complete()
-        fitness, metrics = np.full(1, np.nan), {}
-        if told:
-            weight = self.cost_weight_at(self.step_count)
-            fitness = gen.fitness()
-            objective = fitness if gen.costs is None else fitness + weight * gen.costs
-            extra = {}
-            if gen.incumbent is not None:
-                extra = {"incumbent": gen.incumbent, "incumbent_fitness": float(objective[-1])}
-                fitness, objective = fitness[:-1], objective[:-1]
-            metrics = opt.tell(gen.candidates, objective, **extra)
-            if gen.costs is not None:
-                self.last_generation = {"fitness": fitness.tolist(),
-                                        "cost": gen.costs[:len(fitness)].tolist(),
-                                        "encoded": gen.encoded.tolist()}
-        self.step_count += 1
-        result = {"step": float(self.step_count), "loss": loss,
-                  "fitness_best": float(np.min(fitness)), "fitness_mean": float(np.mean(fitness)),
-                  "warmup": float(warm), "skipped": float(skipped), "searched": float(told),
-                  "fair_share": share}
-        if self.structure_cost is not None:
-            result["cost_weight"] = weight if told else 0.0 if warm else \
-                self.cost_weight_at(self.step_count - 1)
-            result["cost_mean"] = float(np.mean(gen.costs[:len(fitness)])) if told else math.nan
-        if told:
-            gen.close()
-        result.update({f"structure_{k}": v for k, v in metrics.items()})
-        return result
-
-    @torch.no_grad()
-    def _common_pass(self, x: Any, y: Any, values: list[Mapping[str, Any]]) -> torch.Tensor:
-        """``n // k`` rows of the batch at a random place (``k`` members of the
-        generation), scored under every member with the weights before the update, in
-        eval mode: the fitness of each member there."""
-        n, k = _rows(x), len(values)
-        r = max(1, n // k)
-        start = int(self.rng.integers(n - r + 1))
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            xb, yb = x[start:start + r], y[start:start + r]
-            return self._paired_fitness(_repeat(xb, k), _repeat(yb, k), values, [r] * k)
-        finally:
-            self.model.train(was_training)
-
-    def _paired_fitness(self, x: Any, y: Any, paths: list[Mapping[str, Any]], rows: list[int]
-                        ) -> torch.Tensor:
-        """``fitness`` of ``paths[j]`` on its block of ``rows[j]`` rows of ``(x, y)``: one
-        batched pass when the declarations allow it, else one pass per block."""
-        if self.batched:
-            try:
-                with batched_structures(self.model, paths, rows):
-                    output = self.model(x)
-                return self._fitness_of(output, y, list(range(len(paths))), rows)
-            except StructureBatchError:
-                if self.batched is True:
-                    raise
-                self.batched = False
-        before, start, out = self.structure(current=True), 0, []
-        try:
-            for path, r in zip(paths, rows, strict=True):
-                set_structure(self.model, path)
-                out.append(self._fitness_of(self.model(x[start:start + r]), y[start:start + r],
-                                            [0], [r]))
-                start += r
-        finally:
-            set_structure(self.model, before)
-        return torch.cat(out)
-
     def _search_due(self, rows: int, eval_rows: int) -> bool:
         """Whether this step evaluates a generation. Always without ``search_compute``;
         with it, the step first earns ``search_compute * rows`` evaluation examples, and
@@ -904,7 +766,8 @@ class HybridTrainer:
                 objective = self.loss(output, y)
                 objectives = [objective]
                 if self._scored:
-                    self._step_fitness = self._fitness_of(output, y, [0], rows)
+                    self._step_fitness = fitness_of(self.fitness, output, y, [0], rows,
+                                                    device_of(self.model))
             else:
                 objective, objectives = self._multi_path_loss(x, y, paths, rows)
             if not check_finite(objective, self.on_nonfinite, "loss", self.step_count):
@@ -936,7 +799,8 @@ class HybridTrainer:
                     output = self.model(x)
                     total = self.loss(output, y)
                 if self._scored:
-                    self._step_fitness = self._fitness_of(output, y, self._scored, rows)
+                    self._step_fitness = fitness_of(self.fitness, output, y, self._scored, rows,
+                                                    device_of(self.model))
                 return total, []
             except StructureBatchError:
                 if self.batched is True:
@@ -951,7 +815,8 @@ class HybridTrainer:
                 part = self.loss(output, y[start:start + r])
                 parts.append(part.detach())
                 if j in self._scored:
-                    fits.append(self._fitness_of(output, y[start:start + r], [0], [r]))
+                    fits.append(fitness_of(self.fitness, output, y[start:start + r], [0], [r],
+                                           device_of(self.model)))
                 start += r
                 if part.requires_grad:
                     (part * (r / n)).backward()  # gradients add up: one path at a time
@@ -961,19 +826,6 @@ class HybridTrainer:
         if fits:
             self._step_fitness = torch.cat(fits)
         return torch.as_tensor(total), parts
-
-    def _fitness_of(self, output: Any, y: Any, scored: list[int], rows: list[int]
-                    ) -> torch.Tensor:
-        """``fitness`` of paths ``scored`` on their rows of ``output`` (rows ``rows[j]``
-        per path, in order), as one float64 tensor on the output's device."""
-        starts = np.concatenate([[0], np.cumsum(rows)])
-        with torch.no_grad():
-            values = [self.fitness(_slice(_detached(output), int(starts[j]),
-                                          int(starts[j + 1])), y[starts[j]:starts[j + 1]])
-                      for j in scored]
-        device = device_of(self.model)
-        return torch.stack([torch.as_tensor(v, device=device).to(torch.float64).reshape(())
-                            for v in values])
 
     @torch.no_grad()
     def _first_nonfinite(self, parts: list[torch.Tensor], x: Any, y: Any,
@@ -1067,26 +919,24 @@ class HybridTrainer:
         return taken
 
     def _plan_fair(self, per_epoch: int | None, epochs: int) -> None:
-        """Pin the run a float ``fair_steps`` is a fraction of (``fair_plan``) at the
-        first ``fit`` that takes steps (its ``epochs`` x ``per_epoch``); warn once when a
-        later one plans beyond it without ``total_steps``: its fair share ends by the
-        first plan."""
+        """Pin the run a float ``fair_steps`` or ``final_steps`` is a fraction of
+        (``fair_plan``) at the first ``fit`` that takes steps (its ``epochs`` x
+        ``per_epoch``); warn once when a later one plans beyond it without
+        ``total_steps``: its fair share ends, and its final phase starts, by the first
+        plan."""
+        fair = self.weight_step == "fair" and isinstance(self.fair_steps, float)
+        final = isinstance(self.final_steps, float) and self.final_steps > 0
         if per_epoch is None or epochs * per_epoch <= self.step_count or \
-                self.total_steps is not None or self.weight_step != "fair" or \
-                not isinstance(self.fair_steps, float):
+                self.total_steps is not None or not (fair or final):
             return  # no fraction to resolve
         planned = epochs * per_epoch
         if self.fair_plan is None:
             self.fair_plan = planned
         elif planned > self.fair_plan and not self._warned_plan:
             self._warned_plan = True
-            warnings.warn(f"fit(epochs={epochs}) plans {planned} steps in all, but "
-                          f"fair_steps={self.fair_steps} is a fraction of the "
-                          f"{self.fair_plan} steps the first fit planned: the fair share "
-                          f"ends at step {round(self.fair_steps * self.fair_plan)}. For "
-                          f"a schedule over all fit calls pass HybridTrainer(total_steps="
-                          f"{planned}) (the steps of the whole training), or an int "
-                          "fair_steps", stacklevel=3)
+            warnings.warn(plan_warning(epochs, planned, self.fair_plan,
+                                       self.fair_steps if fair else None,
+                                       self.final_steps if final else None), stacklevel=3)
 
     def _warn_no_generation(self, steps: int) -> None:
         """Warn that ``fit`` ended (after ``steps`` steps) before any generation: the

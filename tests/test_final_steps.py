@@ -70,3 +70,43 @@ def test_a_bad_final_steps_names_the_argument_value_and_fix(value) -> None:
     with pytest.raises(ValueError, match=r"final_steps must be .* got .*; e\.g\. 0\.1"):
         HybridTrainer(model, "ga", final_steps=value)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_a_fraction_counts_over_all_fit_calls_with_total_steps() -> None:
+    """fit once per epoch with total_steps: one final phase at the end of the training,
+    the same steps as one fit of all epochs (not a final phase every epoch)."""
+
+    def finals(parts: bool) -> list[float]:
+        torch.manual_seed(0)
+        trainer = HybridTrainer(Net(), "ga", seed=0, final_steps=0.2, total_steps=20,
+                                structure_options={"popsize": 4})
+        epochs = range(1, 5) if parts else [4]
+        return [m.get("final", 0.0) for e in epochs for m in trainer.fit(data("cpu"), e)]
+
+    assert finals(parts=False) == [0.0] * 16 + [1.0] * 4
+    assert finals(parts=True) == finals(parts=False)
+
+
+def test_without_total_steps_the_first_fits_plan_is_kept_and_a_later_one_warns() -> None:
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net(), "ga", seed=0, final_steps=0.2,
+                            structure_options={"popsize": 4})
+    first = [m.get("final", 0.0) for m in trainer.fit(data("cpu"), 2)]
+    assert first == [0.0] * 8 + [1.0] * 2 and trainer.fair_plan == 10
+    state = trainer.state_dict()
+    assert state["counters"]["fair_plan"] == 10
+    with pytest.warns(UserWarning, match=r"and final_steps=0\.2 are fractions of the 10 "
+                                         r"steps .* starts at step 8 .*total_steps=20"):
+        later = [m.get("final", 0.0) for m in trainer.fit(data("cpu"), 4)]
+    assert later == [1.0] * 10  # past the planned end: still the final phase
+    resumed = HybridTrainer(Net(), "ga", seed=0, final_steps=0.2,
+                            structure_options={"popsize": 4})
+    resumed.load_state_dict(state)
+    assert resumed.fair_plan == 10 and resumed.final_at(8) and not resumed.final_at(7)
+
+
+def test_total_steps_with_only_a_final_fraction_is_accepted_and_an_int_pair_refused() -> None:
+    HybridTrainer(Net(), "ga", fair_steps=5, final_steps=0.1, total_steps=20)
+    with pytest.raises(ValueError, match=r"total_steps must be .* got total_steps=20 with "
+                                         r"final_steps=2 and fair_steps=5; e\.g\."):
+        HybridTrainer(Net(), "ga", fair_steps=5, final_steps=2, total_steps=20)
