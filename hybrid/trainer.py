@@ -875,9 +875,16 @@ class HybridTrainer:
             raise ValueError("held_out batches are for evaluations; search_compute='shared' "
                              "scores the structures on their training rows instead: pass "
                              "held_out=None, or search_compute=None or a number")
+        per_epoch = self._batches_per_epoch(data, batch_size)
+        if per_epoch == 0 and self.epoch < epochs:
+            raise ValueError(f"data has no batches ({type(data).__name__} of length 0), so "
+                             f"fit would count {epochs - self.epoch} epoch(s) without a step; "
+                             "pass a Dataset or a non-empty list of (x, y) batches")
+        if isinstance(data, (list, tuple)):  # checked whole before the plan is pinned
+            for i, batch in enumerate(data):
+                self._pair(batch, i)
         taken: list[dict[str, float]] = []
         stopped = False
-        per_epoch = self._batches_per_epoch(data, batch_size)
         self.planned_steps = None if per_epoch is None else epochs * per_epoch
         self._plan_fair(per_epoch, epochs)
         if held_out is not None:
@@ -890,9 +897,10 @@ class HybridTrainer:
             while self.epoch < epochs and not stopped:
                 batches = data.batches(batch_size, seed=seed, epoch=self.epoch) \
                     if hasattr(data, "batches") else iter(data)
-                for i, (x, y) in enumerate(batches):
+                for i, batch in enumerate(batches):
                     if i < self.batch_in_epoch:
                         continue  # done before a resume
+                    x, y = self._pair(batch, i)
                     metrics = self.step(x, y, None if held_out is None else
                                         held_out[self.step_count % len(held_out)])
                     self.batch_in_epoch = i + 1
@@ -961,6 +969,17 @@ class HybridTrainer:
         warnings.warn(f"fit took {steps} steps without any generation of the structure "
                       f"optimizer, so the model is left at its untrained initial "
                       f"recommendation: {why}", stacklevel=3)
+
+    @staticmethod
+    def _pair(batch: Any, index: int) -> tuple[Any, Any]:
+        """A batch of ``data`` as ``(x, y)``, or a ValueError naming what it is."""
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
+            return batch[0], batch[1]
+        what = f"a {type(batch).__name__}" + (
+            f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else
+            f" of shape {tuple(batch.shape)}" if hasattr(batch, "shape") else "")
+        raise ValueError(f"data's batch {index} is {what}, not an (inputs, targets) pair; pass "
+                         "a Dataset or a list of (x, y) tuples, e.g. [(x, y)] for one batch")
 
     @staticmethod
     def _batches_per_epoch(data: Any, batch_size: int) -> int | None:

@@ -182,6 +182,23 @@ def test_bad_arguments_name_the_fix() -> None:
         HybridTrainer(ChoiceNet(), "ga", engine="dni")
 
 
+def test_data_without_pairs_is_refused_before_anything_changes() -> None:
+    """A user's first mistakes with ``fit``'s data: an empty list (which counted epochs
+    without a step, so a later fit with real data skipped them) and batches of inputs
+    alone (Python's "too many values to unpack")."""
+    trainer = HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss, seed=0)
+    before = copy.deepcopy(trainer.state_dict())
+    with pytest.raises(ValueError, match="data has no batches"):
+        trainer.fit([], epochs=1)
+    x, _ = gated_data()[0]
+    with pytest.raises(ValueError, match=r"batch 0 is a Tensor of shape \(64, 8\)"):
+        trainer.fit([x], epochs=1)
+    with pytest.raises(ValueError, match="batch 0 is a tuple of length 3"):
+        trainer.fit([(x, x, x)], epochs=1)
+    assert plain_equal(trainer.state_dict(), before)
+    assert trainer.epoch == 0 and trainer.step_count == 0
+
+
 # -- non-finite losses ------------------------------------------------------------------
 
 def nan_batches() -> tuple[list, list]:
