@@ -40,7 +40,10 @@ one checkpoint per live trial.
 A trial that raises is recorded as failed (its traceback kept) and the study goes on;
 after :data:`MAX_FAILURES_IN_A_ROW` failures in a row it stops with a RuntimeError
 (a ``train`` that fails for every config would otherwise run forever: a trial that
-fails before reporting uses no budget).
+fails before reporting uses no budget). A trial that raises ``KeyError`` on a string
+that is not a name of the space (a misspelt ``config["learning_rate"]``) stops the
+study at once with a ValueError naming the key and the space's leaves; the failed
+trial is recorded, so the same ``tune(...)`` call resumes once ``train`` is fixed.
 
 Example:
     >>> from nondiff.hybrid.tune.driver import Driver
@@ -61,7 +64,7 @@ from nondiff.optim.spaces import Product
 from .executors import Executor
 from .proposals import TERMINAL, Proposer, rank_fitness
 from .schedulers import NEW, WAIT, Exploit, Resume, Scheduler
-from .space import describe
+from .space import describe, leaf_names
 from .storage import Storage
 from .study import Study, TrialRecord
 from .trial import CONTINUE, PAUSE, STOP, Job
@@ -70,6 +73,16 @@ __all__ = ["MAX_FAILURES_IN_A_ROW", "Driver"]
 
 MAX_FAILURES_IN_A_ROW = 10
 """The study stops (RuntimeError) after this many trials failed in a row."""
+
+
+def _names(space: Product) -> set[str]:
+    """Every name of ``space``: keys at any depth and leaf paths (``"sgd.momentum"``)."""
+    names = set(leaf_names(space, constants=True))
+    for name, part in space.spaces.items():
+        names.add(name)
+        if isinstance(part, Product):
+            names |= _names(part)
+    return names
 
 
 class Driver:
@@ -308,6 +321,8 @@ class Driver:
             self._end(record, "failed", error=error)
             if kind == "error" and message[3] is not None:  # misuse of the trial handle
                 raise ValueError(f"{message[3]} (trial {number}; traceback stored with it)")
+            if kind == "error" and len(message) > 4 and message[4] is not None:
+                self._check_key(message[4], number)
             self.failures += 1
             if self.failures >= MAX_FAILURES_IN_A_ROW:
                 raise RuntimeError(
@@ -317,6 +332,18 @@ class Driver:
             return
         else:  # pragma: no cover (a message this driver does not know)
             raise RuntimeError(f"unknown message {kind!r} from a trial")
+
+    def _check_key(self, key: str, number: int) -> None:
+        """A ``KeyError`` on a string that names nothing in the space is a misspelt config
+        key: every trial would fail the same way, so the study stops now."""
+        if key in _names(self.space):
+            return
+        raise ValueError(
+            f"train raised KeyError({key!r}) in trial {number}, and {key!r} is not a name of "
+            f"the space, whose leaves are {leaf_names(self.space, constants=True)}: fix the key "
+            "train reads (config[name]) or add the leaf to the space, then run the same "
+            "tune(...) call again to resume (the trial is recorded as failed with its "
+            "traceback)")
 
     def _verdict(self, record: TrialRecord, decision: str | None,
                  reason: str | None) -> tuple[str, dict[str, Any]]:

@@ -189,7 +189,9 @@ def _as_metric(metric: Any) -> float:
 
 def run_job(train: Callable[[dict[str, Any], Trial], Any], job: Job, channel: Channel) -> None:
     """Run ``train`` on ``job`` and send ``("done", number, result, reports)`` or
-    ``("error", number, traceback, usage_message)`` through ``channel``."""
+    ``("error", number, traceback, usage_message, missing_key)`` through ``channel``
+    (``missing_key``: the string key of a ``KeyError`` that ended ``train``, else None;
+    the driver stops the study when it is not a name of the space, a misspelt key)."""
     trial = Trial(job, channel)
     try:
         result = train(job.config, trial)
@@ -202,6 +204,8 @@ def run_job(train: Callable[[dict[str, Any], Trial], Any], job: Job, channel: Ch
             result = float(result)
     except BaseException as error:  # SystemExit in train too: a thread would end silently
         usage = str(error) if isinstance(error, TrialUsageError) else None
-        channel.send(("error", job.number, traceback.format_exc(), usage))
+        key = error.args[0] if (isinstance(error, KeyError) and len(error.args) == 1
+                                and isinstance(error.args[0], str)) else None
+        channel.send(("error", job.number, traceback.format_exc(), usage, key))
         return
     channel.send(("done", job.number, result, trial.reports))
