@@ -165,7 +165,16 @@ class Trial:
         self._channel.send(("checkpoint", self.number, self.step, data))
 
     def restore(self) -> Any:
-        """The state to start from (tensors on the CPU), or None for a fresh start."""
+        """The state to start from (tensors on the CPU), or None for a fresh start.
+
+        After a PBT exploit step the state is the donor's checkpoint, but ``self.config``
+        is the donor's config after explore, which may differ in any mutable leaf,
+        categorical ones included (the optimizer ``"sgd"`` in the checkpoint,
+        ``"adam"`` now): store the config's choices with the state and load the
+        optimizer state only when they match (else build a fresh optimizer on the
+        restored weights), or restrict explore with ``PBT(mutable=[...])`` (see
+        :mod:`~nondiff.hybrid.tune.schedulers.pbt`).
+        """
         if self._checkpoint is None:
             return None
         return torch.load(io.BytesIO(self._checkpoint), map_location="cpu", weights_only=True)
