@@ -78,6 +78,7 @@ class PBT(Scheduler):
     """
 
     name = "pbt"
+    tells_clones = False  # a member's outcome depends on its population's exploits
 
     def __init__(self, interval: int | None = None, population: int | None = None,
                  quantile: float = 0.25, resample_probability: float = 0.25,
