@@ -9,7 +9,7 @@ configs, and how many proposals were clones, against random search (uniform conf
 each trained to the end; Bergstra & Bengio 2012, "Random search for hyper-parameter
 optimization", JMLR 13) with the same budget. Run side by side, seed by seed::
 
-    python -m nondiff.benchmarks.tune_clones --seeds 3
+    python -m nondiff.benchmarks.studies.tune_clones --seeds 3
 
 The task: a 2-16-1 tanh MLP fitted full batch to y = sin(3x) + noise (256 training,
 256 validation points), ``max_steps`` epochs of 20 steps each; the space is the
