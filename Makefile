@@ -44,6 +44,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.admm_quantized
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.miqp
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.layerwise_admm
+	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.studies.tune_clones
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.neuroevolution
 	OMP_NUM_THREADS=1 $(BIN)/python -m nondiff.benchmarks.control_speed
 

@@ -211,6 +211,7 @@ def test_a_file_of_schema_1_is_upgraded_in_place(tmp_path) -> None:
         assert store.trials()[0]["resumed_step"] is None and store.trials()[0]["queued"] is None
         store.add_report(0, 2, 0.5, delta=1, decision="stop", reason="scheduler")
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM meta").fetchall() == [("2",)]
+        assert db.execute("SELECT value FROM meta").fetchall() == [("3",)]
+        assert db.execute("SELECT COUNT(*) FROM clones").fetchall() == [(0,)]
         assert db.execute("SELECT decision FROM reports ORDER BY seq").fetchall() == \
             [(None,), ("stop",)]

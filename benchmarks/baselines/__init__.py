@@ -8,8 +8,11 @@ deterministic given (problem, budget, seed): libraries get their seed explicitly
 the global numpy/torch/``random`` generators are seeded for the run and restored after.
 Continuous runs start from :func:`start` (uniform in the box, step 0.2 x its width);
 as in BBOB the search is unconstrained (the box sets the start; only ``scipy:de`` and
-``random`` use it as bounds). A run stops at the budget, at ``target`` precision
-(default 1e-8, when the optimum is known) or when the method itself stops.
+``random`` use it as bounds). Constraints (``problem.constraints``, e.g. the knapsack's)
+go to the runners that take them (``ours:*``, ``nevergrad:*``); for every runner only
+feasible points count as found (``RunRecord.feasible``). A run stops at the budget, at
+``target`` precision (default 1e-8, when the optimum is known) or when the method
+itself stops.
 
 Runners (``names()``; which problems each takes: ``handles(name, problem)``):
     ``ours:<name>``              any optimizer of ``nondiff.optim.registry`` through ``minimize``

@@ -14,7 +14,8 @@ candidate can evaluate differently: that is why DiscreteOnePlusOne stalled near 
 100 on OneMax), reals a bounded ``ng.p.Array``. The parametrization's ``random_state``
 is ``RandomState(seed)``; candidates are asked and told one at a time
 (``num_workers=1``). Options go to the optimizer's constructor. Permutations are not
-handled.
+handled. A problem's constraints (the knapsack's) are told as nevergrad's
+``constraint_violation`` (the total violation ``sum max(0, g)``).
 
 Example:
     >>> from nondiff import problems
@@ -103,7 +104,12 @@ def body(algorithm: str, tracker: Tracker, seed: int, options: dict[str, Any]) -
         while True:
             try:
                 candidate = optimizer.ask()
-                optimizer.tell(candidate, tracker(encode(candidate.value)))
+                loss = tracker(encode(candidate.value))
+                if tracker.constraints is None:
+                    optimizer.tell(candidate, loss)
+                else:  # nevergrad's own handling of violations (> 0 violated)
+                    optimizer.tell(candidate, loss,
+                                   constraint_violation=[float(tracker.last_violation[0])])
             except Exception as error:
                 if tracker.reason is not None:
                     raise

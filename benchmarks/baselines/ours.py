@@ -2,7 +2,9 @@
 
 Continuous problems start from the shared :func:`~nondiff.benchmarks.baselines.record.start`
 point and step size; problems with a space are searched through that space (its
-encoded batch is evaluated in one call). Options go to the optimizer's constructor,
+encoded batch is evaluated in one call). A problem's ``constraints`` (``g <= 0``
+feasible, e.g. the knapsack) go to ``minimize``, which ranks feasible points first
+(Deb's rules). Options go to the optimizer's constructor,
 except ``sigma0`` and ``bounds``, which go to ``minimize``. Cited methods are those of
 the optimizers themselves (see each module of :mod:`nondiff.optim`).
 
@@ -57,5 +59,5 @@ def body(algorithm: str, tracker: Tracker, seed: int, options: dict[str, Any]) -
         x0 = problem.space
     result = minimize(tracker, x0, optimizer=algorithm, budget=tracker.budget, sigma0=sigma0,
                       bounds=bounds, vectorized=True, seed=seed, options=options,
-                      progress=False)
+                      progress=False, constraints=getattr(problem, "constraints", None))
     return ",".join(sorted(result.stop))

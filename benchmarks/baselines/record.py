@@ -11,6 +11,14 @@ a platform for comparing continuous optimizers in a black-box setting", Optimiza
 Methods and Software 36); when the optimum is unknown it is the best loss itself and
 ``RunRecord.f_opt_known`` is False.
 
+Constrained problems (a ``constraints(x)`` method, ``g <= 0`` feasible, e.g. the
+knapsack): the tracker evaluates ``g`` on every point it evaluates, whatever the
+runner does with it, and only feasible points count for the best value, the
+precision and the trace (an infeasible point is scored like a NaN), so a runner that
+cannot take constraints is never ranked by a value it had no right to;
+``RunRecord.feasible`` says whether the run evaluated any feasible point
+(``Tracker.last_violation`` gives a runner that can take them the violations).
+
 Example:
     >>> import numpy as np
     >>> from nondiff import problems
@@ -38,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.optim.shaping import constraint_violation
 from nondiff.problems.base import Problem
 
 TARGET = 1e-8
@@ -78,6 +87,9 @@ class RunRecord:
         f_opt_known: whether the problem's optimum is known.
         target: precision at which the run stopped early (None: ran the whole budget).
         options: the runner's options (library settings).
+        feasible: for a constrained problem, whether ``best_f`` is the value of a feasible
+            point (False: the run evaluated none, ``best_f`` is NaN, precision inf);
+            None for a problem without constraints.
     """
 
     optimizer: str
@@ -95,6 +107,7 @@ class RunRecord:
     instance: int | None = None
     target: float | None = TARGET
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    feasible: bool | None = None
 
     def evaluations_to(self, target: float) -> float:
         """First evaluation count at which precision <= target (inf if never)."""
@@ -181,6 +194,9 @@ class Tracker:
         self.best_x: np.ndarray | None = None
         self.reason: str | None = None
         self._rows: list[tuple[float, float]] = []
+        constraints = getattr(problem, "constraints", None)
+        self.constraints = constraints if callable(constraints) else None
+        self.last_violation: np.ndarray | None = None  # of the last call's points
 
     @property
     def remaining(self) -> int:
@@ -210,6 +226,9 @@ class Tracker:
         part = batch[: self.remaining]
         losses = self.sign * np.asarray(self.problem(part), dtype=np.float64).reshape(-1)
         clean = np.where(np.isnan(losses), math.inf, losses)
+        if self.constraints is not None:  # only feasible points count as found
+            self.last_violation = constraint_violation(self.constraints(part), len(part))
+            clean = np.where(self.last_violation > 0, math.inf, clean)
         running = np.minimum.accumulate(np.concatenate([[self.best_loss], clean]))
         better = np.flatnonzero(clean < running[:-1])  # strict improvements
         for i in better:
@@ -245,6 +264,7 @@ class Tracker:
             seconds=float(seconds), stop=stop, trace=trace, f_opt_known=self.f_opt_known,
             instance=getattr(self.problem, "instance", None), target=self.target,
             options=dict(options or {}),
+            feasible=None if self.constraints is None else math.isfinite(best),
         )
 
 

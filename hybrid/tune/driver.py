@@ -37,10 +37,27 @@ once the trial is ``complete``, ``pruned`` or ``failed``; under PBT only running
 paused members keep theirs, the only ones exploit can copy), so the file holds at most
 one checkpoint per live trial.
 
+Clones: an optimizer may propose a config it has already seen (``one-plus-lambda`` and
+the GA on a grid often do). A proposal whose decoded config equals that of a trial
+that already ended ``complete``, or ``pruned`` by the scheduler (not by the budget),
+and that trained from scratch (not a PBT copy) is not trained again: its row is told
+that trial's fitness (:func:`~nondiff.hybrid.tune.proposals.rank_fitness`, the same
+rank the trial itself gets), no trial is created and no budget is spent
+(``Study.clones`` counts them). So that an optimizer that keeps proposing seen
+configs cannot spin the study forever, after :data:`MAX_CLONES_IN_A_ROW` clones in a
+row (no trial created between them) the next clone is trained as a new trial. Each
+clone is stored with the population, row and trial it reuses, in the transaction of
+its tell, so a resumed study rebuilds the open population and the count in a row and
+decides as the study that never stopped. Not under schedulers whose trials depend on
+more than their config (:attr:`Scheduler.tells_clones`, False for PBT).
+
 A trial that raises is recorded as failed (its traceback kept) and the study goes on;
 after :data:`MAX_FAILURES_IN_A_ROW` failures in a row it stops with a RuntimeError
 (a ``train`` that fails for every config would otherwise run forever: a trial that
-fails before reporting uses no budget).
+fails before reporting uses no budget). A trial that raises ``KeyError`` on a string
+that is not a name of the space (a misspelt ``config["learning_rate"]``) stops the
+study at once with a ValueError naming the key and the space's leaves; the failed
+trial is recorded, so the same ``tune(...)`` call resumes once ``train`` is fixed.
 
 Example:
     >>> from nondiff.hybrid.tune.driver import Driver
@@ -61,15 +78,29 @@ from nondiff.optim.spaces import Product
 from .executors import Executor
 from .proposals import TERMINAL, Proposer, rank_fitness
 from .schedulers import NEW, WAIT, Exploit, Resume, Scheduler
-from .space import describe
+from .space import describe, leaf_names
 from .storage import Storage
 from .study import Study, TrialRecord
 from .trial import CONTINUE, PAUSE, STOP, Job
 
-__all__ = ["MAX_FAILURES_IN_A_ROW", "Driver"]
+__all__ = ["MAX_CLONES_IN_A_ROW", "MAX_FAILURES_IN_A_ROW", "Driver"]
 
 MAX_FAILURES_IN_A_ROW = 10
 """The study stops (RuntimeError) after this many trials failed in a row."""
+
+MAX_CLONES_IN_A_ROW = 20
+"""After this many proposals in a row were told an ended trial's fitness, the next
+clone is trained (see the module docstring)."""
+
+
+def _names(space: Product) -> set[str]:
+    """Every name of ``space``: keys at any depth and leaf paths (``"sgd.momentum"``)."""
+    names = set(leaf_names(space, constants=True))
+    for name, part in space.spaces.items():
+        names.add(name)
+        if isinstance(part, Product):
+            names |= _names(part)
+    return names
 
 
 class Driver:
@@ -96,6 +127,9 @@ class Driver:
         self.lost = 0
         self.executor: Executor | None = None
         self.failures = 0  # trials failed in a row
+        self.clones = 0  # proposals told an ended trial's fitness
+        self.clones_in_a_row = 0  # ... since the last trial was created
+        self.keys: dict[int, bytes] = {}  # trial -> its config as a canonical encoding
 
     # ----- restore ---------------------------------------------------------------------
     def restore(self) -> None:
@@ -138,6 +172,11 @@ class Driver:
         assigned = {row["number"]: (row["batch"], row["row"]) for row in rows
                     if row["batch"] is not None}
         self.proposer.restore(assigned)
+        clones = self.storage.clones()
+        self.clones = len(clones)
+        self.clones_in_a_row = sum(clone["after"] == len(rows) for clone in clones)
+        for clone in clones:  # the rows of the open population that were clones
+            self.proposer.assign(clone["batch"], clone["row"], clone["trial"])
         with self.storage.transaction():
             for number, (decision, reason) in ended.items():
                 record = self.records[number]
@@ -173,7 +212,8 @@ class Driver:
 
     def study(self) -> Study:
         return Study(sorted(self.records.values(), key=lambda t: t.number), mode=self.mode,
-                     order=self.order, budget=self.budget, lost=self.lost, name=self.name)
+                     order=self.order, budget=self.budget, lost=self.lost, name=self.name,
+                     clones=self.clones)
 
     def _fill(self) -> None:
         while len(self.slots) < self.parallel and self.compute < self.budget:
@@ -190,11 +230,13 @@ class Driver:
             if actions == WAIT:
                 return None
             if actions == NEW:
-                proposal = self.proposer.next()
-                if proposal is None:
-                    return None
-                batch, row, encoded = proposal
-                return self._create(encoded, batch=batch, row=row)
+                while (proposal := self.proposer.next()) is not None:
+                    batch, row, encoded = proposal
+                    original = self._clone_of(encoded)
+                    if original is None or self.clones_in_a_row >= MAX_CLONES_IN_A_ROW:
+                        return self._create(encoded, batch=batch, row=row)
+                    self._tell_clone(batch, row, original)
+                return None
             for action in actions:
                 if isinstance(action, Resume):
                     record = self.records[action.number]
@@ -208,9 +250,43 @@ class Driver:
                     self.queue.append(self._exploit(action))
         return self.queue.popleft() if self.queue else None
 
+    def _key(self, encoded: Any) -> bytes:
+        """The config of an encoded row as bytes: equal iff the decoded configs are."""
+        canonical = self.space.encode(self.space.decode([float(v) for v in encoded]))
+        return np.asarray(canonical, dtype=np.float64).tobytes()
+
+    def _clone_of(self, encoded: Any) -> int | None:
+        """The first trial that ended with the config of ``encoded`` and whose fitness
+        a clone may be told (see the module docstring), or None."""
+        if not self.scheduler.tells_clones:
+            return None
+        key = None
+        for number, record in sorted(self.records.items()):
+            if record.parent is not None or record.start_step != 0 or not (
+                    record.state == "complete"
+                    or (record.state == "pruned" and record.stop_reason == "scheduler")):
+                continue
+            if number not in self.keys:
+                self.keys[number] = self._key(record.encoded)
+            key = self._key(encoded) if key is None else key
+            if self.keys[number] == key:
+                return number
+        return None
+
+    def _tell_clone(self, batch: int, row: int, original: int) -> None:
+        """Row ``row`` of population ``batch`` gets trial ``original``'s fitness; stored
+        with the tell it may complete (the caller's transaction)."""
+        self.storage.add_clone(batch, row, original, after=len(self.records))
+        self.proposer.assign(batch, row, original)
+        self.clones += 1
+        self.clones_in_a_row += 1
+        self.proposer.maybe_tell(self.records,
+                                 lambda trial: rank_fitness(trial, self.records, self.mode))
+
     def _create(self, encoded: Any, *, batch: int | None = None, row: int | None = None,
                 parent: int | None = None, start_step: int = 0) -> int:
         number = len(self.records)
+        self.clones_in_a_row = 0
         encoded = [float(v) for v in np.asarray(encoded, dtype=np.float64)]
         config = self.space.decode(encoded)
         self.enqueued += 1
@@ -308,6 +384,8 @@ class Driver:
             self._end(record, "failed", error=error)
             if kind == "error" and message[3] is not None:  # misuse of the trial handle
                 raise ValueError(f"{message[3]} (trial {number}; traceback stored with it)")
+            if kind == "error" and len(message) > 4 and message[4] is not None:
+                self._check_key(message[4], number)
             self.failures += 1
             if self.failures >= MAX_FAILURES_IN_A_ROW:
                 raise RuntimeError(
@@ -317,6 +395,18 @@ class Driver:
             return
         else:  # pragma: no cover (a message this driver does not know)
             raise RuntimeError(f"unknown message {kind!r} from a trial")
+
+    def _check_key(self, key: str, number: int) -> None:
+        """A ``KeyError`` on a string that names nothing in the space is a misspelt config
+        key: every trial would fail the same way, so the study stops now."""
+        if key in _names(self.space):
+            return
+        raise ValueError(
+            f"train raised KeyError({key!r}) in trial {number}, and {key!r} is not a name of "
+            f"the space, whose leaves are {leaf_names(self.space, constants=True)}: fix the key "
+            "train reads (config[name]) or add the leaf to the space, then run the same "
+            "tune(...) call again to resume (the trial is recorded as failed with its "
+            "traceback)")
 
     def _verdict(self, record: TrialRecord, decision: str | None,
                  reason: str | None) -> tuple[str, dict[str, Any]]:

@@ -56,9 +56,10 @@ from nondiff.optim import checkpoint as sealed
 
 __all__ = ["SCHEMA_VERSION", "Storage"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """2: reports keep the scheduler's decision, trials the step they were resumed from,
-leases (a file of schema 1 is upgraded in place when opened)."""
+leases; 3: clones (optimizer rows told the fitness of an ended trial with the same
+config). A file of an older schema is upgraded in place when opened."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,6 +83,10 @@ CREATE TABLE IF NOT EXISTS batches (
     study TEXT NOT NULL, id INTEGER NOT NULL, size INTEGER NOT NULL,
     state_before BLOB NOT NULL, state_after BLOB,
     PRIMARY KEY (study, id)
+);
+CREATE TABLE IF NOT EXISTS clones (
+    study TEXT NOT NULL, batch INTEGER NOT NULL, row INTEGER NOT NULL, trial INTEGER NOT NULL,
+    after INTEGER NOT NULL, PRIMARY KEY (study, batch, row)
 );
 CREATE TABLE IF NOT EXISTS leases (
     study TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, started TEXT
@@ -285,6 +290,18 @@ class Storage:
                                  "WHERE study=? ORDER BY id", (self.study,))
         return [{"id": i, "size": n, "state_before": bytes(b),
                  "state_after": None if a is None else bytes(a)} for i, n, b, a in cursor]
+
+    # ----- clones --------------------------------------------------------------------
+    def add_clone(self, batch: int, row: int, trial: int, after: int) -> None:
+        """Row ``row`` of population ``batch`` was told the fitness of ended trial
+        ``trial`` (the study had ``after`` trials then)."""
+        self.db.execute("INSERT INTO clones (study, batch, row, trial, after) "
+                        "VALUES (?, ?, ?, ?, ?)", (self.study, batch, row, trial, after))
+
+    def clones(self) -> list[dict[str, int]]:
+        cursor = self.db.execute("SELECT batch, row, trial, after FROM clones WHERE study=? "
+                                 "ORDER BY batch, row", (self.study,))
+        return [{"batch": b, "row": r, "trial": t, "after": a} for b, r, t, a in cursor]
 
     # ----- lifetime ------------------------------------------------------------------
     def close(self) -> None:

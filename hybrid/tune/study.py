@@ -100,13 +100,16 @@ class Study:
         order: ``(trial number, step)`` of every standing report in arrival order.
         budget: the study's budget in steps (shown by :meth:`summary`).
         lost: steps trained but redone after a crash (not in ``compute``).
+        clones: proposals whose config an ended trial already had, told that trial's
+            fitness without training (:mod:`~nondiff.hybrid.tune.driver`).
     """
 
     def __init__(self, trials: Sequence[TrialRecord], mode: str = "max",
                  order: Sequence[tuple[int, int]] = (), budget: int | None = None,
-                 lost: int = 0, name: str = "default") -> None:
+                 lost: int = 0, name: str = "default", clones: int = 0) -> None:
         self.trials = list(trials)
         self.mode, self.budget, self.lost, self.name = mode, budget, lost, name
+        self.clones = clones
         self._by_number = {t.number: t for t in self.trials}
         self._order = list(order)
 
@@ -201,6 +204,9 @@ class Study:
             f"best metric: {self.best_metric:.6g} ({self.mode})"
             + (f", trial {self.best_trial.number}" if self.best_trial is not None else ""),
         ]
+        if self.clones:
+            lines.append(f"{self.clones} proposals repeated the config of an ended trial and "
+                         "were told its fitness without training")
         ranked = sorted((t for t in self.trials if any(math.isfinite(v) for _, v in t.curve)),
                         key=lambda t: -max(score(v, self.mode) for _, v in t.curve))
         if ranked:

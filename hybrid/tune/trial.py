@@ -165,7 +165,16 @@ class Trial:
         self._channel.send(("checkpoint", self.number, self.step, data))
 
     def restore(self) -> Any:
-        """The state to start from (tensors on the CPU), or None for a fresh start."""
+        """The state to start from (tensors on the CPU), or None for a fresh start.
+
+        After a PBT exploit step the state is the donor's checkpoint, but ``self.config``
+        is the donor's config after explore, which may differ in any mutable leaf,
+        categorical ones included (the optimizer ``"sgd"`` in the checkpoint,
+        ``"adam"`` now): store the config's choices with the state and load the
+        optimizer state only when they match (else build a fresh optimizer on the
+        restored weights), or restrict explore with ``PBT(mutable=[...])`` (see
+        :mod:`~nondiff.hybrid.tune.schedulers.pbt`).
+        """
         if self._checkpoint is None:
             return None
         return torch.load(io.BytesIO(self._checkpoint), map_location="cpu", weights_only=True)
@@ -189,7 +198,9 @@ def _as_metric(metric: Any) -> float:
 
 def run_job(train: Callable[[dict[str, Any], Trial], Any], job: Job, channel: Channel) -> None:
     """Run ``train`` on ``job`` and send ``("done", number, result, reports)`` or
-    ``("error", number, traceback, usage_message)`` through ``channel``."""
+    ``("error", number, traceback, usage_message, missing_key)`` through ``channel``
+    (``missing_key``: the string key of a ``KeyError`` that ended ``train``, else None;
+    the driver stops the study when it is not a name of the space, a misspelt key)."""
     trial = Trial(job, channel)
     try:
         result = train(job.config, trial)
@@ -202,6 +213,8 @@ def run_job(train: Callable[[dict[str, Any], Trial], Any], job: Job, channel: Ch
             result = float(result)
     except BaseException as error:  # SystemExit in train too: a thread would end silently
         usage = str(error) if isinstance(error, TrialUsageError) else None
-        channel.send(("error", job.number, traceback.format_exc(), usage))
+        key = error.args[0] if (isinstance(error, KeyError) and len(error.args) == 1
+                                and isinstance(error.args[0], str)) else None
+        channel.send(("error", job.number, traceback.format_exc(), usage, key))
         return
     channel.send(("done", job.number, result, trial.reports))

@@ -78,6 +78,10 @@ class Scheduler:
     """Base class; see the module docstring. Subclasses implement :meth:`on_report`."""
 
     name = "fifo"
+    tells_clones = True
+    """Whether a proposal equal to an ended trial's config may be told that trial's
+    fitness instead of being trained (:mod:`~nondiff.hybrid.tune.driver`): False where a
+    trial's outcome depends on more than its config (PBT: its population's exploits)."""
 
     def bind(self, max_steps: int, mode: str, *, space: Any = None, seed: int = 0,
              popsize: int = 1) -> None:

@@ -34,7 +34,13 @@ pruned by the budget); the study holds at most one checkpoint per live member
 (:meth:`~nondiff.hybrid.tune.schedulers.base.Scheduler.keeps_checkpoint`).
 
 Leaves whose change would make the copied weights unusable (width, depth) belong
-outside ``mutable``: the copy keeps the donor's value for them.
+outside ``mutable``: the copy keeps the donor's value for them. Explore changes
+categorical leaves too: a copy may get ``"adam"`` where its donor trained with
+``"sgd"``, so a ``train`` that restores the donor's optimizer state from
+``trial.restore()`` must handle a config that differs from the checkpoint's (e.g.
+load the optimizer state only when the checkpoint stored the same optimizer name, else
+start a fresh optimizer on the restored weights), or name the leaves explore may
+change, ``PBT(mutable=["lr", "weight_decay"])``, to keep such a leaf fixed.
 
 Example:
     >>> from nondiff.hybrid.tune.schedulers.pbt import PBT
@@ -72,6 +78,7 @@ class PBT(Scheduler):
     """
 
     name = "pbt"
+    tells_clones = False  # a member's outcome depends on its population's exploits
 
     def __init__(self, interval: int | None = None, population: int | None = None,
                  quantile: float = 0.25, resample_probability: float = 0.25,
