@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 import torch
 from nondiff.hybrid.trainer import HybridTrainer
+from nondiff.hybrid.tune.space import coordinate_scales
 from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.registry import names_supporting
 from nondiff.optim.spaces import Categorical, Integer, Product, Real, leaf_kinds
@@ -310,7 +311,9 @@ def run_oneshot(task: CNNTask, budget: int, seed: int, popsize: int = 4,
                      for name, leaf in SPACE.spaces.items()})
     rest = max(task.epochs, budget - math.ceil(supernet))
     started = _StartedAt(fixed, {**SUPERNET_HPARAMS, **arch})
-    optimizer = make_optimizer("cmaes", started, seed=seed)
+    scales = coordinate_scales(started)  # as tune builds CMA-ES by name
+    optimizer = make_optimizer("cmaes", started, seed=seed, options=None if scales is None
+                               else {"options": {"CMA_stds": scales.tolist()}})
     study = run_tune(task, rest, seed, optimizer, "asha", space=started,
                      init=net if inherit else None)
     return study, supernet, arch
