@@ -13,8 +13,10 @@ seed (interleaved: a slow phase of a shared machine hits every method alike):
 - ``random``: random configurations, every trial to the end (Bergstra & Bengio 2012);
 - ``cmaes-asha``, ``reinforce-asha``, ``ga-asha``: :func:`nondiff.tune.tune` with that
   optimizer proposing and asynchronous successive halving (Li et al. 2020) stopping
-  (the GA searches discrete spaces only: it gets the three reals on grids of 16
-  values, log-spaced for the log reals; :func:`grid`);
+  at its default rungs, 2 and 7 epochs (Hyperband's most aggressive bracket for 20
+  epochs and eta 3; :mod:`nondiff.hybrid.tune.schedulers.asha`) (the GA searches
+  discrete spaces only: it gets the three reals on grids of 16 values, log-spaced for
+  the log reals; :func:`grid`);
 - ``pbt``: :func:`nondiff.tune.tune` with population-based training (Jaderberg et
   al. 2017), CMA-ES proposing the members; explore perturbs learning rate, weight
   decay, dropout and batch size (architecture and optimizer kind stay the donor's,
@@ -27,7 +29,8 @@ seed (interleaved: a slow phase of a shared machine hits every method alike):
   2018) under fixed hyperparameters (AdamW, lr 3e-3, batch 64). The found
   architecture is then fixed and the rest of the budget goes to ``tune`` (CMA-ES +
   ASHA) over the other five hyperparameters, CMA-ES's mean starting at the
-  supernet's hyperparameters, training that architecture from scratch (fine-tuning
+  supernet's hyperparameters (each coordinate's spread 0.3 x its range, as ``tune``
+  builds CMA-ES), training that architecture from scratch (fine-tuning
   the supernet's weights instead, ``run_oneshot(inherit=True)``, measured worse).
   The supernet's compute counts: each of its epochs is one epoch of weight
   steps plus the candidates' forward passes at a third of a training epoch each

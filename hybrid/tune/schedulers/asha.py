@@ -12,12 +12,15 @@ with ``R = max_steps`` and ``s = floor(log_eta R)``), a geometric ladder that en
     r_k = round(max_steps / eta**k),  k = s, ..., 1                              # Eq. (0)
 
 so for 20 steps and ``eta = 3`` the rungs are 2 and 7, not 1, 3 and 9: the first
-decision sees two steps (one step is noisy for large batches and small learning
-rates, and favours configs that start fast over those that end best) and the last
-rung lies a factor ``eta`` below the end rather than wherever ``eta**k`` falls
-(9 of 20). When a trial reaches rung ``r`` (its first report at a step >= r) its
-value joins the rung's record, and it goes on iff it is in the top ``1/eta`` of the
-values recorded at that rung so far, itself included::
+decision sees two steps (after one, a large batch or a small learning rate has
+barely started, and a ranking that early favours configs that start fast over those
+that end best: the short-horizon bias, Wu et al., "Understanding short-horizon bias
+in stochastic meta-optimization", ICLR 2018) and the last rung lies a factor ``eta``
+below the end rather than wherever ``eta**k`` falls (9 of 20).
+
+When a trial reaches rung ``r`` (its first report at a step >= r) its value joins
+the rung's record, and it goes on iff it is in the top ``1/eta`` of the values
+recorded at that rung so far, itself included::
 
     continue  <=>  rank(value among the k values at r) <= ceil(k / eta)      # Eq. (1)
 
