@@ -41,19 +41,8 @@ def test_asha_rungs_follow_eta_and_min_resource() -> None:
         assert asha.rungs == rungs
 
 
-def test_asha_default_rungs_end_a_factor_eta_below_max_steps() -> None:
-    # Hyperband's most aggressive bracket: max_steps / eta**k, k = floor(log_eta R) .. 1
-    cases = [((3, 20), [2, 7]), ((3, 81), [1, 3, 9, 27]), ((2, 10), [1, 3, 5]),
-             ((3, 9), [1, 3]), ((4, 100), [2, 6, 25]), ((3, 2), [1]), ((3, 1), [])]
-    for (eta, max_steps), rungs in cases:
-        asha = ASHA(eta=eta)
-        asha.bind(max_steps, "max")
-        assert asha.rungs == rungs, (eta, max_steps)
-    assert repr(ASHA()) == "ASHA(eta=3, min_resource=None)"
-
-
 def test_asha_continues_iff_in_the_top_third_of_the_rung_so_far() -> None:
-    asha = ASHA(eta=3, min_resource=1)
+    asha = ASHA(eta=3)
     asha.bind(20, "max")
     trials: dict[int, TrialRecord] = {}
     values = [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.1, 0.8, 0.45]
@@ -66,7 +55,7 @@ def test_asha_continues_iff_in_the_top_third_of_the_rung_so_far() -> None:
 
 @pytest.mark.parametrize("mode", ["max", "min"])
 def test_asha_promotes_exactly_the_top_third_once_the_rung_is_full(mode: str) -> None:
-    asha = ASHA(eta=3, min_resource=1)
+    asha = ASHA(eta=3)
     asha.bind(20, mode)
     rng = np.random.default_rng(0)
     values = rng.permutation(9) / 10.0
@@ -79,7 +68,7 @@ def test_asha_promotes_exactly_the_top_third_once_the_rung_is_full(mode: str) ->
 
 
 def test_asha_judges_at_the_rung_a_report_crosses_and_refuses_nan() -> None:
-    asha = ASHA(eta=2, min_resource=1)
+    asha = ASHA(eta=2)
     asha.bind(10, "max")  # rungs 1, 2, 4, 8
     trials: dict[int, TrialRecord] = {}
     assert _arrive(asha, trials, 0, [(3, 0.9), (5, 0.95)]) == ["continue", "continue"]

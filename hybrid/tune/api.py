@@ -100,8 +100,7 @@ def tune(
             each coordinate's spread 0.3 x its own range (pycma's ``CMA_stds``,
             :func:`~nondiff.hybrid.tune.space.coordinate_scales`), not one step size
             for a width of 4..32 and a dropout of 0..0.5 alike.
-        scheduler: ``"asha"`` (:class:`~nondiff.hybrid.tune.schedulers.ASHA`, eta 3,
-            rungs a factor 3 apart ending a factor 3 below ``max_steps``),
+        scheduler: ``"asha"`` (:class:`~nondiff.hybrid.tune.schedulers.ASHA`, eta 3),
             ``"median"`` (:class:`~nondiff.hybrid.tune.schedulers.MedianStopping`),
             ``"pbt"`` (:class:`~nondiff.hybrid.tune.schedulers.PBT`), None (every trial
             runs to its end) or a scheduler instance.

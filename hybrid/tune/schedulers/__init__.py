@@ -8,7 +8,7 @@
 Example:
     >>> from nondiff.hybrid.tune.schedulers import make_scheduler
     >>> make_scheduler("asha"), make_scheduler(None)
-    (ASHA(eta=3, min_resource=None), FIFO())
+    (ASHA(eta=3, min_resource=1), FIFO())
 """
 
 from __future__ import annotations

@@ -4,23 +4,9 @@ Li, Jamieson, Rostamizadeh, Gonina, Ben-Tzur, Hardt, Recht, Talwalkar, "A system
 massively parallel hyperparameter tuning", MLSys 2020 (arXiv:1810.05934).
 
 Rungs lie at ``r_k = min_resource * eta**k`` steps (``k = 0, 1, ...``, below
-``max_steps``). By default (``min_resource=None``) they are the rungs of Hyperband's
-most aggressive bracket (Li et al., "Hyperband", JMLR 2018, Alg. 1: ``r_i = R eta**(i-s)``
-with ``R = max_steps`` and ``s = floor(log_eta R)``), a geometric ladder that ends at
-``max_steps``::
-
-    r_k = round(max_steps / eta**k),  k = s, ..., 1                              # Eq. (0)
-
-so for 20 steps and ``eta = 3`` the rungs are 2 and 7, not 1, 3 and 9: the first
-decision sees two steps (after one, a large batch or a small learning rate has
-barely started, and a ranking that early favours configs that start fast over those
-that end best: the short-horizon bias, Wu et al., "Understanding short-horizon bias
-in stochastic meta-optimization", ICLR 2018) and the last rung lies a factor ``eta``
-below the end rather than wherever ``eta**k`` falls (9 of 20).
-
-When a trial reaches rung ``r`` (its first report at a step >= r) its value joins
-the rung's record, and it goes on iff it is in the top ``1/eta`` of the values
-recorded at that rung so far, itself included::
+``max_steps``). When a trial reaches rung ``r`` (its first report at a step >= r) its
+value joins the rung's record, and it goes on iff it is in the top ``1/eta`` of the
+values recorded at that rung so far, itself included::
 
     continue  <=>  rank(value among the k values at r) <= ceil(k / eta)      # Eq. (1)
 
@@ -32,10 +18,6 @@ been pruned later is not called back. With all ``k`` trials recorded, exactly th
 
 Example:
     >>> from nondiff.hybrid.tune.schedulers.asha import ASHA
-    >>> asha = ASHA(eta=3)
-    >>> asha.bind(max_steps=20, mode="max")
-    >>> asha.rungs
-    [2, 7]
     >>> asha = ASHA(eta=3, min_resource=1)
     >>> asha.bind(max_steps=20, mode="max")
     >>> asha.rungs
@@ -52,7 +34,7 @@ from ..study import TrialRecord, score
 from ..trial import CONTINUE, STOP
 from .base import Scheduler, check_number
 
-__all__ = ["ASHA", "hyperband_rungs"]
+__all__ = ["ASHA"]
 
 
 class ASHA(Scheduler):
@@ -61,22 +43,19 @@ class ASHA(Scheduler):
     Args:
         eta: reduction factor > 1: the top ``1/eta`` of a rung goes on, and rungs are
             ``eta`` times apart.
-        min_resource: steps of the first rung (>= 1); None: the rungs of Eq. (0),
-            which end a factor ``eta`` below ``max_steps``.
+        min_resource: steps of the first rung (>= 1).
         rungs: explicit rung steps (increasing, below ``max_steps``) instead of the
             geometric ones.
     """
 
     name = "asha"
 
-    def __init__(self, eta: float = 3, min_resource: int | None = None,
+    def __init__(self, eta: float = 3, min_resource: int = 1,
                  rungs: Sequence[int] | None = None) -> None:
         self.eta = check_number("ASHA eta", eta, low=1.0, low_open=True,
                                 fix="the top 1/eta of each rung goes on; 3 is usual")
-        self.min_resource = None if min_resource is None else check_number(
-            "ASHA min_resource", min_resource, low=1, integer=True,
-            fix="the steps of the first rung (None: rungs that end a factor eta below "
-                "max_steps)")
+        self.min_resource = check_number("ASHA min_resource", min_resource, low=1,
+                                         integer=True, fix="the steps of the first rung")
         if rungs is not None:
             rungs = [check_number("ASHA rungs entry", r, low=1, integer=True) for r in rungs]
             if not rungs or any(b <= a for a, b in itertools.pairwise(rungs)):
@@ -93,9 +72,6 @@ class ASHA(Scheduler):
                 raise ValueError(f"ASHA rungs={self._given} must lie below max_steps="
                                  f"{max_steps} (a trial at max_steps is complete)")
             self.rungs = list(self._given)
-            return
-        if self.min_resource is None:
-            self.rungs = hyperband_rungs(max_steps, self.eta)
             return
         if self.min_resource >= max_steps:
             raise ValueError(f"ASHA min_resource={self.min_resource} leaves no rung below "
@@ -139,25 +115,3 @@ class ASHA(Scheduler):
     def __repr__(self) -> str:
         rungs = f", rungs={self._given}" if self._given is not None else ""
         return f"ASHA(eta={self.eta:g}, min_resource={self.min_resource}{rungs})"
-
-
-def hyperband_rungs(max_steps: int, eta: float) -> list[int]:
-    """The rungs of Eq. (0): ``max_steps / eta**k`` rounded (half up, at least 1),
-    ``k`` from ``max(1, floor(log_eta max_steps))`` down to 1, repeats dropped; ``[]``
-    for ``max_steps = 1``.
-
-    Example:
-        >>> hyperband_rungs(20, 3), hyperband_rungs(81, 3), hyperband_rungs(10, 2)
-        ([2, 7], [1, 3, 9, 27], [1, 3, 5])
-        >>> hyperband_rungs(2, 3), hyperband_rungs(1, 3)
-        ([1], [])
-    """
-    top = 1
-    while eta ** (top + 1) <= max_steps * (1 + 1e-12):  # s = floor(log_eta max_steps)
-        top += 1
-    rungs: list[int] = []
-    for k in range(top, 0, -1):
-        r = max(1, math.floor(max_steps / eta ** k + 0.5))
-        if r < max_steps and (not rungs or r > rungs[-1]):
-            rungs.append(r)
-    return rungs
