@@ -303,18 +303,3 @@ def test_storage_keeps_the_study_and_refuses_other_settings(tmp_path) -> None:
     other = tune(train, SPACE, scheduler=None, budget=8, max_steps=4, executor="inline",
                  storage=path, study_name="second")
     assert len(other.trials) == 2
-
-
-def test_cmaes_by_name_starts_with_a_spread_of_each_coordinates_own_range() -> None:
-    import numpy as np
-    from nondiff.hybrid.tune.api import _optimizer
-    from nondiff.hybrid.tune.space import study_space
-
-    space = study_space({"width": Integer(4, 32), "dropout": Real(0.0, 0.5),
-                         "lr": Real(1e-4, 1e-1, log=True)})
-    opt, grid = _optimizer("cmaes", space, 0)
-    lower, upper = space.bounds()
-    assert grid is None
-    np.testing.assert_allclose(opt.es.stds, 0.3 * (upper - lower), rtol=1e-3)  # 8.4, .15, 2.07
-    same = study_space({"a": Real(0.0, 1.0), "b": Real(0.0, 1.0)})  # equal ranges: as before
-    assert "CMA_stds" not in _optimizer("cmaes", same, 0)[0].options

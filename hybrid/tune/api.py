@@ -39,14 +39,13 @@ from typing import Any
 
 from nondiff.optim import registry
 from nondiff.optim.base import BaseOptimizer
-from nondiff.optim.cmaes import CMAES
 from nondiff.optim.minimize import TORCH_VARIANTS, make_optimizer
 from nondiff.optim.spaces import Product, Space, leaf_kinds
 
 from .driver import Driver
 from .executors import EXECUTORS, check_picklable, make_executor
 from .schedulers import Scheduler, make_scheduler
-from .space import Grid, coordinate_scales, study_space
+from .space import Grid, study_space
 from .storage import Storage
 from .study import Study
 from .trial import Trial
@@ -96,10 +95,7 @@ def tune(
             proposes configs by ask and learns from finished trials by tell (see
             :mod:`nondiff.hybrid.tune.proposals`). Optimizers of discrete spaces
             (``ga``) search each real leaf on a grid of 16 points
-            (:class:`~nondiff.hybrid.tune.space.Grid`). CMA-ES by name starts with
-            each coordinate's spread 0.3 x its own range (pycma's ``CMA_stds``,
-            :func:`~nondiff.hybrid.tune.space.coordinate_scales`), not one step size
-            for a width of 4..32 and a dropout of 0..0.5 alike.
+            (:class:`~nondiff.hybrid.tune.space.Grid`).
         scheduler: ``"asha"`` (:class:`~nondiff.hybrid.tune.schedulers.ASHA`, eta 3),
             ``"median"`` (:class:`~nondiff.hybrid.tune.schedulers.MedianStopping`),
             ``"pbt"`` (:class:`~nondiff.hybrid.tune.schedulers.PBT`), None (every trial
@@ -197,10 +193,7 @@ def _optimizer(optimizer: Any, space: Product, seed: int) -> tuple[BaseOptimizer
         optimizer = TORCH_VARIANTS[optimizer]  # pycma cannot search one bounded real
         cls = registry.get(optimizer)
     grid = Grid(space) if needs_grid and "real" not in cls.supported_spaces else None
-    target = grid.space if grid is not None else space
-    scales = coordinate_scales(target) if issubclass(cls, CMAES) else None
-    options = None if scales is None else {"options": {"CMA_stds": scales.tolist()}}
-    return make_optimizer(optimizer, target, seed=seed, options=options), grid
+    return make_optimizer(optimizer, grid.space if grid is not None else space, seed=seed), grid
 
 
 def _stable(text: str) -> str:

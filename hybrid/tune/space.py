@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from nondiff.optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real, Space
 
-__all__ = ["GRID_LEVELS", "Grid", "coordinate_scales", "leaf_names", "perturb", "study_space"]
+__all__ = ["GRID_LEVELS", "Grid", "leaf_names", "perturb", "study_space"]
 
 GRID_LEVELS = 16
 """Points per real leaf when an optimizer of discrete spaces searches the study."""
@@ -167,29 +167,6 @@ def _move(leaf: Space, encoded: np.ndarray, rng: np.random.Generator,
         moved[[i, i + 1]] = moved[[i + 1, i]]
         return moved
     return encoded  # a kind without a neighbourhood: left as is
-
-
-def coordinate_scales(space: Space) -> np.ndarray | None:
-    """Each encoded coordinate's range over the mean range, or None when the ranges are
-    all equal or one is infinite.
-
-    The initial step size of a search that starts in a box is ``0.3 x`` the box's mean
-    side (:func:`nondiff.optim.minimize.make_optimizer`); times these scales (pycma's
-    ``CMA_stds``) it is ``0.3 x`` each coordinate's own side. A mixed space's sides
-    differ by orders: a width ``Integer(4, 32)`` spans 28, a dropout ``Real(0, 0.5)``
-    0.5, so one step size would leave the width near its start while the dropout
-    wraps around its box (sampling it at random).
-
-    Example:
-        >>> from nondiff.optim.spaces import Integer, Product, Real
-        >>> coordinate_scales(Product({"width": Integer(4, 32), "dropout": Real(0, 0.5)}))
-        array([1.96491228, 0.03508772])
-    """
-    lower, upper = space.bounds()
-    sides = np.asarray(upper, dtype=np.float64) - np.asarray(lower, dtype=np.float64)
-    if sides.size < 2 or not np.all(np.isfinite(sides)) or np.all(sides == sides[0]):
-        return None
-    return sides / sides.mean()
 
 
 def describe(config: Any) -> str:
