@@ -20,8 +20,8 @@ seed (interleaved: a slow phase of a shared machine hits every method alike):
   population that spends the budget: 15 at 300 epochs; the optimizer's popsize of
   10 trained 1.5 populations, the second cut off halfway: best val 85.6 ± 1.0 against
   87.0 ± 2.1 %, test 83.9 ± 1.4 against 83.7 ± 1.9 %, 5 seeds); explore perturbs
-  learning rate, weight decay, dropout and batch size (architecture and optimizer kind stay the donor's, whose weights and
-  optimizer state are copied);
+  learning rate, weight decay, dropout and batch size (architecture and optimizer
+  kind stay the donor's, whose weights and optimizer state are copied);
 - ``oneshot``: architecture by weight sharing, then hyperparameters. Width, depth and
   activation are structure leaves of one :class:`~nondiff.problems.automl.SuperNet`
   that :class:`~nondiff.hybrid.trainer.HybridTrainer` trains for ``max_steps`` epochs
