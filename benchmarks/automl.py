@@ -16,9 +16,12 @@ seed (interleaved: a slow phase of a shared machine hits every method alike):
   (the GA searches discrete spaces only: it gets the three reals on grids of 16
   values, log-spaced for the log reals; :func:`grid`);
 - ``pbt``: :func:`nondiff.tune.tune` with population-based training (Jaderberg et
-  al. 2017), CMA-ES proposing the members; explore perturbs learning rate, weight
-  decay, dropout and batch size (architecture and optimizer kind stay the donor's,
-  whose weights and optimizer state are copied);
+  al. 2017), CMA-ES proposing the members, ``budget // max_steps`` of them (one
+  population that spends the budget: 15 at 300 epochs; the optimizer's popsize of
+  10 trained 1.5 populations, the second cut off halfway: best val 85.6 ± 1.0 against
+  87.0 ± 2.1 %, test 83.9 ± 1.4 against 83.7 ± 1.9 %, 5 seeds); explore perturbs
+  learning rate, weight decay, dropout and batch size (architecture and optimizer
+  kind stay the donor's, whose weights and optimizer state are copied);
 - ``oneshot``: architecture by weight sharing, then hyperparameters. Width, depth and
   activation are structure leaves of one :class:`~nondiff.problems.automl.SuperNet`
   that :class:`~nondiff.hybrid.trainer.HybridTrainer` trains for ``max_steps`` epochs
@@ -268,8 +271,9 @@ def run_tune(task: CNNTask, budget: int, seed: int, optimizer: Any, scheduler: s
 
     if isinstance(optimizer, str) and optimizer not in names_supporting(leaf_kinds(space)):
         space = grid(space)
-    if scheduler == "pbt":
-        scheduler = PBT(mutable=PBT_MUTABLE)
+    if scheduler == "pbt":  # one population that spends the budget (the default, the
+        # optimizer's popsize of 10, trains 1.5: the second is cut off halfway)
+        scheduler = PBT(mutable=PBT_MUTABLE, population=max(2, budget // task.epochs))
 
     train = task.train if init is None else functools.partial(task.train, init=init)
     return tune(train, space, optimizer=optimizer, scheduler=scheduler, budget=budget,
