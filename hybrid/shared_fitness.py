@@ -48,6 +48,10 @@ combined weighted by rows: exact for a mean over rows (losses, error rates); a f
 that is not a mean (an AUC) becomes a rows-weighted mean of per-block values. Own rows
 are scored in train mode (dropout on), as the weight step runs.
 
+A NaN or infinite value, on own or common rows, makes that path's fitness NaN for the
+whole generation (so does a path with no rows at all): the structure optimizer then
+ranks it worst and counts it (``counters["nonfinite"]``), as a NaN from ``evaluate``.
+
 Sources:
     - L. Blier, Y. Ollivier, "The description length of deep learning models",
       NeurIPS 2018 (prequential coding: each minibatch's loss before training on it).
@@ -94,8 +98,10 @@ class SharedGeneration:
     re-score or None, the rows each must reach, and the optimizer's state before its
     ``ask``, which :meth:`state_dict` saves so a resume re-asks the same candidates);
     ``add`` adds one weight step's per-path fitness values (a tensor on the model's
-    device: no host sync per step); ``complete`` says whether every scored path has
-    ``target`` rows; ``fitness`` reads the rows-weighted means (one host sync).
+    device, kept there with the step's owners and rows on the host: no host-device
+    copy or sync per step); ``complete`` says whether every scored path has
+    ``target`` rows; ``fitness`` reduces them and reads the rows-weighted means (one
+    host sync).
     Scored paths are the candidates, then the incumbent (the last row).
     """
 
@@ -112,6 +118,8 @@ class SharedGeneration:
         self.laplacian: torch.Tensor | None = None  # common rows: sum of w (e_a - e_b)(..)^T
         self.rhs: torch.Tensor | None = None  # sum of w d (e_a - e_b), d = f_a - f_b
         self.common: torch.Tensor | None = None  # rows x (sum of values, count) of common rows
+        self.bad: torch.Tensor | None = None  # per path: non-finite values on common rows
+        self.pending: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = []  # add() steps
 
     @property
     def active(self) -> bool:
@@ -139,27 +147,40 @@ class SharedGeneration:
         self.sums = None
         self.rows = np.zeros(self.size, dtype=np.int64)
         self.own_rows = np.zeros(self.size, dtype=np.int64)
-        self.laplacian = self.rhs = self.common = None
+        self.laplacian = self.rhs = self.common = self.bad = None
+        self.pending = []
 
     def add(self, owners: Sequence[int], values: torch.Tensor, rows: Sequence[int]) -> None:
         """Add one step: path ``owners[j]`` (a scored path's index) had fitness
         ``values[j]`` on ``rows[j]`` rows."""
         if not owners:
             return
-        values = values.detach().reshape(-1).to(torch.float64)
-        weights = torch.as_tensor(np.asarray(rows, dtype=np.float64), device=values.device)
-        index = torch.as_tensor(np.asarray(owners, dtype=np.int64), device=values.device)
+        index, weights = np.asarray(owners, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+        # reduced in _reduce (one host-to-device copy per generation, not per step)
+        self.pending.append((values.detach().reshape(-1).to(torch.float64), index, weights))
+        np.add.at(self.rows, index, weights)
+        np.add.at(self.own_rows, index, weights)
+
+    def _reduce(self) -> None:
+        """Add the pending steps of :meth:`add` into ``sums`` (in their order)."""
+        if not self.pending:
+            return
+        values = torch.cat([v for v, _, _ in self.pending])
+        index = torch.as_tensor(np.concatenate([i for _, i, _ in self.pending]),
+                                device=values.device)
+        weights = torch.as_tensor(np.concatenate([w for _, _, w in self.pending]).astype(
+            np.float64), device=values.device)
         if self.sums is None:
             self.sums = torch.zeros(self.size, dtype=torch.float64, device=values.device)
         self.sums.index_add_(0, index, values * weights)
-        np.add.at(self.rows, np.asarray(owners, dtype=np.int64), np.asarray(rows))
-        np.add.at(self.own_rows, np.asarray(owners, dtype=np.int64), np.asarray(rows))
+        self.pending = []
 
     def add_common(self, values: torch.Tensor, rows: int) -> None:
         """Add one block of ``rows`` rows scored under every path (``values[i]``: path
         ``i``'s fitness there, same weights): its differences enter the least squares of
         :meth:`fitness` with every pair weighted ``rows / size``. A non-finite value
-        leaves its path out (its own mean is then NaN)."""
+        leaves its path out of the block and marks it (on the device): its fitness is
+        then NaN."""
         v = values.detach().reshape(-1).to(torch.float64)
         finite = torch.isfinite(v).to(torch.float64)
         v = torch.where(finite > 0, v, torch.zeros_like(v))
@@ -169,6 +190,8 @@ class SharedGeneration:
                                          device=v.device)
             self.rhs = torch.zeros(self.size, dtype=torch.float64, device=v.device)
             self.common = torch.zeros(2, dtype=torch.float64, device=v.device)
+            self.bad = torch.zeros(self.size, dtype=torch.float64, device=v.device)
+        self.bad += 1.0 - finite
         self.laplacian += w * (count * torch.diag(finite) - torch.outer(finite, finite))
         self.rhs += w * (count * v - v.sum()) * finite
         self.common += torch.stack([v.sum(), count]) * float(rows)  # for the level
@@ -180,24 +203,32 @@ class SharedGeneration:
 
     def fitness(self) -> np.ndarray:
         """The rows-weighted mean fitness of each scored path (NaN for a path without
-        rows, or whose rows gave a NaN)."""
+        rows, or with a NaN or infinite value on any of its rows, own or common)."""
+        self._reduce()
         sums = np.zeros(self.size) if self.sums is None else self.sums.cpu().numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             own = np.where(self.own_rows > 0, sums / np.maximum(self.own_rows, 1), np.nan)
+        own = np.where(np.isfinite(own), own, np.nan)  # inf: NaN too
         if self.laplacian is None:
             return own
+        # a path is scored when its own rows (if any) and its common rows were finite
+        good = ~((self.own_rows > 0) & np.isnan(own)) & (self.bad.cpu().numpy() == 0)
+        if not good.any():
+            return np.full(self.size, np.nan)
         # common rows: least squares of the pairs' differences, min sum w (f_a - f_b - d)^2
         # (normal equations L f = b), its free constant set so the rows-weighted mean
         # equals that of the paths' own means
         relative = np.linalg.lstsq(self.laplacian.cpu().numpy(), self.rhs.cpu().numpy(),
                                    rcond=None)[0]
-        ok = np.isfinite(own)
+        ok = good & np.isfinite(own)
         if not ok.any():  # no own rows: the level of the common rows
             common = self.common.cpu().numpy()
-            return relative - relative.mean() + common[0] / max(common[1], 1.0)
-        w = self.own_rows[ok] / self.own_rows[ok].sum()
-        level = float(np.sum(w * own[ok])) - float(np.sum(w * relative[ok]))
-        return np.where(np.isfinite(own) | (self.own_rows == 0), relative + level, np.nan)
+            return np.where(good, relative - relative[good].mean()
+                            + common[0] / max(common[1], 1.0), np.nan)
+        else:
+            w = self.own_rows[ok] / self.own_rows[ok].sum()
+            level = float(np.sum(w * own[ok])) - float(np.sum(w * relative[ok]))
+        return np.where(good, relative + level, np.nan)
 
     def close(self) -> None:
         """Forget the generation (after its tell)."""
@@ -209,6 +240,7 @@ class SharedGeneration:
         saved by the trainer in its place."""
         if not self.active:
             return None
+        self._reduce()
         return {"encoded": self.encoded.tolist(),
                 "incumbent": None if self.incumbent is None else self.incumbent.tolist(),
                 "costs": None if self.costs is None else self.costs.tolist(),
@@ -217,7 +249,8 @@ class SharedGeneration:
                 "sums": None if self.sums is None else self.sums.cpu().tolist(),
                 "laplacian": None if self.laplacian is None else self.laplacian.cpu().tolist(),
                 "rhs": None if self.rhs is None else self.rhs.cpu().tolist(),
-                "common": None if self.common is None else self.common.cpu().tolist()}
+                "common": None if self.common is None else self.common.cpu().tolist(),
+                "bad": None if self.bad is None else self.bad.cpu().tolist()}
 
     def load_state_dict(self, state: Mapping[str, Any] | None, candidates: Any,
                         snapshot: Mapping[str, Any], device: torch.device) -> None:
@@ -248,3 +281,6 @@ class SharedGeneration:
                                           device=device)
             self.rhs = torch.tensor(state["rhs"], dtype=torch.float64, device=device)
             self.common = torch.tensor(state["common"], dtype=torch.float64, device=device)
+            bad = state.get("bad")  # states saved before it was kept: no marks
+            self.bad = torch.zeros(self.size, dtype=torch.float64, device=device) \
+                if bad is None else torch.tensor(bad, dtype=torch.float64, device=device)
