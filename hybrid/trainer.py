@@ -1054,7 +1054,8 @@ class HybridTrainer:
             "model": self.model.state_dict(),
             "weight_optimizer": weights,
             # with an open shared generation: the state before its ask (a resume re-asks)
-            "structure_optimizer": copy.deepcopy(self.shared.snapshot) if self.shared.active
+            "structure_optimizer": copy.deepcopy(self.shared.snapshot)
+            if self.search_compute == "shared" and self.shared.active
             else self.structure_optimizer.state_dict(),
             "counters": {"step": self.step_count, "epoch": self.epoch,
                          "batch_in_epoch": self.batch_in_epoch,
@@ -1104,6 +1105,11 @@ class HybridTrainer:
                 <= set(counters):
             raise ValueError(f"HybridTrainer state dict has bad counters {counters}; it was "
                              "edited or damaged")
+        if search["shared"] is not None and self.search_compute != "shared":
+            raise ValueError(f"this HybridTrainer state dict holds an open generation of "
+                             f"search_compute='shared', but the trainer has search_compute="
+                             f"{self.search_compute!r}; build the trainer with "
+                             f"search_compute='shared' to load it")
         before = self.state_dict()  # a refused load leaves the trainer as it was
         try:
             self._load_parts(state, counters, last, search)
