@@ -182,3 +182,72 @@ def test_shared_search_recovers_a_known_structure_within_twice_the_compute(devic
     assert run["recovered"], run["structure"]
     assert run["test_accuracy"] > fixed["test_accuracy"] - 0.02
     assert run["forward_examples"] <= 2 * fixed["forward_examples"]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_nonfinite_common_value_makes_its_path_nan_even_without_own_rows(device, bad) -> None:
+    gen = SharedGeneration()  # an early fair step: no member has rows of its own yet
+    gen.open(np.eye(3), None, target=4, snapshot={})
+    gen.add_common(torch.tensor([1.0, 3.0, bad], device=device), 4)
+    fitness = gen.fitness()
+    assert math.isnan(fitness[2]) and fitness[1] - fitness[0] == pytest.approx(2.0)
+    gen.add_common(torch.tensor([1.0, 3.0, 2.0], device=device), 4)  # finite later: still NaN
+    assert math.isnan(gen.fitness()[2])
+    resumed = SharedGeneration()  # the mark survives a state dict
+    resumed.load_state_dict(roundtrip(gen.state_dict()), np.eye(3), {}, torch.device(device))
+    assert math.isnan(resumed.fitness()[2])
+    mixed = SharedGeneration()  # own rows for some, a NaN on common rows for another
+    mixed.open(np.eye(3), None, target=4, snapshot={})
+    mixed.add([0, 1], torch.tensor([1.0, 2.0], device=device), [4, 4])
+    mixed.add_common(torch.tensor([1.0, 2.0, bad], device=device), 4)
+    assert math.isnan(mixed.fitness()[2]) and np.isfinite(mixed.fitness()[:2]).all()
+    none = SharedGeneration()  # nothing finite anywhere: NaN, never a perfect 0.0
+    none.open(np.eye(2), None, target=2, snapshot={})
+    none.add_common(torch.tensor([bad, bad], device=device), 4)
+    assert np.isnan(none.fitness()).all()
+
+
+def test_add_runs_no_host_to_device_copy_or_reduction_per_step(device) -> None:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):  # records the aten ops that add() dispatches
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    gen = SharedGeneration()
+    gen.open(np.eye(3), None, target=8, snapshot={})
+    values = [torch.tensor([0.5, 2.0], dtype=torch.float64, device=device),
+              torch.tensor([1.0, 1.0], dtype=torch.float64, device=device)]
+    with Ops() as ops:
+        gen.add([0, 1], values[0], [5, 3])
+        gen.add([0, 1], values[1], [3, 5])
+    assert set(ops.seen) <= {"detach.default", "view.default"}  # views only: no copy
+    assert gen.fitness().tolist()[:2] == [0.6875, 1.375]
+
+
+@pytest.mark.parametrize("compute", [None, 1.0])
+def test_a_shared_generation_state_is_refused_by_other_search_compute(compute) -> None:
+    batches = data("cpu")
+    torch.manual_seed(0)
+    shared = HybridTrainer(Net(), "ga", seed=3, weight_step="fair", fair_steps=4,
+                           search_compute="shared", structure_options={"popsize": 5})
+    shared.callbacks.append(lambda metrics, trainer: metrics["step"] >= 9)
+    shared.fit(batches, epochs=3)
+    assert shared.shared.active
+    state = roundtrip(shared.state_dict())
+    torch.manual_seed(0)
+    other = HybridTrainer(Net(), "ga", seed=3, weight_step="fair", fair_steps=4,
+                          search_compute=compute, structure_options={"popsize": 5})
+    other.fit(batches, epochs=1)
+    before, rng = other.state_dict(), torch.get_rng_state()
+    with pytest.raises(ValueError, match=rf"search_compute='shared', but the trainer has "
+                                         rf"search_compute={compute!r}; build the trainer "
+                                         rf"with search_compute='shared'"):
+        other.load_state_dict(state)
+    assert not other.shared.active and torch.equal(rng, torch.get_rng_state())
+    assert plain_equal(other.state_dict(), before)
