@@ -185,6 +185,7 @@ class BaseOptimizer(ABC):
     name: ClassVar[str] = "base"
     backend: ClassVar[str] = "torch"
     handles_bounds: ClassVar[bool] = False
+    inverts_box: ClassVar[bool] = False  # told rows must lie in the bounds (e.g. pycma)
     handles_constraints: ClassVar[bool] = False
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"real"})
     min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
@@ -474,7 +475,7 @@ class BaseOptimizer(ABC):
                 raise ValueError(
                     f"candidates in rows {np.flatnonzero(bad)[:10].tolist()} contain NaN or inf; "
                     "tell finite candidates (as ask() returned them)")
-            if self.space is not None:
+            if self.space is not None or (self.inverts_box and self.bounds is not None):
                 inside = self._check_in_space(best_rows)
                 x = inside if x is best_rows else x  # else x: the samples, best_rows their clip
                 best_rows = inside
@@ -552,12 +553,19 @@ class BaseOptimizer(ABC):
         """Refuse told rows outside the encoded box of the space: they decode to no value
         (``best_x`` would hold one, and ``Result.x`` fail to decode). Rows outside by no
         more than rounding (``1e-9`` relative) are returned clipped onto the box, so an
-        optimizer that inverts a box transform (pycma) never sees them."""
+        optimizer that inverts a box transform (pycma) never sees them. Optimizers that
+        invert one (``inverts_box``) get the same check against plain bounds."""
         rows = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         lower, upper = self.bounds
         slack = 1e-9 * np.maximum(1.0, np.maximum(np.abs(lower), np.abs(upper)))
         with np.errstate(invalid="ignore"):  # inf - inf in the slack of an open side
             outside = ((rows < lower - slack) | (rows > upper + slack)).any(axis=1)
+        if outside.any() and self.space is None:
+            raise ValueError(
+                f"candidates in rows {np.flatnonzero(outside)[:10].tolist()} lie outside the "
+                f"bounds, which {self.name} maps its search onto and cannot map back from "
+                "(lower <= x <= upper in every coordinate); tell points inside the bounds, "
+                "e.g. as ask() returned them")
         if outside.any():
             raise ValueError(
                 f"candidates in rows {np.flatnonzero(outside)[:10].tolist()} lie outside the "

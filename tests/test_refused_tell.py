@@ -157,3 +157,20 @@ def test_rows_within_rounding_of_the_box_are_told_on_it(name, delta):
         x = opt.ask()
         opt.tell(x, ((x - 1.3) ** 2).sum(axis=1))
     assert opt.counters["iterations"] == 4
+
+
+@pytest.mark.parametrize("name", ["cmaes", "sep-cmaes", "ipop-cmaes"])
+def test_pycma_with_plain_bounds_takes_rows_on_the_box_and_refuses_rows_outside(name):
+    """pycma inverts its box transform: with bounds (no space) rows outside were handed
+    to it and raised from inside its tell, leaving it broken for the next ask."""
+    opt = registry.create(name, np.full(3, 0.5), sigma0=0.3, seed=0, bounds=(0.0, 1.0))
+    x = opt.ask()
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match="outside the bounds"):
+        opt.tell(np.full_like(x, 3.0), np.arange(len(x), dtype=float))
+    assert plain_equal(before, opt.state_dict())
+    opt.tell(np.full_like(x, 1.0 + 1e-10), np.arange(len(x), dtype=float))  # rounding
+    for _ in range(3):  # the run goes on
+        x = opt.ask()
+        opt.tell(x, ((x - 0.3) ** 2).sum(axis=1))
+    assert opt.counters["iterations"] == 4
