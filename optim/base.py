@@ -185,6 +185,7 @@ class BaseOptimizer(ABC):
     name: ClassVar[str] = "base"
     backend: ClassVar[str] = "torch"
     handles_bounds: ClassVar[bool] = False
+    inverts_box: ClassVar[bool] = False  # told rows must lie in the bounds (e.g. pycma)
     handles_constraints: ClassVar[bool] = False
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"real"})
     min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
@@ -437,16 +438,17 @@ class BaseOptimizer(ABC):
             raise ValueError("candidates must be real numbers, got a complex tensor; "
                              "pass what ask() returned")
         unclipped = self._unclipped
+        unedited = self._provably_asked(candidates)
         if unclipped is not None and candidates is unclipped[0] and unclipped[2] is not None \
                 and not bool(unclipped[2]):  # the one read of the deferred check: none moved
-            if self._asked_version is not None \
-                    and _version_of(candidates) == self._asked_version:  # unedited: the samples
-                x = best_rows = unclipped[1]  # the same values (what ask made, e.g. ES noise)
+            if unedited:  # the samples: the same values (what ask made, e.g. ES noise)
+                x = best_rows = unclipped[1]
                 told_asked = True
             else:
                 x = best_rows = self._internal(candidates)
                 told_asked = False
-        elif unclipped is not None and candidates is unclipped[0]:
+        elif unclipped is not None and (unedited or self._equals_clipped(candidates,
+                                                                        unclipped[1])):
             x, best_rows = unclipped[1], self._internal(candidates)
             told_asked = True  # x: the samples of the last ask themselves
         else:
@@ -466,15 +468,17 @@ class BaseOptimizer(ABC):
             raise ValueError(
                 f"{self.name} needs at least {need} candidates per tell ({why}), got {n}; "
                 "tell the whole batch ask() returned (or more of it)")
-        if candidates is not self._asked:  # what ask() made is finite: check only the rest
-            bad = ~(torch.isfinite(x).all(dim=1).cpu().numpy() if isinstance(x, torch.Tensor)
-                    else np.isfinite(x).all(axis=1))
+        if not unedited:  # what ask() made is finite and inside: check everything else
+            bad = ~(torch.isfinite(best_rows).all(dim=1).cpu().numpy()
+                    if isinstance(best_rows, torch.Tensor) else np.isfinite(best_rows).all(axis=1))
             if bad.any():
                 raise ValueError(
                     f"candidates in rows {np.flatnonzero(bad)[:10].tolist()} contain NaN or inf; "
                     "tell finite candidates (as ask() returned them)")
-            if self.space is not None:
-                self._check_in_space(x)
+            if self.space is not None or (self.inverts_box and self.bounds is not None):
+                inside = self._check_in_space(best_rows)
+                x = inside if x is best_rows else x  # else x: the samples, best_rows their clip
+                best_rows = inside
         f = self._fitness_array(fitness, n)
         violation = None if constraints is None else constraint_violation(constraints, n)
         self._check_tell(n, constraints)
@@ -523,20 +527,57 @@ class BaseOptimizer(ABC):
             metrics[key] = float(value)
         return metrics
 
-    def _check_in_space(self, x: Array) -> None:
+    def _provably_asked(self, candidates: Array) -> bool:
+        """Whether ``candidates`` are the array the last ask returned, unedited: only a
+        tensor off the CPU can show it without reading values (its version counter moves
+        with every in-place edit). A numpy array keeps no counter and a CPU tensor can be
+        written through a numpy view unseen; checking their values is cheap."""
+        return (candidates is self._asked and isinstance(candidates, torch.Tensor)
+                and _edits_seen(candidates) and self._asked_version is not None
+                and _version_of(candidates) == self._asked_version)
+
+    def _equals_clipped(self, candidates: Array, samples: Array) -> bool:
+        """Whether ``candidates`` hold the clipped samples of the last ask (the returned
+        array unedited, or a copy of it), so tell learns from the samples themselves: a
+        copy of clipped points is no sample of the search distribution (e.g. all on one
+        face of the box), and learning from it degenerates the update (XNES' step size
+        overflowed). Off the CPU this reads one value, only when other than the very
+        array ask returned is told."""
+        rows, clipped = self._internal(candidates), self._clip(samples)
+        if isinstance(rows, torch.Tensor):
+            return rows.shape == clipped.shape and rows.dtype == clipped.dtype \
+                and rows.device == clipped.device and torch.equal(rows, clipped)
+        return rows.shape == clipped.shape and bool(np.array_equal(rows, clipped))
+
+    def _check_in_space(self, x: Array) -> Array:
         """Refuse told rows outside the encoded box of the space: they decode to no value
-        (``best_x`` would hold one, and ``Result.x`` fail to decode)."""
+        (``best_x`` would hold one, and ``Result.x`` fail to decode). Rows outside by no
+        more than rounding (``1e-9`` relative) are returned clipped onto the box, so an
+        optimizer that inverts a box transform (pycma) never sees them. Optimizers that
+        invert one (``inverts_box``) get the same check against plain bounds."""
         rows = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         lower, upper = self.bounds
         slack = 1e-9 * np.maximum(1.0, np.maximum(np.abs(lower), np.abs(upper)))
         with np.errstate(invalid="ignore"):  # inf - inf in the slack of an open side
             outside = ((rows < lower - slack) | (rows > upper + slack)).any(axis=1)
+        if outside.any() and self.space is None:
+            raise ValueError(
+                f"candidates in rows {np.flatnonzero(outside)[:10].tolist()} lie outside the "
+                f"bounds, which {self.name} maps its search onto and cannot map back from "
+                "(lower <= x <= upper in every coordinate); tell points inside the bounds, "
+                "e.g. as ask() returned them")
         if outside.any():
             raise ValueError(
                 f"candidates in rows {np.flatnonzero(outside)[:10].tolist()} lie outside the "
                 f"encoded box of the space {self.space!r} (each entry in [lower, upper] of "
                 "space.bounds()); tell encodings of values of the space, e.g. as ask() "
                 "returned them or space.encode(value)")
+        if not ((rows < lower) | (rows > upper)).any():
+            return x
+        if isinstance(x, torch.Tensor):  # a new tensor: the caller's stays as it was
+            low, high = self._bound_tensors(x)
+            return torch.maximum(torch.minimum(x, high), low)
+        return np.clip(x, lower, upper)
 
     def min_tell_rows(self) -> int:
         """The fewest candidates a :meth:`tell` accepts (``min_popsize`` unless the

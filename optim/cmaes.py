@@ -218,6 +218,7 @@ class CMAES(BaseOptimizer):
     Hyperparameters = CMAESConfig
     hparams: CMAESConfig
     handles_bounds: ClassVar[bool] = True
+    inverts_box: ClassVar[bool] = True  # pycma's BoxTransform: told rows inside the bounds
     handles_constraints: ClassVar[bool] = True
     supported_spaces: ClassVar[frozenset[str]] = frozenset(
         {"real", "integer", "categorical", "binary"})

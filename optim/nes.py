@@ -38,6 +38,7 @@ Sources:
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -55,6 +56,7 @@ from nondiff.optim.hyperparameters import (
 
 __all__ = ["SNES", "XNES", "SNESConfig", "SNESState", "XNESConfig", "XNESState"]
 
+_LOG_MAX = math.log(sys.float_info.max)  # math.exp overflows above it
 RATE = real(low=0.0, low_open=True, optional=True)  # None: the paper's default for dim
 
 
@@ -207,8 +209,17 @@ class XNES(GaussianES):
         grads = self._dist().natural_grad(x, u)  # Eq. (4)
         g_m = grads["log_cov"]
         g_sigma = float(torch.diagonal(g_m).sum()) / self.dim  # Eq. (5)
+        step = hp.eta_sigma / 2 * g_sigma  # Eq. (7) in log space
+        sigma = st.sigma * math.exp(step) if step < _LOG_MAX else math.inf
+        if not (math.isfinite(sigma) and sigma > 0):  # checked before anything changes
+            raise ValueError(
+                f"{self.name}: the told candidates lie so far from the search distribution "
+                f"that the step size update exp({step:.3g}) leaves the floats (sigma "
+                f"{st.sigma:.3g} -> {sigma:.3g}); tell the samples of ask() (the array it "
+                "returned or a copy), not points moved away from them (e.g. clipped or "
+                "edited by hand)")
         g_b = g_m - g_sigma * torch.eye(self.dim, dtype=x.dtype, device=x.device)
         st.mean += hp.eta_mu * grads["mean"]  # Eq. (6): sigma B G_delta
-        st.sigma *= math.exp(hp.eta_sigma / 2 * g_sigma)  # Eq. (7)
+        st.sigma = sigma  # Eq. (7)
         st.b = st.b @ torch.linalg.matrix_exp(hp.eta_b / 2 * g_b)  # Eq. (8)
         return {"sigma": float(self._stdev().mean())}

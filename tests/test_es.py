@@ -9,14 +9,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import plain_equal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from nondiff.optim import registry
 from nondiff.optim.cem import CEM
 from nondiff.optim.distributions import FullGaussian, IsotropicGaussian, SeparableGaussian
 from nondiff.optim.es import PGPE, OpenAIES
 from nondiff.optim.nes import SNES, XNES
 from nondiff.optim.shaping import centered_ranks, nes_utilities, normalized, shape
+from nondiff.optim.spaces import Product, Real
 from nondiff.optim.steps import SGD, Adam, ClipUp, make_step
 
 F64 = torch.float64
@@ -505,3 +508,30 @@ def test_mirrored_sampling_rounds_the_default_popsize_up_to_even():
     assert opt.popsize == 10
     x = opt.ask()
     np.testing.assert_allclose(x[:5] + x[5:], 2 * opt.state.mean.expand(5, dim).numpy())
+
+
+def test_xnes_learns_the_same_from_a_copy_of_the_clipped_candidates():
+    """A copy of the clipped candidates is no sample of the distribution (every row on one
+    face of the box): told as such, xNES' step size overflowed at generation 8. The copy
+    is recognized and learned from the samples, as the array ask() returned."""
+    space = Product({"a": Real(-1.0, 1.0), "b": Real(0.0, 2.0)})
+    runs = []
+    for copy in (False, True):
+        opt = registry.create("xnes", space, seed=0)
+        for _ in range(40):
+            x = opt.ask()
+            told = np.array(x, copy=True) if copy else x
+            opt.tell(told, (told**2).sum(axis=1))
+        runs.append((opt.state.sigma, opt.recommend()))
+    assert runs[0][0] == runs[1][0]
+    assert np.array_equal(runs[0][1], runs[1][1])
+
+
+def test_xnes_refuses_a_step_size_update_that_leaves_the_floats():
+    opt = XNES(np.zeros(2), sigma0=1e-3, seed=0)
+    x = opt.ask()
+    far = 1e6 * np.arange(x.size, dtype=float).reshape(x.shape)  # no samples of N(0, 1e-6 I)
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match="step size update"):
+        opt.tell(far, -np.arange(len(far), dtype=float))
+    assert plain_equal(before, opt.state_dict())
