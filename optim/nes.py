@@ -144,9 +144,18 @@ class SNES(GaussianES):
         dist = SeparableGaussian(st.mean, st.stdev)
         grad_mu, grad_sigma = self._noise_sums(dist, x, u)
         grad_sigma.sub_(u.sum())  # Eq. (1)
+        stdev = st.stdev * grad_sigma.mul_(hp.eta_sigma / 2).exp_()  # Eq. (3)
+        mean_stdev, least = torch.stack((stdev.mean(), stdev.amin())).tolist()  # one read
+        if not (math.isfinite(mean_stdev) and least > 0):  # checked before anything changes
+            raise ValueError(
+                f"{self.name}: the told candidates lie so far from the search distribution "
+                f"that the step size update leaves the floats (mean stdev "
+                f"{float(st.stdev.mean()):.3g} -> {mean_stdev:.3g}, least {least:.3g}); tell "
+                "the samples of ask() (the array it returned or a copy), not points moved "
+                "away from them (e.g. clipped or edited by hand)")
         st.mean.addcmul_(st.stdev, grad_mu, value=hp.eta_mu)  # Eq. (2)
-        st.stdev.mul_(grad_sigma.mul_(hp.eta_sigma / 2).exp_())  # Eq. (3)
-        return {"sigma": float(st.stdev.mean())}
+        st.stdev.copy_(stdev)
+        return {"sigma": mean_stdev}
 
 
 @dataclass

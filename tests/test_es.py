@@ -535,3 +535,15 @@ def test_xnes_refuses_a_step_size_update_that_leaves_the_floats():
     with pytest.raises(ValueError, match="step size update"):
         opt.tell(far, -np.arange(len(far), dtype=float))
     assert plain_equal(before, opt.state_dict())
+
+
+def test_snes_refuses_a_stdev_update_that_leaves_the_floats():
+    """Far-off told points used to make SNES's stdev inf (or 0) silently; the next ask
+    then sampled inf/NaN candidates."""
+    opt = SNES(np.zeros(2), sigma0=1e-3, seed=0)
+    x = opt.ask()
+    far = 1e6 * np.arange(x.size, dtype=float).reshape(x.shape)  # no samples of N(0, 1e-6 I)
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match="step size update"):
+        opt.tell(far, -np.arange(len(far), dtype=float))
+    assert plain_equal(before, opt.state_dict())
