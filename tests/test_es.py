@@ -538,7 +538,7 @@ def test_xnes_refuses_a_step_size_update_that_leaves_the_floats():
 
 
 def test_snes_refuses_a_stdev_update_that_leaves_the_floats():
-    """Far-off told points used to make SNES's stdev inf (or 0) silently; the next ask
+    """Far-off told points used to make SNES's stdev inf silently; the next ask
     then sampled inf/NaN candidates."""
     opt = SNES(np.zeros(2), sigma0=1e-3, seed=0)
     x = opt.ask()
