@@ -9,31 +9,15 @@ import math
 
 import pytest
 import torch
-from nondiff.hybrid.structure import Choice, Gates
+from hybrid_net import Net
+from hybrid_net import data as shared_data
 from nondiff.hybrid.trainer import HybridTrainer
-from torch import nn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.gates = Gates(4)
-        self.hidden = nn.Linear(4, 8)
-        self.act = Choice({"relu": nn.ReLU(), "tanh": nn.Tanh(), "identity": nn.Identity()})
-        self.out = nn.Linear(8, 2)
-
-    def forward(self, x):
-        return self.out(self.act(self.hidden(self.gates(x))))
-
-
 def data(device, batches: int = 5, rows: int = 16):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batches * rows, 4, generator=g)
-    y = (x[:, 0] * x[:, 1] > 0).long()
-    return [(x[i:i + rows].to(device), y[i:i + rows].to(device))
-            for i in range(0, len(y), rows)]
+    return shared_data(device, batches, rows)
 
 
 @pytest.mark.parametrize("search_compute,final", [(None, 4), ("shared", 0.2), (1.0, 3)])

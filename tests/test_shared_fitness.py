@@ -13,34 +13,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import plain_equal, roundtrip
+from hybrid_net import Net, data
 from nondiff.benchmarks.hybrid_tasks.acceptance import search, train_fixed
 from nondiff.hybrid.shared_fitness import SharedGeneration
-from nondiff.hybrid.structure import Choice, Gates, set_structure
+from nondiff.hybrid.structure import set_structure
 from nondiff.hybrid.trainer import HybridTrainer
 from nondiff.problems.hybrid.acceptance import make_task
 from torch import nn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.gates = Gates(4)
-        self.hidden = nn.Linear(4, 8)
-        self.act = Choice({"relu": nn.ReLU(), "tanh": nn.Tanh(), "identity": nn.Identity()})
-        self.out = nn.Linear(8, 2)
-
-    def forward(self, x):
-        return self.out(self.act(self.hidden(self.gates(x))))
-
-
-def data(device, batches: int = 6, rows: int = 32):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batches * rows, 4, generator=g)
-    y = (x[:, 0] * x[:, 1] > 0).long()
-    return [(x[i:i + rows].to(device), y[i:i + rows].to(device))
-            for i in range(0, len(y), rows)]
 
 
 def test_common_rows_cancel_the_rows_own_difficulty() -> None:
