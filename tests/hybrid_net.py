@@ -29,3 +29,24 @@ def data(device, batches: int = 6, rows: int = 32) -> list[tuple[torch.Tensor, t
     y = (x[:, 0] * x[:, 1] > 0).long()
     return [(x[i:i + rows].to(device), y[i:i + rows].to(device))
             for i in range(0, len(y), rows)]
+
+
+def straight_and_resumed(make, data, epochs: int, stop):
+    """``(straight, first, resumed)``: a trainer from ``make()`` fit ``epochs`` without a
+    break; one stopped by the callback ``stop(metrics, trainer)``; and a fresh one (under
+    another global torch seed) loaded from the stopped one's state dict, after a round
+    trip through ``torch.save``, then fit to the end. Exact resume means ``resumed`` ends
+    with ``straight``'s state."""
+    from conftest import roundtrip
+
+    straight = make()
+    straight.fit(data, epochs=epochs)
+    first = make()
+    first.callbacks.append(stop)
+    first.fit(data, epochs=epochs)
+    state = roundtrip(first.state_dict())
+    torch.manual_seed(123)
+    resumed = make()
+    resumed.load_state_dict(state)
+    resumed.fit(data, epochs=epochs)
+    return straight, first, resumed

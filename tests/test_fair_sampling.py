@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import plain_equal, roundtrip
+from hybrid_net import straight_and_resumed
 from nondiff.hybrid.sampling import fair_paths, fair_share, fair_structures, split_rows
 from nondiff.hybrid.structure import Choice, Gates, get_structure, structure_space
 from nondiff.hybrid.trainer import HybridTrainer
@@ -214,17 +215,8 @@ def test_resume_with_fair_paths_and_reevaluation_is_exact(name) -> None:
         return HybridTrainer(CountingNet(), name, seed=3, fair_steps=0.5,
                              structure_options={"popsize": 5} if name != "cmaes" else None)
 
-    data = counting_data("cpu")
-    straight = make()
-    straight.fit(data, epochs=3)
-    first = make()
-    first.callbacks.append(lambda metrics, trainer: metrics["step"] == 4)  # mid-epoch
-    first.fit(data, epochs=3)
-    state = roundtrip(first.state_dict())
-    torch.manual_seed(123)
-    resumed = make()
-    resumed.load_state_dict(state)
-    resumed.fit(data, epochs=3)
+    straight, _, resumed = straight_and_resumed(
+        make, counting_data("cpu"), 3, lambda metrics, trainer: metrics["step"] == 4)  # mid-epoch
     assert resumed.step_count == straight.step_count == 9
     assert plain_equal(resumed.state_dict(), straight.state_dict())
 

@@ -10,8 +10,8 @@ import warnings
 
 import pytest
 import torch
-from conftest import plain_equal, roundtrip
-from hybrid_net import Net, data
+from conftest import plain_equal
+from hybrid_net import Net, data, straight_and_resumed
 from nondiff.hybrid.trainer import HybridTrainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -62,20 +62,11 @@ def test_resume_between_generations_is_exact(name, weight_step) -> None:
         return HybridTrainer(Net(), name, seed=3, weight_step=weight_step, search_compute=0.7,
                              structure_options={"popsize": 5} if name != "cmaes" else None)
 
-    batches = data("cpu")
-    straight = make()
-    straight.fit(batches, epochs=3)
-    first = make()
-    first.callbacks.append(  # stop between two generations, mid-epoch
+    straight, first, resumed = straight_and_resumed(
+        make, data("cpu"), 3,  # stop between two generations, mid-epoch
         lambda metrics, trainer: metrics["step"] >= 4 and metrics["step"] % 6 != 0
         and not metrics["searched"] and bool(trainer.between["encoded"]))
-    first.fit(batches, epochs=3)
     assert first.step_count < 18 and first.search_credit != 0.0
-    state = roundtrip(first.state_dict())
-    torch.manual_seed(123)
-    resumed = make()
-    resumed.load_state_dict(state)
-    resumed.fit(batches, epochs=3)
     assert resumed.step_count == straight.step_count == 18
     assert plain_equal(resumed.state_dict(), straight.state_dict())
 

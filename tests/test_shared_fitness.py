@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import plain_equal, roundtrip
-from hybrid_net import Net, data
+from hybrid_net import Net, data, straight_and_resumed
 from nondiff.benchmarks.hybrid_tasks.acceptance import search, train_fixed
 from nondiff.hybrid.shared_fitness import SharedGeneration
 from nondiff.hybrid.structure import set_structure
@@ -106,20 +106,11 @@ def test_resume_mid_generation_is_exact(name, weight_step) -> None:
                              search_compute="shared",
                              structure_options={"popsize": 5} if name != "cmaes" else None)
 
-    batches = data("cpu")
-    straight = make()
-    straight.fit(batches, epochs=3)
-    first = make()
-    first.callbacks.append(  # stop inside a generation, mid-epoch
+    straight, first, resumed = straight_and_resumed(
+        make, data("cpu"), 3,  # stop inside a generation, mid-epoch
         lambda metrics, trainer: metrics["step"] >= 8 and metrics["step"] % 6 != 0
         and trainer.shared.active and bool(trainer.shared.rows.sum() > 0))
-    first.fit(batches, epochs=3)
     assert first.step_count < 18 and first.shared.active
-    state = roundtrip(first.state_dict())
-    torch.manual_seed(123)
-    resumed = make()
-    resumed.load_state_dict(state)
-    resumed.fit(batches, epochs=3)
     assert resumed.step_count == straight.step_count == 18
     assert plain_equal(resumed.state_dict(), straight.state_dict())
 
