@@ -310,6 +310,10 @@ class BaseOptimizer(ABC):
             return
         given = f"a {'/'.join(sorted(kinds))} space" if space is not None else "a real vector x0"
         hint = "; pass a space, e.g. Binary(n)" if space is None else ""
+        if space is not None and "real" in cls.supported_spaces:
+            hint = (f"; nondiff.optim.registry.create({cls.name!r}, space) (as minimize, "
+                    "HybridTrainer and tune call it) searches it through a continuous "
+                    "relaxation (nondiff.optim.relaxed)")
         raise UnsupportedSpaceError(
             f"{cls.name} searches {'/'.join(sorted(cls.supported_spaces))} spaces, not "
             f"{given}{hint}", kinds

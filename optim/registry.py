@@ -8,6 +8,11 @@ Example:
     >>> opt = registry.create("snes", np.zeros(4), sigma0=0.5, seed=1)
     >>> opt.ask().shape  # popsize 4 + floor(3 ln 4)
     (8, 4)
+    >>> from nondiff.optim.spaces import Binary
+    >>> registry.create("snes", Binary(6), seed=1).ask().shape  # through a relaxation
+    (8, 6)
+    >>> registry.supported_kinds("ga")  # ga searches discrete spaces only
+    frozenset({'binary', 'categorical', 'integer', 'permutation'})
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import inspect
 from typing import Any
 
 from .base import Array, BaseOptimizer, UnsupportedSpaceError
+from .spaces import KINDS
 
 _OPTIMIZERS: dict[str, type[BaseOptimizer]] = {}
 
@@ -44,9 +50,19 @@ def unknown_name_error(kind: str, name: object, known: list[str]) -> ValueError:
     return ValueError(f"unknown {kind} {name!r}{hint or ';'} Known: {', '.join(known)}")
 
 
+def supported_kinds(name: str) -> frozenset[str]:
+    """The leaf kinds ``create(name, space)`` searches: the class's own
+    ``supported_spaces``, and every kind for an optimizer of real vectors (it searches
+    the others through :class:`~nondiff.optim.relaxed.Relaxed`). The optimizers of
+    discrete spaces only (``ga``, ``one-plus-lambda``, ``cga``) search no real leaves."""
+    own = get(name).supported_spaces
+    return frozenset(KINDS) if "real" in own else frozenset(own)
+
+
 def names_supporting(kinds: set[str] | frozenset[str]) -> list[str]:
-    """Registered optimizers whose ``supported_spaces`` cover all of ``kinds``."""
-    return [name for name in names() if set(kinds) <= _OPTIMIZERS[name].supported_spaces]
+    """Registered optimizers that ``create`` builds on a space of all of ``kinds``
+    (:func:`supported_kinds`)."""
+    return [name for name in names() if set(kinds) <= supported_kinds(name)]
 
 
 def get(name: str) -> type[BaseOptimizer]:
@@ -70,17 +86,27 @@ def options(name: str) -> list[str]:
 def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     """Construct the optimizer ``name`` at ``x0`` with keyword hyperparameters.
 
+    An optimizer of real vectors given a space with leaves it does not search
+    (binary, categorical, integer, permutation) searches it through a continuous
+    relaxation: the result is a :class:`~nondiff.optim.relaxed.Relaxed` wrapping it
+    (same ``name``; its ``width`` option is accepted then).
+
     Raises:
         ValueError: unknown name, or a hyperparameter the optimizer does not have.
         UnsupportedSpaceError: a space the optimizer does not search (a ValueError
             that names the registered optimizers that do).
     """
+    from .relaxed import Relaxed, relaxation_needed
+
     cls = get(name)
-    accepted = _hyperparameters(cls)
+    relax = relaxation_needed(cls, x0)
+    accepted = _hyperparameters(cls) | ({"width"} if relax else set())
     for key in kwargs:
         if key not in accepted:
             raise unknown_name_error(f"option of {name}:", key, sorted(accepted))
     try:
+        if relax:
+            return Relaxed(x0, inner=cls, **kwargs)
         return cls(x0, **kwargs)
     except UnsupportedSpaceError as error:
         raise UnsupportedSpaceError(error.problem, error.kinds,

@@ -226,7 +226,8 @@ class Restarts(BaseOptimizer):
             name = self.name if self.inner_class is not None else \
                 f"{hparams.strategy}-{cls.name}"
             raise UnsupportedSpaceError(error.problem.replace(
-                f"{cls.name} searches", f"{name} searches", 1), error.kinds) from None
+                f"{cls.name} searches", f"{name} searches", 1).replace(
+                f"create({cls.name!r}", f"create({name!r}"), error.kinds) from None
         self.inner = first
         self.inner_class_used = cls
         self.options = dict(options)

@@ -1,0 +1,400 @@
+"""A real-valued optimizer searching any space through a continuous relaxation.
+
+:class:`Relaxed` wraps an optimizer of real vectors (SNES, XNES, CEM, PGPE,
+OpenAI-ES, the torch CMA-ES, their IPOP/BIPOP restarts, ...) so that it searches
+spaces with integer, categorical, binary and permutation leaves. The inner
+optimizer searches a latent real vector; every :meth:`~Relaxed.ask` decodes its
+latent rows into the space's ordinary encoding (the rows ``space.decode`` reads,
+as every other optimizer returns them). ``registry.create(name, space)`` (and so
+``minimize``, ``HybridTrainer`` and ``tune``) wraps a real-only optimizer
+automatically when the space has leaves it does not search; the class itself is
+``Relaxed(space, inner="snes")``.
+
+Latent encoding of each leaf, with ``h = width * sigma0`` (``width`` 1 by default):
+
+==============  =====================  ==========================================
+leaf            latent coordinates     decoded by
+==============  =====================  ==========================================
+Real            the leaf's own          itself (its bounds, log scale as encoded)
+Integer(a, b)   1 per entry             one real on ``[a - 0.5, b + 0.5]``, i.e.
+                                        ``r(z)`` in ``[-h, h]`` cut into ``b-a+1``
+                                        equal bins
+Categorical(k)  k scores per entry      argmax of the ``r(z)`` (unordered: no
+                                        choice is "between" two others)
+Binary(n)       n                       the sign of ``r(z)``
+Permutation(n)  n random keys           argsort of the ``r(z)`` (Bean 1994)
+==============  =====================  ==========================================
+
+``r`` reflects the real line into ``[-h, h]`` (a triangle wave of period ``4h``,
+``r(z) = z`` on ``[-h, h]``, as pycma's and Hansen's periodic/mirror boundary
+handling). Why reflection and ``h = sigma0``:
+
+- *First generations uniform.* The inner optimizer starts at latent 0 with step
+  size ``sigma0``; signs, argmaxes of i.i.d. scores and argsorts of i.i.d. keys
+  of a symmetric distribution are exactly uniform, and ``N(0, sigma0^2)``
+  reflected into ``[-sigma0, sigma0]`` has a density within 3 % of flat
+  (``phi(0) + 2 phi(2) = 0.507`` vs ``2 phi(1) + 2 phi(3) = 0.492``), so the
+  bins of an Integer are drawn about uniformly too. ``h`` follows ``sigma0``, so
+  this holds whatever scale ``sigma0`` has for the real leaves of a mixed space.
+- *Late flips.* An unbounded latent that drifts to +50 never flips again, and a
+  latent clipped to a box piles samples onto its faces (ties of several scores
+  at the upper face make the argmax pick the first choice). Reflected, every
+  latent point lies within ``h`` of a decision boundary, wherever the search
+  distribution has drifted, and there are no ties; the inner optimizer sees
+  its own samples unclipped. What is left is the step size: once it has shrunk
+  far below ``h`` a flip needs a many-sigma sample. CMA-ES with margin (Hamano,
+  Saito, Nomura, Shirakawa, GECCO 2022, "CMA-ES with margin: lower-bounding
+  marginal probability for mixed-integer black-box optimization") keeps a floor
+  on that probability by moving the mean; this generic wrapper does not see the
+  inner distribution and imposes no floor (``benchmarks/discrete_relaxation.py``
+  measures late flips).
+
+Continuous relaxations of discrete variables for continuous optimizers follow
+nevergrad's transforms (argmax of scores for unordered choices, a rounded real
+for ordered ones: Rapin & Teytaud 2018, "Nevergrad - A gradient-free
+optimization platform"); random keys for permutations are Bean (1994), "Genetic
+algorithms and random keys for sequencing and optimization", ORSA J. Computing.
+
+Telling rows: the rows of the last ``ask`` (the array itself, a copy, or a
+subset of its rows) are told to the inner optimizer as the latent rows they were
+decoded from, exactly. Other valid rows (a user's own candidates) are *lifted*
+to a latent point that decodes to them: a real is itself, a bit is ``±h/2``, a
+categorical entry one-hot scores (``+h/2`` for the choice, ``-h/2`` for the
+others), an integer the middle of its bin, a permutation evenly spaced keys in
+its order. Rows that decode to no value of the space get the base class's
+ValueError before anything changes.
+
+Example:
+    >>> import numpy as np
+    >>> from nondiff.optim import minimize
+    >>> from nondiff.optim.spaces import Binary
+    >>> res = minimize(lambda x: -float(np.sum(x)), Binary(12), optimizer="snes",
+    ...                budget=1500, seed=0)
+    >>> res.x.tolist() == [True] * 12
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .arrays import Array
+from .base import BaseOptimizer, _validate_positive
+from .hyperparameters import Hyperparameters, hyperparameter, real
+from .spaces import KINDS, Space
+from .state import from_plain, to_plain
+
+__all__ = ["Relaxed", "RelaxedConfig", "reflect"]
+
+
+def reflect(z: np.ndarray, h: float) -> np.ndarray:
+    """``z`` reflected into ``[-h, h]``: a triangle wave of period ``4h`` that is the
+    identity on ``[-h, h]`` (and ``reflect(z + 2h) = -reflect(z)``).
+
+    Example:
+        >>> from nondiff.optim.relaxed import reflect
+        >>> reflect(np.array([0.5, 1.5, -2.5, 4.0]), 1.0).tolist()
+        [0.5, 0.5, 0.5, 0.0]
+    """
+    return h - np.abs(np.mod(z + h, 4 * h) - 2 * h)
+
+
+@dataclasses.dataclass(frozen=True)
+class RelaxedConfig(Hyperparameters):
+    """The wrapper's own hyperparameter: ``width``, the half-width ``h`` of the latent
+    interval of a discrete coordinate in units of ``sigma0`` (module docstring)."""
+
+    width: float = hyperparameter(1.0, real(low=0.0, high=1e6, low_open=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Leaf:
+    """One leaf's place: its slice of the encoding and of the latent vector."""
+
+    kind: str
+    space: Space
+    encoded: slice
+    latent: slice
+    count: int  # entries (or permutation length)
+    cardinality: int  # choices per entry (1 for reals and permutations)
+    offset: int = 0
+
+
+def _layout(space: Space) -> list[_Leaf]:
+    leaves, start = [], 0
+    for _, leaf, where in space.leaves():
+        size = where.stop - where.start
+        k = int(getattr(leaf, "cardinality", 1)) if leaf.kind in ("categorical", "integer") else 1
+        width = size * k if leaf.kind == "categorical" else size
+        leaves.append(_Leaf(leaf.kind, leaf, where, slice(start, start + width), size, k,
+                            int(getattr(leaf, "offset", 0))))
+        start += width
+    return leaves
+
+
+def _inner_class(inner: Any) -> type[BaseOptimizer]:
+    from . import registry
+
+    cls = registry.get(inner) if isinstance(inner, str) else inner
+    if not (isinstance(cls, type) and issubclass(cls, BaseOptimizer)) or issubclass(cls, Relaxed) \
+            or "real" not in cls.supported_spaces:
+        able = [n for n in registry.names() if "real" in registry.get(n).supported_spaces]
+        raise ValueError(f"inner must be an optimizer of real vectors (a registry name or "
+                         f"class: {', '.join(able)}) to search a relaxation, got {inner!r}")
+    return cls
+
+
+class Relaxed(BaseOptimizer):
+    """An optimizer of real vectors searching any space (module docstring).
+
+    Args:
+        x0: the space to search (a :class:`~nondiff.optim.spaces.Space`).
+        sigma0: the inner optimizer's initial step size; the real leaves see it as
+            it is, the discrete ones in units of ``h = width * sigma0``.
+        popsize, seed: the inner optimizer's (default: its own default popsize
+            for the latent dimension).
+        bounds: must be None (bounds come from the space).
+        inner: the optimizer of the latent vector, a registry name or class that
+            handles real vectors.
+        width: latent half-width of a discrete coordinate, in units of ``sigma0``.
+        **options: hyperparameters of the inner optimizer.
+
+    ``name`` is the inner optimizer's (``"snes"``): results and checkpoints carry
+    the name asked for. ``state_dict()`` holds the inner optimizer's state dict and
+    the latent and decoded rows of the last ask; loading continues bit for bit.
+    """
+
+    name: ClassVar[str] = "relaxed"
+    backend: ClassVar[str] = "numpy"
+    handles_bounds: ClassVar[bool] = True  # decoded rows always lie in the space
+    supported_spaces: ClassVar[frozenset[str]] = frozenset(KINDS)
+    config_space: ClassVar[bool] = True
+    Hyperparameters = RelaxedConfig
+    hparams: RelaxedConfig
+
+    def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,
+                 seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
+                 inner: str | type[BaseOptimizer], width: float = 1.0,
+                 **options: Any) -> None:
+        cls = _inner_class(inner)
+        hparams = RelaxedConfig(width=width)
+        if not isinstance(x0, Space):
+            raise ValueError(f"{cls.name} relaxed searches a space (Binary, Categorical, ...); "
+                             f"got x0 of type {type(x0).__name__}: pass a Space, or create "
+                             f"{cls.name!r} on the real vector itself")
+        if bounds is not None:
+            raise ValueError("bounds come from the space; pass either bounds or a space")
+        Relaxed._check_space(x0)  # a constant space: nothing to search
+        _validate_positive("sigma0", sigma0)
+        self.h = hparams.width * float(sigma0)
+        self.layout = _layout(x0)
+        z0, lower, upper = self._latent_start(x0)
+        finite = bool(np.isfinite(lower).any() or np.isfinite(upper).any())
+        self.inner = cls(z0, sigma0=sigma0, popsize=popsize, seed=seed,
+                         bounds=(lower, upper) if finite else None, **options)
+        self.inner_class_used = cls
+        self.options = dict(options)
+        self.name = cls.name
+        self.handles_constraints = cls.handles_constraints
+        self.latent_dim = int(z0.size)
+        super().__init__(x0, sigma0, self.inner.popsize, self.inner.seed, None, width=width)
+
+    def _latent_start(self, space: Space) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The inner optimizer's x0 and bounds: reals as the space has them, 0 and
+        an open interval for every discrete coordinate."""
+        start, (low, high) = space.initial(), space.bounds()
+        size = sum(leaf.latent.stop - leaf.latent.start for leaf in self.layout)
+        z0, lower, upper = np.zeros(size), np.full(size, -np.inf), np.full(size, np.inf)
+        for leaf in self.layout:
+            if leaf.kind == "real":
+                z0[leaf.latent] = start[leaf.encoded]
+                lower[leaf.latent], upper[leaf.latent] = low[leaf.encoded], high[leaf.encoded]
+        return z0, lower, upper
+
+    @classmethod
+    def default_popsize(cls, dim: int) -> int:  # never used: the inner's popsize is passed
+        return super().default_popsize(dim)
+
+    def config(self) -> dict[str, Any]:
+        per_run = {"dim", "sigma0", "popsize", "seed", "bounds"}
+        inner = {k: v for k, v in self.inner.config().items() if k not in per_run}
+        return {**super().config(), "inner": self.inner_class_used.name,
+                "latent_dim": self.latent_dim, "inner_config": inner}
+
+    def min_tell_rows(self) -> int:
+        return self.inner.min_tell_rows()
+
+    def _min_popsize_reason(self) -> str:
+        return self.inner._min_popsize_reason()
+
+    # ----- the encoding --------------------------------------------------------------
+    def decode_latent(self, z: np.ndarray) -> np.ndarray:
+        """``(n, dim)`` rows of the space's encoding from ``(n, latent_dim)`` latent rows."""
+        z = np.asarray(z, dtype=np.float64)
+        out = np.empty((z.shape[0], self.dim))
+        h = self.h
+        for leaf in self.layout:
+            part = z[:, leaf.latent]
+            if leaf.kind == "real":
+                low, high = leaf.space.bounds()
+                out[:, leaf.encoded] = np.clip(part, low, high)
+                continue
+            r = reflect(part, h)
+            if leaf.kind == "binary":
+                values = (r > 0).astype(np.float64)
+            elif leaf.kind == "categorical":
+                values = r.reshape(len(z), leaf.count, leaf.cardinality).argmax(axis=2)
+            elif leaf.kind == "integer":
+                bins = np.floor((r + h) / (2 * h) * leaf.cardinality)
+                values = leaf.offset + np.clip(bins, 0, leaf.cardinality - 1)
+            else:  # permutation: random keys
+                values = np.argsort(r, axis=1, kind="stable")
+            out[:, leaf.encoded] = values
+        return out
+
+    def lift(self, x: np.ndarray) -> np.ndarray:
+        """A latent row for each encoded row of ``x`` that decodes to it (module
+        docstring); ValueError for a row that decodes to no value of the space."""
+        x = np.asarray(x, dtype=np.float64)
+        z = np.empty((x.shape[0], self.latent_dim))
+        h = self.h
+        for i, row in enumerate(x):
+            for leaf in self.layout:
+                part = row[leaf.encoded]
+                try:
+                    leaf.space.decode(part)
+                except ValueError as error:
+                    raise ValueError(f"candidate row {i} is no value of the space: {error}; "
+                                     "tell rows as ask() returned them or "
+                                     "space.encode(value)") from None
+                values = np.rint(part)
+                if leaf.kind == "real":
+                    z[i, leaf.latent] = part
+                elif leaf.kind == "binary":
+                    z[i, leaf.latent] = np.where(values > 0.5, h / 2, -h / 2)
+                elif leaf.kind == "categorical":
+                    scores = np.full((leaf.count, leaf.cardinality), -h / 2)
+                    scores[np.arange(leaf.count), values.astype(np.int64)] = h / 2
+                    z[i, leaf.latent] = scores.ravel()
+                elif leaf.kind == "integer":
+                    z[i, leaf.latent] = -h + (values - leaf.offset + 0.5) * 2 * h / leaf.cardinality
+                else:
+                    keys = np.empty(leaf.count)
+                    keys[values.astype(np.int64)] = -h + (np.arange(leaf.count) + 0.5) \
+                        * 2 * h / leaf.count
+                    z[i, leaf.latent] = keys
+        return z
+
+    # ----- ask / tell ---------------------------------------------------------------
+    def _init_state(self, x0: np.ndarray) -> dict[str, np.ndarray]:
+        return {"latent": np.zeros((0, self.latent_dim)), "asked": np.zeros((0, self.dim))}
+
+    def _ask(self, n: int) -> np.ndarray:
+        latent = self.inner.ask(n)
+        decoded = self.decode_latent(_numpy(latent))
+        self._latent_asked = latent  # the very array the inner returned: told back as is
+        self.state = {"latent": _numpy(latent).copy(), "asked": decoded.copy()}
+        return decoded
+
+    def tell(self, candidates: Array, fitness: Array, **extra: Any) -> dict[str, float]:
+        """Tell the inner optimizer the latent rows of ``candidates`` (module docstring)."""
+        self._told_latent = self._latent_of(candidates)
+        try:
+            metrics = super().tell(candidates, fitness, **extra)
+        finally:
+            self._told_latent = None
+        self.popsize = int(self.inner.popsize)  # restarts change it
+        return metrics
+
+    def _latent_of(self, candidates: Array) -> Any:
+        """The latent rows to tell for ``candidates``; None where the base's checks of
+        shape and values will refuse them."""
+        try:
+            rows = np.asarray(candidates.detach().cpu() if isinstance(candidates, torch.Tensor)
+                              else candidates, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+        if rows.ndim != 2 or rows.shape[1] != self.dim or not np.isfinite(rows).all():
+            return None
+        lower, upper = self.bounds
+        slack = 1e-9 * np.maximum(1.0, np.maximum(np.abs(lower), np.abs(upper)))
+        with np.errstate(invalid="ignore"):
+            if ((rows < lower - slack) | (rows > upper + slack)).any():
+                return None  # the base names the rows outside the box
+        asked, latent = self.state["asked"], self.state["latent"]
+        if rows.shape == asked.shape and np.array_equal(rows, asked):
+            inner_rows = getattr(self, "_latent_asked", None)
+            if inner_rows is not None and np.array_equal(_numpy(inner_rows), latent):
+                return inner_rows  # the inner optimizer's own array: it knows its samples
+            return latent.copy()
+        out = np.empty((len(rows), self.latent_dim))
+        index = {row.tobytes(): i for i, row in reversed(list(enumerate(asked)))}
+        fresh = []
+        for i, row in enumerate(rows):
+            j = index.get(row.tobytes())
+            if j is None:
+                fresh.append(i)
+            else:
+                out[i] = latent[j]
+        if fresh:
+            out[fresh] = self.lift(rows[fresh])
+        return out
+
+    def _tell(self, x: np.ndarray, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
+        latent = self._told_latent
+        if latent is None:  # pragma: no cover - the base refused such rows already
+            latent = self.lift(x)
+        forward = {k: v for k, v in extra.items() if k not in ("raw_fitness", "violation")}
+        metrics = self.inner.tell(latent, fitness, **forward)
+        self.state = {"latent": np.zeros((0, self.latent_dim)), "asked": np.zeros((0, self.dim))}
+        self._latent_asked = None
+        own = ("iteration", "evaluations", "best_f", "pop_best_f", "pop_median_f", "nonfinite")
+        return {k: v for k, v in metrics.items() if k not in own}
+
+    def stop(self) -> dict[str, Any]:
+        """The inner optimizer's reasons to stop."""
+        return self.inner.stop()
+
+    def _recommend(self) -> np.ndarray:
+        """The inner optimizer's recommendation (e.g. its mean), decoded."""
+        return self.decode_latent(_numpy(self.inner.recommend())[None, :])[0]
+
+    # ----- checkpoints ---------------------------------------------------------------
+    def _state_to_plain(self) -> dict[str, Any]:
+        return {"inner": self.inner.state_dict(), "latent": to_plain(self.state["latent"]),
+                "asked": to_plain(self.state["asked"])}
+
+    def _state_from_plain(self, plain: Any) -> None:
+        if not isinstance(plain, Mapping) or set(plain) != {"inner", "latent", "asked"}:
+            raise ValueError(f"not a relaxed {self.name} state: expected keys "
+                             "['asked', 'inner', 'latent']")
+        latent = from_plain(np.zeros(0), plain["latent"]).reshape(-1, self.latent_dim)
+        asked = from_plain(np.zeros(0), plain["asked"]).reshape(-1, self.dim)
+        if len(latent) != len(asked) or not np.isfinite(latent).all():
+            raise ValueError(f"corrupted relaxed {self.name} state: latent rows "
+                             f"{latent.shape} and asked rows {asked.shape}")
+        self.inner.load_state_dict(plain["inner"])
+        self.state = {"latent": latent, "asked": asked}
+        self._latent_asked = None
+        self.popsize = int(self.inner.popsize)
+
+
+def _numpy(x: Array) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy().astype(np.float64)
+    return np.asarray(x, dtype=np.float64)
+
+
+def relaxation_needed(cls: type[BaseOptimizer], space: Any) -> bool:
+    """Whether ``registry.create`` wraps ``cls`` in :class:`Relaxed` for ``space``: a
+    space with leaves ``cls`` does not search, and ``cls`` searches real vectors."""
+    from .spaces import leaf_kinds
+
+    return isinstance(space, Space) and not space.is_constant and "real" in cls.supported_spaces \
+        and not leaf_kinds(space) <= cls.supported_spaces
+
