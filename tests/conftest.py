@@ -46,9 +46,19 @@ def handles_real(name: str) -> bool:
     return "real" in registry.get(name).supported_spaces
 
 
+def native_names(kinds: set[str]) -> list[str]:
+    """Registry names whose class searches all of ``kinds`` itself (not through the
+    relaxation that ``registry.create`` adds for optimizers of real vectors): the
+    feature tests that predate it keep their run time; tests/test_relaxed.py covers
+    the relaxed ones."""
+    return [n for n in registry.names_supporting(kinds)
+            if set(kinds) <= registry.get(n).supported_spaces]
+
+
 def example_space(name: str) -> Product:
-    """A Product of one example leaf of every kind the optimizer supports."""
-    kinds = registry.get(name).supported_spaces
+    """A Product of one example leaf of every kind ``registry.create(name, space)``
+    searches (through the relaxation for optimizers of real vectors)."""
+    kinds = registry.supported_kinds(name)
     return Product({kind: leaf for kind, leaf in EXAMPLE_LEAVES.items() if kind in kinds})
 
 

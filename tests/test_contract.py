@@ -206,7 +206,7 @@ def test_asks_decode_in_the_space_and_resume_bit_for_bit(optimizer_case):
 
 
 def test_unsupported_space_names_the_optimizers_that_handle_it(optimizer_name):
-    missing = [k for k in EXAMPLE_LEAVES if k not in registry.get(optimizer_name).supported_spaces]
+    missing = [k for k in EXAMPLE_LEAVES if k not in registry.supported_kinds(optimizer_name)]
     if not missing:
         pytest.skip(f"{optimizer_name} handles every kind of space")
     able = registry.names_supporting({missing[0]})

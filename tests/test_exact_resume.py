@@ -22,6 +22,7 @@ from nondiff.optim.spaces import leaf_kinds
 from nondiff.problems.control import ControlProblem
 
 from nondiff import problems
+from tests.conftest import native_names
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -87,7 +88,7 @@ def _problem(name: str):
 def _start(problem):
     if problem.space is not None:
         kinds = leaf_kinds(problem.space)
-        return problem.space, registry.names_supporting(kinds)[0]
+        return problem.space, native_names(kinds)[0]
     x0 = problem.initial() if hasattr(problem, "initial") else np.zeros(problem.dim)
     return x0, "snes"
 

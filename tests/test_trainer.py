@@ -8,11 +8,10 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import finite_state, plain_equal, roundtrip
+from conftest import finite_state, native_names, plain_equal, roundtrip
 from nondiff.hybrid.decoupled import Decoupled, Group
 from nondiff.hybrid.structure import Choice, Gates, get_structure, structure_space
 from nondiff.hybrid.trainer import HybridTrainer
-from nondiff.optim import registry
 from torch import nn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -71,7 +70,7 @@ def adam(lr):
     return lambda params: torch.optim.Adam(params, lr=lr)
 
 
-@pytest.mark.parametrize("name", registry.names_supporting({"binary"}))
+@pytest.mark.parametrize("name", native_names({"binary"}))
 def test_every_binary_optimizer_closes_the_noise_gates(name: str) -> None:
     torch.manual_seed(0)
     model, data = GatedLinear(), gated_data()
@@ -84,7 +83,7 @@ def test_every_binary_optimizer_closes_the_noise_gates(name: str) -> None:
     assert gates[:2].all() and gates[3:].sum() <= 2, f"{name} ended at gates {gates}"
 
 
-@pytest.mark.parametrize("name", registry.names_supporting({"categorical"}))
+@pytest.mark.parametrize("name", native_names({"categorical"}))
 def test_every_categorical_optimizer_picks_the_working_op(name: str) -> None:
     torch.manual_seed(0)
     model, data = ChoiceNet(), choice_data()
