@@ -194,9 +194,11 @@ class Relaxed(BaseOptimizer):
         self.h = hparams.width * float(sigma0)
         self.layout = _layout(x0)
         z0, lower, upper = self._latent_start(x0)
-        finite = bool(np.isfinite(lower).any() or np.isfinite(upper).any())
-        self.inner = cls(z0, sigma0=sigma0, popsize=popsize, seed=seed,
-                         bounds=(lower, upper) if finite else None, **options)
+        self.latent_bounds = (lower, upper)
+        # No bounds for the inner optimizer: it sees its own samples, never clipped ones
+        # (a clip it cannot redo after a resume); the wrapper clips the real leaves and
+        # penalizes leaving their box (_bound_penalty).
+        self.inner = cls(z0, sigma0=sigma0, popsize=popsize, seed=seed, **options)
         self.inner_class_used = cls
         self.options = dict(options)
         self.name = cls.name
@@ -257,13 +259,15 @@ class Relaxed(BaseOptimizer):
             out[:, leaf.encoded] = values
         return out
 
-    def lift(self, x: np.ndarray) -> np.ndarray:
+    def lift(self, x: np.ndarray, rows: Any = None) -> np.ndarray:
         """A latent row for each encoded row of ``x`` that decodes to it (module
-        docstring); ValueError for a row that decodes to no value of the space."""
+        docstring); ValueError for a row that decodes to no value of the space
+        (named by its index in ``rows``, default ``range(len(x))``)."""
         x = np.asarray(x, dtype=np.float64)
         z = np.empty((x.shape[0], self.latent_dim))
         h = self.h
-        for i, row in enumerate(x):
+        names = range(len(x)) if rows is None else rows
+        for j, (i, row) in enumerate(zip(names, x, strict=True)):
             for leaf in self.layout:
                 part = row[leaf.encoded]
                 try:
@@ -274,20 +278,20 @@ class Relaxed(BaseOptimizer):
                                      "space.encode(value)") from None
                 values = np.rint(part)
                 if leaf.kind == "real":
-                    z[i, leaf.latent] = part
+                    z[j, leaf.latent] = part
                 elif leaf.kind == "binary":
-                    z[i, leaf.latent] = np.where(values > 0.5, h / 2, -h / 2)
+                    z[j, leaf.latent] = np.where(values > 0.5, h / 2, -h / 2)
                 elif leaf.kind == "categorical":
                     scores = np.full((leaf.count, leaf.cardinality), -h / 2)
                     scores[np.arange(leaf.count), values.astype(np.int64)] = h / 2
-                    z[i, leaf.latent] = scores.ravel()
+                    z[j, leaf.latent] = scores.ravel()
                 elif leaf.kind == "integer":
-                    z[i, leaf.latent] = -h + (values - leaf.offset + 0.5) * 2 * h / leaf.cardinality
+                    z[j, leaf.latent] = -h + (values - leaf.offset + 0.5) * 2 * h / leaf.cardinality
                 else:
                     keys = np.empty(leaf.count)
                     keys[values.astype(np.int64)] = -h + (np.arange(leaf.count) + 0.5) \
                         * 2 * h / leaf.count
-                    z[i, leaf.latent] = keys
+                    z[j, leaf.latent] = keys
         return z
 
     # ----- ask / tell ---------------------------------------------------------------
@@ -342,7 +346,7 @@ class Relaxed(BaseOptimizer):
             else:
                 out[i] = latent[j]
         if fresh:
-            out[fresh] = self.lift(rows[fresh])
+            out[fresh] = self.lift(rows[fresh], fresh)
         return out
 
     def _tell(self, x: np.ndarray, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
@@ -350,11 +354,24 @@ class Relaxed(BaseOptimizer):
         if latent is None:  # pragma: no cover - the base refused such rows already
             latent = self.lift(x)
         forward = {k: v for k, v in extra.items() if k not in ("raw_fitness", "violation")}
-        metrics = self.inner.tell(latent, fitness, **forward)
+        metrics = self.inner.tell(latent, self._latent_penalty(fitness, _numpy(latent)),
+                                  **forward)
         self.state = {"latent": np.zeros((0, self.latent_dim)), "asked": np.zeros((0, self.dim))}
         self._latent_asked = None
         own = ("iteration", "evaluations", "best_f", "pop_best_f", "pop_median_f", "nonfinite")
         return {k: v for k, v in metrics.items() if k not in own}
+
+    def _latent_penalty(self, fitness: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``f + spread(f) * sum(((z - clip(z)) / width)^2)`` over the real leaves'
+        coordinates: the base class's bound penalty (after pycma's BoundPenalty), so the
+        inner search does not drift out of a box where clipping makes it flat."""
+        lower, upper = self.latent_bounds
+        gap = z - np.clip(z, lower, upper)
+        if not np.any(gap):
+            return fitness
+        width = np.where(np.isfinite(upper - lower), upper - lower, 1.0)
+        spread = float(np.std(fitness))
+        return fitness + (spread if spread > 0 else 1.0) * ((gap / width) ** 2).sum(axis=1)
 
     def stop(self) -> dict[str, Any]:
         """The inner optimizer's reasons to stop."""
