@@ -58,7 +58,7 @@ def test_every_real_only_name_is_relaxed_and_the_others_are_not():
 
 
 @pytest.mark.parametrize("kind", list(SPACES))
-@pytest.mark.parametrize("name", BASE + ["bipop-snes"])
+@pytest.mark.parametrize("name", [*BASE, "bipop-snes"])
 def test_asks_decode_tells_work_and_resume_is_bit_identical(name, kind):
     space = SPACES[kind]
     opt = registry.create(name, space, seed=2)
