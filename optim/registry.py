@@ -10,9 +10,9 @@ Example:
     (8, 4)
     >>> from nondiff.optim.spaces import Binary
     >>> registry.create("snes", Binary(6), seed=1).ask().shape  # through a relaxation
-    (8, 6)
-    >>> registry.supported_kinds("ga")  # ga searches discrete spaces only
-    frozenset({'binary', 'categorical', 'integer', 'permutation'})
+    (9, 6)
+    >>> sorted(registry.supported_kinds("ga"))  # ga searches discrete spaces only
+    ['binary', 'categorical', 'integer', 'permutation']
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ def test_toml_and_python_suites(tmp_path: Path) -> None:
     assert [suite.budget_of(p) for p in suite.problems] == [100, 250, 100]
     assert suite.optimizers[0].options == {"center_lr": 0.3}
     units = suite.units()
-    assert {u["optimizer"] for u in units} == {"pgpe-fast"} and len(units) == 4  # pgpe: reals
+    # pgpe: the reals, and jump through the relaxation (nondiff.optim.relaxed)
+    assert {u["optimizer"] for u in units} == {"pgpe-fast"} and len(units) == 6
 
     script = tmp_path / "mine.py"
     script.write_text("from nondiff.benchmarks.suites import *\n"
@@ -158,10 +159,10 @@ def test_process_pool_stores_each_unit_once_and_resumes(tmp_path: Path) -> None:
 def test_a_failing_unit_is_recorded_with_its_traceback(tmp_path: Path) -> None:
     db = tmp_path / "r.sqlite"
     suite = tiny(optimizers=[OptimizerSpec("ours:cmaes"),
-                             OptimizerSpec("ours:snes", {"popsize": -3}, label="broken")])
+                             OptimizerSpec("ours:ga", {"popsize": -3}, label="broken")])
     summary = run_suite(suite, db, executor="process", workers=2, progress=False)
-    assert (summary.done, summary.failed) == (4, 2)  # snes: reals only; onemax not applicable
-    assert any("broken on onemax" in line for line in summary.not_applicable)
+    assert (summary.done, summary.failed) == (4, 2)  # ga: bits only; sphere not applicable
+    assert any("broken on sphere" in line for line in summary.not_applicable)
     with ResultStore(db) as store:
         failed = store.units("tiny", status="failed")
     assert {u["optimizer"] for u in failed} == {"broken"}

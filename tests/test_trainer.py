@@ -173,8 +173,8 @@ def test_decoupled_engine_trains_the_weights() -> None:
 def test_bad_arguments_name_the_fix() -> None:
     with pytest.raises(ValueError, match="weight_step"):
         HybridTrainer(ChoiceNet(), "ga", weight_step="mean")
-    with pytest.raises(ValueError, match="snes searches real"):
-        HybridTrainer(ChoiceNet(), "snes")
+    with pytest.raises(ValueError, match="cga searches binary"):  # snes: through a relaxation
+        HybridTrainer(ChoiceNet(), "cga")
     with pytest.raises(ValueError, match="declares no structure"):
         HybridTrainer(nn.Linear(2, 2), "ga")
     with pytest.raises(ValueError, match="engine"):

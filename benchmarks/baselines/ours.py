@@ -33,8 +33,9 @@ def algorithms() -> list[str]:
 
 
 def handles(algorithm: str, problem: Problem) -> bool:
-    """Whether the optimizer searches this problem's kind (real vectors or its space)."""
-    supported = registry.get(algorithm).supported_spaces
+    """Whether the optimizer searches this problem's kind (real vectors or its space;
+    optimizers of real vectors search any space through ``nondiff.optim.relaxed``)."""
+    supported = registry.supported_kinds(algorithm)
     if problem.space is None:
         return "real" in supported
     return leaf_kinds(problem.space) <= supported
@@ -42,7 +43,7 @@ def handles(algorithm: str, problem: Problem) -> bool:
 
 def describe(algorithm: str) -> str:
     """The problem kinds the optimizer handles, for error messages."""
-    supported = sorted(registry.get(algorithm).supported_spaces)
+    supported = sorted(registry.supported_kinds(algorithm))
     real = "continuous problems and " if "real" in supported else ""
     return f"{real}spaces whose leaves are {'/'.join(supported)}"
 

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         label = "real+int+cat+bin" if reals else "int+cat+bin"
         kinds = {"integer", "categorical", "binary"} | ({"real"} if reals else set())
         for name in OPTIMIZERS:
-            if not kinds <= registry.get(name).supported_spaces:
+            if not kinds <= registry.supported_kinds(name):
                 print(f"{label:<28}{name:<18}{'does not handle this space':>43}")
                 continue
             row = run(name, args.n, reals, seeds, args.budget)
