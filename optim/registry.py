@@ -22,7 +22,7 @@ import inspect
 from typing import Any
 
 from .base import Array, BaseOptimizer, UnsupportedSpaceError
-from .spaces import KINDS
+from .spaces import KINDS, Space
 
 _OPTIMIZERS: dict[str, type[BaseOptimizer]] = {}
 
@@ -89,7 +89,11 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     An optimizer of real vectors given a space with leaves it does not search
     (binary, categorical, integer, permutation) searches it through a continuous
     relaxation: the result is a :class:`~nondiff.optim.relaxed.Relaxed` wrapping it
-    (same ``name``; its ``width`` option is accepted then).
+    (same ``name``; its options ``width`` and ``relax`` are accepted then). ``relax``
+    also asks for it where the optimizer has its own handling: ``create("cmaes", space,
+    relax=["categorical"])`` searches categorical leaves by argmax of scores instead of
+    pycma's rounded index (an order the choices do not have), integers and bits still
+    as pycma's integer variables.
 
     Raises:
         ValueError: unknown name, or a hyperparameter the optimizer does not have.
@@ -99,8 +103,9 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     from .relaxed import Relaxed, relaxation_needed
 
     cls = get(name)
-    relax = relaxation_needed(cls, x0)
-    accepted = _hyperparameters(cls) | ({"width"} if relax else set())
+    relax = relaxation_needed(cls, x0) or (
+        bool(kwargs.get("relax")) and "real" in cls.supported_spaces and isinstance(x0, Space))
+    accepted = _hyperparameters(cls) | ({"width", "relax"} if relax else set())
     for key in kwargs:
         if key not in accepted:
             raise unknown_name_error(f"option of {name}:", key, sorted(accepted))

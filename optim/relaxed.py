@@ -46,7 +46,7 @@ handling). Why reflection and ``h = sigma0``:
   Saito, Nomura, Shirakawa, GECCO 2022, "CMA-ES with margin: lower-bounding
   marginal probability for mixed-integer black-box optimization") keeps a floor
   on that probability by moving the mean; this generic wrapper does not see the
-  inner distribution and imposes no floor (``benchmarks/discrete_relaxation.py``
+  inner distribution and imposes no floor (``benchmarks/studies/relaxation.py``
   measures late flips).
 
 Continuous relaxations of discrete variables for continuous optimizers follow
@@ -54,6 +54,13 @@ nevergrad's transforms (argmax of scores for unordered choices, a rounded real
 for ordered ones: Rapin & Teytaud 2018, "Nevergrad - A gradient-free
 optimization platform"); random keys for permutations are Bean (1994), "Genetic
 algorithms and random keys for sequencing and optimization", ORSA J. Computing.
+
+Leaves the inner optimizer searches itself stay its own (pycma's CMA-ES keeps its
+integer handling of integers, bits and categories, and searches a permutation through
+random keys) unless ``relax`` names their kind: ``registry.create("cmaes", space,
+relax=["categorical"])`` searches categorical leaves by argmax of scores rather than
+as a rounded index 0..k-1, an order the choices do not have (measured in
+``benchmarks/studies/relaxation.py``).
 
 Telling rows: the rows of the last ``ask`` (the array itself, a copy, or a
 subset of its rows) are told to the inner optimizer as the latent rows they were
@@ -76,6 +83,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -86,7 +94,7 @@ import torch
 from .arrays import Array
 from .base import BaseOptimizer, _validate_positive
 from .hyperparameters import Hyperparameters, hyperparameter, real
-from .spaces import KINDS, Space
+from .spaces import KINDS, Product, Real, Space
 from .state import from_plain, to_plain
 
 __all__ = ["Relaxed", "RelaxedConfig", "reflect"]
@@ -104,19 +112,38 @@ def reflect(z: np.ndarray, h: float) -> np.ndarray:
     return h - np.abs(np.mod(z + h, 4 * h) - 2 * h)
 
 
+DISCRETE = tuple(k for k in KINDS if k != "real")
+
+
+def _kinds(name: str, value: Any) -> tuple[str, ...]:
+    kinds = (value,) if isinstance(value, str) else value
+    try:
+        kinds = tuple(sorted(set(kinds)))
+    except TypeError:
+        kinds = None
+    if kinds is None or not set(kinds) <= set(DISCRETE):
+        raise ValueError(f"{name} must be a list of leaf kinds among {list(DISCRETE)} (to "
+                         f"search through the relaxation even where the optimizer has its "
+                         f"own handling, e.g. relax=['categorical'] for CMA-ES), got {value!r}")
+    return kinds
+
+
 @dataclasses.dataclass(frozen=True)
 class RelaxedConfig(Hyperparameters):
-    """The wrapper's own hyperparameter: ``width``, the half-width ``h`` of the latent
-    interval of a discrete coordinate in units of ``sigma0`` (module docstring)."""
+    """The wrapper's own hyperparameters: ``width``, the half-width ``h`` of the latent
+    interval of a discrete coordinate in units of ``sigma0`` (module docstring);
+    ``relax``, leaf kinds to relax even if the inner optimizer searches them itself
+    (the kinds it does not search are always relaxed)."""
 
     width: float = hyperparameter(1.0, real(low=0.0, high=1e6, low_open=True))
+    relax: tuple[str, ...] = hyperparameter((), _kinds)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Leaf:
     """One leaf's place: its slice of the encoding and of the latent vector."""
 
-    kind: str
+    kind: str  # the leaf's kind, or "native": passed to the inner optimizer as it is
     space: Space
     encoded: slice
     latent: slice
@@ -125,13 +152,14 @@ class _Leaf:
     offset: int = 0
 
 
-def _layout(space: Space) -> list[_Leaf]:
+def _layout(space: Space, native: frozenset[str]) -> list[_Leaf]:
     leaves, start = [], 0
     for _, leaf, where in space.leaves():
         size = where.stop - where.start
         k = int(getattr(leaf, "cardinality", 1)) if leaf.kind in ("categorical", "integer") else 1
-        width = size * k if leaf.kind == "categorical" else size
-        leaves.append(_Leaf(leaf.kind, leaf, where, slice(start, start + width), size, k,
+        kind = "native" if leaf.kind in native else leaf.kind
+        width = size * k if kind == "categorical" else size
+        leaves.append(_Leaf(kind, leaf, where, slice(start, start + width), size, k,
                             int(getattr(leaf, "offset", 0))))
         start += width
     return leaves
@@ -180,9 +208,9 @@ class Relaxed(BaseOptimizer):
     def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,
                  seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
                  inner: str | type[BaseOptimizer], width: float = 1.0,
-                 **options: Any) -> None:
+                 relax: Any = (), **options: Any) -> None:
         cls = _inner_class(inner)
-        hparams = RelaxedConfig(width=width)
+        hparams = RelaxedConfig(width=width, relax=relax)
         if not isinstance(x0, Space):
             raise ValueError(f"{cls.name} relaxed searches a space (Binary, Categorical, ...); "
                              f"got x0 of type {type(x0).__name__}: pass a Space, or create "
@@ -192,19 +220,34 @@ class Relaxed(BaseOptimizer):
         Relaxed._check_space(x0)  # a constant space: nothing to search
         _validate_positive("sigma0", sigma0)
         self.h = hparams.width * float(sigma0)
-        self.layout = _layout(x0)
+        native = cls.supported_spaces - {"real"} - set(hparams.relax)
+        self.layout = _layout(x0, frozenset(native))
         z0, lower, upper = self._latent_start(x0)
         self.latent_bounds = (lower, upper)
         # No bounds for the inner optimizer: it sees its own samples, never clipped ones
         # (a clip it cannot redo after a resume); the wrapper clips the real leaves and
-        # penalizes leaving their box (_bound_penalty).
-        self.inner = cls(z0, sigma0=sigma0, popsize=popsize, seed=seed, **options)
+        # penalizes leaving their box (_bound_penalty). Leaves it searches itself (e.g.
+        # CMA-ES's integers with relax=["categorical"]) reach it as they are, in a space.
+        start: Any = z0
+        self._native = any(leaf.kind == "native" for leaf in self.layout)
+        if self._native:
+            start = _Latent({f"x{i}": leaf.space if leaf.kind == "native" else
+                             Real(size=leaf.latent.stop - leaf.latent.start)
+                             for i, leaf in enumerate(self.layout)}, z0)
+        with self._quiet():
+            self.inner = cls(start, sigma0=sigma0, popsize=popsize, seed=seed, **options)
         self.inner_class_used = cls
         self.options = dict(options)
         self.name = cls.name
         self.handles_constraints = cls.handles_constraints
         self.latent_dim = int(z0.size)
-        super().__init__(x0, sigma0, self.inner.popsize, self.inner.seed, None, width=width)
+        super().__init__(x0, sigma0, self.inner.popsize, self.inner.seed, None, width=width,
+                         relax=relax)
+
+    def _quiet(self) -> Any:
+        """pycma's integer handling computes ``inf mod 1`` for the open latent bounds
+        beside its integer variables (a NaN it then compares, harmlessly): silenced."""
+        return np.errstate(invalid="ignore") if self._native else contextlib.nullcontext()
 
     def _latent_start(self, space: Space) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The inner optimizer's x0 and bounds: reals as the space has them, 0 and
@@ -213,8 +256,9 @@ class Relaxed(BaseOptimizer):
         size = sum(leaf.latent.stop - leaf.latent.start for leaf in self.layout)
         z0, lower, upper = np.zeros(size), np.full(size, -np.inf), np.full(size, np.inf)
         for leaf in self.layout:
-            if leaf.kind == "real":
+            if leaf.kind in ("real", "native"):
                 z0[leaf.latent] = start[leaf.encoded]
+            if leaf.kind == "real":
                 lower[leaf.latent], upper[leaf.latent] = low[leaf.encoded], high[leaf.encoded]
         return z0, lower, upper
 
@@ -245,6 +289,9 @@ class Relaxed(BaseOptimizer):
             if leaf.kind == "real":
                 low, high = leaf.space.bounds()
                 out[:, leaf.encoded] = np.clip(part, low, high)
+                continue
+            if leaf.kind == "native":
+                out[:, leaf.encoded] = part
                 continue
             r = reflect(part, h)
             if leaf.kind == "binary":
@@ -277,7 +324,9 @@ class Relaxed(BaseOptimizer):
                                      "tell rows as ask() returned them or "
                                      "space.encode(value)") from None
                 values = np.rint(part)
-                if leaf.kind == "real":
+                if leaf.kind == "native":
+                    z[j, leaf.latent] = values if leaf.space.kind != "real" else part
+                elif leaf.kind == "real":
                     z[j, leaf.latent] = part
                 elif leaf.kind == "binary":
                     z[j, leaf.latent] = np.where(values > 0.5, h / 2, -h / 2)
@@ -299,7 +348,8 @@ class Relaxed(BaseOptimizer):
         return {"latent": np.zeros((0, self.latent_dim)), "asked": np.zeros((0, self.dim))}
 
     def _ask(self, n: int) -> np.ndarray:
-        latent = self.inner.ask(n)
+        with self._quiet():
+            latent = self.inner.ask(n)
         decoded = self.decode_latent(_numpy(latent))
         self._latent_asked = latent  # the very array the inner returned: told back as is
         self.state = {"latent": _numpy(latent).copy(), "asked": decoded.copy()}
@@ -354,8 +404,9 @@ class Relaxed(BaseOptimizer):
         if latent is None:  # pragma: no cover - the base refused such rows already
             latent = self.lift(x)
         forward = {k: v for k, v in extra.items() if k not in ("raw_fitness", "violation")}
-        metrics = self.inner.tell(latent, self._latent_penalty(fitness, _numpy(latent)),
-                                  **forward)
+        with self._quiet():
+            metrics = self.inner.tell(latent, self._latent_penalty(fitness, _numpy(latent)),
+                                      **forward)
         self.state = {"latent": np.zeros((0, self.latent_dim)), "asked": np.zeros((0, self.dim))}
         self._latent_asked = None
         own = ("iteration", "evaluations", "best_f", "pop_best_f", "pop_median_f", "nonfinite")
@@ -395,10 +446,23 @@ class Relaxed(BaseOptimizer):
         if len(latent) != len(asked) or not np.isfinite(latent).all():
             raise ValueError(f"corrupted relaxed {self.name} state: latent rows "
                              f"{latent.shape} and asked rows {asked.shape}")
-        self.inner.load_state_dict(plain["inner"])
+        with self._quiet():
+            self.inner.load_state_dict(plain["inner"])
         self.state = {"latent": latent, "asked": asked}
         self._latent_asked = None
         self.popsize = int(self.inner.popsize)
+
+
+class _Latent(Product):
+    """The inner optimizer's space when some leaves stay its own: unbounded reals for
+    the relaxed and real leaves, the native leaves as they are; starts at ``start``."""
+
+    def __init__(self, spaces: Mapping[str, Space], start: np.ndarray) -> None:
+        super().__init__(spaces)
+        self._start = np.asarray(start, dtype=np.float64).copy()
+
+    def initial(self) -> np.ndarray:
+        return self._start.copy()
 
 
 def _numpy(x: Array) -> np.ndarray:
