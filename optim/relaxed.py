@@ -46,8 +46,16 @@ handling). Why reflection and ``h = sigma0``:
   Saito, Nomura, Shirakawa, GECCO 2022, "CMA-ES with margin: lower-bounding
   marginal probability for mixed-integer black-box optimization") keeps a floor
   on that probability by moving the mean; this generic wrapper does not see the
-  inner distribution and imposes no floor (``benchmarks/studies/relaxation.py``
-  measures late flips).
+  inner distribution and imposes no floor.
+
+Measured (``python -m nondiff.benchmarks.studies.relaxation``, 5 seeds): the first
+generation's choice frequencies are within 0.006 of uniform for every kind at width 1
+(integer bins: 0.107 off at width 2); on a moving target (30 bits, 10 flip halfway
+through 6000 evaluations) the final best Hamming distance to the new target is
+reflected / unbounded latent: snes 2.0 / 5.8, xnes 1.8 / 3.4, cem 1.4 / 2.2, pgpe
+0.0 / 6.8, openai-es 7.0 / 2.8, cmaes-torch 3.0 / 5.2, sep-cmaes-torch 6.6 / 8.4
+(the CMA-ES runs stop on the flat fitness of the first half: a floor or a restart
+would be needed there).
 
 Continuous relaxations of discrete variables for continuous optimizers follow
 nevergrad's transforms (argmax of scores for unordered choices, a rounded real

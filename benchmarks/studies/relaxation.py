@@ -10,8 +10,12 @@ Four measurements, each at equal budgets and seeds (no timings: quality only):
    flat within 3 % there).
 2. ``late-flip``: a moving target. 30 bits; for the first half of the budget the
    target is all ones, then its first 10 bits turn to zeros: the final Hamming distance
-   to the second target, reflected latent (``width`` 1) vs a latent that is in effect
-   unbounded (``width`` 1e6: the reflection never folds), per optimizer.
+   to the second target of the last generation's best candidate, reflected latent
+   (``width`` 1) vs a latent that is in effect unbounded (``width`` 1e6: the
+   reflection never folds), per optimizer. The CMA-ES variants stop on the flat
+   fitness of the converged first half (``tolflatfitness``) and are asked on
+   regardless: their row shows what a collapsed step size leaves (no flips), the
+   case for a floor on the flip probability (Hamano et al. 2022) or a restart.
 3. ``tasks``: every base optimizer of real vectors on OneMax(30), LeadingOnes(20), a
    categorical lookup (8 of 5 choices), integers (6 in 0..9) and a permutation of 8,
    against random search with the same budget (mean best over seeds).
@@ -21,6 +25,15 @@ Four measurements, each at equal budgets and seeds (no timings: quality only):
 
     OMP_NUM_THREADS=1 nice -n 10 python -m nondiff.benchmarks.studies.relaxation \\
         [uniform late-flip tasks cmaes-categorical] [--seeds 5]
+
+Measured (5 seeds, 2 shared cores): (1) every deviation <= 0.006 at width 1, the
+integer's 0.107 at width 2; (2) reflected beats unbounded for snes (2.0 vs 5.8),
+xnes, cem, pgpe (0.0 vs 6.8), cmaes-torch and sep-cmaes-torch, not for openai-es
+(7.0 vs 2.8); (3) every optimizer beats random search on OneMax, LeadingOnes and
+integers; on the categorical lookup xnes and openai-es tie random (1.6), on the
+permutation openai-es is worse (5.2 vs 4.0: its fixed Adam step of 0.01 moves the
+mean slowly against latent scores of size sigma0); snes is best or tied everywhere;
+(4) optima found in 25 runs: index 8, scores 19.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ from nondiff.optim import minimize, registry
 from nondiff.optim.spaces import Binary, Categorical, Integer, Permutation, Product, Space
 
 BASE = ["snes", "xnes", "cem", "pgpe", "openai-es", "cmaes-torch", "sep-cmaes-torch"]
+LATE = [*BASE, "ipop-snes", "ipop-cmaes-torch"]
 
 
 def uniform(seeds: int) -> None:
@@ -59,20 +73,21 @@ def _moving_target(name: str, width: float, seed: int, budget: int) -> int:
     n, flipped = 30, 10
     first, second = np.ones(n), np.r_[np.zeros(flipped), np.ones(n - flipped)]
     opt = registry.create(name, Binary(n), seed=seed, width=width)
-    used = 0
+    used, f = 0, np.zeros(1)
     while used < budget:
         x = opt.ask()
         target = first if used < budget // 2 else second
-        opt.tell(x, np.abs(x - target).sum(axis=1))
+        f = np.abs(x - target).sum(axis=1)
+        opt.tell(x, f)
         used += len(x)
-    return int(np.abs(Binary(n).encode(Binary(n).decode(opt.recommend())) - second).sum())
+    return int(f.min())  # the last generation's best (best-so-far is of the old target)
 
 
 def late_flip(seeds: int, budget: int = 6000) -> None:
     print(f"\n2. moving target (30 bits, 10 flip after {budget // 2} of {budget} evaluations):"
           f" final Hamming distance to the new target, mean over {seeds} seeds")
     print(f"{'optimizer':<16}{'reflected (width 1)':>21}{'unbounded (width 1e6)':>23}")
-    for name in BASE:
+    for name in LATE:
         row = [np.mean([_moving_target(name, w, s, budget) for s in range(seeds)])
                for w in (1.0, 1e6)]
         print(f"{name:<16}{row[0]:>21.1f}{row[1]:>23.1f}", flush=True)
