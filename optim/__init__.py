@@ -28,6 +28,7 @@ from .ga import GeneticAlgorithm, OnePlusLambdaEA
 from .minimize import load_checkpoint, minimize, save_checkpoint
 from .nes import SNES, XNES
 from .reinforce import REINFORCE
+from .relaxed import Relaxed
 from .restarts import BIPOPCMAES, IPOPCMAES, VARIANTS, Restarts
 
 for _cls in (CMAES, SepCMAES, OpenAIES, SNES, XNES, PGPE, CEM,
@@ -56,6 +57,7 @@ __all__ = [
     "Optimizer",
     "ProcessPoolEvaluator",
     "RayEvaluator",
+    "Relaxed",
     "Restarts",
     "Result",
     "SepCMAES",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nondiff.optim import minimize
+from nondiff.optim import minimize, registry
 from nondiff.optim.spaces import Binary, Categorical, Integer, Product, Real
 
 from nondiff import problems
@@ -60,9 +60,13 @@ def test_cmaes_solves_the_mixed_benchmark():
 
 
 def test_real_only_optimizer_names_alternatives_for_a_discrete_space():
-    with pytest.raises(ValueError, match="cmaes") as error:
-        minimize(lambda v: 0.0, Product(mask=Binary(3)), optimizer="snes", budget=100)
-    assert "snes searches real spaces" in str(error.value)
+    with pytest.raises(ValueError, match="cmaes") as error:  # a discrete-only one: no reals
+        minimize(lambda v: 0.0, Product(x=Real(0, 1), mask=Binary(3)), optimizer="ga",
+                 budget=100)
+    assert "ga searches binary/categorical/integer/permutation spaces" in str(error.value)
+    with pytest.raises(ValueError, match=r"snes searches real spaces.*"
+                                         r"registry.create\('snes', space\)"):
+        registry.get("snes")(Product(mask=Binary(3)))  # by name it searches a relaxation
 
 
 def test_mixed_sphere_rejects_entries_outside_the_space():
