@@ -20,7 +20,8 @@ Integer(a, b)   1 per entry             one real on ``[a - 0.5, b + 0.5]``, i.e.
                                         ``r(z)`` in ``[-h, h]`` cut into ``b-a+1``
                                         equal bins
 Categorical(k)  k scores per entry      argmax of the ``r(z)`` (unordered: no
-                                        choice is "between" two others)
+                                        choice is "between" two others); for
+                                        k = 2 one real per entry, its sign
 Binary(n)       n                       the sign of ``r(z)``
 Permutation(n)  n random keys           argsort of the ``r(z)`` (Bean 1994)
 ==============  =====================  ==========================================
@@ -55,7 +56,9 @@ through 6000 evaluations) the final best Hamming distance to the new target is
 reflected / unbounded latent: snes 2.0 / 5.8, xnes 1.8 / 3.4, cem 1.4 / 2.2, pgpe
 0.0 / 6.8, openai-es 7.0 / 2.8, cmaes-torch 3.0 / 5.2, sep-cmaes-torch 6.6 / 8.4
 (the CMA-ES runs stop on the flat fitness of the first half: a floor or a restart
-would be needed there).
+would be needed there). Two choices as one real with a sign test rather than two
+scores (30 entries, budget 1000, mean wrong entries, sign vs scores): snes 0.0 vs 1.8,
+xnes 2.8 vs 4.2, pgpe 2.0 vs 2.6, cmaes-torch 0.0 vs 1.0, sep-cmaes-torch 0.0 vs 0.0.
 
 Continuous relaxations of discrete variables for continuous optimizers follow
 nevergrad's transforms (argmax of scores for unordered choices, a rounded real
@@ -166,7 +169,7 @@ def _layout(space: Space, native: frozenset[str]) -> list[_Leaf]:
         size = where.stop - where.start
         k = int(getattr(leaf, "cardinality", 1)) if leaf.kind in ("categorical", "integer") else 1
         kind = "native" if leaf.kind in native else leaf.kind
-        width = size * k if kind == "categorical" else size
+        width = size * k if kind == "categorical" and k > 2 else size  # k = 2: one sign
         leaves.append(_Leaf(kind, leaf, where, slice(start, start + width), size, k,
                             int(getattr(leaf, "offset", 0))))
         start += width
@@ -304,6 +307,8 @@ class Relaxed(BaseOptimizer):
             r = reflect(part, h)
             if leaf.kind == "binary":
                 values = (r > 0).astype(np.float64)
+            elif leaf.kind == "categorical" and leaf.cardinality == 2:
+                values = (r > 0).astype(np.float64)  # two choices: one real, its sign
             elif leaf.kind == "categorical":
                 values = r.reshape(len(z), leaf.count, leaf.cardinality).argmax(axis=2)
             elif leaf.kind == "integer":
@@ -336,7 +341,8 @@ class Relaxed(BaseOptimizer):
                     z[j, leaf.latent] = values if leaf.space.kind != "real" else part
                 elif leaf.kind == "real":
                     z[j, leaf.latent] = part
-                elif leaf.kind == "binary":
+                elif leaf.kind == "binary" or (leaf.kind == "categorical"
+                                               and leaf.cardinality == 2):
                     z[j, leaf.latent] = np.where(values > 0.5, h / 2, -h / 2)
                 elif leaf.kind == "categorical":
                     scores = np.full((leaf.count, leaf.cardinality), -h / 2)

@@ -240,3 +240,11 @@ def test_cmaes_with_categorical_scores_beats_the_rounded_index_on_a_lookup():
         return sum(minimize(fn, space, optimizer="cmaes", budget=300, seed=s,
                             options=options).f == table.min() for s in range(5))
     assert hits({"relax": ["categorical"]}) >= 4 and hits({}) <= 1
+
+
+def test_two_choices_are_one_real_with_a_sign_test():
+    space = Product(two=Categorical(["x", "y"], size=4), three=Categorical(list("abc")))
+    opt = registry.create("snes", space, seed=0)
+    assert opt.latent_dim == 4 + 3  # one real per two-way choice, three scores for three
+    rows = space.sample(np.random.default_rng(1), 8)
+    assert np.array_equal(opt.decode_latent(opt.lift(rows)), rows)
