@@ -248,3 +248,29 @@ def test_two_choices_are_one_real_with_a_sign_test():
     assert opt.latent_dim == 4 + 3  # one real per two-way choice, three scores for three
     rows = space.sample(np.random.default_rng(1), 8)
     assert np.array_equal(opt.decode_latent(opt.lift(rows)), rows)
+
+
+@pytest.mark.parametrize("name", ["snes", "ipop-pgpe"])
+def test_minimize_resumed_from_its_checkpoint_equals_the_uninterrupted_run(tmp_path, name):
+    space = Product(bits=Binary(8), order=Permutation(4), op=Categorical(list("abc")))
+
+    calls = []
+
+    def fn(v):
+        calls.append(1)
+        return -float(np.sum(v["bits"])) + float(np.abs(v["order"] - np.arange(4)).sum()) \
+            + (v["op"] != "c")
+
+    def run(budget, path=None):
+        return minimize(fn, space, optimizer=name, budget=budget, seed=3, checkpoint=path,
+                        checkpoint_every=1)
+
+    popsize = registry.create(name, space, seed=3).popsize
+    whole = run(8 * popsize)
+    path = tmp_path / "run.pt"
+    run(3 * popsize, path)
+    calls.clear()
+    resumed = run(8 * popsize, path)
+    assert len(calls) == 5 * popsize  # it went on from the checkpoint
+    assert np.array_equal(whole.history, resumed.history) and whole.f == resumed.f
+    assert repr(whole.x) == repr(resumed.x)
