@@ -201,6 +201,8 @@ class Relaxed(BaseOptimizer):
         inner: the optimizer of the latent vector, a registry name or class that
             handles real vectors.
         width: latent half-width of a discrete coordinate, in units of ``sigma0``.
+        relax: leaf kinds to relax even where the inner optimizer searches them
+            itself (e.g. ``["categorical"]`` for CMA-ES); the others stay its own.
         **options: hyperparameters of the inner optimizer.
 
     ``name`` is the inner optimizer's (``"snes"``): results and checkpoints carry
@@ -237,7 +239,7 @@ class Relaxed(BaseOptimizer):
         self.latent_bounds = (lower, upper)
         # No bounds for the inner optimizer: it sees its own samples, never clipped ones
         # (a clip it cannot redo after a resume); the wrapper clips the real leaves and
-        # penalizes leaving their box (_bound_penalty). Leaves it searches itself (e.g.
+        # penalizes leaving their box (_latent_penalty). Leaves it searches itself (e.g.
         # CMA-ES's integers with relax=["categorical"]) reach it as they are, in a space.
         start: Any = z0
         self._native = any(leaf.kind == "native" for leaf in self.layout)
@@ -272,10 +274,6 @@ class Relaxed(BaseOptimizer):
             if leaf.kind == "real":
                 lower[leaf.latent], upper[leaf.latent] = low[leaf.encoded], high[leaf.encoded]
         return z0, lower, upper
-
-    @classmethod
-    def default_popsize(cls, dim: int) -> int:  # never used: the inner's popsize is passed
-        return super().default_popsize(dim)
 
     def config(self) -> dict[str, Any]:
         per_run = {"dim", "sigma0", "popsize", "seed", "bounds"}
