@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -188,6 +189,8 @@ class BaseOptimizer(ABC):
     inverts_box: ClassVar[bool] = False  # told rows must lie in the bounds (e.g. pycma)
     handles_constraints: ClassVar[bool] = False
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"real"})
+    relaxed_kinds: ClassVar[frozenset[str]] = frozenset()  # kinds registry.create relaxes
+    # by default though the class searches them itself (nondiff.optim.relaxed)
     min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
     _told_asked: bool = False  # see _tell
     _asked_version: int | None = None
@@ -294,8 +297,9 @@ class BaseOptimizer(ABC):
         common arguments and ``self.hparams.config()``."""
         config = {"dim": self.dim, "sigma0": self.sigma0, "popsize": self.popsize,
                   "seed": self.seed}
-        if self.config_space:
-            config["space"] = repr(self.space)
+        if self.config_space:  # without object addresses (functions among the choices),
+            # which differ in the process that resumes
+            config["space"] = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(self.space))
         return {**config, **self.hparams.config()}
 
     @classmethod

@@ -22,7 +22,7 @@ import inspect
 from typing import Any
 
 from .base import Array, BaseOptimizer, UnsupportedSpaceError
-from .spaces import KINDS, Space
+from .spaces import KINDS, Space, leaf_kinds
 
 _OPTIMIZERS: dict[str, type[BaseOptimizer]] = {}
 
@@ -90,10 +90,11 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     (binary, categorical, integer, permutation) searches it through a continuous
     relaxation: the result is a :class:`~nondiff.optim.relaxed.Relaxed` wrapping it
     (same ``name``; its options ``width`` and ``relax`` are accepted then). ``relax``
-    also asks for it where the optimizer has its own handling: ``create("cmaes", space,
-    relax=["categorical"])`` searches categorical leaves by argmax of scores instead of
-    pycma's rounded index (an order the choices do not have), integers and bits still
-    as pycma's integer variables.
+    also asks for it where the optimizer has its own handling, and an optimizer's
+    ``relaxed_kinds`` are relaxed unless ``relax`` says otherwise: the pycma CMA-ES
+    family searches categorical leaves by argmax of scores instead of pycma's rounded
+    index (an order the choices do not have), integers and bits still as pycma's
+    integer variables; ``create("cmaes", space, relax=[])`` keeps the rounded index.
 
     Raises:
         ValueError: unknown name, or a hyperparameter the optimizer does not have.
@@ -103,16 +104,21 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     from .relaxed import Relaxed, relaxation_needed
 
     cls = get(name)
+    space_kinds = leaf_kinds(x0) if isinstance(x0, Space) else set()
+    by_default = sorted(cls.relaxed_kinds & space_kinds)
+    if by_default and "relax" not in kwargs:
+        kwargs = {**kwargs, "relax": by_default}
     relax = relaxation_needed(cls, x0) or (
         bool(kwargs.get("relax")) and "real" in cls.supported_spaces and isinstance(x0, Space))
-    accepted = _hyperparameters(cls) | ({"width", "relax"} if relax else set())
+    relaxable = relax or (isinstance(x0, Space) and bool(cls.relaxed_kinds))
+    accepted = _hyperparameters(cls) | ({"width", "relax"} if relaxable else set())
     for key in kwargs:
         if key not in accepted:
             raise unknown_name_error(f"option of {name}:", key, sorted(accepted))
     try:
         if relax:
             return Relaxed(x0, inner=cls, **kwargs)
-        return cls(x0, **kwargs)
+        return cls(x0, **{k: v for k, v in kwargs.items() if k != "relax"})
     except UnsupportedSpaceError as error:
         raise UnsupportedSpaceError(error.problem, error.kinds,
                                     names_supporting(error.kinds)) from None

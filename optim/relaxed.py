@@ -8,7 +8,7 @@ latent rows into the space's ordinary encoding (the rows ``space.decode`` reads,
 as every other optimizer returns them). ``registry.create(name, space)`` (and so
 ``minimize``, ``HybridTrainer`` and ``tune``) wraps a real-only optimizer
 automatically when the space has leaves it does not search; the class itself is
-``Relaxed(space, inner="snes")``.
+``Relaxed(space, inner=SNES)``.
 
 Latent encoding of each leaf, with ``h = width * sigma0`` (``width`` 1 by default):
 
@@ -177,15 +177,15 @@ def _layout(space: Space, native: frozenset[str]) -> list[_Leaf]:
 
 
 def _inner_class(inner: Any) -> type[BaseOptimizer]:
-    from . import registry
-
-    cls = registry.get(inner) if isinstance(inner, str) else inner
-    if not (isinstance(cls, type) and issubclass(cls, BaseOptimizer)) or issubclass(cls, Relaxed) \
-            or "real" not in cls.supported_spaces:
-        able = [n for n in registry.names() if "real" in registry.get(n).supported_spaces]
-        raise ValueError(f"inner must be an optimizer of real vectors (a registry name or "
-                         f"class: {', '.join(able)}) to search a relaxation, got {inner!r}")
-    return cls
+    """The inner optimizer's class (by class: names go through ``registry.create``, which
+    imports this module, so this module does not look names up)."""
+    if not (isinstance(inner, type) and issubclass(inner, BaseOptimizer)) \
+            or issubclass(inner, Relaxed) or "real" not in inner.supported_spaces:
+        raise ValueError(
+            f"inner must be an optimizer class of real vectors (e.g. nondiff.optim.SNES) to "
+            f"search a relaxation, got {inner!r}; by name, registry.create(name, space) "
+            "relaxes where needed")
+    return inner
 
 
 class Relaxed(BaseOptimizer):
@@ -198,8 +198,8 @@ class Relaxed(BaseOptimizer):
         popsize, seed: the inner optimizer's (default: its own default popsize
             for the latent dimension).
         bounds: must be None (bounds come from the space).
-        inner: the optimizer of the latent vector, a registry name or class that
-            handles real vectors.
+        inner: the optimizer class of the latent vector, one that handles real
+            vectors (by name: ``registry.create(name, space)``).
         width: latent half-width of a discrete coordinate, in units of ``sigma0``.
         relax: leaf kinds to relax even where the inner optimizer searches them
             itself (e.g. ``["categorical"]`` for CMA-ES); the others stay its own.
@@ -220,7 +220,7 @@ class Relaxed(BaseOptimizer):
 
     def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,
                  seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
-                 inner: str | type[BaseOptimizer], width: float = 1.0,
+                 inner: type[BaseOptimizer], width: float = 1.0,
                  relax: Any = (), **options: Any) -> None:
         cls = _inner_class(inner)
         hparams = RelaxedConfig(width=width, relax=relax)

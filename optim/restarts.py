@@ -492,6 +492,7 @@ def restarted(optimizer: type[BaseOptimizer], strategy: str) -> type[Restarts]:
         "__init__": __init__, "__doc__": doc, "__module__": __name__,
         "name": f"{strategy}-{cls.name}", "inner_class": cls, "default_strategy": strategy,
         "handles_constraints": cls.handles_constraints, "supported_spaces": cls.supported_spaces,
+        "relaxed_kinds": cls.relaxed_kinds,
         "default_popsize": classmethod(lambda klass, dim: cls.default_popsize(dim)),
     })
 

@@ -18,7 +18,7 @@ from nondiff.optim import registry
 from nondiff.optim.backends.pycma_options import QuietTPA
 from nondiff.optim.cmaes import CMAES, SepCMAES
 from nondiff.optim.restarts import BIPOPCMAES, IPOPCMAES
-from nondiff.optim.spaces import Categorical, Product
+from nondiff.optim.spaces import Categorical, Integer, Product
 
 from tests.conftest import assert_same, plain_equal, roundtrip
 
@@ -421,9 +421,14 @@ def test_registry_variants_and_config():
 
 
 def test_a_single_discrete_variable_is_refused_with_alternatives() -> None:
-    space = Product(a=Categorical(["x", "y", "z"]))
+    space = Product(a=Integer(0, 4))
     with pytest.raises(ValueError, match=r"single integer/categorical/binary.*'reinforce'"):
         registry.create("cmaes", space, seed=0)
+    with pytest.raises(ValueError, match=r"single integer/categorical/binary.*'reinforce'"):
+        registry.create("cmaes", Product(a=Categorical(["x", "y", "z"])), seed=0, relax=[])
+    # by default a categorical leaf is relaxed into scores: three reals, searched
+    opt = registry.create("cmaes", Product(a=Categorical(["x", "y", "z"])), seed=0)
+    assert opt.latent_dim == 3 and set(opt.ask()[:, 0]) <= {0.0, 1.0, 2.0}
 
 
 def test_one_bounded_variable_is_refused_with_the_optimizers_that_can():

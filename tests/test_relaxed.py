@@ -144,10 +144,10 @@ def test_direct_construction_refuses_and_names_the_fix():
         registry.get("ipop-xnes")(Binary(4))
     with pytest.raises(ValueError, match=r"ga searches .* not a binary/real space.*snes"):
         registry.create("ga", Product(x=Real(0, 1), b=Binary(3)))
-    with pytest.raises(ValueError, match="inner must be an optimizer of real vectors"):
-        Relaxed(Binary(3), inner="ga")
+    with pytest.raises(ValueError, match="inner must be an optimizer class of real vectors"):
+        Relaxed(Binary(3), inner=registry.get("ga"))
     with pytest.raises(ValueError, match="relaxed searches a space"):
-        Relaxed(np.zeros(3), inner="snes")
+        Relaxed(np.zeros(3), inner=SNES)
     with pytest.raises(ValueError, match="width must be"):
         registry.create("snes", Binary(3), width=0.0)
     with pytest.raises(ValueError, match="unknown option of snes: 'width'"):
@@ -205,18 +205,20 @@ def test_hybrid_trainer_trains_gates_with_snes():
 def test_relax_keeps_the_leaves_an_optimizer_searches_itself_unless_asked():
     space = Product(c=Categorical(list("abcd"), size=2), i=Integer(0, 6), b=Binary(3),
                     p=Permutation(3))
-    opt = registry.create("cmaes", space, seed=1)  # pycma's own integers, relaxed keys
+    opt = registry.create("cmaes", space, seed=1, relax=[])  # pycma's own integers
     assert [leaf.kind for leaf in opt.layout] == ["native", "native", "native", "permutation"]
     scores = registry.create("cmaes", space, seed=1, relax=["categorical"])
     assert [leaf.kind for leaf in scores.layout] == ["categorical", "native", "native",
                                                      "permutation"]
     assert scores.config()["relax"] == ("categorical",)
+    default = registry.create("cmaes", space, seed=1)  # CMAES.relaxed_kinds: categorical
+    assert [leaf.kind for leaf in default.layout] == [leaf.kind for leaf in scores.layout]
     for o in (opt, scores):
         trajectory = _trajectory(o, 3)
         space.decode_batch(trajectory[-1])
         saved = roundtrip(o.state_dict())
-        again = registry.create("cmaes", space, seed=1, **({"relax": ["categorical"]}
-                                                           if o is scores else {}))
+        again = registry.create("cmaes", space, seed=1, relax=["categorical"]
+                                if o is scores else [])
         again.load_state_dict(saved)
         assert all(np.array_equal(a, b) for a, b in zip(_trajectory(o, 3),
                                                         _trajectory(again, 3), strict=True))
@@ -239,7 +241,8 @@ def test_cmaes_with_categorical_scores_beats_the_rounded_index_on_a_lookup():
     def hits(options):
         return sum(minimize(fn, space, optimizer="cmaes", budget=300, seed=s,
                             options=options).f == table.min() for s in range(5))
-    assert hits({"relax": ["categorical"]}) >= 4 and hits({}) <= 1
+    assert hits({"relax": ["categorical"]}) >= 4 and hits({"relax": []}) <= 1
+    assert hits({}) == hits({"relax": ["categorical"]})  # the default (CMAES.relaxed_kinds)
 
 
 def test_two_choices_are_one_real_with_a_sign_test():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from nondiff.hybrid.tune.space import study_space
+from nondiff.optim import registry
 
 import tests.tune_helpers
 from nondiff.tune import tune
@@ -21,12 +23,15 @@ def ray_instance():
 
 
 def test_ray_equals_the_process_pool(ray_instance) -> None:
-    # two CMA-ES populations of 7 trials of 3 steps, run two at a time
-    settings = {"optimizer": "cmaes", "scheduler": None, "budget": 42, "max_steps": 3,
-                "parallel": 2, "seed": 4}
+    # two whole CMA-ES populations of 3-step trials, run two at a time: the budget ends
+    # with a population, not with trials under way (which of those the end of the
+    # budget cuts, at which step, depends on timing when several run at once)
+    popsize = registry.create("cmaes", study_space(SPACE), seed=4).popsize
+    settings = {"optimizer": "cmaes", "scheduler": None, "budget": 2 * popsize * 3,
+                "max_steps": 3, "parallel": 2, "seed": 4}
     pool = tune(train, SPACE, executor="process", **settings)
     actors = tune(train, SPACE, executor="ray", **settings)
-    assert len(pool.trials) == 14
+    assert len(pool.trials) == 2 * popsize
     assert [(t.config, t.curve, t.state) for t in actors.trials] == \
         [(t.config, t.curve, t.state) for t in pool.trials]
     assert (actors.best_config, actors.best_metric) == (pool.best_config, pool.best_metric)

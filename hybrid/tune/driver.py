@@ -6,7 +6,10 @@ creates trials from the optimizer's rows (:mod:`~nondiff.hybrid.tune.proposals`)
 from the scheduler's actions (PBT), tells the optimizer when a population has ended,
 and stops starting work once the budget of steps is spent (trials under way are
 stopped at their next report, so the budget is exceeded by at most the steps in
-flight, one per other running trial).
+flight, one per other running trial). With ``parallel > 1`` the order in which the
+running trials report decides which of them the end of the budget cuts and at which
+step: a study whose budget ends inside a population is reproducible with
+``parallel=1``, one whose budget ends with a whole population in any case.
 
 Every report is stored with the scheduler's decision on it (one row), and the writes
 of one event share a transaction: a trial's end with the optimizer's tell and the
