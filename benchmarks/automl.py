@@ -303,8 +303,8 @@ def run_oneshot(task: CNNTask, budget: int, seed: int, popsize: int = 4,
     (default half of ``task.epochs``). ``inherit``: every trial fine-tunes the
     supernet's weights of the architecture instead of training from scratch. Measured
     on this task (budget 300, seeds 0-4, the same supernets, lr 1e-2 for 10 epochs):
-    with it, Optuna's best is reached at 192, 57, 97, never, 68 epochs (median 32 %
-    of Optuna's compute), best val 91.7 ± 1.3 %, test 89.7 ± 0.7 %; from scratch at
+    with it, Optuna's best is reached at 37, 57, 97, never, 68 epochs (median 23 %
+    of Optuna's compute), best val 91.6 ± 1.3 %, test 89.7 ± 0.7 %; from scratch at
     34, 176, never, never, 77 (median 59 %), best val 91.8 ± 0.6 %, test
     89.3 ± 0.9 %. (Under the earlier supernet, lr 3e-3 for 20 epochs, whose networks
     sat at 66-79 % validation accuracy, fine-tuning was worse: best val 87.3 ± 1.9 vs
