@@ -147,6 +147,15 @@ def test_a_found_architecture_inherits_the_supernets_weights(task: CNNTask) -> N
         net.subnet_state({**config, "width": 40})
 
 
+@pytest.mark.parametrize("epochs", [0, -1, 2.5, True])
+def test_oneshot_refuses_bad_supernet_epochs_before_training(task: CNNTask, epochs: Any
+                                                             ) -> None:
+    from nondiff.benchmarks.automl import run_oneshot
+
+    with pytest.raises(ValueError, match=r"epochs \(the supernet's\) must be a positive"):
+        run_oneshot(task, 100, 0, epochs=epochs)
+
+
 def test_quick_benchmark_runs_end_to_end(tmp_path, capsys) -> None:
     pytest.importorskip("optuna")
     pytest.importorskip("nondiff.tune")
