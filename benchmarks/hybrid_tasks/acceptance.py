@@ -234,7 +234,7 @@ def _short(structure: dict[str, Any]) -> str:
 
 
 def _search_compute(text: str) -> float | str:
-    return text if text == "shared" else float(text)
+    return text.lower() if text.lower() in ("none", "shared") else float(text)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -248,11 +248,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--search-compute", type=_search_compute, default=None,
                         help="HybridTrainer(search_compute=): evaluation examples per "
-                             "weight-step example (a number), or 'shared' (default: "
-                             "a generation scored every step)")
-    parser.add_argument("--final-steps", type=float, default=0.0,
+                             "weight-step example (a number), 'shared', or 'none' (a "
+                             "generation scored every step, unbounded); default: the "
+                             "trainer's (1.0)")
+    parser.add_argument("--final-steps", type=float, default=None,
                         help="HybridTrainer(final_steps=): the fraction of the steps at the "
-                             "end that train the recommended structure alone (default 0)")
+                             "end that train the recommended structure alone (default: the "
+                             "trainer's, 0.1 when the search is bounded, else 0)")
+    parser.add_argument("--select-batches", type=int, default=None,
+                        help="HybridTrainer(select_batches=): batches the final phase scores "
+                             "its shortlist on (0: none; default: the trainer's, 4)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
@@ -268,11 +273,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     print(f"{platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}, "
           f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds; search_compute="
-          f"{args.search_compute}, final_steps={args.final_steps}")
+          f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
+          f"{'default' if args.final_steps is None else args.final_steps}, select_batches="
+          f"{'default' if args.select_batches is None else args.select_batches}")
     start = time.perf_counter()
-    options = {} if args.search_compute is None else {"search_compute": args.search_compute}
-    if args.final_steps:
-        options["final_steps"] = args.final_steps
+    given = {"search_compute": args.search_compute, "final_steps": args.final_steps,
+             "select_batches": args.select_batches}
+    options = {k: None if v == "none" else v for k, v in given.items() if v is not None}
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
     every = {k: sum(r["met"][k] for _, _, r in rows) for k in ("recovered", "gap", "compute")}

@@ -55,15 +55,18 @@ def retrain(arch: dict[str, Any], data: Dataset, epochs: int, seed: int,
 
 
 def search(optimizer: str, data: Dataset, seed: int, epochs: int = 20,
-           retrain_epochs: int = 30, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Search with ``optimizer`` + shared weights, then retrain the found architecture."""
+           retrain_epochs: int = 30, options: dict[str, Any] | None = None,
+           trainer_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Search with ``optimizer`` + shared weights, then retrain the found architecture
+    (``options`` configure the structure optimizer, ``trainer_options`` the
+    :class:`~nondiff.hybrid.trainer.HybridTrainer`, e.g. ``{"search_compute": None}``)."""
     train, _ = search_split(data, seed)
     torch.manual_seed(seed)
     model = SearchNet(data.features, data.num_classes)
     steps = epochs * train.num_batches(64)
     trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=3e-3),
                             fitness=error_rate, structure_options=options, seed=seed,
-                            warmup_steps=steps // 2)
+                            warmup_steps=steps // 2, **(trainer_options or {}))
     start = time.perf_counter()
     trainer.fit(train, epochs=epochs, batch_size=64, seed=seed)
     arch = trainer.recommended()
