@@ -33,7 +33,7 @@ Example:
     [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
     >>> shortlist_size(budget=2048, rows=64, batches=4, limit=8)
     8
-    >>> shortlist_size(budget=700, rows=64, batches=4, limit=8)  # fewer than 2: none
+    >>> shortlist_size(budget=500, rows=64, batches=4, limit=8)  # fewer than 2: none
     0
 """
 
