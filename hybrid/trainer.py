@@ -107,11 +107,11 @@ training one structure. On the acceptance suite (5 seeds, 37 (task, optimizer) r
 seeds) / gap (<= 2 points to the known structure trained alone) / compute (<= 2x) / all
 three: 26 / 28 / 37 / 24 (with the GA's plain bit mutation, :mod:`nondiff.optim.ga`);
 ``search_compute=1.0, final_steps=0.1`` before the selection and that GA change
-20 / 20 / 37 / 16; the unbounded search of before (a generation every step, 3-13x)
-28 / 18 / 0 / 0. The old behaviour: ``search_compute=None`` (``final_steps`` then
-defaults to 0, so no selection either); it still suits an optimizer that needs many
-generations at any compute (REINFORCE on the 12 gates of relevant-inputs: 5 of 5 seeds
-unbounded at 12x, 1 of 5 bounded).
+20 / 20 / 37 / 16; the unbounded search (a generation every step, 3-13x) 29 / 19 /
+0 / 0 (28 / 18 / 0 / 0 before the GA change). The old behaviour: ``search_compute=None``
+(``final_steps`` then defaults to 0, so no selection either); it still suits an
+optimizer that needs many generations at any compute (REINFORCE on the 12 gates of
+relevant-inputs: 5 of 5 seeds unbounded at 12x, 1 of 5 bounded).
 
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
