@@ -8,7 +8,8 @@ first ``select_batches`` batches of that phase — every candidate on the same r
 the same weights, the sums compared (paired) — and trains and returns the best. The
 shortlist (:func:`shortlist`) is the optimizer's recommendation and the structures its
 last generations asked most often (a converged population holds its best several
-times; the luckiest single draw of the last generation does not get in by luck). The
+times; the luckiest single draw of the last generation does not get in by luck), as
+often asked ones by their place in their generations. The
 budget (:func:`shortlist_size`) is what the final phase's steps earn under the search's
 bound, so a bounded search stays within it. This is the last step of one-shot NAS —
 candidates from the supernet re-ranked on more data before one is chosen (Bender et
@@ -31,6 +32,8 @@ Example:
     >>> recent = [[[0, 1], [1, 1], [1, 1]], [[1, 1], [0, 0]]]  # two generations
     >>> shortlist([0, 1], recent, 3)  # the recommendation, then the most asked
     [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
+    >>> shortlist([0, 1], [[[1, 0], [0, 0], [1, 1]]], 3, objectives=[[0.5, 0.2, 0.9]])
+    [[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
     >>> shortlist_size(budget=2048, rows=64, batches=4, limit=8)
     8
     >>> shortlist_size(budget=500, rows=64, batches=4, limit=8)  # fewer than 2: none
@@ -55,20 +58,32 @@ SELECT_GENERATIONS = 4
 
 
 def shortlist(recommended: Sequence[float], recent: Sequence[Sequence[Sequence[float]]],
-              k: int) -> list[list[float]]:
+              k: int, objectives: Sequence[Sequence[float]] | None = None
+              ) -> list[list[float]]:
     """At most ``k`` distinct encoded structures: ``recommended`` first, then those of the
-    ``recent`` generations (oldest first), the most often asked first (ties: the one
-    asked last first)."""
+    ``recent`` generations (oldest first), the most often asked first; among as often
+    asked, the best placed in their generations first when ``objectives`` (per
+    generation, one value per row, lower is better) are given — a rank within a
+    generation compares rows scored on one batch — then the one asked last."""
     first = tuple(float(v) for v in recommended)
     counts: Counter[tuple[float, ...]] = Counter()
+    places: dict[tuple[float, ...], list[float]] = {}
     last: dict[tuple[float, ...], int] = {}
     for g, generation in enumerate(recent):
+        ranks = [0.0] * len(generation)
+        if objectives is not None and len(generation) > 1:
+            values = [v if math.isfinite(v) else math.inf for v in objectives[g]]
+            order = sorted(range(len(values)), key=values.__getitem__)
+            for place, i in enumerate(order):
+                ranks[i] = place / (len(values) - 1)
         for i, row in enumerate(generation):
             key = tuple(float(v) for v in row)
             counts[key] += 1
+            places.setdefault(key, []).append(ranks[i])
             last[key] = g * 1_000_000 + i
     others = sorted((key for key in counts if key != first),
-                    key=lambda key: (-counts[key], -last[key]))
+                    key=lambda key: (-counts[key], sum(places[key]) / len(places[key]),
+                                     -last[key]))
     return [list(key) for key in [first, *others][:max(k, 0)]]
 
 

@@ -414,6 +414,7 @@ class HybridTrainer:
                              f"{select_batches!r}; e.g. 4")
         self.select_batches = select_batches
         self.recent: list[list[list[float]]] = []  # the last generations' candidates
+        self.recent_objectives: list[list[float]] = []  # and their objectives
         self.selection: dict[str, Any] | None = None  # the final selection under way
         self.selected: list[float] | None = None  # its pick (encoded): recommended()
         self.planned_steps: int | None = None  # fit's epochs x batches per epoch
@@ -672,7 +673,7 @@ class HybridTrainer:
                 fitness, objective = fitness[:-1], objective[:-1]
                 costs = costs[:-1] if self.structure_cost is not None else None
             metrics = opt.tell(candidates, objective, **extra)
-            self.remember(encoded)
+            self.remember(encoded, objective)
             if self.search_compute is not None:
                 self.search_credit -= _rows(fx) * len(scored)
                 self.between = {"encoded": encoded.tolist(), "objective": objective.tolist()}
@@ -747,11 +748,13 @@ class HybridTrainer:
                 self.cost_weight_at(self.step_count - 1), math.nan
         return result
 
-    def remember(self, encoded: Any) -> None:
-        """Keep the encoded candidates of a told generation for the final selection's
-        shortlist (the last ``SELECT_GENERATIONS``)."""
+    def remember(self, encoded: Any, objective: Any) -> None:
+        """Keep the encoded candidates of a told generation and their objectives for the
+        final selection's shortlist (the last ``SELECT_GENERATIONS``)."""
         rows = np.asarray(encoded, dtype=np.float64).reshape(len(encoded), -1)
+        values = np.asarray(objective, dtype=np.float64).reshape(-1).tolist()
         self.recent = [*self.recent, rows.tolist()][-SELECT_GENERATIONS:]
+        self.recent_objectives = [*self.recent_objectives, values][-SELECT_GENERATIONS:]
 
     def _final_count(self) -> int:
         """The steps of the final phase that starts now."""
@@ -780,7 +783,7 @@ class HybridTrainer:
             rec = self.structure_optimizer.recommend()
             rec = rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor) else rec
             candidates = shortlist(np.asarray(rec, dtype=np.float64).tolist(), self.recent,
-                                   max(k, 1))
+                                   max(k, 1), self.recent_objectives)
             if len(candidates) < 2:  # nothing to compare: the recommendation stands
                 self.selected = candidates[0]
                 return
@@ -1190,6 +1193,7 @@ class HybridTrainer:
                        "between": {k: list(v) for k, v in self.between.items()},
                        "shared": self.shared.state_dict(),
                        "recent": copy.deepcopy(self.recent),
+                       "recent_objectives": copy.deepcopy(self.recent_objectives),
                        "selection": copy.deepcopy(self.selection),
                        "selected": None if self.selected is None else list(self.selected)},
         })
@@ -1222,6 +1226,8 @@ class HybridTrainer:
                       "shared": search.get("shared"),
                       "recent": [[list(map(float, row)) for row in generation]
                                  for generation in search.get("recent") or []],
+                      "recent_objectives": [list(map(float, values)) for values in
+                                            search.get("recent_objectives") or []],
                       "selection": copy.deepcopy(search.get("selection")),
                       "selected": None if search.get("selected") is None
                       else [float(v) for v in search["selected"]]}
@@ -1277,6 +1283,7 @@ class HybridTrainer:
         self.search_credit = float(search["credit"])
         self.between = {k: list(v) for k, v in search["between"].items()}
         self.recent, self.selection = search["recent"], search["selection"]
+        self.recent_objectives = search["recent_objectives"]
         self.selected = search["selected"]
 
     def __repr__(self) -> str:
