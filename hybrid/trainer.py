@@ -61,7 +61,7 @@ generation warns. ``search_compute=None`` is the unbounded search of before (eve
 step scores a whole generation on the batch, so a step costs ``1 + popsize`` batches of
 forward examples: 3-13x the weight training on the acceptance suite,
 :mod:`nondiff.benchmarks.hybrid_tasks.acceptance`); it can still find more with an
-optimizer that needs many generations (REINFORCE on 12 gates: 5 of 5 seeds unbounded, 1
+optimizer that needs many generations (REINFORCE on 12 gates: 5 of 5 seeds unbounded, 2
 of 5 bounded), at that compute.
 
 Fitness from the weight steps (``search_compute="shared"``, with ``weight_step`` ``"fair"``
@@ -105,13 +105,13 @@ Defaults (issue 17): a user who passes nothing gets ``search_compute=1.0``,
 training one structure. On the acceptance suite (5 seeds, 37 (task, optimizer) rows;
 :mod:`nondiff.benchmarks.hybrid_tasks.acceptance`) the rows meeting recovered (>= 4 of 5
 seeds) / gap (<= 2 points to the known structure trained alone) / compute (<= 2x) / all
-three: 26 / 28 / 37 / 24 (with the GA's plain bit mutation, :mod:`nondiff.optim.ga`);
+three: 27 / 28 / 37 / 25 (with the GA's plain bit mutation, :mod:`nondiff.optim.ga`);
 ``search_compute=1.0, final_steps=0.1`` before the selection and that GA change
 20 / 20 / 37 / 16; the unbounded search (a generation every step, 3-13x) 29 / 19 /
 0 / 0 (28 / 18 / 0 / 0 before the GA change). The old behaviour: ``search_compute=None``
 (``final_steps`` then defaults to 0, so no selection either); it still suits an
 optimizer that needs many generations at any compute (REINFORCE on the 12 gates of
-relevant-inputs: 5 of 5 seeds unbounded at 12x, 1 of 5 bounded).
+relevant-inputs: 5 of 5 seeds unbounded at 12x, 2 of 5 bounded).
 
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter

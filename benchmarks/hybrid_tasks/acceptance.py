@@ -36,22 +36,22 @@ Commands (under ``nice``: the machine is shared)::
 
 Measured (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
-final phase, final selection; the GA without the "shift") 26 / 28 / 37 / 24; with
-``--search-compute none`` (the same code unbounded, 3-13x) 29 / 19 / 0 / 0. Before, with
-the code of then (the GA with the shift, no selection): its defaults (unbounded)
-28 / 18 / 0 / 0; ``--search-compute 1.0`` 21 / 11 / 37 / 10; ``--search-compute 1.0
---final-steps 0.1`` 20 / 20 / 37 / 16; ``--search-compute shared`` (fitness from the
-weight steps' rows, :mod:`nondiff.hybrid.shared_fitness`) 19 / 4 / 37 / 4, with
-``--final-steps 0.1`` 22 / 21 / 37 / 15; the weight steps' own rows alone
-(``HybridTrainer.paired_rows = False``, 1.0x) 11 / 10 / 37 / 7. The final steps close
-most accuracy gaps (GA nonlinearity 7.8 -> 0.5 points, sep-CMA-ES relevant-inputs with
-shared fitness 7.7 -> 0.6); the GA without the shift recovers relevant-inputs on 4 of 5
-seeds (2 before) and inputs-and-activation on 5 (3); the final selection takes
-sep-CMA-ES on relevant-inputs from 3 to 5 of 5 seeds. No bounded configuration
-recovers relevant-inputs with REINFORCE as the unbounded one does (5/5 at 12x, 1/5 at
-2x: a tenth of the generations; smaller generations, a larger policy learning rate,
-scoring on fewer rows and the shared fitness did not help either); CMA-ES misses
-op-graph in every configuration (0-3/5).
+final phase, final selection; the GA without the "shift") 27 / 28 / 37 / 25
+(``--select-batches 0``: 22 / 21 / 37 / 18); with ``--search-compute none`` (the same
+code unbounded, 3-13x) 29 / 19 / 0 / 0. Before, with the code of then (the GA with the
+shift, no selection): its defaults (unbounded) 28 / 18 / 0 / 0; ``--search-compute 1.0``
+21 / 11 / 37 / 10; ``--search-compute 1.0 --final-steps 0.1`` 20 / 20 / 37 / 16;
+``--search-compute shared`` (fitness from the weight steps' rows,
+:mod:`nondiff.hybrid.shared_fitness`) 19 / 4 / 37 / 4, with ``--final-steps 0.1`` 22 /
+21 / 37 / 15; the weight steps' own rows alone (``HybridTrainer.paired_rows = False``,
+1.0x) 11 / 10 / 37 / 7. The final steps close most accuracy gaps (GA nonlinearity 7.8 ->
+0.5 points, sep-CMA-ES relevant-inputs with shared fitness 7.7 -> 0.6); the GA without
+the shift recovers relevant-inputs on 4 of 5 seeds (2 before) and inputs-and-activation
+on 5 (3); the final selection takes sep-CMA-ES on relevant-inputs from 3 to 5 of 5
+seeds. No bounded configuration recovers relevant-inputs with REINFORCE as the unbounded
+one does (5/5 at 12x, 1-2/5 at 2x: a tenth of the generations; smaller generations, a
+larger policy learning rate, scoring on fewer rows and the shared fitness did not help
+either); CMA-ES misses op-graph in every configuration (0-3/5).
 """
 
 from __future__ import annotations
