@@ -160,6 +160,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.optim import registry
 from nondiff.optim.base import BaseOptimizer
 from nondiff.optim.checkpoint import seal, verify
 from nondiff.optim.minimize import make_optimizer
@@ -226,6 +227,16 @@ def pareto_front(points: Any) -> list[int]:
     return sorted(keep, key=lambda i: (pts[i, 1], pts[i, 0]))
 
 
+def _has_option(name: str, option: str) -> bool:
+    """Whether the registry optimizer ``name`` takes the hyperparameter ``option`` (False
+    for a name the registry does not know: ``make_optimizer`` names the error)."""
+    try:
+        hyperparameters = getattr(registry.get(name), "Hyperparameters", None)
+    except (ValueError, KeyError, TypeError):
+        return False
+    return hyperparameters is not None and option in hyperparameters.names()
+
+
 def _plain(value: Any) -> Any:
     """A structure value for printing: gate masks as bit strings, arrays as lists."""
     if isinstance(value, np.ndarray):
@@ -287,7 +298,10 @@ class HybridTrainer:
             or under weights since trained on, otherwise holds off every better child
             (in issue 17 the (1+1) EA kept an identity activation so). One more
             candidate per generation.
-        structure_options: keyword options of the optimizer's constructor (by name).
+        structure_options: keyword options of the optimizer's constructor (by name). A
+            GA built by name gets ``shift=False`` unless given (children may be copies:
+            under mini-batch fitness the population keeps and re-scores its best; see
+            :class:`~nondiff.optim.ga.GeneticAlgorithm`).
         batched: evaluate all candidates in one forward pass when the declarations
             allow it (``"auto"`` tries and falls back), or never (False).
         callbacks: ``cb(metrics, trainer)`` after every step; True stops ``fit``.
@@ -441,6 +455,8 @@ class HybridTrainer:
         else:
             options = dict(structure_options or {})
             sigma0 = options.pop("sigma0", None)
+            if _has_option(structure_optimizer, "shift"):  # the GA: copies under noise
+                options.setdefault("shift", False)
             self.structure_optimizer = make_optimizer(structure_optimizer, self.space, sigma0,
                                                       seed=seed, options=options)
         if engine == "backprop":

@@ -17,7 +17,7 @@ Operators:
       offspring is a copy of its parent and no evaluation is wasted. (The
       "resampling" strategy, ``l ~ Bin(n, p)`` conditioned on ``l >= 1``, differs
       only in the probability of flipping exactly one bit: ``(1-p)^(n-1)`` more here.)
-      With ``shift=False`` (the GA's default) such a row stays a copy.
+      With ``shift=False`` (a GA for a noisy objective) such a row stays a copy.
     - :func:`crossover`: uniform or one-point on the flat entries, order crossover
       OX1 (Davis 1985) on each permutation leaf.
     - :func:`order_crossover`: OX1. The child copies the parent-1 segment
