@@ -127,7 +127,12 @@ def run_benchmark(seeds: int, quick: bool = False) -> list[dict[str, Any]]:
         data = mnist1d(n=1500, seed=seed)
         for name in ("reinforce", "cmaes", "ga"):
             options = {"popsize": 8, "lr": 0.1} if name == "reinforce" else None
-            rows.append(search(name, data, seed, epochs, final, options))
+            # the unbounded search: the trainer's bounded default (issue 17) searches
+            # only after the warm-up half, ~8 generations; measured (3 seeds, random
+            # search 36.9): reinforce 42.9, cmaes 41.0, ga 38.8 % at 1.4e4 forward
+            # examples, against 41.7-43.3 % unbounded at 4.8e4-6.2e4
+            rows.append(search(name, data, seed, epochs, final, options,
+                               trainer_options={"search_compute": None}))
         rows.append(random_search(data, seed, epochs=max(2, epochs // 4), retrain_epochs=final))
         rows.append(best_fixed(data, seed, final))
         for row in rows[-5:]:
