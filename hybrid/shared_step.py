@@ -93,6 +93,7 @@ def shared_step(trainer: HybridTrainer, x: Any, y: Any) -> dict[str, float]:
             extra = {"incumbent": gen.incumbent, "incumbent_fitness": float(objective[-1])}
             fitness, objective = fitness[:-1], objective[:-1]
         metrics = opt.tell(gen.candidates, objective, **extra)
+        trainer.remember(gen.encoded, objective)  # for the final selection's shortlist
         if gen.costs is not None:
             trainer.last_generation = {"fitness": fitness.tolist(),
                                        "cost": gen.costs[:len(fitness)].tolist(),

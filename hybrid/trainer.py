@@ -48,18 +48,21 @@ generation, on the same batch under the current weights, and told as
 more per generation. ``forward_examples`` counts the compute: examples x forward passes
 of evaluations, re-evaluations and weight steps.
 
-Search compute (``search_compute``): by default every step scores a whole generation
-on the batch, so a step costs ``1 + popsize`` batches of forward examples (15x the
-weight training for a GA or CMA-ES of popsize 14). With ``search_compute=c`` the
-evaluations are bounded by ``c`` evaluation examples per weight-step example: each
-step earns ``c`` times its rows, and a generation runs when the earned credit covers its
-cost (``popsize`` candidates, plus a re-evaluated incumbent, times the evaluation
-batch's rows) — about every ``ceil(popsize / c)`` steps. In between, the weights train
-as ``weight_step`` says under the last generation (``"fair"``: fair paths and that
-generation; before the first one, under fair or uniformly random paths as in
-warm-up). ``c=1`` keeps the total at most twice the weight training alone (issue 17's
-target); steps without a generation report ``fitness_best`` NaN and ``searched`` 0, and
-a ``fit`` that ends before the first generation warns.
+Search compute (``search_compute``, default 1.0): the evaluations are bounded by ``c``
+evaluation examples per weight-step example: each step earns ``c`` times its rows, and a
+generation runs when the earned credit covers its cost (``popsize`` candidates, plus a
+re-evaluated incumbent, times the evaluation batch's rows) — about every
+``ceil(popsize / c)`` steps. In between, the weights train as ``weight_step`` says under
+the last generation (``"fair"``: fair paths and that generation; before the first one,
+under fair or uniformly random paths as in warm-up). ``c=1`` keeps the total at most
+twice the weight training alone (issue 17's target); steps without a generation report
+``fitness_best`` NaN and ``searched`` 0, and a ``fit`` that ends before the first
+generation warns. ``search_compute=None`` is the unbounded search of before (every
+step scores a whole generation on the batch, so a step costs ``1 + popsize`` batches of
+forward examples: 3-13x the weight training on the acceptance suite,
+:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`); it can still find more with an
+optimizer that needs many generations (REINFORCE on 12 gates: 5 of 5 seeds unbounded, 2
+of 5 bounded), at that compute.
 
 Fitness from the weight steps (``search_compute="shared"``, with ``weight_step`` ``"fair"``
 or ``"population"``): the multi-path weight step already runs each member of the
@@ -77,15 +80,38 @@ structures are scored on their training rows). A ``state_dict`` taken inside a
 generation holds the structure optimizer as before its ask, and a loaded trainer asks
 again (the same candidates), so a resume mid-generation is exact.
 
-The final phase (``final_steps``): the last steps of ``fit`` take no generation and train
-the recommended structure alone (a float ``final_steps`` is the last fraction of the
-whole training, counted over all ``fit`` calls as a float ``fair_steps``), so the shared
-weights end specialised to the structure ``fit`` returns even where the population has
-not converged (SPOS retrains the found structure from scratch instead, Guo et al. 2020;
-here the weights are inherited and the steps come out of the same budget). On the
-acceptance suite (5 seeds) ``final_steps=0.1`` with ``search_compute=1.0`` took the
-(task, optimizer) rows within 2 points of the structure trained alone from 11 to 20 of
-37 (GA on the nonlinearity task: 7.8 -> 0.5).
+The final phase (``final_steps``; by default the last 10 % of the steps when the search is
+bounded, none with ``search_compute=None``): the last steps of ``fit`` take no generation
+and train the recommended structure alone (a float ``final_steps`` is the last fraction
+of the whole training, counted over all ``fit`` calls as a float ``fair_steps``), so the
+shared weights end specialised to the structure ``fit`` returns even where the
+population has not converged (SPOS retrains the found structure from scratch instead,
+Guo et al. 2020; here the weights are inherited and the steps come out of the same
+budget). On the acceptance suite (5 seeds) ``final_steps=0.1`` with
+``search_compute=1.0`` took the (task, optimizer) rows within 2 points of the structure
+trained alone from 11 to 20 of 37 (GA on the nonlinearity task: 7.8 -> 0.5).
+
+The final selection (``select_batches``, default 4): the recommendation comes from one
+noisy generation (the best of the last GA population, the mean of a CMA-ES still
+moving), so the first ``select_batches`` final steps score a shortlist — the
+recommendation and the structures the last generations asked most often — on the same
+rows under the same weights, and the final phase trains and ``fit`` returns the best sum
+(:mod:`nondiff.hybrid.selection`; :attr:`HybridTrainer.selected`). Its evaluations are
+paid by what the final steps earn under ``search_compute`` (plus the credit left), so
+the bound holds; without two candidates it paid for, the recommendation stands.
+
+Defaults (issue 17): a user who passes nothing gets ``search_compute=1.0``,
+``final_steps=0.1`` and ``select_batches=4``: at most twice the forward examples of
+training one structure. On the acceptance suite (5 seeds, 37 (task, optimizer) rows;
+:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`) the rows meeting recovered (>= 4 of 5
+seeds) / gap (<= 2 points to the known structure trained alone) / compute (<= 2x) / all
+three: 27 / 28 / 37 / 25 (with the GA's plain bit mutation, :mod:`nondiff.optim.ga`);
+``search_compute=1.0, final_steps=0.1`` before the selection and that GA change
+20 / 20 / 37 / 16; the unbounded search (a generation every step, 3-13x) 29 / 19 /
+0 / 0 (28 / 18 / 0 / 0 before the GA change). The old behaviour: ``search_compute=None``
+(``final_steps`` then defaults to 0, so no selection either); it still suits an
+optimizer that needs many generations at any compute (REINFORCE on the 12 gates of
+relevant-inputs: 5 of 5 seeds unbounded at 12x, 2 of 5 bounded).
 
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
@@ -134,6 +160,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.optim import registry
 from nondiff.optim.base import BaseOptimizer
 from nondiff.optim.checkpoint import seal, verify
 from nondiff.optim.minimize import make_optimizer
@@ -147,6 +174,7 @@ from .nonfinite import NonFiniteError, check_finite, check_policy
 from .sampling import fair_paths as fair_path_count
 from .sampling import fair_structures, split_rows
 from .schedules import fair_share_at, final_at, plan_warning
+from .selection import SELECT_BATCHES, SELECT_GENERATIONS, shortlist, shortlist_size
 from .shared_fitness import SharedGeneration
 from .shared_step import fitness_of, shared_step
 from .structure import (
@@ -157,12 +185,19 @@ from .structure import (
     structure_space,
 )
 
-__all__ = ["WEIGHT_STEPS", "HybridTrainer", "pareto_front"]
+__all__ = ["DEFAULT_FINAL_STEPS", "DEFAULT_SEARCH_COMPUTE", "WEIGHT_STEPS", "HybridTrainer",
+           "pareto_front"]
 
 WEIGHT_STEPS = ("fair", "population", "sampled", "best", "recommended")
 """The structures the weights train under (see the module docstring); the first two train
 several paths per step, the last three one structure (the behaviour before issue 17)."""
 STATE_VERSION = 1
+DEFAULT_SEARCH_COMPUTE = 1.0
+"""The default ``search_compute``: evaluations at most the weight training's forward
+examples, so a search costs at most twice training one structure (issue 17)."""
+DEFAULT_FINAL_STEPS = 0.1
+"""The default ``final_steps`` of a bounded search (``search_compute`` not None): the last
+10 % of the steps train the recommended structure alone."""
 
 Loss = Callable[[Any, Any], torch.Tensor]
 Callback = Callable[[dict[str, float], "HybridTrainer"], Any]
@@ -190,6 +225,16 @@ def pareto_front(points: Any) -> list[int]:
         if not (no_worse & (better | equal_before)).any():
             keep.append(int(i))
     return sorted(keep, key=lambda i: (pts[i, 1], pts[i, 0]))
+
+
+def _has_option(name: str, option: str) -> bool:
+    """Whether the registry optimizer ``name`` takes the hyperparameter ``option`` (False
+    for a name the registry does not know: ``make_optimizer`` names the error)."""
+    try:
+        hyperparameters = getattr(registry.get(name), "Hyperparameters", None)
+    except (ValueError, KeyError, TypeError):
+        return False
+    return hyperparameters is not None and option in hyperparameters.names()
 
 
 def _plain(value: Any) -> Any:
@@ -253,7 +298,10 @@ class HybridTrainer:
             or under weights since trained on, otherwise holds off every better child
             (in issue 17 the (1+1) EA kept an identity activation so). One more
             candidate per generation.
-        structure_options: keyword options of the optimizer's constructor (by name).
+        structure_options: keyword options of the optimizer's constructor (by name). A
+            GA built by name gets ``shift=False`` unless given (children may be copies:
+            under mini-batch fitness the population keeps and re-scores its best; see
+            :class:`~nondiff.optim.ga.GeneticAlgorithm`).
         batched: evaluate all candidates in one forward pass when the declarations
             allow it (``"auto"`` tries and falls back), or never (False).
         callbacks: ``cb(metrics, trainer)`` after every step; True stops ``fit``.
@@ -270,9 +318,10 @@ class HybridTrainer:
             :attr:`skipped_steps`; ``"off"``: no check. With a Decoupled engine this sets
             the engine's ``on_nonfinite``. Candidates' non-finite fitness values are the
             structure optimizer's to handle (worst rank). See :mod:`nondiff.hybrid.nonfinite`.
-        search_compute: None (default: a generation every step), or the evaluation
-            forward examples allowed per weight-step example (a number > 0; 1.0 keeps
-            ``forward_examples`` at most twice those of the weight steps alone): a
+        search_compute: the evaluation forward examples allowed per weight-step
+            example (a number > 0; the default 1.0 keeps ``forward_examples`` at most
+            twice those of the weight steps alone), or None: a generation every step
+            (unbounded, the default before issue 17). With a number, a
             generation then runs only when the steps have earned its cost (see the
             module docstring); the credit and the last generation are in
             :meth:`state_dict`, so a resume mid-cycle is exact. Or ``"shared"``: the
@@ -287,10 +336,14 @@ class HybridTrainer:
             training, ending it — of ``total_steps``, or else of the steps the first
             :meth:`fit` plans, as a float ``fair_steps`` (every step from the final
             phase's start on is final, also those of a later ``fit`` planning beyond it:
-            it warns); default 0: none. Weights shared by
+            it warns); default None: :data:`DEFAULT_FINAL_STEPS` (0.1) when the search is
+            bounded (``search_compute`` not None), else 0: none. Weights shared by
             a population that has not converged (a sep-CMA-ES still opening noise gates
             now and then) fit no one structure well; the final steps specialise them to
             the one returned, at no extra compute (see the module docstring).
+        select_batches: the first final steps that score the final selection's shortlist
+            (see the module docstring), an int >= 0; 0: none, the final phase trains
+            the optimizer's recommendation. Default 4.
         structure_cost: ``cost(structure) -> number`` (a float or one-element tensor) of
             a decoded structure, e.g. ``lambda s: s["gates"].sum()``; the structure
             optimizer minimizes ``fitness + weight * cost``. A NaN, infinite or
@@ -327,8 +380,9 @@ class HybridTrainer:
         cost_weight: float = 1.0, cost_ramp_steps: int = 0,
         cost_schedule: Callable[[int], Any] | None = None, fair_steps: int | float = 0.5,
         fair_paths: int | None = None, reevaluate_incumbent: bool = True,
-        search_compute: float | str | None = None, generation_rows: int | None = None,
-        final_steps: int | float = 0, total_steps: int | None = None,
+        search_compute: float | str | None = DEFAULT_SEARCH_COMPUTE,
+        generation_rows: int | None = None, final_steps: int | float | None = None,
+        total_steps: int | None = None, select_batches: int = SELECT_BATCHES,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -348,11 +402,14 @@ class HybridTrainer:
         self.search_compute = search_compute if search_compute in (None, "shared") \
             else float(search_compute)
         self.generation_rows = generation_rows
+        if final_steps is None:  # default: a final phase exactly when the search is bounded
+            final_steps = 0 if self.search_compute is None else DEFAULT_FINAL_STEPS
         if isinstance(final_steps, bool) or not isinstance(final_steps, (int, float)) or \
                 not math.isfinite(final_steps) or final_steps < 0 or (
                     isinstance(final_steps, float) and final_steps >= 1):
-            raise ValueError(f"final_steps must be an int >= 0 (steps) or a float in [0, 1) "
-                             f"(a fraction of fit's steps), got {final_steps!r}; e.g. 0.1")
+            raise ValueError(f"final_steps must be None (the default), an int >= 0 (steps) "
+                             f"or a float in [0, 1) (a fraction of fit's steps), got "
+                             f"{final_steps!r}; e.g. 0.1")
         self.final_steps = final_steps
         if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(
                 total_steps, int) or total_steps < 1 or not (
@@ -364,6 +421,16 @@ class HybridTrainer:
                              f"fair_steps={fair_steps!r}; e.g. fair_steps=0.5, "
                              f"total_steps=epochs * batches_per_epoch")
         self.total_steps = total_steps
+        if isinstance(select_batches, bool) or not isinstance(select_batches, int) or \
+                select_batches < 0:
+            raise ValueError(f"select_batches must be an int >= 0 (batches the final phase "
+                             f"scores its shortlist on; 0: no selection), got "
+                             f"{select_batches!r}; e.g. 4")
+        self.select_batches = select_batches
+        self.recent: list[list[list[float]]] = []  # the last generations' candidates
+        self.recent_objectives: list[list[float]] = []  # and their objectives
+        self.selection: dict[str, Any] | None = None  # the final selection under way
+        self.selected: list[float] | None = None  # its pick (encoded): recommended()
         self.planned_steps: int | None = None  # fit's epochs x batches per epoch
         self.fair_plan: int | None = None  # the first fit's: what a fraction is of
         self._warned_plan = False  # a later fit planned beyond the first (warned once)
@@ -388,6 +455,8 @@ class HybridTrainer:
         else:
             options = dict(structure_options or {})
             sigma0 = options.pop("sigma0", None)
+            if _has_option(structure_optimizer, "shift"):  # the GA: copies under noise
+                options.setdefault("shift", False)
             self.structure_optimizer = make_optimizer(structure_optimizer, self.space, sigma0,
                                                       seed=seed, options=options)
         if engine == "backprop":
@@ -429,6 +498,7 @@ class HybridTrainer:
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
         self.step_count, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.forward_examples = 0  # compute: examples x forward passes (evaluations + steps)
+        self.weight_examples = 0  # the weight steps' examples alone
         self.history: list[dict[str, float]] = []
 
     @staticmethod
@@ -578,7 +648,8 @@ class HybridTrainer:
         device of the model's parameters); returns metrics. With ``held_out`` a batch
         ``(x, y)`` the weights do not train on, the generation is evaluated there."""
         if self.final_at(self.step_count):
-            return self._final_step(*to_device((x, y), device_of(self.model)))
+            return self._final_step(*to_device((x, y), device_of(self.model)), held_out)
+        self.selection, self.selected = None, None  # the search goes on: select anew later
         if self.search_compute == "shared":
             if held_out is not None:
                 raise ValueError("held_out batches are for evaluations; search_compute="
@@ -618,6 +689,7 @@ class HybridTrainer:
                 fitness, objective = fitness[:-1], objective[:-1]
                 costs = costs[:-1] if self.structure_cost is not None else None
             metrics = opt.tell(candidates, objective, **extra)
+            self.remember(encoded, objective)
             if self.search_compute is not None:
                 self.search_credit -= _rows(fx) * len(scored)
                 self.between = {"encoded": encoded.tolist(), "objective": objective.tolist()}
@@ -661,9 +733,16 @@ class HybridTrainer:
         result.update({f"structure_{k}": v for k, v in metrics.items()})
         return result
 
-    def _final_step(self, x: Any, y: Any) -> dict[str, float]:
-        """:meth:`step` in the final phase: no generation; the weights step under the
-        recommended structure alone (a shared generation left open stays untold)."""
+    def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
+                    ) -> dict[str, float]:
+        """:meth:`step` in the final phase: no generation; the first ``select_batches``
+        steps score the shortlist (:meth:`_select`, on ``held_out`` when given); the
+        weights step under the recommended structure alone (a shared generation left
+        open stays untold)."""
+        if self.select_batches and self.selected is None:
+            fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
+                                                               device_of(self.model))
+            self._select(fx, fy)
         self.model.train()
         try:
             loss, skipped = self._weight_step(x, y, [self.recommended()], [_rows(x)])
@@ -684,6 +763,59 @@ class HybridTrainer:
             result["cost_weight"], result["cost_mean"] = \
                 self.cost_weight_at(self.step_count - 1), math.nan
         return result
+
+    def remember(self, encoded: Any, objective: Any) -> None:
+        """Keep the encoded candidates of a told generation and their objectives for the
+        final selection's shortlist (the last ``SELECT_GENERATIONS``)."""
+        rows = np.asarray(encoded, dtype=np.float64).reshape(len(encoded), -1)
+        values = np.asarray(objective, dtype=np.float64).reshape(-1).tolist()
+        self.recent = [*self.recent, rows.tolist()][-SELECT_GENERATIONS:]
+        self.recent_objectives = [*self.recent_objectives, values][-SELECT_GENERATIONS:]
+
+    def _final_count(self) -> int:
+        """The steps of the final phase that starts now."""
+        if isinstance(self.final_steps, float):
+            return max(1, (self._run_plan() or 0) - self.step_count)
+        return max(1, int(self.final_steps))
+
+    def _select(self, x: Any, y: Any) -> None:
+        """One batch of the final selection (see :mod:`nondiff.hybrid.selection`): on the
+        first final step build the shortlist — as many candidates as the final phase's
+        steps pay for under ``search_compute`` (at the mean batch of the steps so far,
+        with the credit left), none without two
+        — then score every candidate on this batch under the same weights, add to its
+        sum, and after ``select_batches`` batches (or fewer when the phase is shorter)
+        keep the best as :attr:`selected`."""
+        rows = _rows(x)
+        if self.selection is None:
+            batches = min(self.select_batches, self._final_count())
+            if self.search_compute is None:
+                budget = math.inf
+            else:  # what the final steps earn (at the mean batch so far), and the credit left
+                rate = 1.0 if self.search_compute == "shared" else float(self.search_compute)
+                mean = self.weight_examples / self.step_count if self.step_count else rows
+                budget = rate * mean * self._final_count() + max(0.0, self.search_credit)
+            k = shortlist_size(budget, rows, batches)
+            rec = self.structure_optimizer.recommend()
+            rec = rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor) else rec
+            candidates = shortlist(np.asarray(rec, dtype=np.float64).tolist(), self.recent,
+                                   max(k, 1), self.recent_objectives)
+            if len(candidates) < 2:  # nothing to compare: the recommendation stands
+                self.selected = candidates[0]
+                return
+            self.selection = {"candidates": candidates, "sums": [0.0] * len(candidates),
+                              "batches": 0, "target": batches}
+        sel = self.selection
+        values = self.space.decode_batch(np.asarray(sel["candidates"]))
+        objective = self.evaluate(values, x, y)
+        if self.structure_cost is not None:
+            objective = objective + self.cost_weight_at(self.step_count) * self.costs(values)
+        sel["sums"] = (np.asarray(sel["sums"]) + objective).tolist()
+        sel["batches"] += 1
+        self.forward_examples += rows * len(values)
+        if sel["batches"] >= sel["target"]:
+            sums = np.where(np.isfinite(sel["sums"]), sel["sums"], np.inf)
+            self.selected = sel["candidates"][int(np.argmin(sums))]  # ties: the recommendation
 
     def _search_due(self, rows: int, eval_rows: int) -> bool:
         """Whether this step evaluates a generation. Always without ``search_compute``;
@@ -753,6 +885,7 @@ class HybridTrainer:
         of those paths on their rows, from the same forward pass before the update, is
         left in ``self._step_fitness`` (a tensor; not synced to the host)."""
         self._scored, self._step_fitness = scored or [], None
+        self.weight_examples += int(sum(rows))
         if len(paths) == 1:
             set_structure(self.model, paths[0])
         try:
@@ -999,7 +1132,11 @@ class HybridTrainer:
 
     # ----- structure ------------------------------------------------------------------
     def recommended(self) -> dict[str, Any]:
-        """The structure optimizer's current recommendation, decoded."""
+        """The structure optimizer's current recommendation, decoded — or, once the final
+        phase has scored its shortlist (``select_batches``), the structure it selected
+        (:attr:`selected`)."""
+        if self.selected is not None:
+            return self.space.decode(np.asarray(self.selected, dtype=np.float64))
         rec = self.structure_optimizer.recommend()
         rec = rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor) else np.asarray(rec)
         return self.space.decode(rec)
@@ -1060,6 +1197,7 @@ class HybridTrainer:
             "counters": {"step": self.step_count, "epoch": self.epoch,
                          "batch_in_epoch": self.batch_in_epoch,
                          "forward_examples": self.forward_examples,
+                         "weight_examples": self.weight_examples,
                          "skipped_steps": self.skipped_steps,
                          **({} if self.fair_plan is None else {"fair_plan": self.fair_plan})},
             "rng": dict(self.rng.bit_generator.state),
@@ -1069,7 +1207,11 @@ class HybridTrainer:
             "last_generation": {k: list(v) for k, v in self.last_generation.items()},
             "search": {"credit": self.search_credit,
                        "between": {k: list(v) for k, v in self.between.items()},
-                       "shared": self.shared.state_dict()},
+                       "shared": self.shared.state_dict(),
+                       "recent": copy.deepcopy(self.recent),
+                       "recent_objectives": copy.deepcopy(self.recent_objectives),
+                       "selection": copy.deepcopy(self.selection),
+                       "selected": None if self.selected is None else list(self.selected)},
         })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -1097,7 +1239,14 @@ class HybridTrainer:
             search = {"credit": float(search["credit"]),
                       "between": {k: list(search["between"][k])
                                   for k in ("encoded", "objective")},
-                      "shared": search.get("shared")}
+                      "shared": search.get("shared"),
+                      "recent": [[list(map(float, row)) for row in generation]
+                                 for generation in search.get("recent") or []],
+                      "recent_objectives": [list(map(float, values)) for values in
+                                            search.get("recent_objectives") or []],
+                      "selection": copy.deepcopy(search.get("selection")),
+                      "selected": None if search.get("selected") is None
+                      else [float(v) for v in search["selected"]]}
             counters = {k: int(v) for k, v in state["counters"].items()}
         except (TypeError, ValueError, AttributeError, KeyError) as error:
             raise ValueError(f"not a HybridTrainer state dict: {error}") from None
@@ -1139,6 +1288,7 @@ class HybridTrainer:
         self.step_count, self.epoch = int(counters["step"]), int(counters["epoch"])
         self.batch_in_epoch = int(counters["batch_in_epoch"])
         self.forward_examples = int(counters.get("forward_examples", 0))
+        self.weight_examples = int(counters.get("weight_examples", 0))
         self.skipped_steps = int(counters.get("skipped_steps", 0))
         self.fair_plan = counters.get("fair_plan")
         self.rng.bit_generator.state = dict(state["rng"])
@@ -1148,6 +1298,9 @@ class HybridTrainer:
         self.last_generation = last
         self.search_credit = float(search["credit"])
         self.between = {k: list(v) for k, v in search["between"].items()}
+        self.recent, self.selection = search["recent"], search["selection"]
+        self.recent_objectives = search["recent_objectives"]
+        self.selected = search["selected"]
 
     def __repr__(self) -> str:
         kinds = "/".join(sorted(leaf_kinds(self.space)))

@@ -17,6 +17,7 @@ Operators:
       offspring is a copy of its parent and no evaluation is wasted. (The
       "resampling" strategy, ``l ~ Bin(n, p)`` conditioned on ``l >= 1``, differs
       only in the probability of flipping exactly one bit: ``(1-p)^(n-1)`` more here.)
+      With ``shift=False`` (a GA for a noisy objective) such a row stays a copy.
     - :func:`crossover`: uniform or one-point on the flat entries, order crossover
       OX1 (Davis 1985) on each permutation leaf.
     - :func:`order_crossover`: OX1. The child copies the parent-1 segment
@@ -148,9 +149,10 @@ def _swaps(block: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> Non
 
 
 def mutate(x: np.ndarray, layout: Layout, rng: np.random.Generator,
-           rate: float = 1.0) -> np.ndarray:
+           rate: float = 1.0, shift: bool = True) -> np.ndarray:
     """Mutated copies of the rows of ``x`` (see the module docstring); ``rate`` is
-    ``chi`` in the per-entry probability ``chi / n``."""
+    ``chi`` in the per-entry probability ``chi / n``; ``shift=False`` leaves a row that
+    no entry mutated in as it is (plain standard bit mutation: a copy)."""
     x = np.array(x, dtype=np.float64, copy=True)
     k, n, cols, card = x.shape[0], layout.dim, layout.cols, layout.card
     if layout.units == 0 or k == 0:
@@ -158,7 +160,7 @@ def mutate(x: np.ndarray, layout: Layout, rng: np.random.Generator,
     flips = rng.random((k, cols.size)) < rate / n
     hits = rng.random((k, layout.swappable.size)) < np.minimum(1.0, rate * layout.perm_sizes / n)
     idle = np.flatnonzero(~(flips.any(1) | hits.any(1)))
-    if idle.size:  # the "shift": change one uniformly chosen entry
+    if shift and idle.size:  # the "shift": change one uniformly chosen entry
         u = rng.integers(0, layout.units, size=idle.size)
         on_flat = u < cols.size
         flips[idle[on_flat], u[on_flat]] = True

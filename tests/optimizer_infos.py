@@ -165,6 +165,7 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
         C("no-crossover-big-tournament", {"crossover_rate": 0.0, "tournament_size": 5,
                                           "elitism": 3, "popsize": 6}),
         C("strong-mutation", {"mutation_rate": 2.0, "popsize": 6}),
+        C("no-shift", {"shift": False, "popsize": 6}),
     ), (
         E("crossover-unknown", {"crossover": "two-point"}, "crossover must be one of"),
         E("tournament-zero", {"tournament_size": 0}, "tournament_size"),

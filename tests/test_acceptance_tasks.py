@@ -113,18 +113,32 @@ def test_known_structure_trained_alone_solves_the_task_and_a_wrong_one_does_not(
 def test_quick_search_recovers_the_known_structure(name: str, optimizer: str,
                                                    device: str) -> None:
     task = make_task(name, seed=0)
-    run = search(task, optimizer, seed=0, device=device)
+    run = search(task, optimizer, seed=0, device=device, search_compute=None)
     assert run["recovered"], run["structure"]
     assert run["test_accuracy"] > 0.9
-    # every step evaluates its candidates and takes one weight step on the batch
+    # unbounded: every step evaluates its candidates and takes one weight step on the batch
     assert run["forward_examples"] > 2 * task.epochs * len(task.data.y_train)
 
 
+@pytest.mark.parametrize("name, optimizer", [  # 4 and 5 of 5 seeds in the full suite
+    ("relevant-inputs", "ga"), ("inputs-and-activation", "ga"),
+])
+def test_the_default_bounded_search_recovers_within_twice_the_compute(
+        name: str, optimizer: str, device: str) -> None:
+    task = make_task(name, seed=0)
+    fixed = train_fixed(task, seed=0, device=device)
+    run = search(task, optimizer, seed=0, device=device)  # the trainer's defaults
+    assert run["recovered"], run["structure"]
+    assert run["test_accuracy"] > fixed["test_accuracy"] - 0.02
+    assert run["forward_examples"] <= 2 * fixed["forward_examples"]
+
+
 def test_suite_table_for_one_task(capsys: pytest.CaptureFixture[str]) -> None:
-    results = main(["op-graph", "--seeds", "1", "--optimizers", "ga", "cga"])
-    row = results["op-graph"]["table"]["ga"]
+    results = main(["op-graph", "--seeds", "1", "--optimizers", "reinforce", "cga"])
+    row = results["op-graph"]["table"]["reinforce"]
     assert row["recovered"] == 1 and row["met"]["recovered"]
-    assert row["compute"] > 2  # the GA's population is evaluated on every batch
+    assert row["compute"] <= 2 and row["met"]["compute"]  # the trainer's bounded default
     assert "UnsupportedSpaceError" in results["op-graph"]["skipped"]["cga"]
     out = capsys.readouterr().out
     assert "Task op-graph" in out and "cga              skipped" in out
+    assert "search_compute=default, final_steps=default" in out

@@ -138,7 +138,7 @@ def test_fit_in_parts_with_total_steps_follows_one_fit_of_all_epochs(device) -> 
     def make(**kwargs):
         torch.manual_seed(0)
         return HybridTrainer(CountingNet().to(device), "ga", seed=0,
-                             structure_options={"popsize": 4}, **kwargs)
+                             structure_options={"popsize": 4}, search_compute=None, **kwargs)
 
     data = counting_data(device)  # 3 steps an epoch
     whole = make()
@@ -157,7 +157,8 @@ def test_fit_in_parts_with_total_steps_follows_one_fit_of_all_epochs(device) -> 
 def test_fit_in_parts_keeps_the_first_plan_warns_once_and_resumes_it() -> None:
     def make():
         torch.manual_seed(0)
-        return HybridTrainer(CountingNet(), "ga", seed=0, structure_options={"popsize": 4})
+        return HybridTrainer(CountingNet(), "ga", seed=0, structure_options={"popsize": 4},
+                             search_compute=None)
 
     data = counting_data("cpu")
     first = make()
@@ -227,7 +228,7 @@ def test_bad_fair_arguments_name_the_fix() -> None:
                           ({"fair_steps": True}, "fair_steps must be"),
                           ({"fair_paths": 0}, "fair_paths must be a positive integer"),
                           ({"total_steps": 0}, r"total_steps must be .* got total_steps=0"),
-                          ({"total_steps": 10, "fair_steps": 5},
+                          ({"total_steps": 10, "fair_steps": 5, "search_compute": None},
                            r"with a float fair_steps .* fair_steps=5; e\.g\."),
                           ({"reevaluate_incumbent": 1}, "reevaluate_incumbent must be")]:
         with pytest.raises(ValueError, match=match):

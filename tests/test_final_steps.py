@@ -7,9 +7,11 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
-from hybrid_net import Net
+from conftest import plain_equal
+from hybrid_net import Net, straight_and_resumed
 from hybrid_net import data as shared_data
 from nondiff.hybrid.trainer import HybridTrainer
 
@@ -25,7 +27,8 @@ def test_the_last_steps_train_the_recommended_structure_alone(device, search_com
                                                               final) -> None:
     torch.manual_seed(0)
     trainer = HybridTrainer(Net().to(device), "ga", seed=0, search_compute=search_compute,
-                            final_steps=final, structure_options={"popsize": 4})
+                            final_steps=final, structure_options={"popsize": 4},
+                            select_batches=0)  # the final phase alone: no selection
     seen = []
 
     def record(metrics, trainer):
@@ -94,3 +97,78 @@ def test_total_steps_with_only_a_final_fraction_is_accepted_and_an_int_pair_refu
     with pytest.raises(ValueError, match=r"total_steps must be .* got total_steps=20 with "
                                          r"final_steps=2 and fair_steps=5; e\.g\."):
         HybridTrainer(Net(), "ga", fair_steps=5, final_steps=2, total_steps=20)
+
+
+def test_the_final_phase_selects_on_several_batches_within_the_bound(device) -> None:
+    """select_batches: the first final steps score a shortlist (the recommendation and
+    the most asked structures of the last generations) on the same rows, and the best
+    sum is trained and returned; the optimizer is not told; the evaluations stay within
+    search_compute times the weight steps' examples."""
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net().to(device), "ga", seed=0, search_compute=1.0,
+                            final_steps=0.25, select_batches=2,
+                            structure_options={"popsize": 4})
+    seen, scored = [], []
+    evaluate = trainer.evaluate
+
+    def spy(values, x, y):
+        out = evaluate(values, x, y)
+        if trainer.final_at(trainer.step_count):
+            scored.append(([trainer.space.encode(v).tolist() for v in values], out))
+        return out
+
+    trainer.evaluate = spy
+    trainer.callbacks.append(lambda m, t: seen.append(
+        (t.structure_optimizer.counters["iterations"], t.forward_examples)))
+    history = trainer.fit(data(device), epochs=4)  # 20 steps of 16 rows, the last 5 final
+    assert [m.get("final", 0.0) for m in history] == [0.0] * 15 + [1.0] * 5
+    assert len(scored) == 2  # two batches, the same shortlist on both
+    (first, f1), (second, f2) = scored
+    assert first == second and 2 <= len(first) <= 8
+    assert len({tuple(c) for c in first}) == len(first)
+    assert trainer.selected == first[int(np.argmin(f1 + f2))]
+    chosen = trainer.space.decode(np.asarray(trainer.selected))
+    for current in (trainer.recommended(), trainer.structure(current=True)):
+        assert current["act"] == chosen["act"]
+        assert (current["gates"] == chosen["gates"]).all()
+    assert len({iterations for iterations, _ in seen[-6:]}) == 1  # no tell in the phase
+    steps = [b - a for (_, a), (_, b) in itertools.pairwise(seen[-6:])]
+    assert steps == [16 * (1 + len(first))] * 2 + [16] * 3
+    assert trainer.forward_examples - trainer.weight_examples <= 1.0 * trainer.weight_examples
+    state = trainer.state_dict()["search"]
+    assert state["selected"] == trainer.selected and len(state["recent"]) <= 4
+
+
+def test_resume_inside_the_selection_is_exact() -> None:
+    def make():
+        torch.manual_seed(0)
+        return HybridTrainer(Net(), "ga", seed=3, search_compute=1.0, final_steps=0.3,
+                             select_batches=3, structure_options={"popsize": 4})
+
+    straight, first, resumed = straight_and_resumed(
+        make, data("cpu"), 4, lambda metrics, trainer: trainer.selection is not None
+        and trainer.selection["batches"] == 1)
+    assert first.selected is None and resumed.selected is not None
+    assert plain_equal(resumed.state_dict(), straight.state_dict())
+
+
+def test_by_default_the_search_is_bounded_with_a_final_phase() -> None:
+    """Issue 17: a user who passes nothing gets at most twice the weight training's
+    forward examples; search_compute=None is the unbounded search of before."""
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net(), "ga", seed=0)
+    assert (trainer.search_compute, trainer.final_steps, trainer.select_batches) == (1.0, 0.1, 4)
+    history = trainer.fit(data("cpu", batches=10), epochs=4)
+    assert [m.get("final", 0.0) for m in history][-4:] == [1.0] * 4
+    assert trainer.forward_examples <= 2 * trainer.weight_examples == 2 * 40 * 16
+    unbounded = HybridTrainer(Net(), "ga", seed=0, search_compute=None)
+    assert unbounded.final_steps == 0
+    unbounded.fit(data("cpu", batches=10), epochs=4)
+    assert unbounded.forward_examples > 5 * unbounded.weight_examples
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "4"])
+def test_a_bad_select_batches_names_the_argument_value_and_fix(value) -> None:
+    with pytest.raises(ValueError, match=r"select_batches must be an int >= 0 .* got .*; "
+                                         r"e\.g\. 4"):
+        HybridTrainer(Net(), "ga", select_batches=value)

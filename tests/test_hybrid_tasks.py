@@ -52,7 +52,8 @@ def test_digit_arithmetic_beats_chance_by_a_wide_margin(arithmetic: DigitArithme
 
 def test_architecture_search_with_shared_weights_beats_chance() -> None:
     data = mnist1d(n=800, seed=0)
-    result = search("ga", data, seed=0, epochs=3, retrain_epochs=12)
+    result = search("ga", data, seed=0, epochs=3, retrain_epochs=12,
+                    trainer_options={"search_compute": None})  # unbounded: a generation a step
     space = structure_space(SearchNet())
     assert space.contains(result["arch"])
     assert result["test_accuracy"] > 0.25  # 10 classes
@@ -71,6 +72,7 @@ def test_dsl_tokens() -> None:
 
 
 def test_program_induction_recovers_the_program_from_outputs_alone() -> None:
-    result = train_programs(("sort", "reverse"), seed=0, epochs=6)
+    result = train_programs(("sort", "reverse"), seed=0, epochs=6,
+                            trainer_options={"search_compute": None})  # unbounded
     assert result["recovered"], result["found"]
     assert result["output_accuracy"] > 0.5 and result["digit_accuracy"] > 0.85

@@ -370,7 +370,8 @@ def test_hybrid_trainer_finds_the_known_transform_and_inputs(name, device):
     trainer = HybridTrainer(model, name, lambda p: torch.optim.Adam(p, lr=0.05),
                             loss=nn.functional.mse_loss, seed=0,
                             structure_cost=lambda s: float(np.sum(s["gates"])) / 6,
-                            cost_weight=0.3, warmup_steps=60, cost_ramp_steps=60)
+                            cost_weight=0.3, warmup_steps=60, cost_ramp_steps=60,
+                            search_compute=None)
     trainer.fit(train, epochs=25, held_out=held)
     found = trainer.structure()
     assert found["transform"] == "sine"

@@ -25,7 +25,7 @@ def test_the_evaluations_respect_the_bound_over_a_fit(device, name, weight_step,
                                                       budget) -> None:
     torch.manual_seed(0)
     trainer = HybridTrainer(Net().to(device), name, seed=0, weight_step=weight_step,
-                            search_compute=budget,
+                            search_compute=budget, final_steps=0,  # the credit alone
                             structure_options={"popsize": 4} if name != "cmaes" else None)
     history = trainer.fit(data(device), epochs=8)
     weight_rows = 8 * 6 * 32
@@ -47,7 +47,8 @@ def test_without_a_bound_every_step_is_a_generation_as_before(device) -> None:
         trainer.fit(data(device), epochs=2)
         return trainer
 
-    plain, generous = run(), run(search_compute=100.0)  # credit always covers a generation
+    # the unbounded search (the default before issue 17) and a bound that always covers
+    plain, generous = run(search_compute=None), run(search_compute=100.0, final_steps=0)
     assert plain.forward_examples == generous.forward_examples == 12 * 32 * (1 + 5) - 32
     for a, b in zip(plain.model.parameters(), generous.model.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -87,7 +88,7 @@ def test_a_fit_that_ends_before_any_generation_warns_with_the_values_and_fix(dev
     def make(**kwargs):
         torch.manual_seed(0)
         return HybridTrainer(Net().to(device), "ga", seed=0, structure_options={"popsize": 8},
-                             **kwargs)
+                             final_steps=0, **kwargs)
 
     short = make(search_compute=0.1)  # 6 steps x 32 rows earn 19.2 of a generation's 8 x 32
     with pytest.warns(UserWarning, match=r"fit took 6 steps without any generation .* "

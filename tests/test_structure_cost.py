@@ -27,7 +27,7 @@ def gate_trainer(seed: int = 0, **kwargs) -> HybridTrainer:
     if "cost_schedule" not in kwargs:
         kwargs.setdefault("cost_weight", 0.7)
     return HybridTrainer(GatedLinear(), "reinforce", adam(0.05), loss=nn.functional.mse_loss,
-                         seed=seed, structure_cost=open_gates, **kwargs)
+                         seed=seed, structure_cost=open_gates, search_compute=None, **kwargs)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -136,7 +136,7 @@ def test_resume_with_a_cost_is_exact() -> None:
 def test_a_bad_cost_names_the_structure(cost, match) -> None:
     torch.manual_seed(0)
     trainer = HybridTrainer(GatedLinear(), "reinforce", adam(0.05),
-                            loss=nn.functional.mse_loss, structure_cost=cost)
+                            loss=nn.functional.mse_loss, structure_cost=cost, search_compute=None)
     weights = [p.detach().clone() for p in trainer.model.parameters()]
     with pytest.raises(ValueError, match=f"structure_cost of structure .*gates.*{match}"):
         trainer.fit(gated_data(), epochs=1)

@@ -93,7 +93,8 @@ def test_hybrid_trainer_logs_losses_and_structure(tmp_path):
             Net(), "reinforce", lambda p: torch.optim.Adam(p, lr=0.03),
             loss=nn.functional.mse_loss, seed=0, warmup_steps=2,
             structure_options={"popsize": 4, "lr": 0.3},
-            callbacks=[tb, lambda m, t: seen.append((dict(m), t.recommended()))])
+            callbacks=[tb, lambda m, t: seen.append((dict(m), t.recommended()))],
+            search_compute=None)
         taken = trainer.fit([(x[:16], y[:16]), (x[16:], y[16:])], epochs=3)
     events = read(tmp_path)
     tags = set(events.Tags()["scalars"])

@@ -76,7 +76,7 @@ def test_every_binary_optimizer_closes_the_noise_gates(name: str) -> None:
     model, data = GatedLinear(), gated_data()
     before = hybrid_loss(model, data)
     trainer = HybridTrainer(model, name, adam(0.05), loss=nn.functional.mse_loss, seed=0,
-                            weight_step="best")
+                            weight_step="best", search_compute=None)
     trainer.fit(data, epochs=12)
     gates = get_structure(model)["gates"]
     assert hybrid_loss(model, data) < 0.05 * before, f"{name} ended at gates {gates}"
@@ -123,7 +123,8 @@ def test_warmup_steps_train_weights_without_asking() -> None:
     seen = []
     trainer = HybridTrainer(model, "ga", loss=nn.functional.mse_loss, warmup_steps=5,
                             weight_step="sampled", reevaluate_incumbent=False,
-                            callbacks=[lambda m, t: seen.append(get_structure(t.model))])
+                            callbacks=[lambda m, t: seen.append(get_structure(t.model))],
+                            search_compute=None)
     trainer.fit(choice_data(), epochs=8)
     assert trainer.structure_optimizer.counters["iterations"] == 3
     assert trainer.forward_examples == 128 * (5 + 3 * (trainer.structure_optimizer.popsize + 1))
@@ -134,7 +135,8 @@ def test_warmup_steps_train_weights_without_asking() -> None:
 
 def test_default_warmup_is_fair_and_the_ga_reevaluates_its_best() -> None:
     torch.manual_seed(0)
-    trainer = HybridTrainer(ChoiceNet(), "ga", loss=nn.functional.mse_loss, warmup_steps=5)
+    trainer = HybridTrainer(ChoiceNet(), "ga", loss=nn.functional.mse_loss, warmup_steps=5,
+                            search_compute=None)
     history = trainer.fit(choice_data(), epochs=8)
     popsize = trainer.structure_optimizer.popsize
     assert trainer.structure_optimizer.counters["iterations"] == 3
@@ -216,7 +218,7 @@ def test_a_nan_loss_stops_the_trainer_before_the_weights_change() -> None:
     states = []
     trainer = HybridTrainer(model, "reinforce", adam(0.01), loss=nn.functional.mse_loss,
                             seed=0, callbacks=[lambda m, t: states.append(
-                                copy.deepcopy(t.model.state_dict()))])
+                                copy.deepcopy(t.model.state_dict()))], search_compute=None)
     trainer.fit(clean, epochs=1)
     with pytest.raises(FloatingPointError) as info:
         trainer.fit(bad, epochs=2)  # epoch 1, its batch 2: step 4 + 2
@@ -244,7 +246,7 @@ def test_skip_leaves_out_nan_steps_and_reports_them() -> None:
     _, bad = nan_batches()
     torch.manual_seed(0)
     trainer = HybridTrainer(ChoiceNet(), "reinforce", adam(0.01), loss=nn.functional.mse_loss,
-                            seed=0, on_nonfinite="skip")
+                            seed=0, on_nonfinite="skip", search_compute=None)
     history = trainer.fit(bad, epochs=3)
     skipped = [m["skipped"] for m in history]  # where the structure let the NaN through
     assert skipped == [float(not np.isfinite(m["loss"])) for m in history]

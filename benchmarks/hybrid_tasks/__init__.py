@@ -15,9 +15,10 @@ method >= 90 % sum accuracy and ahead of straight-through.
 Part ``architecture`` (:mod:`nondiff.benchmarks.hybrid_tasks.architecture`): an MLP on
 MNIST-1D whose per-layer activation and width are ``Choice`` s, searched by REINFORCE,
 CMA-ES and a GA through :class:`nondiff.hybrid.HybridTrainer` while the shared weights
-train; the found architecture is retrained alone; compared with random search
-(architectures trained briefly, the best on validation retrained) and with the best of
-the fixed architectures trained alone. Columns: test accuracy of the retrained
+train (unbounded, ``search_compute=None``: a generation every step); the found
+architecture is retrained alone; compared with random search (architectures trained
+briefly, the best on validation retrained) and with the best of the fixed
+architectures trained alone. Columns: test accuracy of the retrained
 architecture, and the compute (examples x forward passes) of the search.
 
 Part ``programs`` (:mod:`nondiff.benchmarks.hybrid_tasks.programs`): sequences of 4

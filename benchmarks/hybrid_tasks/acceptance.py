@@ -4,7 +4,9 @@ On each task of :mod:`nondiff.problems.hybrid.acceptance` (the right structure i
 known), :func:`run_suite` trains the task's model with
 :class:`~nondiff.hybrid.trainer.HybridTrainer` under every registry optimizer that
 searches the model's structure space (``registry.create`` refuses the others with an
-``UnsupportedSpaceError``: they are listed as skipped), with the trainer's defaults,
+``UnsupportedSpaceError``: they are listed as skipped), with the trainer's defaults
+(since issue 17 a bounded search: ``search_compute=1.0``, ``final_steps=0.1``,
+``select_batches=4``),
 the task's structure cost (the gated tasks: per open gate, off for the first 30 % of
 the steps, then ramped in over the next 40 %: ``COST_START``) and the same epochs,
 batches and seeds for all; and it trains the known structure alone
@@ -29,29 +31,37 @@ Commands (under ``nice``: the machine is shared)::
     python -m nondiff.benchmarks.hybrid_tasks.acceptance --quick        # 2 seeds
     python -m nondiff.benchmarks.hybrid_tasks.acceptance op-graph --seeds 5 \\
         --optimizers reinforce cmaes ga
-    python -m nondiff.benchmarks.hybrid_tasks.acceptance --search-compute 1.0 \\
-        --final-steps 0.1     # bounded search, last 10 % of steps on the found structure
+    python -m nondiff.benchmarks.hybrid_tasks.acceptance --search-compute none  # unbounded
+    python -m nondiff.benchmarks.hybrid_tasks.acceptance --select-batches 0  # no selection
 
 Measured (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
-all three; 2 cores, one thread each): trainer defaults (a generation every step,
-3-13x) 28 / 18 / 0 / 0; ``--search-compute 1.0`` 21 / 11 / 37 / 10; ``--search-compute
-1.0 --final-steps 0.1`` 20 / 20 / 37 / 16; ``--search-compute shared`` (fitness from the
-weight steps' rows, :mod:`nondiff.hybrid.shared_fitness`) 19 / 4 / 37 / 4, with
-``--final-steps 0.1`` 22 / 21 / 37 / 15; the weight steps' own rows alone
-(``HybridTrainer.paired_rows = False``, 1.0x) 11 / 10 / 37 / 7. The final steps close
-most accuracy gaps (GA nonlinearity 7.8 -> 0.5 points, sep-CMA-ES relevant-inputs with
-shared fitness 7.7 -> 0.6). No bounded configuration recovers relevant-inputs with
-REINFORCE as the unbounded one does (5/5 at 12x, 0-1/5 at 2x: a tenth of the
-generations); CMA-ES misses op-graph in every configuration (0-3/5).
+all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
+final phase, final selection; the GA without the "shift") 27 / 28 / 37 / 25
+(``--select-batches 0``: 22 / 21 / 37 / 18); with ``--search-compute none`` (the same
+code unbounded, 3-13x) 29 / 19 / 0 / 0. Before, with the code of then (the GA with the
+shift, no selection): its defaults (unbounded) 28 / 18 / 0 / 0; ``--search-compute 1.0``
+21 / 11 / 37 / 10; ``--search-compute 1.0 --final-steps 0.1`` 20 / 20 / 37 / 16;
+``--search-compute shared`` (fitness from the weight steps' rows,
+:mod:`nondiff.hybrid.shared_fitness`) 19 / 4 / 37 / 4, with ``--final-steps 0.1`` 22 /
+21 / 37 / 15; the weight steps' own rows alone (``HybridTrainer.paired_rows = False``,
+1.0x) 11 / 10 / 37 / 7. The final steps close most accuracy gaps (GA nonlinearity 7.8 ->
+0.5 points, sep-CMA-ES relevant-inputs with shared fitness 7.7 -> 0.6); the GA without
+the shift recovers relevant-inputs on 4 of 5 seeds (2 before) and inputs-and-activation
+on 5 (3); the final selection takes sep-CMA-ES on relevant-inputs from 3 to 5 of 5
+seeds. No bounded configuration recovers relevant-inputs with REINFORCE as the unbounded
+one does (5/5 at 12x, 1-2/5 at 2x: a tenth of the generations; smaller generations, a
+larger policy learning rate, scoring on fewer rows and the shared fitness did not help
+either); CMA-ES misses op-graph in every configuration (0-3/5).
 
 Those rows predate the relaxation (``nondiff.optim.relaxed``) through which every
 optimizer of real vectors now searches gates and choices. Its optimizers, 3 seeds,
 recovered on relevant-inputs / op-graph: ``--search-compute 1.0 --final-steps 0.1``
-snes 0/0, xnes 1/0, cem 1/2, pgpe 1/2, openai-es 0/1, cmaes-torch 3/2; trainer
-defaults (12-151x compute) snes 2/3, xnes 3/2, cem 0/3, pgpe 3/3, openai-es 3/1,
-cmaes-torch 3/3. CMA-ES with argmax scores for categories (``structure_options=
-{"relax": ["categorical"]}``) recovers op-graph on 5/5 seeds bounded (the rounded
-index: 0/5) and 4/5 with the defaults (index: 2/5).
+snes 0/0, xnes 1/0, cem 1/2, pgpe 1/2, openai-es 0/1, cmaes-torch 3/2; unbounded
+(``--search-compute none``, 12-151x) snes 2/3, xnes 3/2, cem 0/3, pgpe 3/3, openai-es 3/1,
+cmaes-torch 3/3. CMA-ES with argmax scores for categories (now the
+CMA-ES family's default; ``structure_options={"relax": []}`` for pycma's rounded index)
+recovers op-graph on 5/5 seeds bounded (the rounded index: 0/5) and 4/5 unbounded
+(index: 2/5).
 """
 
 from __future__ import annotations
@@ -249,7 +259,7 @@ def _short(structure: dict[str, Any]) -> str:
 
 
 def _search_compute(text: str) -> float | str:
-    return text if text == "shared" else float(text)
+    return text.lower() if text.lower() in ("none", "shared") else float(text)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -264,11 +274,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--search-compute", type=_search_compute, default=None,
                         help="HybridTrainer(search_compute=): evaluation examples per "
-                             "weight-step example (a number), or 'shared' (default: "
-                             "a generation scored every step)")
-    parser.add_argument("--final-steps", type=float, default=0.0,
+                             "weight-step example (a number), 'shared', or 'none' (a "
+                             "generation scored every step, unbounded); default: the "
+                             "trainer's (1.0)")
+    parser.add_argument("--final-steps", type=float, default=None,
                         help="HybridTrainer(final_steps=): the fraction of the steps at the "
-                             "end that train the recommended structure alone (default 0)")
+                             "end that train the recommended structure alone (default: the "
+                             "trainer's, 0.1 when the search is bounded, else 0)")
+    parser.add_argument("--select-batches", type=int, default=None,
+                        help="HybridTrainer(select_batches=): batches the final phase scores "
+                             "its shortlist on (0: none; default: the trainer's, 4)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
@@ -284,11 +299,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     print(f"{platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}, "
           f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds; search_compute="
-          f"{args.search_compute}, final_steps={args.final_steps}")
+          f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
+          f"{'default' if args.final_steps is None else args.final_steps}, select_batches="
+          f"{'default' if args.select_batches is None else args.select_batches}")
     start = time.perf_counter()
-    options = {} if args.search_compute is None else {"search_compute": args.search_compute}
-    if args.final_steps:
-        options["final_steps"] = args.final_steps
+    given = {"search_compute": args.search_compute, "final_steps": args.final_steps,
+             "select_batches": args.select_batches}
+    options = {k: None if v == "none" else v for k, v in given.items() if v is not None}
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
     every = {k: sum(r["met"][k] for _, _, r in rows) for k in ("recovered", "gap", "compute")}
