@@ -194,8 +194,8 @@ def test_hybrid_trainer_trains_gates_with_snes():
     torch.manual_seed(0)
     model, data = GatedLinear(), gated_data()
     before = hybrid_loss(model, data)
-    trainer = HybridTrainer(model, "snes", adam(0.05), loss=nn.functional.mse_loss, seed=0,
-                            weight_step="best")
+    trainer = HybridTrainer(model, "snes", adam(0.05), loss=nn.functional.mse_loss, seed=0)
+    # the trainer's defaults: bounded search (<= 2x the forward examples), fair weight steps
     trainer.fit(data, epochs=12)
     gates = get_structure(model)["gates"]
     assert hybrid_loss(model, data) < 0.05 * before, gates
