@@ -160,7 +160,10 @@ class CMAES(BaseOptimizer):
             multiples of 0.5 so that rounding cannot leave the box. With a
             :class:`~nondiff.optim.spaces.Space` as ``x0``, its ``Integer``,
             ``Categorical`` (index 0..k-1) and ``Binary`` (0/1) leaves are
-            added to them (pycma's integer handling, Hansen 2011).
+            added to them (pycma's integer handling, Hansen 2011). By name
+            (``registry.create``, ``minimize``, ``HybridTrainer``, ``tune``) the
+            categorical leaves go through :mod:`nondiff.optim.relaxed` instead
+            (``relaxed_kinds``: argmax of scores; ``relax=[]`` keeps the index).
         options: further pycma options (``cma.CMAOptions()``), e.g. ``{"tolfun":
             1e-12, "CMA_active": False}``.
         find_feasible_first: with constraints, minimize only the violation
