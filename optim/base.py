@@ -190,7 +190,7 @@ class BaseOptimizer(ABC):
     handles_constraints: ClassVar[bool] = False
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"real"})
     relaxed_kinds: ClassVar[frozenset[str]] = frozenset()  # kinds registry.create relaxes
-    # by default though the class searches them itself (nondiff.optim.relaxed)
+    # by default on spaces without real leaves, though the class searches them itself
     min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
     _told_asked: bool = False  # see _tell
     _asked_version: int | None = None

@@ -162,8 +162,9 @@ class CMAES(BaseOptimizer):
             ``Categorical`` (index 0..k-1) and ``Binary`` (0/1) leaves are
             added to them (pycma's integer handling, Hansen 2011). By name
             (``registry.create``, ``minimize``, ``HybridTrainer``, ``tune``) the
-            categorical leaves go through :mod:`nondiff.optim.relaxed` instead
-            (``relaxed_kinds``: argmax of scores; ``relax=[]`` keeps the index).
+            categorical leaves of a space without real leaves (a model's structure)
+            go through :mod:`nondiff.optim.relaxed` instead (``relaxed_kinds``:
+            argmax of scores; ``relax=[]`` keeps the index).
         options: further pycma options (``cma.CMAOptions()``), e.g. ``{"tolfun":
             1e-12, "CMA_active": False}``.
         find_feasible_first: with constraints, minimize only the violation
@@ -225,9 +226,9 @@ class CMAES(BaseOptimizer):
     handles_constraints: ClassVar[bool] = True
     supported_spaces: ClassVar[frozenset[str]] = frozenset(
         {"real", "integer", "categorical", "binary"})
-    # Categorical leaves go through the relaxation by default (argmax of scores, not
-    # pycma's rounded index: an order the choices do not have). Measured by
-    # benchmarks/studies/relaxation.py: op-graph structure 0/5 -> 5/5 seeds, random
+    # Categorical leaves of spaces without reals go through the relaxation by default
+    # (argmax of scores, not pycma's rounded index: an order the choices do not have).
+    # Measured by benchmarks/studies/relaxation.py: op-graph structure 0/5 -> 5/5 seeds, random
     # 5x5x5 lookup tables solved 8/25 -> 19/25 (module docstring of nondiff.optim.relaxed).
     relaxed_kinds: ClassVar[frozenset[str]] = frozenset({"categorical"})
     state_version: ClassVar[int] = 1

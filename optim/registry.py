@@ -90,11 +90,14 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     (binary, categorical, integer, permutation) searches it through a continuous
     relaxation: the result is a :class:`~nondiff.optim.relaxed.Relaxed` wrapping it
     (same ``name``; its options ``width`` and ``relax`` are accepted then). ``relax``
-    also asks for it where the optimizer has its own handling, and an optimizer's
-    ``relaxed_kinds`` are relaxed unless ``relax`` says otherwise: the pycma CMA-ES
-    family searches categorical leaves by argmax of scores instead of pycma's rounded
-    index (an order the choices do not have), integers and bits still as pycma's
-    integer variables; ``create("cmaes", space, relax=[])`` keeps the rounded index.
+    also asks for it where the optimizer has its own handling, and on a space without
+    real leaves an optimizer's ``relaxed_kinds`` are relaxed unless ``relax`` says
+    otherwise: there the pycma CMA-ES family searches categorical leaves by argmax of
+    scores instead of pycma's rounded index (an order the choices do not have), integers
+    and bits still as pycma's integer variables; ``create("cmaes", space, relax=[])``
+    keeps the rounded index. Spaces with real leaves keep pycma's own handling unless
+    ``relax`` is given (its bound transformation of the reals beat the relaxation's clip
+    on the AutoML benchmark's mixed space: one-shot picks tested 89.7 vs 87.2 %).
 
     Raises:
         ValueError: unknown name, or a hyperparameter the optimizer does not have.
@@ -106,7 +109,7 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     cls = get(name)
     space_kinds = leaf_kinds(x0) if isinstance(x0, Space) else set()
     by_default = sorted(cls.relaxed_kinds & space_kinds)
-    if by_default and "relax" not in kwargs:
+    if by_default and "relax" not in kwargs and "real" not in space_kinds:
         kwargs = {**kwargs, "relax": by_default}
     relax = relaxation_needed(cls, x0) or (
         bool(kwargs.get("relax")) and "real" in cls.supported_spaces and isinstance(x0, Space))

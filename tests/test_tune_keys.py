@@ -61,6 +61,4 @@ def test_a_key_error_on_a_name_of_the_space_is_an_ordinary_failure() -> None:
     study = tune(sometimes, SPACE, scheduler=None, budget=31, max_steps=2, executor="inline",
                  seed=0)
     states = {t.state for t in study.trials}
-    assert {"failed", "complete"} <= states <= {"failed", "complete", "pruned"}  # pruned: a
-    # trial the end of the budget cut (scheduler=None prunes nothing else)
-    assert all(t.state != "pruned" or t is study.trials[-1] or t.steps for t in study.trials)
+    assert states == {"failed", "complete"}
