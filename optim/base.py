@@ -189,6 +189,8 @@ class BaseOptimizer(ABC):
     inverts_box: ClassVar[bool] = False  # told rows must lie in the bounds (e.g. pycma)
     handles_constraints: ClassVar[bool] = False
     supported_spaces: ClassVar[frozenset[str]] = frozenset({"real"})
+    config_added: ClassVar[dict[str, Any]] = {}  # config keys added in a later version ->
+    # the value that reproduces the behaviour of states saved before them (loading)
     relaxed_kinds: ClassVar[frozenset[str]] = frozenset()  # kinds registry.create relaxes
     # by default on spaces without real leaves, though the class searches them itself
     min_popsize: ClassVar[int] = 1  # e.g. 2 for optimizers that compare samples
@@ -725,6 +727,9 @@ class BaseOptimizer(ABC):
                 f"state dict is of optimizer {state['optimizer']!r}, not {self.name!r}"
             )
         saved, current = dict(state["config"]), to_plain(self.config())
+        for key, value in self.config_added.items():  # saved before the key existed
+            if key in current:
+                saved.setdefault(key, value)
         differ = sorted(k for k in set(saved) | set(current)
                         if not plain_equal(saved.get(k), current.get(k)))
         if differ:

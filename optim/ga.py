@@ -153,6 +153,7 @@ class DiscreteEvolution(BaseOptimizer):
 
     Hyperparameters = DiscreteEvolutionConfig
     config_space = True
+    config_added: ClassVar[dict[str, Any]] = {"shift": True}  # states saved before shift=
     reevaluates_incumbent: ClassVar[bool] = True  # tell(..., incumbent=, incumbent_fitness=)
 
     def _start(self, x0: np.ndarray) -> None:

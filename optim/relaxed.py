@@ -254,6 +254,7 @@ class Relaxed(BaseOptimizer):
         self.name = cls.name
         self.handles_constraints = cls.handles_constraints
         self.latent_dim = int(z0.size)
+        self._popsize0 = int(self.inner.popsize)
         super().__init__(x0, sigma0, self.inner.popsize, self.inner.seed, None, width=width,
                          relax=relax)
 
@@ -264,13 +265,20 @@ class Relaxed(BaseOptimizer):
 
     def _latent_start(self, space: Space) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The inner optimizer's x0 and bounds: reals as the space has them, 0 and
-        an open interval for every discrete coordinate."""
+        an open interval for every discrete coordinate (a uniform first generation), or,
+        where the space names its own start (an ``initial()`` other than the middle
+        of its box, e.g. a warm start), that start's lifted latent point (its choice
+        ahead by ``h/2``)."""
         start, (low, high) = space.initial(), space.bounds()
         size = sum(leaf.latent.stop - leaf.latent.start for leaf in self.layout)
         z0, lower, upper = np.zeros(size), np.full(size, -np.inf), np.full(size, np.inf)
+        self.latent_dim = size
+        lifted = self.lift(start[None])[0] if _own_start(space) else None
         for leaf in self.layout:
             if leaf.kind in ("real", "native"):
                 z0[leaf.latent] = start[leaf.encoded]
+            elif lifted is not None:
+                z0[leaf.latent] = lifted[leaf.latent]
             if leaf.kind == "real":
                 lower[leaf.latent], upper[leaf.latent] = low[leaf.encoded], high[leaf.encoded]
         return z0, lower, upper
@@ -278,8 +286,11 @@ class Relaxed(BaseOptimizer):
     def config(self) -> dict[str, Any]:
         per_run = {"dim", "sigma0", "popsize", "seed", "bounds"}
         inner = {k: v for k, v in self.inner.config().items() if k not in per_run}
-        return {**super().config(), "inner": self.inner_class_used.name,
-                "latent_dim": self.latent_dim, "inner_config": inner}
+        # the popsize it was built with: an IPOP/BIPOP inner optimizer changes popsize
+        # at its restarts, and a fresh optimizer built alike must still load the state
+        return {**super().config(), "popsize": self._popsize0,
+                "inner": self.inner_class_used.name, "latent_dim": self.latent_dim,
+                "inner_config": inner}
 
     def min_tell_rows(self) -> int:
         return self.inner.min_tell_rows()
@@ -399,14 +410,16 @@ class Relaxed(BaseOptimizer):
                 return inner_rows  # the inner optimizer's own array: it knows its samples
             return latent.copy()
         out = np.empty((len(rows), self.latent_dim))
-        index = {row.tobytes(): i for i, row in reversed(list(enumerate(asked)))}
+        index: dict[bytes, list[int]] = {}  # equal decoded rows (common on discrete
+        for i, row in enumerate(asked):  # spaces) matched in order, each asked row once
+            index.setdefault(row.tobytes(), []).append(i)
         fresh = []
         for i, row in enumerate(rows):
-            j = index.get(row.tobytes())
-            if j is None:
+            left = index.get(row.tobytes())
+            if not left:
                 fresh.append(i)
             else:
-                out[i] = latent[j]
+                out[i] = latent[left.pop(0)]
         if fresh:
             out[fresh] = self.lift(rows[fresh], fresh)
         return out
@@ -481,6 +494,19 @@ def _numpy(x: Array) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().astype(np.float64)
     return np.asarray(x, dtype=np.float64)
+
+
+def _own_start(space: Space) -> bool:
+    """Whether ``space.initial()`` is a start of its own, not the middle of its box
+    (the default of :class:`Space`, :class:`Product` and their leaves)."""
+    from .spaces import Product
+
+    method = type(space).initial
+    if method is Space.initial:
+        return False
+    if method is Product.initial:
+        return any(_own_start(part) for part in space.spaces.values())
+    return type(space).__module__ != Space.__module__  # a leaf's own default, or a user's
 
 
 def relaxation_needed(cls: type[BaseOptimizer], space: Any) -> bool:

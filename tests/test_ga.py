@@ -373,3 +373,18 @@ def test_the_ga_converges_under_noise_because_children_may_be_copies() -> None:
     assert GeneticAlgorithm(Binary(12), seed=0).hparams.shift is True
     with pytest.raises(ValueError, match="shift"):
         GeneticAlgorithm(Binary(12), seed=0, shift="no")
+
+
+def test_a_state_saved_before_the_shift_option_loads_as_shift_true() -> None:
+    from nondiff.optim import registry
+    from nondiff.optim.spaces import Binary
+
+    opt = registry.create("ga", Binary(6), seed=0)
+    opt.tell(x := opt.ask(), x.sum(axis=1))
+    state = opt.state_dict()
+    del state["config"]["shift"]  # as saved before shift= existed
+    again = registry.create("ga", Binary(6), seed=0)
+    again.load_state_dict(state)
+    assert np.array_equal(again.ask(), opt.ask())
+    with pytest.raises(ValueError, match="shift: saved True vs False"):
+        registry.create("ga", Binary(6), seed=0, shift=False).load_state_dict(state)

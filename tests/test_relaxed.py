@@ -277,3 +277,57 @@ def test_minimize_resumed_from_its_checkpoint_equals_the_uninterrupted_run(tmp_p
     assert len(calls) == 5 * popsize  # it went on from the checkpoint
     assert np.array_equal(whole.history, resumed.history) and whole.f == resumed.f
     assert repr(whole.x) == repr(resumed.x)
+
+
+def test_a_restarted_relaxed_optimizer_resumes_from_its_checkpoint(tmp_path):
+    """IPOP doubles the inner popsize at a restart; the checkpoint still loads into a
+    fresh optimizer built with the same arguments (config keeps the first popsize)."""
+    path = tmp_path / "run.pt"
+
+    def flat(x):
+        return float(x[0])  # flat in 7 of 8 bits: the runs stop and restart
+
+    first = minimize(flat, Binary(8), optimizer="ipop-snes", budget=600, seed=0,
+                     checkpoint=path)
+    resumed = minimize(flat, Binary(8), optimizer="ipop-snes", budget=1200, seed=0,
+                       checkpoint=path)
+    assert resumed.evaluations > first.evaluations
+    opt = registry.create("ipop-snes", Binary(8), seed=0)
+    start = opt.popsize
+    while opt.popsize == start:  # until the first restart
+        x = opt.ask()
+        opt.tell(x, [flat(row) for row in x])
+    again = registry.create("ipop-snes", Binary(8), seed=0)
+    again.load_state_dict(roundtrip(opt.state_dict()))
+    assert again.popsize == opt.popsize > start
+    assert np.array_equal(again.ask(), opt.ask())
+
+
+class _StartingAt(Product):
+    """A space with a start of its own (a warm start), as benchmarks.automl builds one."""
+
+    def initial(self) -> np.ndarray:
+        return self.encode({"bs": 64, "opt": "sgd", "n": 7})
+
+
+@pytest.mark.parametrize("name", ["snes", "cmaes", "cmaes-torch"])
+def test_a_space_with_its_own_start_starts_the_relaxation_there(name):
+    space = _StartingAt({"bs": Categorical([32, 64, 128, 256]),
+                         "opt": Categorical(["adam", "sgd"]), "n": Integer(0, 9)})
+    opt = registry.create(name, space, seed=0)
+    assert space.decode(opt.recommend()) == {"bs": 64, "opt": "sgd", "n": 7}
+    plain = registry.create(name, Product(dict(space.spaces)), seed=0)  # the box's middle
+    assert space.decode(plain.recommend())["bs"] == 32  # no start: scores all 0, argmax first
+
+
+def test_equal_decoded_rows_told_in_another_order_are_each_matched_once():
+    told = [registry.create("snes", Binary(3), seed=0) for _ in range(2)]
+    x = told[0].ask()
+    told[1].ask()
+    assert len({row.tobytes() for row in x}) < len(x)  # 7 rows of 8 values: duplicates
+    f = x @ np.array([1.0, 2.0, 4.0])  # a function of the decoded row (equal rows, equal
+    told[0].tell(x, f)  # values): each asked latent row told once, whatever the order
+    told[1].tell(x[::-1], f[::-1])
+    means = [t.inner.state.mean.numpy() if hasattr(t.inner.state.mean, "numpy")
+             else np.asarray(t.inner.state.mean) for t in told]
+    np.testing.assert_allclose(means[0], means[1], atol=1e-12)
