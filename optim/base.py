@@ -734,9 +734,12 @@ class BaseOptimizer(ABC):
                         if not plain_equal(saved.get(k), current.get(k)))
         if differ:
             detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs {current.get(k)!r}" for k in differ)
+            hint = ("; a state saved without the relaxation (nondiff.optim.relaxed) loads into "
+                    "registry.create(name, space, relax=[])"
+                    if "relax" in current and "relax" not in saved else "")
             raise ValueError(
                 f"state dict was made with another configuration ({detail}); construct the "
-                "optimizer with the same arguments before loading"
+                f"optimizer with the same arguments before loading{hint}"
             )
         # Build everything first and assign at the end: a failed load changes nothing.
         where = f"{self.name} state dict"

@@ -331,3 +331,15 @@ def test_equal_decoded_rows_told_in_another_order_are_each_matched_once():
     means = [t.inner.state.mean.numpy() if hasattr(t.inner.state.mean, "numpy")
              else np.asarray(t.inner.state.mean) for t in told]
     np.testing.assert_allclose(means[0], means[1], atol=1e-12)
+
+
+def test_a_cmaes_state_saved_with_the_rounded_index_names_relax_empty():
+    space = Categorical(list("abcde"), size=3)
+    index = registry.create("cmaes", space, seed=0, relax=[])  # as saved before the default
+    x = index.ask()
+    index.tell(x, x.sum(axis=1))
+    with pytest.raises(ValueError, match=r"relax=\[\]"):
+        registry.create("cmaes", space, seed=0).load_state_dict(index.state_dict())
+    again = registry.create("cmaes", space, seed=0, relax=[])
+    again.load_state_dict(index.state_dict())
+    assert np.array_equal(again.ask(), index.ask())
