@@ -162,8 +162,11 @@ class GaussianES(BaseOptimizer):
         mean, stdev = self.state.mean, self._stdev()
         if not (bool(torch.isfinite(mean).all()) and bool(torch.isfinite(stdev).all())):
             return {"nonfinite_state": True}
-        if bool((stdev <= torch.finfo(mean.dtype).eps * mean.abs()).all()):
-            return {"noeffectcoord": float(stdev.max())}  # sampling no longer moves x
+        if bool((mean + 0.2 * stdev == mean).any()):  # pycma's noeffectcoord: a
+            # coordinate that a 0.2-stdev step no longer moves (any, as pycma: a collapsed
+            # coordinate beside wide ones, e.g. a real leaf beside the flat discrete
+            # latents of nondiff.optim.relaxed, ends in overflowing steps otherwise)
+            return {"noeffectcoord": float(stdev.min())}
         return {}
 
 

@@ -343,3 +343,20 @@ def test_a_cmaes_state_saved_with_the_rounded_index_names_relax_empty():
     again = registry.create("cmaes", space, seed=0, relax=[])
     again.load_state_dict(index.state_dict())
     assert np.array_equal(again.ask(), index.ask())
+
+
+@pytest.mark.parametrize("seed, sigma0", [(3, None), (0, 1.0)])
+def test_xnes_stops_when_a_real_leaf_collapses_beside_flat_discrete_latents(seed, sigma0):
+    """The real leaf's step size collapses while B stretches along the integer's flat
+    latent; without pycma's any-coordinate noeffectcoord stop the next step overflowed
+    (ValueError mid-minimize on these two runs)."""
+    import math
+
+    space = Product(lr=Real(1e-4, 1e-1, log=True), n=Integer(0, 1000))
+
+    def fn(v):
+        return (math.log10(v["lr"]) + 2.5) ** 2 + ((v["n"] - 700) / 100) ** 2
+
+    options = {} if sigma0 is None else {"sigma0": sigma0}
+    res = minimize(fn, space, optimizer="xnes", budget=1500, seed=seed, **options)
+    assert res.f < 1e-3 and ("noeffectcoord" in res.stop or res.evaluations == 1500)
