@@ -90,6 +90,16 @@ def real_only(name: str) -> None:
         pytest.skip(f"{name} searches discrete spaces only")
 
 
+def ask_tell_run(opt, generations: int, fn) -> list[np.ndarray]:
+    """``generations`` of ask, tell ``fn(x)``; the asked rows of each, copied to numpy."""
+    asked = []
+    for _ in range(generations):
+        x = opt.ask()
+        asked.append(np.array(x, copy=True) if isinstance(x, np.ndarray) else x.clone().numpy())
+        opt.tell(x, fn(x))
+    return asked
+
+
 def roundtrip(state):
     """A state dict through torch.save and torch.load(weights_only=True), in memory."""
     buffer = io.BytesIO()

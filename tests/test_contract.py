@@ -16,6 +16,7 @@ from nondiff.optim.spaces import Product
 from tests.conftest import (
     EXAMPLE_LEAVES,
     OPTIMIZER_NAMES,
+    ask_tell_run,
     default_x0,
     example_space,
     handles_real,
@@ -28,12 +29,7 @@ from tests.optimizer_infos import OPTIMIZER_INFOS, error_cases
 
 
 def _run(opt, generations):
-    asked = []
-    for _ in range(generations):
-        x = opt.ask()
-        asked.append(np.array(x, copy=True) if isinstance(x, np.ndarray) else x.clone().numpy())
-        opt.tell(x, sphere(x))
-    return asked
+    return ask_tell_run(opt, generations, sphere)
 
 
 def test_ask_numpy_shape_and_dtype(optimizer_case):

@@ -27,6 +27,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import ask_tell_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nondiff.optim.compact_ga import CompactGA, default_virtual_popsize
@@ -299,12 +300,7 @@ def _objective(x: np.ndarray) -> np.ndarray:
 
 
 def _run(opt, generations: int) -> list[np.ndarray]:
-    asked = []
-    for _ in range(generations):
-        x = opt.ask()
-        asked.append(x.copy())
-        opt.tell(x, _objective(x))
-    return asked
+    return ask_tell_run(opt, generations, _objective)
 
 
 @pytest.mark.parametrize(

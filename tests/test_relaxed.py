@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import roundtrip
+from conftest import ask_tell_run, roundtrip
 from nondiff.hybrid import HybridTrainer
 from nondiff.hybrid.structure import get_structure
 from nondiff.optim import SNES, minimize, registry
@@ -35,12 +35,7 @@ def _loss(x):
 
 
 def _trajectory(opt, generations):
-    out = []
-    for _ in range(generations):
-        x = opt.ask()
-        out.append(x.copy())
-        opt.tell(x, _loss(x))
-    return out
+    return ask_tell_run(opt, generations, _loss)
 
 
 def test_every_real_only_name_is_relaxed_and_the_others_are_not():
