@@ -3,42 +3,61 @@
 A search scored on mini-batches ends with a recommendation that one noisy generation
 decided: the best of the last GA population, the last accepted (1+lambda) child, the
 mean of a CMA-ES that still moves. Before :class:`~nondiff.hybrid.trainer.HybridTrainer`'s
-final phase (``final_steps``) trains one structure alone, it scores a shortlist on the
-first ``select_batches`` batches of that phase — every candidate on the same rows under
-the same weights, the sums compared (paired) — and trains and returns the best. The
-shortlist (:func:`shortlist`) is the optimizer's recommendation and the structures its
-last generations asked most often (a converged population holds its best several
-times; the luckiest single draw of the last generation does not get in by luck), as
-often asked ones by their place in their generations. The
-budget (:func:`shortlist_size`) is what the final phase's steps earn under the search's
-bound, so a bounded search stays within it. This is the last step of one-shot NAS —
-candidates from the supernet re-ranked on more data before one is chosen (Bender et
-al. 2018; Guo et al. 2020 rank their final candidates on a validation set) — on the
-training batches the search saw.
+final phase (``final_steps``) trains one structure alone, it scores a pool of candidates
+on the first ``select_batches`` batches of that phase — every candidate on the same rows
+under the same weights (paired) — and trains and returns the best. The pool
+(:func:`candidate_pool`) is
 
-Measured on the acceptance suite (5 seeds, 37 (task, optimizer) rows, the trainer's
-defaults against ``select_batches=0``; :mod:`nondiff.benchmarks.hybrid_tasks.acceptance`):
-rows meeting all three targets 18 -> 25; sep-CMA-ES on relevant-inputs 3 -> 5 of 5
-seeds (gap 6.8 -> 1.1 points), CMA-ES on nonlinearity gap 3.1 -> 1.0 points, REINFORCE
-on inputs-and-activation 1 -> 4 of 5 seeds and on op-graph 3 -> 4.
+- the optimizer's recommendation;
+- the structures its last generations asked most often (a converged population holds
+  its best several times; the luckiest single draw of the last generation does not get
+  in by luck), as often asked ones by their place in their generations;
+- the recommendation's neighbours (:func:`neighbours`: one gate flipped, one choice
+  changed, an integer moved by one, two adjacent items of an ordering swapped), the
+  cheapest first under a structure cost: a local search on the trained supernet, which
+  is competitive with far more elaborate NAS searches (White et al. 2021). It repairs
+  what a search ended one step short of: a noise gate left open whose cost the last
+  generations did not have time to weigh, one slot still on a wrong op.
+
+The pool is raced by successive halving (:func:`halving_plan`; Jamieson & Talwalkar
+2016): every candidate on the first batch, the better half (by the sums so far) on the
+next, and so on, so twice the candidates fit the budget of scoring a fixed shortlist on
+every batch. The budget (:func:`pool_size`) is what the final phase's steps earn under
+the search's bound, so a bounded search stays within it. This is the last step of
+one-shot NAS — candidates from the supernet re-ranked on more data before one is chosen
+(Bender et al. 2018; Guo et al. 2020 rank their final candidates on a validation set) —
+on the training batches the search saw.
+
+Measured on the acceptance suite (5 seeds; :mod:`nondiff.benchmarks.hybrid_tasks.acceptance`):
+the shortlist scored on every batch (before the neighbours and the halving) took the 37
+(task, optimizer) rows of then meeting all three targets from 18 (``select_batches=0``)
+to 25; sep-CMA-ES on relevant-inputs 3 -> 5 of 5 seeds (gap 6.8 -> 1.1 points), CMA-ES on
+nonlinearity gap 3.1 -> 1.0 points, REINFORCE on inputs-and-activation 1 -> 4 of 5 seeds
+and on op-graph 3 -> 4.
 
 Sources:
     - G. Bender, P.-J. Kindermans, B. Zoph, V. Vasudevan, Q. Le, "Understanding and
       simplifying one-shot architecture search", ICML 2018.
     - Z. Guo, X. Zhang, H. Mu, W. Heng, Z. Liu, Y. Wei, J. Sun, "Single path one-shot
       neural architecture search with uniform sampling", ECCV 2020.
+    - C. White, S. Nolen, Y. Savani, "Exploring the loss landscape in neural
+      architecture search", UAI 2021 (local search on NAS benchmarks).
+    - K. Jamieson, A. Talwalkar, "Non-stochastic best arm identification and
+      hyperparameter optimization", AISTATS 2016 (successive halving).
 
 Example:
-    >>> from nondiff.hybrid.selection import shortlist, shortlist_size
+    >>> from nondiff.hybrid.selection import halving_plan, neighbours, shortlist
+    >>> from nondiff.optim.spaces import Binary, Categorical, Product
     >>> recent = [[[0, 1], [1, 1], [1, 1]], [[1, 1], [0, 0]]]  # two generations
     >>> shortlist([0, 1], recent, 3)  # the recommendation, then the most asked
     [[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
     >>> shortlist([0, 1], [[[1, 0], [0, 0], [1, 1]]], 3, objectives=[[0.5, 0.2, 0.9]])
     [[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
-    >>> shortlist_size(budget=2048, rows=64, batches=4, limit=8)
-    8
-    >>> shortlist_size(budget=500, rows=64, batches=4, limit=8)  # fewer than 2: none
-    0
+    >>> space = Product(gates=Binary(2), op=Categorical(["add", "mul", "max"]))
+    >>> neighbours(space, [1, 0, 2])  # one gate flipped or the op changed
+    [[0.0, 0.0, 2.0], [1.0, 1.0, 2.0], [1.0, 0.0, 0.0], [1.0, 0.0, 1.0]]
+    >>> halving_plan(10, batches=4)  # candidates scored on each batch
+    [10, 5, 3, 2]
 """
 
 from __future__ import annotations
@@ -47,15 +66,21 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-__all__ = ["SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS", "shortlist",
-           "shortlist_size"]
+import numpy as np
+from nondiff.optim.spaces import Space
+
+__all__ = ["SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS", "SELECT_RECENT",
+           "candidate_pool", "halving_plan", "neighbours", "pool_size", "shortlist",
+           "survivors"]
 
 SELECT_BATCHES = 4
-"""Default ``select_batches``: batches the shortlist is scored on (4 x 64 rows)."""
-SELECT_CANDIDATES = 8
-"""The most candidates on a shortlist."""
+"""Default ``select_batches``: batches the pool is raced on (4 x 64 rows)."""
+SELECT_CANDIDATES = 24
+"""The most candidates in a pool (an unbounded search's pool)."""
 SELECT_GENERATIONS = 4
-"""The last generations whose structures enter the shortlist."""
+"""The last generations whose structures enter the pool."""
+SELECT_RECENT = 7
+"""The most often asked structures of those generations that enter the pool."""
 
 
 def shortlist(recommended: Sequence[float], recent: Sequence[Sequence[Sequence[float]]],
@@ -88,11 +113,87 @@ def shortlist(recommended: Sequence[float], recent: Sequence[Sequence[Sequence[f
     return [list(key) for key in [first, *others][:max(k, 0)]]
 
 
-def shortlist_size(budget: float, rows: int, batches: int, limit: int = SELECT_CANDIDATES
-                   ) -> int:
-    """How many candidates ``budget`` evaluation examples pay for on ``batches`` batches of
-    ``rows`` rows (at most ``limit``; 0 when fewer than 2: nothing to compare)."""
+def neighbours(space: Space, encoded: Sequence[float]) -> list[list[float]]:
+    """Every encoded structure one step from ``encoded`` in ``space``, leaf by leaf: a
+    binary or categorical entry set to each of its other values, an integer entry
+    moved by one (within its bounds), two adjacent items of a permutation swapped;
+    real leaves have no discrete neighbour."""
+    x = np.asarray(encoded, dtype=np.float64).reshape(-1)
+    out: list[list[float]] = []
+    for _, leaf, where in space.leaves():
+        lower, upper = leaf.bounds()
+        for j in range(where.start, where.stop):
+            lo, hi = lower[j - where.start], upper[j - where.start]
+            if leaf.kind in ("binary", "categorical"):
+                values = [v for v in np.arange(lo, hi + 1) if v != x[j]]
+            elif leaf.kind == "integer":
+                values = [v for v in (x[j] - 1, x[j] + 1) if lo <= v <= hi]
+            else:
+                values = []
+            for v in values:
+                y = x.copy()
+                y[j] = v
+                out.append(y.tolist())
+        if leaf.kind == "permutation":
+            for j in range(where.start, where.stop - 1):
+                y = x.copy()
+                y[j], y[j + 1] = x[j + 1], x[j]
+                out.append(y.tolist())
+    return out
+
+
+def candidate_pool(recommended: Sequence[float], frequent: Sequence[Sequence[float]],
+                   near: Sequence[Sequence[float]], limit: int) -> list[list[float]]:
+    """At most ``limit`` distinct candidates, in order of priority: ``recommended``, the
+    three most ``frequent`` (a :func:`shortlist` without its first entry), the ``near``
+    structures (neighbours, best first), then the other frequent ones."""
+    pool: list[list[float]] = []
+    seen: set[tuple[float, ...]] = set()
+    for row in [recommended, *frequent[:3], *near, *frequent[3:]]:
+        key = tuple(float(v) for v in row)
+        if key not in seen and len(pool) < max(limit, 0):
+            seen.add(key)
+            pool.append(list(key))
+    return pool
+
+
+def halving_plan(n: int, batches: int) -> list[int]:
+    """Candidates scored on each of ``batches`` batches when ``n`` start: the better half
+    (rounded up, at least 2) goes on after each batch."""
+    plan = []
+    for _ in range(max(batches, 0)):
+        if n < 1:
+            break
+        plan.append(n)
+        n = max(min(n, 2), math.ceil(n / 2))
+    return plan
+
+
+def survivors(sums: Sequence[float], alive: Sequence[int], keep: int) -> list[int]:
+    """The ``keep`` indices of ``alive`` with the lowest ``sums`` (non-finite last; ties:
+    the earlier index, the recommendation first), in index order."""
+    def key(i: int) -> tuple[float, int]:
+        value = sums[i]
+        return (value if math.isfinite(value) else math.inf, i)
+    return sorted(sorted(alive, key=key)[:max(keep, 0)])
+
+
+def pool_size(budget: float, rows: int, batches: int, limit: int = SELECT_CANDIDATES) -> int:
+    """The most candidates (at most ``limit``) whose :func:`halving_plan` over ``batches``
+    batches of ``rows`` rows ``budget`` evaluation examples pay for; 0 when fewer than 2:
+    nothing to compare.
+
+    Example: 2048 examples of 64-row batches pay for 32 scorings: 16 candidates over 4
+    batches (16 + 8 + 4 + 2 = 30).
+
+    >>> pool_size(budget=2048, rows=64, batches=4)
+    16
+    >>> pool_size(budget=200, rows=64, batches=4)
+    0
+    """
     if rows <= 0 or batches <= 0:
         return 0
-    k = min(limit, math.floor(budget / (rows * batches))) if math.isfinite(budget) else limit
-    return int(k) if k >= 2 else 0
+    k = limit
+    while k >= 2 and math.isfinite(budget) and sum(halving_plan(k, batches)) * rows > budget:
+        k -= 1
+    return k if k >= 2 else 0

@@ -116,11 +116,14 @@ relevant-inputs: 5 of 5 seeds unbounded at 12x, 2 of 5 bounded).
 Structure costs (``structure_cost``): each candidate's fitness becomes
 ``fitness + w_t * cost(structure)`` — e.g. the number of open gates, the parameter
 count or FLOPs of the chosen ops — with a weight ``w_t`` that is 0 until
-``warmup_steps`` and then ramps linearly to ``cost_weight`` over ``cost_ramp_steps``
-(or any schedule ``step -> weight``, e.g. an optax schedule). A cost at full weight from
-the first step closes every gate before the weights behind them learn anything: under
-untrained weights no gate is worth its cost, and a closed gate's weights get no
-gradient, so it never becomes worth it. :meth:`HybridTrainer.pareto` gives the
+``cost_start`` and then ramps linearly to ``cost_weight`` over ``cost_ramp_steps`` (or any
+schedule ``step -> weight``, e.g. an optax schedule). By default the cost is off for the
+first 30 % of the training and ramps in over the next 40 % (``DEFAULT_COST_START``); a
+given ``warmup_steps`` starts it there instead, at full weight unless
+``cost_ramp_steps`` says otherwise. A cost at full weight from the first step closes
+every gate before the weights behind them learn anything: under untrained weights no
+gate is worth its cost, and a closed gate's weights get no gradient, so it never becomes
+worth it. :meth:`HybridTrainer.pareto` gives the
 non-dominated (fitness, cost) candidates of the last generation.
 
 ``fit`` ends with the model set to the recommended structure. ``state_dict`` holds the
@@ -173,8 +176,18 @@ from .devices import device_of, to_device
 from .nonfinite import NonFiniteError, check_finite, check_policy
 from .sampling import fair_paths as fair_path_count
 from .sampling import fair_structures, split_rows
-from .schedules import fair_share_at, final_at, plan_warning
-from .selection import SELECT_BATCHES, SELECT_GENERATIONS, shortlist, shortlist_size
+from .schedules import fair_share_at, final_at, plan_warning, steps_of
+from .selection import (
+    SELECT_BATCHES,
+    SELECT_GENERATIONS,
+    SELECT_RECENT,
+    candidate_pool,
+    halving_plan,
+    neighbours,
+    pool_size,
+    shortlist,
+    survivors,
+)
 from .shared_fitness import SharedGeneration
 from .shared_step import fitness_of, shared_step
 from .structure import (
@@ -185,8 +198,8 @@ from .structure import (
     structure_space,
 )
 
-__all__ = ["DEFAULT_FINAL_STEPS", "DEFAULT_SEARCH_COMPUTE", "WEIGHT_STEPS", "HybridTrainer",
-           "pareto_front"]
+__all__ = ["DEFAULT_COST_RAMP", "DEFAULT_COST_START", "DEFAULT_FINAL_STEPS",
+           "DEFAULT_SEARCH_COMPUTE", "WEIGHT_STEPS", "HybridTrainer", "pareto_front"]
 
 WEIGHT_STEPS = ("fair", "population", "sampled", "best", "recommended")
 """The structures the weights train under (see the module docstring); the first two train
@@ -198,6 +211,15 @@ examples, so a search costs at most twice training one structure (issue 17)."""
 DEFAULT_FINAL_STEPS = 0.1
 """The default ``final_steps`` of a bounded search (``search_compute`` not None): the last
 10 % of the steps train the recommended structure alone."""
+DEFAULT_COST_START, DEFAULT_COST_RAMP = 0.3, 0.4
+"""The default schedule of a ``structure_cost`` (given without ``warmup_steps`` and
+``cost_ramp_steps``): off for the first 30 % of the training, then ramped linearly to
+full weight over the next 40 %. A cost from the first step closes every gate before the
+weights behind them learn anything, and a part worth something only with another (one
+factor of a product) never reopens: on the acceptance suite's inputs-and-activation task
+(:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`, 3 seeds) REINFORCE, CMA-ES and SNES
+recovered 0 of 3 seeds with the cost on from the first step, and 4-5 of 5 with this
+schedule; starting at 10 % (ramp 20 %) 1-2 of 5, at 20 % (ramp 20 %) 2-4 of 5."""
 
 Loss = Callable[[Any, Any], torch.Tensor]
 Callback = Callable[[dict[str, float], "HybridTrainer"], Any]
@@ -350,13 +372,22 @@ class HybridTrainer:
             non-number cost raises a ValueError naming the structure, before the
             structure optimizer is told.
         cost_weight: the weight the ramp reaches (>= 0).
-        cost_ramp_steps: steps after ``warmup_steps`` over which the weight rises
-            linearly from 0 to ``cost_weight`` (0: full weight right after warm-up).
-            The weight at step ``t`` (steps taken so far) is
-            ``cost_weight * clip((t - warmup_steps) / cost_ramp_steps, 0, 1)``.
+        cost_start: the step the cost comes on at (an int), or a float in [0, 1]: that
+            fraction of the whole training (``total_steps``, else the first fit's
+            plan). Default: ``warmup_steps`` when ``warmup_steps`` or
+            ``cost_ramp_steps`` is given, else ``DEFAULT_COST_START`` (0.3) of the
+            training — off while the weights learn what each part is worth. Never
+            before ``warmup_steps``; a fraction without a plan (steps taken without
+            ``fit`` and no ``total_steps``) starts at ``warmup_steps``.
+        cost_ramp_steps: steps (an int) or a fraction of the training (a float in
+            [0, 1]) over which the weight then rises linearly from 0 to
+            ``cost_weight`` (0: full weight at once). Default: 0 when ``warmup_steps``
+            is given, else ``DEFAULT_COST_RAMP`` (0.4) of the training. The weight at
+            step ``t`` (steps taken so far) is
+            ``cost_weight * clip((t - start) / ramp, 0, 1)``.
         cost_schedule: instead of the ramp, ``schedule(t) -> weight`` (an optax-style
-            schedule of the step count); leave ``cost_weight`` and ``cost_ramp_steps``
-            at their defaults then.
+            schedule of the step count); leave ``cost_weight``, ``cost_start`` and
+            ``cost_ramp_steps`` at their defaults then.
 
     With a ``structure_cost`` the step metrics hold ``cost_weight`` and ``cost_mean``
     (the generation's mean cost; NaN in warm-up), and ``fitness_best``/``fitness_mean``
@@ -377,18 +408,21 @@ class HybridTrainer:
         structure_options: Mapping[str, Any] | None = None, batched: bool | str = "auto",
         callbacks: Iterable[Callback] = (), progress: bool | None = None, seed: int = 0,
         warmup_steps: int = 0, on_nonfinite: str = "raise", structure_cost: Cost | None = None,
-        cost_weight: float = 1.0, cost_ramp_steps: int = 0,
+        cost_weight: float = 1.0, cost_ramp_steps: int | float | None = None,
         cost_schedule: Callable[[int], Any] | None = None, fair_steps: int | float = 0.5,
         fair_paths: int | None = None, reevaluate_incumbent: bool = True,
         search_compute: float | str | None = DEFAULT_SEARCH_COMPUTE,
         generation_rows: int | None = None, final_steps: int | float | None = None,
         total_steps: int | None = None, select_batches: int = SELECT_BATCHES,
+        cost_start: int | float | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
-        self._check_cost_arguments(structure_cost, cost_weight, cost_ramp_steps, cost_schedule)
+        self._check_cost_arguments(structure_cost, cost_weight, cost_ramp_steps, cost_schedule,
+                                   cost_start)
         self.structure_cost, self.cost_schedule = structure_cost, cost_schedule
         self.cost_weight, self.cost_ramp_steps = float(cost_weight), cost_ramp_steps
+        self.cost_start = cost_start
         self.last_generation: dict[str, list[Any]] = {"fitness": [], "cost": [], "encoded": []}
         self.model, self.space = model, structure_space(model)
         if weight_step not in WEIGHT_STEPS:
@@ -560,24 +594,46 @@ class HybridTrainer:
                              fair_steps=self.fair_steps, plan=self._run_plan())
 
     @staticmethod
-    def _check_cost_arguments(cost: Any, weight: Any, ramp: Any, schedule: Any) -> None:
+    def _check_cost_arguments(cost: Any, weight: Any, ramp: Any, schedule: Any,
+                              start: Any = None) -> None:
         if cost is not None and not callable(cost):
             raise ValueError(f"structure_cost must be a callable structure -> number, got "
                              f"{cost!r}; e.g. lambda s: s['gates'].sum()")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
                 or not math.isfinite(weight) or weight < 0:
             raise ValueError(f"cost_weight must be a finite number >= 0, got {weight!r}")
-        if isinstance(ramp, bool) or not isinstance(ramp, int) or ramp < 0:
-            raise ValueError(f"cost_ramp_steps must be a non-negative integer, got {ramp!r}")
+        for name, value, example in (("cost_ramp_steps", ramp, 0.4), ("cost_start", start, 0.3)):
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not math.isfinite(value) or value < 0 or (
+                    isinstance(value, float) and value > 1)):
+                raise ValueError(f"{name} must be None (the default), an int >= 0 (steps) or "
+                                 f"a float in [0, 1] (a fraction of the training), got "
+                                 f"{value!r}; e.g. {example}")
         if schedule is not None and not callable(schedule):
             raise ValueError(f"cost_schedule must be a callable step -> weight, got "
                              f"{schedule!r}")
-        if schedule is not None and (weight != 1.0 or ramp != 0):
-            raise ValueError(f"cost_schedule replaces cost_weight={weight!r} and "
-                             f"cost_ramp_steps={ramp!r}; give the schedule alone")
-        if cost is None and (schedule is not None or weight != 1.0 or ramp != 0):
-            raise ValueError("cost_weight, cost_ramp_steps and cost_schedule weigh a "
-                             "structure_cost; pass structure_cost= too")
+        if schedule is not None and (weight != 1.0 or ramp is not None or start is not None):
+            raise ValueError(f"cost_schedule replaces cost_weight={weight!r}, cost_start="
+                             f"{start!r} and cost_ramp_steps={ramp!r}; give the schedule "
+                             f"alone")
+        if cost is None and (schedule is not None or weight != 1.0 or ramp is not None
+                             or start is not None):
+            raise ValueError("cost_weight, cost_start, cost_ramp_steps and cost_schedule "
+                             "weigh a structure_cost; pass structure_cost= too")
+
+    def cost_window(self) -> tuple[int, int]:
+        """(the step the cost comes on at, the steps its weight then ramps over), with
+        the defaults and fractions resolved against the training's plan (see
+        ``cost_start``)."""
+        explicit = self.warmup_steps > 0 or self.cost_ramp_steps is not None
+        start = self.cost_start if self.cost_start is not None else (
+            self.warmup_steps if explicit else DEFAULT_COST_START)
+        ramp = self.cost_ramp_steps if self.cost_ramp_steps is not None else (
+            0 if explicit else DEFAULT_COST_RAMP)
+        plan = self._run_plan()
+        start_steps, ramp_steps = steps_of(start, plan), steps_of(ramp, plan)
+        return (max(self.warmup_steps, start_steps or 0),
+                0 if ramp_steps is None else ramp_steps)
 
     def cost_weight_at(self, step: int) -> float:
         """The weight of the structure cost at step ``step`` (steps taken before it)."""
@@ -590,12 +646,12 @@ class HybridTrainer:
                 raise ValueError(f"cost_schedule({step}) must be >= 0, got {weight!r}; "
                                  "return a finite weight >= 0")
             return weight
-        after = step - self.warmup_steps
-        if after < 0:
+        start, ramp = self.cost_window()
+        if step < start:
             return 0.0
-        if self.cost_ramp_steps == 0:
+        if ramp == 0:
             return self.cost_weight
-        return self.cost_weight * min(1.0, after / self.cost_ramp_steps)
+        return self.cost_weight * min(1.0, (step - start) / ramp)
 
     def costs(self, values: list[Mapping[str, Any]]) -> np.ndarray:
         """``structure_cost`` of each decoded structure, checked (finite numbers)."""
@@ -780,12 +836,15 @@ class HybridTrainer:
 
     def _select(self, x: Any, y: Any) -> None:
         """One batch of the final selection (see :mod:`nondiff.hybrid.selection`): on the
-        first final step build the shortlist — as many candidates as the final phase's
-        steps pay for under ``search_compute`` (at the mean batch of the steps so far,
-        with the credit left), none without two
-        — then score every candidate on this batch under the same weights, add to its
-        sum, and after ``select_batches`` batches (or fewer when the phase is shorter)
-        keep the best as :attr:`selected`."""
+        first final step build the pool — the recommendation, the most asked structures
+        of the last generations and the recommendation's neighbours (cheapest first
+        under a structure cost, else in a seeded random order), as many as the final
+        phase's steps pay for under ``search_compute`` (at the mean batch of the steps
+        so far, with the credit left) when raced by successive halving, none without
+        two — then score the candidates still in the race on this batch under the same
+        weights, add to their sums, keep the better half for the next batch, and after
+        ``select_batches`` batches (or fewer when the phase is shorter) keep the best
+        as :attr:`selected`."""
         rows = _rows(x)
         if self.selection is None:
             batches = min(self.select_batches, self._final_count())
@@ -795,27 +854,48 @@ class HybridTrainer:
                 rate = 1.0 if self.search_compute == "shared" else float(self.search_compute)
                 mean = self.weight_examples / self.step_count if self.step_count else rows
                 budget = rate * mean * self._final_count() + max(0.0, self.search_credit)
-            k = shortlist_size(budget, rows, batches)
+            k = pool_size(budget, rows, batches)
             rec = self.structure_optimizer.recommend()
-            rec = rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor) else rec
-            candidates = shortlist(np.asarray(rec, dtype=np.float64).tolist(), self.recent,
-                                   max(k, 1), self.recent_objectives)
+            rec = np.asarray(rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor)
+                             else rec, dtype=np.float64).tolist()
+            frequent = shortlist(rec, self.recent, SELECT_RECENT + 1, self.recent_objectives)
+            candidates = candidate_pool(rec, frequent[1:], self._near(rec), max(k, 1))
             if len(candidates) < 2:  # nothing to compare: the recommendation stands
                 self.selected = candidates[0]
                 return
             self.selection = {"candidates": candidates, "sums": [0.0] * len(candidates),
-                              "batches": 0, "target": batches}
+                              "batches": 0, "target": batches,
+                              "alive": list(range(len(candidates)))}
         sel = self.selection
-        values = self.space.decode_batch(np.asarray(sel["candidates"]))
+        alive = sel.get("alive", list(range(len(sel["candidates"]))))  # older states: all
+        values = self.space.decode_batch(np.asarray([sel["candidates"][i] for i in alive]))
         objective = self.evaluate(values, x, y)
         if self.structure_cost is not None:
             objective = objective + self.cost_weight_at(self.step_count) * self.costs(values)
-        sel["sums"] = (np.asarray(sel["sums"]) + objective).tolist()
+        sums = list(sel["sums"])
+        for i, value in zip(alive, objective, strict=True):
+            sums[i] += float(value)
+        sel["sums"] = sums
         sel["batches"] += 1
         self.forward_examples += rows * len(values)
         if sel["batches"] >= sel["target"]:
-            sums = np.where(np.isfinite(sel["sums"]), sel["sums"], np.inf)
-            self.selected = sel["candidates"][int(np.argmin(sums))]  # ties: the recommendation
+            self.selected = sel["candidates"][survivors(sums, alive, 1)[0]]  # ties: the first
+        elif "alive" in sel:
+            sel["alive"] = survivors(sums, alive, halving_plan(len(alive), 2)[-1])
+
+    def _near(self, encoded: list[float]) -> list[list[float]]:
+        """The neighbours of ``encoded`` (:func:`~nondiff.hybrid.selection.neighbours`),
+        the cheapest first under a structure cost (at full weight), in an order drawn
+        from the trainer's seed among as cheap ones."""
+        near = neighbours(self.space, encoded)
+        if not near:
+            return near
+        order = np.random.default_rng([self.seed, self.step_count]).permutation(len(near))
+        near = [near[i] for i in order]
+        if self.structure_cost is not None:
+            costs = self.costs(self.space.decode_batch(np.asarray(near)))
+            near = [near[i] for i in np.argsort(costs, kind="stable")]
+        return near
 
     def _search_due(self, rows: int, eval_rows: int) -> bool:
         """Whether this step evaluates a generation. Always without ``search_compute``;

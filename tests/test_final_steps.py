@@ -99,13 +99,14 @@ def test_total_steps_with_only_a_final_fraction_is_accepted_and_an_int_pair_refu
         HybridTrainer(Net(), "ga", fair_steps=5, final_steps=2, total_steps=20)
 
 
-def test_the_final_phase_selects_on_several_batches_within_the_bound(device) -> None:
-    """select_batches: the first final steps score a shortlist (the recommendation and
-    the most asked structures of the last generations) on the same rows, and the best
-    sum is trained and returned; the optimizer is not told; the evaluations stay within
+def test_the_final_phase_races_a_pool_on_several_batches_within_the_bound(device) -> None:
+    """select_batches: the first final steps race a pool (the recommendation, the most
+    asked structures of the last generations and the recommendation's neighbours) on
+    the same rows, the better half going on after each batch, and the best sum is
+    trained and returned; the optimizer is not told; the evaluations stay within
     search_compute times the weight steps' examples."""
     torch.manual_seed(0)
-    trainer = HybridTrainer(Net().to(device), "ga", seed=0, search_compute=1.0,
+    trainer = HybridTrainer(Net().to(device), "ga", seed=0, search_compute=2.0,
                             final_steps=0.25, select_batches=2,
                             structure_options={"popsize": 4})
     seen, scored = [], []
@@ -122,21 +123,41 @@ def test_the_final_phase_selects_on_several_batches_within_the_bound(device) -> 
         (t.structure_optimizer.counters["iterations"], t.forward_examples)))
     history = trainer.fit(data(device), epochs=4)  # 20 steps of 16 rows, the last 5 final
     assert [m.get("final", 0.0) for m in history] == [0.0] * 15 + [1.0] * 5
-    assert len(scored) == 2  # two batches, the same shortlist on both
+    assert len(scored) == 2  # two batches: the whole pool, then its better half
     (first, f1), (second, f2) = scored
-    assert first == second and 2 <= len(first) <= 8
-    assert len({tuple(c) for c in first}) == len(first)
-    assert trainer.selected == first[int(np.argmin(f1 + f2))]
+    assert len({tuple(c) for c in first}) == len(first) >= 4
+    assert len(second) == max(2, math.ceil(len(first) / 2))
+    best_half = sorted(range(len(first)), key=lambda i: (f1[i], i))[:len(second)]
+    assert second == [first[i] for i in sorted(best_half)]
+    totals = [f1[first.index(c)] + f2[j] for j, c in enumerate(second)]
+    assert trainer.selected == second[int(np.argmin(totals))]
+    rec = trainer.selection["candidates"][0]
+    assert first[0] == rec  # the recommendation first, then its neighbours among others
+    one_away = [c for c in first if sum(a != b for a, b in zip(c, rec, strict=True)) == 1]
+    assert len(one_away) >= 3
     chosen = trainer.space.decode(np.asarray(trainer.selected))
     for current in (trainer.recommended(), trainer.structure(current=True)):
         assert current["act"] == chosen["act"]
         assert (current["gates"] == chosen["gates"]).all()
     assert len({iterations for iterations, _ in seen[-6:]}) == 1  # no tell in the phase
     steps = [b - a for (_, a), (_, b) in itertools.pairwise(seen[-6:])]
-    assert steps == [16 * (1 + len(first))] * 2 + [16] * 3
-    assert trainer.forward_examples - trainer.weight_examples <= 1.0 * trainer.weight_examples
+    assert steps == [16 * (1 + len(first)), 16 * (1 + len(second))] + [16] * 3
+    assert trainer.forward_examples - trainer.weight_examples <= 2.0 * trainer.weight_examples
     state = trainer.state_dict()["search"]
     assert state["selected"] == trainer.selected and len(state["recent"]) <= 4
+
+
+def test_the_pool_puts_the_cheaper_neighbours_first_under_a_structure_cost() -> None:
+    """A structure cost orders the neighbours cheapest first: with room for few
+    candidates, the ones that close a gate get in before those that open one."""
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net(), "ga", seed=0, structure_options={"popsize": 4},
+                            structure_cost=lambda s: float(np.sum(s["gates"])))
+    rec = trainer.space.encode({"gates": np.array([1, 0, 1, 0]), "act": "relu"}).tolist()
+    near = trainer._near(rec)
+    assert len(near) == 4 + 2  # four gates flipped, two other activations
+    costs = [float(np.sum(trainer.space.decode(np.asarray(c))["gates"])) for c in near]
+    assert costs == sorted(costs) and costs[:2] == [1.0, 1.0]
 
 
 def test_resume_inside_the_selection_is_exact() -> None:

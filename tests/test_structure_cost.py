@@ -34,11 +34,20 @@ def gate_trainer(seed: int = 0, **kwargs) -> HybridTrainer:
 def test_a_cost_from_the_start_closes_the_gates_and_the_schedule_prevents_it(seed) -> None:
     """y needs features 0..2 (each worth ~1 of MSE once trained), 3..7 are noise; a gate
     costs 0.7. At full weight from step 0 the untrained weights make no gate worth its
-    cost: all close and stay closed. Warm-up then a ramp keeps exactly the useful ones."""
+    cost: all close and stay closed. Warm-up then a ramp keeps exactly the useful ones;
+    the default schedule (off for 30 % of the training, then a ramp over 40 %, without
+    a warm-up of the search) keeps most of them on this 48-step run."""
     data = gated_data(seed)
-    early = gate_trainer(seed)
+    early = gate_trainer(seed, cost_start=0, cost_ramp_steps=0)  # full weight at once
     early.fit(data, epochs=12)
     assert get_structure(early.model)["gates"].sum() == 0
+    default = gate_trainer(seed)  # off for 30 % of the training, then ramped over 40 %
+    default.fit(data, epochs=12)
+    gates = get_structure(default.model)["gates"]  # not all closed: useful ones open
+    assert gates[:3].sum() >= 2 and gates[3:].sum() <= 1, gates
+    assert default.cost_window() == (round(0.3 * 48), round(0.4 * 48))
+    weights = [m["cost_weight"] for m in default.history]
+    assert weights[:15] == [0.0] * 15 and weights[-1] == 0.7
     scheduled = gate_trainer(seed, warmup_steps=12, cost_ramp_steps=16)
     scheduled.fit(data, epochs=12)
     gates = get_structure(scheduled.model)["gates"]
@@ -156,7 +165,12 @@ def test_a_tensor_cost_counts() -> None:
     ({"structure_cost": 3}, "structure_cost must be a callable"),
     ({"structure_cost": open_gates, "cost_weight": -1.0}, "cost_weight .* got -1.0"),
     ({"structure_cost": open_gates, "cost_weight": math.nan}, "cost_weight"),
-    ({"structure_cost": open_gates, "cost_ramp_steps": 2.5}, "cost_ramp_steps .* 2.5"),
+    ({"structure_cost": open_gates, "cost_ramp_steps": 2.5}, r"cost_ramp_steps .* \[0, 1\].* 2.5"),
+    ({"structure_cost": open_gates, "cost_start": -1}, r"cost_start .* int >= 0 .* -1; e\.g\."),
+    ({"structure_cost": open_gates, "cost_start": True}, "cost_start .* True"),
+    ({"structure_cost": open_gates, "cost_schedule": abs, "cost_start": 0.2},
+     "give the schedule alone"),
+    ({"cost_start": 0.2}, "pass structure_cost="),
     ({"structure_cost": open_gates, "cost_schedule": 0.1}, "cost_schedule must be"),
     ({"structure_cost": open_gates, "cost_schedule": abs, "cost_ramp_steps": 3},
      "give the schedule alone"),
