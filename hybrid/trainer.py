@@ -186,6 +186,7 @@ from .selection import (
     neighbours,
     pool_size,
     shortlist,
+    stage_lengths,
     survivors,
 )
 from .shared_fitness import SharedGeneration
@@ -835,16 +836,19 @@ class HybridTrainer:
         return max(1, int(self.final_steps))
 
     def _select(self, x: Any, y: Any) -> None:
-        """One batch of the final selection (see :mod:`nondiff.hybrid.selection`): on the
-        first final step build the pool — the recommendation, the most asked structures
-        of the last generations and the recommendation's neighbours (cheapest first
-        under a structure cost, else in a seeded random order), as many as the final
-        phase's steps pay for under ``search_compute`` (at the mean batch of the steps
-        so far, with the credit left) when raced by successive halving, none without
-        two — then score the candidates still in the race on this batch under the same
-        weights, add to their sums, keep the better half for the next batch, and after
-        ``select_batches`` batches (or fewer when the phase is shorter) keep the best
-        as :attr:`selected`."""
+        """One batch of the final selection (see :mod:`nondiff.hybrid.selection`), a
+        local descent in stages of two batches (:func:`~nondiff.hybrid.selection.
+        stage_lengths`): the first stage races the recommendation, the most asked
+        structures of the last generations and the recommendation's neighbours
+        (cheapest first under a structure cost, else in a seeded random order); each
+        later stage races the previous stage's winner and its neighbours. A stage's
+        pool is as large as its share of the budget pays for when raced by successive
+        halving — the budget being what the final phase's steps earn under
+        ``search_compute`` (at the mean batch of the steps so far, with the credit
+        left); each batch scores the candidates still in the race under the same
+        weights, adds to their sums and keeps the better half. After
+        ``select_batches`` batches (or fewer when the phase is shorter; or when a pool
+        has fewer than two candidates) the last winner is :attr:`selected`."""
         rows = _rows(x)
         if self.selection is None:
             batches = min(self.select_batches, self._final_count())
@@ -854,18 +858,15 @@ class HybridTrainer:
                 rate = 1.0 if self.search_compute == "shared" else float(self.search_compute)
                 mean = self.weight_examples / self.step_count if self.step_count else rows
                 budget = rate * mean * self._final_count() + max(0.0, self.search_credit)
-            k = pool_size(budget, rows, batches)
             rec = self.structure_optimizer.recommend()
             rec = np.asarray(rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor)
                              else rec, dtype=np.float64).tolist()
-            frequent = shortlist(rec, self.recent, SELECT_RECENT + 1, self.recent_objectives)
-            candidates = candidate_pool(rec, frequent[1:], self._near(rec), max(k, 1))
-            if len(candidates) < 2:  # nothing to compare: the recommendation stands
-                self.selected = candidates[0]
+            stages = stage_lengths(batches)
+            sizes = [pool_size(budget * length / batches, rows, length) for length in stages]
+            self.selection = {"stages": stages, "sizes": sizes, "stage": -1, "batches": 0,
+                              "target": batches}
+            if not self._open_stage(rec, first=True):
                 return
-            self.selection = {"candidates": candidates, "sums": [0.0] * len(candidates),
-                              "batches": 0, "target": batches,
-                              "alive": list(range(len(candidates)))}
         sel = self.selection
         alive = sel.get("alive", list(range(len(sel["candidates"]))))  # older states: all
         values = self.space.decode_batch(np.asarray([sel["candidates"][i] for i in alive]))
@@ -878,10 +879,34 @@ class HybridTrainer:
         sel["sums"] = sums
         sel["batches"] += 1
         self.forward_examples += rows * len(values)
-        if sel["batches"] >= sel["target"]:
-            self.selected = sel["candidates"][survivors(sums, alive, 1)[0]]  # ties: the first
+        stages = sel.get("stages", [sel["target"]])
+        stage_end = sum(stages[:sel.get("stage", 0) + 1])
+        if sel["batches"] >= min(stage_end, sel["target"]):
+            winner = sel["candidates"][survivors(sums, alive, 1)[0]]  # ties: the first
+            if sel["batches"] >= sel["target"] or not self._open_stage(winner, first=False):
+                self.selected = winner
         elif "alive" in sel:
             sel["alive"] = survivors(sums, alive, halving_plan(len(alive), 2)[-1])
+
+    def _open_stage(self, start: list[float], first: bool) -> bool:
+        """Begin the next stage of the selection from ``start`` (see :meth:`_select`);
+        False (and ``start`` is :attr:`selected`) when its pool would hold fewer than
+        two candidates."""
+        sel = self.selection
+        assert sel is not None
+        sel["stage"] += 1
+        k = sel["sizes"][sel["stage"]]
+        frequent = shortlist(start, self.recent, SELECT_RECENT + 1,
+                             self.recent_objectives)[1:] if first else []
+        lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
+        near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
+        candidates = candidate_pool(start, frequent, near, max(k, 1))
+        if len(candidates) < 2:  # nothing to compare: the start stands
+            self.selected = candidates[0]
+            return False
+        sel.update(candidates=candidates, sums=[0.0] * len(candidates),
+                   alive=list(range(len(candidates))))
+        return True
 
     def _near(self, encoded: list[float]) -> list[list[float]]:
         """The neighbours of ``encoded`` (:func:`~nondiff.hybrid.selection.neighbours`),

@@ -147,6 +147,40 @@ def test_the_final_phase_races_a_pool_on_several_batches_within_the_bound(device
     assert state["selected"] == trainer.selected and len(state["recent"]) <= 4
 
 
+def test_four_selection_batches_descend_in_two_stages(device) -> None:
+    """select_batches=4: two stages of two batches; the second races the first stage's
+    winner and those of its neighbours the first stage did not race, and its winner
+    is selected."""
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net().to(device), "ga", seed=1, search_compute=2.0,
+                            final_steps=0.3, select_batches=4,
+                            structure_options={"popsize": 4})
+    scored = []
+    evaluate = trainer.evaluate
+
+    def spy(values, x, y):
+        out = evaluate(values, x, y)
+        if trainer.final_at(trainer.step_count):
+            scored.append(([trainer.space.encode(v).tolist() for v in values], out))
+        return out
+
+    trainer.evaluate = spy
+    trainer.fit(data(device), epochs=4)  # 20 steps, the last 6 final
+    assert trainer.selection["stages"] == [2, 2] and len(scored) == 4
+    (a, fa), (b, fb), (c, fc), (d, fd) = scored
+    assert set(map(tuple, b)) <= set(map(tuple, a)) and len(b) == max(2, math.ceil(len(a) / 2))
+    first_sums = {tuple(row): fa[a.index(row)] + fb[j] for j, row in enumerate(b)}
+    winner = min(first_sums, key=lambda row: (first_sums[row], a.index(list(row))))
+    assert c[0] == list(winner) and len(c) >= 2
+    assert not (set(map(tuple, c[1:])) & set(map(tuple, a)))  # raced before: left out
+    for row in c[1:]:
+        assert sum(u != v for u, v in zip(row, winner, strict=True)) == 1
+    assert set(map(tuple, d)) <= set(map(tuple, c))
+    second = {tuple(row): fc[c.index(row)] + fd[j] for j, row in enumerate(d)}
+    assert tuple(trainer.selected) == min(second, key=lambda row: (second[row],
+                                                                    c.index(list(row))))
+
+
 def test_the_pool_puts_the_cheaper_neighbours_first_under_a_structure_cost() -> None:
     """A structure cost orders the neighbours cheapest first: with room for few
     candidates, the ones that close a gate get in before those that open one."""
@@ -160,15 +194,19 @@ def test_the_pool_puts_the_cheaper_neighbours_first_under_a_structure_cost() -> 
     assert costs == sorted(costs) and costs[:2] == [1.0, 1.0]
 
 
-def test_resume_inside_the_selection_is_exact() -> None:
+@pytest.mark.parametrize("select_batches, stop_after", [(3, 1), (4, 3)])
+def test_resume_inside_the_selection_is_exact(select_batches, stop_after) -> None:
+    """Interrupted after the first batch of a one-stage race, or inside the second
+    stage of a descent, a resumed trainer selects and trains exactly as one run."""
     def make():
         torch.manual_seed(0)
-        return HybridTrainer(Net(), "ga", seed=3, search_compute=1.0, final_steps=0.3,
-                             select_batches=3, structure_options={"popsize": 4})
+        return HybridTrainer(Net(), "ga", seed=3, search_compute=2.0, final_steps=0.3,
+                             select_batches=select_batches, structure_options={"popsize": 4})
 
     straight, first, resumed = straight_and_resumed(
         make, data("cpu"), 4, lambda metrics, trainer: trainer.selection is not None
-        and trainer.selection["batches"] == 1)
+        and trainer.selection["batches"] == stop_after)
+    assert straight.selection["stage"] == len(straight.selection["stages"]) - 1
     assert first.selected is None and resumed.selected is not None
     assert plain_equal(resumed.state_dict(), straight.state_dict())
 
