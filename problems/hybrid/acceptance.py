@@ -1,6 +1,6 @@
 """Acceptance tasks for structure search with shared weights: the right structure is known.
 
-Four small classification tasks on data generated here from a seed, each with a
+Seven small classification tasks on data generated here from a seed, each with a
 model that declares its discrete structure, the structure that solves it, and a check
 of a found structure against it (:class:`AcceptanceTask`). They judge
 :class:`~nondiff.hybrid.trainer.HybridTrainer` with any structure optimizer: a search
@@ -35,6 +35,33 @@ trained alone.
   identity, ReLU and tanh after its hidden layer (identity: chance; closing input 2
   or 5: chance). Known: gates 2 and 5 open, the rest closed (cost
   :data:`GATE_COST` per open gate), ReLU or tanh.
+
+Three more (issue 17: does it generalize beyond the four it was tuned on?), each a
+structure kind or shape the four lack:
+
+- ``"frequencies"`` (:func:`frequencies`): an integer structure. One input ``x``
+  uniform on ``[-1, 1]``, the label ``1[sin(3 pi x) > 0]``; :class:`FourierNet` is a
+  linear classifier on the Fourier features ``sin(j pi x), cos(j pi x)``, ``j = 1 ..
+  n_freq``, with ``n_freq`` an :class:`~nondiff.hybrid.structure.IntParam` in ``[1, 8]``.
+  Frequencies 1 and 2 are orthogonal to the label (chance, about 50 %); any ``n_freq >=
+  3`` solves it (about 99.5 % trained alone, the same loss), so the task has a cost of
+  :data:`FREQUENCY_COST` per frequency. Known: ``n_freq = 3``. (A square wave of
+  frequency 3 has harmonics 3, 9, 15, ...: the features 4 to 8 do not sharpen it.)
+- ``"routing"`` (:func:`routing`): ``Choice`` slots route inputs to sub-modules. Eight
+  standard normal inputs, the label ``1[x_2 x_6 + x_4^2 > m]`` (``m`` the median);
+  :class:`RoutedNet` feeds the inputs its slots ``left`` and ``right`` pick into a
+  product unit and the one ``curve`` picks into a learned 1-D curve (8 options a slot,
+  512 structures). Known: ``x2`` and ``x6`` into the product (either order:
+  :attr:`AcceptanceTask.alternatives`), ``x4`` into the curve (about 95 % trained alone;
+  ``x4`` and ``x6`` swapped: chance; ``x0`` for ``x2``: about 79 %).
+- ``"program"`` (:func:`program_task`): a :class:`~nondiff.hybrid.structure.Program` of
+  3 tokens over :data:`LIST_OPS` (identity, abs, sort, relu, neg, cumsum: 216
+  programs) makes the features of 8 standard normal inputs for a linear classifier
+  (:class:`ProgramNet`). The label is ``1[sort(|x|)[6] > m]`` (the second largest
+  magnitude above its median). Known: ``abs`` then ``sort``; accepted: the 13 programs
+  whose features contain ``sort(|x|)`` linearly (:func:`solving_programs`, e.g. ``neg,
+  abs, sort``). Trained alone about 95-97 % (``abs, sort, cumsum``, accepted but
+  badly scaled: about 86 %); ``sort, abs`` or ``abs`` alone about 80 %.
 
 Every task fixes its data (:class:`~nondiff.problems.learning.Dataset`: a training
 and a test split from one seeded generator), a model factory, the known structure
@@ -76,9 +103,12 @@ from scipy.stats import chi2
 from torch import nn
 
 __all__ = [
-    "ACTIVATIONS", "GATE_COST", "OPS", "PAIR", "RELEVANT", "TASKS", "AcceptanceTask",
-    "ActivationNet", "GatedActivationMLP", "GatedMLP", "OpGraph", "inputs_and_activation",
-    "make_task", "needed_nonlinearity", "op_graph", "relevant_inputs",
+    "ACTIVATIONS", "FREQUENCY", "FREQUENCY_COST", "GATE_COST", "LIST_OPS", "OPS", "PAIR",
+    "PROGRAM_RANK", "PROGRAM_THRESHOLD", "RELEVANT", "ROUTES", "ROUTING_MEDIAN", "TASKS",
+    "AcceptanceTask", "ActivationNet", "FourierNet", "GatedActivationMLP", "GatedMLP",
+    "OpGraph", "ProgramNet", "RoutedNet", "frequencies", "inputs_and_activation",
+    "make_task", "needed_nonlinearity", "op_graph", "program_task", "relevant_inputs",
+    "routing", "solving_programs",
 ]  # fmt: skip
 
 GATE_COST = 0.02
