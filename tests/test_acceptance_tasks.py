@@ -177,8 +177,9 @@ def test_quick_search_recovers_the_known_structure(name: str, optimizer: str,
     assert run["forward_examples"] > 2 * task.epochs * len(task.data.y_train)
 
 
-@pytest.mark.parametrize("name, optimizer", [  # 4 and 5 of 5 seeds in the full suite
+@pytest.mark.parametrize("name, optimizer", [  # 4, 5 and 5 of 5 seeds in the full suite
     ("relevant-inputs", "ga"), ("inputs-and-activation", "ga"),
+    ("frequencies", "sep-cmaes-torch"),  # an IntParam read in forward: one pass per candidate
 ])
 def test_the_default_bounded_search_recovers_within_twice_the_compute(
         name: str, optimizer: str, device: str) -> None:
