@@ -112,9 +112,6 @@ class CMAESConfig(Hyperparameters):
         if bad:
             raise ValueError(f"integer_variables {bad} out of range for dimension {dim}; "
                              f"give indices in [0, {dim - 1}]")
-        if dim == 1 and self.integer_variables:  # pycma 4.x fails in _stds_into_limits
-            raise ValueError("pycma cannot search a single integer/categorical/binary variable; "
-                             "use 'reinforce' or 'ga', or enumerate its values")
         return self
 
     def derived_config(self) -> dict[str, Any]:
@@ -139,6 +136,7 @@ class CMAState:
     asked: np.ndarray | None = None  # last ask in float64, kept when the user dtype is lossy
     constraints: int | None = None  # None before the first tell; 0 unconstrained; else m
     al: Any = None  # the cma.ConstrainedFitnessAL of a constrained run (kept over restarts)
+    dummy: np.ndarray | None = None  # dimension 1: the last ask's padding coordinate
 
 
 FITNESS_STOPS = frozenset({"tolfun", "tolfunhist", "tolfunrel", "tolflatfitness",
@@ -256,12 +254,6 @@ class CMAES(BaseOptimizer):
                 self.dim, self.popsize)
         if self.bounds is None:
             return
-        if self.dim == 1 and np.isfinite(np.concatenate(self.bounds)).any():  # pycma 4.x:
-            # its BoundTransform fails with "not yet initialized" in dimension 1
-            raise ValueError(
-                f"{self.name} (pycma) fails on a bounded search of dimension 1 (its bound "
-                "handling needs dimension >= 2); use 'cmaes-torch' (its own box "
-                "transformation) or 'snes' for one bounded variable")
         for i in hp.integer_variables:
             for b in (self.bounds[0][i], self.bounds[1][i]):
                 if np.isfinite(b) and b * 2 != np.round(b * 2):
@@ -287,7 +279,7 @@ class CMAES(BaseOptimizer):
         if tpa:
             opts["AdaptSigma"] = QuietTPA
         if self.bounds is not None:
-            opts["bounds"] = [lower.tolist(), upper.tolist()]
+            opts["bounds"] = [_pad(lower).tolist(), _pad(upper).tolist()]
         if self.integer_variables:
             opts["integer_variables"] = list(self.integer_variables)
         self._run_options = opts
@@ -304,9 +296,12 @@ class CMAES(BaseOptimizer):
         return CMAState(es=es, legacy=legacy)
 
     def _new_es(self, x0: np.ndarray) -> Any:
+        """A ``cma.CMAEvolutionStrategy`` from ``x0``; in dimension 1 (which pycma 4.x
+        refuses with bounds or an integer variable) it searches a second, free
+        coordinate that no fitness reads (see :func:`_pad`)."""
         opts = copy.deepcopy({k: v for k, v in self._run_options.items() if k != "randn"})
         opts.update(randn=self._run_options["randn"], popsize=self.popsize)
-        return cma.CMAEvolutionStrategy(x0, self.sigma0, opts)
+        return cma.CMAEvolutionStrategy(_pad(x0), self.sigma0, opts)
 
     def continue_from(self, previous: CMAES) -> None:
         """Take over the constraint handling of an earlier run (restarts call this on
@@ -324,9 +319,9 @@ class CMAES(BaseOptimizer):
         """A ``cma.ConstrainedFitnessAL`` reading the told values of the current row."""
         row = self._al_row
         cfun = cma.ConstrainedFitnessAL(
-            lambda x: row[0], lambda x: row[1], dimension=self.dim,
+            lambda x: row[0], lambda x: row[1], dimension=max(self.dim, 2),
             find_feasible_first=self.find_feasible_first, archives=False, logging=0)
-        cfun._al = QuietAL(self.dim)  # what cfun.al would build, minus the loggers
+        cfun._al = QuietAL(max(self.dim, 2))  # what cfun.al would build, minus the loggers
         return cfun
 
     # ----- ask / tell / stop ---------------------------------------------------------
@@ -338,7 +333,8 @@ class CMAES(BaseOptimizer):
     @property
     def mean(self) -> Array:
         """pycma's ``xfavorite``: the distribution mean, in bounds."""
-        return self.format.to_user(np.asarray(self.state.es.result.xfavorite, dtype=np.float64))
+        favorite = np.asarray(self.state.es.result.xfavorite, dtype=np.float64)
+        return self.format.to_user(favorite[:self.dim])
 
     def _ask(self, n: int) -> np.ndarray:
         if n != self.popsize:
@@ -348,6 +344,8 @@ class CMAES(BaseOptimizer):
                 f"tell() needs at least mu={self.state.es.sp.weights.mu} of the candidates; "
                 "construct the optimizer with popsize=n instead")
         x = np.asarray(self._call(self.state.es.ask))
+        if self.dim == 1:  # the padding coordinate stays here for tell
+            self.state.dummy, x = x[:, 1].copy(), x[:, :1]
         self.state.asked = x if self._lossy else None
         return x
 
@@ -379,6 +377,10 @@ class CMAES(BaseOptimizer):
                     self._internal(self.format.to_user(st.asked)), x):
                 x = st.asked
             st.asked = None
+        if self.dim == 1:  # the padding coordinate of the asked rows, else (injected) 0
+            dummy = st.dummy if st.dummy is not None and len(st.dummy) == len(x) \
+                else np.zeros(len(x))
+            x, st.dummy = np.column_stack([x, dummy]), None
         es = st.es
         metrics: dict[str, float] = {}
         if constraints is None:
@@ -455,11 +457,12 @@ class CMAES(BaseOptimizer):
                 "legacy_rng": legacy,
                 "asked": None if st.asked is None else to_plain(st.asked),
                 "constraints": st.constraints,
-                "al": None if st.al is None else snapshot(st.al, extra_classes=(QuietAL,))}
+                "al": None if st.al is None else snapshot(st.al, extra_classes=(QuietAL,)),
+                "dummy": None if st.dummy is None else to_plain(st.dummy)}
 
     def _state_from_plain(self, plain: Any) -> None:
         keys = {"es", "legacy_rng", "asked"}
-        added = {"constraints", "al"}  # back-filled with None for earlier checkpoints
+        added = {"constraints", "al", "dummy"}  # None for earlier checkpoints
         if not isinstance(plain, Mapping) or not keys <= set(plain) <= keys | added:
             raise ValueError(f"not a CMAES state: expected keys {sorted(keys | added)}")
         try:
@@ -487,10 +490,11 @@ class CMAES(BaseOptimizer):
             raise ValueError("corrupted CMAES state: constraints and al disagree")
         if al is not None:
             al = restore(al, self._new_al(), extra_classes=(QuietAL,))
-        asked = plain["asked"]
+        asked, dummy = plain["asked"], plain.get("dummy")
         self.state = CMAState(es=es, legacy=legacy,
                               asked=None if asked is None else from_plain(np.zeros(0), asked),
-                              constraints=told, al=al)
+                              constraints=told, al=al,
+                              dummy=None if dummy is None else from_plain(np.zeros(0), dummy))
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         backup, rng = dict(vars(self)), self._rng_state()
@@ -510,6 +514,16 @@ class SepCMAES(CMAES):
     name: ClassVar[str] = "sep-cmaes"
     Hyperparameters = SepCMAESConfig
     hparams: SepCMAESConfig
+
+
+def _pad(x: np.ndarray) -> np.ndarray:
+    """``x`` with its one entry repeated: pycma 4.x fails in dimension 1 with bounds ("not
+    yet initialized") or an integer variable (``_stds_into_limits``), so a one-variable
+    search runs in dimension 2 with a copy of the variable's start and bounds as a free
+    coordinate no fitness reads (it only adds a step-size path component of noise, on
+    the variable's own scale)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.append(x, x[0]) if x.shape == (1,) else x
 
 
 # ----- validation helpers ---------------------------------------------------------------

@@ -61,9 +61,6 @@ _CMAES_ERRORS = (
       r"integer_variables \[6\] out of range for dimension 6"),
     E("integer-variable-bound-not-half", {"integer_variables": [0], "bounds": (-0.3, 2.0)},
       "integer variable 0 has bound -0.3"),
-    E("single-integer-variable", {"x0": [0.0], "integer_variables": [0]},
-      "single integer/categorical/binary variable"),
-    E("single-integer-leaf", {"x0": Integer(0, 5)}, "single integer/categorical/binary variable"),
     E("popsize-one", {"popsize": 1}, r"popsize must be at least 2.*CMA-ES"),
 )
 
