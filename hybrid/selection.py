@@ -72,13 +72,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from nondiff.optim.spaces import Space
 
 __all__ = ["SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS", "SELECT_RECENT",
-           "SELECT_STAGE_BATCHES", "candidate_pool", "halving_plan", "neighbours", "pool_size",
-           "shortlist", "stage_lengths", "survivors"]
+           "SELECT_STAGE_BATCHES", "SELECT_WINNERS", "candidate_pool", "halving_plan",
+           "neighbours", "pool_size", "record_winner", "shortlist", "stage_lengths",
+           "survivors"]
 
 SELECT_BATCHES = 4
 """Default ``select_batches``: batches the pool is raced on (4 x 64 rows)."""
@@ -88,6 +90,8 @@ SELECT_GENERATIONS = 4
 """The last generations whose structures enter the pool."""
 SELECT_RECENT = 7
 """The most often asked structures of those generations that enter the pool."""
+SELECT_WINNERS = 16
+"""The generation winners (best of their generation) the archive keeps."""
 SELECT_STAGE_BATCHES = 2
 """Batches per stage of the descent (:func:`stage_lengths`)."""
 
@@ -151,14 +155,41 @@ def neighbours(space: Space, encoded: Sequence[float]) -> list[list[float]]:
     return out
 
 
+def record_winner(winners: Sequence[Sequence[Any]], row: Sequence[float], generation: int,
+                  limit: int = SELECT_WINNERS) -> list[list[Any]]:
+    """The archive ``winners`` (``[encoded, wins, when it last won]`` entries) with
+    ``row`` recorded as the winner at ``generation`` (a generation or step count): the
+    ``limit`` most often winning structures kept (among as often, the latest), most
+    wins first.
+
+    >>> archive = record_winner([], [1, 0], 0)
+    >>> archive = record_winner(record_winner(archive, [0, 1], 1), [1, 0], 2)
+    >>> archive
+    [[[1.0, 0.0], 2, 2], [[0.0, 1.0], 1, 1]]
+    """
+    key = [float(v) for v in row]
+    entries = [[list(map(float, e[0])), int(e[1]), int(e[2])] for e in winners]
+    for entry in entries:
+        if entry[0] == key:
+            entry[1], entry[2] = entry[1] + 1, generation
+            break
+    else:
+        entries.append([key, 1, generation])
+    entries.sort(key=lambda e: (-e[1], -e[2]))
+    return entries[:limit]
+
+
 def candidate_pool(recommended: Sequence[float], frequent: Sequence[Sequence[float]],
-                   near: Sequence[Sequence[float]], limit: int) -> list[list[float]]:
+                   near: Sequence[Sequence[float]], limit: int,
+                   winners: Sequence[Sequence[float]] = ()) -> list[list[float]]:
     """At most ``limit`` distinct candidates, in order of priority: ``recommended``, the
-    three most ``frequent`` (a :func:`shortlist` without its first entry), the ``near``
-    structures (neighbours, best first), then the other frequent ones."""
+    three most ``frequent`` (a :func:`shortlist` without its first entry), the three
+    first ``winners`` (the best of earlier generations, most often best first), the
+    ``near`` structures (neighbours, best first), then the other frequent ones and
+    winners."""
     pool: list[list[float]] = []
     seen: set[tuple[float, ...]] = set()
-    for row in [recommended, *frequent[:3], *near, *frequent[3:]]:
+    for row in [recommended, *frequent[:3], *winners[:3], *near, *frequent[3:], *winners[3:]]:
         key = tuple(float(v) for v in row)
         if key not in seen and len(pool) < max(limit, 0):
             seen.add(key)

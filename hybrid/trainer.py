@@ -185,6 +185,7 @@ from .selection import (
     halving_plan,
     neighbours,
     pool_size,
+    record_winner,
     shortlist,
     stage_lengths,
     survivors,
@@ -464,6 +465,7 @@ class HybridTrainer:
         self.select_batches = select_batches
         self.recent: list[list[list[float]]] = []  # the last generations' candidates
         self.recent_objectives: list[list[float]] = []  # and their objectives
+        self.winners: list[list[Any]] = []  # the best of each generation: [row, wins, last]
         self.selection: dict[str, Any] | None = None  # the final selection under way
         self.selected: list[float] | None = None  # its pick (encoded): recommended()
         self.planned_steps: int | None = None  # fit's epochs x batches per epoch
@@ -828,6 +830,10 @@ class HybridTrainer:
         values = np.asarray(objective, dtype=np.float64).reshape(-1).tolist()
         self.recent = [*self.recent, rows.tolist()][-SELECT_GENERATIONS:]
         self.recent_objectives = [*self.recent_objectives, values][-SELECT_GENERATIONS:]
+        finite = [v if math.isfinite(v) else math.inf for v in values]
+        if len(rows) > 1 and math.isfinite(min(finite)):
+            self.winners = record_winner(self.winners, rows[int(np.argmin(finite))],
+                                         self.step_count)
 
     def _final_count(self) -> int:
         """The steps of the final phase that starts now."""
@@ -900,7 +906,8 @@ class HybridTrainer:
                              self.recent_objectives)[1:] if first else []
         lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
         near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
-        candidates = candidate_pool(start, frequent, near, max(k, 1))
+        winners = [w[0] for w in self.winners] if first else []
+        candidates = candidate_pool(start, frequent, near, max(k, 1), winners)
         if len(candidates) < 2:  # nothing to compare: the start stands
             self.selected = candidates[0]
             return False
@@ -1315,6 +1322,7 @@ class HybridTrainer:
                        "shared": self.shared.state_dict(),
                        "recent": copy.deepcopy(self.recent),
                        "recent_objectives": copy.deepcopy(self.recent_objectives),
+                       "winners": copy.deepcopy(self.winners),
                        "selection": copy.deepcopy(self.selection),
                        "selected": None if self.selected is None else list(self.selected)},
         })
@@ -1349,6 +1357,8 @@ class HybridTrainer:
                                  for generation in search.get("recent") or []],
                       "recent_objectives": [list(map(float, values)) for values in
                                             search.get("recent_objectives") or []],
+                      "winners": [[list(map(float, w[0])), int(w[1]), int(w[2])]
+                                  for w in search.get("winners") or []],
                       "selection": copy.deepcopy(search.get("selection")),
                       "selected": None if search.get("selected") is None
                       else [float(v) for v in search["selected"]]}
@@ -1405,6 +1415,7 @@ class HybridTrainer:
         self.between = {k: list(v) for k, v in search["between"].items()}
         self.recent, self.selection = search["recent"], search["selection"]
         self.recent_objectives = search["recent_objectives"]
+        self.winners = search["winners"]
         self.selected = search["selected"]
 
     def __repr__(self) -> str:

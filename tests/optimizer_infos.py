@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nondiff.optim.spaces import Integer
-
 
 @dataclass(frozen=True)
 class OptimizerInput:
