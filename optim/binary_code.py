@@ -43,6 +43,20 @@ Why this code:
   one item. Ties (equal keys) go by index, which favours the identity order a little;
   one more bit per key than an integer of ``n`` values keeps ties rare.
 
+Measured (``python -m nondiff.benchmarks.studies.binary_code --seeds 30``, budget
+6000, optima found / mean evaluations to them, Gray vs plain binary with ``extra_bits``
+0 / 1 / 2): integers (6 in 0..9, ``sum |x - t|``) Gray 30/30 in 476 / 363 / 428,
+binary 23 / 19 / 19 of 30; a categorical lookup (8 of 5 choices) Gray 315 / 193 / 203,
+binary 468 / 222 / 259 (all found); a permutation of 6 (items out of place) Gray
+29/30 193, 30/30 180 / 334, binary 281 / 166 / 143. Largest ``|frequency - 1/k|`` of
+the first generation at ``extra_bits=1``: 0.083 (k = 3), 0.050 (5), 0.025 (10); a
+uniform Permutation(3..5) lies within total variation 0.03 to 0.07 of uniform.
+On the hybrid acceptance suite (``python -m
+nondiff.benchmarks.hybrid_tasks.acceptance --seeds 5 --optimizers cga ga``) the cGA
+through this code recovers the known structure in 26 of 35 runs (ga: 28), op-graph
+5/5 (ga 4/5), nonlinearity 5/5, inputs-and-activation 4/5, frequencies 5/5, routing
+2/5 (ga 3/5), program 3/5 (ga 1/5).
+
 Telling rows: the rows of the last ``ask`` (the array itself, a copy, or a subset of
 its rows) are told to the inner optimizer as the bit rows they were decoded from,
 exactly; other valid rows are *encoded*: the first code of each value (in Gray form

@@ -152,3 +152,16 @@ def test_a_space_with_its_own_start_reaches_the_inner_optimizer_encoded():
     opt = registry.create("cga", Warm(c=Categorical(list("abc")), i=Integer(2, 6, size=2)),
                           seed=0)
     assert np.array_equal(opt.decode(opt.inner.space.initial()[None])[0], [2, 5, 3])
+
+
+def test_the_cga_frequencies_converge_on_the_coded_value():
+    space, target = Integer(0, 9, size=3), np.array([9.0, 0.0, 6.0])
+    opt = registry.create("cga", space, recommend="mode", seed=4)
+    for _ in range(1500):
+        x = opt.ask()
+        opt.tell(x, np.abs(x - target).sum(axis=1))
+    assert np.array_equal(opt.recommend(), target)  # the rounded frequencies, decoded
+    sampled = opt.ask(1000).astype(int)  # each entry's most drawn value is the target's (the
+    # borders 1/n keep every bit a little loose, a redundant low bit looser)
+    modes = [np.bincount(column, minlength=10).argmax() for column in sampled.T]
+    assert modes == target.tolist() and ((sampled == target).mean(axis=0) > 0.4).all()

@@ -17,8 +17,13 @@ Two measurements at equal budgets and seeds (no timings: quality only):
     OMP_NUM_THREADS=1 nice -n 10 python -m nondiff.benchmarks.studies.binary_code \\
         [even converge] [--seeds 10]
 
-Measured: see the module docstring of ``nondiff.optim.binary_code`` and the report
-of the branch that added this study.
+Measured (30 seeds, 2 shared cores, 109 s): (1) at ``extra_bits`` 0 / 1 / 2 the
+largest deviation is 0.167 / 0.083 / 0.042 for k = 3 and 0.038 / 0.025 / 0.009 for
+k = 10; Permutation(4)'s distance from uniform 0.144 / 0.071 / 0.036. (2) Gray codes
+find every integer optimum (30/30 at every ``extra_bits``; plain binary 23, 19, 19 of
+30: the Hamming cliffs), and ``extra_bits=1`` is the fastest on integers (363
+evaluations) and the categorical lookup (193); permutations: 29-30 of 30 everywhere.
+Hence the defaults ``code="gray"``, ``extra_bits=1``.
 """
 
 from __future__ import annotations
