@@ -104,6 +104,7 @@ __all__ = ["BinaryCodeConfig", "BinaryCoded", "binary_code_needed", "bits_for",
 
 CODED = tuple(k for k in KINDS if k != "real")  # the kinds a binary code reaches
 CODES = ("gray", "binary")
+MAX_BITS = 31  # per entry: floor(u k / 2^b) in int64
 
 
 def bits_for(k: int, extra_bits: int) -> int:
@@ -189,6 +190,11 @@ def _layout(space: Space, extra_bits: int) -> list[_Leaf]:
         else:
             k = int(leaf.cardinality)
             b = bits_for(k, extra_bits)
+        if b > MAX_BITS:  # u * k must stay below 2^63
+            raise ValueError(
+                f"the binary code of {leaf!r} needs {b} bits per entry, more than {MAX_BITS} "
+                f"(at most about 2^{MAX_BITS - extra_bits} values with extra_bits="
+                f"{extra_bits}); split the range into several leaves or search it with ga")
         leaves.append(_Leaf(leaf.kind, where, slice(start, start + count * b), count, k, b,
                             int(getattr(leaf, "offset", 0))))
         start += count * b

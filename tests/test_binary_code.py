@@ -165,3 +165,29 @@ def test_the_cga_frequencies_converge_on_the_coded_value():
     # borders 1/n keep every bit a little loose, a redundant low bit looser)
     modes = [np.bincount(column, minlength=10).argmax() for column in sampled.T]
     assert modes == target.tolist() and ((sampled == target).mean(axis=0) > 0.4).all()
+
+
+def test_a_range_too_wide_for_the_code_is_refused_before_anything_is_built():
+    with pytest.raises(ValueError, match=r"needs 42 bits per entry, more than 31.*split"):
+        registry.create("cga", Integer(0, 2 ** 40))
+    assert registry.create("cga", Integer(0, 2 ** 29)).n_bits == 31
+
+
+def test_nonfinite_fitness_ranks_worst_and_a_failed_load_changes_nothing():
+    opt = registry.create("cga", SPACE, seed=0, popsize=4)
+    x = opt.ask()
+    metrics = opt.tell(x, np.array([np.nan, 1.0, np.inf, 2.0]))
+    assert metrics["nonfinite"] == 2 and opt.best_f == 1.0
+    assert np.array_equal(opt.best_x, x[1])
+    before = roundtrip(opt.state_dict())
+    foreign = roundtrip(registry.create("cga", Binary(5), seed=0).state_dict())
+    with pytest.raises(ValueError, match="another configuration"):
+        opt.load_state_dict(foreign)
+    edited = roundtrip(opt.state_dict())
+    edited["state"]["bits"] = [[2.0] * opt.n_bits]
+    edited["state"]["asked"] = [[0.0] * opt.dim]
+    with pytest.raises(ValueError):
+        opt.load_state_dict(edited)
+    after = roundtrip(opt.state_dict())
+    assert np.array_equal(np.asarray(after["state"]["inner"]["state"]["p"]),
+                          np.asarray(before["state"]["inner"]["state"]["p"]))
