@@ -12,6 +12,7 @@ Example:
 from . import registry, spaces
 from .admm import ADMM
 from .base import BaseOptimizer, Optimizer, Result
+from .binary_code import BinaryCoded
 from .cem import CEM
 from .cmaes import CMAES, SepCMAES
 from .cmaes_torch import CMAESTorch, SepCMAESTorch
@@ -48,6 +49,7 @@ __all__ = [
     "SNES",
     "XNES",
     "BaseOptimizer",
+    "BinaryCoded",
     "CMAESTorch",
     "CompactGA",
     "Evaluator",

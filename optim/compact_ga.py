@@ -18,6 +18,11 @@ the best against the worst of them. Ties are broken by position (the first drawn
 of equal fitness wins), so on a plateau the update is a fair random walk, as in
 Sudholt & Witt's analysis.
 
+The cGA itself searches Binary leaves; ``registry.create("cga", space)`` (and so
+``minimize``, ``HybridTrainer``, ``tune``) reaches integer, categorical and permutation
+leaves through a binary code of them (:mod:`nondiff.optim.binary_code`: Gray-coded
+integers and choices, random keys for permutations).
+
 Sources:
     - G. R. Harik, F. G. Lobo, D. E. Goldberg, "The compact genetic algorithm",
       IEEE Transactions on Evolutionary Computation 3(4):287-297, 1999.
@@ -78,10 +83,11 @@ class CompactGAState:
 
 
 class CompactGA(BaseOptimizer):
-    """The compact GA, Eqs. (1)-(3), on a space of Binary leaves.
+    """The compact GA, Eqs. (1)-(3), on bit strings (other discrete leaves: a binary code).
 
     Args:
-        x0: a :class:`~nondiff.optim.spaces.Binary` space (or a Product of them).
+        x0: a :class:`~nondiff.optim.spaces.Binary` space (or a Product of them; other
+            discrete spaces by name, through :class:`~nondiff.optim.binary_code.BinaryCoded`).
         sigma0: unused (common signature).
         popsize: strings sampled per ``ask``, >= 2 (default 2: the original cGA).
         seed: seed of the generator.

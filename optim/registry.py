@@ -53,9 +53,13 @@ def unknown_name_error(kind: str, name: object, known: list[str]) -> ValueError:
 def supported_kinds(name: str) -> frozenset[str]:
     """The leaf kinds ``create(name, space)`` searches: the class's own
     ``supported_spaces``, and every kind for an optimizer of real vectors (it searches
-    the others through :class:`~nondiff.optim.relaxed.Relaxed`). The optimizers of
-    discrete spaces only (``ga``, ``one-plus-lambda``, ``cga``) search no real leaves."""
+    the others through :class:`~nondiff.optim.relaxed.Relaxed`), every discrete kind for
+    an optimizer of bit strings only (through
+    :class:`~nondiff.optim.binary_code.BinaryCoded`). The optimizers of discrete spaces
+    only (``ga``, ``one-plus-lambda``, ``cga``) search no real leaves."""
     own = get(name).supported_spaces
+    if own == frozenset({"binary"}):  # the others through a binary code (binary_code.py)
+        return frozenset(KINDS) - {"real"}
     return frozenset(KINDS) if "real" in own else frozenset(own)
 
 
@@ -98,12 +102,17 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
     keeps the rounded index. Spaces with real leaves keep pycma's own handling unless
     ``relax`` is given (its bound transformation of the reals beat the relaxation's clip
     on the AutoML benchmark's mixed space: one-shot picks tested 89.7 vs 87.2 %).
+    An optimizer of bit strings only (``cga``) given integer, categorical or permutation
+    leaves searches a binary code of them: a
+    :class:`~nondiff.optim.binary_code.BinaryCoded` wrapping it (options ``code`` and
+    ``extra_bits`` accepted then).
 
     Raises:
         ValueError: unknown name, or a hyperparameter the optimizer does not have.
         UnsupportedSpaceError: a space the optimizer does not search (a ValueError
             that names the registered optimizers that do).
     """
+    from .binary_code import BinaryCoded, binary_code_needed
     from .relaxed import Relaxed, relaxation_needed
 
     cls = get(name)
@@ -115,12 +124,16 @@ def create(name: str, x0: Array, **kwargs: Any) -> BaseOptimizer:
         bool(kwargs.get("relax")) and "real" in cls.supported_spaces and isinstance(x0, Space))
     relaxable = relax or (isinstance(x0, Space) and bool(cls.relaxed_kinds))
     accepted = _hyperparameters(cls) | ({"width", "relax"} if relaxable else set())
+    coded = binary_code_needed(cls, x0)
+    accepted |= {"code", "extra_bits"} if coded else set()
     for key in kwargs:
         if key not in accepted:
             raise unknown_name_error(f"option of {name}:", key, sorted(accepted))
     try:
         if relax:
             return Relaxed(x0, inner=cls, **kwargs)
+        if coded:
+            return BinaryCoded(x0, inner=cls, **kwargs)
         return cls(x0, **{k: v for k, v in kwargs.items() if k != "relax"})
     except UnsupportedSpaceError as error:
         raise UnsupportedSpaceError(error.problem, error.kinds,

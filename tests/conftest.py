@@ -63,10 +63,13 @@ def example_space(name: str) -> Product:
 
 
 def default_x0(name: str):
-    """A real x0 for optimizers of real vectors, else a discrete space they handle."""
+    """A real x0 for optimizers of real vectors, else a discrete space of the kinds the
+    class searches itself (``cga``: bits; its binary code of the other kinds is covered
+    by the space contract and tests/test_binary_code.py)."""
     if handles_real(name):
         return np.full(6, 0.5)
-    return example_space(name)
+    own = registry.get(name).supported_spaces
+    return Product({kind: leaf for kind, leaf in EXAMPLE_LEAVES.items() if kind in own})
 
 
 def make(name: str, x0=None, **kwargs):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import finite_state, native_names, plain_equal, roundtrip
 from nondiff.hybrid.decoupled import Decoupled, Group
-from nondiff.hybrid.structure import Choice, Gates, get_structure, structure_space
+from nondiff.hybrid.structure import Choice, Gates, RealParam, get_structure, structure_space
 from nondiff.hybrid.trainer import HybridTrainer
 from torch import nn
 
@@ -175,8 +175,11 @@ def test_decoupled_engine_trains_the_weights() -> None:
 def test_bad_arguments_name_the_fix() -> None:
     with pytest.raises(ValueError, match="weight_step"):
         HybridTrainer(ChoiceNet(), "ga", weight_step="mean")
-    with pytest.raises(ValueError, match="cga searches binary"):  # snes: through a relaxation
-        HybridTrainer(ChoiceNet(), "cga")
+    HybridTrainer(ChoiceNet(), "cga")  # its choices through a binary code
+    with_real = ChoiceNet()
+    with_real.gain = RealParam(0.5, 2.0)
+    with pytest.raises(ValueError, match=r"cga searches binary.*no binary code"):  # snes: yes
+        HybridTrainer(with_real, "cga")
     with pytest.raises(ValueError, match="declares no structure"):
         HybridTrainer(nn.Linear(2, 2), "ga")
     with pytest.raises(ValueError, match="engine"):

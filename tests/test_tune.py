@@ -257,7 +257,6 @@ def recording_train(config, trial):
     ({"executor": "threads"}, "executor must be one of 'process', 'ray', 'inline'"),
     ({"parallel": 0}, "parallel must be a positive integer, got 0"),
     ({"optimizer": "cmaez"}, "unknown optimizer 'cmaez'; did you mean 'cmaes'"),
-    ({"optimizer": "cga"}, "cga searches binary spaces, not a categorical/integer space"),
     ({"seed": -1}, "seed must be a non-negative integer, got -1"),
     ({"study_name": ""}, "study_name must be a non-empty string"),
     ({"storage": 3}, "storage must be a path"),
