@@ -220,9 +220,11 @@ class Relaxed(BaseOptimizer):
 
     def __init__(self, x0: Space, sigma0: float = 1.0, popsize: int | None = None,
                  seed: int | None = None, bounds: tuple[Any, Any] | None = None, *,
-                 inner: type[BaseOptimizer], width: float = 1.0,
+                 inner: type[BaseOptimizer], width: float | None = None,
                  relax: Any = (), **options: Any) -> None:
         cls = _inner_class(inner)
+        if width is None:  # the family's own (module docstring, "Width")
+            width = getattr(cls, "relaxed_width", 1.0)
         hparams = RelaxedConfig(width=width, relax=relax)
         if not isinstance(x0, Space):
             raise ValueError(f"{cls.name} relaxed searches a space (Binary, Categorical, ...); "
@@ -247,8 +249,11 @@ class Relaxed(BaseOptimizer):
             start = _Latent({f"x{i}": leaf.space if leaf.kind == "native" else
                              Real(size=leaf.latent.stop - leaf.latent.start)
                              for i, leaf in enumerate(self.layout)}, z0)
+        hook = getattr(cls, "relaxed_options", None)  # the family's defaults in the latent
+        defaults = hook(self.h) if callable(hook) else {}
         with self._quiet():
-            self.inner = cls(start, sigma0=sigma0, popsize=popsize, seed=seed, **options)
+            self.inner = cls(start, sigma0=sigma0, popsize=popsize, seed=seed,
+                             **{**defaults, **options})
         self.inner_class_used = cls
         self.options = dict(options)
         self.name = cls.name
