@@ -245,7 +245,7 @@ class OpenAIES(GaussianES):
     """
 
     name = "openai-es"
-    relaxed_width: ClassVar[float] = 2.0  # a fixed sigma: see nondiff.optim.relaxed
+    relaxed_width: ClassVar[float] = 2.0  # see nondiff.optim.relaxed (its "Width")
     Hyperparameters = OpenAIESConfig
     hparams: OpenAIESConfig
 
@@ -381,7 +381,7 @@ class PGPE(GaussianES):
     """
 
     name = "pgpe"
-    relaxed_width: ClassVar[float] = 2.0  # a slow stdev: see nondiff.optim.relaxed
+    relaxed_width: ClassVar[float] = 2.0  # see nondiff.optim.relaxed (its "Width")
     Hyperparameters = PGPEConfig
     hparams: PGPEConfig
 

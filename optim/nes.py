@@ -125,7 +125,7 @@ class SNES(GaussianES):
     """
 
     name = "snes"
-    relaxed_width: ClassVar[float] = 2.0  # a slow step size: see nondiff.optim.relaxed
+    relaxed_width: ClassVar[float] = 1.5  # see nondiff.optim.relaxed (its "Width")
     Hyperparameters = SNESConfig
     hparams: SNESConfig
 
@@ -198,7 +198,7 @@ class XNES(GaussianES):
     """
 
     name = "xnes"
-    relaxed_width: ClassVar[float] = 2.0  # a slow step size: see nondiff.optim.relaxed
+    relaxed_width: ClassVar[float] = 2.0  # see nondiff.optim.relaxed (its "Width")
     Hyperparameters = XNESConfig
     hparams: XNESConfig
 

@@ -381,9 +381,10 @@ def test_slow_step_size_families_concentrate_within_25_generations(name):
     # Their step size hardly changes in 25 generations: with the latent half-width
     # h = sigma0 a mean at the best point still flips each choice about every third
     # sample, so the population stays spread (issue 17: op-graph 0-2 of 5 seeds); their
-    # default width 2 (and OpenAI-ES's lr 0.1 h) lets it concentrate.
+    # default widths 1.5-2 (and OpenAI-ES's lr 0.1 h) let it concentrate.
     opt = registry.create(name, Categorical(list("abcde"), size=3), sigma0=1.2, seed=0)
-    assert opt.hparams.width == 2.0 and opt.h == pytest.approx(2.4)
+    assert opt.hparams.width == registry.get(name).relaxed_width >= 1.5
+    assert opt.h == pytest.approx(1.2 * opt.hparams.width)
     share, found = _concentration(name)
     assert share >= 0.25 and found == 3, (share, found)
     before = {"width": 1.0, **({"lr": 0.01} if name == "openai-es" else {})}
