@@ -78,10 +78,17 @@ def test_first_generation_samples_every_choice_about_uniformly():
     space = Product(c=Categorical(list("abcde")), i=Integer(0, 4), b=Binary(1),
                     p=Permutation(3))
     for sigma0 in (0.05, 1.0, 30.0):  # h follows sigma0: the same spread at any scale
-        x = registry.create("snes", space, sigma0=sigma0, popsize=6000, seed=0).ask()
-        for column, k in ((0, 5), (1, 5), (2, 2), (3, 3)):
-            freq = np.bincount(x[:, column].astype(int), minlength=k) / len(x)
-            assert np.abs(freq - 1 / k).max() < 0.035, (sigma0, column, freq)
+        for name, width in (("snes", 1.0), ("snes", None), ("xnes", None)):
+            options = {} if width is None else {"width": width}
+            x = registry.create(name, space, sigma0=sigma0, popsize=6000, seed=0,
+                                **options).ask()
+            for column, k in ((0, 5), (1, 5), (2, 2), (3, 3)):
+                freq = np.bincount(x[:, column].astype(int), minlength=k) / len(x)
+                # signs, argmaxes and argsorts at any width; the integer's bins only at
+                # width 1 (the ES families' wider defaults trade that: 0.04 off at 1.5,
+                # 0.11 at 2, for a population that can concentrate)
+                tol = 0.035 if column != 1 or width == 1.0 else 0.12
+                assert np.abs(freq - 1 / k).max() < tol, (name, width, sigma0, column, freq)
 
 
 def test_latent_reflection_keeps_every_decision_near_a_boundary():
