@@ -228,10 +228,12 @@ class Relaxed(BaseOptimizer):
         bounds: must be None (bounds come from the space).
         inner: the optimizer class of the latent vector, one that handles real
             vectors (by name: ``registry.create(name, space)``).
-        width: latent half-width of a discrete coordinate, in units of ``sigma0``.
+        width: latent half-width of a discrete coordinate, in units of ``sigma0``
+            (default: the inner class's ``relaxed_width``, else 1; module docstring).
         relax: leaf kinds to relax even where the inner optimizer searches them
             itself (e.g. ``["categorical"]`` for CMA-ES); the others stay its own.
-        **options: hyperparameters of the inner optimizer.
+        **options: hyperparameters of the inner optimizer (over the defaults of
+            its ``relaxed_options(h)``, where the class has one).
 
     ``name`` is the inner optimizer's (``"snes"``): results and checkpoints carry
     the name asked for. ``state_dict()`` holds the inner optimizer's state dict and
