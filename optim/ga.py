@@ -225,7 +225,9 @@ class OnePlusLambdaEA(DiscreteEvolution):
             train and re-score it. Acceptance suite, 5 seeds, seeds recovered / gap
             points with and without the shift: relevant-inputs 3 / 6.7 -> 5 / 0.9,
             nonlinearity 5 / 1.9 -> 4 / 1.4, op-graph 4 / 3.4 -> 4 / 5.7 (10 seeds:
-            8 / 7.7 -> 8 / 4.8), inputs-and-activation 5 / 0.6 -> 5 / 0.2.
+            8 / 7.7 -> 8 / 4.8), inputs-and-activation 5 / 0.6 -> 5 / 0.2; with the
+            final selection of main at de96bdc also op-graph 4 -> 5, program 0 -> 1,
+            but routing 3 -> 1 (gap 10.8 -> 13.8).
 
     Example:
         >>> from nondiff.optim.ga import OnePlusLambdaEA
