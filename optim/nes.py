@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -125,6 +125,7 @@ class SNES(GaussianES):
     """
 
     name = "snes"
+    relaxed_width: ClassVar[float] = 1.5  # see nondiff.optim.relaxed (its "Width")
     Hyperparameters = SNESConfig
     hparams: SNESConfig
 
@@ -197,6 +198,7 @@ class XNES(GaussianES):
     """
 
     name = "xnes"
+    relaxed_width: ClassVar[float] = 2.0  # see nondiff.optim.relaxed (its "Width")
     Hyperparameters = XNESConfig
     hparams: XNESConfig
 

@@ -172,6 +172,7 @@ OPTIMIZER_INFOS: dict[str, OptimizerInfo] = {info.name: info for info in [
     )),
     OptimizerInfo("one-plus-lambda", (
         C("lambda-4-strong-mutation", {"popsize": 4, "mutation_rate": 2.0}),
+        C("no-shift", {"shift": False, "popsize": 4}),
     ), (
         E("mutation-rate-zero", {"mutation_rate": 0.0}, "mutation_rate"),
         E("mutation-rate-above-dim", {"mutation_rate": 1e6}, r"mutation_rate must be in \(0, dim"),

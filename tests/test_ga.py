@@ -384,3 +384,20 @@ def test_a_state_saved_before_the_shift_option_loads_as_shift_true() -> None:
     assert np.array_equal(again.ask(), opt.ask())
     with pytest.raises(ValueError, match="shift: saved True vs False"):
         registry.create("ga", Binary(6), seed=0, shift=False).load_state_dict(state)
+
+
+def test_the_trainer_builds_the_one_plus_lambda_ea_without_the_shift() -> None:
+    """Issue 17: with the shift no child equals the parent, so weights trained under the
+    generation never train under the parent; plain mutation asks copies of it."""
+    from nondiff.hybrid import HybridTrainer
+    from test_trainer import GatedLinear, adam
+
+    trainer = HybridTrainer(GatedLinear(), "one-plus-lambda", adam(0.05), seed=0)
+    assert trainer.structure_optimizer.hparams.shift is False
+    shifted = OnePlusLambdaEA(Binary(12), popsize=400, seed=0)
+    assert shifted.hparams.shift is True  # the EA's own default is unchanged
+    x = shifted.ask()
+    assert not (x == shifted.recommend()).all(axis=1).any()
+    plain = OnePlusLambdaEA(Binary(12), popsize=400, seed=0, shift=False)
+    copies = (plain.ask() == plain.recommend()).all(axis=1).mean()
+    assert 0.25 < copies < 0.45, copies  # (11/12)^12 = 0.35
