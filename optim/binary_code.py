@@ -96,7 +96,7 @@ import torch
 from .arrays import Array
 from .base import BaseOptimizer, UnsupportedSpaceError
 from .hyperparameters import Hyperparameters, choice, hyperparameter, integer
-from .spaces import KINDS, Binary, Product, Space, leaf_kinds
+from .spaces import KINDS, Binary, Space, leaf_kinds, own_start
 from .state import from_plain, to_plain
 
 __all__ = ["BinaryCodeConfig", "BinaryCoded", "binary_code_needed", "bits_for",
@@ -261,7 +261,7 @@ class BinaryCoded(BaseOptimizer):
         self.code = hparams.code
         self.layout = _layout(x0, hparams.extra_bits)
         self.n_bits = self.layout[-1].bits.stop
-        start = self.encode(x0.initial()[None])[0] if _own_start(x0) else None
+        start = self.encode(x0.initial()[None])[0] if own_start(x0) else None
         self.inner = cls(_Bits(self.n_bits, start), sigma0=sigma0, popsize=popsize, seed=seed,
                          **options)
         self.inner_class_used = cls
@@ -453,17 +453,6 @@ def _numpy(x: Array) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().astype(np.float64)
     return np.asarray(x, dtype=np.float64)
-
-
-def _own_start(space: Space) -> bool:
-    """Whether ``space.initial()`` is a start of its own, not the default of
-    :class:`Space`, :class:`Product` and the leaves of ``nondiff.optim.spaces``."""
-    method = type(space).initial
-    if method is Space.initial:
-        return False
-    if method is Product.initial:
-        return any(_own_start(part) for part in space.spaces.values())
-    return type(space).__module__ != Space.__module__
 
 
 def binary_code_needed(cls: type[BaseOptimizer], space: Any) -> bool:

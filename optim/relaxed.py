@@ -135,7 +135,7 @@ import torch
 from .arrays import Array
 from .base import BaseOptimizer, _validate_positive
 from .hyperparameters import Hyperparameters, hyperparameter, real
-from .spaces import KINDS, Product, Real, Space
+from .spaces import KINDS, Product, Real, Space, own_start
 from .state import from_plain, to_plain
 
 __all__ = ["Relaxed", "RelaxedConfig", "reflect"]
@@ -310,7 +310,7 @@ class Relaxed(BaseOptimizer):
         size = sum(leaf.latent.stop - leaf.latent.start for leaf in self.layout)
         z0, lower, upper = np.zeros(size), np.full(size, -np.inf), np.full(size, np.inf)
         self.latent_dim = size
-        lifted = self.lift(start[None])[0] if _own_start(space) else None
+        lifted = self.lift(start[None])[0] if own_start(space) else None
         for leaf in self.layout:
             if leaf.kind in ("real", "native"):
                 z0[leaf.latent] = start[leaf.encoded]
@@ -531,19 +531,6 @@ def _numpy(x: Array) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().astype(np.float64)
     return np.asarray(x, dtype=np.float64)
-
-
-def _own_start(space: Space) -> bool:
-    """Whether ``space.initial()`` is a start of its own, not the middle of its box
-    (the default of :class:`Space`, :class:`Product` and their leaves)."""
-    from .spaces import Product
-
-    method = type(space).initial
-    if method is Space.initial:
-        return False
-    if method is Product.initial:
-        return any(_own_start(part) for part in space.spaces.values())
-    return type(space).__module__ != Space.__module__  # a leaf's own default, or a user's
 
 
 def relaxation_needed(cls: type[BaseOptimizer], space: Any) -> bool:

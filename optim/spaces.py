@@ -434,6 +434,18 @@ class Product(Space):
         return "Product({" + ", ".join(f"{k!r}: {v!r}" for k, v in self.spaces.items()) + "})"
 
 
+def own_start(space: Space) -> bool:
+    """Whether ``space.initial()`` is a start of its own, not the middle of its box
+    (the default of :class:`Space`, :class:`Product` and their leaves): a wrapper that
+    searches the space in another encoding lifts only such a start."""
+    method = type(space).initial
+    if method is Space.initial:
+        return False
+    if method is Product.initial:
+        return any(own_start(part) for part in space.spaces.values())  # type: ignore[attr-defined]
+    return type(space).__module__ != Space.__module__  # a leaf's own default, or a user's
+
+
 def leaf_kinds(space: Space) -> set[str]:
     """The kinds of the leaves of ``space`` to search (e.g. ``{"real", "binary"}``);
     constant leaves do not count: ``{"real"}`` for ``Real`` beside ``Categorical(["x"])``."""
