@@ -488,11 +488,14 @@ def restarted(optimizer: type[BaseOptimizer], strategy: str) -> type[Restarts]:
     title = f"{strategy.upper()}{cls.__name__}"
     doc = (f"{cls.__name__} restarted with {strategy.upper()} (up to 9 restarts by default); "
            "see :class:`~nondiff.optim.restarts.Restarts`.")
+    relaxation = {"relaxed_width": cls.relaxed_width} if hasattr(cls, "relaxed_width") else {}
+    if hasattr(cls, "relaxed_options"):  # the base's defaults through the relaxation
+        relaxation["relaxed_options"] = classmethod(lambda klass, h: cls.relaxed_options(h))
     return type(title, (Restarts,), {
         "__init__": __init__, "__doc__": doc, "__module__": __name__,
         "name": f"{strategy}-{cls.name}", "inner_class": cls, "default_strategy": strategy,
         "handles_constraints": cls.handles_constraints, "supported_spaces": cls.supported_spaces,
-        "relaxed_kinds": cls.relaxed_kinds,
+        "relaxed_kinds": cls.relaxed_kinds, **relaxation,
         "default_popsize": classmethod(lambda klass, dim: cls.default_popsize(dim)),
     })
 
