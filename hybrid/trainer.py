@@ -16,9 +16,10 @@ Each step on a batch ``(x, y)`` (ENAS, Pham et al. 2018, alternates the same two
 
    - ``"fair"`` (default): the batch is split among paths — a share ``s_t`` of its rows
      among fair paths (:func:`~nondiff.hybrid.sampling.fair_structures`: every option
-     of every ``Choice`` and both states of every gate trained equally often in the
-     step, FairNAS), the rest among this generation's candidates (the optimizer's
-     current distribution or population) — in one forward pass and one update;
+     of every ``Choice`` trained equally often in the step, FairNAS; every gate open in
+     3/4 of the paths, so inputs that matter only together train together), the rest
+     among this generation's candidates (the optimizer's current distribution or
+     population) — in one forward pass and one update;
      ``s_t`` falls linearly from 1 to 0 over ``fair_steps`` (counted over all ``fit``
      calls: see ``total_steps``);
    - ``"population"``: the whole batch among this generation's candidates;

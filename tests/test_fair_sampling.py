@@ -13,10 +13,23 @@ import pytest
 import torch
 from conftest import plain_equal, roundtrip
 from hybrid_net import straight_and_resumed
-from nondiff.hybrid.sampling import fair_paths, fair_share, fair_structures, split_rows
-from nondiff.hybrid.structure import Choice, Gates, get_structure, structure_space
+from nondiff.hybrid.sampling import (
+    FAIR_OPEN,
+    fair_paths,
+    fair_share,
+    fair_structures,
+    split_rows,
+)
+from nondiff.hybrid.structure import (
+    Choice,
+    Gates,
+    get_structure,
+    set_structure,
+    structure_space,
+)
 from nondiff.hybrid.trainer import HybridTrainer
 from nondiff.optim.spaces import Binary, Categorical, Integer, Permutation, Product, Real
+from nondiff.problems.hybrid.acceptance import make_task
 from torch import nn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -35,7 +48,8 @@ def test_fair_paths_give_every_value_of_every_entry_equal_paths(seed) -> None:
     for j in range(2):
         picked = [v["act"][j] for v in values]
         assert all(picked.count(a) == 2 for a in ("relu", "tanh", "identity"))
-    assert (paths[:, 2:7].sum(axis=0) == 3).all()  # each gate open in half the paths
+    opened = paths[:, 2:7].sum(axis=0)  # each gate open in 3/4 of the paths: 4.5 of 6
+    assert set(opened.tolist()) <= {4.0, 5.0}
     assert sorted(v["width"] for v in values) == [1, 2, 3, 4, 5, 6]
     for j in range(2):  # one real per stratum of width 1/k
         assert sorted(np.floor(paths[:, -2 + j] * k).astype(int).tolist()) == list(range(k))
@@ -63,6 +77,37 @@ def test_split_rows_share_and_bad_input() -> None:
         fair_structures(Binary(3), 0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="unbounded"):
         fair_structures(Real(), 3, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="open_share must be a number in \\[0, 1\\]"):
+        fair_structures(Binary(3), 4, np.random.default_rng(0), open_share=1.5)
+
+
+def test_gates_open_in_three_quarters_of_the_fair_paths_on_average() -> None:
+    rng = np.random.default_rng(0)
+    opened = np.stack([fair_structures(Binary(8), 6, rng).sum(axis=0) for _ in range(400)])
+    assert set(opened.ravel().tolist()) == {4.0, 5.0}  # floor or ceil of 4.5, never more
+    assert opened.mean() / 6 == pytest.approx(FAIR_OPEN, abs=0.01)
+    assert fair_structures(Binary(3), 4, rng, open_share=0.5).sum(axis=0).tolist() == [2.0] * 3
+
+
+def test_fair_paths_train_a_product_of_two_gated_inputs() -> None:
+    """The collapse of issue 17's "inputs-and-activation": the label ``x_2 x_5 > 0`` needs
+    both inputs; under fair paths with each gate open in half of them the shared weights
+    had barely learned it after 10 epochs (known structure's loss 0.58-0.60; 0.69 is
+    chance), so the structure cost closed both gates. Open in 3/4 of the paths: 0.33-0.37
+    (5 seeds)."""
+    task = make_task("inputs-and-activation", seed=1, n_train=1280, n_test=64)
+    torch.manual_seed(1)
+    model = task.model()
+    trainer = HybridTrainer(model, "cem", lambda p: torch.optim.Adam(p, lr=task.lr), seed=1,
+                            warmup_steps=10**6)  # every step fair: no search at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fit ends before the first generation
+        trainer.fit(task.data, epochs=16, batch_size=64, seed=1)
+    set_structure(model, task.known)
+    with torch.no_grad():
+        loss = float(nn.functional.cross_entropy(model(task.data.x_train),
+                                                 task.data.y_train))
+    assert trainer.step_count == 320 and loss < 0.5, loss
 
 
 # -- the trainer's weight step ------------------------------------------------------------
@@ -112,7 +157,8 @@ def test_the_warmup_trains_every_option_and_gate_state_on_equal_rows(device) -> 
     history = trainer.fit(counting_data(device), epochs=1)  # 3 steps of 60 rows, all fair
     assert trainer.fair_paths == 6 and [m["fair_share"] for m in history] == [1.0] * 3
     assert [option.rows for option in model.act.options] == [60, 60, 60]  # 20 a step each
-    assert model.closed.tolist() == [90.0] * 4  # each gate closed on half the rows
+    # each gate closed in 1 or 2 of the 6 paths of 10 rows a step (open in 3/4 of them)
+    assert all(30.0 <= c <= 60.0 for c in model.closed.tolist()), model.closed
     assert trainer.structure_optimizer.counters["iterations"] == 0
 
 
