@@ -326,7 +326,9 @@ def test_population_optimizers_keep_a_nonlinear_activation(device, name) -> None
     """Before issue 17's fix the (1+1) EA kept the identity on seed 2 here (accuracy 0.56)
     and GA runs lost informative inputs; with fair paths and re-evaluation every seed
     finds a nonlinear activation and at least 2 of the 3 inputs (measured 0.78-0.92
-    accuracy on the training data, identity nets stay below 0.62)."""
+    accuracy on the training data with gates open in half the fair paths, 0.69-0.90 at
+    3/4 (``FAIR_OPEN``: more noise inputs open while the weights train); identity nets
+    stay below 0.62)."""
     for seed in range(3):
         data, x, y = sphere_task(seed, device)
         torch.manual_seed(seed)
@@ -338,7 +340,7 @@ def test_population_optimizers_keep_a_nonlinear_activation(device, name) -> None
         with torch.no_grad():
             acc = float((model(x).argmax(dim=1) == y).float().mean())
         assert structure["act"] != "identity", (name, seed, structure)
-        assert structure["gates"][:3].sum() >= 2 and acc > 0.7, (name, seed, structure, acc)
+        assert structure["gates"][:3].sum() >= 2 and acc > 0.65, (name, seed, structure, acc)
 
 
 def test_a_loss_that_reads_the_structure_gets_one_pass_per_path() -> None:
