@@ -48,8 +48,7 @@ def test_fair_paths_give_every_value_of_every_entry_equal_paths(seed) -> None:
     for j in range(2):
         picked = [v["act"][j] for v in values]
         assert all(picked.count(a) == 2 for a in ("relu", "tanh", "identity"))
-    opened = paths[:, 2:7].sum(axis=0)  # each gate open in 3/4 of the paths: 4.5 of 6
-    assert set(opened.tolist()) <= {4.0, 5.0}
+    assert (paths[:, 2:7].sum(axis=0) == 3).all()  # each gate open in half the paths
     assert sorted(v["width"] for v in values) == [1, 2, 3, 4, 5, 6]
     for j in range(2):  # one real per stratum of width 1/k
         assert sorted(np.floor(paths[:, -2 + j] * k).astype(int).tolist()) == list(range(k))
@@ -79,35 +78,47 @@ def test_split_rows_share_and_bad_input() -> None:
         fair_structures(Real(), 3, np.random.default_rng(0))
     with pytest.raises(ValueError, match="open_share must be a number in \\[0, 1\\]"):
         fair_structures(Binary(3), 4, np.random.default_rng(0), open_share=1.5)
+    with pytest.raises(ValueError, match="fair_open must be a number in \\[0, 1\\]"):
+        HybridTrainer(CountingNet(), "ga", fair_open=float("nan"))
 
 
-def test_gates_open_in_three_quarters_of_the_fair_paths_on_average() -> None:
+def test_gates_open_in_the_share_of_the_fair_paths_asked() -> None:
     rng = np.random.default_rng(0)
-    opened = np.stack([fair_structures(Binary(8), 6, rng).sum(axis=0) for _ in range(400)])
+    assert FAIR_OPEN == 0.5 and (fair_structures(Binary(8), 6, rng).sum(axis=0) == 3).all()
+    opened = np.stack([fair_structures(Binary(8), 6, rng, open_share=0.75).sum(axis=0)
+                       for _ in range(400)])
     assert set(opened.ravel().tolist()) == {4.0, 5.0}  # floor or ceil of 4.5, never more
-    assert opened.mean() / 6 == pytest.approx(FAIR_OPEN, abs=0.01)
-    assert fair_structures(Binary(3), 4, rng, open_share=0.5).sum(axis=0).tolist() == [2.0] * 3
+    assert opened.mean() / 6 == pytest.approx(0.75, abs=0.01)
+    both = fair_structures(Product(a=Categorical("abc"), g=Binary(2)), 6, rng, open_share=1.0)
+    assert np.bincount(both[:, 0].astype(int)).tolist() == [2, 2, 2]  # choices stay fair
+    assert both[:, 1:].tolist() == [[1.0, 1.0]] * 6
 
 
-def test_fair_paths_train_a_product_of_two_gated_inputs() -> None:
-    """The collapse of issue 17's "inputs-and-activation": the label ``x_2 x_5 > 0`` needs
-    both inputs; under fair paths with each gate open in half of them the shared weights
-    had barely learned it after 10 epochs (known structure's loss 0.58-0.60; 0.69 is
-    chance), so the structure cost closed both gates. Open in 3/4 of the paths: 0.33-0.37
-    (5 seeds)."""
+def _product_loss(fair_open: float | None) -> float:
+    """The known structure's loss on issue 17's "inputs-and-activation" (label
+    ``x_2 x_5 > 0``; chance 0.69) after 320 steps of fair paths alone (no search)."""
     task = make_task("inputs-and-activation", seed=1, n_train=1280, n_test=64)
     torch.manual_seed(1)
     model = task.model()
+    given = {} if fair_open is None else {"fair_open": fair_open}
     trainer = HybridTrainer(model, "cem", lambda p: torch.optim.Adam(p, lr=task.lr), seed=1,
-                            warmup_steps=10**6)  # every step fair: no search at all
+                            warmup_steps=10**6, **given)  # every step fair: no search at all
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fit ends before the first generation
         trainer.fit(task.data, epochs=16, batch_size=64, seed=1)
+    assert trainer.step_count == 320
     set_structure(model, task.known)
     with torch.no_grad():
-        loss = float(nn.functional.cross_entropy(model(task.data.x_train),
-                                                 task.data.y_train))
-    assert trainer.step_count == 320 and loss < 0.5, loss
+        return float(nn.functional.cross_entropy(model(task.data.x_train), task.data.y_train))
+
+
+def test_fair_paths_open_more_often_train_a_product_of_two_gated_inputs() -> None:
+    """The collapse of issue 17's "inputs-and-activation": both inputs of the product must
+    be open together; with each gate open in half of the fair paths the shared weights
+    had barely learned it (measured 0.58-0.60 over 5 seeds), so the structure cost closed
+    both gates; open in 3/4 of them: 0.33-0.37."""
+    assert _product_loss(None) > 0.55
+    assert _product_loss(0.75) < 0.5
 
 
 # -- the trainer's weight step ------------------------------------------------------------
@@ -157,8 +168,7 @@ def test_the_warmup_trains_every_option_and_gate_state_on_equal_rows(device) -> 
     history = trainer.fit(counting_data(device), epochs=1)  # 3 steps of 60 rows, all fair
     assert trainer.fair_paths == 6 and [m["fair_share"] for m in history] == [1.0] * 3
     assert [option.rows for option in model.act.options] == [60, 60, 60]  # 20 a step each
-    # each gate closed in 1 or 2 of the 6 paths of 10 rows a step (open in 3/4 of them)
-    assert all(30.0 <= c <= 60.0 for c in model.closed.tolist()), model.closed
+    assert model.closed.tolist() == [90.0] * 4  # each gate closed on half the rows
     assert trainer.structure_optimizer.counters["iterations"] == 0
 
 
@@ -326,9 +336,7 @@ def test_population_optimizers_keep_a_nonlinear_activation(device, name) -> None
     """Before issue 17's fix the (1+1) EA kept the identity on seed 2 here (accuracy 0.56)
     and GA runs lost informative inputs; with fair paths and re-evaluation every seed
     finds a nonlinear activation and at least 2 of the 3 inputs (measured 0.78-0.92
-    accuracy on the training data with gates open in half the fair paths, 0.69-0.90 at
-    3/4 (``FAIR_OPEN``: more noise inputs open while the weights train); identity nets
-    stay below 0.62)."""
+    accuracy on the training data, identity nets stay below 0.62)."""
     for seed in range(3):
         data, x, y = sphere_task(seed, device)
         torch.manual_seed(seed)
@@ -340,7 +348,7 @@ def test_population_optimizers_keep_a_nonlinear_activation(device, name) -> None
         with torch.no_grad():
             acc = float((model(x).argmax(dim=1) == y).float().mean())
         assert structure["act"] != "identity", (name, seed, structure)
-        assert structure["gates"][:3].sum() >= 2 and acc > 0.65, (name, seed, structure, acc)
+        assert structure["gates"][:3].sum() >= 2 and acc > 0.7, (name, seed, structure, acc)
 
 
 def test_a_loss_that_reads_the_structure_gets_one_pass_per_path() -> None:
