@@ -82,14 +82,16 @@ one half, ``4/9`` at 2/3, ``9/16`` at 3/4; ``open_share * k`` is rounded up or d
 random. Measured (issue 17; ``"inputs-and-activation"`` of
 :mod:`nondiff.problems.hybrid.acceptance`, fair paths alone, 320 steps, 5 seeds): the
 loss of the known structure under the shared weights fell from 0.69 to 0.58-0.60 at one
-half, to 0.33-0.37 at 3/4 (trained alone: 0.08). On the acceptance benchmark (the
-bounded trainer's defaults, 10 seeds, the 12 optimizers that search the gated tasks):
-runs that collapsed to all gates closed on ``"inputs-and-activation"`` (the structure
-cost came on before the weights had learned the product) 13 / 5 / 9 of 120 at 1/2 /
-2/3 / 3/4; (task, optimizer) rows meeting all three targets 6 / 10 / 6 of 25;
-``"relevant-inputs"`` runs recovered 71 / 64 / 66 of 130. But more noise inputs open
-while the weights train: on issue 17's sphere task without a cost the GA kept the
-identity activation on 0 / 2 / 1 of 8 seeds, so the default stays at one half."""
+half, to 0.33-0.37 at 3/4 (trained alone: 0.08). On the acceptance benchmark
+(``run_suite(["relevant-inputs", "inputs-and-activation"], 10, fair_open=...)`` of
+:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`: the bounded trainer's defaults, 10
+seeds, the 12 optimizers that search the gated tasks), at 1/2 / 2/3 / 3/4: runs that
+collapsed to all gates closed on ``"inputs-and-activation"`` (the structure cost came on
+before the weights had learned the product) 13 / 5 / 9 of 120; (task, optimizer) rows
+meeting all three targets of issue 17 6 / 9 / 6 of 25; ``"relevant-inputs"`` runs
+recovered 71 / 66 / 66 of 130 (CMA-ES-torch 9 -> 3 of 10 at 2/3). More noise inputs are
+open while the weights train, and on issue 17's sphere task without a cost the GA kept
+the identity activation on 0 / 2 / 1 of 8 seeds: the default stays at one half."""
 
 
 def fair_paths(space: Space, limit: int = MAX_FAIR_PATHS) -> int:
