@@ -174,8 +174,8 @@ from .blocks import block, repeat
 from .blocks import rows as _rows
 from .devices import device_of, to_device
 from .nonfinite import NonFiniteError, check_finite, check_policy
+from .sampling import FAIR_OPEN, fair_structures, split_rows
 from .sampling import fair_paths as fair_path_count
-from .sampling import fair_structures, split_rows
 from .schedules import fair_share_at, final_at, plan_warning, steps_of
 from .selection import (
     SELECT_BATCHES,
@@ -315,6 +315,12 @@ class HybridTrainer:
             beyond the first warns).
         fair_paths: paths per fair step (default: :func:`~nondiff.hybrid.sampling.
             fair_paths` of the space, e.g. 6 for gates and a 3-way choice).
+        fair_open: the share of the fair paths that open each gate, in ``[0, 1]``
+            (default 0.5: both states equally). Higher trains inputs that matter only
+            together (a product of two gated inputs) in more paths, so a structure cost
+            is less likely to close them before the weights have learned them, at the
+            price of noise inputs open more often while the weights train (measured:
+            :data:`~nondiff.hybrid.sampling.FAIR_OPEN`).
         reevaluate_incumbent: with an elitist structure optimizer that accepts it
             (``reevaluates_incumbent``: the GA and the (1+lambda) EA), evaluate its
             recommendation with every generation, on the same batch under the current
@@ -416,7 +422,7 @@ class HybridTrainer:
         search_compute: float | str | None = DEFAULT_SEARCH_COMPUTE,
         generation_rows: int | None = None, final_steps: int | float | None = None,
         total_steps: int | None = None, select_batches: int = SELECT_BATCHES,
-        cost_start: int | float | None = None,
+        cost_start: int | float | None = None, fair_open: float = FAIR_OPEN,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -430,6 +436,12 @@ class HybridTrainer:
         if weight_step not in WEIGHT_STEPS:
             raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}, got {weight_step!r}")
         self.fair_steps, self.fair_paths = self._check_fair(fair_steps, fair_paths)
+        if isinstance(fair_open, bool) or not isinstance(fair_open, (int, float)) or \
+                not 0.0 <= fair_open <= 1.0:
+            raise ValueError(f"fair_open must be a number in [0, 1] (the share of the fair "
+                             f"paths that open each gate), got {fair_open!r}; e.g. 0.5, "
+                             f"or 0.75 for inputs that matter only together")
+        self.fair_open = float(fair_open)
         if not isinstance(reevaluate_incumbent, bool):
             raise ValueError(f"reevaluate_incumbent must be True or False, got "
                              f"{reevaluate_incumbent!r}")
@@ -978,7 +990,8 @@ class HybridTrainer:
         owners: list[int] = []
         if fair:
             k = min(self.fair_paths, fair)
-            paths += self.space.decode_batch(fair_structures(self.space, k, self.rng))
+            paths += self.space.decode_batch(fair_structures(self.space, k, self.rng,
+                                                             self.fair_open))
             rows += split_rows(fair, [1.0] * k)
             owners += [-1] * k
         if n - fair:
