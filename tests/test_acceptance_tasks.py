@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from nondiff.benchmarks.hybrid_tasks.acceptance import (
-    cost_schedule,
     handled,
     main,
     search,
@@ -136,9 +135,13 @@ def test_handled_lists_the_optimizers_that_search_each_space() -> None:
     assert {"reinforce", "cmaes", "ga", "cga"} <= set(names)
 
 
-def test_cost_is_off_at_first_then_ramps_to_full_weight() -> None:
-    weight = cost_schedule(100)
-    assert [weight(t) for t in (0, 30, 50, 70, 99)] == pytest.approx([0, 0, 0.5, 1, 1])
+def test_the_suite_runs_the_cost_under_the_trainers_default_schedule() -> None:
+    """A task's cost is off for 30 % of the 10 x 32 steps, then ramped over 40 %."""
+    task = make_task("relevant-inputs")
+    run = search(task, "ga", seed=0)
+    weights = [m["cost_weight"] for m in run["history"]]
+    assert weights[:96] == [0.0] * 96 and weights[96 + 64] == pytest.approx(0.5)
+    assert weights[-1] == 1.0 and len(weights) == 320
 
 
 WRONG = {  # a plausible wrong structure per task, and the accuracy it cannot reach

@@ -7,8 +7,9 @@ searches the model's structure space (``registry.create`` refuses the others wit
 ``UnsupportedSpaceError``: they are listed as skipped), with the trainer's defaults
 (since issue 17 a bounded search: ``search_compute=1.0``, ``final_steps=0.1``,
 ``select_batches=4``),
-the task's structure cost (the gated tasks: per open gate, off for the first 30 % of
-the steps, then ramped in over the next 40 %: ``COST_START``) and the same epochs,
+the task's structure cost under the trainer's default schedule (off for the first 30 %
+of the steps, then ramped in over the next 40 %:
+:data:`~nondiff.hybrid.trainer.DEFAULT_COST_START`) and the same epochs,
 batches and seeds for all; and it trains the known structure alone
 (:func:`train_fixed`) with the same budget. Per task and optimizer the table gives
 
@@ -71,7 +72,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,28 +86,12 @@ from nondiff.problems.hybrid.acceptance import TASKS, AcceptanceTask, make_task
 from nondiff.problems.learning import accuracy
 from torch import nn
 
-__all__ = ["TARGETS", "cost_schedule", "handled", "main", "run_suite", "search", "summarize",
+__all__ = ["TARGETS", "handled", "main", "run_suite", "search", "summarize",
            "train_fixed"]
 
 TARGETS = {"recovered": 0.8, "gap_points": 2.0, "compute": 2.0}
 """Issue 17: recovered on >= 80 % of seeds (4 of 5), accuracy gap <= 2 points,
 search compute <= 2x the fixed structure's."""
-
-COST_START, COST_RAMP = 0.3, 0.4
-"""A task's structure cost is off for the first ``COST_START`` of the steps, then ramps
-linearly to full weight over the next ``COST_RAMP`` (issue 17: off during warm-up,
-then ramped). Ramped from the first step instead, the cost closed every gate of
-``"inputs-and-activation"`` on 3 of 5 seeds with REINFORCE: one input of a product
-is worth nothing alone, so until the weights have learned the product every gate
-looks like pure cost."""
-
-
-def cost_schedule(steps: int) -> Callable[[int], float]:
-    """The weight of the structure cost at step ``t`` of ``steps`` (see
-    ``COST_START``)."""
-    start, ramp = COST_START * steps, max(1.0, COST_RAMP * steps)
-    return lambda t: min(1.0, max(0.0, (t - start) / ramp))
-
 
 def handled(task: AcceptanceTask, names: Sequence[str] | None = None
             ) -> tuple[list[str], dict[str, str]]:
@@ -136,10 +121,6 @@ def handled(task: AcceptanceTask, names: Sequence[str] | None = None
     return ok, skipped
 
 
-def _steps(task: AcceptanceTask) -> int:
-    return task.epochs * task.data.num_batches(task.batch_size)
-
-
 def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu",
                 structure: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The known structure (or ``structure``) trained alone: test accuracy and forward
@@ -164,12 +145,12 @@ def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
            **options: Any) -> dict[str, Any]:
     """``HybridTrainer`` with ``optimizer`` (defaults otherwise, or keyword ``options`` of
     the trainer, e.g. ``search_compute=1.0``) on the task: the found structure, whether
-    it is the known one, test accuracy and forward examples."""
+    it is the known one, test accuracy, forward examples and the step metrics."""
     torch.manual_seed(seed)
     model = task.model().to(device)
     data = task.data.to(device)
     cost = {} if task.structure_cost is None else {
-        "structure_cost": task.structure_cost, "cost_schedule": cost_schedule(_steps(task))}
+        "structure_cost": task.structure_cost}  # the trainer's default schedule
     trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=task.lr),
                             seed=seed, progress=False, **cost, **options)
     start = time.perf_counter()
@@ -178,7 +159,7 @@ def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
     return {"structure": found, "recovered": task.recovered(found),
             "test_accuracy": accuracy(model, data.x_test, data.y_test),
             "forward_examples": trainer.forward_examples,
-            "seconds": time.perf_counter() - start}
+            "seconds": time.perf_counter() - start, "history": trainer.history}
 
 
 def _mean_se(values: Sequence[float]) -> tuple[float, float]:
