@@ -93,10 +93,13 @@ trained alone from 11 to 20 of 37 (GA on the nonlinearity task: 7.8 -> 0.5).
 
 The final selection (``select_batches``, default 4): the recommendation comes from one
 noisy generation (the best of the last GA population, the mean of a CMA-ES still
-moving), so the first ``select_batches`` final steps score a shortlist — the
-recommendation and the structures the last generations asked most often — on the same
-rows under the same weights, and the final phase trains and ``fit`` returns the best sum
-(:mod:`nondiff.hybrid.selection`; :attr:`HybridTrainer.selected`). Its evaluations are
+moving), so the first ``select_batches`` final steps race a pool — the
+recommendation, the structures the last generations asked most often, the winners of
+earlier generations and the recommendation's neighbours — on the same rows under the
+same weights, by successive halving and in stages of two batches that descend from each
+stage's winner to its neighbours (a local search on the trained weights), and the final
+phase trains and ``fit`` returns the last winner (:mod:`nondiff.hybrid.selection`;
+:attr:`HybridTrainer.selected`). Its evaluations are
 paid by what the final steps earn under ``search_compute`` (plus the credit left), so
 the bound holds; without two candidates it paid for, the recommendation stands.
 
@@ -371,9 +374,9 @@ class HybridTrainer:
             a population that has not converged (a sep-CMA-ES still opening noise gates
             now and then) fit no one structure well; the final steps specialise them to
             the one returned, at no extra compute (see the module docstring).
-        select_batches: the first final steps that score the final selection's shortlist
+        select_batches: the first final steps that race the final selection's pool
             (see the module docstring), an int >= 0; 0: none, the final phase trains
-            the optimizer's recommendation. Default 4.
+            the optimizer's recommendation. Default 4 (two stages of two batches).
         structure_cost: ``cost(structure) -> number`` (a float or one-element tensor) of
             a decoded structure, e.g. ``lambda s: s["gates"].sum()``; the structure
             optimizer minimizes ``fitness + weight * cost``. A NaN, infinite or
@@ -472,7 +475,7 @@ class HybridTrainer:
         if isinstance(select_batches, bool) or not isinstance(select_batches, int) or \
                 select_batches < 0:
             raise ValueError(f"select_batches must be an int >= 0 (batches the final phase "
-                             f"scores its shortlist on; 0: no selection), got "
+                             f"races its pool on; 0: no selection), got "
                              f"{select_batches!r}; e.g. 4")
         self.select_batches = select_batches
         self.recent: list[list[list[float]]] = []  # the last generations' candidates
@@ -807,7 +810,7 @@ class HybridTrainer:
     def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
                     ) -> dict[str, float]:
         """:meth:`step` in the final phase: no generation; the first ``select_batches``
-        steps score the shortlist (:meth:`_select`, on ``held_out`` when given); the
+        steps race the pool (:meth:`_select`, on ``held_out`` when given); the
         weights step under the recommended structure alone (a shared generation left
         open stays untold)."""
         if self.select_batches and self.selected is None:
@@ -837,7 +840,8 @@ class HybridTrainer:
 
     def remember(self, encoded: Any, objective: Any) -> None:
         """Keep the encoded candidates of a told generation and their objectives for the
-        final selection's shortlist (the last ``SELECT_GENERATIONS``)."""
+        final selection's pool (the last ``SELECT_GENERATIONS``), and the generation's
+        best in the archive of winners."""
         rows = np.asarray(encoded, dtype=np.float64).reshape(len(encoded), -1)
         values = np.asarray(objective, dtype=np.float64).reshape(-1).tolist()
         self.recent = [*self.recent, rows.tolist()][-SELECT_GENERATIONS:]
@@ -1258,7 +1262,7 @@ class HybridTrainer:
     # ----- structure ------------------------------------------------------------------
     def recommended(self) -> dict[str, Any]:
         """The structure optimizer's current recommendation, decoded — or, once the final
-        phase has scored its shortlist (``select_batches``), the structure it selected
+        phase has raced its pool (``select_batches``), the structure it selected
         (:attr:`selected`)."""
         if self.selected is not None:
             return self.space.decode(np.asarray(self.selected, dtype=np.float64))
