@@ -216,7 +216,7 @@ examples, so a search costs at most twice training one structure (issue 17)."""
 DEFAULT_FINAL_STEPS = 0.1
 """The default ``final_steps`` of a bounded search (``search_compute`` not None): the last
 10 % of the steps train the recommended structure alone."""
-DEFAULT_COST_START, DEFAULT_COST_RAMP = 0.3, 0.4
+DEFAULT_COST_START = 0.3
 """The default schedule of a ``structure_cost`` (given without ``warmup_steps`` and
 ``cost_ramp_steps``): off for the first 30 % of the training, then ramped linearly to
 full weight over the next 40 %. A cost from the first step closes every gate before the
@@ -230,6 +230,9 @@ relevant-inputs: start 10 %, ramp 20 %: 14 / 28 of 35; 20 %, 20 %: 21 / 27; 30 %
 (this default): 29 / 25. An earlier cost closes noise gates sooner and collapses
 products more often; the final selection's descent (:mod:`nondiff.hybrid.selection`)
 closes the noise gates a late cost leaves open."""
+DEFAULT_COST_RAMP = 0.4
+"""The default ramp of a ``structure_cost``: the fraction of the training over which its
+weight rises to ``cost_weight`` after ``DEFAULT_COST_START``."""
 
 Loss = Callable[[Any, Any], torch.Tensor]
 Callback = Callable[[dict[str, float], "HybridTrainer"], Any]
