@@ -489,6 +489,8 @@ class HybridTrainer:
         self.recent: list[list[list[float]]] = []  # the last generations' candidates
         self.recent_objectives: list[list[float]] = []  # and their objectives
         self.winners: list[list[Any]] = []  # the best of each generation: [row, wins, last]
+        self.epoch_rows: list[int] = []  # rows of each batch of the last whole epoch of fit
+        self._rows_now: list[int] = []  # and of the epoch under way
         self.selection: dict[str, Any] | None = None  # the final selection under way
         self.selected: list[float] | None = None  # its pick (encoded): recommended()
         self.planned_steps: int | None = None  # fit's epochs x batches per epoch
@@ -882,23 +884,39 @@ class HybridTrainer:
         rows = _rows(x)
         if self.selection is None:
             batches = min(self.select_batches, self._final_count())
+            future = self._final_rows(rows)
             if self.search_compute is None:
                 budget = math.inf
-            else:  # what the final steps earn (at the mean batch so far), and the credit left
+            else:  # what the final steps will earn, and the credit left
                 rate = 1.0 if self.search_compute == "shared" else float(self.search_compute)
-                mean = self.weight_examples / self.step_count if self.step_count else rows
-                budget = rate * mean * self._final_count() + max(0.0, self.search_credit)
+                budget = rate * sum(future) + max(0.0, self.search_credit)
             rec = self.structure_optimizer.recommend()
             rec = np.asarray(rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor)
                              else rec, dtype=np.float64).tolist()
             stages = stage_lengths(batches)
-            sizes = [pool_size(budget * length / batches, rows, length) for length in stages]
+            race = future[:batches]  # the rows each batch of the race will score
+            sizes, at = [], 0
+            for length in stages:  # each stage: its share of the budget, at its largest batch
+                share = budget * sum(race[at:at + length]) / max(1, sum(race))
+                sizes.append(pool_size(share, max(race[at:at + length]), length))
+                at += length
             self.selection = {"stages": stages, "sizes": sizes, "stage": -1, "batches": 0,
-                              "target": batches}
+                              "target": batches, "left": None if math.isinf(budget)
+                              else float(budget)}
             if not self._open_stage(rec, first=True):
                 return
         sel = self.selection
         alive = sel.get("alive", list(range(len(sel["candidates"]))))  # older states: all
+        left = sel.get("left")
+        if left is not None and rows * len(alive) > left:  # never beyond the bound
+            keep = int(left // rows)
+            if keep < 2:  # nothing left to compare: the leader so far stands
+                scored = sel["batches"] > sum(sel.get("stages", [])[:sel.get("stage", 0)])
+                self.selected = sel["candidates"][survivors(sel["sums"], alive, 1)[0]
+                                                  if scored else alive[0]]
+                return
+            alive = survivors(sel["sums"], alive, keep)
+            sel["alive"] = alive
         values = self.space.decode_batch(np.asarray([sel["candidates"][i] for i in alive]))
         objective = self.evaluate(values, x, y)
         if self.structure_cost is not None:
@@ -909,6 +927,8 @@ class HybridTrainer:
         sel["sums"] = sums
         sel["batches"] += 1
         self.forward_examples += rows * len(values)
+        if left is not None:
+            sel["left"] = left - rows * len(values)
         stages = sel.get("stages", [sel["target"]])
         stage_end = sum(stages[:sel.get("stage", 0) + 1])
         if sel["batches"] >= min(stage_end, sel["target"]):
@@ -917,6 +937,32 @@ class HybridTrainer:
                 self.selected = winner
         elif "alive" in sel:
             sel["alive"] = survivors(sums, alive, halving_plan(len(alive), 2)[-1])
+
+    def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
+        """The rows of each batch of an epoch of ``data`` known before it runs: a list of
+        batches, or a :class:`~nondiff.problems.learning.Dataset` (its last batch the
+        remainder); else none."""
+        if isinstance(data, (list, tuple)):
+            return [_rows(self._pair(batch, i)[0]) for i, batch in enumerate(data)]
+        if hasattr(data, "batches") and hasattr(data, "y_train"):
+            n = len(data.y_train)
+            return [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size
+                                                       else [])
+        return []
+
+    def _final_rows(self, rows: int) -> list[int]:
+        """The rows of each step of the final phase that starts now (``rows``, this
+        step's, first): the batches at the same places of an epoch when ``fit`` knows
+        them (a list of batches, a Dataset, or the last whole epoch), else each as small
+        as the smallest batch so far, so that the selection's budget never counts on
+        rows the phase will not earn."""
+        count = self._final_count()
+        start = self.batch_in_epoch  # the index of this step's batch in its epoch
+        known = self.epoch_rows
+        if len(known) > start:
+            return [rows] + [known[(start + j) % len(known)] for j in range(1, count)]
+        smallest = min([rows, *known, *self._rows_now])
+        return [rows] + [smallest] * (count - 1)
 
     def _open_stage(self, start: list[float], first: bool) -> bool:
         """Begin the next stage of the selection from ``start`` (see :meth:`_select`);
@@ -1155,6 +1201,8 @@ class HybridTrainer:
                 self._pair(batch, i)
         taken: list[dict[str, float]] = []
         stopped = False
+        if not self.epoch_rows:  # the rows of each batch, where known before the epoch
+            self.epoch_rows = self._epoch_rows(data, batch_size)
         self.planned_steps = None if per_epoch is None else epochs * per_epoch
         self._plan_fair(per_epoch, epochs)
         if held_out is not None:
@@ -1173,6 +1221,7 @@ class HybridTrainer:
                     x, y = self._pair(batch, i)
                     metrics = self.step(x, y, None if held_out is None else
                                         held_out[self.step_count % len(held_out)])
+                    self._rows_now.append(_rows(x))
                     self.batch_in_epoch = i + 1
                     metrics["epoch"] = float(self.epoch)
                     taken.append(metrics)
@@ -1186,6 +1235,7 @@ class HybridTrainer:
                         break
                 if not stopped:
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                    self.epoch_rows, self._rows_now = self._rows_now, []
         finally:
             if bar is not None:
                 bar.close()
@@ -1348,6 +1398,7 @@ class HybridTrainer:
                        "recent": copy.deepcopy(self.recent),
                        "recent_objectives": copy.deepcopy(self.recent_objectives),
                        "winners": copy.deepcopy(self.winners),
+                       "epoch_rows": list(self.epoch_rows), "rows_now": list(self._rows_now),
                        "selection": copy.deepcopy(self.selection),
                        "selected": None if self.selected is None else list(self.selected)},
         })
@@ -1384,6 +1435,8 @@ class HybridTrainer:
                                             search.get("recent_objectives") or []],
                       "winners": [[list(map(float, w[0])), int(w[1]), int(w[2])]
                                   for w in search.get("winners") or []],
+                      "epoch_rows": [int(r) for r in search.get("epoch_rows") or []],
+                      "rows_now": [int(r) for r in search.get("rows_now") or []],
                       "selection": copy.deepcopy(search.get("selection")),
                       "selected": None if search.get("selected") is None
                       else [float(v) for v in search["selected"]]}
@@ -1441,6 +1494,7 @@ class HybridTrainer:
         self.recent, self.selection = search["recent"], search["selection"]
         self.recent_objectives = search["recent_objectives"]
         self.winners = search["winners"]
+        self.epoch_rows, self._rows_now = search["epoch_rows"], search["rows_now"]
         self.selected = search["selected"]
 
     def __repr__(self) -> str:

@@ -252,3 +252,28 @@ def test_generation_winners_are_archived_and_enter_the_pool() -> None:
     loaded.selection = {"stages": [2], "sizes": [6], "stage": -1, "batches": 0, "target": 2}
     assert loaded._open_stage(others[0], first=True)
     assert found in loaded.selection["candidates"]
+
+
+@pytest.mark.parametrize("sizes, final_steps, select_batches", [
+    ([64] * 8 + [18], 0.1, 4),  # a short last batch among the final steps
+    ([64] * 8 + [4, 4], 2, 3),  # the race's batches smaller than the mean
+    ([50] * 6 + [3] * 4, 0.2, 1),
+])
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_the_selection_stays_within_the_bound_with_uneven_batches(
+        sizes, final_steps, select_batches, epochs) -> None:
+    """The selection's budget counts the rows the final steps will really earn (the
+    batches at the same places of an epoch), not the mean batch: evaluations stay within
+    search_compute times the weight examples."""
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for n in sizes:
+        x = torch.randn(n, 4, generator=generator)
+        batches.append((x, (x[:, 0] * x[:, 1] > 0).long()))
+    for name in ("ga", "reinforce"):
+        torch.manual_seed(0)
+        trainer = HybridTrainer(Net(), name, seed=0, final_steps=final_steps,
+                                select_batches=select_batches)
+        trainer.fit(batches, epochs=epochs)
+        evaluations = trainer.forward_examples - trainer.weight_examples
+        assert evaluations <= 1.0 * trainer.weight_examples, (name, evaluations)
