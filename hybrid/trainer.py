@@ -882,7 +882,8 @@ class HybridTrainer:
         ``select_batches`` batches (or fewer when the phase is shorter; or when a pool
         has fewer than two candidates) the last winner is :attr:`selected`."""
         rows = _rows(x)
-        if self.selection is None:
+        sel = self.selection
+        if sel is None:  # built whole before it is kept: a refused call changes nothing
             batches = min(self.select_batches, self._final_count())
             future = self._final_rows(rows)
             if self.search_compute is None:
@@ -900,12 +901,11 @@ class HybridTrainer:
                 share = budget * sum(race[at:at + length]) / max(1, sum(race))
                 sizes.append(pool_size(share, max(race[at:at + length]), length))
                 at += length
-            self.selection = {"stages": stages, "sizes": sizes, "stage": -1, "batches": 0,
-                              "target": batches, "left": None if math.isinf(budget)
-                              else float(budget)}
-            if not self._open_stage(rec, first=True):
+            sel = {"stages": stages, "sizes": sizes, "stage": -1, "batches": 0,
+                   "target": batches, "left": None if math.isinf(budget) else float(budget)}
+            if not self._next_stage(sel, rec, first=True):
                 return
-        sel = self.selection
+        sel = copy.deepcopy(sel)  # changed only once this batch is scored
         alive = sel.get("alive", list(range(len(sel["candidates"]))))  # older states: all
         left = sel.get("left")
         if left is not None and rows * len(alive) > left:  # never beyond the bound
@@ -914,9 +914,9 @@ class HybridTrainer:
                 scored = sel["batches"] > sum(sel.get("stages", [])[:sel.get("stage", 0)])
                 self.selected = sel["candidates"][survivors(sel["sums"], alive, 1)[0]
                                                   if scored else alive[0]]
+                self.selection = sel
                 return
             alive = survivors(sel["sums"], alive, keep)
-            sel["alive"] = alive
         values = self.space.decode_batch(np.asarray([sel["candidates"][i] for i in alive]))
         objective = self.evaluate(values, x, y)
         if self.structure_cost is not None:
@@ -924,19 +924,44 @@ class HybridTrainer:
         sums = list(sel["sums"])
         for i, value in zip(alive, objective, strict=True):
             sums[i] += float(value)
-        sel["sums"] = sums
-        sel["batches"] += 1
-        self.forward_examples += rows * len(values)
+        sel.update(sums=sums, batches=sel["batches"] + 1, alive=alive)
         if left is not None:
             sel["left"] = left - rows * len(values)
         stages = sel.get("stages", [sel["target"]])
         stage_end = sum(stages[:sel.get("stage", 0) + 1])
+        selected = None
         if sel["batches"] >= min(stage_end, sel["target"]):
             winner = sel["candidates"][survivors(sums, alive, 1)[0]]  # ties: the first
-            if sel["batches"] >= sel["target"] or not self._open_stage(winner, first=False):
-                self.selected = winner
-        elif "alive" in sel:
+            if sel["batches"] >= sel["target"] or not self._next_stage(sel, winner,
+                                                                        first=False):
+                selected = winner
+        elif "stages" in sel:
             sel["alive"] = survivors(sums, alive, halving_plan(len(alive), 2)[-1])
+        self.forward_examples += rows * len(values)
+        self.selection = sel
+        if selected is not None:
+            self.selected = selected
+
+    def _next_stage(self, sel: dict[str, Any], start: list[float], first: bool) -> bool:
+        """Open the next stage of the selection ``sel`` from ``start`` (see
+        :meth:`_select`), in ``sel`` only; when its pool would hold fewer than two
+        candidates, False (and ``start`` stands; a first stage is then not kept)."""
+        k = sel["sizes"][sel["stage"] + 1]
+        frequent = shortlist(start, self.recent, SELECT_RECENT + 1,
+                             self.recent_objectives)[1:] if first else []
+        lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
+        near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
+        winners = [w[0] for w in self.winners] if first else []
+        candidates = candidate_pool(start, frequent, near, max(k, 1), winners)
+        if len(candidates) < 2:  # nothing to compare: the start stands
+            if first:
+                self.selected = candidates[0]
+            return False
+        sel.update(stage=sel["stage"] + 1, candidates=candidates,
+                   sums=[0.0] * len(candidates), alive=list(range(len(candidates))))
+        if first:
+            self.selection = sel
+        return True
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
         """The rows of each batch of an epoch of ``data`` known before it runs: a list of
@@ -963,27 +988,6 @@ class HybridTrainer:
             return [rows] + [known[(start + j) % len(known)] for j in range(1, count)]
         smallest = min([rows, *known, *self._rows_now])
         return [rows] + [smallest] * (count - 1)
-
-    def _open_stage(self, start: list[float], first: bool) -> bool:
-        """Begin the next stage of the selection from ``start`` (see :meth:`_select`);
-        False (and ``start`` is :attr:`selected`) when its pool would hold fewer than
-        two candidates."""
-        sel = self.selection
-        assert sel is not None
-        sel["stage"] += 1
-        k = sel["sizes"][sel["stage"]]
-        frequent = shortlist(start, self.recent, SELECT_RECENT + 1,
-                             self.recent_objectives)[1:] if first else []
-        lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
-        near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
-        winners = [w[0] for w in self.winners] if first else []
-        candidates = candidate_pool(start, frequent, near, max(k, 1), winners)
-        if len(candidates) < 2:  # nothing to compare: the start stands
-            self.selected = candidates[0]
-            return False
-        sel.update(candidates=candidates, sums=[0.0] * len(candidates),
-                   alive=list(range(len(candidates))))
-        return True
 
     def _near(self, encoded: list[float]) -> list[list[float]]:
         """The neighbours of ``encoded`` (:func:`~nondiff.hybrid.selection.neighbours`),

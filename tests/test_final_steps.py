@@ -249,8 +249,8 @@ def test_generation_winners_are_archived_and_enter_the_pool() -> None:
     loaded = HybridTrainer(Net(), "ga", seed=0, structure_options={"popsize": 4})
     loaded.load_state_dict(state)
     assert loaded.winners == trainer.winners
-    loaded.selection = {"stages": [2], "sizes": [6], "stage": -1, "batches": 0, "target": 2}
-    assert loaded._open_stage(others[0], first=True)
+    selection = {"stages": [2], "sizes": [6], "stage": -1, "batches": 0, "target": 2}
+    assert loaded._next_stage(selection, others[0], first=True)
     assert found in loaded.selection["candidates"]
 
 
@@ -277,3 +277,35 @@ def test_the_selection_stays_within_the_bound_with_uneven_batches(
         trainer.fit(batches, epochs=epochs)
         evaluations = trainer.forward_examples - trainer.weight_examples
         assert evaluations <= 1.0 * trainer.weight_examples, (name, evaluations)
+
+
+def test_a_refused_selection_step_changes_nothing_and_the_retry_goes_on() -> None:
+    """A structure cost that is NaN for a neighbour refuses the first final step with a
+    ValueError naming the structure, before anything changes: the selection is not
+    started, and once the cost is fixed the same batch starts it; a checkpoint taken
+    after the refusal resumes."""
+    torch.manual_seed(0)
+    broken = {"on": False}
+
+    def cost(structure):
+        closed = not structure["gates"].any()
+        return math.nan if broken["on"] and closed else float(structure["gates"].sum())
+
+    trainer = HybridTrainer(Net(), "ga", seed=0, total_steps=20, final_steps=0.3,
+                            select_batches=4, structure_cost=cost, search_compute=2.0,
+                            structure_options={"popsize": 4})
+    batches = data("cpu", batches=10)
+    x, y = batches[0]
+    for _ in range(14):
+        trainer.step(x, y)
+    examples, broken["on"] = trainer.forward_examples, True
+    trainer.recent, trainer.winners = [], []  # the pool: the recommendation and neighbours
+    trainer.structure_optimizer.recommend = lambda: trainer.space.encode(
+        {"gates": np.array([1, 0, 0, 0], dtype=bool), "act": "relu"})
+    with pytest.raises(ValueError, match=r"structure_cost of structure .*finite"):
+        trainer.step(x, y)
+    assert trainer.selection is None and trainer.selected is None
+    assert trainer.step_count == 14 and trainer.forward_examples == examples
+    broken["on"] = False
+    trainer.step(x, y)
+    assert trainer.selection is not None and trainer.selection["batches"] == 1
