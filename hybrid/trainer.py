@@ -442,6 +442,7 @@ class HybridTrainer:
         self.structure_cost, self.cost_schedule = structure_cost, cost_schedule
         self.cost_weight, self.cost_ramp_steps = float(cost_weight), cost_ramp_steps
         self.cost_start = cost_start
+        self._warned_cost = False  # a fractional cost schedule without a plan, warned once
         self.last_generation: dict[str, list[Any]] = {"fitness": [], "cost": [], "encoded": []}
         self.model, self.space = model, structure_space(model)
         if weight_step not in WEIGHT_STEPS:
@@ -660,6 +661,13 @@ class HybridTrainer:
             0 if explicit else DEFAULT_COST_RAMP)
         plan = self._run_plan()
         start_steps, ramp_steps = steps_of(start, plan), steps_of(ramp, plan)
+        if (start_steps is None or ramp_steps is None) and not self._warned_cost:
+            self._warned_cost = True
+            warnings.warn(f"the structure cost's schedule is a fraction of the training "
+                          f"(cost_start={start!r}, cost_ramp_steps={ramp!r}), but steps "
+                          f"taken without fit have no plan, so the cost is at full weight "
+                          f"from step {self.warmup_steps}; pass HybridTrainer(total_steps=...) "
+                          f"or int cost_start and cost_ramp_steps", stacklevel=3)
         return (max(self.warmup_steps, start_steps or 0),
                 0 if ramp_steps is None else ramp_steps)
 

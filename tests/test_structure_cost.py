@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -179,3 +180,21 @@ def test_a_tensor_cost_counts() -> None:
 def test_bad_cost_arguments_name_the_fix(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         HybridTrainer(GatedLinear(), "reinforce", **kwargs)
+
+
+def test_a_fractional_cost_schedule_without_a_plan_warns_once() -> None:
+    """Steps taken without fit and without total_steps have no plan: the default
+    schedule (fractions of the training) cannot be resolved, the cost is at full weight,
+    and the trainer says so once, naming the fix."""
+    trainer = HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
+                            structure_cost=open_gates, structure_options={"popsize": 4})
+    x, y = gated_data()[0]
+    with pytest.warns(UserWarning, match=r"no plan.*total_steps"):
+        trainer.step(x, y)
+    assert trainer.cost_window() == (0, 0) and trainer.history == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.step(x, y)  # once only
+    planned = HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
+                            structure_cost=open_gates, total_steps=100)
+    assert planned.cost_window() == (30, 40)
