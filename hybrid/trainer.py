@@ -846,7 +846,8 @@ class HybridTrainer:
         self.forward_examples += _rows(x)
         result = {"step": float(self.step_count), "loss": loss, "fitness_best": math.nan,
                   "fitness_mean": math.nan, "warmup": 0.0, "skipped": float(skipped),
-                  "final": 1.0}
+                  "final": 1.0, "select_nonfinite": float((self.selection or {}).get(
+                      "nonfinite", 0))}
         if self.search_compute is not None:
             result["searched"] = 0.0
         if self.weight_step in ("fair", "population"):
@@ -888,7 +889,9 @@ class HybridTrainer:
         left); each batch scores the candidates still in the race under the same
         weights, adds to their sums and keeps the better half. After
         ``select_batches`` batches (or fewer when the phase is shorter; or when a pool
-        has fewer than two candidates) the last winner is :attr:`selected`."""
+        has fewer than two candidates) the last winner is :attr:`selected`. Non-finite
+        scores lose and are counted (the final steps' metric ``select_nonfinite``); a
+        batch where every candidate scores one warns."""
         rows = _rows(x)
         sel = self.selection
         if sel is None:  # built whole before it is kept: a refused call changes nothing
@@ -932,7 +935,13 @@ class HybridTrainer:
         sums = list(sel["sums"])
         for i, value in zip(alive, objective, strict=True):
             sums[i] += float(value)
-        sel.update(sums=sums, batches=sel["batches"] + 1, alive=alive)
+        bad = int(np.sum(~np.isfinite(np.asarray(objective, dtype=np.float64))))
+        if bad == len(alive):
+            warnings.warn(f"every candidate of the final selection scored a non-finite "
+                          f"objective at step {self.step_count} (weights or loss diverged?); "
+                          f"the race keeps its leader", stacklevel=3)
+        sel.update(sums=sums, batches=sel["batches"] + 1, alive=alive,
+                   nonfinite=sel.get("nonfinite", 0) + bad)
         if left is not None:
             sel["left"] = left - rows * len(values)
         stages = sel.get("stages", [sel["target"]])

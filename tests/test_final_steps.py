@@ -309,3 +309,29 @@ def test_a_refused_selection_step_changes_nothing_and_the_retry_goes_on() -> Non
     broken["on"] = False
     trainer.step(x, y)
     assert trainer.selection is not None and trainer.selection["batches"] == 1
+
+
+def test_non_finite_scores_in_the_race_are_counted_and_an_all_nan_batch_warns() -> None:
+    """A candidate scoring NaN loses the race and is counted (the final steps' metric
+    select_nonfinite); a batch where every candidate is non-finite warns."""
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net(), "ga", seed=0, search_compute=2.0, final_steps=0.25,
+                            select_batches=2, structure_options={"popsize": 4})
+    evaluate = trainer.evaluate
+    calls = {"final": 0}
+
+    def nan_in_the_race(values, x, y):
+        out = np.asarray(evaluate(values, x, y), dtype=np.float64)
+        if trainer.final_at(trainer.step_count):
+            calls["final"] += 1
+            out[1:] = np.nan if calls["final"] == 1 else out[1:]
+            if calls["final"] == 2:
+                out[:] = np.nan
+        return out
+
+    trainer.evaluate = nan_in_the_race
+    with pytest.warns(UserWarning, match="every candidate of the final selection"):
+        history = trainer.fit(data("cpu"), epochs=4)
+    first = len(trainer.selection["candidates"]) - 1
+    assert history[-1]["select_nonfinite"] == first + len(trainer.selection["alive"])
+    assert trainer.selected == trainer.selection["candidates"][0]  # the only finite one
