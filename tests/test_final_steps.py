@@ -99,6 +99,21 @@ def test_total_steps_with_only_a_final_fraction_is_accepted_and_an_int_pair_refu
         HybridTrainer(Net(), "ga", fair_steps=5, final_steps=2, total_steps=20)
 
 
+def record_final_scores(trainer: HybridTrainer) -> list:
+    """Wrap ``trainer.evaluate`` to record, at each final step, the encoded candidates
+    it scores and their scores."""
+    scored, evaluate = [], trainer.evaluate
+
+    def spy(values, x, y):
+        out = evaluate(values, x, y)
+        if trainer.final_at(trainer.step_count):
+            scored.append(([trainer.space.encode(v).tolist() for v in values], out))
+        return out
+
+    trainer.evaluate = spy
+    return scored
+
+
 def test_the_final_phase_races_a_pool_on_several_batches_within_the_bound(device) -> None:
     """select_batches: the first final steps race a pool (the recommendation, the most
     asked structures of the last generations and the recommendation's neighbours) on
@@ -109,16 +124,7 @@ def test_the_final_phase_races_a_pool_on_several_batches_within_the_bound(device
     trainer = HybridTrainer(Net().to(device), "ga", seed=0, search_compute=2.0,
                             final_steps=0.25, select_batches=2,
                             structure_options={"popsize": 4})
-    seen, scored = [], []
-    evaluate = trainer.evaluate
-
-    def spy(values, x, y):
-        out = evaluate(values, x, y)
-        if trainer.final_at(trainer.step_count):
-            scored.append(([trainer.space.encode(v).tolist() for v in values], out))
-        return out
-
-    trainer.evaluate = spy
+    seen, scored = [], record_final_scores(trainer)
     trainer.callbacks.append(lambda m, t: seen.append(
         (t.structure_optimizer.counters["iterations"], t.forward_examples)))
     history = trainer.fit(data(device), epochs=4)  # 20 steps of 16 rows, the last 5 final
@@ -155,16 +161,7 @@ def test_four_selection_batches_descend_in_two_stages(device) -> None:
     trainer = HybridTrainer(Net().to(device), "ga", seed=1, search_compute=2.0,
                             final_steps=0.3, select_batches=4,
                             structure_options={"popsize": 4})
-    scored = []
-    evaluate = trainer.evaluate
-
-    def spy(values, x, y):
-        out = evaluate(values, x, y)
-        if trainer.final_at(trainer.step_count):
-            scored.append(([trainer.space.encode(v).tolist() for v in values], out))
-        return out
-
-    trainer.evaluate = spy
+    scored = record_final_scores(trainer)
     trainer.fit(data(device), epochs=4)  # 20 steps, the last 6 final
     assert trainer.selection["stages"] == [2, 2] and len(scored) == 4
     (a, fa), (b, fb), (c, fc), (d, fd) = scored
