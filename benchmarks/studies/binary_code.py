@@ -28,16 +28,13 @@ Hence the defaults ``code="gray"``, ``extra_bits=1``.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
-import platform
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
+from nondiff.benchmarks.studies import run_studies
 from nondiff.optim import registry
 from nondiff.optim.binary_code import bits_for, decode_bits
 from nondiff.optim.spaces import Categorical, Integer, Permutation, Space
@@ -121,16 +118,7 @@ STUDIES = {"even": even, "converge": converge}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("studies", nargs="*", choices=[*STUDIES, []], default=None)
-    parser.add_argument("--seeds", type=int, default=10)
-    args = parser.parse_args(argv)
-    print(f"{platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s); {args.seeds} seeds")
-    start = time.perf_counter()
-    for name in args.studies or list(STUDIES):
-        STUDIES[name](args.seeds)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+    run_studies(STUDIES, __doc__.split("\n")[0], argv, seeds=10)
 
 
 if __name__ == "__main__":

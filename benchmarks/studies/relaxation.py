@@ -46,14 +46,11 @@ permutation openai-es 2.0 (before 5.2, worse than random's 4.0: its Adam step of
 
 from __future__ import annotations
 
-import argparse
-import platform
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
+from nondiff.benchmarks.studies import run_studies
 from nondiff.optim import minimize, registry
 from nondiff.optim.spaces import Binary, Categorical, Integer, Permutation, Product, Space
 
@@ -155,16 +152,7 @@ STUDIES = {"uniform": uniform, "late-flip": late_flip, "tasks": tasks,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("studies", nargs="*", choices=[*STUDIES, []], default=None)
-    parser.add_argument("--seeds", type=int, default=5)
-    args = parser.parse_args(argv)
-    print(f"{platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s); {args.seeds} seeds")
-    start = time.perf_counter()
-    for name in args.studies or list(STUDIES):
-        STUDIES[name](args.seeds)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+    run_studies(STUDIES, __doc__.split("\n")[0], argv, seeds=5)
 
 
 if __name__ == "__main__":
