@@ -95,6 +95,7 @@ import torch
 
 from .arrays import Array
 from .base import BaseOptimizer, UnsupportedSpaceError
+from .checks import as_float64
 from .hyperparameters import Hyperparameters, choice, hyperparameter, integer
 from .spaces import KINDS, Binary, Space, leaf_kinds, own_start
 from .state import from_plain, to_plain
@@ -347,9 +348,9 @@ class BinaryCoded(BaseOptimizer):
 
     def _ask(self, n: int) -> np.ndarray:
         bits = self.inner.ask(n)
-        decoded = self.decode(_numpy(bits))
+        decoded = self.decode(as_float64(bits))
         self._bits_asked = bits  # the very array the inner returned: told back as is
-        self.state = {"bits": _numpy(bits).copy(), "asked": decoded.copy()}
+        self.state = {"bits": as_float64(bits).copy(), "asked": decoded.copy()}
         return decoded
 
     def tell(self, candidates: Array, fitness: Array, **extra: Any) -> dict[str, float]:
@@ -378,7 +379,7 @@ class BinaryCoded(BaseOptimizer):
         asked, bits = self.state["asked"], self.state["bits"]
         if rows.shape == asked.shape and np.array_equal(rows, asked):
             inner_rows = getattr(self, "_bits_asked", None)
-            if inner_rows is not None and np.array_equal(_numpy(inner_rows), bits):
+            if inner_rows is not None and np.array_equal(as_float64(inner_rows), bits):
                 return inner_rows  # the inner optimizer's own array: it knows its samples
             return bits.copy()
         out = np.empty((len(rows), self.n_bits))
@@ -413,7 +414,7 @@ class BinaryCoded(BaseOptimizer):
 
     def _recommend(self) -> np.ndarray:
         """The inner optimizer's recommendation (the cGA: its best string), decoded."""
-        return self.decode(_numpy(self.inner.recommend())[None, :])[0]
+        return self.decode(as_float64(self.inner.recommend())[None, :])[0]
 
     # ----- checkpoints ---------------------------------------------------------------
     def _state_to_plain(self) -> dict[str, Any]:
@@ -447,12 +448,6 @@ class _Bits(Binary):
 
     def __repr__(self) -> str:
         return f"Binary({self.count})"
-
-
-def _numpy(x: Array) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy().astype(np.float64)
-    return np.asarray(x, dtype=np.float64)
 
 
 def binary_code_needed(cls: type[BaseOptimizer], space: Any) -> bool:

@@ -134,6 +134,7 @@ import torch
 
 from .arrays import Array
 from .base import BaseOptimizer, _validate_positive
+from .checks import as_float64
 from .hyperparameters import Hyperparameters, hyperparameter, real
 from .spaces import KINDS, Product, Real, Space, own_start
 from .state import from_plain, to_plain
@@ -410,9 +411,9 @@ class Relaxed(BaseOptimizer):
     def _ask(self, n: int) -> np.ndarray:
         with self._quiet():
             latent = self.inner.ask(n)
-        decoded = self.decode_latent(_numpy(latent))
+        decoded = self.decode_latent(as_float64(latent))
         self._latent_asked = latent  # the very array the inner returned: told back as is
-        self.state = {"latent": _numpy(latent).copy(), "asked": decoded.copy()}
+        self.state = {"latent": as_float64(latent).copy(), "asked": decoded.copy()}
         return decoded
 
     def tell(self, candidates: Array, fitness: Array, **extra: Any) -> dict[str, float]:
@@ -443,7 +444,7 @@ class Relaxed(BaseOptimizer):
         asked, latent = self.state["asked"], self.state["latent"]
         if rows.shape == asked.shape and np.array_equal(rows, asked):
             inner_rows = getattr(self, "_latent_asked", None)
-            if inner_rows is not None and np.array_equal(_numpy(inner_rows), latent):
+            if inner_rows is not None and np.array_equal(as_float64(inner_rows), latent):
                 return inner_rows  # the inner optimizer's own array: it knows its samples
             return latent.copy()
         out = np.empty((len(rows), self.latent_dim))
@@ -467,7 +468,7 @@ class Relaxed(BaseOptimizer):
             latent = self.lift(x)
         forward = {k: v for k, v in extra.items() if k not in ("raw_fitness", "violation")}
         with self._quiet():
-            metrics = self.inner.tell(latent, self._latent_penalty(fitness, _numpy(latent)),
+            metrics = self.inner.tell(latent, self._latent_penalty(fitness, as_float64(latent)),
                                       **forward)
         self.state = {"latent": np.zeros((0, self.latent_dim)), "asked": np.zeros((0, self.dim))}
         self._latent_asked = None
@@ -492,7 +493,7 @@ class Relaxed(BaseOptimizer):
 
     def _recommend(self) -> np.ndarray:
         """The inner optimizer's recommendation (e.g. its mean), decoded."""
-        return self.decode_latent(_numpy(self.inner.recommend())[None, :])[0]
+        return self.decode_latent(as_float64(self.inner.recommend())[None, :])[0]
 
     # ----- checkpoints ---------------------------------------------------------------
     def _state_to_plain(self) -> dict[str, Any]:
@@ -525,12 +526,6 @@ class _Latent(Product):
 
     def initial(self) -> np.ndarray:
         return self._start.copy()
-
-
-def _numpy(x: Array) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy().astype(np.float64)
-    return np.asarray(x, dtype=np.float64)
 
 
 def relaxation_needed(cls: type[BaseOptimizer], space: Any) -> bool:
