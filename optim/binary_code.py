@@ -91,12 +91,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from .arrays import Array
 from .base import BaseOptimizer, UnsupportedSpaceError
 from .checks import as_float64
 from .hyperparameters import Hyperparameters, choice, hyperparameter, integer
+from .inner_rows import INNER_OWN_METRICS, inner_rows
 from .spaces import KINDS, Binary, Space, leaf_kinds, own_start
 from .state import from_plain, to_plain
 
@@ -364,38 +364,10 @@ class BinaryCoded(BaseOptimizer):
         return metrics
 
     def _bits_of(self, candidates: Array) -> Any:
-        """The bit rows to tell for ``candidates``; None where the base's checks of shape
-        and values will refuse them."""
-        try:
-            rows = np.asarray(candidates.detach().cpu() if isinstance(candidates, torch.Tensor)
-                              else candidates, dtype=np.float64)
-        except (TypeError, ValueError):
-            return None
-        if rows.ndim != 2 or rows.shape[1] != self.dim or not np.isfinite(rows).all():
-            return None
-        lower, upper = self.bounds
-        if ((rows < lower - 1e-9) | (rows > upper + 1e-9)).any():
-            return None  # the base names the rows outside the box
-        asked, bits = self.state["asked"], self.state["bits"]
-        if rows.shape == asked.shape and np.array_equal(rows, asked):
-            inner_rows = getattr(self, "_bits_asked", None)
-            if inner_rows is not None and np.array_equal(as_float64(inner_rows), bits):
-                return inner_rows  # the inner optimizer's own array: it knows its samples
-            return bits.copy()
-        out = np.empty((len(rows), self.n_bits))
-        index: dict[bytes, list[int]] = {}  # equal decoded rows matched in order, each
-        for i, row in enumerate(asked):  # asked row once
-            index.setdefault(row.tobytes(), []).append(i)
-        fresh = []
-        for i, row in enumerate(rows):
-            left = index.get(row.tobytes())
-            if not left:
-                fresh.append(i)
-            else:
-                out[i] = bits[left.pop(0)]
-        if fresh:
-            out[fresh] = self.encode(rows[fresh], fresh)
-        return out
+        """The bit rows to tell for ``candidates`` (:func:`~nondiff.optim.inner_rows.
+        inner_rows`); None where the base's checks will refuse them."""
+        return inner_rows(candidates, self.bounds, self.state["asked"], self.state["bits"],
+                          getattr(self, "_bits_asked", None), self.encode)
 
     def _tell(self, x: np.ndarray, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         bits = self._told_bits
@@ -405,8 +377,7 @@ class BinaryCoded(BaseOptimizer):
         metrics = self.inner.tell(bits, fitness, **forward)
         self.state = {"bits": np.zeros((0, self.n_bits)), "asked": np.zeros((0, self.dim))}
         self._bits_asked = None
-        own = ("iteration", "evaluations", "best_f", "pop_best_f", "pop_median_f", "nonfinite")
-        return {k: v for k, v in metrics.items() if k not in own}
+        return {k: v for k, v in metrics.items() if k not in INNER_OWN_METRICS}
 
     def stop(self) -> dict[str, Any]:
         """The inner optimizer's reasons to stop."""

@@ -130,12 +130,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from .arrays import Array
 from .base import BaseOptimizer, _validate_positive
 from .checks import as_float64
 from .hyperparameters import Hyperparameters, hyperparameter, real
+from .inner_rows import INNER_OWN_METRICS, inner_rows
 from .spaces import KINDS, Product, Real, Space, own_start
 from .state import from_plain, to_plain
 
@@ -427,40 +427,10 @@ class Relaxed(BaseOptimizer):
         return metrics
 
     def _latent_of(self, candidates: Array) -> Any:
-        """The latent rows to tell for ``candidates``; None where the base's checks of
-        shape and values will refuse them."""
-        try:
-            rows = np.asarray(candidates.detach().cpu() if isinstance(candidates, torch.Tensor)
-                              else candidates, dtype=np.float64)
-        except (TypeError, ValueError):
-            return None
-        if rows.ndim != 2 or rows.shape[1] != self.dim or not np.isfinite(rows).all():
-            return None
-        lower, upper = self.bounds
-        slack = 1e-9 * np.maximum(1.0, np.maximum(np.abs(lower), np.abs(upper)))
-        with np.errstate(invalid="ignore"):
-            if ((rows < lower - slack) | (rows > upper + slack)).any():
-                return None  # the base names the rows outside the box
-        asked, latent = self.state["asked"], self.state["latent"]
-        if rows.shape == asked.shape and np.array_equal(rows, asked):
-            inner_rows = getattr(self, "_latent_asked", None)
-            if inner_rows is not None and np.array_equal(as_float64(inner_rows), latent):
-                return inner_rows  # the inner optimizer's own array: it knows its samples
-            return latent.copy()
-        out = np.empty((len(rows), self.latent_dim))
-        index: dict[bytes, list[int]] = {}  # equal decoded rows (common on discrete
-        for i, row in enumerate(asked):  # spaces) matched in order, each asked row once
-            index.setdefault(row.tobytes(), []).append(i)
-        fresh = []
-        for i, row in enumerate(rows):
-            left = index.get(row.tobytes())
-            if not left:
-                fresh.append(i)
-            else:
-                out[i] = latent[left.pop(0)]
-        if fresh:
-            out[fresh] = self.lift(rows[fresh], fresh)
-        return out
+        """The latent rows to tell for ``candidates`` (:func:`~nondiff.optim.inner_rows.
+        inner_rows`); None where the base's checks will refuse them."""
+        return inner_rows(candidates, self.bounds, self.state["asked"], self.state["latent"],
+                          getattr(self, "_latent_asked", None), self.lift)
 
     def _tell(self, x: np.ndarray, fitness: np.ndarray, **extra: Any) -> dict[str, float]:
         latent = self._told_latent
@@ -472,8 +442,7 @@ class Relaxed(BaseOptimizer):
                                       **forward)
         self.state = {"latent": np.zeros((0, self.latent_dim)), "asked": np.zeros((0, self.dim))}
         self._latent_asked = None
-        own = ("iteration", "evaluations", "best_f", "pop_best_f", "pop_median_f", "nonfinite")
-        return {k: v for k, v in metrics.items() if k not in own}
+        return {k: v for k, v in metrics.items() if k not in INNER_OWN_METRICS}
 
     def _latent_penalty(self, fitness: np.ndarray, z: np.ndarray) -> np.ndarray:
         """``f + spread(f) * sum(((z - clip(z)) / width)^2)`` over the real leaves'
