@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+from nondiff.hybrid.batches import as_batches
 from nondiff.hybrid.devices import device_of, placed_device, to_device
 from nondiff.hybrid.nonfinite import NonFiniteError, check_finite, check_policy, epoch_mean
 from nondiff.hybrid.stage import LossTop, Stage
@@ -340,9 +341,11 @@ class Decoupled(nn.Module):
         """Train ``epochs`` more epochs on ``data.batches(batch_size, seed, epoch)``.
 
         ``data`` is a :class:`nondiff.problems.learning.Dataset` (or anything with that
-        ``batches`` method). Epochs continue from :attr:`epoch`, so fitting 2 + 3 epochs
-        equals fitting 5. Returns the mean training loss of each epoch (under
-        ``on_nonfinite="skip"``, of the steps not skipped).
+        ``batches`` method), or a map-style torch ``Dataset`` of ``(x, y)`` rows such as a
+        ``TensorDataset`` (:func:`~nondiff.hybrid.batches.as_batches`). Epochs continue
+        from :attr:`epoch`, so fitting 2 + 3 epochs equals fitting 5. Returns the mean
+        training loss of each epoch (under ``on_nonfinite="skip"``, of the steps not
+        skipped).
 
         ``callbacks`` are called as ``cb(metrics, model)`` after every step, with
         ``metrics`` the ``step``, ``epoch``, ``loss`` and :meth:`block_losses`; returning
@@ -355,6 +358,11 @@ class Decoupled(nn.Module):
         if not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         callbacks = list(callbacks)
+        data = as_batches(data)
+        if not hasattr(data, "batches"):
+            raise ValueError(f"data must be a nondiff Dataset (or have its batches(batch_size, "
+                             f"seed, epoch)) or a torch Dataset of (x, y) rows, got a "
+                             f"{type(data).__name__}; e.g. TensorDataset(x, y)")
         history = []
         for _ in range(epochs):
             losses, stopped = [], False

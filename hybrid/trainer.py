@@ -173,6 +173,7 @@ from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.spaces import leaf_kinds
 from torch import nn
 
+from .batches import RowBatches, as_batches
 from .blocks import block, repeat
 from .blocks import rows as _rows
 from .devices import device_of, to_device
@@ -986,8 +987,9 @@ class HybridTrainer:
         remainder); else none."""
         if isinstance(data, (list, tuple)):
             return [_rows(self._pair(batch, i)[0]) for i, batch in enumerate(data)]
-        if hasattr(data, "batches") and hasattr(data, "y_train"):
-            n = len(data.y_train)
+        if hasattr(data, "batches") and (hasattr(data, "y_train") or
+                                         isinstance(data, RowBatches)):
+            n = len(data.y_train) if hasattr(data, "y_train") else len(data)
             return [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size
                                                        else [])
         return []
@@ -1192,11 +1194,15 @@ class HybridTrainer:
 
         Args:
             data: a :class:`nondiff.problems.learning.Dataset` (its ``batches(batch_size, seed,
-                epoch)``), or a re-iterable of ``(x, y)`` batches (e.g. a list).
+                epoch)``), a map-style torch ``Dataset`` of ``(x, y)`` rows such as a
+                ``TensorDataset`` (shuffled by ``seed`` and the epoch into batches of
+                ``batch_size``: :mod:`nondiff.hybrid.batches`), or a re-iterable of
+                ``(x, y)`` batches (e.g. a list or a ``DataLoader``).
             epochs: total number of epochs to reach.
             batch_size, seed: for ``data.batches``.
             held_out: batches the weights never train on, to evaluate the structures on
-                (a Dataset, whose training split is used, or a list of ``(x, y)``): step
+                (a Dataset, whose training split is used, a torch ``Dataset`` of rows, or a
+                list of ``(x, y)``): step
                 ``t`` evaluates its generation on batch ``t mod len`` of them, as ENAS
                 trains its controller on validation data. On the training batch
                 (default) a structure that lets the weights overfit (open gates on noise
@@ -1208,6 +1214,7 @@ class HybridTrainer:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        data, held_out = as_batches(data), as_batches(held_out)
         if held_out is not None and self.search_compute == "shared":
             raise ValueError("held_out batches are for evaluations; search_compute='shared' "
                              "scores the structures on their training rows instead: pass "

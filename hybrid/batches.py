@@ -1,0 +1,92 @@
+"""Mini-batches from a torch ``Dataset`` of rows, for the trainers' ``fit``.
+
+``HybridTrainer.fit`` and ``Decoupled.fit`` read batches from a
+:class:`~nondiff.problems.learning.Dataset` (its ``batches(batch_size, seed, epoch)``) or
+from a re-iterable of ``(x, y)`` batches (a list, a ``DataLoader``). A map-style
+``torch.utils.data.Dataset`` — a ``TensorDataset(x, y)`` above all — is neither: iterating
+it yields single rows, which a trainer would take for batches of one row without a batch
+dimension. :func:`as_batches` wraps such a dataset in :class:`RowBatches`, which shuffles
+its rows by ``(seed, epoch)`` as ``Dataset.batches`` does (so a resumed ``fit`` sees the
+same batches) and collates them with ``torch.utils.data.default_collate``.
+
+Example:
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from nondiff.hybrid.batches import as_batches
+    >>> data = as_batches(TensorDataset(torch.randn(10, 3), torch.arange(10)))
+    >>> [tuple(x.shape) for x, _ in data.batches(4, seed=0, epoch=0)]
+    [(4, 3), (4, 3), (2, 3)]
+    >>> data.num_batches(4), len(data)
+    (3, 10)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, TensorDataset, default_collate
+
+__all__ = ["RowBatches", "as_batches"]
+
+
+def _shuffle_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+
+
+class RowBatches:
+    """Shuffled mini-batches of a map-style torch ``Dataset`` whose items are ``(x, y)``
+    rows; the order depends only on ``(seed, epoch)``."""
+
+    def __init__(self, rows: Dataset) -> None:
+        if not hasattr(rows, "__len__"):
+            raise ValueError(f"a {type(rows).__name__} has no length, so its rows cannot be "
+                             "shuffled into batches; pass a DataLoader over it instead")
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def num_batches(self, batch_size: int) -> int:
+        """How many batches :meth:`batches` yields per epoch."""
+        return -(-len(self) // batch_size)
+
+    def batches(self, batch_size: int, seed: int = 0, epoch: int = 0
+                ) -> Iterator[tuple[Any, Any]]:
+        """One epoch of ``(x, y)`` batches of ``batch_size`` rows (the last one smaller),
+        in an order drawn from ``(seed, epoch)``."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(
+            _shuffle_seed(seed, epoch)))
+        tensors = self.rows.tensors if isinstance(self.rows, TensorDataset) else None
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            if tensors is not None and len(tensors) == 2:
+                yield tensors[0][index.to(tensors[0].device)], \
+                    tensors[1][index.to(tensors[1].device)]
+                continue
+            items = [self.rows[int(i)] for i in index]
+            if not all(isinstance(item, (tuple, list)) and len(item) == 2 for item in items):
+                raise ValueError(f"the items of a {type(self.rows).__name__} passed as data "
+                                 f"must be (x, y) rows, got {type(items[0]).__name__}; "
+                                 "pass a DataLoader that yields (x, y) batches instead")
+            x, y = default_collate(items)
+            yield x, y
+
+    def __repr__(self) -> str:
+        return f"RowBatches({type(self.rows).__name__} of {len(self)} rows)"
+
+
+def as_batches(data: Any) -> Any:
+    """``data`` as the trainers read it: a map-style torch ``Dataset`` (not a
+    ``DataLoader``, not an ``IterableDataset``, nothing with its own ``batches``) wrapped
+    in :class:`RowBatches`; anything else unchanged."""
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset) and \
+            not hasattr(data, "batches"):
+        return RowBatches(data)
+    return data

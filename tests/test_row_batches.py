@@ -1,0 +1,104 @@
+"""A torch Dataset of rows (TensorDataset or any map-style one) trains as batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from nondiff.hybrid import Decoupled, Group
+from nondiff.hybrid.batches import RowBatches, as_batches
+from nondiff.hybrid.structure import Choice
+from nondiff.hybrid.trainer import HybridTrainer
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class Rows(Dataset):
+    """A plain map-style dataset of (x, y) rows (no tensors attribute)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def _data(device: str, n: int = 150) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 2, generator=g)
+    return x.to(device), (x.prod(dim=1) > 0).long().to(device)
+
+
+def test_every_row_once_per_epoch_in_an_order_of_seed_and_epoch(device: str) -> None:
+    x, _ = _data(device, 10)
+    data = as_batches(TensorDataset(x, torch.arange(10, device=device)))
+    assert isinstance(data, RowBatches) and data.num_batches(4) == 3 and len(data) == 10
+    first = [b[1] for b in data.batches(4, seed=1, epoch=0)]
+    assert [len(b) for b in first] == [4, 4, 2]
+    assert sorted(torch.cat(first).tolist()) == list(range(10))
+    assert all(b.device.type == device for b in first)
+    again = torch.cat([b[1] for b in data.batches(4, seed=1, epoch=0)])
+    assert torch.equal(torch.cat(first), again)
+    other = torch.cat([b[1] for b in data.batches(4, seed=1, epoch=1)])
+    assert not torch.equal(torch.cat(first), other)
+
+
+def test_a_plain_dataset_of_rows_gives_the_same_batches_as_a_tensor_dataset() -> None:
+    x, y = _data("cpu", 23)
+    plain = list(as_batches(Rows(x, y)).batches(5, seed=3, epoch=2))
+    tensors = list(as_batches(TensorDataset(x, y)).batches(5, seed=3, epoch=2))
+    assert len(plain) == len(tensors) == 5
+    for (a, b), (c, d) in zip(plain, tensors, strict=True):
+        assert torch.equal(a, c) and torch.equal(b, d)
+
+
+def test_loaders_lists_and_bad_rows() -> None:
+    x, y = _data("cpu", 8)
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    assert as_batches(loader) is loader and as_batches([(x, y)]) == [(x, y)]
+    with pytest.raises(ValueError, match=r"must be \(x, y\) rows.*DataLoader"):
+        next(as_batches(TensorDataset(x)).batches(4))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        next(as_batches(TensorDataset(x, y)).batches(0))
+
+
+def _trainer(device: str) -> HybridTrainer:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 16), Choice(nn.Tanh(), nn.Identity()),
+                          nn.Linear(16, 2)).to(device)
+    return HybridTrainer(model, "ga", lambda p: torch.optim.Adam(p, lr=0.03), seed=0,
+                         progress=False, total_steps=24)
+
+
+def test_hybrid_fit_on_a_tensor_dataset_trains_whole_batches_and_resumes_exactly(
+        device: str) -> None:
+    x, y = _data(device)
+    whole = _trainer(device)
+    history = whole.fit(TensorDataset(x, y), epochs=8, batch_size=64, seed=2)
+    assert len(history) == 8 * 3 and whole.epoch_rows == [64, 64, 22]
+    assert whole.structure_optimizer.counters["iterations"] > 0
+    assert whole.history[-1]["loss"] < whole.history[0]["loss"]
+    parted = _trainer(device)
+    parted.fit(TensorDataset(x, y), epochs=3, batch_size=64, seed=2)
+    resumed = _trainer(device)
+    resumed.load_state_dict(parted.state_dict())
+    resumed.fit(TensorDataset(x, y), epochs=8, batch_size=64, seed=2)
+    assert resumed.recommended() == whole.recommended()
+    for p, q in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    print(f"devices covered: {device}")
+
+
+def test_decoupled_fit_on_a_tensor_dataset(device: str) -> None:
+    x, y = _data(device)
+    torch.manual_seed(0)
+    model = Decoupled([Group([nn.Linear(2, 32), nn.ReLU()]), nn.Linear(32, 2)],
+                      signal="backprop").to(device)
+    losses = model.fit(TensorDataset(x, y), epochs=5, batch_size=32)
+    assert len(losses) == 5 and losses[-1] < losses[0]
+    with pytest.raises(ValueError, match="data must be a nondiff Dataset"):
+        model.fit([(x, y)], epochs=1, batch_size=32)
