@@ -197,4 +197,34 @@ def test_a_fractional_cost_schedule_without_a_plan_warns_once() -> None:
         trainer.step(x, y)  # once only
     planned = HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
                             structure_cost=open_gates, total_steps=100)
-    assert planned.cost_window() == (30, 40)
+    assert planned.cost_window() == (60, 40)  # no generation has told structures apart
+
+
+def test_the_default_cost_waits_until_generations_tell_structures_apart() -> None:
+    """The default schedule starts the cost at the first generation whose best fitness
+    is COST_SIGNAL below its median, not before DEFAULT_COST_START and not after
+    COST_LATEST; an explicit cost_start is kept as given."""
+    def planned(**options):
+        return HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
+                             structure_cost=open_gates, total_steps=100, **options)
+
+    trainer = planned()
+    assert trainer.cost_window() == (60, 40) and trainer.cost_weight_at(59) == 0.0
+    trainer.step_count = 45
+    trainer.remember(np.zeros((4, 8)), [1.0, 1.0, 0.95, 0.91])  # 9 % below: alike
+    assert trainer.cost_signal_at is None and trainer.cost_window() == (60, 40)
+    trainer.remember(np.zeros((4, 8)), [1.0, 1.0, math.nan, 0.9])  # 10 % below
+    assert trainer.cost_signal_at == 45 and trainer.cost_window() == (45, 40)
+    trainer.step_count = 50
+    trainer.remember(np.zeros((4, 8)), [1.0, 1.0, 1.0, 0.1])  # the first signal stays
+    assert trainer.cost_window() == (45, 40)
+    assert trainer.cost_weight_at(45) == 0.0 and trainer.cost_weight_at(65) == 0.5
+    early = planned()
+    early.step_count = 10
+    early.remember(np.zeros((2, 8)), [-2.0, -2.5])  # negative fitness: 25 % of |median|
+    assert early.cost_signal_at == 10 and early.cost_window() == (30, 40)
+    restored = planned()
+    restored.load_state_dict(roundtrip(trainer.state_dict()))
+    assert restored.cost_signal_at == 45 and restored.cost_window() == (45, 40)
+    assert planned(cost_start=0.2).cost_window() == (20, 40)
+    assert planned(warmup_steps=5).cost_window() == (5, 0)
