@@ -25,7 +25,10 @@ next, and so on, so twice the candidates fit the budget of scoring a fixed short
 every batch. The selection descends in stages of two batches (:func:`stage_lengths`;
 ``select_batches=4``: two): each later stage races the last winner and those of its
 neighbours not raced before, so a structure two steps from the recommendation (two
-noise gates left open) is reached. Each stage's pool is as large as its share of the
+noise gates left open) is reached; it also races the winner with every other move of
+the last stage that beat that stage's start on their common first batch
+(:func:`combined_moves`), so three noise gates left open close in one stage. Each
+stage's pool is as large as its share of the
 budget pays for (:func:`pool_size`); the budget is what the final phase's steps earn
 under the search's bound, so a bounded search stays within it. This is the last step of
 one-shot NAS — candidates from the supernet re-ranked on more data before one is chosen
@@ -35,7 +38,10 @@ on the training batches the search saw.
 Measured on the acceptance suite (5 seeds; :mod:`nondiff.benchmarks.hybrid_tasks.acceptance`),
 its 13 optimizers x 4 tasks (49 rows, 245 runs): seeds that recover the known structure
 180 with the shortlist scored on every batch, 196 with the neighbours raced in one stage,
-207 in two stages (rows meeting all three targets 23, 27, 28). Before, the shortlist
+207 in two stages (rows meeting all three targets 23, 27, 28). The combined moves (7
+tasks, 91 rows, 455 runs): seeds recovered 358 -> 360 (REINFORCE on inputs-and-activation
+3 -> 5 of 5: noise gates it left open), rows meeting all three 60 -> 61, no run
+worse. Before, the shortlist
 scored on every batch (no neighbours, no halving) took the 37
 (task, optimizer) rows of then meeting all three targets from 18 (``select_batches=0``)
 to 25; sep-CMA-ES on relevant-inputs 3 -> 5 of 5 seeds (gap 6.8 -> 1.1 points), CMA-ES on
@@ -78,7 +84,8 @@ import numpy as np
 from nondiff.optim.spaces import Space
 
 __all__ = ["SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS", "SELECT_RECENT",
-           "SELECT_STAGE_BATCHES", "SELECT_WINNERS", "candidate_pool", "halving_plan",
+           "SELECT_STAGE_BATCHES", "SELECT_WINNERS", "candidate_pool", "combined_moves",
+           "halving_plan",
            "neighbours", "pool_size", "record_winner", "shortlist", "stage_lengths",
            "survivors"]
 
@@ -195,6 +202,52 @@ def candidate_pool(recommended: Sequence[float], frequent: Sequence[Sequence[flo
             seen.add(key)
             pool.append(list(key))
     return pool
+
+
+def combined_moves(start: Sequence[float], candidates: Sequence[Sequence[float]],
+                   scores: Sequence[float | None], winner: Sequence[float]
+                   ) -> list[float] | None:
+    """``winner`` with every other move of a stage that beat its ``start`` applied too,
+    or None when no other move did.
+
+    A move is a candidate that differs from ``start`` in one or two entries (a neighbour:
+    a gate flipped, a choice changed, two items swapped); it beat the start when its
+    ``scores`` entry (the stage's first batch, which scored every candidate on the same
+    rows; None: not scored) is finite and lower than the start's. Moves are applied
+    best first, each only where no applied move, nor the winner's own change, has
+    touched its entries. Several noise gates left open each cost their price, and
+    closing each one beats the start on its own; the descent of one move per stage
+    (:func:`neighbours`) would close one per stage, this candidate closes them at once
+    and is raced in the next stage like any other.
+
+    >>> start = [1, 1, 1, 1]
+    >>> moves = [[1, 1, 1, 1], [0, 1, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [1, 1, 1, 0]]
+    >>> combined_moves(start, moves, [0.5, 0.9, 0.4, 0.45, 0.3], winner=[1, 1, 1, 0])
+    [1.0, 0.0, 0.0, 0.0]
+    """
+    s = np.asarray(start, dtype=np.float64).reshape(-1)
+    base = next((v for c, v in zip(candidates, scores, strict=True)
+                 if np.array_equal(np.asarray(c, dtype=np.float64), s)), None)
+    if base is None or not math.isfinite(base):
+        return None
+    moves = []
+    for c, v in zip(candidates, scores, strict=True):
+        if v is None or not math.isfinite(v) or v >= base:
+            continue
+        row = np.asarray(c, dtype=np.float64).reshape(-1)
+        changed = np.flatnonzero(row != s)
+        if 0 < changed.size <= 2:
+            moves.append((float(v), changed, row[changed]))
+    out = np.asarray(winner, dtype=np.float64).reshape(-1).copy()
+    taken = set(np.flatnonzero(out != s).tolist())
+    applied = 0
+    for _, changed, values in sorted(moves, key=lambda m: m[0]):
+        if taken & set(changed.tolist()):
+            continue
+        out[changed] = values
+        taken |= set(changed.tolist())
+        applied += 1
+    return out.tolist() if applied else None
 
 
 def stage_lengths(batches: int, per_stage: int = SELECT_STAGE_BATCHES) -> list[int]:

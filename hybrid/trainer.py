@@ -188,6 +188,7 @@ from .selection import (
     SELECT_GENERATIONS,
     SELECT_RECENT,
     candidate_pool,
+    combined_moves,
     halving_plan,
     neighbours,
     pool_size,
@@ -919,7 +920,9 @@ class HybridTrainer:
         stage_lengths`): the first stage races the recommendation, the most asked
         structures of the last generations and the recommendation's neighbours
         (cheapest first under a structure cost, else in a seeded random order); each
-        later stage races the previous stage's winner and its neighbours. A stage's
+        later stage races the previous stage's winner, the winner with the previous
+        stage's other winning moves applied (:func:`~nondiff.hybrid.selection.
+        combined_moves`) and its neighbours. A stage's
         pool is as large as its share of the budget pays for when raced by successive
         halving — the budget being what the final phase's steps earn under
         ``search_compute`` (at the mean batch of the steps so far, with the credit
@@ -972,6 +975,12 @@ class HybridTrainer:
         sums = list(sel["sums"])
         for i, value in zip(alive, objective, strict=True):
             sums[i] += float(value)
+        stages = sel.get("stages", [sel["target"]])
+        if sel["batches"] == sum(stages[:sel.get("stage", 0)]):  # a stage's first batch
+            first: list[float | None] = [None] * len(sums)
+            for i, value in zip(alive, objective, strict=True):
+                first[i] = float(value)
+            sel["first"] = first  # every candidate on the same rows: combined_moves
         bad = int(np.sum(~np.isfinite(np.asarray(objective, dtype=np.float64))))
         if bad == len(alive):
             warnings.warn(f"every candidate of the final selection scored a non-finite "
@@ -981,7 +990,6 @@ class HybridTrainer:
                    nonfinite=sel.get("nonfinite", 0) + bad)
         if left is not None:
             sel["left"] = left - rows * len(values)
-        stages = sel.get("stages", [sel["target"]])
         stage_end = sum(stages[:sel.get("stage", 0) + 1])
         selected = None
         if sel["batches"] >= min(stage_end, sel["target"]):
@@ -1005,6 +1013,11 @@ class HybridTrainer:
                              self.recent_objectives)[1:] if first else []
         lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
         near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
+        if not first and sel.get("first"):  # the last stage's winning moves at once
+            combined = combined_moves(sel["candidates"][0], sel["candidates"], sel["first"],
+                                      start)
+            if combined is not None and tuple(combined) not in lost and combined != start:
+                near = [combined, *[c for c in near if c != combined]]
         winners = [w[0] for w in self.winners] if first else []
         candidates = candidate_pool(start, frequent, near, max(k, 1), winners)
         if len(candidates) < 2:  # nothing to compare: the start stands

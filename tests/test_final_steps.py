@@ -13,6 +13,7 @@ import torch
 from conftest import plain_equal, roundtrip
 from hybrid_net import Net, straight_and_resumed
 from hybrid_net import data as shared_data
+from nondiff.hybrid.selection import combined_moves
 from nondiff.hybrid.trainer import HybridTrainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -153,12 +154,14 @@ def test_the_final_phase_races_a_pool_on_several_batches_within_the_bound(device
     assert state["selected"] == trainer.selected and len(state["recent"]) <= 4
 
 
-def test_four_selection_batches_descend_in_two_stages(device) -> None:
+@pytest.mark.parametrize("seed", [1, 7])  # 7: a combined candidate is raced
+def test_four_selection_batches_descend_in_two_stages(device, seed) -> None:
     """select_batches=4: two stages of two batches; the second races the first stage's
-    winner and those of its neighbours the first stage did not race, and its winner
-    is selected."""
+    winner, the winner with the first stage's other winning moves applied
+    (combined_moves, when one differs) and those of its neighbours the first stage did
+    not race, and its winner is selected."""
     torch.manual_seed(0)
-    trainer = HybridTrainer(Net().to(device), "ga", seed=1, search_compute=2.0,
+    trainer = HybridTrainer(Net().to(device), "ga", seed=seed, search_compute=2.0,
                             final_steps=0.3, select_batches=4,
                             structure_options={"popsize": 4})
     scored = record_final_scores(trainer)
@@ -170,7 +173,12 @@ def test_four_selection_batches_descend_in_two_stages(device) -> None:
     winner = min(first_sums, key=lambda row: (first_sums[row], a.index(list(row))))
     assert c[0] == list(winner) and len(c) >= 2
     assert not (set(map(tuple, c[1:])) & set(map(tuple, a)))  # raced before: left out
-    for row in c[1:]:
+    combined = combined_moves(a[0], a, list(fa), list(winner))
+    rest = c[1:]
+    if combined is not None and tuple(combined) not in set(map(tuple, a)):
+        assert rest[0] == combined
+        rest = rest[1:]
+    for row in rest:
         assert sum(u != v for u, v in zip(row, winner, strict=True)) == 1
     assert set(map(tuple, d)) <= set(map(tuple, c))
     second = {tuple(row): fc[c.index(row)] + fd[j] for j, row in enumerate(d)}
@@ -332,3 +340,23 @@ def test_non_finite_scores_in_the_race_are_counted_and_an_all_nan_batch_warns() 
     first = len(trainer.selection["candidates"]) - 1
     assert history[-1]["select_nonfinite"] == first + len(trainer.selection["alive"])
     assert trainer.selected == trainer.selection["candidates"][0]  # the only finite one
+
+
+def test_combined_moves_apply_every_other_winning_move_where_nothing_touched_it() -> None:
+    """combined_moves: the moves (one or two entries from the start) that beat the start
+    on the common batch, applied to the winner best first; a move on entries already
+    changed is skipped; two items swapped stay a permutation; None without another
+    winning move, or without a finite score of the start."""
+    start = [1.0, 1.0, 1.0, 1.0]
+    rows = [start, [0, 1, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [0, 0, 0, 0], [1, 1, 1, 0]]
+    scores = [0.5, 0.4, 0.45, 0.6, 0.1, 0.3]  # [0, 0, 0, 0] is 4 away: not a move
+    assert combined_moves(start, rows, scores, winner=[1, 1, 1, 0]) == [0, 0, 1, 0]
+    assert combined_moves(start, rows, [0.5, 0.9, 0.9, 0.9, 0.1, 0.3], [1, 1, 1, 0]) is None
+    assert combined_moves(start, rows, [math.nan, 0.4, 0.45, 0.6, 0.1, 0.3],
+                          [1, 1, 1, 0]) is None
+    assert combined_moves(start, rows, [0.5, None, 0.45, 0.6, 0.1, 0.3],
+                          [1, 1, 1, 0]) == [1, 0, 1, 0]  # None: not scored
+    order = [0.0, 1.0, 2.0, 3.0, 4.0]
+    swaps = [order, [1, 0, 2, 3, 4], [0, 2, 1, 3, 4], [0, 1, 2, 4, 3]]
+    out = combined_moves(order, swaps, [1.0, 0.5, 0.6, 0.7], winner=[1, 0, 2, 3, 4])
+    assert out == [1, 0, 2, 4, 3] and sorted(out) == order  # (1 2) overlaps the winner
