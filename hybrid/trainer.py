@@ -135,6 +135,11 @@ non-dominated (fitness, cost) candidates of the last generation.
 weights, both optimizers, counters and random states; a trainer loaded from it and fit
 to the same total epochs ends exactly where an uninterrupted one does.
 
+The class is written in four files, one concern each: this one (the step, the weight
+paths, the loop), :mod:`nondiff.hybrid.structure_costs` (the cost schedule and the
+Pareto view), :mod:`nondiff.hybrid.final_phase` (the final selection and steps) and
+:mod:`nondiff.hybrid.trainer_state` (checkpoints); the last three are mixins it inherits.
+
 Source: H. Pham et al., "Efficient neural architecture search via parameter sharing",
 ICML 2018.
 
@@ -159,7 +164,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import warnings
@@ -170,33 +174,20 @@ import numpy as np
 import torch
 from nondiff.optim import registry
 from nondiff.optim.base import BaseOptimizer
-from nondiff.optim.checkpoint import seal, verify
 from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.spaces import leaf_kinds
 from torch import nn
 
-from .batches import RowBatches, as_batches
+from .batches import as_batches
 from .blocks import block, repeat
 from .blocks import rows as _rows
 from .devices import device_of, to_device
+from .final_phase import FinalPhase
 from .nonfinite import NonFiniteError, check_finite, check_policy
 from .sampling import FAIR_OPEN, fair_structures, split_rows
 from .sampling import fair_paths as fair_path_count
-from .schedules import fair_share_at, final_at, plan_warning, steps_of
-from .selection import (
-    SELECT_BATCHES,
-    SELECT_GENERATIONS,
-    SELECT_RECENT,
-    candidate_pool,
-    combined_moves,
-    halving_plan,
-    neighbours,
-    pool_size,
-    record_winner,
-    shortlist,
-    stage_lengths,
-    survivors,
-)
+from .schedules import fair_share_at, final_at, plan_warning
+from .selection import SELECT_BATCHES
 from .shared_fitness import SharedGeneration
 from .shared_step import fitness_of, shared_step
 from .structure import (
@@ -206,6 +197,15 @@ from .structure import (
     set_structure,
     structure_space,
 )
+from .structure_costs import (
+    COST_LATEST,
+    COST_SIGNAL,
+    DEFAULT_COST_RAMP,
+    DEFAULT_COST_START,
+    StructureCosts,
+    pareto_front,
+)
+from .trainer_state import TrainerState
 
 __all__ = ["COST_LATEST", "COST_SIGNAL", "DEFAULT_COST_RAMP", "DEFAULT_COST_START",
            "DEFAULT_FINAL_STEPS", "DEFAULT_SEARCH_COMPUTE", "WEIGHT_STEPS", "HybridTrainer",
@@ -214,75 +214,16 @@ __all__ = ["COST_LATEST", "COST_SIGNAL", "DEFAULT_COST_RAMP", "DEFAULT_COST_STAR
 WEIGHT_STEPS = ("fair", "population", "sampled", "best", "recommended")
 """The structures the weights train under (see the module docstring); the first two train
 several paths per step, the last three one structure (the behaviour before issue 17)."""
-STATE_VERSION = 1
 DEFAULT_SEARCH_COMPUTE = 1.0
 """The default ``search_compute``: evaluations at most the weight training's forward
 examples, so a search costs at most twice training one structure (issue 17)."""
 DEFAULT_FINAL_STEPS = 0.1
 """The default ``final_steps`` of a bounded search (``search_compute`` not None): the last
 10 % of the steps train the recommended structure alone."""
-DEFAULT_COST_START = 0.3
-"""The default schedule of a ``structure_cost`` (given without ``warmup_steps`` and
-``cost_ramp_steps``): off for the first 30 % of the training, then ramped linearly to
-full weight over the next 40 %. A cost from the first step closes every gate before the
-weights behind them learn anything, and a part worth something only with another (one
-factor of a product) never reopens. Measured on the acceptance suite's gated tasks
-(:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`; REINFORCE, GA, CMA-ES, SNES, and for
-5 seeds also CEM, (1+lambda) and PGPE): with the cost on from the first step (the
-default before) inputs-and-activation was recovered on 1 of 12 runs (3 seeds) while
-relevant-inputs was on 12 of 12; over 5 seeds, seeds recovered on inputs-and-activation /
-relevant-inputs: start 10 %, ramp 20 %: 14 / 28 of 35; 20 %, 20 %: 21 / 27; 30 %, 40 %
-(this default): 29 / 25. An earlier cost closes noise gates sooner and collapses
-products more often; the final selection's descent (:mod:`nondiff.hybrid.selection`)
-closes the noise gates a late cost leaves open."""
-DEFAULT_COST_RAMP = 0.4
-"""The default ramp of a ``structure_cost``: the fraction of the training over which its
-weight rises to ``cost_weight`` after ``DEFAULT_COST_START``."""
-COST_SIGNAL = 0.1
-"""The default schedule's cost also waits for a sign that the shared weights tell the
-structures apart: a told generation whose best fitness lies this fraction (of the
-median's magnitude) below its median (the trainer's ``cost_signal_at``), or
-``COST_LATEST`` of the training, whichever comes first. Under weights that have not yet
-learned a part worth something only with another (one factor of a product), every
-structure scores alike and the cost alone ranks them: it closed both factors, and
-weights trained under the closed gates never learned them. Measured
-(``run_suite(["relevant-inputs", "inputs-and-activation"], 10)`` of
-:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`, 13 optimizers, 10 seeds): runs that
-closed every gate on inputs-and-activation 15 -> 4 of 130, its seeds recovered 115 ->
-122, relevant-inputs 123 -> 121, (task, optimizer) rows meeting all three targets 13 ->
-20 of 26; frequencies (also with a cost) 129 of 130 recovered either way. The product
-there is learned between 30 % and 55 % of the training depending on the seed; the
-fixed 30 % start closed it on the late seeds."""
-COST_LATEST = 0.6
-"""The latest start of the default cost schedule (a fraction of the training) when no
-generation shows the :data:`COST_SIGNAL`."""
-
 Loss = Callable[[Any, Any], torch.Tensor]
 Callback = Callable[[dict[str, float], "HybridTrainer"], Any]
 Cost = Callable[[dict[str, Any]], Any]
 
-
-def pareto_front(points: Any) -> list[int]:
-    """Indices of the non-dominated rows of ``points`` ``(n, 2)``, both columns minimized.
-
-    A row is dominated by one at least as good in both columns and better in one; of
-    equal rows the first is kept. Rows with a NaN or infinite entry are left out. The
-    indices come sorted by the second column, then the first.
-
-    Example:
-        >>> pareto_front([[1.0, 5.0], [2.0, 2.0], [3.0, 3.0], [0.5, 9.0], [2.0, 2.0]])
-        [1, 0, 3]
-    """
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    finite = np.isfinite(pts).all(axis=1)
-    keep = []
-    for i in np.flatnonzero(finite):
-        no_worse = finite & (pts <= pts[i]).all(axis=1)
-        better = (pts < pts[i]).any(axis=1)
-        equal_before = (pts == pts[i]).all(axis=1) & (np.arange(len(pts)) < i)
-        if not (no_worse & (better | equal_before)).any():
-            keep.append(int(i))
-    return sorted(keep, key=lambda i: (pts[i, 1], pts[i, 0]))
 
 
 def _has_option(name: str, option: str) -> bool:
@@ -295,27 +236,9 @@ def _has_option(name: str, option: str) -> bool:
     return hyperparameters is not None and option in hyperparameters.names()
 
 
-def _plain(value: Any) -> Any:
-    """A structure value for printing: gate masks as bit strings, arrays as lists."""
-    if isinstance(value, np.ndarray):
-        if value.dtype == bool:
-            return "".join("1" if v else "0" for v in value)
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
-def _check_number(value: Any, name: str, fix: str) -> float:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.detach().item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
-            or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be a finite number, got {value!r}; {fix}")
-    return float(value)
-
-
-class HybridTrainer:
+class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
     """Train a model's declared structure by search and its weights by gradient.
 
     Args:
@@ -649,88 +572,6 @@ class HybridTrainer:
         return fair_share_at(step, warmup_steps=self.warmup_steps, weight_step=self.weight_step,
                              fair_steps=self.fair_steps, plan=self._run_plan())
 
-    @staticmethod
-    def _check_cost_arguments(cost: Any, weight: Any, ramp: Any, schedule: Any,
-                              start: Any = None) -> None:
-        if cost is not None and not callable(cost):
-            raise ValueError(f"structure_cost must be a callable structure -> number, got "
-                             f"{cost!r}; e.g. lambda s: s['gates'].sum()")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
-                or not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"cost_weight must be a finite number >= 0, got {weight!r}")
-        for name, value, example in (("cost_ramp_steps", ramp, 0.4), ("cost_start", start, 0.3)):
-            if value is not None and (isinstance(value, bool) or not isinstance(
-                    value, (int, float)) or not math.isfinite(value) or value < 0 or (
-                    isinstance(value, float) and value > 1)):
-                raise ValueError(f"{name} must be None (the default), an int >= 0 (steps) or "
-                                 f"a float in [0, 1] (a fraction of the training), got "
-                                 f"{value!r}; e.g. {example}")
-        if schedule is not None and not callable(schedule):
-            raise ValueError(f"cost_schedule must be a callable step -> weight, got "
-                             f"{schedule!r}")
-        if schedule is not None and (weight != 1.0 or ramp is not None or start is not None):
-            raise ValueError(f"cost_schedule replaces cost_weight={weight!r}, cost_start="
-                             f"{start!r} and cost_ramp_steps={ramp!r}; give the schedule "
-                             f"alone")
-        if cost is None and (schedule is not None or weight != 1.0 or ramp is not None
-                             or start is not None):
-            raise ValueError("cost_weight, cost_start, cost_ramp_steps and cost_schedule "
-                             "weigh a structure_cost; pass structure_cost= too")
-
-    def cost_window(self) -> tuple[int, int]:
-        """(the step the cost comes on at, the steps its weight then ramps over), with
-        the defaults and fractions resolved against the training's plan (see
-        ``cost_start``)."""
-        explicit = self.warmup_steps > 0 or self.cost_ramp_steps is not None
-        start = self.cost_start if self.cost_start is not None else (
-            self.warmup_steps if explicit else DEFAULT_COST_START)
-        ramp = self.cost_ramp_steps if self.cost_ramp_steps is not None else (
-            0 if explicit else DEFAULT_COST_RAMP)
-        plan = self._run_plan()
-        start_steps, ramp_steps = steps_of(start, plan), steps_of(ramp, plan)
-        latest = steps_of(COST_LATEST, plan)
-        if self.cost_start is None and not explicit and start_steps is not None and \
-                latest is not None:  # the default waits for the signal (or the latest)
-            signal = latest if self.cost_signal_at is None else self.cost_signal_at
-            start_steps = max(start_steps, min(signal, latest))
-        if (start_steps is None or ramp_steps is None) and not self._warned_cost:
-            self._warned_cost = True
-            warnings.warn(f"the structure cost's schedule is a fraction of the training "
-                          f"(cost_start={start!r}, cost_ramp_steps={ramp!r}), but steps "
-                          f"taken without fit have no plan, so the cost is at full weight "
-                          f"from step {self.warmup_steps}; pass HybridTrainer(total_steps=...) "
-                          f"or int cost_start and cost_ramp_steps", stacklevel=3)
-        return (max(self.warmup_steps, start_steps or 0),
-                0 if ramp_steps is None else ramp_steps)
-
-    def cost_weight_at(self, step: int) -> float:
-        """The weight of the structure cost at step ``step`` (steps taken before it)."""
-        if self.structure_cost is None:
-            return 0.0
-        if self.cost_schedule is not None:
-            weight = _check_number(self.cost_schedule(step), f"cost_schedule({step})",
-                                   "return a finite weight >= 0")
-            if weight < 0:
-                raise ValueError(f"cost_schedule({step}) must be >= 0, got {weight!r}; "
-                                 "return a finite weight >= 0")
-            return weight
-        start, ramp = self.cost_window()
-        if step < start:
-            return 0.0
-        if ramp == 0:
-            return self.cost_weight
-        return self.cost_weight * min(1.0, (step - start) / ramp)
-
-    def costs(self, values: list[Mapping[str, Any]]) -> np.ndarray:
-        """``structure_cost`` of each decoded structure, checked (finite numbers)."""
-        assert self.structure_cost is not None
-        out = np.empty(len(values))
-        for i, value in enumerate(values):
-            out[i] = _check_number(self.structure_cost(value),
-                                   f"structure_cost of structure {_plain(value)}",
-                                   "return a finite float or one-element tensor")
-        return out
-
     # ----- one step -------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, values: list[Mapping[str, Any]], x: Any, y: Any) -> np.ndarray:
@@ -856,220 +697,6 @@ class HybridTrainer:
             result["cost_mean"] = float(np.mean(costs)) if searched else math.nan
         result.update({f"structure_{k}": v for k, v in metrics.items()})
         return result
-
-    def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
-                    ) -> dict[str, float]:
-        """:meth:`step` in the final phase: no generation; the first ``select_batches``
-        steps race the pool (:meth:`_select`, on ``held_out`` when given); the
-        weights step under the recommended structure alone (a shared generation left
-        open stays untold)."""
-        if self.select_batches and self.selected is None:
-            fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
-                                                               device_of(self.model))
-            self._select(fx, fy)
-        self.model.train()
-        try:
-            loss, skipped = self._weight_step(x, y, [self.recommended()], [_rows(x)])
-        except NonFiniteError as error:
-            error.step, error.epoch = self.step_count, self.epoch
-            raise
-        self.skipped_steps += skipped
-        self.step_count += 1
-        self.forward_examples += _rows(x)
-        result = {"step": float(self.step_count), "loss": loss, "fitness_best": math.nan,
-                  "fitness_mean": math.nan, "warmup": 0.0, "skipped": float(skipped),
-                  "final": 1.0, "select_nonfinite": float((self.selection or {}).get(
-                      "nonfinite", 0))}
-        if self.search_compute is not None:
-            result["searched"] = 0.0
-        if self.weight_step in ("fair", "population"):
-            result["fair_share"] = 0.0
-        if self.structure_cost is not None:
-            result["cost_weight"], result["cost_mean"] = \
-                self.cost_weight_at(self.step_count - 1), math.nan
-        return result
-
-    def remember(self, encoded: Any, objective: Any) -> None:
-        """Keep the encoded candidates of a told generation and their objectives for the
-        final selection's pool (the last ``SELECT_GENERATIONS``), the generation's
-        best in the archive of winners, and the first step whose generation shows the
-        :data:`COST_SIGNAL` (before the cost is on, the objectives are the fitness)."""
-        rows = np.asarray(encoded, dtype=np.float64).reshape(len(encoded), -1)
-        values = np.asarray(objective, dtype=np.float64).reshape(-1).tolist()
-        self.recent = [*self.recent, rows.tolist()][-SELECT_GENERATIONS:]
-        self.recent_objectives = [*self.recent_objectives, values][-SELECT_GENERATIONS:]
-        finite = [v if math.isfinite(v) else math.inf for v in values]
-        if len(rows) > 1 and math.isfinite(min(finite)):
-            self.winners = record_winner(self.winners, rows[int(np.argmin(finite))],
-                                         self.step_count)
-        scores = np.asarray([v for v in values if math.isfinite(v)])
-        if self.cost_signal_at is None and scores.size > 1:
-            middle = float(np.median(scores))
-            if scores.min() <= middle - COST_SIGNAL * abs(middle):
-                self.cost_signal_at = self.step_count
-
-    def _final_count(self) -> int:
-        """The steps of the final phase that starts now."""
-        if isinstance(self.final_steps, float):
-            return max(1, (self._run_plan() or 0) - self.step_count)
-        return max(1, int(self.final_steps))
-
-    def _select(self, x: Any, y: Any) -> None:
-        """One batch of the final selection (see :mod:`nondiff.hybrid.selection`), a
-        local descent in stages of two batches (:func:`~nondiff.hybrid.selection.
-        stage_lengths`): the first stage races the recommendation, the most asked
-        structures of the last generations and the recommendation's neighbours
-        (cheapest first under a structure cost, else in a seeded random order); each
-        later stage races the previous stage's winner, the winner with the previous
-        stage's other winning moves applied (:func:`~nondiff.hybrid.selection.
-        combined_moves`) and its neighbours. A stage's
-        pool is as large as its share of the budget pays for when raced by successive
-        halving — the budget being what the final phase's steps earn under
-        ``search_compute`` (at the mean batch of the steps so far, with the credit
-        left); each batch scores the candidates still in the race under the same
-        weights, adds to their sums and keeps the better half. After
-        ``select_batches`` batches (or fewer when the phase is shorter; or when a pool
-        has fewer than two candidates) the last winner is :attr:`selected`. Non-finite
-        scores lose and are counted (the final steps' metric ``select_nonfinite``); a
-        batch where every candidate scores one warns."""
-        rows = _rows(x)
-        sel = self.selection
-        if sel is None:  # built whole before it is kept: a refused call changes nothing
-            batches = min(self.select_batches, self._final_count())
-            future = self._final_rows(rows)
-            if self.search_compute is None:
-                budget = math.inf
-            else:  # what the final steps will earn, and the credit left
-                rate = 1.0 if self.search_compute == "shared" else float(self.search_compute)
-                budget = rate * sum(future) + max(0.0, self.search_credit)
-            rec = self.structure_optimizer.recommend()
-            rec = np.asarray(rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor)
-                             else rec, dtype=np.float64).tolist()
-            stages = stage_lengths(batches)
-            race = future[:batches]  # the rows each batch of the race will score
-            sizes, at = [], 0
-            for length in stages:  # each stage: its share of the budget, at its largest batch
-                share = budget * sum(race[at:at + length]) / max(1, sum(race))
-                sizes.append(pool_size(share, max(race[at:at + length]), length))
-                at += length
-            sel = {"stages": stages, "sizes": sizes, "stage": -1, "batches": 0,
-                   "target": batches, "left": None if math.isinf(budget) else float(budget)}
-            if not self._next_stage(sel, rec, first=True):
-                return
-        sel = copy.deepcopy(sel)  # changed only once this batch is scored
-        alive = sel.get("alive", list(range(len(sel["candidates"]))))  # older states: all
-        left = sel.get("left")
-        if left is not None and rows * len(alive) > left:  # never beyond the bound
-            keep = int(left // rows)
-            if keep < 2:  # nothing left to compare: the leader so far stands
-                scored = sel["batches"] > sum(sel.get("stages", [])[:sel.get("stage", 0)])
-                self.selected = sel["candidates"][survivors(sel["sums"], alive, 1)[0]
-                                                  if scored else alive[0]]
-                self.selection = sel
-                return
-            alive = survivors(sel["sums"], alive, keep)
-        values = self.space.decode_batch(np.asarray([sel["candidates"][i] for i in alive]))
-        objective = self.evaluate(values, x, y)
-        if self.structure_cost is not None:
-            objective = objective + self.cost_weight_at(self.step_count) * self.costs(values)
-        sums = list(sel["sums"])
-        for i, value in zip(alive, objective, strict=True):
-            sums[i] += float(value)
-        stages = sel.get("stages", [sel["target"]])
-        if sel["batches"] == sum(stages[:sel.get("stage", 0)]):  # a stage's first batch
-            first: list[float | None] = [None] * len(sums)
-            for i, value in zip(alive, objective, strict=True):
-                first[i] = float(value)
-            sel["first"] = first  # every candidate on the same rows: combined_moves
-        bad = int(np.sum(~np.isfinite(np.asarray(objective, dtype=np.float64))))
-        if bad == len(alive):
-            warnings.warn(f"every candidate of the final selection scored a non-finite "
-                          f"objective at step {self.step_count} (weights or loss diverged?); "
-                          f"the race keeps its leader", stacklevel=3)
-        sel.update(sums=sums, batches=sel["batches"] + 1, alive=alive,
-                   nonfinite=sel.get("nonfinite", 0) + bad)
-        if left is not None:
-            sel["left"] = left - rows * len(values)
-        stage_end = sum(stages[:sel.get("stage", 0) + 1])
-        selected = None
-        if sel["batches"] >= min(stage_end, sel["target"]):
-            winner = sel["candidates"][survivors(sums, alive, 1)[0]]  # ties: the first
-            if sel["batches"] >= sel["target"] or not self._next_stage(sel, winner,
-                                                                        first=False):
-                selected = winner
-        elif "stages" in sel:
-            sel["alive"] = survivors(sums, alive, halving_plan(len(alive), 2)[-1])
-        self.forward_examples += rows * len(values)
-        self.selection = sel
-        if selected is not None:
-            self.selected = selected
-
-    def _next_stage(self, sel: dict[str, Any], start: list[float], first: bool) -> bool:
-        """Open the next stage of the selection ``sel`` from ``start`` (see
-        :meth:`_select`), in ``sel`` only; when its pool would hold fewer than two
-        candidates, False (and ``start`` stands; a first stage is then not kept)."""
-        k = sel["sizes"][sel["stage"] + 1]
-        frequent = shortlist(start, self.recent, SELECT_RECENT + 1,
-                             self.recent_objectives)[1:] if first else []
-        lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
-        near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
-        if not first and sel.get("first"):  # the last stage's winning moves at once
-            combined = combined_moves(sel["candidates"][0], sel["candidates"], sel["first"],
-                                      start)
-            if combined is not None and tuple(combined) not in lost and combined != start:
-                near = [combined, *[c for c in near if c != combined]]
-        winners = [w[0] for w in self.winners] if first else []
-        candidates = candidate_pool(start, frequent, near, max(k, 1), winners)
-        if len(candidates) < 2:  # nothing to compare: the start stands
-            if first:
-                self.selected = candidates[0]
-            return False
-        sel.update(stage=sel["stage"] + 1, candidates=candidates,
-                   sums=[0.0] * len(candidates), alive=list(range(len(candidates))))
-        if first:
-            self.selection = sel
-        return True
-
-    def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
-        """The rows of each batch of an epoch of ``data`` known before it runs: a list of
-        batches, or a :class:`~nondiff.problems.learning.Dataset` (its last batch the
-        remainder); else none."""
-        if isinstance(data, (list, tuple)):
-            return [_rows(self._pair(batch, i)[0]) for i, batch in enumerate(data)]
-        if hasattr(data, "batches") and (hasattr(data, "y_train") or
-                                         isinstance(data, RowBatches)):
-            n = len(data.y_train) if hasattr(data, "y_train") else len(data)
-            return [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size
-                                                       else [])
-        return []
-
-    def _final_rows(self, rows: int) -> list[int]:
-        """The rows of each step of the final phase that starts now (``rows``, this
-        step's, first): the batches at the same places of an epoch when ``fit`` knows
-        them (a list of batches, a Dataset, or the last whole epoch), else each as small
-        as the smallest batch so far, so that the selection's budget never counts on
-        rows the phase will not earn."""
-        count = self._final_count()
-        start = self.batch_in_epoch  # the index of this step's batch in its epoch
-        known = self.epoch_rows
-        if len(known) > start:
-            return [rows] + [known[(start + j) % len(known)] for j in range(1, count)]
-        smallest = min([rows, *known, *self._rows_now])
-        return [rows] + [smallest] * (count - 1)
-
-    def _near(self, encoded: list[float]) -> list[list[float]]:
-        """The neighbours of ``encoded`` (:func:`~nondiff.hybrid.selection.neighbours`),
-        the cheapest first under a structure cost (at full weight), in an order drawn
-        from the trainer's seed among as cheap ones."""
-        near = neighbours(self.space, encoded)
-        if not near:
-            return near
-        order = np.random.default_rng([self.seed, self.step_count]).permutation(len(near))
-        near = [near[i] for i in order]
-        if self.structure_cost is not None:
-            costs = self.costs(self.space.decode_batch(np.asarray(near)))
-            near = [near[i] for i in np.argsort(costs, kind="stable")]
-        return near
 
     def _search_due(self, rows: int, eval_rows: int) -> bool:
         """Whether this step evaluates a generation. Always without ``search_compute``;
@@ -1410,173 +1037,6 @@ class HybridTrainer:
         if current:
             return {name: decl._value for name, decl in named_structures(self.model)}
         return self.recommended()
-
-    # ----- costs ----------------------------------------------------------------------
-    def pareto(self) -> list[dict[str, Any]]:
-        """The non-dominated ``{"fitness", "cost", "structure"}`` of the last generation.
-
-        The last generation evaluated (the structure optimizer's last ``ask``): its
-        candidates were all evaluated on the same batch with the same weights, so their
-        fitness values compare (those of earlier generations, under other weights and
-        batches, would not). Sorted by cost; a structure asked twice appears once;
-        empty before the first evaluated generation.
-        """
-        if self.structure_cost is None:
-            raise ValueError("pareto() needs a structure_cost; pass structure_cost= to "
-                             "HybridTrainer")
-        last = self.last_generation
-        points = np.column_stack([last["fitness"], last["cost"]]) if last["fitness"] \
-            else np.empty((0, 2))
-        return [{"fitness": float(points[i, 0]), "cost": float(points[i, 1]),
-                 "structure": self.space.decode(np.asarray(last["encoded"][i]))}
-                for i in pareto_front(points)]
-
-    def print_pareto(self, file: Any = None) -> str:
-        """Print (to ``file``, default stdout) and return a table of :meth:`pareto`."""
-        front = self.pareto()
-        lines = [f"Pareto front of the last generation ({len(front)} structures, "
-                 f"step {self.step_count}):", f"{'fitness':>12} {'cost':>12}  structure"]
-        lines += [f"{p['fitness']:>12.5g} {p['cost']:>12.5g}  {_plain(p['structure'])}"
-                  for p in front]
-        table = "\n".join(lines)
-        print(table, file=file if file is not None else sys.stdout)
-        return table
-
-    # ----- state ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Weights, optimizers, counters and random states (``torch.save``-able), sealed
-        with a checksum that :meth:`load_state_dict` verifies."""
-        if self.engine is not None:
-            weights = self.engine.checkpoint() if self.engine.built else None
-        else:
-            weights = self.weight_optimizer.state_dict()
-        return seal({
-            "version": STATE_VERSION,
-            "model": self.model.state_dict(),
-            "weight_optimizer": weights,
-            # with an open shared generation: the state before its ask (a resume re-asks)
-            "structure_optimizer": copy.deepcopy(self.shared.snapshot)
-            if self.search_compute == "shared" and self.shared.active
-            else self.structure_optimizer.state_dict(),
-            "counters": {"step": self.step_count, "epoch": self.epoch,
-                         "batch_in_epoch": self.batch_in_epoch,
-                         "forward_examples": self.forward_examples,
-                         "weight_examples": self.weight_examples,
-                         "skipped_steps": self.skipped_steps,
-                         **({} if self.fair_plan is None else {"fair_plan": self.fair_plan})},
-            "rng": dict(self.rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(),
-            "batched": self.batched,
-            "batched_steps": self.batched_steps,
-            "last_generation": {k: list(v) for k, v in self.last_generation.items()},
-            "search": {"credit": self.search_credit,
-                       "between": {k: list(v) for k, v in self.between.items()},
-                       "shared": self.shared.state_dict(),
-                       "recent": copy.deepcopy(self.recent),
-                       "recent_objectives": copy.deepcopy(self.recent_objectives),
-                       "winners": copy.deepcopy(self.winners),
-                       "cost_signal_at": self.cost_signal_at,
-                       "epoch_rows": list(self.epoch_rows), "rows_now": list(self._rows_now),
-                       "selection": copy.deepcopy(self.selection),
-                       "selected": None if self.selected is None else list(self.selected)},
-        })
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (also the global torch RNG it saved); a
-        state altered since it was made (checksum mismatch) is refused."""
-        if isinstance(state, Mapping):
-            state = verify(state, "HybridTrainer state dict")
-        keys = {"version", "model", "weight_optimizer", "structure_optimizer", "counters",
-                "rng", "torch_rng", "batched"}
-        if not isinstance(state, Mapping) or \
-                set(state) - {"last_generation", "batched_steps", "search"} != keys:
-            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
-            raise ValueError(f"not a HybridTrainer state dict: expected keys {sorted(keys)}, "
-                             f"got {got}")
-        if state["version"] != STATE_VERSION:
-            raise ValueError(f"HybridTrainer state version {state['version']!r} is not "
-                             f"{STATE_VERSION}")
-        last = state.get("last_generation") or {"fitness": [], "cost": [], "encoded": []}
-        if not isinstance(last, Mapping) or set(last) != {"fitness", "cost", "encoded"}:
-            raise ValueError(f"not a HybridTrainer state dict: last_generation is {last!r}")
-        search = state.get("search") or {"credit": 0.0,
-                                          "between": {"encoded": [], "objective": []}}
-        try:
-            last = {k: list(v) for k, v in last.items()}
-            search = {"credit": float(search["credit"]),
-                      "between": {k: list(search["between"][k])
-                                  for k in ("encoded", "objective")},
-                      "shared": search.get("shared"),
-                      "recent": [[list(map(float, row)) for row in generation]
-                                 for generation in search.get("recent") or []],
-                      "recent_objectives": [list(map(float, values)) for values in
-                                            search.get("recent_objectives") or []],
-                      "winners": [[list(map(float, w[0])), int(w[1]), int(w[2])]
-                                  for w in search.get("winners") or []],
-                      "cost_signal_at": None if search.get("cost_signal_at") is None
-                      else int(search["cost_signal_at"]),
-                      "epoch_rows": [int(r) for r in search.get("epoch_rows") or []],
-                      "rows_now": [int(r) for r in search.get("rows_now") or []],
-                      "selection": copy.deepcopy(search.get("selection")),
-                      "selected": None if search.get("selected") is None
-                      else [float(v) for v in search["selected"]]}
-            counters = {k: int(v) for k, v in state["counters"].items()}
-        except (TypeError, ValueError, AttributeError, KeyError) as error:
-            raise ValueError(f"not a HybridTrainer state dict: {error}") from None
-        if any(v < 0 for v in counters.values()) or not {"step", "epoch", "batch_in_epoch"} \
-                <= set(counters):
-            raise ValueError(f"HybridTrainer state dict has bad counters {counters}; it was "
-                             "edited or damaged")
-        if search["shared"] is not None and self.search_compute != "shared":
-            raise ValueError(f"this HybridTrainer state dict holds an open generation of "
-                             f"search_compute='shared', but the trainer has search_compute="
-                             f"{self.search_compute!r}; build the trainer with "
-                             f"search_compute='shared' to load it")
-        before = self.state_dict()  # a refused load leaves the trainer as it was
-        try:
-            self._load_parts(state, counters, last, search)
-        except Exception as error:
-            self._load_parts(verify(before, "HybridTrainer state"), before["counters"],
-                             before["last_generation"], before["search"])
-            if isinstance(error, ValueError):
-                raise
-            raise ValueError(f"this HybridTrainer state dict does not fit the trainer "
-                             f"({type(error).__name__}: {error}); build the trainer with the "
-                             "same model, optimizers and engine before loading") from error
-
-    def _load_parts(self, state: Mapping[str, Any], counters: Mapping[str, int],
-                    last: dict[str, list], search: Mapping[str, Any]) -> None:
-        self.structure_optimizer.load_state_dict(state["structure_optimizer"])
-        if search.get("shared") is not None:  # the open generation: asked again
-            self.shared.load_state_dict(search["shared"], self.structure_optimizer.ask(),
-                                        state["structure_optimizer"], device_of(self.model))
-        else:
-            self.shared.close()
-        if self.engine is not None:
-            if state["weight_optimizer"] is not None:
-                self.engine.load_checkpoint(state["weight_optimizer"])
-        else:
-            self.weight_optimizer.load_state_dict(state["weight_optimizer"])
-        self.model.load_state_dict(state["model"])
-        self.step_count, self.epoch = int(counters["step"]), int(counters["epoch"])
-        self.batch_in_epoch = int(counters["batch_in_epoch"])
-        self.forward_examples = int(counters.get("forward_examples", 0))
-        self.weight_examples = int(counters.get("weight_examples", 0))
-        self.skipped_steps = int(counters.get("skipped_steps", 0))
-        self.fair_plan = counters.get("fair_plan")
-        self.rng.bit_generator.state = dict(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        self.batched = state["batched"]
-        self.batched_steps = bool(state.get("batched_steps", bool(self.batched)))
-        self.last_generation = last
-        self.search_credit = float(search["credit"])
-        self.between = {k: list(v) for k, v in search["between"].items()}
-        self.recent, self.selection = search["recent"], search["selection"]
-        self.recent_objectives = search["recent_objectives"]
-        self.winners = search["winners"]
-        self.cost_signal_at = search.get("cost_signal_at")
-        self.epoch_rows, self._rows_now = search["epoch_rows"], search["rows_now"]
-        self.selected = search["selected"]
 
     def __repr__(self) -> str:
         kinds = "/".join(sorted(leaf_kinds(self.space)))

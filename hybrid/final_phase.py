@@ -1,0 +1,286 @@
+"""The final phase of :class:`~nondiff.hybrid.trainer.HybridTrainer`: select, then train.
+
+The last ``final_steps`` of a bounded search take no generation: the first
+``select_batches`` of them race a pool of candidates on the same rows under the same
+weights (:mod:`nondiff.hybrid.selection` has the method and its measurements), and every
+final step trains the selected structure alone, so the shared weights end specialised to
+the structure ``fit`` returns. :class:`FinalPhase` holds these steps and the bookkeeping
+they read (the generations remembered, the archive of generation winners, the rows the
+final steps will earn); the trainer inherits them (a mixin).
+
+Source: Z. Guo, X. Zhang, H. Mu, W. Heng, Z. Liu, Y. Wei, J. Sun, "Single path one-shot
+neural architecture search with uniform sampling", ECCV 2020 (candidates re-ranked, then
+the found structure trained).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from nondiff.hybrid.structure import Choice, Gates
+    >>> from nondiff.hybrid.trainer import HybridTrainer
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = nn.Sequential(Gates(3), nn.Linear(3, 8), Choice(nn.ReLU(), nn.Tanh()),
+    ...                       nn.Linear(8, 2))
+    >>> x = torch.randn(320, 3)
+    >>> batches = [(x[i:i + 32], (x[i:i + 32, 0] > 0).long()) for i in range(0, 320, 32)]
+    >>> trainer = HybridTrainer(model, "ga", seed=0, final_steps=0.3, select_batches=2,
+    ...                         structure_options={"popsize": 4})
+    >>> history = trainer.fit(batches, epochs=4)
+    >>> [int(m.get("final", 0)) for m in history[-13:]]  # the last 30 % of 40 steps
+    [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    >>> trainer.selected is not None  # the race's pick, which the final steps trained
+    True
+    >>> str(trainer.structure(current=True)) == str(trainer.recommended())  # the model's
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from .batches import RowBatches
+from .blocks import rows as _rows
+from .devices import device_of, to_device
+from .nonfinite import NonFiniteError
+from .selection import (
+    SELECT_GENERATIONS,
+    SELECT_RECENT,
+    candidate_pool,
+    combined_moves,
+    halving_plan,
+    neighbours,
+    pool_size,
+    record_winner,
+    shortlist,
+    stage_lengths,
+    survivors,
+)
+from .structure_costs import COST_SIGNAL
+
+__all__ = ["FinalPhase"]
+
+
+class FinalPhase:
+    """The final-phase methods of :class:`~nondiff.hybrid.trainer.HybridTrainer` (a
+    mixin: it reads the trainer's optimizers, counters, ``selection``, ``winners``,
+    ``recent`` generations and ``epoch_rows``)."""
+
+    def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
+                    ) -> dict[str, float]:
+        """:meth:`step` in the final phase: no generation; the first ``select_batches``
+        steps race the pool (:meth:`_select`, on ``held_out`` when given); the
+        weights step under the recommended structure alone (a shared generation left
+        open stays untold)."""
+        if self.select_batches and self.selected is None:
+            fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
+                                                               device_of(self.model))
+            self._select(fx, fy)
+        self.model.train()
+        try:
+            loss, skipped = self._weight_step(x, y, [self.recommended()], [_rows(x)])
+        except NonFiniteError as error:
+            error.step, error.epoch = self.step_count, self.epoch
+            raise
+        self.skipped_steps += skipped
+        self.step_count += 1
+        self.forward_examples += _rows(x)
+        result = {"step": float(self.step_count), "loss": loss, "fitness_best": math.nan,
+                  "fitness_mean": math.nan, "warmup": 0.0, "skipped": float(skipped),
+                  "final": 1.0, "select_nonfinite": float((self.selection or {}).get(
+                      "nonfinite", 0))}
+        if self.search_compute is not None:
+            result["searched"] = 0.0
+        if self.weight_step in ("fair", "population"):
+            result["fair_share"] = 0.0
+        if self.structure_cost is not None:
+            result["cost_weight"], result["cost_mean"] = \
+                self.cost_weight_at(self.step_count - 1), math.nan
+        return result
+
+    def remember(self, encoded: Any, objective: Any) -> None:
+        """Keep the encoded candidates of a told generation and their objectives for the
+        final selection's pool (the last ``SELECT_GENERATIONS``), the generation's
+        best in the archive of winners, and the first step whose generation shows the
+        :data:`COST_SIGNAL` (before the cost is on, the objectives are the fitness)."""
+        rows = np.asarray(encoded, dtype=np.float64).reshape(len(encoded), -1)
+        values = np.asarray(objective, dtype=np.float64).reshape(-1).tolist()
+        self.recent = [*self.recent, rows.tolist()][-SELECT_GENERATIONS:]
+        self.recent_objectives = [*self.recent_objectives, values][-SELECT_GENERATIONS:]
+        finite = [v if math.isfinite(v) else math.inf for v in values]
+        if len(rows) > 1 and math.isfinite(min(finite)):
+            self.winners = record_winner(self.winners, rows[int(np.argmin(finite))],
+                                         self.step_count)
+        scores = np.asarray([v for v in values if math.isfinite(v)])
+        if self.cost_signal_at is None and scores.size > 1:
+            middle = float(np.median(scores))
+            if scores.min() <= middle - COST_SIGNAL * abs(middle):
+                self.cost_signal_at = self.step_count
+
+    def _final_count(self) -> int:
+        """The steps of the final phase that starts now."""
+        if isinstance(self.final_steps, float):
+            return max(1, (self._run_plan() or 0) - self.step_count)
+        return max(1, int(self.final_steps))
+
+    def _select(self, x: Any, y: Any) -> None:
+        """One batch of the final selection (see :mod:`nondiff.hybrid.selection`), a
+        local descent in stages of two batches (:func:`~nondiff.hybrid.selection.
+        stage_lengths`): the first stage races the recommendation, the most asked
+        structures of the last generations and the recommendation's neighbours
+        (cheapest first under a structure cost, else in a seeded random order); each
+        later stage races the previous stage's winner, the winner with the previous
+        stage's other winning moves applied (:func:`~nondiff.hybrid.selection.
+        combined_moves`) and its neighbours. A stage's
+        pool is as large as its share of the budget pays for when raced by successive
+        halving — the budget being what the final phase's steps earn under
+        ``search_compute`` (at the mean batch of the steps so far, with the credit
+        left); each batch scores the candidates still in the race under the same
+        weights, adds to their sums and keeps the better half. After
+        ``select_batches`` batches (or fewer when the phase is shorter; or when a pool
+        has fewer than two candidates) the last winner is :attr:`selected`. Non-finite
+        scores lose and are counted (the final steps' metric ``select_nonfinite``); a
+        batch where every candidate scores one warns."""
+        rows = _rows(x)
+        sel = self.selection
+        if sel is None:  # built whole before it is kept: a refused call changes nothing
+            batches = min(self.select_batches, self._final_count())
+            future = self._final_rows(rows)
+            if self.search_compute is None:
+                budget = math.inf
+            else:  # what the final steps will earn, and the credit left
+                rate = 1.0 if self.search_compute == "shared" else float(self.search_compute)
+                budget = rate * sum(future) + max(0.0, self.search_credit)
+            rec = self.structure_optimizer.recommend()
+            rec = np.asarray(rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor)
+                             else rec, dtype=np.float64).tolist()
+            stages = stage_lengths(batches)
+            race = future[:batches]  # the rows each batch of the race will score
+            sizes, at = [], 0
+            for length in stages:  # each stage: its share of the budget, at its largest batch
+                share = budget * sum(race[at:at + length]) / max(1, sum(race))
+                sizes.append(pool_size(share, max(race[at:at + length]), length))
+                at += length
+            sel = {"stages": stages, "sizes": sizes, "stage": -1, "batches": 0,
+                   "target": batches, "left": None if math.isinf(budget) else float(budget)}
+            if not self._next_stage(sel, rec, first=True):
+                return
+        sel = copy.deepcopy(sel)  # changed only once this batch is scored
+        alive = sel.get("alive", list(range(len(sel["candidates"]))))  # older states: all
+        left = sel.get("left")
+        if left is not None and rows * len(alive) > left:  # never beyond the bound
+            keep = int(left // rows)
+            if keep < 2:  # nothing left to compare: the leader so far stands
+                scored = sel["batches"] > sum(sel.get("stages", [])[:sel.get("stage", 0)])
+                self.selected = sel["candidates"][survivors(sel["sums"], alive, 1)[0]
+                                                  if scored else alive[0]]
+                self.selection = sel
+                return
+            alive = survivors(sel["sums"], alive, keep)
+        values = self.space.decode_batch(np.asarray([sel["candidates"][i] for i in alive]))
+        objective = self.evaluate(values, x, y)
+        if self.structure_cost is not None:
+            objective = objective + self.cost_weight_at(self.step_count) * self.costs(values)
+        sums = list(sel["sums"])
+        for i, value in zip(alive, objective, strict=True):
+            sums[i] += float(value)
+        stages = sel.get("stages", [sel["target"]])
+        if sel["batches"] == sum(stages[:sel.get("stage", 0)]):  # a stage's first batch
+            first: list[float | None] = [None] * len(sums)
+            for i, value in zip(alive, objective, strict=True):
+                first[i] = float(value)
+            sel["first"] = first  # every candidate on the same rows: combined_moves
+        bad = int(np.sum(~np.isfinite(np.asarray(objective, dtype=np.float64))))
+        if bad == len(alive):
+            warnings.warn(f"every candidate of the final selection scored a non-finite "
+                          f"objective at step {self.step_count} (weights or loss diverged?); "
+                          f"the race keeps its leader", stacklevel=3)
+        sel.update(sums=sums, batches=sel["batches"] + 1, alive=alive,
+                   nonfinite=sel.get("nonfinite", 0) + bad)
+        if left is not None:
+            sel["left"] = left - rows * len(values)
+        stage_end = sum(stages[:sel.get("stage", 0) + 1])
+        selected = None
+        if sel["batches"] >= min(stage_end, sel["target"]):
+            winner = sel["candidates"][survivors(sums, alive, 1)[0]]  # ties: the first
+            if sel["batches"] >= sel["target"] or not self._next_stage(sel, winner,
+                                                                        first=False):
+                selected = winner
+        elif "stages" in sel:
+            sel["alive"] = survivors(sums, alive, halving_plan(len(alive), 2)[-1])
+        self.forward_examples += rows * len(values)
+        self.selection = sel
+        if selected is not None:
+            self.selected = selected
+
+    def _next_stage(self, sel: dict[str, Any], start: list[float], first: bool) -> bool:
+        """Open the next stage of the selection ``sel`` from ``start`` (see
+        :meth:`_select`), in ``sel`` only; when its pool would hold fewer than two
+        candidates, False (and ``start`` stands; a first stage is then not kept)."""
+        k = sel["sizes"][sel["stage"] + 1]
+        frequent = shortlist(start, self.recent, SELECT_RECENT + 1,
+                             self.recent_objectives)[1:] if first else []
+        lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
+        near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
+        if not first and sel.get("first"):  # the last stage's winning moves at once
+            combined = combined_moves(sel["candidates"][0], sel["candidates"], sel["first"],
+                                      start)
+            if combined is not None and tuple(combined) not in lost and combined != start:
+                near = [combined, *[c for c in near if c != combined]]
+        winners = [w[0] for w in self.winners] if first else []
+        candidates = candidate_pool(start, frequent, near, max(k, 1), winners)
+        if len(candidates) < 2:  # nothing to compare: the start stands
+            if first:
+                self.selected = candidates[0]
+            return False
+        sel.update(stage=sel["stage"] + 1, candidates=candidates,
+                   sums=[0.0] * len(candidates), alive=list(range(len(candidates))))
+        if first:
+            self.selection = sel
+        return True
+
+    def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
+        """The rows of each batch of an epoch of ``data`` known before it runs: a list of
+        batches, or a :class:`~nondiff.problems.learning.Dataset` (its last batch the
+        remainder); else none."""
+        if isinstance(data, (list, tuple)):
+            return [_rows(self._pair(batch, i)[0]) for i, batch in enumerate(data)]
+        if hasattr(data, "batches") and (hasattr(data, "y_train") or
+                                         isinstance(data, RowBatches)):
+            n = len(data.y_train) if hasattr(data, "y_train") else len(data)
+            return [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size
+                                                       else [])
+        return []
+
+    def _final_rows(self, rows: int) -> list[int]:
+        """The rows of each step of the final phase that starts now (``rows``, this
+        step's, first): the batches at the same places of an epoch when ``fit`` knows
+        them (a list of batches, a Dataset, or the last whole epoch), else each as small
+        as the smallest batch so far, so that the selection's budget never counts on
+        rows the phase will not earn."""
+        count = self._final_count()
+        start = self.batch_in_epoch  # the index of this step's batch in its epoch
+        known = self.epoch_rows
+        if len(known) > start:
+            return [rows] + [known[(start + j) % len(known)] for j in range(1, count)]
+        smallest = min([rows, *known, *self._rows_now])
+        return [rows] + [smallest] * (count - 1)
+
+    def _near(self, encoded: list[float]) -> list[list[float]]:
+        """The neighbours of ``encoded`` (:func:`~nondiff.hybrid.selection.neighbours`),
+        the cheapest first under a structure cost (at full weight), in an order drawn
+        from the trainer's seed among as cheap ones."""
+        near = neighbours(self.space, encoded)
+        if not near:
+            return near
+        order = np.random.default_rng([self.seed, self.step_count]).permutation(len(near))
+        near = [near[i] for i in order]
+        if self.structure_cost is not None:
+            costs = self.costs(self.space.decode_batch(np.asarray(near)))
+            near = [near[i] for i in np.argsort(costs, kind="stable")]
+        return near
