@@ -40,11 +40,27 @@ class RowBatches:
     """Shuffled mini-batches of a map-style torch ``Dataset`` whose items are ``(x, y)``
     rows; the order depends only on ``(seed, epoch)``."""
 
-    def __init__(self, rows: Dataset) -> None:
+    def __init__(self, rows: Dataset, name: str = "data") -> None:
+        what = f"{name} (a {type(rows).__name__})"
         if not hasattr(rows, "__len__"):
-            raise ValueError(f"a {type(rows).__name__} has no length, so its rows cannot be "
-                             "shuffled into batches; pass a DataLoader over it instead")
-        self.rows = rows
+            raise ValueError(f"{what} has no length, so its rows cannot be shuffled into "
+                             f"batches; pass a DataLoader over it instead")
+        if isinstance(rows, TensorDataset) and len(rows.tensors) != 2:
+            raise ValueError(f"{what} holds {len(rows.tensors)} tensors; a trainer reads "
+                             f"(x, y) rows: pass TensorDataset(x, y), or a DataLoader that "
+                             f"yields (x, y) batches")
+        if len(rows) > 0:  # the first row's shape, checked before fit changes anything
+            first = rows[0]
+            if not (isinstance(first, (tuple, list)) and len(first) == 2):
+                got = f"a {type(first).__name__}" + (
+                    f" of {len(first)} items" if isinstance(first, (tuple, list)) else "")
+                raise ValueError(f"the items of {what} must be (x, y) rows, got {got}; pass "
+                                 f"a DataLoader that yields (x, y) batches instead")
+        self.rows, self.name = rows, name
+        # the fast path reads the tensors only where indexing would do just that
+        plain = isinstance(rows, TensorDataset) and \
+            type(rows).__getitem__ is TensorDataset.__getitem__
+        self._tensors = rows.tensors if plain else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -63,18 +79,20 @@ class RowBatches:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(
             _shuffle_seed(seed, epoch)))
-        tensors = self.rows.tensors if isinstance(self.rows, TensorDataset) else None
+        tensors = self._tensors
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
-            if tensors is not None and len(tensors) == 2:
+            if tensors is not None:
                 yield tensors[0][index.to(tensors[0].device)], \
                     tensors[1][index.to(tensors[1].device)]
                 continue
             items = [self.rows[int(i)] for i in index]
-            if not all(isinstance(item, (tuple, list)) and len(item) == 2 for item in items):
-                raise ValueError(f"the items of a {type(self.rows).__name__} passed as data "
-                                 f"must be (x, y) rows, got {type(items[0]).__name__}; "
-                                 "pass a DataLoader that yields (x, y) batches instead")
+            bad = next((item for item in items
+                        if not (isinstance(item, (tuple, list)) and len(item) == 2)), None)
+            if bad is not None:
+                raise ValueError(f"the items of {self.name} (a {type(self.rows).__name__}) "
+                                 f"must be (x, y) rows, got a {type(bad).__name__}; pass a "
+                                 f"DataLoader that yields (x, y) batches instead")
             x, y = default_collate(items)
             yield x, y
 
@@ -82,11 +100,12 @@ class RowBatches:
         return f"RowBatches({type(self.rows).__name__} of {len(self)} rows)"
 
 
-def as_batches(data: Any) -> Any:
+def as_batches(data: Any, name: str = "data") -> Any:
     """``data`` as the trainers read it: a map-style torch ``Dataset`` (not a
     ``DataLoader``, not an ``IterableDataset``, nothing with its own ``batches``) wrapped
-    in :class:`RowBatches`; anything else unchanged."""
+    in :class:`RowBatches` (its first row checked; ``name``: the argument, for the
+    error); anything else unchanged."""
     if isinstance(data, Dataset) and not isinstance(data, IterableDataset) and \
             not hasattr(data, "batches"):
-        return RowBatches(data)
+        return RowBatches(data, name)
     return data

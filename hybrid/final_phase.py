@@ -61,7 +61,6 @@ from .selection import (
     stage_lengths,
     survivors,
 )
-from .structure_costs import COST_SIGNAL
 
 __all__ = ["FinalPhase"]
 
@@ -107,7 +106,7 @@ class FinalPhase:
         """Keep the encoded candidates of a told generation and their objectives for the
         final selection's pool (the last ``SELECT_GENERATIONS``), the generation's
         best in the archive of winners, and the first step whose generation shows the
-        :data:`COST_SIGNAL` (before the cost is on, the objectives are the fitness)."""
+        :data:`~nondiff.hybrid.structure_costs.COST_SIGNAL` (``note_cost_signal``)."""
         rows = np.asarray(encoded, dtype=np.float64).reshape(len(encoded), -1)
         values = np.asarray(objective, dtype=np.float64).reshape(-1).tolist()
         self.recent = [*self.recent, rows.tolist()][-SELECT_GENERATIONS:]
@@ -116,11 +115,7 @@ class FinalPhase:
         if len(rows) > 1 and math.isfinite(min(finite)):
             self.winners = record_winner(self.winners, rows[int(np.argmin(finite))],
                                          self.step_count)
-        scores = np.asarray([v for v in values if math.isfinite(v)])
-        if self.cost_signal_at is None and scores.size > 1:
-            middle = float(np.median(scores))
-            if scores.min() <= middle - COST_SIGNAL * abs(middle):
-                self.cost_signal_at = self.step_count
+        self.note_cost_signal(values)
 
     def _final_count(self) -> int:
         """The steps of the final phase that starts now."""

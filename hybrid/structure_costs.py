@@ -25,9 +25,13 @@ Example:
     >>> trainer = HybridTrainer(model, "ga", structure_cost=lambda s: float(s["0"].sum()),
     ...                         total_steps=100)
     >>> trainer.cost_window()  # (start, ramp): no generation has told structures apart
-    (60, 40)
-    >>> trainer.cost_weight_at(50), trainer.cost_weight_at(80), trainer.cost_weight_at(100)
+    (60, 30)
+    >>> trainer.cost_weight_at(50), trainer.cost_weight_at(75), trainer.cost_weight_at(90)
     (0.0, 0.5, 1.0)
+    >>> trainer.step_count = 40  # a generation whose best stands out from its median
+    >>> trainer.note_cost_signal([0.7, 0.69, 0.71, 0.5])
+    >>> trainer.cost_signal_at, trainer.cost_window()
+    (40, (40, 40))
     >>> pareto_front([[0.3, 2.0], [0.2, 3.0], [0.4, 2.0]])  # (fitness, cost) rows
     [0, 1]
 """
@@ -67,9 +71,11 @@ DEFAULT_COST_RAMP = 0.4
 weight rises to ``cost_weight`` after ``DEFAULT_COST_START``."""
 COST_SIGNAL = 0.1
 """The default schedule's cost also waits for a sign that the shared weights tell the
-structures apart: a told generation whose best fitness lies this fraction (of the
-median's magnitude) below its median (the trainer's ``cost_signal_at``), or
-``COST_LATEST`` of the training, whichever comes first. Under weights that have not yet
+structures apart: a told generation, from ``DEFAULT_COST_START`` of the training on,
+whose best fitness lies this fraction (of the median's magnitude) below its median (the
+trainer's ``cost_signal_at``: :meth:`StructureCosts.note_cost_signal`), or
+``COST_LATEST`` of the training, whichever comes first; the ramp is then shortened to
+end by the final phase. Under weights that have not yet
 learned a part worth something only with another (one factor of a product), every
 structure scores alike and the cost alone ranks them: it closed both factors, and
 weights trained under the closed gates never learned them. Measured
@@ -79,7 +85,10 @@ closed every gate on inputs-and-activation 15 -> 4 of 130, its seeds recovered 1
 122, relevant-inputs 123 -> 121, (task, optimizer) rows meeting all three targets 13 ->
 20 of 26; frequencies (also with a cost) 129 of 130 recovered either way. The product
 there is learned between 30 % and 55 % of the training depending on the seed; the
-fixed 30 % start closed it on the late seeds."""
+fixed 30 % start closed it on the late seeds. Counting only generations from 30 % on
+(an early generation under barely trained weights had fired it) and ending the ramp by
+the final phase, with the final selection's combined moves: inputs-and-activation 125,
+relevant-inputs 121 of 130, rows 20 of 26; frequencies 129 of 130."""
 COST_LATEST = 0.6
 """The latest start of the default cost schedule (a fraction of the training) when no
 generation shows the :data:`COST_SIGNAL`."""
@@ -180,6 +189,9 @@ class StructureCosts:
                 latest is not None:  # the default waits for the signal (or the latest)
             signal = latest if self.cost_signal_at is None else self.cost_signal_at
             start_steps = max(start_steps, min(signal, latest))
+            end = self._search_end()  # and reaches full weight by the search's end
+            if end is not None and ramp_steps is not None:
+                ramp_steps = min(ramp_steps, max(0, end - start_steps))
         if (start_steps is None or ramp_steps is None) and not self._warned_cost:
             self._warned_cost = True
             warnings.warn(f"the structure cost's schedule is a fraction of the training "
@@ -189,6 +201,40 @@ class StructureCosts:
                           f"or int cost_start and cost_ramp_steps", stacklevel=3)
         return (max(self.warmup_steps, start_steps or 0),
                 0 if ramp_steps is None else ramp_steps)
+
+    def _search_end(self) -> int | None:
+        """The step the final phase starts at (the plan's end without one), or None
+        without a plan."""
+        plan = self._run_plan()
+        if plan is None:
+            return None
+        final = self.final_steps
+        return plan - (steps_of(final, plan) if isinstance(final, float) else int(final))
+
+    def note_cost_signal(self, objectives: Any) -> None:
+        """Record ``cost_signal_at`` (once): the step of the first told generation, at or
+        after the default schedule's start (:data:`DEFAULT_COST_START` of the plan), whose
+        best objective lies :data:`COST_SIGNAL` of its median's magnitude below the
+        median (and strictly below it); only under the default schedule (no
+        ``cost_start``, ``warmup_steps``, ``cost_ramp_steps`` or ``cost_schedule``), where
+        the objectives before the cost is on are the fitness alone. Non-finite values are
+        left out. A fitness offset far from 0 (minus an accuracy near 1) may hide the
+        signal: the cost then starts at :data:`COST_LATEST`."""
+        if self.cost_signal_at is not None or self.structure_cost is None or \
+                self.cost_schedule is not None or self.cost_start is not None or \
+                self.warmup_steps > 0 or self.cost_ramp_steps is not None:
+            return
+        start = steps_of(DEFAULT_COST_START, self._run_plan())
+        if start is None or self.step_count < start:
+            return  # generations under barely trained weights do not count
+        values = np.asarray(objectives, dtype=np.float64).reshape(-1)
+        values = values[np.isfinite(values)]
+        if values.size < 2:
+            return
+        middle = float(np.median(values))
+        gap = middle - float(values.min())
+        if gap > 0 and gap >= COST_SIGNAL * abs(middle):
+            self.cost_signal_at = self.step_count
 
     def cost_weight_at(self, step: int) -> float:
         """The weight of the structure cost at step ``step`` (steps taken before it)."""

@@ -890,7 +890,10 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-        data, held_out = as_batches(data), as_batches(held_out)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}; "
+                             f"e.g. 64")
+        data, held_out = as_batches(data), as_batches(held_out, "held_out")
         if held_out is not None and self.search_compute == "shared":
             raise ValueError("held_out batches are for evaluations; search_compute='shared' "
                              "scores the structures on their training rows instead: pass "
@@ -998,7 +1001,14 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
     def _pair(batch: Any, index: int) -> tuple[Any, Any]:
         """A batch of ``data`` as ``(x, y)``, or a ValueError naming what it is."""
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
-            return batch[0], batch[1]
+            x, y = batch
+            if any(getattr(v, "ndim", None) == 0 for v in (x, y)):  # a row, not a batch
+                raise ValueError(f"data's batch {index} holds a single row (x of shape "
+                                 f"{tuple(getattr(x, 'shape', ()))}, y of shape "
+                                 f"{tuple(getattr(y, 'shape', ()))}): the first dimension is "
+                                 f"the batch's rows; for a dataset of rows (an "
+                                 f"IterableDataset) pass DataLoader(dataset, batch_size=64)")
+            return x, y
         what = f"a {type(batch).__name__}" + (
             f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else
             f" of shape {tuple(batch.shape)}" if hasattr(batch, "shape") else "")

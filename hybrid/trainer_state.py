@@ -124,8 +124,9 @@ class TrainerState:
                                             search.get("recent_objectives") or []],
                       "winners": [[list(map(float, w[0])), int(w[1]), int(w[2])]
                                   for w in search.get("winners") or []],
-                      "cost_signal_at": None if search.get("cost_signal_at") is None
-                      else int(search["cost_signal_at"]),
+                      # a state from before the signal: the schedule it ran (30 %)
+                      "cost_signal_at": 0 if "cost_signal_at" not in search else None
+                      if search["cost_signal_at"] is None else int(search["cost_signal_at"]),
                       "epoch_rows": [int(r) for r in search.get("epoch_rows") or []],
                       "rows_now": [int(r) for r in search.get("rows_now") or []],
                       "selection": copy.deepcopy(search.get("selection")),

@@ -154,7 +154,7 @@ def test_the_final_phase_races_a_pool_on_several_batches_within_the_bound(device
     assert state["selected"] == trainer.selected and len(state["recent"]) <= 4
 
 
-@pytest.mark.parametrize("seed", [1, 7])  # 7: a combined candidate is raced
+@pytest.mark.parametrize("seed", [1, 7])
 def test_four_selection_batches_descend_in_two_stages(device, seed) -> None:
     """select_batches=4: two stages of two batches; the second races the first stage's
     winner, the winner with the first stage's other winning moves applied
@@ -360,3 +360,28 @@ def test_combined_moves_apply_every_other_winning_move_where_nothing_touched_it(
     swaps = [order, [1, 0, 2, 3, 4], [0, 2, 1, 3, 4], [0, 1, 2, 4, 3]]
     out = combined_moves(order, swaps, [1.0, 0.5, 0.6, 0.7], winner=[1, 0, 2, 3, 4])
     assert out == [1, 0, 2, 4, 3] and sorted(out) == order  # (1 2) overlaps the winner
+
+
+def test_a_later_stage_races_the_winner_with_the_other_winning_moves_first() -> None:
+    """_next_stage: the stage after one whose first batch scored the start's moves races
+    the winner, then the winner with every other move that beat the start applied
+    (combined_moves), then the winner's neighbours not raced before."""
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net(), "ga", seed=0, structure_options={"popsize": 4})
+    start = [1.0, 1.0, 1.0, 1.0, 0.0]  # gates open, the first activation
+    moves = [[0.0, 1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 1.0, 0.0],
+             [1.0, 1.0, 1.0, 1.0, 1.0]]
+    sel = {"stages": [2, 2], "sizes": [10, 10], "stage": 0, "batches": 2, "target": 4,
+           "left": None, "candidates": [start, *moves], "sums": [1.0, 0.8, 0.9, 1.2, 0.6],
+           "alive": [0, 1, 4], "first": [0.5, 0.4, 0.45, 0.6, 0.3]}
+    winner = moves[3]  # the activation changed: the best on both batches
+    assert trainer._next_stage(sel, winner, first=False)
+    assert sel["stage"] == 1 and sel["candidates"][0] == winner
+    assert sel["candidates"][1] == [0.0, 0.0, 1.0, 1.0, 1.0]  # gates 0 and 1 closed too
+    raced = {tuple(c) for c in [start, *moves]}
+    assert not raced & {tuple(c) for c in sel["candidates"][1:]}
+    sel["first"] = [0.5, 0.9, 0.9, 0.9, 0.3]  # no other move beat the start
+    sel["stage"], sel["candidates"] = 0, [start, *moves]
+    assert trainer._next_stage(sel, winner, first=False)
+    assert all(sum(a != b for a, b in zip(c, winner, strict=True)) == 1
+               for c in sel["candidates"][1:])

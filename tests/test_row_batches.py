@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import plain_equal
 from nondiff.hybrid import Decoupled, Group
 from nondiff.hybrid.batches import RowBatches, as_batches
 from nondiff.hybrid.structure import Choice
@@ -60,10 +61,58 @@ def test_loaders_lists_and_bad_rows() -> None:
     x, y = _data("cpu", 8)
     loader = DataLoader(TensorDataset(x, y), batch_size=4)
     assert as_batches(loader) is loader and as_batches([(x, y)]) == [(x, y)]
-    with pytest.raises(ValueError, match=r"must be \(x, y\) rows.*DataLoader"):
-        next(as_batches(TensorDataset(x)).batches(4))
+    with pytest.raises(ValueError, match=r"data \(a TensorDataset\) holds 1 tensors"):
+        as_batches(TensorDataset(x))
+    with pytest.raises(ValueError, match=r"items of held_out \(a Triples\) must be \(x, y\) "
+                                         r"rows, got a tuple of 3 items.*DataLoader"):
+        as_batches(Triples(x, y), "held_out")
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         next(as_batches(TensorDataset(x, y)).batches(0))
+
+
+class Triples(Rows):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return self.x[i], self.y[i], self.y[i]
+
+
+class Scaled(TensorDataset):
+    """A TensorDataset that transforms its rows: its own __getitem__ must be used."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = super().__getitem__(i)
+        return 100 * x, y
+
+
+def test_a_tensor_dataset_subclass_is_read_through_its_own_rows() -> None:
+    x, y = _data("cpu", 6)
+    (bx, by), = as_batches(Scaled(x, y)).batches(6, seed=0)
+    (px, py), = as_batches(TensorDataset(x, y)).batches(6, seed=0)
+    assert torch.equal(bx, 100 * px) and torch.equal(by, py)
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return iter(zip(self.x, self.y, strict=True))
+
+
+def test_refused_data_leaves_the_trainer_unchanged_and_names_the_fix() -> None:
+    x, y = _data("cpu")
+    trainer = _trainer("cpu")
+    before = trainer.state_dict()
+    with pytest.raises(ValueError, match="holds 1 tensors"):
+        trainer.fit(TensorDataset(x), epochs=1, batch_size=16)
+    with pytest.raises(ValueError, match="held_out"):
+        trainer.fit(TensorDataset(x, y), epochs=1, batch_size=16,
+                    held_out=Triples(x, y))
+    with pytest.raises(ValueError, match=r"batch_size must be a positive integer, got 2\.5"):
+        trainer.fit(TensorDataset(x, y), epochs=1, batch_size=2.5)
+    with pytest.raises(ValueError, match=r"single row.*DataLoader\(dataset, batch_size"):
+        trainer.fit(Stream(x, y), epochs=1)
+    assert trainer.fair_plan is None and trainer.epoch_rows == [] and trainer.step_count == 0
+    assert plain_equal(trainer.state_dict(), before)
 
 
 def _trainer(device: str) -> HybridTrainer:

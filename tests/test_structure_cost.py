@@ -13,6 +13,7 @@ import torch
 from conftest import plain_equal, roundtrip
 from nondiff.hybrid.structure import get_structure
 from nondiff.hybrid.trainer import HybridTrainer, pareto_front
+from nondiff.optim.checkpoint import seal
 from test_trainer import GatedLinear, adam, gated_data
 from torch import nn
 
@@ -197,34 +198,50 @@ def test_a_fractional_cost_schedule_without_a_plan_warns_once() -> None:
         trainer.step(x, y)  # once only
     planned = HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
                             structure_cost=open_gates, total_steps=100)
-    assert planned.cost_window() == (60, 40)  # no generation has told structures apart
+    assert planned.cost_window() == (60, 30)  # no signal yet; full weight by the final phase
 
 
 def test_the_default_cost_waits_until_generations_tell_structures_apart() -> None:
-    """The default schedule starts the cost at the first generation whose best fitness
-    is COST_SIGNAL below its median, not before DEFAULT_COST_START and not after
-    COST_LATEST; an explicit cost_start is kept as given."""
+    """The default schedule starts the cost at the first generation, from
+    DEFAULT_COST_START on, whose best fitness is COST_SIGNAL below its median (strictly),
+    at the latest at COST_LATEST, its ramp ending by the final phase; an explicit
+    cost_start is kept as given; a state from before the signal loads as the old
+    schedule."""
     def planned(**options):
         return HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
                              structure_cost=open_gates, total_steps=100, **options)
 
-    trainer = planned()
-    assert trainer.cost_window() == (60, 40) and trainer.cost_weight_at(59) == 0.0
+    trainer = planned()  # search_compute 1.0: the final phase is the last 10 steps
+    assert trainer.cost_window() == (60, 30) and trainer.cost_weight_at(59) == 0.0
+    assert trainer.cost_weight_at(90) == 1.0  # full weight when the final phase starts
+    trainer.step_count = 10  # before DEFAULT_COST_START: barely trained weights
+    trainer.remember(np.zeros((4, 8)), [1.0, 1.0, 1.0, 0.1])
+    assert trainer.cost_signal_at is None
     trainer.step_count = 45
     trainer.remember(np.zeros((4, 8)), [1.0, 1.0, 0.95, 0.91])  # 9 % below: alike
-    assert trainer.cost_signal_at is None and trainer.cost_window() == (60, 40)
-    trainer.remember(np.zeros((4, 8)), [1.0, 1.0, math.nan, 0.9])  # 10 % below
+    trainer.remember(np.zeros((4, 8)), [0.0, 0.0, 0.0, 0.0])  # no gap at all
+    assert trainer.cost_signal_at is None and trainer.cost_window() == (60, 30)
+    trainer.remember(np.zeros((4, 8)), [1.0, 1.0, math.nan, 0.89])  # 11 % below
     assert trainer.cost_signal_at == 45 and trainer.cost_window() == (45, 40)
     trainer.step_count = 50
     trainer.remember(np.zeros((4, 8)), [1.0, 1.0, 1.0, 0.1])  # the first signal stays
     assert trainer.cost_window() == (45, 40)
     assert trainer.cost_weight_at(45) == 0.0 and trainer.cost_weight_at(65) == 0.5
-    early = planned()
-    early.step_count = 10
-    early.remember(np.zeros((2, 8)), [-2.0, -2.5])  # negative fitness: 25 % of |median|
-    assert early.cost_signal_at == 10 and early.cost_window() == (30, 40)
+    negative = planned()
+    negative.step_count = 30
+    negative.remember(np.zeros((2, 8)), [-2.0, -2.5])  # negative fitness: 11 % of |median|
+    assert negative.cost_signal_at == 30 and negative.cost_window() == (30, 40)
     restored = planned()
     restored.load_state_dict(roundtrip(trainer.state_dict()))
     assert restored.cost_signal_at == 45 and restored.cost_window() == (45, 40)
+    old = trainer.state_dict()  # a checkpoint written before the signal existed
+    del old["search"]["cost_signal_at"]
+    restored = planned()
+    restored.load_state_dict(seal(old))
+    assert restored.cost_window() == (30, 40)  # the schedule it was trained under
     assert planned(cost_start=0.2).cost_window() == (20, 40)
     assert planned(warmup_steps=5).cost_window() == (5, 0)
+    explicit = planned(cost_start=0.2)
+    explicit.step_count = 45
+    explicit.remember(np.zeros((4, 8)), [1.0, 1.0, 1.0, 0.1])
+    assert explicit.cost_signal_at is None  # its schedule is the user's
