@@ -54,18 +54,18 @@ __all__ = ["COST_LATEST", "COST_SIGNAL", "DEFAULT_COST_RAMP", "DEFAULT_COST_STAR
 
 DEFAULT_COST_START = 0.3
 """The default schedule of a ``structure_cost`` (given without ``warmup_steps`` and
-``cost_ramp_steps``): off for the first 30 % of the training, then ramped linearly to
-full weight over the next 40 %. A cost from the first step closes every gate before the
-weights behind them learn anything, and a part worth something only with another (one
-factor of a product) never reopens. Measured on the acceptance suite's gated tasks
-(:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`; REINFORCE, GA, CMA-ES, SNES, and for
-5 seeds also CEM, (1+lambda) and PGPE): with the cost on from the first step (the
-default before) inputs-and-activation was recovered on 1 of 12 runs (3 seeds) while
-relevant-inputs was on 12 of 12; over 5 seeds, seeds recovered on inputs-and-activation /
-relevant-inputs: start 10 %, ramp 20 %: 14 / 28 of 35; 20 %, 20 %: 21 / 27; 30 %, 40 %
-(this default): 29 / 25. An earlier cost closes noise gates sooner and collapses
-products more often; the final selection's descent (:mod:`nondiff.hybrid.selection`)
-closes the noise gates a late cost leaves open."""
+``cost_ramp_steps``): off for the first 30 % of the training (and then until the
+:data:`COST_SIGNAL`), then ramped linearly to full weight over the next 40 %. A cost from
+the first step closes every gate before the weights behind them learn anything, and a
+part worth something only with another (one factor of a product) never reopens. Measured
+on the acceptance suite's gated tasks (:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`;
+REINFORCE, GA, CMA-ES, SNES, and for 5 seeds also CEM, (1+lambda) and PGPE): with the
+cost on from the first step (the default before) inputs-and-activation was recovered on 1
+of 12 runs (3 seeds) while relevant-inputs was on 12 of 12; over 5 seeds, seeds recovered
+on inputs-and-activation / relevant-inputs: start 10 %, ramp 20 %: 14 / 28 of 35; 20 %,
+20 %: 21 / 27; 30 %, 40 % (this default): 29 / 25. An earlier cost closes noise gates
+sooner and collapses products more often; the final selection's descent
+(:mod:`nondiff.hybrid.selection`) closes the noise gates a late cost leaves open."""
 DEFAULT_COST_RAMP = 0.4
 """The default ramp of a ``structure_cost``: the fraction of the training over which its
 weight rises to ``cost_weight`` after ``DEFAULT_COST_START``."""

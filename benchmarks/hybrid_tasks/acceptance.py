@@ -8,8 +8,9 @@ searches the model's structure space (``registry.create`` refuses the others wit
 (since issue 17 a bounded search: ``search_compute=1.0``, ``final_steps=0.1``,
 ``select_batches=4``),
 the task's structure cost under the trainer's default schedule (off for the first 30 %
-of the steps, then ramped in over the next 40 %:
-:data:`~nondiff.hybrid.trainer.DEFAULT_COST_START`) and the same epochs,
+of the steps and until a generation tells structures apart, at most 60 %, then ramped in
+over 40 % or by the final phase: :data:`~nondiff.hybrid.trainer.DEFAULT_COST_START`,
+:data:`~nondiff.hybrid.trainer.COST_SIGNAL`) and the same epochs,
 batches and seeds for all; and it trains the known structure alone
 (:func:`train_fixed`) with the same budget. Per task and optimizer the table gives
 
