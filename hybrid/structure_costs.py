@@ -71,24 +71,20 @@ DEFAULT_COST_RAMP = 0.4
 weight rises to ``cost_weight`` after ``DEFAULT_COST_START``."""
 COST_SIGNAL = 0.1
 """The default schedule's cost also waits for a sign that the shared weights tell the
-structures apart: a told generation, from ``DEFAULT_COST_START`` of the training on,
-whose best fitness lies this fraction (of the median's magnitude) below its median (the
-trainer's ``cost_signal_at``: :meth:`StructureCosts.note_cost_signal`), or
-``COST_LATEST`` of the training, whichever comes first; the ramp is then shortened to
-end by the final phase. Under weights that have not yet
-learned a part worth something only with another (one factor of a product), every
-structure scores alike and the cost alone ranks them: it closed both factors, and
+structures apart: a told generation whose best fitness lies this fraction (of the
+median's magnitude) below its median (the trainer's ``cost_signal_at``:
+:meth:`StructureCosts.note_cost_signal`), or ``COST_LATEST`` of the training, whichever
+comes first; the ramp is then shortened to end by the final phase. Under weights that
+have not yet learned a part worth something only with another (one factor of a product),
+every structure scores alike and the cost alone ranks them: it closed both factors, and
 weights trained under the closed gates never learned them. Measured
 (``run_suite(["relevant-inputs", "inputs-and-activation"], 10)`` of
 :mod:`nondiff.benchmarks.hybrid_tasks.acceptance`, 13 optimizers, 10 seeds): runs that
 closed every gate on inputs-and-activation 15 -> 4 of 130, its seeds recovered 115 ->
 122, relevant-inputs 123 -> 121, (task, optimizer) rows meeting all three targets 13 ->
 20 of 26; frequencies (also with a cost) 129 of 130 recovered either way. The product
-there is learned between 30 % and 55 % of the training depending on the seed; the
-fixed 30 % start closed it on the late seeds. Counting only generations from 30 % on
-(an early generation under barely trained weights had fired it) and ending the ramp by
-the final phase, with the final selection's combined moves: inputs-and-activation 125,
-relevant-inputs 121 of 130, rows 20 of 26; frequencies 129 of 130."""
+there is learned between 30 % and 55 % of the training depending on the seed; the fixed
+30 % start closed it on the late seeds."""
 COST_LATEST = 0.6
 """The latest start of the default cost schedule (a fraction of the training) when no
 generation shows the :data:`COST_SIGNAL`."""
@@ -191,16 +187,31 @@ class StructureCosts:
             start_steps = max(start_steps, min(signal, latest))
             end = self._search_end()  # and reaches full weight by the search's end
             if end is not None and ramp_steps is not None:
+                start_steps = min(start_steps, end)
                 ramp_steps = min(ramp_steps, max(0, end - start_steps))
         if (start_steps is None or ramp_steps is None) and not self._warned_cost:
             self._warned_cost = True
             warnings.warn(f"the structure cost's schedule is a fraction of the training "
-                          f"(cost_start={start!r}, cost_ramp_steps={ramp!r}), but steps "
-                          f"taken without fit have no plan, so the cost is at full weight "
-                          f"from step {self.warmup_steps}; pass HybridTrainer(total_steps=...) "
-                          f"or int cost_start and cost_ramp_steps", stacklevel=3)
+                          f"(cost_start={start!r}, cost_ramp_steps={ramp!r}), but there is no "
+                          f"plan to take it of (steps taken without fit, or data of unknown "
+                          f"length), so the cost is at full weight from step "
+                          f"{self.warmup_steps}; pass HybridTrainer(total_steps=...) or int "
+                          f"cost_start and cost_ramp_steps", stacklevel=3)
         return (max(self.warmup_steps, start_steps or 0),
                 0 if ramp_steps is None else ramp_steps)
+
+    def _cost_fraction(self, warmup_steps: int | None = None) -> bool:
+        """Whether the cost's schedule is a fraction of the training (the default, or a
+        float ``cost_start``/``cost_ramp_steps``), so ``fit`` pins a plan for it."""
+        if self.structure_cost is None or self.cost_schedule is not None:
+            return False
+        warm = self.warmup_steps if warmup_steps is None else warmup_steps
+        explicit = (isinstance(warm, int) and warm > 0) or self.cost_ramp_steps is not None
+        start = self.cost_start if self.cost_start is not None else (
+            None if explicit else DEFAULT_COST_START)
+        ramp = self.cost_ramp_steps if self.cost_ramp_steps is not None else (
+            None if explicit else DEFAULT_COST_RAMP)
+        return isinstance(start, float) or isinstance(ramp, float)
 
     def _search_end(self) -> int | None:
         """The step the final phase starts at (the plan's end without one), or None
@@ -212,21 +223,21 @@ class StructureCosts:
         return plan - (steps_of(final, plan) if isinstance(final, float) else int(final))
 
     def note_cost_signal(self, objectives: Any) -> None:
-        """Record ``cost_signal_at`` (once): the step of the first told generation, at or
-        after the default schedule's start (:data:`DEFAULT_COST_START` of the plan), whose
+        """Record ``cost_signal_at`` (once): the step of the first told generation whose
         best objective lies :data:`COST_SIGNAL` of its median's magnitude below the
         median (and strictly below it); only under the default schedule (no
         ``cost_start``, ``warmup_steps``, ``cost_ramp_steps`` or ``cost_schedule``), where
         the objectives before the cost is on are the fitness alone. Non-finite values are
-        left out. A fitness offset far from 0 (minus an accuracy near 1) may hide the
-        signal: the cost then starts at :data:`COST_LATEST`."""
+        left out. A generation before :data:`DEFAULT_COST_START` counts too (the cost
+        then starts there): counting only later ones left a population that had
+        converged by then (every candidate alike, no gap) without a signal, and the cost
+        late (CMA-ES-torch on relevant-inputs: 5 -> 3 of 5 seeds). A fitness offset far
+        from 0 (minus an accuracy near 1) may hide the signal: the cost then starts at
+        :data:`COST_LATEST`."""
         if self.cost_signal_at is not None or self.structure_cost is None or \
                 self.cost_schedule is not None or self.cost_start is not None or \
                 self.warmup_steps > 0 or self.cost_ramp_steps is not None:
             return
-        start = steps_of(DEFAULT_COST_START, self._run_plan())
-        if start is None or self.step_count < start:
-            return  # generations under barely trained weights do not count
         values = np.asarray(objectives, dtype=np.float64).reshape(-1)
         values = values[np.isfinite(values)]
         if values.size < 2:

@@ -178,7 +178,7 @@ from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.spaces import leaf_kinds
 from torch import nn
 
-from .batches import as_batches
+from .batches import RowBatches, as_batches
 from .blocks import block, repeat
 from .blocks import rows as _rows
 from .devices import device_of, to_device
@@ -422,10 +422,11 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         self.final_steps = final_steps
         if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(
                 total_steps, int) or total_steps < 1 or not (
-                    isinstance(fair_steps, float) or isinstance(final_steps, float))):
+                    isinstance(fair_steps, float) or isinstance(final_steps, float)
+                    or self._cost_fraction(warmup_steps))):
             raise ValueError(f"total_steps must be None or a positive integer (the weight "
-                             f"steps of all fit calls) with a float fair_steps or "
-                             f"final_steps (a fraction of them), got total_steps="
+                             f"steps of all fit calls) with a float fair_steps, final_steps "
+                             f"or cost schedule (a fraction of them), got total_steps="
                              f"{total_steps!r} with final_steps={final_steps!r} and "
                              f"fair_steps={fair_steps!r}; e.g. fair_steps=0.5, "
                              f"total_steps=epochs * batches_per_epoch")
@@ -890,33 +891,40 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        data, held_out = as_batches(data), as_batches(held_out, "held_out")
+        if (hasattr(data, "batches") or hasattr(held_out, "batches")) and (
+                isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}; "
                              f"e.g. 64")
-        data, held_out = as_batches(data), as_batches(held_out, "held_out")
         if held_out is not None and self.search_compute == "shared":
             raise ValueError("held_out batches are for evaluations; search_compute='shared' "
                              "scores the structures on their training rows instead: pass "
                              "held_out=None, or search_compute=None or a number")
         per_epoch = self._batches_per_epoch(data, batch_size)
         if per_epoch == 0 and self.epoch < epochs:
-            raise ValueError(f"data has no batches ({type(data).__name__} of length 0), so "
+            kind = type(data.rows if isinstance(data, RowBatches) else data).__name__
+            raise ValueError(f"data has no batches ({kind} of length 0), so "
                              f"fit would count {epochs - self.epoch} epoch(s) without a step; "
                              "pass a Dataset or a non-empty list of (x, y) batches")
         if isinstance(data, (list, tuple)):  # checked whole before the plan is pinned
             for i, batch in enumerate(data):
                 self._pair(batch, i)
-        taken: list[dict[str, float]] = []
-        stopped = False
-        if not self.epoch_rows:  # the rows of each batch, where known before the epoch
-            self.epoch_rows = self._epoch_rows(data, batch_size)
-        self.planned_steps = None if per_epoch is None else epochs * per_epoch
-        self._plan_fair(per_epoch, epochs)
-        if held_out is not None:
+        if held_out is not None:  # checked whole before the plan is pinned
             held_out = list(held_out.batches(batch_size, seed=seed) if hasattr(
                 held_out, "batches") else held_out)
             if not held_out:
                 raise ValueError("held_out has no batches; pass None or a non-empty list")
+            for i, batch in enumerate(held_out):
+                self._pair(batch, i, "held_out")
+        taken: list[dict[str, float]] = []
+        stopped = False
+        before = (self.epoch_rows, self.planned_steps, self.fair_plan, self._warned_plan,
+                  self.step_count)
+        if not self.epoch_rows:  # the rows of each batch, where known before the epoch
+            self.epoch_rows = self._epoch_rows(data, batch_size)
+        self.planned_steps = None if per_epoch is None else epochs * per_epoch
+        self._plan_fair(per_epoch, epochs)
         bar = self._progress_bar(data, epochs, batch_size)
         try:
             while self.epoch < epochs and not stopped:
@@ -943,6 +951,11 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
                 if not stopped:
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                     self.epoch_rows, self._rows_now = self._rows_now, []
+        except Exception:
+            if self.step_count == before[-1]:  # refused before a step: the plan unpinned
+                self.epoch_rows, self.planned_steps, self.fair_plan, self._warned_plan = \
+                    before[:-1]
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -962,7 +975,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         fair = self.weight_step == "fair" and isinstance(self.fair_steps, float)
         final = isinstance(self.final_steps, float) and self.final_steps > 0
         if per_epoch is None or epochs * per_epoch <= self.step_count or \
-                self.total_steps is not None or not (fair or final):
+                self.total_steps is not None or not (fair or final or self._cost_fraction()):
             return  # no fraction to resolve
         planned = epochs * per_epoch
         if self.fair_plan is None:
@@ -998,12 +1011,14 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
                       f"recommendation: {why}", stacklevel=3)
 
     @staticmethod
-    def _pair(batch: Any, index: int) -> tuple[Any, Any]:
-        """A batch of ``data`` as ``(x, y)``, or a ValueError naming what it is."""
+    def _pair(batch: Any, index: int, name: str = "data") -> tuple[Any, Any]:
+        """A batch of ``name`` (``data``, ``held_out``) as ``(x, y)``, or a ValueError
+        naming what it is."""
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
             x, y = batch
-            if any(getattr(v, "ndim", None) == 0 for v in (x, y)):  # a row, not a batch
-                raise ValueError(f"data's batch {index} holds a single row (x of shape "
+            if any(getattr(v, "ndim", None) == 0 for v in (x, y)) or isinstance(
+                    y, (int, float, np.generic)):  # a row and its label, not a batch
+                raise ValueError(f"{name}'s batch {index} holds a single row (x of shape "
                                  f"{tuple(getattr(x, 'shape', ()))}, y of shape "
                                  f"{tuple(getattr(y, 'shape', ()))}): the first dimension is "
                                  f"the batch's rows; for a dataset of rows (an "
@@ -1012,13 +1027,18 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         what = f"a {type(batch).__name__}" + (
             f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else
             f" of shape {tuple(batch.shape)}" if hasattr(batch, "shape") else "")
-        raise ValueError(f"data's batch {index} is {what}, not an (inputs, targets) pair; pass "
-                         "a Dataset or a list of (x, y) tuples, e.g. [(x, y)] for one batch")
+        raise ValueError(f"{name}'s batch {index} is {what}, not an (inputs, targets) pair; "
+                         "pass a Dataset or a list of (x, y) tuples, e.g. [(x, y)] for one "
+                         "batch")
 
     @staticmethod
     def _batches_per_epoch(data: Any, batch_size: int) -> int | None:
-        return data.num_batches(batch_size) if hasattr(data, "num_batches") \
-            else len(data) if hasattr(data, "__len__") else None
+        if hasattr(data, "num_batches"):
+            return data.num_batches(batch_size)
+        try:  # a DataLoader over an IterableDataset has __len__ but no length
+            return len(data) if hasattr(data, "__len__") else None
+        except TypeError:
+            return None
 
     def _progress_bar(self, data: Any, epochs: int, batch_size: int) -> Any:
         enabled = self.progress if self.progress is not None else sys.stderr.isatty()

@@ -285,7 +285,7 @@ def test_bad_fair_arguments_name_the_fix() -> None:
                           ({"fair_paths": 0}, "fair_paths must be a positive integer"),
                           ({"total_steps": 0}, r"total_steps must be .* got total_steps=0"),
                           ({"total_steps": 10, "fair_steps": 5, "search_compute": None},
-                           r"with a float fair_steps .* fair_steps=5; e\.g\."),
+                           r"with a float fair_steps, final_steps or cost .* fair_steps=5; e\.g\."),
                           ({"reevaluate_incumbent": 1}, "reevaluate_incumbent must be")]:
         with pytest.raises(ValueError, match=match):
             HybridTrainer(CountingNet(), "ga", **kwargs)

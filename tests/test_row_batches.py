@@ -151,3 +151,30 @@ def test_decoupled_fit_on_a_tensor_dataset(device: str) -> None:
     assert len(losses) == 5 and losses[-1] < losses[0]
     with pytest.raises(ValueError, match="data must be a nondiff Dataset"):
         model.fit([(x, y)], epochs=1, batch_size=32)
+
+
+def test_a_refused_first_batch_unpins_the_plan_and_the_fix_trains_like_a_fresh_trainer(
+        ) -> None:
+    """fit refused on its first batch (rows, not batches) leaves no plan behind: the
+    corrected call gets the same final phase as a fresh trainer; a DataLoader over an
+    IterableDataset (no length) trains; a row with an int label is refused too."""
+    x, y = _data("cpu", 64)
+    refused = _trainer("cpu")
+    refused.total_steps = None  # the plan comes from fit
+    with pytest.raises(ValueError, match="single row"):
+        refused.fit(DataLoader(TensorDataset(x, y), batch_size=None), epochs=10)
+    assert refused.fair_plan is None and refused.planned_steps is None
+    assert refused.epoch_rows == [] and refused.step_count == 0
+    fresh = _trainer("cpu")
+    fresh.total_steps = None
+    runs = [t.fit(DataLoader(TensorDataset(x, y), batch_size=16), epochs=10)
+            for t in (refused, fresh)]
+    assert [m.get("final", 0.0) for m in runs[0]] == [m.get("final", 0.0) for m in runs[1]]
+    assert sum(m.get("final", 0.0) for m in runs[0]) == 4 and refused.fair_plan == 40
+    streamed = _trainer("cpu")
+    history = streamed.fit(DataLoader(Stream(x, y), batch_size=16), epochs=2)
+    assert len(history) == 8
+    with pytest.raises(ValueError, match="data's batch 0 holds a single row"):
+        _trainer("cpu").fit([(x[i], int(y[i])) for i in range(4)], epochs=1)
+    with pytest.raises(ValueError, match="held_out's batch 0 is a tuple of length 1"):
+        _trainer("cpu").fit([(x, y)], epochs=1, held_out=[(x,)])

@@ -202,9 +202,9 @@ def test_a_fractional_cost_schedule_without_a_plan_warns_once() -> None:
 
 
 def test_the_default_cost_waits_until_generations_tell_structures_apart() -> None:
-    """The default schedule starts the cost at the first generation, from
-    DEFAULT_COST_START on, whose best fitness is COST_SIGNAL below its median (strictly),
-    at the latest at COST_LATEST, its ramp ending by the final phase; an explicit
+    """The default schedule starts the cost at the first generation whose best fitness
+    is COST_SIGNAL below its median (strictly), not before DEFAULT_COST_START and at the
+    latest at COST_LATEST, its ramp ending by the final phase; an explicit
     cost_start is kept as given; a state from before the signal loads as the old
     schedule."""
     def planned(**options):
@@ -214,9 +214,6 @@ def test_the_default_cost_waits_until_generations_tell_structures_apart() -> Non
     trainer = planned()  # search_compute 1.0: the final phase is the last 10 steps
     assert trainer.cost_window() == (60, 30) and trainer.cost_weight_at(59) == 0.0
     assert trainer.cost_weight_at(90) == 1.0  # full weight when the final phase starts
-    trainer.step_count = 10  # before DEFAULT_COST_START: barely trained weights
-    trainer.remember(np.zeros((4, 8)), [1.0, 1.0, 1.0, 0.1])
-    assert trainer.cost_signal_at is None
     trainer.step_count = 45
     trainer.remember(np.zeros((4, 8)), [1.0, 1.0, 0.95, 0.91])  # 9 % below: alike
     trainer.remember(np.zeros((4, 8)), [0.0, 0.0, 0.0, 0.0])  # no gap at all
@@ -227,10 +224,10 @@ def test_the_default_cost_waits_until_generations_tell_structures_apart() -> Non
     trainer.remember(np.zeros((4, 8)), [1.0, 1.0, 1.0, 0.1])  # the first signal stays
     assert trainer.cost_window() == (45, 40)
     assert trainer.cost_weight_at(45) == 0.0 and trainer.cost_weight_at(65) == 0.5
-    negative = planned()
-    negative.step_count = 30
-    negative.remember(np.zeros((2, 8)), [-2.0, -2.5])  # negative fitness: 11 % of |median|
-    assert negative.cost_signal_at == 30 and negative.cost_window() == (30, 40)
+    early = planned()
+    early.step_count = 10  # before DEFAULT_COST_START: the cost starts there
+    early.remember(np.zeros((2, 8)), [-2.0, -2.5])  # negative fitness: 11 % of |median|
+    assert early.cost_signal_at == 10 and early.cost_window() == (30, 40)
     restored = planned()
     restored.load_state_dict(roundtrip(trainer.state_dict()))
     assert restored.cost_signal_at == 45 and restored.cost_window() == (45, 40)
@@ -245,3 +242,31 @@ def test_the_default_cost_waits_until_generations_tell_structures_apart() -> Non
     explicit.step_count = 45
     explicit.remember(np.zeros((4, 8)), [1.0, 1.0, 1.0, 0.1])
     assert explicit.cost_signal_at is None  # its schedule is the user's
+
+
+def test_fit_pins_a_plan_for_the_default_cost_schedule_alone() -> None:
+    """Without a float fair_steps or final_steps (search_compute=None, weight_step
+    "sampled"), fit still pins its plan for the cost's default schedule (fractions of
+    it): the cost is not at full weight from step 0; total_steps is accepted for it;
+    with a final phase past COST_LATEST the cost still comes on before it."""
+    data = gated_data()
+
+    def make(**options):
+        torch.manual_seed(0)
+        return HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
+                             structure_cost=open_gates, structure_options={"popsize": 4},
+                             seed=0, **options)
+
+    trainer = make(search_compute=None, weight_step="sampled")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no plan" warning
+        trainer.fit(data, epochs=10)
+    start, _ = trainer.cost_window()
+    assert trainer.fair_plan == 10 * len(data) and start >= 0.3 * trainer.fair_plan
+    assert [m["cost_weight"] for m in trainer.history[:start]] == [0.0] * start
+    planned = make(search_compute=None, weight_step="sampled", fair_steps=10,
+                   total_steps=40)
+    assert planned.cost_window() == (24, 16)  # no signal: 60 %, full weight by the end
+    late = make(final_steps=0.45, total_steps=40)  # the search ends at step 22
+    start, ramp = late.cost_window()
+    assert start == 22 and ramp == 0 and late.cost_weight_at(22) == 1.0
