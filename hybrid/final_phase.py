@@ -129,9 +129,10 @@ class FinalPhase:
         stage_lengths`): the first stage races the recommendation, the most asked
         structures of the last generations and the recommendation's neighbours
         (cheapest first under a structure cost, else in a seeded random order); each
-        later stage races the previous stage's winner, the winner with the previous
-        stage's other winning moves applied (:func:`~nondiff.hybrid.selection.
-        combined_moves`) and its neighbours. A stage's
+        later stage races the previous stage's winner, the winner and the previous
+        stage's start with that stage's winning moves applied
+        (:func:`~nondiff.hybrid.selection.combined_moves`) and the winner's neighbours.
+        A stage's
         pool is as large as its share of the budget pays for when raced by successive
         halving — the budget being what the final phase's steps earn under
         ``search_compute`` (at the mean batch of the steps so far, with the credit
@@ -223,10 +224,12 @@ class FinalPhase:
         lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
         near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
         if not first and sel.get("first"):  # the last stage's winning moves at once
-            combined = combined_moves(sel["candidates"][0], sel["candidates"], sel["first"],
-                                      start)
-            if combined is not None and tuple(combined) not in lost and combined != start:
-                near = [combined, *[c for c in near if c != combined]]
+            last = sel["candidates"][0]  # on the winner, and on the last stage's start
+            for base in (last, start):
+                combined = combined_moves(last, sel["candidates"], sel["first"], base)
+                if combined is not None and tuple(combined) not in lost and \
+                        combined != start:
+                    near = [combined, *[c for c in near if c != combined]]
         winners = [w[0] for w in self.winners] if first else []
         candidates = candidate_pool(start, frequent, near, max(k, 1), winners)
         if len(candidates) < 2:  # nothing to compare: the start stands

@@ -385,3 +385,11 @@ def test_a_later_stage_races_the_winner_with_the_other_winning_moves_first() -> 
     assert trainer._next_stage(sel, winner, first=False)
     assert all(sum(a != b for a, b in zip(c, winner, strict=True)) == 1
                for c in sel["candidates"][1:])
+    # a winner that is no move of the start (a structure the last generations asked
+    # often): the start with its winning moves applied is raced too
+    frequent = [0.0, 1.0, 1.0, 0.0, 2.0]  # three entries from the start
+    sel["first"] = [0.5, 0.4, 0.45, 0.9, 0.9, 0.35]
+    sel["stage"], sel["candidates"] = 0, [start, *moves, frequent]
+    assert trainer._next_stage(sel, frequent, first=False)
+    assert sel["candidates"][0] == frequent
+    assert [0.0, 0.0, 1.0, 1.0, 0.0] in sel["candidates"][1:3]  # start, gates 0, 1 closed

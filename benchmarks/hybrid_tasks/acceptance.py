@@ -37,28 +37,27 @@ Commands (under ``nice``: the machine is shared)::
     python -m nondiff.benchmarks.hybrid_tasks.acceptance --select-batches 0  # no selection
 
 Measured last (5 seeds, the 13 registry names without restart variants on the 7 tasks: 91
-(task, optimizer) rows, 455 runs; 2 cores, one thread each, 259 s; the command of the
-first line): rows meeting recovered / gap / compute / all three 66 / 62 / 91 / 61; on the
-four first tasks 48 of 52 rows meet all three, on frequencies 13 of 13, on routing and
-program none. Seeds recovering the structure, per task, of 65: relevant-inputs 62,
+(task, optimizer) rows, 455 runs; 2 cores, one thread each, 273 s; the command of the
+first line): rows meeting recovered / gap / compute / all three 67 / 62 / 91 / 62; on the
+four first tasks 49 of 52 rows meet all three, on frequencies 13 of 13, on routing and
+program none. Seeds recovering the structure, per task, of 65: relevant-inputs 64,
 nonlinearity 62, op-graph 64, inputs-and-activation 64, frequencies 65, routing 29,
-program 14. The restart variants (``--optimizers ipop-... bipop-...``, the 18 of them on
+program 13. The restart variants (``--optimizers ipop-... bipop-...``, the 18 of them on
 the five first tasks) match their base optimizers but for one seed (ipop/bipop
 sep-CMA-ES-torch on relevant-inputs: a restart at 78 % of the training, after which the
 new run's population trained the shared weights away from the found structure). What
-fails: REINFORCE leaves a noise gate open on 2 seeds of relevant-inputs; one seed each of
-CMA-ES-torch on nonlinearity (relu for square), OpenAI-ES on op-graph (min for sub) and
-sep-CMA-ES on inputs-and-activation (no generation told structures apart by 60 % of the
-training, so the cost came on there and closed every gate); routing's right pair (2 of
-64) is rarely scored, the search settles on ``x4 * x4`` (a second copy of the curve's
-``x4^2``: a move of one slot away from it loses, the right pair needs both slots changed
-at once), and where it is found the weights trained under other pairs leave it 4-7 points
-below the pair trained alone; program's shared linear head does not rank programs
-(accepted ones are scored often but rank as random; unbounded search fails too). Each
-layer measured on the rows of its time: the final selection raced with the
-recommendation's neighbours and in two stages (:mod:`nondiff.hybrid.selection`) took the
-4 first tasks' seeds recovered from 180 to 208 of 245, the archive of generation winners
-to 219 and routing from 21 to 30 of 60; the relaxation's family widths
+fails: one seed each of CMA-ES-torch on nonlinearity (relu for square), OpenAI-ES on
+op-graph (min for sub) and sep-CMA-ES on inputs-and-activation (no generation told
+structures apart by 60 % of the training, so the cost came on there and closed every
+gate); routing's right pair (2 of 64) is rarely scored, the search settles on ``x4 * x4``
+(a second copy of the curve's ``x4^2``: a move of one slot away from it loses, the right
+pair needs both slots changed at once), and where it is found the weights trained under
+other pairs leave it 4-7 points below the pair trained alone; program's shared linear
+head does not rank programs (accepted ones are scored often but rank as random; unbounded
+search fails too). Each layer measured on the rows of its time: the final selection raced
+with the recommendation's neighbours and in two stages (:mod:`nondiff.hybrid.selection`)
+took the 4 first tasks' seeds recovered from 180 to 208 of 245, the archive of generation
+winners to 219 and routing from 21 to 30 of 60; the relaxation's family widths
 (:mod:`nondiff.optim.relaxed`) the ES rows on them from 2 to 11 of 16 meeting all three;
 cga through a binary code (:mod:`nondiff.optim.binary_code`) and pycma on one variable
 run where they were skipped; the cost schedule's wait for a generation that tells
@@ -66,7 +65,8 @@ structures apart (:data:`~nondiff.hybrid.trainer.COST_SIGNAL`) the rows meeting 
 from 56 to 60 (inputs-and-activation 59 -> 62 seeds: runs that closed every gate), and
 the combined moves of the final selection
 (:func:`~nondiff.hybrid.selection.combined_moves`) to 61 (REINFORCE on
-inputs-and-activation 3 -> 5 of 5).
+inputs-and-activation 3 -> 5 of 5), applied to the stage's start too to 62 (REINFORCE on
+relevant-inputs 3 -> 5 of 5).
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
