@@ -29,10 +29,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, TensorDataset, default_collate
 
-__all__ = ["RowBatches", "as_batches"]
+__all__ = ["RowBatches", "as_batches", "epoch_seed"]
 
 
-def _shuffle_seed(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffling seed of ``epoch`` under ``seed`` (a ValueError for a seed that is not
+    a non-negative integer): one stream per ``(seed, epoch)``, the same in every process,
+    for :class:`RowBatches` and :meth:`nondiff.problems.learning.Dataset.batches`."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
 
 
@@ -75,10 +80,8 @@ class RowBatches:
         in an order drawn from ``(seed, epoch)``."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(
-            _shuffle_seed(seed, epoch)))
+            epoch_seed(seed, epoch)))
         tensors = self._tensors
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.hybrid.batches import epoch_seed
 from nondiff.hybrid.devices import device_of, to_device
 from scipy.ndimage import gaussian_filter1d
 
@@ -129,7 +130,7 @@ class Dataset:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        generator = torch.Generator().manual_seed(_mix(seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         order = torch.randperm(len(self.y_train), generator=generator).to(self.device)
         n = len(order)
         stop = n - n % batch_size if drop_last else n
@@ -149,12 +150,6 @@ class Dataset:
         return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, "
                 f"test={len(self.y_test)}, features={self.features}, "
                 f"image_shape={self.image_shape})")
-
-
-def _mix(seed: int, epoch: int) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
 
 
 def _check_test_size(test_size: float) -> None:
@@ -179,7 +174,7 @@ def _make(
     name: str, x: np.ndarray, y: np.ndarray, test_size: float, seed: int,
     image_shape: tuple[int, ...], device: torch.device | str = "cpu",
 ) -> Dataset:
-    rng = np.random.default_rng([_mix(seed, 0), 1])
+    rng = np.random.default_rng([epoch_seed(seed, 0), 1])
     train, test = _stratified_split(y, test_size, rng)
     mean = x[train].mean(axis=0)
     std = x[train].std(axis=0)
@@ -236,7 +231,7 @@ def _mnist1d_arrays(
     n: int, seed: int, length: int, padding: tuple[int, int], scale_coeff: float,
     max_translation: int, corr_noise_scale: float, iid_noise_scale: float, shear_scale: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng([_mix(seed, 0), 0])
+    rng = np.random.default_rng([epoch_seed(seed, 0), 0])
     templates = _whitened_templates()
     width = templates.shape[1]
     stretched = width + padding[1]
@@ -290,7 +285,7 @@ def mnist1d(
         device: where the tensors live (generated on the CPU: the same values on
             every device).
     """
-    _mix(seed, 0)  # validates seed
+    epoch_seed(seed, 0)  # validates seed
     if not isinstance(n, int) or isinstance(n, bool) or n < 20:
         raise ValueError(f"n must be an integer >= 20 (two examples per class), got {n!r}")
     _check_test_size(test_size)
