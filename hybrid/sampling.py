@@ -25,7 +25,8 @@ builds those training structures:
   ``1/k`` of their range, Latin hypercube); permutations are drawn uniformly.
 - :func:`fair_paths` ``(space)``: ``k`` — the least common multiple of the entries'
   numbers of values (so every value of every entry gets exactly ``k / c`` paths), capped.
-- :func:`split_rows` ``(n, weights)``: the rows of a batch per path.
+- :func:`split_rows` ``(n, weights)``: the rows of a batch per path; :func:`merge_small`
+  gives a path's too few rows to the largest path (a batch norm needs two).
 - :func:`fair_share` ``(step, fair_steps)``: the schedule of the trainer's default
   ``weight_step="fair"``: the share of each batch trained under fair paths falls
   linearly from 1 to 0 over ``fair_steps``; the rest trains under the search's current
@@ -69,7 +70,7 @@ import numpy as np
 from nondiff.optim.spaces import Space
 
 __all__ = ["FAIR_OPEN", "MAX_FAIR_PATHS", "fair_paths", "fair_share", "fair_structures",
-           "split_rows"]
+           "merge_small", "split_rows"]
 
 MAX_FAIR_PATHS = 12
 """The most paths one fair step trains (a batch of 64 then gives each path 5 rows)."""
@@ -174,6 +175,27 @@ def split_rows(n: int, weights: Sequence[float]) -> list[int]:
     order = np.argsort(-(exact - rows), kind="stable")
     rows[order[:extra]] += 1
     return rows.tolist()
+
+
+def merge_small(rows: Sequence[int], least: int) -> list[int]:
+    """``rows`` (the rows of each path of a batch) with every count between 0 and
+    ``least`` moved to the largest one (the first of equal ones), so that no path has
+    fewer than ``least`` rows unless the batch has; the total is unchanged. A batch
+    norm needs ``least=2``: one row has no variance.
+
+    Example:
+        >>> merge_small([5, 1, 4, 1, 0], least=2)
+        [7, 0, 4, 0, 0]
+    """
+    out = [int(r) for r in rows]
+    if not out:
+        return out
+    largest = int(np.argmax(out))
+    for i, r in enumerate(out):
+        if i != largest and 0 < r < least:
+            out[largest] += r
+            out[i] = 0
+    return out
 
 
 def fair_share(step: int, fair_steps: int) -> float:

@@ -25,13 +25,13 @@ Example:
     >>> trainer = HybridTrainer(model, "ga", structure_cost=lambda s: float(s["0"].sum()),
     ...                         total_steps=100)
     >>> trainer.cost_window()  # (start, ramp): no generation has told structures apart
-    (60, 30)
-    >>> trainer.cost_weight_at(50), trainer.cost_weight_at(75), trainer.cost_weight_at(90)
+    (60, 10)
+    >>> trainer.cost_weight_at(50), trainer.cost_weight_at(65), trainer.cost_weight_at(70)
     (0.0, 0.5, 1.0)
     >>> trainer.step_count = 40  # a generation whose best stands out from its median
     >>> trainer.note_cost_signal([0.7, 0.69, 0.71, 0.5])
-    >>> trainer.cost_signal_at, trainer.cost_window()
-    (40, (40, 40))
+    >>> trainer.cost_signal_at, trainer.cost_window()  # full weight by the final phase (70)
+    (40, (40, 30))
     >>> pareto_front([[0.3, 2.0], [0.2, 3.0], [0.4, 2.0]])  # (fitness, cost) rows
     [0, 1]
 """

@@ -164,7 +164,7 @@ def counting_data(device, batches: int = 3, rows: int = 60):
 def test_the_warmup_trains_every_option_and_gate_state_on_equal_rows(device) -> None:
     torch.manual_seed(0)
     model = CountingNet().to(device)
-    trainer = HybridTrainer(model, "ga", seed=0, warmup_steps=3)
+    trainer = HybridTrainer(model, "ga", seed=0, warmup_steps=3, final_steps=0)
     history = trainer.fit(counting_data(device), epochs=1)  # 3 steps of 60 rows, all fair
     assert trainer.fair_paths == 6 and [m["fair_share"] for m in history] == [1.0] * 3
     assert [option.rows for option in model.act.options] == [60, 60, 60]  # 20 a step each
@@ -297,7 +297,7 @@ def test_held_out_batches_score_the_structures() -> None:
     torch.manual_seed(0)
     seen = []
     trainer = HybridTrainer(CountingNet(), "ga", seed=0, structure_options={"popsize": 4},
-                            fitness=lambda out, y: seen.append(len(y)) or
+                            final_steps=0, fitness=lambda out, y: seen.append(len(y)) or
                             nn.functional.cross_entropy(out, y))
     held = [(x[:10], y[:10]) for x, y in counting_data("cpu", batches=2)]
     trainer.fit(counting_data("cpu"), epochs=1, held_out=held)

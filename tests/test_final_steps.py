@@ -221,9 +221,9 @@ def test_by_default_the_search_is_bounded_with_a_final_phase() -> None:
     forward examples; search_compute=None is the unbounded search of before."""
     torch.manual_seed(0)
     trainer = HybridTrainer(Net(), "ga", seed=0)
-    assert (trainer.search_compute, trainer.final_steps, trainer.select_batches) == (1.0, 0.1, 4)
+    assert (trainer.search_compute, trainer.final_steps, trainer.select_batches) == (1.0, 0.3, 4)
     history = trainer.fit(data("cpu", batches=10), epochs=4)
-    assert [m.get("final", 0.0) for m in history][-4:] == [1.0] * 4
+    assert [m.get("final", 0.0) for m in history][-13:] == [0.0] + [1.0] * 12
     assert trainer.forward_examples <= 2 * trainer.weight_examples == 2 * 40 * 16
     unbounded = HybridTrainer(Net(), "ga", seed=0, search_compute=None)
     assert unbounded.final_steps == 0

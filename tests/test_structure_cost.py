@@ -198,7 +198,8 @@ def test_a_fractional_cost_schedule_without_a_plan_warns_once() -> None:
         trainer.step(x, y)  # once only
     planned = HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
                             structure_cost=open_gates, total_steps=100)
-    assert planned.cost_window() == (60, 30)  # no signal yet; full weight by the final phase
+    assert planned.cost_window() == (60, 10)  # no signal yet; full weight by the final
+    # phase (the last 30 steps by default)
 
 
 def test_the_default_cost_waits_until_generations_tell_structures_apart() -> None:
@@ -209,9 +210,10 @@ def test_the_default_cost_waits_until_generations_tell_structures_apart() -> Non
     schedule."""
     def planned(**options):
         return HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
-                             structure_cost=open_gates, total_steps=100, **options)
+                             structure_cost=open_gates, total_steps=100, final_steps=0.1,
+                             **options)
 
-    trainer = planned()  # search_compute 1.0: the final phase is the last 10 steps
+    trainer = planned()  # the final phase is the last 10 steps
     assert trainer.cost_window() == (60, 30) and trainer.cost_weight_at(59) == 0.0
     assert trainer.cost_weight_at(90) == 1.0  # full weight when the final phase starts
     trainer.step_count = 45
