@@ -54,6 +54,7 @@ from .selection import (
     candidate_pool,
     combined_moves,
     halving_plan,
+    leaf_turns,
     neighbours,
     pool_size,
     record_winner,
@@ -272,7 +273,8 @@ class FinalPhase:
     def _near(self, encoded: list[float]) -> list[list[float]]:
         """The neighbours of ``encoded`` (:func:`~nondiff.hybrid.selection.neighbours`),
         the cheapest first under a structure cost (at full weight), in an order drawn
-        from the trainer's seed among as cheap ones."""
+        from the trainer's seed among as cheap ones, the leaves of the space taking
+        turns (:func:`~nondiff.hybrid.selection.leaf_turns`)."""
         near = neighbours(self.space, encoded)
         if not near:
             return near
@@ -281,4 +283,4 @@ class FinalPhase:
         if self.structure_cost is not None:
             costs = self.costs(self.space.decode_batch(np.asarray(near)))
             near = [near[i] for i in np.argsort(costs, kind="stable")]
-        return near
+        return leaf_turns(self.space, encoded, near)

@@ -14,10 +14,12 @@ under the same weights (paired) — and trains and returns the best. The pool
   in by luck), as often asked ones by their place in their generations;
 - the recommendation's neighbours (:func:`neighbours`: one gate flipped, one choice
   changed, an integer moved by one, two adjacent items of an ordering swapped), the
-  cheapest first under a structure cost: a local search on the trained supernet, which
-  is competitive with far more elaborate NAS searches (White et al. 2021). It repairs
-  what a search ended one step short of: a noise gate left open whose cost the last
-  generations did not have time to weigh, one slot still on a wrong op.
+  cheapest first under a structure cost, each declaration of the model taking its turn
+  (:func:`leaf_turns`: 64 pixel gates do not crowd out an activation's moves): a local
+  search on the trained supernet, which is competitive with far more elaborate NAS
+  searches (White et al. 2021). It repairs what a search ended one step short of: a noise
+  gate left open whose cost the last generations did not have time to weigh, one slot
+  still on a wrong op.
 
 The pool is raced by successive halving (:func:`halving_plan`; Jamieson & Talwalkar
 2016): every candidate on the first batch, the better half (by the sums so far) on the
@@ -88,7 +90,8 @@ from nondiff.optim.spaces import Space
 __all__ = ["SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS", "SELECT_RECENT",
            "SELECT_STAGE_BATCHES", "SELECT_WINNERS", "candidate_pool", "combined_moves",
            "halving_plan",
-           "neighbours", "pool_size", "record_winner", "shortlist", "stage_lengths",
+           "leaf_turns", "neighbours", "pool_size", "record_winner", "shortlist",
+           "stage_lengths",
            "survivors"]
 
 SELECT_BATCHES = 4
@@ -161,6 +164,36 @@ def neighbours(space: Space, encoded: Sequence[float]) -> list[list[float]]:
                 y = x.copy()
                 y[j], y[j + 1] = x[j + 1], x[j]
                 out.append(y.tolist())
+    return out
+
+
+def leaf_turns(space: Space, encoded: Sequence[float], near: Sequence[Sequence[float]]
+               ) -> list[list[float]]:
+    """``near`` (structures one step from ``encoded``, in order of priority) reordered so
+    that the leaves of ``space`` take turns: the first move of each leaf (by the first
+    entry it changes), in the order the leaves first appear, then the second of each,
+    and so on; within a leaf the order is kept. A pool cut short then holds moves of
+    every declaration, not only of its largest one: 64 pixel gates would otherwise fill
+    a pool of 24 and leave out the one move of an activation ``Choice`` beside them.
+
+    >>> from nondiff.optim.spaces import Binary, Categorical, Product
+    >>> space = Product(gates=Binary(3), act=Categorical(["relu", "none"]))
+    >>> near = neighbours(space, [1, 1, 1, 1])
+    >>> leaf_turns(space, [1, 1, 1, 1], near)  # the act's move second, not last
+    [[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0]]
+    """
+    x = np.asarray(encoded, dtype=np.float64).reshape(-1)
+    owner = np.zeros(x.size, dtype=np.int64)
+    for i, (_, _, where) in enumerate(space.leaves()):
+        owner[where] = i
+    groups: dict[int, list[list[float]]] = {}
+    for row in near:
+        changed = np.flatnonzero(np.asarray(row, dtype=np.float64).reshape(-1) != x)
+        groups.setdefault(int(owner[changed[0]]) if changed.size else -1, []).append(
+            [float(v) for v in row])
+    out: list[list[float]] = []
+    for turn in range(max((len(g) for g in groups.values()), default=0)):
+        out.extend(g[turn] for g in groups.values() if turn < len(g))
     return out
 
 

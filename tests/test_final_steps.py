@@ -14,6 +14,7 @@ from conftest import plain_equal, roundtrip
 from hybrid_net import Net, straight_and_resumed
 from hybrid_net import data as shared_data
 from nondiff.hybrid.selection import combined_moves
+from nondiff.hybrid.structure import Choice, Gates
 from nondiff.hybrid.trainer import HybridTrainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -195,8 +196,42 @@ def test_the_pool_puts_the_cheaper_neighbours_first_under_a_structure_cost() -> 
     rec = trainer.space.encode({"gates": np.array([1, 0, 1, 0]), "act": "relu"}).tolist()
     near = trainer._near(rec)
     assert len(near) == 4 + 2  # four gates flipped, two other activations
-    costs = [float(np.sum(trainer.space.decode(np.asarray(c))["gates"])) for c in near]
-    assert costs == sorted(costs) and costs[:2] == [1.0, 1.0]
+    decoded = [trainer.space.decode(np.asarray(c)) for c in near]
+    costs = [float(np.sum(d["gates"])) for d in decoded if d["act"] == "relu"]
+    assert costs == sorted(costs) and costs[:2] == [1.0, 1.0]  # the gates' moves
+    assert [d["act"] != "relu" for d in decoded] == [False, True, False, True, False, False]
+
+
+class WideNet(torch.nn.Module):
+    """64 input gates and a Choice of three activations (the README's digits model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates = Gates(64)
+        self.hidden = torch.nn.Linear(64, 8)
+        self.act = Choice({"relu": torch.nn.ReLU(), "tanh": torch.nn.Tanh(),
+                           "none": torch.nn.Identity()})
+        self.out = torch.nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.hidden(self.gates(x))))
+
+
+@pytest.mark.parametrize("cost", [False, True])
+def test_every_declaration_takes_turns_in_the_neighbours(cost) -> None:
+    """64 gate flips would fill a pool of 24 and, in a random order, leave out the two
+    moves of the activation beside them (each is in with chance about 1/3); the leaves
+    take turns, so both are among the first four, with or without a cost."""
+    torch.manual_seed(0)
+    extra = {"structure_cost": lambda s: float(np.sum(s["gates"]))} if cost else {}
+    trainer = HybridTrainer(WideNet(), "ga", seed=0, **extra)
+    rec = trainer.space.encode({"gates": np.ones(64, bool), "act": "none"}).tolist()
+    for step in range(5):  # the seeded order changes with the step count
+        trainer.step_count = step
+        near = trainer._near(rec)
+        acts = [trainer.space.decode(np.asarray(c))["act"] for c in near[:4]]
+        assert len(near) == 64 + 2 and sorted(a for a in acts if a != "none") == ["relu",
+                                                                                  "tanh"]
 
 
 @pytest.mark.parametrize("select_batches, stop_after", [(3, 1), (4, 3)])
