@@ -129,7 +129,8 @@ class FinalPhase:
         local descent in stages of two batches (:func:`~nondiff.hybrid.selection.
         stage_lengths`): the first stage races the recommendation, the most asked
         structures of the last generations and the recommendation's neighbours
-        (cheapest first under a structure cost, else in a seeded random order); each
+        (cheapest first within each leaf of the space under a structure cost, else in a
+        seeded random order; the leaves taking turns: :meth:`_near`); each
         later stage races the previous stage's winner, the winner and the previous
         stage's start with that stage's winning moves applied
         (:func:`~nondiff.hybrid.selection.combined_moves`) and the winner's neighbours.
@@ -273,8 +274,9 @@ class FinalPhase:
     def _near(self, encoded: list[float]) -> list[list[float]]:
         """The neighbours of ``encoded`` (:func:`~nondiff.hybrid.selection.neighbours`),
         the cheapest first under a structure cost (at full weight), in an order drawn
-        from the trainer's seed among as cheap ones, the leaves of the space taking
-        turns (:func:`~nondiff.hybrid.selection.leaf_turns`)."""
+        from the trainer's seed among as cheap ones; then the leaves of the space take
+        turns (:func:`~nondiff.hybrid.selection.leaf_turns`), so the order is cheapest
+        first within each leaf."""
         near = neighbours(self.space, encoded)
         if not near:
             return near

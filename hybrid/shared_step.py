@@ -30,6 +30,7 @@ import torch
 
 from .blocks import detached, repeat, slice_rows
 from .blocks import rows as _rows
+from .candidate_norms import candidate_statistics, has_batch_norm
 from .devices import device_of
 from .nonfinite import NonFiniteError
 from .structure import StructureBatchError, batched_structures, set_structure
@@ -127,18 +128,22 @@ def common_pass(trainer: HybridTrainer, x: Any, y: Any, values: list[Mapping[str
     model.eval()
     try:
         xb, yb = x[start:start + r], y[start:start + r]
+        if has_batch_norm(model):  # each member by its own statistics, one pass each
+            with candidate_statistics(model, r):
+                return paired_fitness(trainer, repeat(xb, k), repeat(yb, k), values,
+                                      [r] * k, batched=False)
         return paired_fitness(trainer, repeat(xb, k), repeat(yb, k), values, [r] * k)
     finally:
         model.train(was_training)
 
 
 def paired_fitness(trainer: HybridTrainer, x: Any, y: Any, paths: list[Mapping[str, Any]],
-                   rows: list[int]) -> torch.Tensor:
+                   rows: list[int], batched: bool = True) -> torch.Tensor:
     """``trainer.fitness`` of ``paths[j]`` on its block of ``rows[j]`` rows of ``(x, y)``:
-    one batched pass when the declarations allow it (``trainer.batched``), else one pass
-    per block."""
+    one batched pass when the declarations allow it (``trainer.batched``, and
+    ``batched``), else one pass per block."""
     model, device = trainer.model, device_of(trainer.model)
-    if trainer.batched:
+    if trainer.batched and batched:
         try:
             with batched_structures(model, paths, rows):
                 output = model(x)

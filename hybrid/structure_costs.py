@@ -63,7 +63,8 @@ REINFORCE, GA, CMA-ES, SNES, and for 5 seeds also CEM, (1+lambda) and PGPE): wit
 cost on from the first step (the default before) inputs-and-activation was recovered on 1
 of 12 runs (3 seeds) while relevant-inputs was on 12 of 12; over 5 seeds, seeds recovered
 on inputs-and-activation / relevant-inputs: start 10 %, ramp 20 %: 14 / 28 of 35; 20 %,
-20 %: 21 / 27; 30 %, 40 % (this default): 29 / 25. An earlier cost closes noise gates
+20 %: 21 / 27; 30 %, 40 % (this default): 29 / 25 (with a final phase of 10 %; since
+it is 30 %, the ramp ends by 70 % of the training). An earlier cost closes noise gates
 sooner and collapses products more often; the final selection's descent
 (:mod:`nondiff.hybrid.selection`) closes the noise gates a late cost leaves open."""
 DEFAULT_COST_RAMP = 0.4

@@ -127,7 +127,8 @@ count or FLOPs of the chosen ops — with a weight ``w_t`` that is 0 until
 schedule ``step -> weight``, e.g. an optax schedule). By default the cost is off for the
 first 30 % of the training, and after that until a generation's best fitness lies 10 %
 below its median (the weights tell structures apart: ``COST_SIGNAL``; at the latest at
-60 %), and then ramps in over 40 % of the training (``DEFAULT_COST_START``); a
+60 %), and then ramps in over 40 % of the training or by the final phase's start (the
+last 30 %: a cost that waits until 60 % then ramps over 10 %; ``DEFAULT_COST_START``); a
 given ``warmup_steps`` starts it there instead, at full weight unless
 ``cost_ramp_steps`` says otherwise. A cost at full weight from the first step closes
 every gate before the weights behind them learn anything: under untrained weights no
@@ -185,7 +186,12 @@ from torch import nn
 from .batches import RowBatches, as_batches
 from .blocks import block, repeat
 from .blocks import rows as _rows
-from .candidate_norms import candidate_statistics, has_batch_norm
+from .candidate_norms import (
+    candidate_statistics,
+    has_batch_norm,
+    norm_buffers,
+    restore_norm_buffers,
+)
 from .devices import device_of, to_device
 from .final_phase import FinalPhase
 from .nonfinite import NonFiniteError, check_finite, check_policy
@@ -241,6 +247,14 @@ def _has_option(name: str, option: str) -> bool:
     return hyperparameters is not None and option in hyperparameters.names()
 
 
+
+
+def _host_scores(values: list[Any]) -> np.ndarray:
+    """Fitness values (numbers or one-element tensors) as a float64 array: tensors in
+    one transfer to the host (one sync on a GPU)."""
+    if values and all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in values):
+        return torch.stack([v.reshape(()) for v in values]).double().cpu().numpy()
+    return np.array([float(v) for v in values], dtype=np.float64)
 
 
 class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
@@ -598,12 +612,12 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
                     if self.batched is True:
                         raise
                     self.batched = False  # "auto": some declaration needs one pass each
-            out = np.empty(len(values))
             with candidate_statistics(self.model, _rows(x)):
-                for i, value in enumerate(values):
+                scores = []
+                for value in values:
                     set_structure(self.model, value)
-                    out[i] = float(self.fitness(self.model(x), y))
-            return out
+                    scores.append(self.fitness(self.model(x), y))
+            return _host_scores(scores)
         finally:
             set_structure(self.model, before)
             self.model.train(was_training)
@@ -612,16 +626,18 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         n, k = _rows(x), len(values)
         with batched_structures(self.model, values, n):
             output = self.model(repeat(x, k))
-        values = [self.fitness(block(output, i, n), y) for i in range(k)]
-        if all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in values):
-            return torch.stack([v.reshape(()) for v in values]).double().cpu().numpy()  # 1 sync
-        return np.array([float(v) for v in values])
+        return _host_scores([self.fitness(block(output, i, n), y) for i in range(k)])
 
     def step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
              ) -> dict[str, float]:
         """One structure generation and one weight step on the batch (moved to the
         device of the model's parameters); returns metrics. With ``held_out`` a batch
         ``(x, y)`` the weights do not train on, the generation is evaluated there."""
+        if _rows(x) < 2 and has_batch_norm(self.model):
+            raise ValueError(f"x has {_rows(x)} row(s) and the model has a batch norm, which "
+                             "needs at least 2 rows to train on; drop the batch (a "
+                             "DataLoader's drop_last=True) or choose a batch_size that "
+                             "leaves no single row")
         if self.final_at(self.step_count):
             return self._final_step(*to_device((x, y), device_of(self.model)), held_out)
         self.selection, self.selected = None, None  # the search goes on: select anew later
@@ -750,9 +766,11 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
     def _owned_paths(self, generation: list[Mapping[str, Any]], share: float, n: int
                      ) -> tuple[list[Mapping[str, Any]], list[int], list[int]]:
         """:meth:`_paths` before an engine picks one, with each path's index in
-        ``generation`` (-1 for a fair path). A model with a batch norm gives no path a
-        single row (its rows go to the largest path: :func:`~nondiff.hybrid.sampling.
-        merge_small`), which would have no batch statistics."""
+        ``generation`` (-1 for a fair path). A model with a batch norm (and no engine,
+        which trains the whole batch) gives no path a single row, which would have no
+        batch statistics: its rows go to the largest path (:func:`~nondiff.hybrid.sampling.
+        merge_small`), and the members that get the fewest rows take turns from step to
+        step, so that each one's rows add up (``search_compute="shared"`` waits for them)."""
         fair = round(share * n) if generation else n
         paths: list[Mapping[str, Any]] = []
         rows: list[int] = []
@@ -763,11 +781,16 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
                                                              self.fair_open))
             rows += split_rows(fair, [1.0] * k)
             owners += [-1] * k
+        norms = self.engine is None and has_batch_norm(self.model)
         if n - fair:
             paths += list(generation)
-            rows += split_rows(n - fair, [1.0] * len(generation))
+            shares = split_rows(n - fair, [1.0] * len(generation))
+            if norms:  # the members whose rows merge_small moves take turns, step by step
+                turn = self.step_count % len(generation)
+                shares = shares[-turn:] + shares[:-turn] if turn else shares
+            rows += shares
             owners += list(range(len(generation)))
-        if has_batch_norm(self.model):
+        if norms:
             rows = merge_small(rows, 2)
         kept = [i for i, r in enumerate(rows) if r > 0]
         return [paths[i] for i in kept], [rows[i] for i in kept], [owners[i] for i in kept]
@@ -784,6 +807,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         self.weight_examples += int(sum(rows))
         if len(paths) == 1:
             set_structure(self.model, paths[0])
+        norms = norm_buffers(self.model) if self.engine is None else []
         try:
             if self.engine is not None:
                 before = getattr(self.engine, "skipped_updates", 0)
@@ -801,6 +825,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
                 objective, objectives = self._multi_path_loss(x, y, paths, rows)
             if not check_finite(objective, self.on_nonfinite, "loss", self.step_count):
                 self.weight_optimizer.zero_grad()  # what per-path passes accumulated
+                restore_norm_buffers(norms)  # nor the statistics of the skipped batch
                 return float(objective.detach()), True
             if objective.requires_grad:
                 objective.backward()
@@ -809,6 +834,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         except NonFiniteError as error:  # name the (first) path whose loss is not finite
             if self.weight_optimizer is not None:
                 self.weight_optimizer.zero_grad()
+            restore_norm_buffers(norms)
             error.structure = paths[0] if len(paths) == 1 else \
                 self._first_nonfinite(objectives, x, y, paths, rows)
             raise
@@ -929,6 +955,15 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
                 raise ValueError("held_out has no batches; pass None or a non-empty list")
             for i, batch in enumerate(held_out):
                 self._pair(batch, i, "held_out")
+        if has_batch_norm(self.model):  # a batch norm cannot train on one row
+            known = self._epoch_rows(data, batch_size)
+            single = [i for i, r in enumerate(known) if r < 2]
+            if single:
+                raise ValueError(f"batch {single[0]} of each epoch has {known[single[0]]} "
+                                 f"row(s) (batch_size={batch_size!r} of {sum(known)} rows) "
+                                 "and the model has a batch norm, which needs at least 2 "
+                                 "rows to train on; choose a batch_size that leaves no "
+                                 "single row, or drop the last row")
         taken: list[dict[str, float]] = []
         stopped = False
         before = (self.epoch_rows, self.planned_steps, self.fair_plan, self._warned_plan,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import plain_equal
 from nondiff.hybrid.candidate_norms import candidate_statistics, has_batch_norm
 from nondiff.hybrid.sampling import merge_small
 from nondiff.hybrid.structure import Choice
@@ -109,3 +110,81 @@ def test_fit_with_a_batch_norm_gives_no_path_a_single_row(device, name) -> None:
                             structure_options={"popsize": 8})
     history = trainer.fit(batches, epochs=2)
     assert len(history) == 10 and np.isfinite([m["loss"] for m in history]).all()
+
+
+def test_a_skipped_non_finite_batch_leaves_no_nan_in_the_running_statistics(device) -> None:
+    """A train-mode pass writes the batch's statistics before the loss is checked; the
+    skipped step puts them back, so the trained model still evaluates to numbers."""
+    torch.manual_seed(0)
+    model = ScaledNet().to(device)
+    x, y = _data(device, n=80)
+    x[20] = float("nan")  # one row of the second batch
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 80, 16)]
+    trainer = HybridTrainer(model, "ga", lambda p: torch.optim.Adam(p, lr=1e-2), seed=0,
+                            on_nonfinite="skip", search_compute=None,
+                            structure_options={"popsize": 4})
+    history = trainer.fit(batches, epochs=2)
+    assert sum(m["skipped"] for m in history) == 2
+    assert torch.isfinite(model.norm.running_mean).all()
+    assert torch.isfinite(model.norm.running_var).all()
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(x[:16])).all()
+
+
+def test_the_shared_fitness_common_rows_use_each_members_statistics(device) -> None:
+    from nondiff.hybrid.shared_step import common_pass
+    torch.manual_seed(0)
+    model = ScaledNet().to(device)
+    x, y = _data(device)
+    model.scale.value = "one"
+    for _ in range(20):  # running statistics of the scale-1 option
+        model(x)
+    trainer = HybridTrainer(model, "ga", lambda p: torch.optim.SGD(p, lr=0.1), seed=0,
+                            search_compute="shared")
+    running = model.norm.running_mean.clone()
+    scores = common_pass(trainer, x, y, [{"scale": "one"}, {"scale": "hundred"}])
+    assert float(scores[0]) == pytest.approx(float(scores[1]), abs=1e-5)
+    assert torch.equal(model.norm.running_mean, running)
+
+
+def test_shared_fitness_with_a_batch_norm_tells_generations(device) -> None:
+    """Members left a single row lose it to the largest path; they take turns, so every
+    member's rows add up and the generations are told."""
+    torch.manual_seed(0)
+    model = ScaledNet().to(device)
+    x, y = _data(device, n=160)
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 160, 16)]
+    trainer = HybridTrainer(model, "ga", lambda p: torch.optim.Adam(p, lr=1e-2), seed=0,
+                            search_compute="shared", weight_step="population",
+                            final_steps=0, structure_options={"popsize": 8})
+    trainer.paired_rows = False
+    history = trainer.fit(batches, epochs=8)
+    assert sum(m["searched"] for m in history) >= 4
+
+
+def test_a_single_row_with_a_batch_norm_is_refused_before_anything_changes(device) -> None:
+    torch.manual_seed(0)
+    model = ScaledNet().to(device)
+    x, y = _data(device, n=33)
+    trainer = HybridTrainer(model, "ga", lambda p: torch.optim.Adam(p, lr=1e-2), seed=0,
+                            search_compute=None, structure_options={"popsize": 4})
+    before = trainer.state_dict()
+    with pytest.raises(ValueError, match=r"x has 1 row\(s\) and the model has a batch norm"):
+        trainer.step(x[:1], y[:1])
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 33, 16)]  # 16, 16, 1
+    with pytest.raises(ValueError, match=r"batch 2 of each epoch has 1 row\(s\)"):
+        trainer.fit(batches, epochs=1)
+    assert trainer.step_count == 0 and plain_equal(trainer.state_dict(), before)
+    trainer.fit(batches[:2], epochs=1)  # the fix trains
+    assert trainer.step_count == 2
+
+
+def test_a_lazy_batch_norm_keeps_its_first_pass(device) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 3), nn.LazyBatchNorm1d(), Choice(
+        {"a": nn.Identity(), "b": nn.Tanh()}), nn.Linear(3, 2)).to(device)
+    x, y = _data(device)
+    trainer = HybridTrainer(model, "ga", lambda p: torch.optim.SGD(p, lr=0.1), seed=0)
+    scores = trainer.evaluate([{"2": "a"}, {"2": "b"}], x, y)  # the norm's first pass
+    assert np.isfinite(scores).all() and model[1].running_mean.shape == (3,)
