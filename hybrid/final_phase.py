@@ -4,7 +4,9 @@ The last ``final_steps`` of a bounded search take no generation: the first
 ``select_batches`` of them race a pool of candidates on the same rows under the same
 weights (:mod:`nondiff.hybrid.selection` has the method and its measurements), and every
 final step trains the selected structure alone, so the shared weights end specialised to
-the structure ``fit`` returns. :class:`FinalPhase` holds these steps and the bookkeeping
+the structure ``fit`` returns; after the race, the finalists' race
+(:mod:`nondiff.hybrid.finalists`) trains the last candidates briefly, each on its own
+weights, before one goes on. :class:`FinalPhase` holds these steps and the bookkeeping
 they read (the generations remembered, the archive of generation winners, the rows the
 final steps will earn); the trainer inherits them (a mixin).
 
@@ -47,6 +49,7 @@ import torch
 from .batches import RowBatches
 from .blocks import rows as _rows
 from .devices import device_of, to_device
+from .finalists import FinalistRace
 from .nonfinite import NonFiniteError
 from .selection import (
     SELECT_GENERATIONS,
@@ -66,7 +69,7 @@ from .selection import (
 __all__ = ["FinalPhase"]
 
 
-class FinalPhase:
+class FinalPhase(FinalistRace):
     """The final-phase methods of :class:`~nondiff.hybrid.trainer.HybridTrainer` (a
     mixin: it reads the trainer's optimizers, counters, ``selection``, ``winners``,
     ``recent`` generations and ``epoch_rows``)."""
@@ -77,13 +80,18 @@ class FinalPhase:
         steps race the pool (:meth:`_select`, on ``held_out`` when given); the
         weights step under the recommended structure alone (a shared generation left
         open stays untold)."""
+        selected = self.selected is not None  # by an earlier step's race
         if self.select_batches and self.selected is None:
             fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
                                                                device_of(self.model))
             self._select(fx, fy)
+        if selected and self.race is None:  # the finalists' race, when there is one
+            self.race = self._start_race(_rows(x)) or {"done": True}
+        racing = self.race is not None and not self.race.get("done")
         self.model.train()
         try:
-            loss, skipped = self._weight_step(x, y, [self.recommended()], [_rows(x)])
+            loss, skipped = self._race_step(x, y) if racing else \
+                self._weight_step(x, y, [self.recommended()], [_rows(x)])
         except NonFiniteError as error:
             error.step, error.epoch = self.step_count, self.epoch
             raise
@@ -93,7 +101,7 @@ class FinalPhase:
         result = {"step": float(self.step_count), "loss": loss, "fitness_best": math.nan,
                   "fitness_mean": math.nan, "warmup": 0.0, "skipped": float(skipped),
                   "final": 1.0, "select_nonfinite": float((self.selection or {}).get(
-                      "nonfinite", 0))}
+                      "nonfinite", 0)), "race": float(racing)}
         if self.search_compute is not None:
             result["searched"] = 0.0
         if self.weight_step in ("fair", "population"):
@@ -193,6 +201,9 @@ class FinalPhase:
             for i, value in zip(alive, objective, strict=True):
                 first[i] = float(value)
             sel["first"] = first  # every candidate on the same rows: combined_moves
+            if sel.get("stage", 0) == 0:  # the opening: the finalists' race picks from it
+                sel["opening"] = {"candidates": copy.deepcopy(sel["candidates"]),
+                                  "first": list(first)}
         bad = int(np.sum(~np.isfinite(np.asarray(objective, dtype=np.float64))))
         if bad == len(alive):
             warnings.warn(f"every candidate of the final selection scored a non-finite "

@@ -105,7 +105,13 @@ stage's winner to its neighbours (a local search on the trained weights), and th
 phase trains and ``fit`` returns the last winner (:mod:`nondiff.hybrid.selection`;
 :attr:`HybridTrainer.selected`). Its evaluations are
 paid by what the final steps earn under ``search_compute`` (plus the credit left), so
-the bound holds; without two candidates it paid for, the recommendation stands.
+the bound holds; without two candidates it paid for, the recommendation stands. Then the
+finalists' race (:mod:`nondiff.hybrid.finalists`): the selected structure and the best
+others of the selection's first batch, up to ``HybridTrainer.race_finalists`` (4; 0 turns
+it off), each train on their own copy of the weights for the next steps, and the better
+half goes on every ``race_stage_steps`` (8) steps until one is left — shared weights
+co-adapted to one structure rank a better one a move away below it until it has
+trained a little (program task: rows meeting all three targets 4 -> 7).
 
 Defaults (issue 17): a user who passes nothing gets ``search_compute=1.0``,
 ``final_steps=0.3`` (0.1 until the measurements above) and ``select_batches=4``: at most
@@ -463,6 +469,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         self.epoch_rows: list[int] = []  # rows of each batch of the last whole epoch of fit
         self._rows_now: list[int] = []  # and of the epoch under way
         self.selection: dict[str, Any] | None = None  # the final selection under way
+        self.race: dict[str, Any] | None = None  # the finalists' race (hybrid.finalists)
         self.selected: list[float] | None = None  # its pick (encoded): recommended()
         self.planned_steps: int | None = None  # fit's epochs x batches per epoch
         self.fair_plan: int | None = None  # the first fit's: what a fraction is of
@@ -640,7 +647,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
                              "leaves no single row")
         if self.final_at(self.step_count):
             return self._final_step(*to_device((x, y), device_of(self.model)), held_out)
-        self.selection, self.selected = None, None  # the search goes on: select anew later
+        self.selection, self.selected, self.race = None, None, None  # select anew later
         if self.search_compute == "shared":
             if held_out is not None:
                 raise ValueError("held_out batches are for evaluations; search_compute="

@@ -89,7 +89,8 @@ class TrainerState:
                        "cost_signal_at": self.cost_signal_at,
                        "epoch_rows": list(self.epoch_rows), "rows_now": list(self._rows_now),
                        "selection": copy.deepcopy(self.selection),
-                       "selected": None if self.selected is None else list(self.selected)},
+                       "selected": None if self.selected is None else list(self.selected),
+                       "race": copy.deepcopy(self.race)},
         })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -131,7 +132,8 @@ class TrainerState:
                       "rows_now": [int(r) for r in search.get("rows_now") or []],
                       "selection": copy.deepcopy(search.get("selection")),
                       "selected": None if search.get("selected") is None
-                      else [float(v) for v in search["selected"]]}
+                      else [float(v) for v in search["selected"]],
+                      "race": _race_state(search.get("race"))}
             counters = {k: int(v) for k, v in state["counters"].items()}
         except (TypeError, ValueError, AttributeError, KeyError) as error:
             raise ValueError(f"not a HybridTrainer state dict: {error}") from None
@@ -189,3 +191,18 @@ class TrainerState:
         self.cost_signal_at = search.get("cost_signal_at")
         self.epoch_rows, self._rows_now = search["epoch_rows"], search["rows_now"]
         self.selected = search["selected"]
+        self.race = copy.deepcopy(search.get("race"))
+
+
+def _race_state(race: Any) -> dict[str, Any] | None:
+    """A stored finalists' race (:mod:`nondiff.hybrid.finalists`), checked: None, a
+    finished one, or one under way with a weight and optimizer state per finalist."""
+    if race is None:
+        return None
+    if not isinstance(race, Mapping) or ("done" not in race and not {
+            "encoded", "weights", "optimizers", "sums", "alive", "steps"} <= set(race)):
+        raise TypeError(f"race is {type(race).__name__} without a finalists' race's keys")
+    if "done" not in race and not (len(race["encoded"]) == len(race["weights"]) ==
+                                   len(race["optimizers"]) == len(race["sums"])):
+        raise ValueError("race holds a different number of finalists, weights and states")
+    return copy.deepcopy(dict(race))

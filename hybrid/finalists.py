@@ -1,0 +1,212 @@
+"""The finalists' race: the last candidates of the final selection, each trained briefly
+on its own copy of the weights before one is chosen.
+
+Weights shared by many structures end co-adapted to the ones the search asked most: a
+linear head fitted to the features of one program reads another program's features
+badly, so a better structure one move away loses the race of
+:mod:`nondiff.hybrid.selection` (scored under the shared weights) to the incumbent.
+Evaluating a candidate after a short fine-tune of the shared weights ranks candidates
+closer to how they rank trained alone (Bender et al. 2018 fine-tune their one-shot
+candidates; Yu et al. 2020 measure how poorly the plain shared weights rank). Here,
+after the final selection of
+:class:`~nondiff.hybrid.trainer.HybridTrainer` has picked its structure, the first
+final steps train :data:`RACE_FINALISTS` finalists — that structure and the best others
+of the selection's first batch (:func:`pick_finalists`) — each on its own copy of the
+weights and of the weight optimizer's state, on the same batches. Each is scored on a
+batch before it trains on it (its fitness from that forward pass, plus the structure
+cost at the step's weight), summed over the second half of each stage of
+:data:`RACE_STAGE_STEPS` steps (the first half lets its weights adapt: a finalist the
+shared weights read backwards starts far behind), and after each stage the better half
+goes on (successive halving, :func:`~nondiff.hybrid.selection.survivors`); the last one left
+is :attr:`~nondiff.hybrid.trainer.HybridTrainer.selected`, and its weights and optimizer
+state go on training as the final phase's.
+
+The extra training passes (all finalists but one per step) are paid from what is left of
+the final selection's budget (``search_compute``), so the bound holds; fewer finalists
+are raced when it is short (none below two), and none under an engine. Memory: each
+finalist holds a copy of the model's state and of the weight optimizer's state, until
+the race ends (16 steps with the defaults); ``HybridTrainer.race_finalists = 0`` turns
+the race off.
+
+Measured on the acceptance suite (:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`, 7
+tasks x 13 optimizers x 5 seeds, the trainer's defaults otherwise): rows meeting all three
+targets 65 -> 69 of 91, seeds recovering the structure 404 -> 415 of 455; program 4 -> 7
+rows (55 -> 60 seeds), relevant-inputs 11 -> 12 rows, routing 31 -> 36 seeds, no task
+worse. Scoring every step of a stage instead of its second half: also 69 rows, program 59
+seeds.
+
+Sources:
+    - G. Bender, P.-J. Kindermans, B. Zoph, V. Vasudevan, Q. Le, "Understanding and
+      simplifying one-shot architecture search", ICML 2018.
+    - K. Yu, C. Sciuto, M. Jaggi, C. Musat, M. Salzmann, "Evaluating the search phase
+      of neural architecture search", ICLR 2020.
+    - K. Jamieson, A. Talwalkar, "Non-stochastic best arm identification and
+      hyperparameter optimization", AISTATS 2016 (successive halving).
+
+Example:
+    >>> from nondiff.hybrid.finalists import pick_finalists, race_cost
+    >>> opening = {"candidates": [[0, 1], [1, 1], [0, 0], [1, 0]],
+    ...            "first": [0.5, 0.3, None, 0.4]}
+    >>> pick_finalists([0, 1], opening, k=3)  # the selected first, then the best others
+    [[0.0, 1.0], [1.0, 1.0], [1.0, 0.0]]
+    >>> race_cost(4, stage_steps=8, rows=64)  # extra examples: (3 + 1) x 8 steps x 64
+    2048
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .blocks import rows as _rows
+from .candidate_norms import norm_buffers, restore_norm_buffers
+from .selection import survivors
+from .structure import set_structure
+
+__all__ = ["RACE_FINALISTS", "RACE_STAGE_STEPS", "FinalistRace", "pick_finalists",
+           "race_cost", "race_steps"]
+
+RACE_FINALISTS = 4
+"""Default ``HybridTrainer.race_finalists``: the structures the finalists' race trains."""
+RACE_STAGE_STEPS = 8
+"""Default ``HybridTrainer.race_stage_steps``: steps between two halvings of the race."""
+
+
+def pick_finalists(selected: Sequence[float], opening: Mapping[str, Any] | None, k: int
+                   ) -> list[list[float]]:
+    """``selected`` and then the other candidates of the selection's first batch
+    (``opening``: its ``candidates`` and their ``first`` scores, None for one not
+    scored), best first, at most ``k`` distinct structures."""
+    out = [[float(v) for v in selected]]
+    if opening:
+        scored = [(float(v), [float(c) for c in cand]) for cand, v in
+                  zip(opening["candidates"], opening["first"], strict=True)
+                  if v is not None and math.isfinite(float(v))]
+        for _, cand in sorted(scored, key=lambda pair: pair[0]):
+            if len(out) >= k:
+                break
+            if cand not in out:
+                out.append(cand)
+    return out[:max(k, 1)]
+
+
+def race_steps(k: int, stage_steps: int) -> int:
+    """The steps a race of ``k`` finalists takes: a stage of ``stage_steps`` per halving."""
+    stages = 0
+    while k > 1:
+        stages, k = stages + 1, math.ceil(k / 2)
+    return stages * stage_steps
+
+
+def race_cost(k: int, stage_steps: int, rows: int) -> int:
+    """The training examples a race of ``k`` finalists adds to one structure's: every
+    finalist but one trains on each of its ``rows``-row batches."""
+    extra = 0
+    while k > 1:
+        extra, k = extra + (k - 1) * stage_steps * rows, math.ceil(k / 2)
+    return extra
+
+
+class FinalistRace:
+    """The finalists' race of :class:`~nondiff.hybrid.trainer.HybridTrainer`'s final
+    phase (a mixin: it reads the trainer's model, weight optimizer, loss, fitness, cost
+    and selection)."""
+
+    race_finalists: int = RACE_FINALISTS
+    race_stage_steps: int = RACE_STAGE_STEPS
+
+    def _start_race(self, rows: int) -> dict[str, Any] | None:
+        """The race state for a race that starts at a batch of ``rows`` rows, or None
+        when there is none to run: fewer than two finalists, an engine, no budget or
+        no steps left for it."""
+        if self.engine is not None or self.race_finalists < 2 or self.selected is None:
+            return None
+        sel = self.selection or {}
+        finalists = pick_finalists(self.selected, sel.get("opening"), self.race_finalists)
+        left = sel.get("left")
+        steps_left = self._final_count()
+        while len(finalists) > 1 and (
+                race_steps(len(finalists), self.race_stage_steps) > steps_left or
+                (left is not None and race_cost(len(finalists), self.race_stage_steps,
+                                                rows) > left)):
+            finalists = finalists[:-1]
+        if len(finalists) < 2:
+            return None
+        weights = _copy_state(self.model.state_dict())
+        optimizer = copy.deepcopy(self.weight_optimizer.state_dict())
+        return {"encoded": finalists, "weights": [_copy_state(weights) for _ in finalists],
+                "optimizers": [copy.deepcopy(optimizer) for _ in finalists],
+                "sums": [0.0] * len(finalists), "alive": list(range(len(finalists))),
+                "steps": 0, "nonfinite": 0}
+
+    def _race_step(self, x: Any, y: Any) -> tuple[float, bool]:
+        """One step of the race (:attr:`race` under way): every finalist still in it
+        scored on ``(x, y)`` and trained on it with its own weights; the better half
+        goes on after each stage; the last one's weights and optimizer state become the
+        trainer's. Returns (the finalists' mean training loss, whether none trained);
+        the caller counts the step and the one pass a final step costs anyway."""
+        race = {**self.race, "sums": list(self.race["sums"]),
+                "weights": list(self.race["weights"]),
+                "optimizers": list(self.race["optimizers"])}
+        rows, losses = _rows(x), []
+        weight = self.cost_weight_at(self.step_count) if self.structure_cost is not None \
+            else 0.0
+        values = self.space.decode_batch(np.asarray(race["encoded"]))
+        costs = self.costs(values) if self.structure_cost is not None else None
+        self.model.train()
+        for i in race["alive"]:
+            self.model.load_state_dict(race["weights"][i])
+            self.weight_optimizer.load_state_dict(race["optimizers"][i])
+            set_structure(self.model, values[i])
+            saved = norm_buffers(self.model)
+            self.weight_optimizer.zero_grad()
+            output = self.model(x)
+            loss = self.loss(output, y)
+            with torch.no_grad():
+                score = float(self.fitness(output.detach(), y))
+            if math.isfinite(score) and bool(torch.isfinite(loss.detach())):
+                loss.backward()
+                self.weight_optimizer.step()
+                losses.append(float(loss.detach()))
+                score += weight * float(costs[i]) if costs is not None else 0.0
+            else:  # a finalist whose weights diverged loses, untrained on this batch
+                self.weight_optimizer.zero_grad()
+                restore_norm_buffers(saved)
+                race["nonfinite"] += 1
+                score = math.inf
+            if 2 * (race["steps"] % self.race_stage_steps) >= self.race_stage_steps:
+                race["sums"][i] += score  # the stage's second half: after adapting
+            race["weights"][i] = _copy_state(self.model.state_dict())
+            race["optimizers"][i] = copy.deepcopy(self.weight_optimizer.state_dict())
+        race["steps"] += 1
+        self.weight_examples += rows
+        self.forward_examples += rows * (len(race["alive"]) - 1)  # the caller adds one
+        if self.selection is not None and self.selection.get("left") is not None:
+            self.selection = {**self.selection,
+                              "left": self.selection["left"] - rows * (len(race["alive"]) - 1)}
+        if race["steps"] % self.race_stage_steps == 0 and len(race["alive"]) > 1:
+            keep = math.ceil(len(race["alive"]) / 2)
+            race["alive"] = survivors(race["sums"], race["alive"], keep)
+            race["sums"] = [0.0] * len(race["sums"])
+        if len(race["alive"]) == 1:
+            winner = race["alive"][0]
+            self.model.load_state_dict(race["weights"][winner])
+            self.weight_optimizer.load_state_dict(race["optimizers"][winner])
+            set_structure(self.model, values[winner])
+            self.selected = list(race["encoded"][winner])
+            race = {"done": True, "winner": winner, "nonfinite": race["nonfinite"],
+                    "encoded": race["encoded"]}
+        self.race = race
+        return (float(np.mean(losses)) if losses else math.nan), not losses
+
+
+def _copy_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a module's state dict whose tensors do not follow the live ones (and
+    whose extra states, e.g. a declaration's value, are copies too)."""
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+            for k, v in state.items()}

@@ -1,0 +1,132 @@
+"""The finalists' race of the final phase: the last candidates, each trained briefly on
+its own copy of the weights, then halved; bounded, resumable, off with race_finalists=0."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import plain_equal
+from hybrid_net import Net, data, straight_and_resumed
+from nondiff.hybrid.finalists import pick_finalists, race_cost, race_steps
+from nondiff.hybrid.structure import Choice
+from nondiff.hybrid.trainer import HybridTrainer
+from torch import nn
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class Half(nn.Module):
+    """The first input only: half of what the label needs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x[:, :1], torch.zeros_like(x[:, 1:])], 1)
+
+
+class Flipped(nn.Module):
+    """Both inputs, negated: all the label needs, read the other way round."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -x
+
+
+class FeatureNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = Choice({"half": Half(), "flipped": Flipped()})
+        self.head = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _sum_data(device: str, n: int = 640) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 2, generator=g)
+    y = (x.sum(1) > 0).long()
+    return [(x[i:i + 32].to(device), y[i:i + 32].to(device)) for i in range(0, n, 32)]
+
+
+def test_the_race_picks_the_finalist_that_wins_once_trained(device) -> None:
+    """A head trained under "half" reads "flipped" backwards, so under the shared weights
+    "half" scores better; trained a few steps each on its own weights, "flipped" (all the
+    label needs) wins, and its weights become the model's."""
+    torch.manual_seed(0)
+    model = FeatureNet().to(device)
+    batches = _sum_data(device)
+    model.features.value = "half"
+    sgd = torch.optim.SGD(model.parameters(), lr=0.5)
+    for x, y in batches * 3:  # the shared weights co-adapted to "half"
+        sgd.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        sgd.step()
+    trainer = HybridTrainer(model, "ga", lambda p: torch.optim.SGD(p, lr=0.5), seed=0,
+                            final_steps=30, select_batches=0)
+    trainer.planned_steps = 30  # every step final
+    half, flipped = ([float(v) for v in trainer.space.encode({"features": name})]
+                     for name in ("half", "flipped"))
+    x, y = batches[0]
+    shared = trainer.evaluate([{"features": "half"}, {"features": "flipped"}], x, y)
+    assert shared[0] < shared[1]  # the plain race would keep "half"
+    trainer.selected = half
+    trainer.selection = {"opening": {"candidates": [half, flipped], "first": shared.tolist()},
+                         "left": None}
+    history = [trainer.step(*batches[i % len(batches)]) for i in range(12)]
+    assert [m["race"] for m in history] == [1.0] * 8 + [0.0] * 4  # two finalists: 8 steps
+    assert trainer.selected == flipped and model.features.value == "flipped"
+    assert trainer.race["done"] and trainer.race["encoded"] == [half, flipped]
+    x, y = batches[1]
+    assert (model(x).argmax(1) == y).float().mean() > 0.9
+
+
+def test_the_default_fit_races_within_the_bound_and_off_it_does_not(device) -> None:
+    def fit(**options):
+        torch.manual_seed(0)
+        trainer = HybridTrainer(Net().to(device), "ga", seed=0,
+                                structure_options={"popsize": 4}, **options)
+        return trainer, trainer.fit(data(device, batches=10, rows=32), epochs=8)
+
+    trainer, history = fit()
+    race = [m.get("race", 0.0) for m in history]
+    finalists = len(trainer.race["encoded"])  # as many as the budget left pays for
+    assert trainer.race["done"] and finalists >= 2
+    assert sum(race) == race_steps(finalists, 8) and race.index(1.0) == 80 - 24 + 4
+    assert race[80 - 24 + 3] == 0.0  # the selection's last batch
+    assert trainer.forward_examples <= 2 * trainer.weight_examples
+    HybridTrainer.race_finalists = 0
+    try:
+        off, history = fit()
+    finally:
+        HybridTrainer.race_finalists = 4
+    assert sum(m.get("race", 0.0) for m in history) == 0 and off.race == {"done": True}
+    assert off.weight_examples == trainer.weight_examples
+
+
+def test_a_short_budget_races_fewer_finalists_or_none() -> None:
+    assert race_steps(4, 8) == 16 and race_steps(3, 8) == 16 and race_steps(2, 8) == 8
+    assert race_cost(4, 8, 64) == (3 + 1) * 8 * 64 and race_cost(2, 8, 64) == 8 * 64
+    assert race_cost(1, 8, 64) == 0 and race_steps(1, 8) == 0
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net(), "ga", seed=0, final_steps=30, select_batches=0)
+    trainer.planned_steps = 30
+    trainer.selected = [1.0, 1.0, 0.0, 0.0, 0.0]
+    others = [[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0, 0.0]]
+    opening = {"candidates": [trainer.selected, *others], "first": [0.5, 0.4, 0.3, 0.6]}
+    for left, count in ((4 * 8 * 32, 4), (8 * 32, 2), (8 * 32 - 1, None)):
+        trainer.selection = {"opening": opening, "left": left}
+        race = trainer._start_race(rows=32)
+        assert (race is None) if count is None else len(race["encoded"]) == count
+    assert pick_finalists(trainer.selected, opening, 3) == [trainer.selected, others[1],
+                                                            others[0]]
+
+
+def test_resume_inside_the_race_is_exact() -> None:
+    def make():
+        torch.manual_seed(0)
+        return HybridTrainer(Net(), "ga", seed=0, structure_options={"popsize": 4},
+                             total_steps=80, search_compute=2.0)
+
+    straight, first, resumed = straight_and_resumed(
+        make, data("cpu", batches=10, rows=32), 8,
+        lambda metrics, trainer: metrics.get("race") == 1.0 and trainer.race["steps"] == 5)
+    assert len(first.race["encoded"]) >= 3 and not first.race.get("done")
+    assert resumed.race["done"] and plain_equal(resumed.state_dict(), straight.state_dict())
