@@ -13,7 +13,7 @@ from nondiff.benchmarks.hybrid_tasks.acceptance import (
     train_fixed,
 )
 from nondiff.hybrid.structure import structure_space
-from nondiff.optim.spaces import Categorical, Integer, Product
+from nondiff.optim.spaces import Binary, Categorical, Integer, Product
 from nondiff.problems.hybrid.acceptance import (
     FREQUENCY_COST,
     LIST_OPS,
@@ -36,6 +36,7 @@ RULES = {  # each task's label, recomputed here from its inputs
     "frequencies": lambda x: torch.sin(3 * torch.pi * x[:, 0]) > 0,
     "routing": lambda x: x[:, 2] * x[:, 6] + x[:, 4] ** 2 > ROUTING_MEDIAN,
     "program": lambda x: x.abs().sort(1).values[:, 6] > PROGRAM_THRESHOLD,
+    "head-choice": lambda x: x[:, 0] * x[:, 3] > 0,
 }
 
 
@@ -96,6 +97,10 @@ def test_new_tasks_declare_an_integer_input_routes_and_a_program() -> None:
     inputs = Categorical([f"x{i}" for i in range(8)])
     assert space("routing") == repr(Product(left=inputs, right=inputs, curve=inputs))
     assert space("program") == repr(Product(program=Categorical(list(LIST_OPS), size=3)))
+    assert space("head-choice") == repr(Product(gates=Binary(6),
+                                                head=Categorical(["linear", "mlp"])))
+    heads = make_task("head-choice").model().head.options  # each head holds its own weights
+    assert all(sum(p.numel() for p in head.parameters()) > 0 for head in heads)
     cost = make_task("frequencies").structure_cost
     assert cost({"n_freq": 3}) == pytest.approx(3 * FREQUENCY_COST)
     assert cost({"n_freq": 3}) < cost({"n_freq": 4})  # the known value is the cheapest that solves
@@ -157,6 +162,7 @@ WRONG = {  # a plausible wrong structure per task, and the accuracy it cannot re
     "frequencies": ({"n_freq": 2}, 0.7),  # frequencies 1, 2 are orthogonal to sign(sin 3 pi x)
     "routing": ({"left": "x2", "right": "x4", "curve": "x6"}, 0.7),  # x4, x6 swapped
     "program": ({"program": ["sort", "abs", "identity"]}, 0.88),  # abs after the sort
+    "head-choice": ({"gates": np.isin(np.arange(6), [0, 3]), "head": "linear"}, 0.6),
 }
 KNOWN_FLOOR = {"routing": 0.93, "program": 0.93}  # the others: 0.95
 

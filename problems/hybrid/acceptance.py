@@ -1,6 +1,6 @@
 """Acceptance tasks for structure search with shared weights: the right structure is known.
 
-Seven small classification tasks on data generated here from a seed, each with a
+Eight small classification tasks on data generated here from a seed, each with a
 model that declares its discrete structure, the structure that solves it, and a check
 of a found structure against it (:class:`AcceptanceTask`). They judge
 :class:`~nondiff.hybrid.trainer.HybridTrainer` with any structure optimizer: a search
@@ -64,6 +64,16 @@ structure kind or shape the four lack:
   97-99 % (``abs, sort, cumsum``, accepted but badly conditioned: about 91 %); ``sort,
   abs``, ``sort`` or ``abs`` alone, or ``abs, cumsum``, about 80 %.
 
+One more, written after the seven as a check on a structure kind none of them has:
+
+- ``"head-choice"`` (:func:`head_choice`): a ``Choice`` between modules that hold their
+  own weights. Six standard normal inputs, the label ``1[x_0 x_3 > 0]`` (an XOR of signs:
+  no linear model beats chance); :class:`GatedHeads` has ``Gates`` on the inputs and a
+  ``Choice`` of a linear head or an MLP head, each with its own weights (the linear one
+  learns faster at first). Known: gates 0 and 3 open, the rest closed (cost
+  :data:`GATE_COST` per open gate), the MLP head (about 99 % trained alone; the linear
+  head about 50 %).
+
 Every task fixes its data (:class:`~nondiff.problems.learning.Dataset`: a training
 and a test split from one seeded generator), a model factory, the known structure
 (:attr:`AcceptanceTask.known`, one representative to train alone) and
@@ -104,10 +114,12 @@ from scipy.stats import chi2
 from torch import nn
 
 __all__ = [
-    "ACTIVATIONS", "FREQUENCY", "FREQUENCY_COST", "GATE_COST", "LIST_OPS", "OPS", "PAIR",
+    "ACTIVATIONS", "FREQUENCY", "FREQUENCY_COST", "GATE_COST", "HEAD_INPUTS", "LIST_OPS",
+    "OPS", "PAIR",
     "PROGRAM_RANK", "PROGRAM_THRESHOLD", "RELEVANT", "ROUTES", "ROUTING_MEDIAN", "TASKS",
-    "AcceptanceTask", "ActivationNet", "FourierNet", "GatedActivationMLP", "GatedMLP",
-    "OpGraph", "ProgramNet", "RoutedNet", "frequencies", "inputs_and_activation",
+    "AcceptanceTask", "ActivationNet", "FourierNet", "GatedActivationMLP", "GatedHeads",
+    "GatedMLP",
+    "OpGraph", "ProgramNet", "RoutedNet", "frequencies", "head_choice", "inputs_and_activation",
     "make_task", "needed_nonlinearity", "op_graph", "program_task", "relevant_inputs",
     "routing", "solving_programs",
 ]  # fmt: skip
@@ -535,6 +547,41 @@ def program_task(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> Acce
         notes="abs then sort (any of the programs whose features contain sort(|x|))")
 
 
+# ----- a choice between modules with their own weights --------------------------------
+HEAD_INPUTS = (0, 3)
+"""The inputs whose product's sign is the label of ``"head-choice"``."""
+
+
+class GatedHeads(nn.Module):
+    """``Gates(features)`` on the inputs, then a ``Choice`` of two heads with their own
+    weights: ``"linear"`` (``Linear(features, classes)``) or ``"mlp"`` (``Linear ->
+    ReLU -> Linear``)."""
+
+    def __init__(self, features: int = 6, hidden: int = 16, classes: int = 2) -> None:
+        super().__init__()
+        self.gates = Gates(features)
+        self.head = Choice({"linear": nn.Linear(features, classes),
+                            "mlp": nn.Sequential(nn.Linear(features, hidden), nn.ReLU(),
+                                                 nn.Linear(hidden, classes))})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.gates(x))
+
+
+def head_choice(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> AcceptanceTask:
+    """The ``"head-choice"`` task: ``1[x_0 x_3 > 0]`` of 6 standard normal inputs."""
+    _check_sizes(n_train, n_test)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, 6, generator=g)
+    y = (x[:, HEAD_INPUTS[0]] * x[:, HEAD_INPUTS[1]] > 0).long()
+    mask = np.isin(np.arange(6), HEAD_INPUTS)
+    return AcceptanceTask(
+        "head-choice", _dataset("head-choice", x, y, n_train), GatedHeads,
+        {"gates": mask, "head": "mlp"}, {"gates": [mask], "head": ["mlp"]},
+        structure_cost=_open_gates,
+        notes=f"open gates {list(HEAD_INPUTS)} of 6 and the MLP head")
+
+
 TASKS: dict[str, Callable[..., AcceptanceTask]] = {
     "relevant-inputs": relevant_inputs,
     "nonlinearity": needed_nonlinearity,
@@ -543,6 +590,7 @@ TASKS: dict[str, Callable[..., AcceptanceTask]] = {
     "frequencies": frequencies,
     "routing": routing,
     "program": program_task,
+    "head-choice": head_choice,
 }
 """The acceptance tasks by name: ``name -> factory(seed, n_train, n_test)``."""
 
