@@ -21,12 +21,24 @@ goes on (successive halving, :func:`~nondiff.hybrid.selection.survivors`); the l
 is :attr:`~nondiff.hybrid.trainer.HybridTrainer.selected`, and its weights and optimizer
 state go on training as the final phase's.
 
+Between two steps the model holds the leader's weights and structure (the finalist with
+the lowest sum so far: :attr:`~nondiff.hybrid.trainer.HybridTrainer.selected`), so a
+``fit`` that ends or is stopped mid-race, or a callback, sees one consistent model. The
+learning rates are the weight optimizer's live ones (a scheduler stepped in a callback
+goes on); only the optimizer's per-parameter state is per finalist. The race scores on
+the training batches, before each finalist trains on them, also when ``fit`` has
+``held_out`` batches (those serve the selection). A non-finite loss follows
+``on_nonfinite`` (``"raise"``: the step is refused and the race left as it was; ``"skip"``:
+that finalist neither trains nor scores on the batch).
+
 The extra training passes (all finalists but one per step) are paid from what is left of
-the final selection's budget (``search_compute``), so the bound holds; fewer finalists
-are raced when it is short (none below two), and none under an engine. Memory: each
-finalist holds a copy of the model's state and of the weight optimizer's state, until
-the race ends (16 steps with the defaults); ``HybridTrainer.race_finalists = 0`` turns
-the race off.
+the final selection's budget (``search_compute``), priced with the rows of the batches
+the race will see, so the bound holds; fewer finalists are raced when it is short (none
+below two), a batch the budget left cannot pay for ends the race with its leader, and
+there is no race under an engine. Memory: each finalist holds a copy of the model's
+state and of the weight optimizer's state until it is eliminated (up to twice that
+during a step); with the defaults the race lasts 16 steps. ``HybridTrainer.race_finalists
+= 0`` turns the race off.
 
 Measured on the acceptance suite (:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`, 7
 tasks x 13 optimizers x 5 seeds, the trainer's defaults otherwise): rows meeting all three
@@ -65,6 +77,7 @@ import torch
 
 from .blocks import rows as _rows
 from .candidate_norms import norm_buffers, restore_norm_buffers
+from .nonfinite import check_finite
 from .selection import survivors
 from .structure import set_structure
 
@@ -103,12 +116,16 @@ def race_steps(k: int, stage_steps: int) -> int:
     return stages * stage_steps
 
 
-def race_cost(k: int, stage_steps: int, rows: int) -> int:
+def race_cost(k: int, stage_steps: int, rows: int | Sequence[int]) -> int:
     """The training examples a race of ``k`` finalists adds to one structure's: every
-    finalist but one trains on each of its ``rows``-row batches."""
-    extra = 0
+    finalist but one trains on each batch (``rows``: the rows of every batch, or of each
+    of the race's batches in order)."""
+    extra, step = 0, 0
     while k > 1:
-        extra, k = extra + (k - 1) * stage_steps * rows, math.ceil(k / 2)
+        for _ in range(stage_steps):
+            r = rows if isinstance(rows, int) else rows[min(step, len(rows) - 1)]
+            extra, step = extra + (k - 1) * int(r), step + 1
+        k = math.ceil(k / 2)
     return extra
 
 
@@ -122,87 +139,148 @@ class FinalistRace:
 
     def _start_race(self, rows: int) -> dict[str, Any] | None:
         """The race state for a race that starts at a batch of ``rows`` rows, or None
-        when there is none to run: fewer than two finalists, an engine, no budget or
-        no steps left for it."""
+        when there is none to run: fewer than two finalists, an engine, or not enough
+        budget or steps left for two (fewer finalists race when they are short).
+
+        Raises:
+            ValueError: ``race_finalists`` not an int >= 0 or ``race_stage_steps`` not
+                an int >= 2 (before anything changes).
+        """
+        for name, value, least in (("race_finalists", self.race_finalists, 0),
+                                   ("race_stage_steps", self.race_stage_steps, 2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"HybridTrainer.{name} must be an int >= {least}, got "
+                                 f"{value!r}; e.g. {RACE_FINALISTS if least == 0 else 8}")
         if self.engine is not None or self.race_finalists < 2 or self.selected is None:
             return None
         sel = self.selection or {}
         finalists = pick_finalists(self.selected, sel.get("opening"), self.race_finalists)
         left = sel.get("left")
-        steps_left = self._final_count()
+        future = self._final_rows(rows)
+        plan = self._run_plan() if isinstance(self.final_steps, float) else self.planned_steps
+        steps_left = 0 if plan is None else plan - self.step_count
         while len(finalists) > 1 and (
-                race_steps(len(finalists), self.race_stage_steps) > steps_left or
+                race_steps(len(finalists), self.race_stage_steps) > min(steps_left,
+                                                                         len(future)) or
                 (left is not None and race_cost(len(finalists), self.race_stage_steps,
-                                                rows) > left)):
+                                                future) > left)):
             finalists = finalists[:-1]
         if len(finalists) < 2:
             return None
         weights = _copy_state(self.model.state_dict())
-        optimizer = copy.deepcopy(self.weight_optimizer.state_dict())
+        moments = copy.deepcopy(self.weight_optimizer.state_dict()["state"])
         return {"encoded": finalists, "weights": [_copy_state(weights) for _ in finalists],
-                "optimizers": [copy.deepcopy(optimizer) for _ in finalists],
+                "optimizers": [copy.deepcopy(moments) for _ in finalists],
                 "sums": [0.0] * len(finalists), "alive": list(range(len(finalists))),
                 "steps": 0, "nonfinite": 0}
 
     def _race_step(self, x: Any, y: Any) -> tuple[float, bool]:
         """One step of the race (:attr:`race` under way): every finalist still in it
-        scored on ``(x, y)`` and trained on it with its own weights; the better half
-        goes on after each stage; the last one's weights and optimizer state become the
-        trainer's. Returns (the finalists' mean training loss, whether none trained);
-        the caller counts the step and the one pass a final step costs anyway."""
+        scored on ``(x, y)`` and trained on it with its own weights (and its own state
+        of the weight optimizer; the learning rates are the live ones, which a
+        scheduler may change); the better half goes on after each stage. Between steps
+        the model holds the leader's weights and structure (:attr:`selected`); the last
+        finalist left is the winner. A batch that the budget left cannot pay for ends
+        the race with the leader. Returns (the finalists' mean training loss, whether
+        none trained); the caller counts the step and the one pass a final step costs
+        anyway.
+
+        Raises:
+            NonFiniteError: a finalist's loss is not finite under ``on_nonfinite=
+                "raise"`` (the race and the model are left as before the step).
+        """
         race = {**self.race, "sums": list(self.race["sums"]),
                 "weights": list(self.race["weights"]),
                 "optimizers": list(self.race["optimizers"])}
-        rows, losses = _rows(x), []
+        rows, losses, scores = _rows(x), [], {}
+        left = (self.selection or {}).get("left")
+        if left is not None and rows * (len(race["alive"]) - 1) > left:  # the bound
+            race["alive"] = survivors(race["sums"], race["alive"], 1)
+            return self._end_race(race, x, y)
         weight = self.cost_weight_at(self.step_count) if self.structure_cost is not None \
             else 0.0
         values = self.space.decode_batch(np.asarray(race["encoded"]))
         costs = self.costs(values) if self.structure_cost is not None else None
         self.model.train()
-        for i in race["alive"]:
-            self.model.load_state_dict(race["weights"][i])
-            self.weight_optimizer.load_state_dict(race["optimizers"][i])
-            set_structure(self.model, values[i])
-            saved = norm_buffers(self.model)
-            self.weight_optimizer.zero_grad()
-            output = self.model(x)
-            loss = self.loss(output, y)
-            with torch.no_grad():
-                score = float(self.fitness(output.detach(), y))
-            if math.isfinite(score) and bool(torch.isfinite(loss.detach())):
+        try:
+            for i in race["alive"]:
+                self._load_finalist(race, i, values[i])
+                saved = norm_buffers(self.model)
+                self.weight_optimizer.zero_grad()
+                output = self.model(x)
+                loss = self.loss(output, y)
+                if not check_finite(loss, self.on_nonfinite, "loss", self.step_count):
+                    self.weight_optimizer.zero_grad()  # skipped: untrained, unscored
+                    restore_norm_buffers(saved)
+                    race["nonfinite"] += 1
+                    continue
+                with torch.no_grad():
+                    score = float(self.fitness(output.detach(), y))
                 loss.backward()
                 self.weight_optimizer.step()
                 losses.append(float(loss.detach()))
-                score += weight * float(costs[i]) if costs is not None else 0.0
-            else:  # a finalist whose weights diverged loses, untrained on this batch
-                self.weight_optimizer.zero_grad()
-                restore_norm_buffers(saved)
-                race["nonfinite"] += 1
-                score = math.inf
-            if 2 * (race["steps"] % self.race_stage_steps) >= self.race_stage_steps:
-                race["sums"][i] += score  # the stage's second half: after adapting
-            race["weights"][i] = _copy_state(self.model.state_dict())
-            race["optimizers"][i] = copy.deepcopy(self.weight_optimizer.state_dict())
+                scores[i] = score + (weight * float(costs[i]) if costs is not None else 0.0)
+                race["weights"][i] = _copy_state(self.model.state_dict())
+                race["optimizers"][i] = copy.deepcopy(self.weight_optimizer.state_dict()
+                                                      ["state"])
+        except BaseException:
+            self._load_finalist(self.race, self._leader(self.race), None)  # as before
+            raise
+        if 2 * (race["steps"] % self.race_stage_steps) >= self.race_stage_steps and scores:
+            for i in race["alive"]:  # the stage's second half: after adapting
+                value = scores.get(i, math.inf)
+                race["sums"][i] += value if math.isfinite(value) else math.inf
         race["steps"] += 1
         self.weight_examples += rows
         self.forward_examples += rows * (len(race["alive"]) - 1)  # the caller adds one
-        if self.selection is not None and self.selection.get("left") is not None:
-            self.selection = {**self.selection,
-                              "left": self.selection["left"] - rows * (len(race["alive"]) - 1)}
+        if left is not None:
+            self.selection = {**self.selection, "left": left - rows * (len(race["alive"]) - 1)}
         if race["steps"] % self.race_stage_steps == 0 and len(race["alive"]) > 1:
             keep = math.ceil(len(race["alive"]) / 2)
             race["alive"] = survivors(race["sums"], race["alive"], keep)
             race["sums"] = [0.0] * len(race["sums"])
+            for i in range(len(race["weights"])):  # the eliminated ones' copies go
+                if i not in race["alive"]:
+                    race["weights"][i], race["optimizers"][i] = None, None
+        result = (float(np.mean(losses)) if losses else math.nan), not losses
         if len(race["alive"]) == 1:
-            winner = race["alive"][0]
-            self.model.load_state_dict(race["weights"][winner])
-            self.weight_optimizer.load_state_dict(race["optimizers"][winner])
-            set_structure(self.model, values[winner])
-            self.selected = list(race["encoded"][winner])
-            race = {"done": True, "winner": winner, "nonfinite": race["nonfinite"],
-                    "encoded": race["encoded"]}
+            self._end_race(race, x, y)
+            return result
         self.race = race
-        return (float(np.mean(losses)) if losses else math.nan), not losses
+        self._load_finalist(race, self._leader(race), values[self._leader(race)])
+        return result
+
+    def _leader(self, race: Mapping[str, Any]) -> int:
+        """The finalist still in ``race`` with the lowest sum so far (ties: the earlier,
+        the selected structure first)."""
+        return survivors(race["sums"], race["alive"], 1)[0]
+
+    def _load_finalist(self, race: Mapping[str, Any], i: int, value: Any) -> None:
+        """Finalist ``i``'s weights and optimizer state into the model and the weight
+        optimizer (copies: a later step does not change the stored ones), and its
+        structure (``value``, or decoded when None) into the model; :attr:`selected`
+        too when ``race`` is the trainer's."""
+        self.model.load_state_dict(race["weights"][i])
+        state = self.weight_optimizer.state_dict()  # the live learning rates stay
+        state["state"] = copy.deepcopy(race["optimizers"][i])
+        self.weight_optimizer.load_state_dict(state)
+        encoded = race["encoded"][i]
+        set_structure(self.model, self.space.decode(np.asarray(encoded))
+                      if value is None else value)
+        self.selected = [float(v) for v in encoded]
+
+    def _end_race(self, race: dict[str, Any], x: Any, y: Any) -> tuple[float, bool]:
+        """Load the winner (the one finalist left in ``race``) and close the race; when
+        it ends before this step trained anyone (the budget), the winner trains on the
+        batch as a plain final step."""
+        winner = race["alive"][0]
+        self._load_finalist(race, winner, None)
+        trained = race["steps"] > self.race["steps"]
+        self.race = {"done": True, "winner": winner, "nonfinite": race["nonfinite"],
+                     "encoded": race["encoded"]}
+        if trained:
+            return math.nan, False
+        return self._weight_step(x, y, [self.recommended()], [_rows(x)])
 
 
 def _copy_state(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -130,3 +130,78 @@ def test_resume_inside_the_race_is_exact() -> None:
         lambda metrics, trainer: metrics.get("race") == 1.0 and trainer.race["steps"] == 5)
     assert len(first.race["encoded"]) >= 3 and not first.race.get("done")
     assert resumed.race["done"] and plain_equal(resumed.state_dict(), straight.state_dict())
+
+
+def _racing(device: str = "cpu", batches=None, **options):
+    torch.manual_seed(0)
+    options = {"structure_options": {"popsize": 4}, "search_compute": 2.0, **options}
+    trainer = HybridTrainer(Net().to(device), "ga", seed=0, **options)
+    return trainer, batches if batches is not None else data(device, batches=10, rows=32)
+
+
+def test_between_race_steps_the_model_is_the_leader(device) -> None:
+    """A fit stopped mid-race (or a callback) sees the leader's weights under the
+    leader's structure, which is also what recommended() says."""
+    trainer, batches = _racing(device)
+    trainer.callbacks.append(lambda m, t: m.get("race") == 1.0 and t.race["steps"] == 6)
+    trainer.fit(batches, epochs=8)
+    race = trainer.race
+    assert not race.get("done") and race["steps"] == 6
+    leader = min(race["alive"], key=lambda i: (race["sums"][i], i))
+    assert trainer.selected == race["encoded"][leader]
+    assert plain_equal(trainer.model.state_dict(), race["weights"][leader])
+    current = trainer.structure(current=True)
+    assert str(current) == str(trainer.recommended())
+
+
+@pytest.mark.parametrize("compute", [1.0, 0.5])
+def test_the_race_keeps_the_bound_with_uneven_batches(compute) -> None:
+    """The race starts on a batch of 8 rows and goes on with batches of 64: priced with
+    the rows it will see, it stays within search_compute."""
+    rows = [8] + [64] * 9
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(sum(rows), 4, generator=g)
+    y = (x[:, 0] * x[:, 1] > 0).long()
+    starts = [sum(rows[:i]) for i in range(len(rows))]
+    batches = [(x[s:s + r], y[s:s + r]) for s, r in zip(starts, rows, strict=True)]
+    trainer, _ = _racing(batches=batches, search_compute=compute)
+    trainer.fit(batches, epochs=8)
+    assert trainer.forward_examples <= (1 + compute) * trainer.weight_examples
+
+
+def test_a_scheduler_stepped_in_a_callback_keeps_its_learning_rate() -> None:
+    torch.manual_seed(0)
+    model = Net()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.5)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(sgd, 0.95)
+    trainer = HybridTrainer(model, "ga", sgd, seed=0, structure_options={"popsize": 4},
+                            search_compute=2.0, callbacks=[lambda m, t: schedule.step()])
+    history = trainer.fit(data("cpu", batches=10, rows=32), epochs=8)
+    assert sum(m.get("race", 0.0) for m in history) > 0
+    assert sgd.param_groups[0]["lr"] == pytest.approx(0.5 * 0.95 ** 80)
+
+
+def test_a_non_finite_loss_in_the_race_follows_on_nonfinite() -> None:
+    from nondiff.hybrid.nonfinite import NonFiniteError
+    trainer, batches = _racing()
+    trainer.callbacks.append(lambda m, t: m.get("race") == 1.0 and t.race["steps"] == 3)
+    trainer.fit(batches, epochs=8)
+    race, weights = trainer.race, trainer.model.state_dict()
+    bad = (torch.full_like(batches[0][0], float("nan")), batches[0][1])
+    with pytest.raises(NonFiniteError):
+        trainer.step(*bad)
+    assert plain_equal(trainer.race, race) and plain_equal(trainer.model.state_dict(), weights)
+    trainer.on_nonfinite = "skip"
+    metrics = trainer.step(*bad)
+    assert metrics["skipped"] == 1.0 and trainer.race["nonfinite"] == race["nonfinite"] + len(
+        race["alive"]) and trainer.race["sums"] == race["sums"]
+
+
+@pytest.mark.parametrize("name, value", [("race_stage_steps", 1), ("race_finalists", -1),
+                                         ("race_stage_steps", 2.5)])
+def test_bad_race_settings_are_refused_before_the_race(name, value) -> None:
+    trainer, batches = _racing()
+    setattr(trainer, name, value)
+    with pytest.raises(ValueError, match=rf"HybridTrainer.{name} must be an int >= \d, got"):
+        trainer.fit(batches, epochs=8)
+    assert trainer.race is None
