@@ -90,8 +90,10 @@ class FinalPhase(FinalistRace):
         racing = self.race is not None and not self.race.get("done")
         self.model.train()
         try:
-            loss, skipped = self._race_step(x, y) if racing else \
-                self._weight_step(x, y, [self.recommended()], [_rows(x)])
+            if racing:
+                loss, skipped, racing = self._race_step(x, y)
+            else:
+                loss, skipped = self._weight_step(x, y, [self.recommended()], [_rows(x)])
         except NonFiniteError as error:
             error.step, error.epoch = self.step_count, self.epoch
             raise

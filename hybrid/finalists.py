@@ -14,10 +14,11 @@ final steps train :data:`RACE_FINALISTS` finalists — that structure and the be
 of the selection's first batch (:func:`pick_finalists`) — each on its own copy of the
 weights and of the weight optimizer's state, on the same batches. Each is scored on a
 batch before it trains on it (its fitness from that forward pass, plus the structure
-cost at the step's weight), summed over the second half of each stage of
+cost at the step's weight), averaged over the second half of each stage of
 :data:`RACE_STAGE_STEPS` steps (the first half lets its weights adapt: a finalist the
 shared weights read backwards starts far behind), and after each stage the better half
-goes on (successive halving, :func:`~nondiff.hybrid.selection.survivors`); the last one left
+goes on (successive halving; ties go to the better place in the stage before); the last
+one left
 is :attr:`~nondiff.hybrid.trainer.HybridTrainer.selected`, and its weights and optimizer
 state go on training as the final phase's.
 
@@ -78,7 +79,6 @@ import torch
 from .blocks import rows as _rows
 from .candidate_norms import norm_buffers, restore_norm_buffers
 from .nonfinite import check_finite
-from .selection import survivors
 from .structure import set_structure
 
 __all__ = ["RACE_FINALISTS", "RACE_STAGE_STEPS", "FinalistRace", "pick_finalists",
@@ -137,66 +137,79 @@ class FinalistRace:
     race_finalists: int = RACE_FINALISTS
     race_stage_steps: int = RACE_STAGE_STEPS
 
-    def _start_race(self, rows: int) -> dict[str, Any] | None:
-        """The race state for a race that starts at a batch of ``rows`` rows, or None
-        when there is none to run: fewer than two finalists, an engine, or not enough
-        budget or steps left for two (fewer finalists race when they are short).
+    def _check_race(self) -> None:
+        """Refuse bad race settings (class attributes a user may set), before anything.
 
         Raises:
             ValueError: ``race_finalists`` not an int >= 0 or ``race_stage_steps`` not
-                an int >= 2 (before anything changes).
+                an int >= 2.
         """
         for name, value, least in (("race_finalists", self.race_finalists, 0),
                                    ("race_stage_steps", self.race_stage_steps, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"HybridTrainer.{name} must be an int >= {least}, got "
                                  f"{value!r}; e.g. {RACE_FINALISTS if least == 0 else 8}")
+
+    def _start_race(self, rows: int) -> dict[str, Any] | None:
+        """The race state for a race that starts at a batch of ``rows`` rows, or None
+        when there is none to run: fewer than two finalists, an engine, or not enough
+        budget or steps left for two (fewer finalists race when they are short). The
+        stage length is kept in the state: a race goes on as it was priced."""
+        self._check_race()
         if self.engine is not None or self.race_finalists < 2 or self.selected is None:
             return None
         sel = self.selection or {}
         finalists = pick_finalists(self.selected, sel.get("opening"), self.race_finalists)
-        left = sel.get("left")
+        left, stage = sel.get("left"), self.race_stage_steps
         future = self._final_rows(rows)
         plan = self._run_plan() if isinstance(self.final_steps, float) else self.planned_steps
         steps_left = 0 if plan is None else plan - self.step_count
         while len(finalists) > 1 and (
-                race_steps(len(finalists), self.race_stage_steps) > min(steps_left,
-                                                                         len(future)) or
-                (left is not None and race_cost(len(finalists), self.race_stage_steps,
-                                                future) > left)):
+                race_steps(len(finalists), stage) > min(steps_left, len(future)) or
+                (left is not None and race_cost(len(finalists), stage, future) > left)):
             finalists = finalists[:-1]
         if len(finalists) < 2:
             return None
         weights = _copy_state(self.model.state_dict())
         moments = copy.deepcopy(self.weight_optimizer.state_dict()["state"])
+        k = len(finalists)
         return {"encoded": finalists, "weights": [_copy_state(weights) for _ in finalists],
                 "optimizers": [copy.deepcopy(moments) for _ in finalists],
-                "sums": [0.0] * len(finalists), "alive": list(range(len(finalists))),
-                "steps": 0, "nonfinite": 0}
+                "sums": [0.0] * k, "counts": [0] * k, "prior": [0.0] * k,
+                "alive": list(range(k)), "steps": 0, "nonfinite": 0, "stage_steps": stage}
 
-    def _race_step(self, x: Any, y: Any) -> tuple[float, bool]:
+    def _race_step(self, x: Any, y: Any) -> tuple[float, bool, bool]:
         """One step of the race (:attr:`race` under way): every finalist still in it
         scored on ``(x, y)`` and trained on it with its own weights (and its own state
         of the weight optimizer; the learning rates are the live ones, which a
-        scheduler may change); the better half goes on after each stage. Between steps
-        the model holds the leader's weights and structure (:attr:`selected`); the last
-        finalist left is the winner. A batch that the budget left cannot pay for ends
-        the race with the leader. Returns (the finalists' mean training loss, whether
-        none trained); the caller counts the step and the one pass a final step costs
-        anyway.
+        scheduler may change); after each stage the finalists with the better mean
+        score over the stage's second half go on (a finalist skipped on a batch under
+        ``on_nonfinite="skip"`` is judged on the others; one that scored nothing
+        loses). Between steps the model holds the leader's weights and structure
+        (:attr:`selected`); the last finalist left is the winner. A batch that the
+        budget left cannot pay for ends the race with the leader, who trains on it as
+        in a plain final step. Returns (the mean training loss, whether nothing trained,
+        whether the finalists raced on the batch); the caller counts the step and the
+        one pass a final step costs anyway.
 
         Raises:
-            NonFiniteError: a finalist's loss is not finite under ``on_nonfinite=
-                "raise"`` (the race and the model are left as before the step).
+            NonFiniteError: a loss is not finite under ``on_nonfinite="raise"`` (the
+                race and the model are left as before the step).
         """
         race = {**self.race, "sums": list(self.race["sums"]),
+                "counts": list(self.race.get("counts", [0] * len(self.race["sums"]))),
                 "weights": list(self.race["weights"]),
                 "optimizers": list(self.race["optimizers"])}
+        stage = int(race.get("stage_steps", self.race_stage_steps))
         rows, losses, scores = _rows(x), [], {}
         left = (self.selection or {}).get("left")
         if left is not None and rows * (len(race["alive"]) - 1) > left:  # the bound
-            race["alive"] = survivors(race["sums"], race["alive"], 1)
-            return self._end_race(race, x, y)
+            leader = self._leader(race)
+            self._load_finalist(race, leader, None)
+            loss, skipped = self._weight_step(x, y, [self.recommended()], [rows])
+            race["alive"] = [leader]
+            self._close_race(race)
+            return loss, skipped, False
         weight = self.cost_weight_at(self.step_count) if self.structure_cost is not None \
             else 0.0
         values = self.space.decode_batch(np.asarray(race["encoded"]))
@@ -226,40 +239,55 @@ class FinalistRace:
         except BaseException:
             self._load_finalist(self.race, self._leader(self.race), None)  # as before
             raise
-        if 2 * (race["steps"] % self.race_stage_steps) >= self.race_stage_steps and scores:
-            for i in race["alive"]:  # the stage's second half: after adapting
-                value = scores.get(i, math.inf)
+        if 2 * (race["steps"] % stage) >= stage:  # the stage's second half: after adapting
+            for i, value in scores.items():
                 race["sums"][i] += value if math.isfinite(value) else math.inf
+                race["counts"][i] += 1
         race["steps"] += 1
         self.weight_examples += rows
         self.forward_examples += rows * (len(race["alive"]) - 1)  # the caller adds one
         if left is not None:
             self.selection = {**self.selection, "left": left - rows * (len(race["alive"]) - 1)}
-        if race["steps"] % self.race_stage_steps == 0 and len(race["alive"]) > 1:
-            keep = math.ceil(len(race["alive"]) / 2)
-            race["alive"] = survivors(race["sums"], race["alive"], keep)
-            race["sums"] = [0.0] * len(race["sums"])
+        if race["steps"] % stage == 0 and len(race["alive"]) > 1:
+            ranked = self._ranked(race)
+            race["alive"] = sorted(ranked[:math.ceil(len(ranked) / 2)])
+            race["prior"] = [float(ranked.index(i)) if i in ranked else math.inf
+                             for i in range(len(race["sums"]))]  # ties next stage
+            race["sums"], race["counts"] = [0.0] * len(race["sums"]), [0] * len(race["sums"])
             for i in range(len(race["weights"])):  # the eliminated ones' copies go
                 if i not in race["alive"]:
                     race["weights"][i], race["optimizers"][i] = None, None
-        result = (float(np.mean(losses)) if losses else math.nan), not losses
+        result = (float(np.mean(losses)) if losses else math.nan), not losses, True
         if len(race["alive"]) == 1:
-            self._end_race(race, x, y)
+            self._load_finalist(race, race["alive"][0], None)
+            self._close_race(race)
             return result
         self.race = race
-        self._load_finalist(race, self._leader(race), values[self._leader(race)])
+        leader = self._leader(race)
+        self._load_finalist(race, leader, values[leader])
         return result
 
+    def _ranked(self, race: Mapping[str, Any]) -> list[int]:
+        """The finalists still in ``race``, best first: by mean score over the batches
+        each scored in this stage (none: last), then by their place after the stage
+        before, then the earlier (the selected structure first)."""
+        counts = race.get("counts") or [1] * len(race["sums"])
+        prior = race.get("prior") or [0.0] * len(race["sums"])
+
+        def key(i: int) -> tuple[float, float, int]:
+            mean = race["sums"][i] / counts[i] if counts[i] else math.inf
+            return (mean if not math.isnan(mean) else math.inf, prior[i], i)
+        return sorted(race["alive"], key=key)
+
     def _leader(self, race: Mapping[str, Any]) -> int:
-        """The finalist still in ``race`` with the lowest sum so far (ties: the earlier,
-        the selected structure first)."""
-        return survivors(race["sums"], race["alive"], 1)[0]
+        """The best finalist still in ``race`` so far (:meth:`_ranked`)."""
+        return self._ranked(race)[0]
 
     def _load_finalist(self, race: Mapping[str, Any], i: int, value: Any) -> None:
         """Finalist ``i``'s weights and optimizer state into the model and the weight
         optimizer (copies: a later step does not change the stored ones), and its
-        structure (``value``, or decoded when None) into the model; :attr:`selected`
-        too when ``race`` is the trainer's."""
+        structure (``value``, or decoded when None) into the model, and into
+        :attr:`selected`."""
         self.model.load_state_dict(race["weights"][i])
         state = self.weight_optimizer.state_dict()  # the live learning rates stay
         state["state"] = copy.deepcopy(race["optimizers"][i])
@@ -269,18 +297,11 @@ class FinalistRace:
                       if value is None else value)
         self.selected = [float(v) for v in encoded]
 
-    def _end_race(self, race: dict[str, Any], x: Any, y: Any) -> tuple[float, bool]:
-        """Load the winner (the one finalist left in ``race``) and close the race; when
-        it ends before this step trained anyone (the budget), the winner trains on the
-        batch as a plain final step."""
-        winner = race["alive"][0]
-        self._load_finalist(race, winner, None)
-        trained = race["steps"] > self.race["steps"]
-        self.race = {"done": True, "winner": winner, "nonfinite": race["nonfinite"],
-                     "encoded": race["encoded"]}
-        if trained:
-            return math.nan, False
-        return self._weight_step(x, y, [self.recommended()], [_rows(x)])
+    def _close_race(self, race: Mapping[str, Any]) -> None:
+        """The race over, the one finalist left in ``race`` (loaded) the winner; the
+        copies go."""
+        self.race = {"done": True, "winner": race["alive"][0],
+                     "nonfinite": race["nonfinite"], "encoded": race["encoded"]}
 
 
 def _copy_state(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -640,6 +640,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         """One structure generation and one weight step on the batch (moved to the
         device of the model's parameters); returns metrics. With ``held_out`` a batch
         ``(x, y)`` the weights do not train on, the generation is evaluated there."""
+        self._check_race()
         if _rows(x) < 2 and has_batch_norm(self.model):
             raise ValueError(f"x has {_rows(x)} row(s) and the model has a batch norm, which "
                              "needs at least 2 rows to train on; drop the batch (a "
@@ -962,6 +963,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
                 raise ValueError("held_out has no batches; pass None or a non-empty list")
             for i, batch in enumerate(held_out):
                 self._pair(batch, i, "held_out")
+        self._check_race()
         if has_batch_norm(self.model):  # a batch norm cannot train on one row
             known = self._epoch_rows(data, batch_size)
             single = [i for i, r in enumerate(known) if r < 2]

@@ -90,7 +90,7 @@ class TrainerState:
                        "epoch_rows": list(self.epoch_rows), "rows_now": list(self._rows_now),
                        "selection": copy.deepcopy(self.selection),
                        "selected": None if self.selected is None else list(self.selected),
-                       "race": copy.deepcopy(self.race)},
+                       "race": self.race},  # seal copies it
         })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -205,4 +205,4 @@ def _race_state(race: Any) -> dict[str, Any] | None:
     if "done" not in race and not (len(race["encoded"]) == len(race["weights"]) ==
                                    len(race["optimizers"]) == len(race["sums"])):
         raise ValueError("race holds a different number of finalists, weights and states")
-    return copy.deepcopy(dict(race))
+    return dict(race)  # copied once, where it is loaded

@@ -29,10 +29,18 @@ class Flipped(nn.Module):
         return -x
 
 
+class Zero(nn.Module):
+    """Nothing: the head sees zeros."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
 class FeatureNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = Choice({"half": Half(), "flipped": Flipped()})
+        self.features = Choice({"half": Half(), "flipped": Flipped(), "zero": Zero(),
+                                "plain": nn.Identity()})
         self.head = nn.Linear(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -204,4 +212,70 @@ def test_bad_race_settings_are_refused_before_the_race(name, value) -> None:
     setattr(trainer, name, value)
     with pytest.raises(ValueError, match=rf"HybridTrainer.{name} must be an int >= \d, got"):
         trainer.fit(batches, epochs=8)
-    assert trainer.race is None
+    assert trainer.race is None and trainer.step_count == 0  # refused before any step
+    with pytest.raises(ValueError, match=rf"HybridTrainer.{name} must be an int"):
+        trainer.step(*batches[0])
+    assert trainer.step_count == 0
+
+
+def _co_adapted(device: str):
+    """FeatureNet whose head trained under "half", and a trainer in its final phase."""
+    torch.manual_seed(0)
+    model = FeatureNet().to(device)
+    batches = _sum_data(device)
+    model.features.value = "half"
+    sgd = torch.optim.SGD(model.parameters(), lr=0.5)
+    for x, y in batches * 3:
+        sgd.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        sgd.step()
+    trainer = HybridTrainer(model, "ga", lambda p: torch.optim.SGD(p, lr=0.5), seed=0,
+                            final_steps=40, select_batches=0)
+    trainer.planned_steps = 40
+    encoded = {name: [float(v) for v in trainer.space.encode({"features": name})]
+               for name in ("half", "flipped", "zero", "plain")}
+    trainer.selected = encoded["half"]
+    trainer.selection = {"opening": {"candidates": list(encoded.values()),
+                                     "first": [0.1, 0.2, 0.3, 0.4]}, "left": None}
+    return trainer, batches, encoded
+
+
+def test_after_a_halving_the_leader_is_the_best_of_the_stage_before(device) -> None:
+    """Each later stage starts with no scores: its leader (the model between steps, and
+    what the race ends with when the budget runs out) is the best of the stage before,
+    not the survivor with the lowest index."""
+    trainer, batches, encoded = _co_adapted(device)
+    for i in range(8):
+        trainer.step(*batches[i])
+    race = trainer.race
+    assert len(race["alive"]) == 2 and race["sums"] == [0.0] * 4
+    best = min(race["alive"], key=lambda i: race["prior"][i])
+    assert race["prior"][best] == 0.0 and trainer.selected == race["encoded"][best]
+    assert trainer.selected != encoded["half"]  # the co-adapted start lost its lead
+    trainer.selection = {**trainer.selection, "left": 0}  # the budget is gone
+    metrics = trainer.step(*batches[8])
+    assert trainer.race["done"] and trainer.selected == race["encoded"][best]
+    assert metrics["race"] == 0.0 and metrics["skipped"] == 0.0
+
+
+def test_a_refused_batch_where_the_budget_ends_the_race_leaves_it_open(device) -> None:
+    from nondiff.hybrid.nonfinite import NonFiniteError
+    trainer, batches, _ = _co_adapted(device)
+    for i in range(3):
+        trainer.step(*batches[i])
+    trainer.selection = {**trainer.selection, "left": 0}
+    race = trainer.race
+    bad = (torch.full_like(batches[3][0], float("nan")), batches[3][1])
+    with pytest.raises(NonFiniteError):
+        trainer.step(*bad)
+    assert not trainer.race.get("done") and plain_equal(trainer.race, race)
+    assert trainer.step_count == 3
+
+
+def test_a_finalist_skipped_once_is_judged_on_the_batches_it_scored() -> None:
+    trainer, _, _ = _co_adapted("cpu")
+    race = {"sums": [1.0, 2.0, 0.6, 0.0], "counts": [4, 4, 3, 0], "prior": [0.0] * 4,
+            "alive": [0, 1, 2, 3]}
+    assert trainer._ranked(race) == [2, 0, 1, 3]  # means 0.25, 0.5, 0.2 (3 of 4), none
+    race["prior"] = [0.0, 1.0, 0.0, 2.0]
+    assert trainer._ranked({**race, "sums": [0.0] * 4, "counts": [0] * 4}) == [0, 2, 1, 3]
