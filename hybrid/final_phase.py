@@ -77,9 +77,10 @@ class FinalPhase(FinalistRace):
     def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
                     ) -> dict[str, float]:
         """:meth:`step` in the final phase: no generation; the first ``select_batches``
-        steps race the pool (:meth:`_select`, on ``held_out`` when given); the
-        weights step under the recommended structure alone (a shared generation left
-        open stays untold)."""
+        steps race the pool (:meth:`_select`, on ``held_out`` when given); the steps
+        after it race the finalists (:mod:`nondiff.hybrid.finalists`), when there is
+        a race; the others step the weights under the recommended structure alone (a
+        shared generation left open stays untold)."""
         selected = self.selected is not None  # by an earlier step's race
         if self.select_batches and self.selected is None:
             fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
