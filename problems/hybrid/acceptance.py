@@ -236,6 +236,17 @@ def _check_sizes(n_train: int, n_test: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _sign_product(seed: int, n_train: int, n_test: int, features: int,
+                  pair: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """``features`` standard normal inputs from ``seed``, the label ``1[x_a x_b > 0]``
+    for ``(a, b) = pair`` (an XOR of two signs), and the gate mask of the pair."""
+    _check_sizes(n_train, n_test)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, features, generator=g)
+    y = (x[:, pair[0]] * x[:, pair[1]] > 0).long()
+    return x, y, np.isin(np.arange(features), pair)
+
+
 # ----- relevant inputs ----------------------------------------------------------------
 RELEVANT = (1, 4, 9)
 """The inputs that matter in ``"relevant-inputs"``."""
@@ -360,11 +371,7 @@ class GatedActivationMLP(nn.Module):
 def inputs_and_activation(seed: int = 0, n_train: int = 2000, n_test: int = 2000
                           ) -> AcceptanceTask:
     """The ``"inputs-and-activation"`` task: ``1[x_2 x_5 > 0]`` among 8 inputs."""
-    _check_sizes(n_train, n_test)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_train + n_test, 8, generator=g)
-    y = (x[:, PAIR[0]] * x[:, PAIR[1]] > 0).long()
-    mask = np.isin(np.arange(8), PAIR)
+    x, y, mask = _sign_product(seed, n_train, n_test, 8, PAIR)
     return AcceptanceTask(
         "inputs-and-activation", _dataset("inputs-and-activation", x, y, n_train),
         GatedActivationMLP, {"gates": mask, "act": "relu"},
@@ -570,11 +577,7 @@ class GatedHeads(nn.Module):
 
 def head_choice(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> AcceptanceTask:
     """The ``"head-choice"`` task: ``1[x_0 x_3 > 0]`` of 6 standard normal inputs."""
-    _check_sizes(n_train, n_test)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_train + n_test, 6, generator=g)
-    y = (x[:, HEAD_INPUTS[0]] * x[:, HEAD_INPUTS[1]] > 0).long()
-    mask = np.isin(np.arange(6), HEAD_INPUTS)
+    x, y, mask = _sign_product(seed, n_train, n_test, 6, HEAD_INPUTS)
     return AcceptanceTask(
         "head-choice", _dataset("head-choice", x, y, n_train), GatedHeads,
         {"gates": mask, "head": "mlp"}, {"gates": [mask], "head": ["mlp"]},
