@@ -107,11 +107,11 @@ phase trains and ``fit`` returns the last winner (:mod:`nondiff.hybrid.selection
 paid by what the final steps earn under ``search_compute`` (plus the credit left), so
 the bound holds; without two candidates it paid for, the recommendation stands. Then the
 finalists' race (:mod:`nondiff.hybrid.finalists`): the selected structure and the best
-others of the selection's first batch, up to ``HybridTrainer.race_finalists`` (4; 0 turns
+others of the selection's first batch, up to ``HybridTrainer.race_finalists`` (8; 0 turns
 it off), each train on their own copy of the weights for the next steps, and the better
-half goes on every ``race_stage_steps`` (8) steps until one is left — shared weights
+half goes on every ``race_stage_steps`` (4) steps until one is left — shared weights
 co-adapted to one structure rank a better one a move away below it until it has
-trained a little (program task: rows meeting all three targets 4 -> 7).
+trained a little (program task: rows meeting all three targets 4 -> 11).
 
 Defaults (issue 17): a user who passes nothing gets ``search_compute=1.0``,
 ``final_steps=0.3`` (0.1 until the measurements above) and ``select_batches=4``: at most

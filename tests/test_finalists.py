@@ -70,6 +70,7 @@ def test_the_race_picks_the_finalist_that_wins_once_trained(device) -> None:
     trainer = HybridTrainer(model, "ga", lambda p: torch.optim.SGD(p, lr=0.5), seed=0,
                             final_steps=30, select_batches=0)
     trainer.planned_steps = 30  # every step final
+    trainer.race_stage_steps = 8  # 4 steps to adapt, 4 scored
     half, flipped = ([float(v) for v in trainer.space.encode({"features": name})]
                      for name in ("half", "flipped"))
     x, y = batches[0]
@@ -97,7 +98,8 @@ def test_the_default_fit_races_within_the_bound_and_off_it_does_not(device) -> N
     race = [m.get("race", 0.0) for m in history]
     finalists = len(trainer.race["encoded"])  # as many as the budget left pays for
     assert trainer.race["done"] and finalists >= 2
-    assert sum(race) == race_steps(finalists, 8) and race.index(1.0) == 80 - 24 + 4
+    assert sum(race) == race_steps(finalists, trainer.race_stage_steps)
+    assert race.index(1.0) == 80 - 24 + 4
     assert race[80 - 24 + 3] == 0.0  # the selection's last batch
     assert trainer.forward_examples <= 2 * trainer.weight_examples
     HybridTrainer.race_finalists = 0
@@ -116,6 +118,7 @@ def test_a_short_budget_races_fewer_finalists_or_none() -> None:
     torch.manual_seed(0)
     trainer = HybridTrainer(Net(), "ga", seed=0, final_steps=30, select_batches=0)
     trainer.planned_steps = 30
+    trainer.race_finalists, trainer.race_stage_steps = 4, 8
     trainer.selected = [1.0, 1.0, 0.0, 0.0, 0.0]
     others = [[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0, 0.0]]
     opening = {"candidates": [trainer.selected, *others], "first": [0.5, 0.4, 0.3, 0.6]}
@@ -155,7 +158,7 @@ def test_between_race_steps_the_model_is_the_leader(device) -> None:
     trainer.fit(batches, epochs=8)
     race = trainer.race
     assert not race.get("done") and race["steps"] == 6
-    leader = min(race["alive"], key=lambda i: (race["sums"][i], i))
+    leader = trainer._leader(race)
     assert trainer.selected == race["encoded"][leader]
     assert plain_equal(trainer.model.state_dict(), race["weights"][leader])
     current = trainer.structure(current=True)
@@ -192,8 +195,8 @@ def test_a_scheduler_stepped_in_a_callback_keeps_its_learning_rate() -> None:
 def test_a_non_finite_loss_in_the_race_follows_on_nonfinite() -> None:
     from nondiff.hybrid.nonfinite import NonFiniteError
     trainer, batches = _racing()
-    trainer.callbacks.append(lambda m, t: m.get("race") == 1.0 and t.race["steps"] == 3)
-    trainer.fit(batches, epochs=8)
+    trainer.callbacks.append(lambda m, t: m.get("race") == 1.0 and t.race["steps"] == 1)
+    trainer.fit(batches, epochs=8)  # the next race step is in its stage's first half
     race, weights = trainer.race, trainer.model.state_dict()
     bad = (torch.full_like(batches[0][0], float("nan")), batches[0][1])
     with pytest.raises(NonFiniteError):
@@ -232,6 +235,7 @@ def _co_adapted(device: str):
     trainer = HybridTrainer(model, "ga", lambda p: torch.optim.SGD(p, lr=0.5), seed=0,
                             final_steps=40, select_batches=0)
     trainer.planned_steps = 40
+    trainer.race_stage_steps = 8
     encoded = {name: [float(v) for v in trainer.space.encode({"features": name})]
                for name in ("half", "flipped", "zero", "plain")}
     trainer.selected = encoded["half"]
