@@ -93,7 +93,8 @@ RACE_STAGE_STEPS = 4
 Measured (8 tasks x 13 optimizers x 5 seeds): 4 finalists in stages of 8 steps 82 rows
 meeting all three targets of 104, 8 in stages of 4 87 (program 7 -> 11 rows,
 relevant-inputs 12 -> 13; routing 36 -> 32 seeds); 8 in stages of 6 (fewer fit the
-budget) program 8 rows; 6 in stages of 8, program and relevant-inputs as 4 of 8."""
+budget) program 8 rows; 6 in stages of 8: program and relevant-inputs 19 rows, as 4
+finalists in stages of 8."""
 
 
 def pick_finalists(selected: Sequence[float], opening: Mapping[str, Any] | None, k: int
