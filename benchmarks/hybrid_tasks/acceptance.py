@@ -124,7 +124,7 @@ from typing import Any
 import numpy as np
 import torch
 from nondiff.hybrid.structure import set_structure, structure_space
-from nondiff.hybrid.trainer import HybridTrainer
+from nondiff.hybrid.trainer import DEFAULT_FINAL_STEPS, HybridTrainer
 from nondiff.optim import registry
 from nondiff.optim.base import UnsupportedSpaceError
 from nondiff.optim.minimize import make_optimizer
@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--final-steps", type=float, default=None,
                         help="HybridTrainer(final_steps=): the fraction of the steps at the "
                              "end that train the recommended structure alone (default: the "
-                             "trainer's, 0.1 when the search is bounded, else 0)")
+                             f"trainer's, {DEFAULT_FINAL_STEPS} when the search is bounded, "
+                             "else 0)")
     parser.add_argument("--select-batches", type=int, default=None,
                         help="HybridTrainer(select_batches=): batches the final phase scores "
                              "its shortlist on (0: none; default: the trainer's, 4)")
