@@ -183,9 +183,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from nondiff.optim import registry
 from nondiff.optim.base import BaseOptimizer
-from nondiff.optim.minimize import make_optimizer
 from nondiff.optim.spaces import leaf_kinds
 from torch import nn
 
@@ -200,6 +198,7 @@ from .candidate_norms import (
 )
 from .devices import device_of, to_device
 from .final_phase import FinalPhase
+from .named_optimizer import named_structure_optimizer
 from .nonfinite import NonFiniteError, check_finite, check_policy
 from .sampling import FAIR_OPEN, fair_structures, merge_small, split_rows
 from .sampling import fair_paths as fair_path_count
@@ -240,18 +239,6 @@ DEFAULT_FINAL_STEPS = 0.3
 Loss = Callable[[Any, Any], torch.Tensor]
 Callback = Callable[[dict[str, float], "HybridTrainer"], Any]
 Cost = Callable[[dict[str, Any]], Any]
-
-
-
-def _has_option(name: str, option: str) -> bool:
-    """Whether the registry optimizer ``name`` takes the hyperparameter ``option`` (False
-    for a name the registry does not know: ``make_optimizer`` names the error)."""
-    try:
-        hyperparameters = getattr(registry.get(name), "Hyperparameters", None)
-    except (ValueError, KeyError, TypeError):
-        return False
-    return hyperparameters is not None and option in hyperparameters.names()
-
 
 
 
@@ -311,9 +298,10 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
             (in issue 17 the (1+1) EA kept an identity activation so). One more
             candidate per generation.
         structure_options: keyword options of the optimizer's constructor (by name). A
-            GA built by name gets ``shift=False`` unless given (children may be copies:
-            under mini-batch fitness the population keeps and re-scores its best; see
-            :class:`~nondiff.optim.ga.GeneticAlgorithm`).
+            GA built by name gets ``shift=False`` unless given, and no default
+            population is larger than ``max(20, 4 + 3 ln d)`` (the cross-entropy
+            method's is ``10 d``, which left a bounded search 4 generations):
+            :mod:`nondiff.hybrid.named_optimizer`.
         batched: evaluate all candidates in one forward pass when the declarations
             allow it (``"auto"`` tries and falls back), or never (False).
         callbacks: ``cb(metrics, trainer)`` after every step; True stops ``fit``.
@@ -495,10 +483,8 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         else:
             options = dict(structure_options or {})
             sigma0 = options.pop("sigma0", None)
-            if _has_option(structure_optimizer, "shift"):  # the GA: copies under noise
-                options.setdefault("shift", False)
-            self.structure_optimizer = make_optimizer(structure_optimizer, self.space, sigma0,
-                                                      seed=seed, options=options)
+            self.structure_optimizer = named_structure_optimizer(
+                structure_optimizer, self.space, sigma0, seed=seed, options=options)
         if engine == "backprop":
             self.engine = None
             if weight_optimizer is None:
