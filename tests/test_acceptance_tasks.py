@@ -20,6 +20,7 @@ from nondiff.problems.hybrid.acceptance import (
     PROGRAM_THRESHOLD,
     RELEVANT,
     ROUTING_MEDIAN,
+    SPHERE_INPUTS,
     TASKS,
     make_task,
     solving_programs,
@@ -37,6 +38,7 @@ RULES = {  # each task's label, recomputed here from its inputs
     "routing": lambda x: x[:, 2] * x[:, 6] + x[:, 4] ** 2 > ROUTING_MEDIAN,
     "program": lambda x: x.abs().sort(1).values[:, 6] > PROGRAM_THRESHOLD,
     "head-choice": lambda x: x[:, 0] * x[:, 3] > 0,
+    "many-inputs": lambda x: x[:, list(SPHERE_INPUTS)].square().sum(1) > chi2.median(3),
 }
 
 
@@ -163,6 +165,7 @@ WRONG = {  # a plausible wrong structure per task, and the accuracy it cannot re
     "routing": ({"left": "x2", "right": "x4", "curve": "x6"}, 0.7),  # x4, x6 swapped
     "program": ({"program": ["sort", "abs", "identity"]}, 0.88),  # abs after the sort
     "head-choice": ({"gates": np.isin(np.arange(6), [0, 3]), "head": "linear"}, 0.6),
+    "many-inputs": ({"gates": np.isin(np.arange(20), [5, 17]), "act": "relu"}, 0.88),  # 11 shut
 }
 KNOWN_FLOOR = {"routing": 0.93, "program": 0.93}  # the others: 0.95
 

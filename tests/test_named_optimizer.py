@@ -42,6 +42,23 @@ def test_the_cap_follows_the_searched_dimension():
     big = Product(gates=Binary(2000))  # 4 + 3 ln 2000 = 26 > 20
     assert structure_popsize(registry.create("cem", big, seed=0)) == default_popsize(2000)
     assert named_structure_optimizer("cem", big, seed=0).popsize == default_popsize(2000)
+    wide = Product(c=Categorical(range(1000)))  # one entry, relaxed into 1000 scores
+    cem = registry.create("cem", wide, seed=0)
+    assert (cem.dim, cem.inner.dim) == (1, 1000)
+    assert structure_popsize(cem) == default_popsize(1000) > STRUCTURE_POPSIZE
+    assert named_structure_optimizer("cem", wide, seed=0).popsize == default_popsize(1000)
+
+
+@pytest.mark.parametrize("gates", [15, 300, 301, 1000])
+def test_every_registry_name_builds_on_large_spaces(gates):
+    """4 + 3 ln d is odd for some d >= 290, and OpenAI-ES and PGPE round their population
+    up to an even one: the cap leaves one more, never refuses a name the registry
+    builds."""
+    space = Product(gates=Binary(gates))
+    for name in registry.names():
+        default = registry.create(name, space, seed=0).popsize
+        built = named_structure_optimizer(name, space, seed=0).popsize
+        assert built == default or (default > built >= STRUCTURE_POPSIZE), name
 
 
 def test_ga_built_by_name_makes_copies():

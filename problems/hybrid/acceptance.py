@@ -1,6 +1,6 @@
 """Acceptance tasks for structure search with shared weights: the right structure is known.
 
-Eight small classification tasks on data generated here from a seed, each with a
+Nine small classification tasks on data generated here from a seed, each with a
 model that declares its discrete structure, the structure that solves it, and a check
 of a found structure against it (:class:`AcceptanceTask`). They judge
 :class:`~nondiff.hybrid.trainer.HybridTrainer` with any structure optimizer: a search
@@ -74,6 +74,17 @@ One more, written after the seven as a check on a structure kind none of them ha
   :data:`GATE_COST` per open gate), the MLP head (about 99 % trained alone; the linear
   head about 50 %).
 
+And one written after the eight, as a new user's first try of issue 17's case on more
+inputs (it is not solved: the acceptance benchmark's docstring has the numbers):
+
+- ``"many-inputs"`` (:func:`many_inputs`): 20 standard normal inputs, the label
+  ``1[x_5^2 + x_11^2 + x_17^2 > m]`` (``m`` the chi-square median, as
+  ``"relevant-inputs"``) for :class:`GatedActivationMLP` with 32 hidden units: gates on
+  20 inputs and the identity / ReLU / tanh choice (2^20 x 3 structures; cost
+  :data:`GATE_COST` per open gate). Known: gates 5, 11 and 17 open, the rest closed,
+  ReLU (about 98 % trained alone; tanh about 94 %, identity chance, one of the three
+  inputs closed about 81 %).
+
 Every task fixes its data (:class:`~nondiff.problems.learning.Dataset`: a training
 and a test split from one seeded generator), a model factory, the known structure
 (:attr:`AcceptanceTask.known`, one representative to train alone) and
@@ -116,12 +127,13 @@ from torch import nn
 __all__ = [
     "ACTIVATIONS", "FREQUENCY", "FREQUENCY_COST", "GATE_COST", "HEAD_INPUTS", "LIST_OPS",
     "OPS", "PAIR",
-    "PROGRAM_RANK", "PROGRAM_THRESHOLD", "RELEVANT", "ROUTES", "ROUTING_MEDIAN", "TASKS",
+    "PROGRAM_RANK", "PROGRAM_THRESHOLD", "RELEVANT", "ROUTES", "ROUTING_MEDIAN",
+    "SPHERE_INPUTS", "TASKS",
     "AcceptanceTask", "ActivationNet", "FourierNet", "GatedActivationMLP", "GatedHeads",
     "GatedMLP",
     "OpGraph", "ProgramNet", "RoutedNet", "frequencies", "head_choice", "inputs_and_activation",
-    "make_task", "needed_nonlinearity", "op_graph", "program_task", "relevant_inputs",
-    "routing", "solving_programs",
+    "make_task", "many_inputs", "needed_nonlinearity", "op_graph", "program_task",
+    "relevant_inputs", "routing", "solving_programs",
 ]  # fmt: skip
 
 GATE_COST = 0.02
@@ -585,6 +597,26 @@ def head_choice(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> Accep
         notes=f"open gates {list(HEAD_INPUTS)} of 6 and the MLP head")
 
 
+# ----- issue 17's case on more inputs -------------------------------------------------
+SPHERE_INPUTS = (5, 11, 17)
+"""The inputs whose squared radius decides ``"many-inputs"``'s label (of 20)."""
+
+
+def many_inputs(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> AcceptanceTask:
+    """The ``"many-inputs"`` task: ``1[x_5^2 + x_11^2 + x_17^2 > m]`` among 20 inputs."""
+    _check_sizes(n_train, n_test)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, 20, generator=g)
+    y = (x[:, list(SPHERE_INPUTS)].square().sum(1) > float(chi2.median(3))).long()
+    mask = np.zeros(20, dtype=bool)
+    mask[list(SPHERE_INPUTS)] = True
+    return AcceptanceTask(
+        "many-inputs", _dataset("many-inputs", x, y, n_train),
+        lambda: GatedActivationMLP(20, 32), {"gates": mask, "act": "relu"},
+        {"gates": [mask], "act": ["relu"]}, structure_cost=_open_gates,
+        notes=f"open gates {list(SPHERE_INPUTS)} of 20 and ReLU")
+
+
 TASKS: dict[str, Callable[..., AcceptanceTask]] = {
     "relevant-inputs": relevant_inputs,
     "nonlinearity": needed_nonlinearity,
@@ -594,6 +626,7 @@ TASKS: dict[str, Callable[..., AcceptanceTask]] = {
     "routing": routing,
     "program": program_task,
     "head-choice": head_choice,
+    "many-inputs": many_inputs,
 }
 """The acceptance tasks by name: ``name -> factory(seed, n_train, n_test)``."""
 
