@@ -255,15 +255,16 @@ def print_table(task: AcceptanceTask, table: dict[str, dict[str, Any]],
     """The per-optimizer table of one task, then its skipped optimizers."""
     print(f"\nTask {task.name}: known {task.notes}; {task.epochs} epochs x "
           f"{task.data.num_batches(task.batch_size)} batches of {task.batch_size}")
-    print(f"{'optimizer':16s} {'recovered':>9s} {'test acc %':>12s} {'fixed %':>12s} "
+    width = max([16, *map(len, table), *map(len, skipped)])  # ipop-sep-cmaes-torch: 20
+    print(f"{'optimizer':{width}s} {'recovered':>9s} {'test acc %':>12s} {'fixed %':>12s} "
           f"{'gap pts':>8s} {'compute':>8s} {'sec':>6s}  targets (rec/gap/compute)")
     for name, row in table.items():
         met = "/".join("met" if row["met"][k] else "NOT" for k in ("recovered", "gap", "compute"))
-        print(f"{name:16s} {row['recovered']:>5d}/{row['seeds']:<3d} {_pm(row['accuracy']):>12s} "
-              f"{_pm(row['fixed']):>12s} {row['gap_points']:8.1f} {row['compute']:7.2f}x "
-              f"{row['seconds']:6.1f}  {met}")
+        print(f"{name:{width}s} {row['recovered']:>5d}/{row['seeds']:<3d} "
+              f"{_pm(row['accuracy']):>12s} {_pm(row['fixed']):>12s} {row['gap_points']:8.1f} "
+              f"{row['compute']:7.2f}x {row['seconds']:6.1f}  {met}")
     for name, why in skipped.items():
-        print(f"{name:16s} skipped: {why}")
+        print(f"{name:{width}s} skipped: {why}")
 
 
 def run_suite(tasks: Sequence[str] | None = None, seeds: int = 5,
