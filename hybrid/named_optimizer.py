@@ -65,9 +65,10 @@ def has_option(name: str, option: str) -> bool:
 
 
 def structure_popsize(optimizer: BaseOptimizer) -> int:
-    """The largest default population for ``optimizer``'s search: :data:`STRUCTURE_POPSIZE`
-    or ``default_popsize`` of the dimension it searches (a wrapper's inner one), the
-    larger (one more is kept: an even population rounded up)."""
+    """The cap on ``optimizer``'s default population: :data:`STRUCTURE_POPSIZE` or
+    ``default_popsize`` of the dimension it searches (a wrapper's inner one), the larger.
+    :func:`named_structure_optimizer` keeps a default of one more (a population rounded
+    up to an even number)."""
     inner = getattr(optimizer, "inner", None)
     dim = int(getattr(inner, "dim", None) or optimizer.dim)
     return max(STRUCTURE_POPSIZE, default_popsize(dim))
