@@ -90,7 +90,7 @@ from nondiff.optim.spaces import Space
 __all__ = ["SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS", "SELECT_RECENT",
            "SELECT_STAGE_BATCHES", "SELECT_WINNERS", "candidate_pool", "combined_moves",
            "halving_plan",
-           "leaf_turns", "neighbours", "pool_size", "record_winner", "shortlist",
+           "leaf_turns", "neighbour_count", "neighbours", "pool_size", "record_winner", "shortlist",
            "stage_lengths",
            "survivors"]
 
@@ -165,6 +165,27 @@ def neighbours(space: Space, encoded: Sequence[float]) -> list[list[float]]:
                 y[j], y[j + 1] = x[j + 1], x[j]
                 out.append(y.tolist())
     return out
+
+
+def neighbour_count(space: Space) -> int:
+    """How many neighbours (:func:`neighbours`) a structure of ``space`` has at most: one
+    per other value of each binary or categorical entry, two per integer entry, one per
+    adjacent pair of a permutation.
+
+    >>> from nondiff.optim.spaces import Binary, Categorical, Product
+    >>> neighbour_count(Product(gates=Binary(20), act=Categorical(["relu", "tanh", "id"])))
+    22
+    """
+    count = 0
+    for _, leaf, where in space.leaves():
+        size = where.stop - where.start
+        if leaf.kind in ("binary", "categorical"):
+            count += size * (int(leaf.cardinality) - 1)
+        elif leaf.kind == "integer":
+            count += 2 * size
+        elif leaf.kind == "permutation":
+            count += max(0, size - 1)
+    return count
 
 
 def leaf_turns(space: Space, encoded: Sequence[float], near: Sequence[Sequence[float]]

@@ -111,7 +111,11 @@ others of the selection's first batch, up to ``HybridTrainer.race_finalists`` (8
 it off), each train on their own copy of the weights for the next steps, and the better
 half goes on every ``race_stage_steps`` (4) steps until one is left — shared weights
 co-adapted to one structure rank a better one a move away below it until it has
-trained a little (program task: rows meeting all three targets 4 -> 11).
+trained a little (program task: rows meeting all three targets 4 -> 11). Half way
+through the final phase, the late selection races the selected structure's neighbours
+once more, under the weights trained for it since (:mod:`nondiff.hybrid.final_phase`;
+``HybridTrainer.late_select = None`` turns it off): a noise input left open or a
+relevant one left closed shows there, where the shared weights hid it.
 
 Defaults (issue 17): a user who passes nothing gets ``search_compute=1.0``,
 ``final_steps=0.3`` (0.1 until the measurements above) and ``select_batches=4``: at most
@@ -343,7 +347,10 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
             the one returned, at no extra compute (see the module docstring).
         select_batches: the first final steps that race the final selection's pool
             (see the module docstring), an int >= 0; 0: none, the final phase trains
-            the optimizer's recommendation. Default 4 (two stages of two batches).
+            the optimizer's recommendation. Default 4 (two stages of two batches). The
+            late selection (``HybridTrainer.late_select``, half way through the final
+            phase; None turns it off) races the selected structure's neighbours on as
+            many batches (:mod:`nondiff.hybrid.final_phase`).
         structure_cost: ``cost(structure) -> number`` (a float or one-element tensor) of
             a decoded structure, e.g. ``lambda s: s["gates"].sum()``; the structure
             optimizer minimizes ``fitness + weight * cost``. A NaN, infinite or
@@ -466,6 +473,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         self._scored: list[int] = []  # paths whose fitness the weight step reads
         self._step_fitness: torch.Tensor | None = None
         self.search_credit = 0.0  # evaluation examples earned and not yet spent
+        self.late_credit = 0.0  # and set aside for the late selection
         self._generation_cost: int | None = None  # of the next generation, its rows
         self._eval_rows = 1
         self.between: dict[str, list] = {"encoded": [], "objective": []}  # last generation
@@ -626,7 +634,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         """One structure generation and one weight step on the batch (moved to the
         device of the model's parameters); returns metrics. With ``held_out`` a batch
         ``(x, y)`` the weights do not train on, the generation is evaluated there."""
-        self._check_race()
+        self._check_final()
         if _rows(x) < 2 and has_batch_norm(self.model):
             raise ValueError(f"x has {_rows(x)} row(s) and the model has a batch norm, which "
                              "needs at least 2 rows to train on; drop the batch (a "
@@ -728,7 +736,10 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         ``popsize`` candidates."""
         if self.search_compute is None:
             return True
-        self.search_credit += self.search_compute * rows
+        earned = self.search_compute * rows
+        held = self._late_reserve(earned, rows)  # the late selection's (hybrid.final_phase)
+        self.late_credit += held
+        self.search_credit += earned - held
         size = int(getattr(self.structure_optimizer, "popsize", 1))
         size += self._incumbent() is not None
         self._generation_cost, self._eval_rows = size * eval_rows, eval_rows  # for a warning
@@ -949,7 +960,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
                 raise ValueError("held_out has no batches; pass None or a non-empty list")
             for i, batch in enumerate(held_out):
                 self._pair(batch, i, "held_out")
-        self._check_race()
+        self._check_final()
         if has_batch_norm(self.model):  # a batch norm cannot train on one row
             known = self._epoch_rows(data, batch_size)
             single = [i for i, r in enumerate(known) if r < 2]

@@ -80,7 +80,7 @@ class TrainerState:
             "batched": self.batched,
             "batched_steps": self.batched_steps,
             "last_generation": {k: list(v) for k, v in self.last_generation.items()},
-            "search": {"credit": self.search_credit,
+            "search": {"credit": self.search_credit, "late_credit": self.late_credit,
                        "between": {k: list(v) for k, v in self.between.items()},
                        "shared": self.shared.state_dict(),
                        "recent": copy.deepcopy(self.recent),
@@ -116,6 +116,7 @@ class TrainerState:
         try:
             last = {k: list(v) for k, v in last.items()}
             search = {"credit": float(search["credit"]),
+                      "late_credit": float(search.get("late_credit", 0.0)),
                       "between": {k: list(search["between"][k])
                                   for k in ("encoded", "objective")},
                       "shared": search.get("shared"),
@@ -184,6 +185,7 @@ class TrainerState:
         self.batched_steps = bool(state.get("batched_steps", bool(self.batched)))
         self.last_generation = last
         self.search_credit = float(search["credit"])
+        self.late_credit = float(search.get("late_credit", 0.0))
         self.between = {k: list(v) for k, v in search["between"].items()}
         self.recent, self.selection = search["recent"], search["selection"]
         self.recent_objectives = search["recent_objectives"]

@@ -126,6 +126,7 @@ def test_the_final_phase_races_a_pool_on_several_batches_within_the_bound(device
     trainer = HybridTrainer(Net().to(device), "ga", seed=0, search_compute=2.0,
                             final_steps=0.25, select_batches=2,
                             structure_options={"popsize": 4})
+    trainer.late_select = None  # the first selection alone (test_late_selection.py)
     seen, scored = [], record_final_scores(trainer)
     trainer.callbacks.append(lambda m, t: seen.append(
         (t.structure_optimizer.counters["iterations"], t.forward_examples)))
@@ -165,6 +166,7 @@ def test_four_selection_batches_descend_in_two_stages(device, seed) -> None:
     trainer = HybridTrainer(Net().to(device), "ga", seed=seed, search_compute=2.0,
                             final_steps=0.3, select_batches=4,
                             structure_options={"popsize": 4})
+    trainer.late_select = None  # the first selection alone (test_late_selection.py)
     scored = record_final_scores(trainer)
     trainer.fit(data(device), epochs=4)  # 20 steps, the last 6 final
     assert trainer.selection["stages"] == [2, 2] and len(scored) == 4
@@ -240,8 +242,11 @@ def test_resume_inside_the_selection_is_exact(select_batches, stop_after) -> Non
     stage of a descent, a resumed trainer selects and trains exactly as one run."""
     def make():
         torch.manual_seed(0)
-        return HybridTrainer(Net(), "ga", seed=3, search_compute=2.0, final_steps=0.3,
-                             select_batches=select_batches, structure_options={"popsize": 4})
+        trainer = HybridTrainer(Net(), "ga", seed=3, search_compute=2.0, final_steps=0.3,
+                                select_batches=select_batches,
+                                structure_options={"popsize": 4})
+        trainer.late_select = None  # the first selection alone (test_late_selection.py)
+        return trainer
 
     straight, first, resumed = straight_and_resumed(
         make, data("cpu"), 4, lambda metrics, trainer: trainer.selection is not None
@@ -357,6 +362,7 @@ def test_non_finite_scores_in_the_race_are_counted_and_an_all_nan_batch_warns() 
     torch.manual_seed(0)
     trainer = HybridTrainer(Net(), "ga", seed=0, search_compute=2.0, final_steps=0.25,
                             select_batches=2, structure_options={"popsize": 4})
+    trainer.late_select = None  # the first selection alone (test_late_selection.py)
     evaluate = trainer.evaluate
     calls = {"final": 0}
 

@@ -136,6 +136,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.hybrid.final_phase import LATE_SELECT
 from nondiff.hybrid.named_optimizer import named_structure_optimizer
 from nondiff.hybrid.structure import set_structure, structure_space
 from nondiff.hybrid.trainer import DEFAULT_FINAL_STEPS, HybridTrainer
@@ -205,15 +206,18 @@ def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu",
 def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
            **options: Any) -> dict[str, Any]:
     """``HybridTrainer`` with ``optimizer`` (defaults otherwise, or keyword ``options`` of
-    the trainer, e.g. ``search_compute=1.0``) on the task: the found structure, whether
-    it is the known one, test accuracy, forward examples and the step metrics."""
+    the trainer, e.g. ``search_compute=1.0``, and ``late_select``, which sets
+    ``trainer.late_select``) on the task: the found structure, whether it is the known
+    one, test accuracy, forward examples and the step metrics."""
     torch.manual_seed(seed)
     model = task.model().to(device)
     data = task.data.to(device)
     cost = {} if task.structure_cost is None else {
         "structure_cost": task.structure_cost}  # the trainer's default schedule
+    late = options.pop("late_select", HybridTrainer.late_select)  # an attribute, not an option
     trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=task.lr),
                             seed=seed, progress=False, **cost, **options)
+    trainer.late_select = late
     start = time.perf_counter()
     trainer.fit(data, epochs=task.epochs, batch_size=task.batch_size, seed=seed)
     found = trainer.recommended()
@@ -305,6 +309,10 @@ def _search_compute(text: str) -> float | str:
     return text.lower() if text.lower() in ("none", "shared") else float(text)
 
 
+def _late_select(text: str) -> float | str:
+    return "none" if text.lower() == "none" else float(text)
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tasks", nargs="*", metavar="task",
@@ -328,6 +336,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--select-batches", type=int, default=None,
                         help="HybridTrainer(select_batches=): batches the final phase scores "
                              "its shortlist on (0: none; default: the trainer's, 4)")
+    parser.add_argument("--late-select", type=_late_select, default=None,
+                        help="HybridTrainer.late_select: how far into the final phase the "
+                             "late selection starts ('none': no late selection; default: "
+                             f"the trainer's, {LATE_SELECT})")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
@@ -345,10 +357,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
           f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds; search_compute="
           f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
           f"{'default' if args.final_steps is None else args.final_steps}, select_batches="
-          f"{'default' if args.select_batches is None else args.select_batches}")
+          f"{'default' if args.select_batches is None else args.select_batches}, "
+          f"late_select={'default' if args.late_select is None else args.late_select}")
     start = time.perf_counter()
     given = {"search_compute": args.search_compute, "final_steps": args.final_steps,
-             "select_batches": args.select_batches}
+             "select_batches": args.select_batches, "late_select": args.late_select}
     options = {k: None if v == "none" else v for k, v in given.items() if v is not None}
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
