@@ -10,6 +10,7 @@ import torch
 from conftest import plain_equal
 from hybrid_net import Net, data, straight_and_resumed
 from nondiff.hybrid.final_phase import LATE_RESERVE, LATE_SELECT
+from nondiff.hybrid.selection import neighbours
 from nondiff.hybrid.structure import set_structure
 from nondiff.hybrid.trainer import HybridTrainer
 from torch import nn
@@ -23,7 +24,8 @@ def _gate_cost(structure) -> float:
     return GATE_COST * float(np.sum(structure["gates"]))
 
 
-def _final_trainer(device: str, gates: list[bool], late_select: float = 0.1):
+def _final_trainer(device: str, gates: list[bool], late_select: float = 0.1,
+                   cost=_gate_cost, final_steps: int = 20):
     """A trainer whose every step is final, the first selection and the race behind it,
     with ``gates`` (and ReLU) selected and the weights trained under them; a gate cost
     at full weight."""
@@ -37,7 +39,7 @@ def _final_trainer(device: str, gates: list[bool], late_select: float = 0.1):
         nn.functional.cross_entropy(model(x), y).backward()
         adam.step()
     trainer = HybridTrainer(model, "ga", lambda p: torch.optim.Adam(p, lr=0.02), seed=0,
-                            final_steps=20, structure_cost=_gate_cost,
+                            final_steps=final_steps, structure_cost=cost,
                             cost_schedule=lambda step: 1.0)
     trainer.planned_steps = 20  # every step final
     trainer.late_select = late_select  # starts at step 2
@@ -72,14 +74,63 @@ def test_the_late_selection_keeps_the_right_structure(device) -> None:
 
 def test_the_late_selection_waits_for_the_race_and_is_off_with_none(device) -> None:
     trainer, batches = _final_trainer(device, [True, True, True, False])
-    trainer.race = None  # the race has not run: it starts, and the late selection waits
-    trainer.race_finalists = 0
-    history = [trainer.step(*batches[i]) for i in range(3)]
-    assert history[0]["late_select"] == 0.0 and history[2]["late_select"] == 1.0
+    other = [float(v) for v in trainer.space.encode({"gates": np.array([True] * 4),
+                                                     "act": "tanh"})]
+    trainer.race = None  # the race of two finalists (4 steps) runs past the start (step 2)
+    trainer.selection = {"opening": {"candidates": [trainer.selected, other],
+                                     "first": [0.5, 0.6]}, "left": None}
+    trainer.race_stage_steps = 4
+    history = [trainer.step(*batches[i]) for i in range(8)]
+    assert [m["race"] for m in history] == [1.0] * 4 + [0.0] * 4
+    assert [m["late_select"] for m in history] == [0.0] * 4 + [1.0] * 4
     off, batches = _final_trainer(device, [True, True, True, False], late_select=None)
     history = [off.step(*batches[i]) for i in range(8)]
     assert sum(m["late_select"] for m in history) == 0 and "late" not in off.selection
     assert off.recommended()["gates"].tolist() == [True, True, True, False]
+
+
+def test_the_late_pool_is_the_selected_structure_and_its_neighbours() -> None:
+    trainer, batches = _final_trainer("cpu", [True, True, True, False])
+    far = [float(v) for v in trainer.space.encode({"gates": np.array([False] * 4),
+                                                   "act": "identity"})]
+    trainer.recent, trainer.recent_objectives = [[far, far]], [[0.1, 0.1]]
+    trainer.winners = [[far, 3, 0]]  # the first selection would race these; not this one
+    for i in range(3):
+        trainer.step(*batches[i])
+    pool = {tuple(c) for c in trainer.selection["candidates"]}
+    allowed = {tuple(trainer.selection["candidates"][0])} | {
+        tuple(c) for c in neighbours(trainer.space, trainer.selection["candidates"][0])}
+    assert trainer.selection["late"] and len(pool) == 7 and pool <= allowed
+
+
+def test_a_refused_start_of_the_late_selection_keeps_its_budget() -> None:
+    """A structure cost that refuses a neighbour (NaN) raises before anything is kept:
+    the reserve and the first selection's state stand, and the retry races with them."""
+    broken = {"on": True}
+
+    def cost(structure) -> float:
+        return float("nan") if broken["on"] and not structure["gates"][0] else \
+            _gate_cost(structure)
+
+    trainer, batches = _final_trainer("cpu", [True, True, True, False], cost=cost)
+    for i in range(2):
+        trainer.step(*batches[i])
+    credit, selection = trainer.late_credit, dict(trainer.selection)
+    with pytest.raises(ValueError, match="structure_cost"):
+        trainer.step(*batches[2])
+    assert trainer.late_credit == credit and trainer.selection == selection
+    assert trainer.step_count == 2
+    broken["on"] = False
+    metrics = trainer.step(*batches[2])
+    assert metrics["late_select"] == 1.0 and trainer.late_credit == 0.0
+    assert trainer.selection["left"] < credit and len(trainer.selection["candidates"]) == 7
+
+
+def test_an_int_final_steps_beyond_the_plan_starts_it_half_way_through_the_plan() -> None:
+    trainer, batches = _final_trainer("cpu", [True, True, True, False], late_select=0.5,
+                                      final_steps=30)  # every one of the 20 steps final
+    history = [trainer.step(*batches[i % len(batches)]) for i in range(12)]
+    assert [m["late_select"] for m in history].index(1.0) == 10
 
 
 def test_the_default_fit_selects_late_within_the_bound() -> None:
@@ -99,17 +150,24 @@ def test_the_default_fit_selects_late_within_the_bound() -> None:
     assert trainer.late_credit == 0.0  # spent (or left unspent)
 
 
-def test_resume_inside_the_late_selection_is_exact() -> None:
+@pytest.mark.parametrize("where", ["search", "late"])
+def test_resume_with_a_reserve_or_inside_the_late_selection_is_exact(where) -> None:
     def make():
         torch.manual_seed(0)
         return HybridTrainer(Net(), "ga", seed=0, structure_options={"popsize": 4},
                              structure_cost=_gate_cost)
 
+    def stop(metrics, trainer) -> bool:
+        if where == "search":
+            return trainer.step_count == 30 and trainer.late_credit > 0
+        return metrics.get("late_select") == 1.0 and not trainer.selection["done"]
+
     straight, first, resumed = straight_and_resumed(
-        make, data("cpu", batches=10, rows=32), 8,
-        lambda metrics, trainer: metrics.get("late_select") == 1.0
-        and not trainer.selection["done"])
-    assert first.selection["late"] and not first.selection["done"]
+        make, data("cpu", batches=10, rows=32), 8, stop)
+    if where == "search":
+        assert first.step_count == 30 and first.late_credit > 0
+    else:
+        assert first.selection["late"] and not first.selection["done"]
     assert resumed.selection["done"] and plain_equal(resumed.state_dict(),
                                                      straight.state_dict())
 

@@ -92,7 +92,17 @@ of the training (CMA-ES, seed 0; trained alone it ends near 0.1), and closing on
 relevant input costs it -0.02 to +0.02, no more than the gate's cost — so the cost
 closes one of the three inputs, or the search keeps noise inputs (fair paths alone over
 the whole training: 0.61-0.64 with the activation choice, 0.42-0.45 with ReLU fixed, 2
-seeds, 320 steps).
+seeds, 320 steps). Then the late selection (:mod:`nondiff.hybrid.final_phase`: half way
+through the final phase, the selected structure's neighbours raced under the weights
+trained for it since; ``--late-select none`` turns it off), measured on all nine tasks
+(295 s): rows meeting recovered / gap / compute / all three 97 / 82 / 117 / 82 of 117,
+seeds recovered 516 of 585 (505 before); many-inputs 45 of 65 seeds (22) and 4 rows (1),
+op-graph 65 (63), relevant-inputs 64 (63), inputs-and-activation 58 (64: runs that closed
+every gate before the final phase), program 58 (65), routing 31 (33), the rest
+unchanged; rows inputs-and-activation 12 -> 7, program 12 -> 7, relevant-inputs 13 ->
+12, op-graph 12 -> 13, many-inputs 1 -> 4. On seeds 5-9 (``late_select=None`` against
+the default, the same code) seeds 470 -> 526, rows 72 -> 77: many-inputs 9 -> 50,
+op-graph 58 -> 64 (rows 6 -> 12), program 50 -> 57, inputs-and-activation 60 -> 59.
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
