@@ -27,9 +27,9 @@ Example:
 
 from __future__ import annotations
 
-from .sampling import fair_share
+from .sampling import fair_open_at, fair_share
 
-__all__ = ["fair_share_at", "final_at", "plan_warning", "steps_of"]
+__all__ = ["fair_share_at", "final_at", "open_share_at", "plan_warning", "steps_of"]
 
 
 def steps_of(steps: int | float, plan: int | None) -> int | None:
@@ -54,6 +54,15 @@ def fair_share_at(step: int, *, warmup_steps: int, weight_step: str,
     if steps is None:
         return 0.5
     return fair_share(step, steps)
+
+
+def open_share_at(step: int, *, start: float, end: float, fair_steps: int | float,
+                  plan: int | None) -> float:
+    """The share of the fair paths that open each gate at step ``step``: from ``start``
+    down to ``end`` over ``fair_steps`` (a float: that fraction of ``plan``; ``end``
+    without a plan) (:func:`~nondiff.hybrid.sampling.fair_open_at`)."""
+    steps = steps_of(fair_steps, plan)
+    return end if steps is None else fair_open_at(step, steps, start, end)
 
 
 def final_at(step: int, final_steps: int | float, end: int | None) -> bool:

@@ -17,10 +17,11 @@ Each step on a batch ``(x, y)`` (ENAS, Pham et al. 2018, alternates the same two
    - ``"fair"`` (default): the batch is split among paths — a share ``s_t`` of its rows
      among fair paths (:func:`~nondiff.hybrid.sampling.fair_structures`: every option
      of every ``Choice`` and both states of every gate trained equally often in the
-     step, FairNAS), the rest among this generation's candidates (the optimizer's
-     current distribution or population) — in one forward pass and one update;
-     ``s_t`` falls linearly from 1 to 0 over ``fair_steps`` (counted over all ``fit``
-     calls: see ``total_steps``);
+     step, FairNAS; each gate open in every fair path at first, in ``fair_open`` of
+     them by the end of ``fair_steps``: ``fair_open_start``), the rest among this
+     generation's candidates (the optimizer's current distribution or population) — in
+     one forward pass and one update; ``s_t`` falls linearly from 1 to 0 over
+     ``fair_steps`` (counted over all ``fit`` calls: see ``total_steps``);
    - ``"population"``: the whole batch among this generation's candidates;
    - before issue 17, one structure: a candidate drawn at random from this generation
      (``"sampled"``, the ENAS shared-weight step), the generation's best (``"best"``)
@@ -204,9 +205,9 @@ from .devices import device_of, to_device
 from .final_phase import FinalPhase
 from .named_optimizer import named_structure_optimizer
 from .nonfinite import NonFiniteError, check_finite, check_policy
-from .sampling import FAIR_OPEN, fair_structures, merge_small, split_rows
+from .sampling import FAIR_OPEN, FAIR_OPEN_START, fair_structures, merge_small, split_rows
 from .sampling import fair_paths as fair_path_count
-from .schedules import fair_share_at, final_at, plan_warning
+from .schedules import fair_share_at, final_at, open_share_at, plan_warning
 from .selection import SELECT_BATCHES
 from .shared_fitness import SharedGeneration
 from .shared_step import fitness_of, shared_step
@@ -294,6 +295,11 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
             is less likely to close them before the weights have learned them, at the
             price of noise inputs open more often while the weights train (measured:
             :data:`~nondiff.hybrid.sampling.FAIR_OPEN`).
+        fair_open_start: the share of the fair paths that open each gate at the first
+            step, in ``[0, 1]`` (default 1: every gate open); it falls linearly to
+            ``fair_open`` over ``fair_steps`` (Bender et al. 2018's ramp of the path
+            dropout; measured: :data:`~nondiff.hybrid.sampling.FAIR_OPEN_START`).
+            ``fair_open_start=fair_open`` keeps the share fixed.
         reevaluate_incumbent: with an elitist structure optimizer that accepts it
             (``reevaluates_incumbent``: the GA and the (1+lambda) EA), evaluate its
             recommendation with every generation, on the same batch under the current
@@ -403,6 +409,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         generation_rows: int | None = None, final_steps: int | float | None = None,
         total_steps: int | None = None, select_batches: int = SELECT_BATCHES,
         cost_start: int | float | None = None, fair_open: float = FAIR_OPEN,
+        fair_open_start: float = FAIR_OPEN_START,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -417,12 +424,16 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         if weight_step not in WEIGHT_STEPS:
             raise ValueError(f"weight_step must be one of {WEIGHT_STEPS}, got {weight_step!r}")
         self.fair_steps, self.fair_paths = self._check_fair(fair_steps, fair_paths)
-        if isinstance(fair_open, bool) or not isinstance(fair_open, (int, float)) or \
-                not 0.0 <= fair_open <= 1.0:
-            raise ValueError(f"fair_open must be a number in [0, 1] (the share of the fair "
-                             f"paths that open each gate), got {fair_open!r}; e.g. 0.5, "
-                             f"or 0.75 for inputs that matter only together")
-        self.fair_open = float(fair_open)
+        for name, share, what, example in (
+                ("fair_open", fair_open, "each gate", "0.5, or 0.75 for inputs that matter "
+                                                       "only together"),
+                ("fair_open_start", fair_open_start, "each gate at the first step",
+                 "1.0 (every gate open), or fair_open for no ramp")):
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or \
+                    not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1] (the share of the fair "
+                                 f"paths that open {what}), got {share!r}; e.g. {example}")
+        self.fair_open, self.fair_open_start = float(fair_open), float(fair_open_start)
         if not isinstance(reevaluate_incumbent, bool):
             raise ValueError(f"reevaluate_incumbent must be True or False, got "
                              f"{reevaluate_incumbent!r}")
@@ -591,6 +602,12 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         """The share of the batch trained under fair paths at step ``step`` (1 in warm-up;
         0 unless ``weight_step="fair"``)."""
         return fair_share_at(step, warmup_steps=self.warmup_steps, weight_step=self.weight_step,
+                             fair_steps=self.fair_steps, plan=self._run_plan())
+
+    def open_share_at(self, step: int) -> float:
+        """The share of the fair paths that open each gate at step ``step``: from
+        ``fair_open_start`` down to ``fair_open`` over ``fair_steps``."""
+        return open_share_at(step, start=self.fair_open_start, end=self.fair_open,
                              fair_steps=self.fair_steps, plan=self._run_plan())
 
     # ----- one step -------------------------------------------------------------------
@@ -783,7 +800,8 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         if fair:
             k = min(self.fair_paths, fair)
             paths += self.space.decode_batch(fair_structures(self.space, k, self.rng,
-                                                             self.fair_open))
+                                                             self.open_share_at(
+                                                                 self.step_count)))
             rows += split_rows(fair, [1.0] * k)
             owners += [-1] * k
         norms = self.engine is None and has_batch_norm(self.model)

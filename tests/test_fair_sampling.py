@@ -15,6 +15,8 @@ from conftest import plain_equal, roundtrip
 from hybrid_net import straight_and_resumed
 from nondiff.hybrid.sampling import (
     FAIR_OPEN,
+    FAIR_OPEN_START,
+    fair_open_at,
     fair_paths,
     fair_share,
     fair_structures,
@@ -82,6 +84,23 @@ def test_split_rows_share_and_bad_input() -> None:
         HybridTrainer(CountingNet(), "ga", fair_open=float("nan"))
 
 
+def test_the_open_share_ramps_from_every_gate_open_to_fair_open() -> None:
+    assert FAIR_OPEN_START == 1.0
+    assert [fair_open_at(t, 4) for t in (0, 2, 4, 9)] == [1.0, 0.75, 0.5, 0.5]
+    assert fair_open_at(3, 0) == FAIR_OPEN and fair_open_at(1, 2, 0.5, 0.5) == 0.5
+    trainer = HybridTrainer(CountingNet(), "ga", seed=0, fair_steps=10)
+    assert [trainer.open_share_at(t) for t in (0, 5, 10, 20)] == [1.0, 0.75, 0.5, 0.5]
+    paths, _, _ = trainer._owned_paths([], 1.0, 64)  # step 0: every gate open
+    assert all(bool(np.all(p["gates"])) for p in paths)
+    trainer.step_count = 10
+    paths, _, _ = trainer._owned_paths([], 1.0, 64)
+    assert np.mean([np.mean(p["gates"]) for p in paths]) == pytest.approx(0.5, abs=0.1)
+    fixed = HybridTrainer(CountingNet(), "ga", seed=0, fair_steps=10, fair_open_start=0.5)
+    assert fixed.open_share_at(0) == 0.5
+    with pytest.raises(ValueError, match="fair_open_start must be a number in \\[0, 1\\]"):
+        HybridTrainer(CountingNet(), "ga", fair_open_start=1.5)
+
+
 def test_gates_open_in_the_share_of_the_fair_paths_asked() -> None:
     rng = np.random.default_rng(0)
     assert FAIR_OPEN == 0.5 and (fair_structures(Binary(8), 6, rng).sum(axis=0) == 3).all()
@@ -94,13 +113,16 @@ def test_gates_open_in_the_share_of_the_fair_paths_asked() -> None:
     assert both[:, 1:].tolist() == [[1.0, 1.0]] * 6
 
 
-def _product_loss(fair_open: float | None) -> float:
+def _product_loss(fair_open: float | None, start: float | None = None) -> float:
     """The known structure's loss on issue 17's "inputs-and-activation" (label
-    ``x_2 x_5 > 0``; chance 0.69) after 320 steps of fair paths alone (no search)."""
+    ``x_2 x_5 > 0``; chance 0.69) after 320 steps of fair paths alone (no search), each
+    gate open in ``fair_open`` of them from ``start`` on (the default ramp: from every
+    gate open down to ``fair_open`` at step 160)."""
     task = make_task("inputs-and-activation", seed=1, n_train=1280, n_test=64)
     torch.manual_seed(1)
     model = task.model()
     given = {} if fair_open is None else {"fair_open": fair_open}
+    given.update({} if start is None else {"fair_open_start": start})
     trainer = HybridTrainer(model, "cem", lambda p: torch.optim.Adam(p, lr=task.lr), seed=1,
                             warmup_steps=10**6, **given)  # every step fair: no search at all
     with warnings.catch_warnings():
@@ -116,9 +138,11 @@ def test_fair_paths_open_more_often_train_a_product_of_two_gated_inputs() -> Non
     """The collapse of issue 17's "inputs-and-activation": both inputs of the product must
     be open together; with each gate open in half of the fair paths the shared weights
     had barely learned it (measured 0.58-0.60 over 5 seeds), so the structure cost closed
-    both gates; open in 3/4 of them: 0.33-0.37."""
-    assert _product_loss(None) > 0.55
-    assert _product_loss(0.75) < 0.5
+    both gates; open in 3/4 of them: 0.33-0.37; from every gate open down to half by
+    step 160 (the default): 0.15."""
+    assert _product_loss(None, start=0.5) > 0.55
+    assert _product_loss(0.75, start=0.75) < 0.5
+    assert _product_loss(None) < 0.3  # the default ramp from every gate open: 0.15
 
 
 # -- the trainer's weight step ------------------------------------------------------------
@@ -164,7 +188,8 @@ def counting_data(device, batches: int = 3, rows: int = 60):
 def test_the_warmup_trains_every_option_and_gate_state_on_equal_rows(device) -> None:
     torch.manual_seed(0)
     model = CountingNet().to(device)
-    trainer = HybridTrainer(model, "ga", seed=0, warmup_steps=3, final_steps=0)
+    trainer = HybridTrainer(model, "ga", seed=0, warmup_steps=3, final_steps=0,
+                            fair_open_start=0.5)  # gates open in half of them from the start
     history = trainer.fit(counting_data(device), epochs=1)  # 3 steps of 60 rows, all fair
     assert trainer.fair_paths == 6 and [m["fair_share"] for m in history] == [1.0] * 3
     assert [option.rows for option in model.act.options] == [60, 60, 60]  # 20 a step each

@@ -103,6 +103,12 @@ unchanged; rows inputs-and-activation 12 -> 7, program 12 -> 7, relevant-inputs 
 12, op-graph 12 -> 13, many-inputs 1 -> 4. On seeds 5-9 (``late_select=None`` against
 the default, the same code) seeds 470 -> 526, rows 72 -> 77: many-inputs 9 -> 50,
 op-graph 58 -> 64 (rows 6 -> 12), program 50 -> 57, inputs-and-activation 60 -> 59.
+Then the fair paths open every gate at first, in half of them by the end of the fair
+share (:data:`~nondiff.hybrid.sampling.FAIR_OPEN_START`; only the gated tasks change):
+rows meeting all three 82 -> 88 of 117, seeds 516 -> 523 of 585 — inputs-and-activation
+7 -> 13 rows (58 -> 65 seeds), relevant-inputs 12 -> 13, head-choice 13 -> 12 (65 -> 64
+seeds), many-inputs 45 -> 46 seeds (4 rows); on seeds 5-9 inputs-and-activation 59 ->
+65, relevant-inputs 64 -> 65, many-inputs 50 -> 46.
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
