@@ -89,10 +89,8 @@ from nondiff.optim.spaces import Space
 
 __all__ = ["SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS", "SELECT_RECENT",
            "SELECT_STAGE_BATCHES", "SELECT_WINNERS", "candidate_pool", "combined_moves",
-           "halving_plan",
-           "leaf_turns", "neighbour_count", "neighbours", "pool_size", "record_winner", "shortlist",
-           "stage_lengths",
-           "survivors"]
+           "halving_plan", "leaf_turns", "neighbour_count", "neighbours", "pool_size",
+           "record_winner", "shortlist", "stage_lengths", "survivors"]
 
 SELECT_BATCHES = 4
 """Default ``select_batches``: batches the pool is raced on (4 x 64 rows)."""

@@ -113,10 +113,11 @@ it off), each train on their own copy of the weights for the next steps, and the
 half goes on every ``race_stage_steps`` (4) steps until one is left — shared weights
 co-adapted to one structure rank a better one a move away below it until it has
 trained a little (program task: rows meeting all three targets 4 -> 11). Half way
-through the final phase, the late selection races the selected structure's neighbours
-once more, under the weights trained for it since (:mod:`nondiff.hybrid.final_phase`;
-``HybridTrainer.late_select = None`` turns it off): a noise input left open or a
-relevant one left closed shows there, where the shared weights hid it.
+through the final phase (or when the race ends, if later), the late selection races the
+selected structure's neighbours once more, under the weights trained for it since
+(:mod:`nondiff.hybrid.final_phase`; ``HybridTrainer.late_select = None`` turns it off):
+a noise input left open or a relevant one left closed shows there, where the shared
+weights hid it.
 
 Defaults (issue 17): a user who passes nothing gets ``search_compute=1.0``,
 ``final_steps=0.3`` (0.1 until the measurements above) and ``select_batches=4``: at most
@@ -354,9 +355,10 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         select_batches: the first final steps that race the final selection's pool
             (see the module docstring), an int >= 0; 0: none, the final phase trains
             the optimizer's recommendation. Default 4 (two stages of two batches). The
-            late selection (``HybridTrainer.late_select``, half way through the final
-            phase; None turns it off) races the selected structure's neighbours on as
-            many batches (:mod:`nondiff.hybrid.final_phase`).
+            late selection (``HybridTrainer.late_select``: half way through the final
+            phase, or when the finalists' race ends if later; None turns it off) races
+            the selected structure's neighbours on as many batches, where that many
+            steps are left (:mod:`nondiff.hybrid.final_phase`).
         structure_cost: ``cost(structure) -> number`` (a float or one-element tensor) of
             a decoded structure, e.g. ``lambda s: s["gates"].sum()``; the structure
             optimizer minimizes ``fitness + weight * cost``. A NaN, infinite or
