@@ -108,7 +108,13 @@ share (:data:`~nondiff.hybrid.sampling.FAIR_OPEN_START`; only the gated tasks ch
 rows meeting all three 82 -> 88 of 117, seeds 516 -> 523 of 585 — inputs-and-activation
 7 -> 13 rows (58 -> 65 seeds), relevant-inputs 12 -> 13, head-choice 13 -> 12 (65 -> 64
 seeds), many-inputs 45 -> 46 seeds (4 rows); on seeds 5-9 inputs-and-activation 59 ->
-65, relevant-inputs 64 -> 65, many-inputs 50 -> 46.
+65, relevant-inputs 64 -> 65, many-inputs 50 -> 46. The tenth task, ``mixed-inputs``
+(added after both, as a check on inputs that matter in different ways: a product of two,
+a fold and a linear term, 4 of 24 gated inputs, with the activation choice), is not
+solved: no row meets a target but compute; 14 of 65 seeds recover the structure (7 with
+``--late-select none``), gaps 9.7-31.0 points. Most runs keep one or two of the four
+inputs, often the linear one with the identity: under the shared weights the four gates
+are worth less than their cost before the final phase.
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,

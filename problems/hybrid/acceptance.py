@@ -85,6 +85,18 @@ inputs (it is not solved: the acceptance benchmark's docstring has the numbers):
   ReLU (about 98 % trained alone; tanh about 94 %, identity chance, one of the three
   inputs closed about 81 %).
 
+And one written after the late selection and the ramp of open gates of issue 17's
+fifth and sixth sessions, as a check on inputs that matter in different ways (it is not
+solved either):
+
+- ``"mixed-inputs"`` (:func:`mixed_inputs`): 24 standard normal inputs, the label
+  ``1[x_2 x_9 + |x_14| - x_21 / 2 > m]`` (``m`` the median: :data:`MIXED_MEDIAN`) for
+  :class:`GatedActivationMLP` with 32 hidden units (2^24 x 3 structures; cost
+  :data:`GATE_COST` per open gate). Known: gates 2, 9, 14 and 21 open, the rest closed,
+  ReLU or tanh (trained alone about 96 % with ReLU, 95 % with tanh; the identity about
+  65 %, ``x_9`` closed about 77 %). The product's two inputs are worth something only
+  together.
+
 Every task fixes its data (:class:`~nondiff.problems.learning.Dataset`: a training
 and a test split from one seeded generator), a model factory, the known structure
 (:attr:`AcceptanceTask.known`, one representative to train alone) and
@@ -126,13 +138,13 @@ from torch import nn
 
 __all__ = [
     "ACTIVATIONS", "FREQUENCY", "FREQUENCY_COST", "GATE_COST", "HEAD_INPUTS", "LIST_OPS",
-    "OPS", "PAIR",
+    "MIXED_INPUTS", "MIXED_MEDIAN", "OPS", "PAIR",
     "PROGRAM_RANK", "PROGRAM_THRESHOLD", "RELEVANT", "ROUTES", "ROUTING_MEDIAN",
     "SPHERE_INPUTS", "TASKS",
     "AcceptanceTask", "ActivationNet", "FourierNet", "GatedActivationMLP", "GatedHeads",
     "GatedMLP",
     "OpGraph", "ProgramNet", "RoutedNet", "frequencies", "head_choice", "inputs_and_activation",
-    "make_task", "many_inputs", "needed_nonlinearity", "op_graph", "program_task",
+    "make_task", "many_inputs", "mixed_inputs", "needed_nonlinearity", "op_graph", "program_task",
     "relevant_inputs", "routing", "solving_programs",
 ]  # fmt: skip
 
@@ -617,6 +629,31 @@ def many_inputs(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> Accep
         notes=f"open gates {list(SPHERE_INPUTS)} of 20 and ReLU")
 
 
+# ----- a product, a fold and a linear term of 4 of 24 inputs --------------------------
+MIXED_INPUTS = (2, 9, 14, 21)
+"""The inputs of ``"mixed-inputs"``'s label (of 24): ``x_2 x_9 + |x_14| - x_21 / 2``."""
+MIXED_MEDIAN = 0.7561
+"""The median of ``x_2 x_9 + |x_14| - x_21 / 2`` for standard normal inputs (balanced
+classes; 4 million draws)."""
+
+
+def mixed_inputs(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> AcceptanceTask:
+    """The ``"mixed-inputs"`` task: ``1[x_2 x_9 + |x_14| - x_21 / 2 > m]`` among 24
+    inputs."""
+    _check_sizes(n_train, n_test)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, 24, generator=g)
+    a, b, c, d = MIXED_INPUTS
+    y = (x[:, a] * x[:, b] + x[:, c].abs() - 0.5 * x[:, d] > MIXED_MEDIAN).long()
+    mask = np.zeros(24, dtype=bool)
+    mask[list(MIXED_INPUTS)] = True
+    return AcceptanceTask(
+        "mixed-inputs", _dataset("mixed-inputs", x, y, n_train),
+        lambda: GatedActivationMLP(24, 32), {"gates": mask, "act": "relu"},
+        {"gates": [mask], "act": ["relu", "tanh"]}, structure_cost=_open_gates,
+        notes=f"open gates {list(MIXED_INPUTS)} of 24 and a nonlinear activation")
+
+
 TASKS: dict[str, Callable[..., AcceptanceTask]] = {
     "relevant-inputs": relevant_inputs,
     "nonlinearity": needed_nonlinearity,
@@ -627,6 +664,7 @@ TASKS: dict[str, Callable[..., AcceptanceTask]] = {
     "program": program_task,
     "head-choice": head_choice,
     "many-inputs": many_inputs,
+    "mixed-inputs": mixed_inputs,
 }
 """The acceptance tasks by name: ``name -> factory(seed, n_train, n_test)``."""
 
