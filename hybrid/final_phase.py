@@ -22,7 +22,7 @@ still 0.53-0.59 at the start of the final phase (0.10 trained alone), and closin
 its three relevant inputs changed it by -0.005 to 0.02, no more than a gate's cost, so
 the search kept noise inputs or closed a relevant one. Half way through the final phase
 the weights trained for the selected structure show both: a relevant input left closed
-lowers the test loss by 0.07-0.11 when opened, a noise input left open costs more than
+lowers the test loss by 0.04-0.11 when opened, a noise input left open costs more than
 it gives. Fine-tuning before ranking is Bender et al. (2018)'s remedy for one-shot
 weights; a local search from the found structure is White et al. (2021)'s. The late
 selection's budget is set aside while the search runs (:data:`LATE_RESERVE` of each
@@ -138,7 +138,7 @@ class FinalPhase(FinalistRace):
         under the recommended structure alone, the race's under each finalist's (a
         shared generation left open stays untold)."""
         selected = self.selected is not None  # by an earlier step's race
-        late = selected and bool(self.select_batches) and self._late_due()
+        late = self._late_due()  # after a first selection, with select_batches only
         scored = self.forward_examples
         if self.select_batches and (self.selected is None or late):
             fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
