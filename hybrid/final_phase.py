@@ -109,6 +109,7 @@ from .selection import (
     shortlist,
     stage_lengths,
     survivors,
+    untried_first,
 )
 
 __all__ = ["LATE_RESERVE", "LATE_SELECT", "FinalPhase"]
@@ -389,6 +390,8 @@ class FinalPhase(FinalistRace):
                              self.recent_objectives)[1:] if first_of_search else []
         lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
         near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
+        if not first and sel.get("candidates"):  # the moves the last stage left out first
+            near = untried_first(sel["candidates"][0], sel["candidates"], start, near)
         if not first and sel.get("first"):  # the last stage's winning moves at once
             last = sel["candidates"][0]  # on the winner, and on the last stage's start
             for base in (last, start):

@@ -183,6 +183,12 @@ def test_four_selection_batches_descend_in_two_stages(device, seed) -> None:
         rest = rest[1:]
     for row in rest:
         assert sum(u != v for u, v in zip(row, winner, strict=True)) == 1
+
+    def move(row, base):
+        return tuple((i, v) for i, (v, b) in enumerate(zip(row, base, strict=True)) if v != b)
+    raced = {move(row, a[0]) for row in a}
+    again = [move(row, winner) in raced for row in rest]
+    assert again == sorted(again)  # the moves the first stage had no room for first
     assert set(map(tuple, d)) <= set(map(tuple, c))
     second = {tuple(row): fc[c.index(row)] + fd[j] for j, row in enumerate(d)}
     assert tuple(trainer.selected) == min(second, key=lambda row: (second[row],
