@@ -145,6 +145,8 @@ class FinalPhase(FinalistRace):
             fx, fy = (x, y) if held_out is None else to_device(tuple(held_out),
                                                                device_of(self.model))
             self._select(fx, fy)
+        if self.selected is not None:  # few-shot weights: the selected option's copy on
+            self._close_split(self.space.decode(np.asarray(self.selected)))
         late = late and self.forward_examples > scored
         if selected and self.race is None:  # the finalists' race, when there is one
             self.race = self._start_race(_rows(x)) or {"done": True}

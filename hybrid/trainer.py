@@ -152,10 +152,17 @@ non-dominated (fitness, cost) candidates of the last generation.
 weights, both optimizers, counters and random states; a trainer loaded from it and fit
 to the same total epochs ends exactly where an uninterrupted one does.
 
-The class is written in four files, one concern each: this one (the step, the weight
+Few-shot weights (``split_choice``, :mod:`nondiff.hybrid.few_shot`): while the search
+runs, each option of one parameter-free ``Choice`` (by default the model's only one, such
+as an activation choice that includes ``nn.Identity()``) trains and is scored on its own
+copy of the weights, so a linear path and a ReLU path do not pull one set of weights
+apart; the final phase keeps the selected option's copy.
+
+The class is written in five files, one concern each: this one (the step, the weight
 paths, the loop), :mod:`nondiff.hybrid.structure_costs` (the cost schedule and the
-Pareto view), :mod:`nondiff.hybrid.final_phase` (the final selection and steps) and
-:mod:`nondiff.hybrid.trainer_state` (checkpoints); the last three are mixins it inherits.
+Pareto view), :mod:`nondiff.hybrid.final_phase` (the final selection and steps),
+:mod:`nondiff.hybrid.few_shot` (the per-option copies) and
+:mod:`nondiff.hybrid.trainer_state` (checkpoints); the last four are mixins it inherits.
 
 Source: H. Pham et al., "Efficient neural architecture search via parameter sharing",
 ICML 2018.
@@ -203,6 +210,8 @@ from .candidate_norms import (
     restore_norm_buffers,
 )
 from .devices import device_of, to_device
+from .few_shot import FewShotSplit
+from .few_shot import split_choice as split_choice_of
 from .final_phase import FinalPhase
 from .named_optimizer import named_structure_optimizer
 from .nonfinite import NonFiniteError, check_finite, check_policy
@@ -256,7 +265,7 @@ def _host_scores(values: list[Any]) -> np.ndarray:
     return np.array([float(v) for v in values], dtype=np.float64)
 
 
-class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
+class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
     """Train a model's declared structure by search and its weights by gradient.
 
     Args:
@@ -301,6 +310,14 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
             ``fair_open`` over ``fair_steps`` (Bender et al. 2018's ramp of the path
             dropout; measured: :data:`~nondiff.hybrid.sampling.FAIR_OPEN_START`).
             ``fair_open_start=fair_open`` keeps the share fixed.
+        split_choice: few-shot weights (:mod:`~nondiff.hybrid.few_shot`, Zhao et al.
+            2021): while the search runs, each option of this ``Choice`` (its module
+            path, e.g. ``"act"``) trains and is scored on a copy of the weights of its
+            own, until the final phase selects one. ``"auto"`` (default): the model's only
+            ``Choice`` whose options hold no weights (an activation choice), with 2-4
+            options, when the copies fit in 1 GiB; else none. None: one set of weights.
+            Weights shared by an identity and a ReLU learn neither (issue 17's 24-input
+            case: the known structure's loss 0.56-0.59 shared, 0.37-0.39 with copies).
         reevaluate_incumbent: with an elitist structure optimizer that accepts it
             (``reevaluates_incumbent``: the GA and the (1+lambda) EA), evaluate its
             recommendation with every generation, on the same batch under the current
@@ -411,7 +428,7 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         generation_rows: int | None = None, final_steps: int | float | None = None,
         total_steps: int | None = None, select_batches: int = SELECT_BATCHES,
         cost_start: int | float | None = None, fair_open: float = FAIR_OPEN,
-        fair_open_start: float = FAIR_OPEN_START,
+        fair_open_start: float = FAIR_OPEN_START, split_choice: str | None = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -523,6 +540,8 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         else:
             raise ValueError(f"engine must be 'backprop' or a hybrid.Decoupled, got {engine!r}")
         self.weight_optimizer = weight_optimizer
+        self.split_on = split_choice_of(model, split_choice)  # few-shot weights (few_shot)
+        self.split: dict[str, Any] | None = None
         self.loss = loss if loss is not None else nn.functional.cross_entropy
         if self.engine is not None:
             if loss is None:
@@ -617,8 +636,16 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
     def evaluate(self, values: list[Mapping[str, Any]], x: Any, y: Any) -> np.ndarray:
         """Fitness of each structure in ``values`` on ``(x, y)`` with the shared weights
         (eval mode, no gradients; a batch norm normalises each candidate by its own
-        statistics on ``x``: :mod:`~nondiff.hybrid.candidate_norms`); the model keeps its
-        structure."""
+        statistics on ``x``: :mod:`~nondiff.hybrid.candidate_norms`; with few-shot
+        weights, :mod:`~nondiff.hybrid.few_shot`, each under its option's copy); the
+        model keeps its structure."""
+        if self._split_active() and values:
+            return self._split_evaluate(values, x, y)
+        return self._evaluate_shared(values, x, y)
+
+    @torch.no_grad()
+    def _evaluate_shared(self, values: list[Mapping[str, Any]], x: Any, y: Any) -> np.ndarray:
+        """:meth:`evaluate` under the weights the model holds."""
         x, y = to_device((x, y), device_of(self.model))
         before = self.structure(current=True)
         was_training = self.model.training
@@ -822,6 +849,15 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
 
     def _weight_step(self, x: Any, y: Any, paths: list[Mapping[str, Any]], rows: list[int],
                      scored: list[int] | None = None) -> tuple[float, bool]:
+        """:meth:`_shared_weight_step`, or with few-shot weights
+        (:mod:`~nondiff.hybrid.few_shot`) one per option on its copy."""
+        if self._split_active() and not scored:
+            return self._split_weight_step(x, y, paths, rows)
+        return self._shared_weight_step(x, y, paths, rows, scored)
+
+    def _shared_weight_step(self, x: Any, y: Any, paths: list[Mapping[str, Any]],
+                            rows: list[int], scored: list[int] | None = None
+                            ) -> tuple[float, bool]:
         """One weight step, rows ``rows[j]`` of the batch (in order) under ``paths[j]``:
         (loss, skipped). One path: the model is left at it; several: in one batched
         forward pass (else one pass per path, the gradients summed, weighted by rows),
@@ -1032,7 +1068,10 @@ class HybridTrainer(StructureCosts, FinalPhase, TrainerState):
         finally:
             if bar is not None:
                 bar.close()
-        set_structure(self.model, self.recommended())
+        recommended = self.recommended()
+        if self._split_active() and self.split is not None:  # its option's weights
+            self._use_option(self._option(recommended))
+        set_structure(self.model, recommended)
         if taken and self.structure_optimizer.counters["iterations"] == 0:
             self._warn_no_generation(len(taken))
         if bar is not None and self.structure_cost is not None and taken:

@@ -90,7 +90,8 @@ class TrainerState:
                        "epoch_rows": list(self.epoch_rows), "rows_now": list(self._rows_now),
                        "selection": copy.deepcopy(self.selection),
                        "selected": None if self.selected is None else list(self.selected),
-                       "race": self.race},  # seal copies it
+                       "race": self.race,  # seal copies it
+                       "split": self.split},
         })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -134,7 +135,8 @@ class TrainerState:
                       "selection": copy.deepcopy(search.get("selection")),
                       "selected": None if search.get("selected") is None
                       else [float(v) for v in search["selected"]],
-                      "race": _race_state(search.get("race"))}
+                      "race": _race_state(search.get("race")),
+                      "split": self._split_state(search.get("split"))}
             counters = {k: int(v) for k, v in state["counters"].items()}
         except (TypeError, ValueError, AttributeError, KeyError) as error:
             raise ValueError(f"not a HybridTrainer state dict: {error}") from None
@@ -194,6 +196,7 @@ class TrainerState:
         self.epoch_rows, self._rows_now = search["epoch_rows"], search["rows_now"]
         self.selected = search["selected"]
         self.race = copy.deepcopy(search.get("race"))
+        self.split = copy.deepcopy(search.get("split"))
 
 
 def _race_state(race: Any) -> dict[str, Any] | None:

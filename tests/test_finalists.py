@@ -99,8 +99,9 @@ def test_the_default_fit_races_within_the_bound_and_off_it_does_not(device) -> N
     finalists = len(trainer.race["encoded"])  # as many as the budget left pays for
     assert trainer.race["done"] and finalists >= 2
     assert sum(race) == race_steps(finalists, trainer.race_stage_steps)
-    assert race.index(1.0) == 80 - 24 + 4
-    assert race[80 - 24 + 3] == 0.0  # the selection's last batch
+    # right after the selection: its two stages of two batches, or one when the second
+    # stage has nothing new to race
+    assert race.index(1.0) in (80 - 24 + 2, 80 - 24 + 4)
     assert trainer.forward_examples <= 2 * trainer.weight_examples
     HybridTrainer.race_finalists = 0
     try:
