@@ -61,11 +61,27 @@ a test's 120-step run the (1+lambda) EA kept one input of three on one seed of e
 99 against 102 seeds of 130).
 
 Memory and time: one copy of the model's parameters, buffers and optimizer state per
-option while the search runs; a switch between options swaps tensors, copying nothing,
-but a weight step that trains several options under ``on_nonfinite="raise"`` (the
-default) first copies them, to undo the step if a loss is not finite. The weights the
-model holds between steps are the last option's used; ``fit`` ends with the recommended
-structure's copy loaded.
+option while the search runs (``"auto"`` splits only where the copies, with an optimizer
+state twice their size, fit in :data:`SPLIT_MAX_BYTES`). A switch between options swaps
+tensors and copies nothing, but a search step takes one forward pass and one optimizer
+step per option it trains, and first copies those options, to undo the step if it fails
+(a non-finite loss under ``on_nonfinite="raise"``, an interrupt). The forward examples
+(``forward_examples``, issue 17's compute) do not change; the wall time of a whole
+``fit`` on issue 17's model went 1.16 -> 1.83 ms per step at 2 thousand parameters, 3.13
+-> 3.04 at 137 thousand and 19.1 -> 21.5 at 1.1 million (2 cores, one thread;
+``python -m nondiff.benchmarks.hybrid_tasks.few_shot_overhead``). The model holds the
+copy of the last option a weight step trained between steps (``evaluate`` puts back
+the one it found), ``fit`` ends with the recommended structure's copy loaded, and the
+copies follow the model to another device or dtype. A search that starts again after
+a final phase (a later ``fit`` with an int ``final_steps``) makes its copies anew from
+the weights then.
+
+A known limit: an optimizer whose step size shrinks while every structure fits alike
+(the CMA-ES family) can stop moving before a structure cost comes in; with the copies
+the weights fit sooner, so on a test task's unbounded search (``search_compute=None``)
+with a warm-up of 60 steps and a cost ramped in over the next 60, CMA-ES kept two noise
+gates it closes with one set of weights; with the trainer's defaults (the bounded
+search and its final selection) every optimizer finds that task's structure.
 
 Source:
     - Y. Zhao, L. Wang, Y. Tian, R. Fonseca, T. Guo, "Few-shot neural architecture
@@ -95,7 +111,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .nonfinite import NonFiniteError
 from .structure import Choice, named_structures
 
 __all__ = ["SPLIT_MAX_BYTES", "SPLIT_MAX_OPTIONS", "FewShotSplit", "split_choice"]
@@ -126,22 +141,25 @@ def split_choice(model: nn.Module, split: str | None) -> str | None:
     choices = {name: decl for name, decl in named_structures(model) if isinstance(decl, Choice)}
     if split is None:
         return None
+    state = [t for t in model.state_dict().values() if isinstance(t, torch.Tensor)]
+    lazy = any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in state)
     if split == "auto":
         free = [name for name, decl in choices.items() if _free(decl)]
-        if len(free) != 1:
+        if len(free) != 1 or lazy:  # lazy: its size is not known before its first pass
             return None
         options = len(choices[free[0]].options)
-        state = [t for t in model.state_dict().values() if isinstance(t, torch.Tensor)]
-        if any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in state):
-            return None  # a lazy module: its size is not known before its first pass
-        size = sum(t.numel() * t.element_size() for t in state)
+        size = sum(t.numel() * t.element_size() for t in state)  # x3: with Adam's moments
         return free[0] if 2 <= options <= SPLIT_MAX_OPTIONS and \
-            2 * options * size <= SPLIT_MAX_BYTES else None
+            3 * options * size <= SPLIT_MAX_BYTES else None
     if not isinstance(split, str) or split not in choices or len(choices[split].options) < 2:
         names = [name for name, decl in choices.items() if len(decl.options) >= 2]
         raise ValueError(f"split_choice must be None, 'auto' or the path of a Choice of the "
                          f"model with two options or more (one of {names}), got {split!r}; "
                          f"e.g. 'auto'")
+    if lazy:
+        raise ValueError(f"split_choice={split!r} needs the model's weights, and it has lazy "
+                         f"modules not yet initialised; run one forward pass first (e.g. "
+                         f"model(x[:2])), or pass split_choice=None")
     return split
 
 
@@ -171,31 +189,40 @@ class FewShotSplit:
         choices = self.space.spaces[self.split_on].choices
         return int(np.flatnonzero([c == value[self.split_on] for c in choices])[0])
 
-    def _slots(self) -> tuple[list[nn.Parameter], list[tuple[nn.Module, str]]]:
-        """The model's parameters and its (module, buffer name) pairs, in a fixed order."""
-        buffers = [(module, name) for module in self.model.modules()
-                   for name, buffer in module._buffers.items() if buffer is not None]
-        return list(self.model.parameters()), buffers
+    def _slots(self) -> tuple[list[nn.Parameter], list[list[tuple[nn.Module, str]]]]:
+        """The model's parameters and its buffers, in a fixed order: each buffer as the
+        (module, name) pairs that hold it (a buffer two modules share stays shared)."""
+        holders: dict[int, list[tuple[nn.Module, str]]] = {}
+        for module in self.model.modules():
+            for name, buffer in module._buffers.items():
+                if buffer is not None:
+                    holders.setdefault(id(buffer), []).append((module, name))
+        return list(self.model.parameters()), list(holders.values())
 
     def _take(self) -> dict[str, list[Any]]:
         """The live copy: the tensors the model and the optimizer hold (not copied)."""
         params, buffers = self._slots()
         state = self.weight_optimizer.state
         return {"params": [p.data for p in params],
-                "buffers": [module._buffers[name] for module, name in buffers],
+                "buffers": [slots[0][0]._buffers[slots[0][1]] for slots in buffers],
                 "moments": [state[p] if p in state else {} for p in params]}
 
     def _put(self, copy_: Mapping[str, list[Any]]) -> None:
-        """``copy_``'s tensors into the model and the optimizer's state (not copied)."""
+        """``copy_``'s tensors into the model and the optimizer's state (not copied, unless
+        the model has moved to another device or dtype since: then they follow it, as
+        ``Optimizer.load_state_dict`` casts a state to its parameters)."""
         params, buffers = self._slots()
         for p, tensor in zip(params, copy_["params"], strict=True):
-            p.data = tensor
-        for (module, name), tensor in zip(buffers, copy_["buffers"], strict=True):
-            module._buffers[name] = tensor
+            p.data = _like(tensor, p.data)
+        for slots, tensor in zip(buffers, copy_["buffers"], strict=True):
+            live = slots[0][0]._buffers[slots[0][1]]
+            for module, name in slots:
+                module._buffers[name] = _like(tensor, live)
         state = self.weight_optimizer.state
         for p, moments in zip(params, copy_["moments"], strict=True):
             if moments:
-                state[p] = moments
+                state[p] = {k: v if k == "step" or not isinstance(v, torch.Tensor)
+                            else _like(v, p.data) for k, v in moments.items()}
             else:
                 state.pop(p, None)
 
@@ -205,7 +232,7 @@ class FewShotSplit:
             count = len(self.space.spaces[self.split_on].choices)
             live = self._take()
             self.split = {"copies": [None] + [_cloned(live) for _ in range(count - 1)],
-                          "loaded": 0, "done": False}
+                          "loaded": 0, "done": False, "on": self.split_on}
 
     def _use_option(self, option: int) -> None:
         """The copy of ``option`` into the model and the weight optimizer (the one loaded
@@ -229,17 +256,27 @@ class FewShotSplit:
         """
         if split is None:
             return None
-        if not isinstance(split, Mapping) or set(split) != {"copies", "loaded", "done"}:
+        if not isinstance(split, Mapping) or set(split) != {"copies", "loaded", "done", "on"}:
             raise ValueError(f"split is {type(split).__name__}, not few-shot weights")
         if split["done"]:
             return dict(split)
         count = None if self.split_on is None else \
             len(self.space.spaces[self.split_on].choices)
-        if count != len(split["copies"]):
-            raise ValueError(f"this HybridTrainer state dict holds few-shot weights for "
-                             f"{len(split['copies'])} options, but the trainer splits on "
-                             f"{self.split_on!r} ({count} options); build the trainer with "
-                             f"the same model and split_choice")
+        if split["on"] != self.split_on or count != len(split["copies"]):
+            raise ValueError(f"this HybridTrainer state dict holds few-shot weights split on "
+                             f"{split['on']!r} ({len(split['copies'])} options), but the "
+                             f"trainer splits on {self.split_on!r} ({count} options); build "
+                             f"the trainer with the same model and split_choice")
+        params, buffers = self._slots()
+        for copy_ in split["copies"]:
+            if copy_ is None:
+                continue
+            if [tuple(t.shape) for t in copy_["params"]] != [tuple(p.shape) for p in params] \
+                    or len(copy_["buffers"]) != len(buffers) or \
+                    len(copy_["moments"]) != len(params):
+                raise ValueError("this HybridTrainer state dict holds few-shot weights of "
+                                 "another model (their shapes differ); build the trainer "
+                                 "with the same model")
         return dict(split)
 
     def _close_split(self, value: Mapping[str, Any]) -> None:
@@ -247,7 +284,7 @@ class FewShotSplit:
         if not self._split_active():
             return
         self._use_option(self._option(value))
-        self.split = {"copies": [], "loaded": None, "done": True}
+        self.split = {"copies": [], "loaded": None, "done": True, "on": self.split_on}
 
     def _split_groups(self, values: Sequence[Mapping[str, Any]]) -> dict[int, list[int]]:
         """The indices of ``values`` by option, in order of first appearance."""
@@ -259,10 +296,17 @@ class FewShotSplit:
     def _split_evaluate(self, values: list[Mapping[str, Any]], x: Any, y: Any) -> np.ndarray:
         """Each structure of ``values`` scored under its option's copy (one group of
         candidates per option, each scored as before)."""
+        for value in values:  # a bad structure: the space's ValueError, before anything
+            self.space.encode(value)
         out = np.zeros(len(values), dtype=np.float64)
-        for option, idx in self._split_groups(values).items():
-            self._use_option(option)
-            out[idx] = self._evaluate_shared([values[i] for i in idx], x, y)
+        self._split_start()
+        loaded = self.split["loaded"]
+        try:
+            for option, idx in self._split_groups(values).items():
+                self._use_option(option)
+                out[idx] = self._evaluate_shared([values[i] for i in idx], x, y)
+        finally:
+            self._use_option(loaded)  # the model keeps its weights too
         return out
 
     def _split_weight_step(self, x: Any, y: Any, paths: list[Mapping[str, Any]],
@@ -278,8 +322,7 @@ class FewShotSplit:
         self._split_start()
         loaded = self.split["loaded"]
         before = {o: _cloned(self._take() if o == loaded else self.split["copies"][o])
-                  for o in groups} if len(groups) > 1 and self.on_nonfinite == "raise" \
-            else None  # a refused step puts back the options it trained
+                  for o in groups} if len(groups) > 1 else None  # put back if it fails
         n, start, total, skipped = sum(rows), 0, 0.0, False
         try:
             for option, idx in groups.items():
@@ -291,7 +334,7 @@ class FewShotSplit:
                 total += loss * r / n
                 skipped = skipped or skip
                 start += r
-        except NonFiniteError:
+        except BaseException:  # a non-finite loss, an interrupt, out of memory
             if before is not None:
                 copies = list(self.split["copies"])
                 copies[self.split["loaded"]] = self._take()
@@ -312,3 +355,12 @@ def _cloned(copy_: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
     return {"params": [clone(t) for t in copy_["params"]],
             "buffers": [clone(t) for t in copy_["buffers"]],
             "moments": [{k: clone(v) for k, v in m.items()} for m in copy_["moments"]]}
+
+
+def _like(tensor: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on ``live``'s device, and in its dtype when both are floating point."""
+    dtype = live.dtype if tensor.is_floating_point() and live.is_floating_point() \
+        else tensor.dtype
+    if tensor.device == live.device and tensor.dtype == dtype:
+        return tensor
+    return tensor.to(device=live.device, dtype=dtype)

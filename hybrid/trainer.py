@@ -315,7 +315,10 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
             path, e.g. ``"act"``) trains and is scored on a copy of the weights of its
             own, until the final phase selects one. ``"auto"`` (default): the model's only
             ``Choice`` whose options hold no weights (an activation choice), with 2-4
-            options, when the copies fit in 1 GiB; else none. None: one set of weights.
+            options, when the copies and an optimizer state twice their size fit in 1 GiB;
+            else none. None: one set of weights. Not with a Decoupled engine or
+            ``search_compute="shared"`` (``"auto"`` is then off; a path is refused).
+            Each search step takes one optimizer step per option it trains.
             Weights shared by an identity and a ReLU learn neither (issue 17's 24-input
             case: the known structure's loss 0.56-0.59 shared, 0.37-0.39 with copies).
         reevaluate_incumbent: with an elitist structure optimizer that accepts it
@@ -541,6 +544,13 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
             raise ValueError(f"engine must be 'backprop' or a hybrid.Decoupled, got {engine!r}")
         self.weight_optimizer = weight_optimizer
         self.split_on = split_choice_of(model, split_choice)  # few-shot weights (few_shot)
+        if self.split_on is not None and split_choice != "auto" and (
+                self.engine is not None or self.search_compute == "shared"):
+            mode = "a Decoupled engine" if self.engine is not None else \
+                "search_compute='shared'"
+            raise ValueError(f"split_choice={split_choice!r} gives each option of a Choice a "
+                             f"copy of the weights, which {mode} does not support; pass "
+                             f"split_choice=None or 'auto'")
         self.split: dict[str, Any] | None = None
         self.loss = loss if loss is not None else nn.functional.cross_entropy
         if self.engine is not None:
@@ -689,6 +699,8 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
         if self.final_at(self.step_count):
             return self._final_step(*to_device((x, y), device_of(self.model)), held_out)
         self.selection, self.selected, self.race = None, None, None  # select anew later
+        if (self.split or {}).get("done"):  # few-shot copies anew, from the weights now
+            self.split = None
         if self.search_compute == "shared":
             if held_out is not None:
                 raise ValueError("held_out batches are for evaluations; search_compute="

@@ -57,6 +57,17 @@ def test_a_bad_split_choice_is_refused_with_the_names(bad) -> None:
         HybridTrainer(Net(), "ga", split_choice=bad)
 
 
+def test_a_named_split_where_it_cannot_run_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"split_choice=.act.*shared"):
+        HybridTrainer(Net(), "ga", split_choice="act", search_compute="shared")
+    HybridTrainer(Net(), "ga", search_compute="shared")  # "auto": off there, no error
+    lazy = nn.Sequential(nn.LazyLinear(4), Choice({"relu": nn.ReLU(), "tanh": nn.Tanh()}),
+                         nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"lazy modules.*forward pass"):
+        split_choice(lazy, "1")
+    assert split_choice(lazy, "auto") is None
+
+
 def test_each_option_trains_its_own_copy_on_its_rows(device) -> None:
     torch.manual_seed(0)
     trainer = HybridTrainer(Net().to(device), "ga", lambda p: torch.optim.Adam(p, lr=0.05),
@@ -87,6 +98,19 @@ def test_each_option_trains_its_own_copy_on_its_rows(device) -> None:
 
 def test_the_selected_option_keeps_its_copy_and_the_others_go(device) -> None:
     torch.manual_seed(0)
+    trainer = HybridTrainer(Net().to(device), "ga", lambda p: torch.optim.Adam(p, lr=0.05),
+                            seed=0, structure_options={"popsize": 4})
+    x, y = data(device, batches=1, rows=32)[0]
+    trainer._weight_step(x, y, [_structure("relu"), _structure("tanh")], [16, 16])
+    relu = _copy(trainer, "relu")
+    trainer._use_option(trainer._option(_structure("tanh")))  # the model holds tanh's
+    trainer._close_split(_structure("relu"))
+    assert _same(_weights(trainer.model), relu) and not trainer._split_active()
+    assert trainer.split == {"copies": [], "loaded": None, "done": True, "on": "act"}
+
+
+def test_a_fit_closes_the_split_when_the_final_phase_selects(device) -> None:
+    torch.manual_seed(0)
     trainer = HybridTrainer(Net().to(device), "ga", seed=0, structure_options={"popsize": 4},
                             final_steps=10, select_batches=2)
     seen = {}
@@ -95,13 +119,90 @@ def test_the_selected_option_keeps_its_copy_and_the_others_go(device) -> None:
         if not metrics.get("final") and tr.split is not None:
             seen["copies"] = len(tr.split["copies"])
         if tr.selected is not None and "closed" not in seen:
-            seen["closed"] = tr.split
+            seen["closed"] = tr.split["done"]
     trainer.callbacks.append(watch)
     trainer.fit(data(device, batches=6), epochs=6)
-    assert seen["copies"] == 3  # one per activation while the search ran
-    assert seen["closed"] == {"copies": [], "loaded": None, "done": True}
-    assert not trainer._split_active()
+    assert seen == {"copies": 3, "closed": True}  # one per activation, then the selected
     assert str(trainer.structure(current=True)) == str(trainer.recommended())
+
+
+def test_a_later_fit_splits_anew_after_a_final_phase() -> None:
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net(), "ga", seed=0, structure_options={"popsize": 4},
+                            final_steps=2, select_batches=2)  # each fit ends with two
+    trainer.fit(data("cpu"), epochs=1)
+    assert trainer.split["done"]
+    active = []
+    trainer.callbacks.append(lambda m, tr: active.append(tr._split_active()))
+    trainer.fit(data("cpu"), epochs=2)
+    assert active[0] and trainer.split["done"]  # copies made anew for its search steps
+
+
+def test_evaluate_leaves_the_model_its_weights(device) -> None:
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net().to(device), "ga", seed=0, structure_options={"popsize": 4},
+                            search_compute=None)
+    trainer.fit(data(device), epochs=2)
+    held = _weights(trainer.model)
+    x, y = data(device, batches=1)[0]
+    trainer.evaluate([_structure(a) for a in ("relu", "tanh", "identity")], x, y)
+    assert _same(_weights(trainer.model), held)
+    with pytest.raises(ValueError):
+        trainer.evaluate([{"gates": np.ones(4, dtype=bool), "act": "gelu"}], x, y)
+    assert _same(_weights(trainer.model), held)
+
+
+def test_the_copies_follow_the_model_to_another_dtype() -> None:
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net(), "ga", seed=0, structure_options={"popsize": 4},
+                            search_compute=None)
+    trainer.fit(data("cpu"), epochs=1)
+    trainer.model.double()  # as model.to("cuda") would move it
+    batches = [(x.double(), y) for x, y in data("cpu")]
+    trainer.fit(batches, epochs=2)
+    assert all(p.dtype == torch.float64 for p in trainer.model.parameters())
+
+
+def test_the_copies_train_as_separate_models_would() -> None:
+    """Each option's copy, its batch norm statistics and its Adam state end as those of
+    a model of its own trained on that option's rows of each step."""
+    import copy
+
+    class NormNet(Net):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.BatchNorm1d(8)
+
+        def forward(self, x):
+            return self.out(self.act(self.norm(self.hidden(self.gates(x)))))
+    torch.manual_seed(0)
+    base = NormNet()
+    trainer = HybridTrainer(copy.deepcopy(base), "ga", lambda p: torch.optim.Adam(p, lr=0.05),
+                            seed=0, structure_options={"popsize": 4})
+    alone = {a: copy.deepcopy(base) for a in ("relu", "tanh", "identity")}
+    adams = {a: torch.optim.Adam(m.parameters(), lr=0.05) for a, m in alone.items()}
+    plan = [(["tanh", "relu"], [18, 18]), (["identity", "relu", "tanh"], [12, 12, 12]),
+            (["relu"], [36]), (["tanh", "identity"], [20, 16])]
+    for (acts, rows), (x, y) in zip(plan, data("cpu", batches=4, rows=36), strict=True):
+        trainer.model.train()
+        trainer._weight_step(x, y, [_structure(a) for a in acts], rows)
+        start = 0
+        for a, r in sorted(zip(acts, rows, strict=True),
+                           key=lambda ar: ["relu", "tanh", "identity"].index(ar[0])):
+            set_structure(alone[a], _structure(a))
+            adams[a].zero_grad()
+            nn.functional.cross_entropy(alone[a](x[start:start + r]),
+                                        y[start:start + r]).backward()
+            adams[a].step()
+            start += r
+    for a, model in alone.items():
+        trainer._use_option(trainer._option(_structure(a)))
+        assert plain_equal({k: v for k, v in trainer.model.state_dict().items()
+                            if isinstance(v, torch.Tensor)},
+                           {k: v for k, v in model.state_dict().items()
+                            if isinstance(v, torch.Tensor)})
+        assert plain_equal(trainer.weight_optimizer.state_dict()["state"],
+                           adams[a].state_dict()["state"])
 
 
 def test_fit_ends_with_the_recommended_option_loaded_without_a_final_phase(device) -> None:
@@ -166,6 +267,30 @@ def test_a_resume_in_the_search_is_exact() -> None:
     assert first.split is not None and not first.split["done"]  # stopped with copies
     assert plain_equal(straight.model.state_dict(), resumed.model.state_dict())
     assert straight.recommended()["act"] == resumed.recommended()["act"]
+
+
+class _TwoActs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(4, 8)
+        self.a1 = Choice({"relu": nn.ReLU(), "tanh": nn.Tanh()})
+        self.a2 = Choice({"relu": nn.ReLU(), "tanh": nn.Tanh()})
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.out(self.a2(self.a1(self.hidden(x))))
+
+
+def test_a_state_split_on_another_choice_is_refused() -> None:
+    torch.manual_seed(0)
+    first = HybridTrainer(_TwoActs(), "ga", seed=0, split_choice="a1", search_compute=None,
+                          structure_options={"popsize": 4})
+    first.fit(data("cpu"), epochs=1)
+    other = HybridTrainer(_TwoActs(), "ga", seed=0, split_choice="a2", search_compute=None,
+                          structure_options={"popsize": 4})
+    with pytest.raises(ValueError, match="split on 'a1'"):
+        other.load_state_dict(first.state_dict())
+    assert other.split is None
 
 
 def test_a_state_of_another_split_is_refused_and_nothing_changes() -> None:

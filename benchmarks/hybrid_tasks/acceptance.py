@@ -114,7 +114,19 @@ a fold and a linear term, 4 of 24 gated inputs, with the activation choice), is 
 solved: no row meets a target but compute; 14 of 65 seeds recover the structure (7 with
 ``--late-select none``), gaps 9.7-31.0 points. Most runs keep one or two of the four
 inputs, often the linear one with the identity: under the shared weights the four gates
-are worth less than their cost before the final phase.
+are worth less than their cost before the final phase. Then two changes (373 s for the
+ten tasks): a later selection stage races the moves the stage before had no room for
+first (:func:`~nondiff.hybrid.selection.untried_first`; many-inputs 46 -> 48 seeds, 4 ->
+5 rows), and few-shot weights (:mod:`nondiff.hybrid.few_shot`: while the search runs,
+each option of the activation ``Choice`` trains on its own copy of the weights, since
+weights shared by the identity, ReLU and tanh learned neither): rows meeting recovered /
+gap / compute / all three 112 / 98 / 130 / 98 of 130 (88 before), seeds 584 of 650 (537);
+many-inputs 62 of 65 seeds and 12 rows, mixed-inputs 47 seeds and 2 rows (cem, sep-CMA-ES
+within a point; the others lose one or two seeds, whose runs close both inputs of the
+product), the eight other tasks as before but program, 58 -> 56 seeds (the order of the
+second stage's moves; 7 rows either way; routing 31 seeds, no row);
+on seeds 5-9 many-inputs 47 -> 64 seeds, mixed-inputs 20 -> 55 (``split_choice=None``
+against the default).
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
