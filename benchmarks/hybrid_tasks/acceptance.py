@@ -120,11 +120,11 @@ first (:func:`~nondiff.hybrid.selection.untried_first`; many-inputs 46 -> 48 see
 5 rows), and few-shot weights (:mod:`nondiff.hybrid.few_shot`: while the search runs,
 each option of the activation ``Choice`` trains on its own copy of the weights, since
 weights shared by the identity, ReLU and tanh learned neither): rows meeting recovered /
-gap / compute / all three 112 / 98 / 130 / 98 of 130 (88 before), seeds 584 of 650 (537);
+gap / compute / all three 112 / 98 / 130 / 98 of 130 (88 before), seeds 586 of 650 (537);
 many-inputs 62 of 65 seeds and 12 rows, mixed-inputs 47 seeds and 2 rows (cem, sep-CMA-ES
 within a point; the others lose one or two seeds, whose runs close both inputs of the
-product), the eight other tasks as before but program, 58 -> 56 seeds (the order of the
-second stage's moves; 7 rows either way; routing 31 seeds, no row);
+product), the eight other tasks as before (program 58 seeds and 7 rows, routing 31
+seeds and no row);
 on seeds 5-9 many-inputs 47 -> 64 seeds, mixed-inputs 20 -> 55 (``split_choice=None``
 against the default).
 
