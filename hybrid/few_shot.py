@@ -77,9 +77,9 @@ a final phase (a later ``fit`` with an int ``final_steps``) makes its copies ane
 the weights then.
 
 Several weightless ``Choice`` declarations: ``"auto"`` does not split (which one to
-split on is not known); on a task written after this module (two hidden layers with an activation ``Choice``
-each, 12 gated inputs, an XOR of two; 13 optimizers x 3 seeds) one set of weights
-recovered 39 of 39 runs and a split on the first ``Choice`` 38.
+split on is not known); on a task written after this module (two hidden layers with an
+activation ``Choice`` each, 12 gated inputs, an XOR of two; 13 optimizers x 3 seeds) one
+set of weights recovered 39 of 39 runs and a split on the first ``Choice`` 38.
 
 A known limit: an optimizer whose step size shrinks while every structure fits alike
 (the CMA-ES family) can stop moving before a structure cost comes in; with the copies
