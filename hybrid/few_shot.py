@@ -194,40 +194,55 @@ class FewShotSplit:
         choices = self.space.spaces[self.split_on].choices
         return int(np.flatnonzero([c == value[self.split_on] for c in choices])[0])
 
-    def _slots(self) -> tuple[list[nn.Parameter], list[list[tuple[nn.Module, str]]]]:
-        """The model's parameters and its buffers, in a fixed order: each buffer as the
-        (module, name) pairs that hold it (a buffer two modules share stays shared)."""
-        holders: dict[int, list[tuple[nn.Module, str]]] = {}
-        for module in self.model.modules():
-            for name, buffer in module._buffers.items():
-                if buffer is not None:
-                    holders.setdefault(id(buffer), []).append((module, name))
-        return list(self.model.parameters()), list(holders.values())
+    def _slots(self) -> tuple[list[nn.Parameter], list[tuple[nn.Module, str]]]:
+        """The model's parameters and the (module, name) of each of its buffers, in a fixed
+        order (a buffer two modules share is listed under both: ``model.to()`` converts
+        it in each)."""
+        buffers = [(module, name) for module in self.model.modules()
+                   for name, buffer in module._buffers.items() if buffer is not None]
+        return list(self.model.parameters()), buffers
 
     def _take(self) -> dict[str, list[Any]]:
         """The live copy: the tensors the model and the optimizer hold (not copied)."""
         params, buffers = self._slots()
         state = self.weight_optimizer.state
         return {"params": [p.data for p in params],
-                "buffers": [slots[0][0]._buffers[slots[0][1]] for slots in buffers],
+                "buffers": [module._buffers[name] for module, name in buffers],
                 "moments": [state[p] if p in state else {} for p in params]}
 
     def _put(self, copy_: Mapping[str, list[Any]]) -> None:
         """``copy_``'s tensors into the model and the optimizer's state (not copied, unless
         the model has moved to another device or dtype since: then they follow it, as
-        ``Optimizer.load_state_dict`` casts a state to its parameters)."""
+        ``Optimizer.load_state_dict`` casts a state to its parameters; a tensor two slots
+        share in ``copy_`` stays shared). Everything is cast before anything changes."""
         params, buffers = self._slots()
-        for p, tensor in zip(params, copy_["params"], strict=True):
-            p.data = _like(tensor, p.data)
-        for slots, tensor in zip(buffers, copy_["buffers"], strict=True):
-            live = slots[0][0]._buffers[slots[0][1]]
-            for module, name in slots:
-                module._buffers[name] = _like(tensor, live)
+        if len(copy_["params"]) != len(params) or len(copy_["buffers"]) != len(buffers):
+            raise ValueError("the few-shot copies do not fit the model's parameters and "
+                             "buffers (was a module added or removed?); pass "
+                             "split_choice=None or build a new trainer")
+        cast: dict[int, torch.Tensor] = {}
+
+        def like(tensor: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+            if id(tensor) not in cast:
+                cast[id(tensor)] = _like(tensor, live)
+            return cast[id(tensor)]
+        tensors = [like(t, p.data) for p, t in zip(params, copy_["params"], strict=True)]
+        held = [like(t, module._buffers[name])
+                for (module, name), t in zip(buffers, copy_["buffers"], strict=True)]
+        fused = {id(p): bool(group.get("fused") or group.get("capturable"))
+                 for group in self.weight_optimizer.param_groups for p in group["params"]}
+        moments = [{k: _step_like(v, p.data, fused.get(id(p), False)) if k == "step"
+                    else like(v, p.data) if isinstance(v, torch.Tensor) else v
+                    for k, v in m.items()}
+                   for p, m in zip(params, copy_["moments"], strict=True)]
+        for p, tensor in zip(params, tensors, strict=True):
+            p.data = tensor
+        for (module, name), tensor in zip(buffers, held, strict=True):
+            module._buffers[name] = tensor
         state = self.weight_optimizer.state
-        for p, moments in zip(params, copy_["moments"], strict=True):
-            if moments:
-                state[p] = {k: v if k == "step" or not isinstance(v, torch.Tensor)
-                            else _like(v, p.data) for k, v in moments.items()}
+        for p, m in zip(params, moments, strict=True):
+            if m:
+                state[p] = m
             else:
                 state.pop(p, None)
 
@@ -261,10 +276,15 @@ class FewShotSplit:
         """
         if split is None:
             return None
+        if isinstance(split, Mapping) and split.get("done") is True and \
+                set(split) <= {"copies", "loaded", "done", "on"}:
+            return {"on": self.split_on, **split}  # closed: nothing of it is used
         if not isinstance(split, Mapping) or set(split) != {"copies", "loaded", "done", "on"}:
-            raise ValueError(f"split is {type(split).__name__}, not few-shot weights")
-        if split["done"]:
-            return dict(split)
+            got = sorted(split) if isinstance(split, Mapping) else type(split).__name__
+            raise ValueError(f"split holds {got}, not few-shot weights with keys copies, "
+                             f"loaded, done and on (the split Choice; a state from before "
+                             f"it was recorded cannot say which Choice its copies are "
+                             f"for): start afresh from a new checkpoint")
         count = None if self.split_on is None else \
             len(self.space.spaces[self.split_on].choices)
         if split["on"] != self.split_on or count != len(split["copies"]):
@@ -353,10 +373,15 @@ class FewShotSplit:
 
 
 def _cloned(copy_: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
-    """A copy of ``copy_`` (see :meth:`FewShotSplit._take`) with tensors of its own."""
+    """A copy of ``copy_`` (see :meth:`FewShotSplit._take`) with tensors of its own (a
+    tensor it holds twice, cloned once)."""
+    memo: dict[int, Any] = {}
+
     def clone(value: Any) -> Any:
-        return value.detach().clone() if isinstance(value, torch.Tensor) else \
-            copy.deepcopy(value)
+        if id(value) not in memo:
+            memo[id(value)] = value.detach().clone() if isinstance(value, torch.Tensor) \
+                else copy.deepcopy(value)
+        return memo[id(value)]
     return {"params": [clone(t) for t in copy_["params"]],
             "buffers": [clone(t) for t in copy_["buffers"]],
             "moments": [{k: clone(v) for k, v in m.items()} for m in copy_["moments"]]}
@@ -369,3 +394,12 @@ def _like(tensor: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
     if tensor.device == live.device and tensor.dtype == dtype:
         return tensor
     return tensor.to(device=live.device, dtype=dtype)
+
+
+def _step_like(step: Any, live: torch.Tensor, fused: bool) -> Any:
+    """An optimizer's ``step`` entry for a parameter like ``live``: a float32 tensor on its
+    device for a fused or capturable optimizer (as ``Optimizer.load_state_dict`` puts
+    it), else as it is."""
+    if fused and isinstance(step, torch.Tensor):
+        return step.to(dtype=torch.float32, device=live.device)
+    return step

@@ -163,6 +163,34 @@ def test_the_copies_follow_the_model_to_another_dtype() -> None:
     assert all(p.dtype == torch.float64 for p in trainer.model.parameters())
 
 
+class _SharedNorm(Net):
+    """Net with one buffer two modules hold (a running scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Module(), nn.Module()
+        scale = torch.ones(8)
+        self.a.register_buffer("scale", scale)
+        self.b.register_buffer("scale", scale)
+
+    def forward(self, x):
+        return self.out(self.act(self.hidden(self.gates(x)) * self.a.scale * self.b.scale))
+
+
+def test_a_buffer_two_modules_share_survives_switches_and_a_dtype_change() -> None:
+    torch.manual_seed(0)
+    trainer = HybridTrainer(_SharedNorm(), "ga", seed=0, structure_options={"popsize": 4},
+                            search_compute=None)
+    trainer.fit(data("cpu"), epochs=1)
+    for act in ("tanh", "identity", "relu"):
+        trainer._use_option(trainer._option(_structure(act)))
+        assert trainer.model.a.scale is trainer.model.b.scale
+    trainer.model.double()  # converts the buffer in each module: torch's own copy no
+    for act in ("tanh", "identity", "relu"):  # longer shares it, the stored ones follow
+        trainer._use_option(trainer._option(_structure(act)))
+        assert trainer.model.a.scale.dtype == trainer.model.b.scale.dtype == torch.float64
+
+
 def test_the_copies_train_as_separate_models_would() -> None:
     """Each option's copy, its batch norm statistics and its Adam state end as those of
     a model of its own trained on that option's rows of each step."""
@@ -291,6 +319,10 @@ def test_a_state_split_on_another_choice_is_refused() -> None:
     with pytest.raises(ValueError, match="split on 'a1'"):
         other.load_state_dict(first.state_dict())
     assert other.split is None
+    assert other._split_state({"copies": [], "loaded": None, "done": True}) == {
+        "copies": [], "loaded": None, "done": True, "on": "a2"}  # closed: nothing used
+    with pytest.raises(ValueError, match="start afresh"):
+        other._split_state({"copies": [None, None], "loaded": 0, "done": False})
 
 
 def test_a_state_of_another_split_is_refused_and_nothing_changes() -> None:
