@@ -123,7 +123,8 @@ __all__ = ["SPLIT_MAX_BYTES", "SPLIT_MAX_OPTIONS", "FewShotSplit", "split_choice
 SPLIT_MAX_OPTIONS = 4
 """The most options of a ``Choice`` that ``split_choice="auto"`` splits the weights on."""
 SPLIT_MAX_BYTES = 2**30
-"""The most bytes of model state (all copies) that ``split_choice="auto"`` holds."""
+"""The most bytes that ``split_choice="auto"`` lets the copies take: the model's state
+and an optimizer state twice its size (Adam's two moments), once per option."""
 
 
 def _free(choice: Choice) -> bool:
@@ -137,11 +138,14 @@ def split_choice(model: nn.Module, split: str | None) -> str | None:
 
     ``"auto"``: the model's only ``Choice`` whose options hold no parameter or buffer,
     with 2 to :data:`SPLIT_MAX_OPTIONS` options, when that many copies of the model's
-    state stay within :data:`SPLIT_MAX_BYTES`; else None. A path: that ``Choice``.
+    state, each with an optimizer state twice its size, stay within
+    :data:`SPLIT_MAX_BYTES`; else None (also for a model with lazy modules). A path: that
+    ``Choice``.
 
     Raises:
         ValueError: ``split`` is not None, ``"auto"`` or the path of a ``Choice`` of the
-            model with at least two options.
+            model with at least two options; or a path, on a model with lazy modules not
+            yet initialised.
     """
     choices = {name: decl for name, decl in named_structures(model) if isinstance(decl, Choice)}
     if split is None:
@@ -175,7 +179,8 @@ class FewShotSplit:
     ``split`` is None until the first step that uses the copies, then ``{"copies": [a
     copy per option: its parameters, buffers and the weight optimizer's per-parameter
     states, as lists in the model's order; None for the option loaded], "loaded": the
-    option the model holds, "done": bool}``. A switch swaps tensors (``param.data``, the
+    option the model holds, "done": bool, "on": the split ``Choice``'s path}``. A
+    switch swaps tensors (``param.data``, the
     module's buffer, the optimizer's state entry): nothing is copied, and the model's
     structure (its declarations' values) and the live learning rates stay."""
 
@@ -338,9 +343,10 @@ class FewShotSplit:
                            rows: list[int]) -> tuple[float, bool]:
         """A weight step in which each option's paths train that option's copy: the
         paths sorted by option (stably), the batch's rows in order, one step per option
-        on its rows. A non-finite loss under ``on_nonfinite="raise"`` puts every copy
-        back as before the step; under ``"skip"`` only the options whose loss is not
-        finite skip it, and the step counts as skipped."""
+        on its rows. A step that raises (a non-finite loss under
+        ``on_nonfinite="raise"``, an interrupt) puts every copy back as before it; under
+        ``"skip"`` only the options whose loss is not finite skip it, and the step counts
+        as skipped."""
         order = sorted(range(len(paths)), key=lambda j: self._option(paths[j]))
         paths, rows = [paths[j] for j in order], [rows[j] for j in order]
         groups = self._split_groups(paths)
