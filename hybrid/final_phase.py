@@ -13,8 +13,9 @@ final steps will earn); the trainer inherits them (a mixin).
 The late selection (``HybridTrainer.late_select``, default :data:`LATE_SELECT`: half
 way through the final phase, once the finalists' race is over) races the selected
 structure against its neighbours once more — one gate flipped, one choice changed
-(:func:`~nondiff.hybrid.selection.neighbours`), in the same stages as the first
-selection, but with no generation's structures — under the weights the final steps have
+(:func:`~nondiff.hybrid.selection.neighbours`), and pairs of gate openings when its pool
+has room, in the same stages as the first selection, but with no generation's structures
+— under the weights the final steps have
 trained since. The first selection judges with weights that every structure shared:
 on issue 17's own case on 20 inputs (``"many-inputs"`` of
 :mod:`nondiff.problems.hybrid.acceptance`) the known structure's loss under them was
@@ -100,6 +101,7 @@ from .selection import (
     SELECT_RECENT,
     candidate_pool,
     combined_moves,
+    gate_openings,
     halving_plan,
     leaf_turns,
     neighbour_count,
@@ -109,6 +111,7 @@ from .selection import (
     shortlist,
     stage_lengths,
     survivors,
+    two_moves,
     untried_first,
 )
 
@@ -278,16 +281,17 @@ class FinalPhase(FinalistRace):
         seeded random order; the leaves taking turns: :meth:`_near`); each
         later stage races the previous stage's winner, the winner and the previous
         stage's start with that stage's winning moves applied
-        (:func:`~nondiff.hybrid.selection.combined_moves`) and the winner's neighbours.
-        A stage's
+        (:func:`~nondiff.hybrid.selection.combined_moves`) and the winner's neighbours;
+        a pool with room left races pairs of gate openings after them
+        (:func:`~nondiff.hybrid.selection.two_moves`). A stage's
         pool is as large as its share of the budget pays for when raced by successive
         halving — the budget being what the final phase's steps earn under
         ``search_compute`` (at the mean batch of the steps so far, with the credit
         left); the late selection's (``selected`` already set: it starts from it and
-        races its neighbours only) is what the search phase set aside for it
-        (``late_credit``: :meth:`_late_reserve`) and what the first selection and the
-        race left; each batch scores the candidates still in the race under the same
-        weights, adds to their sums and keeps the better half. After
+        races its neighbours and pairs of gate openings only) is what the search phase
+        set aside for it (``late_credit``: :meth:`_late_reserve`) and what the first
+        selection and the race left; each batch scores the candidates still in the race
+        under the same weights, adds to their sums and keeps the better half. After
         ``select_batches`` batches (or fewer when the phase is shorter; or when a pool
         has fewer than two candidates) the last winner is :attr:`selected`. Non-finite
         scores lose and are counted (the final steps' metric ``select_nonfinite``); a
@@ -387,7 +391,7 @@ class FinalPhase(FinalistRace):
         :meth:`_select`), in ``sel`` only; when its pool would hold fewer than two
         candidates, False (and ``start`` stands; a first stage is then not kept)."""
         k = sel["sizes"][sel["stage"] + 1]
-        first_of_search = first and not sel.get("late")  # the late one: neighbours only
+        first_of_search = first and not sel.get("late")  # the late one: no generation's structures
         frequent = shortlist(start, self.recent, SELECT_RECENT + 1,
                              self.recent_objectives)[1:] if first_of_search else []
         lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
@@ -403,6 +407,12 @@ class FinalPhase(FinalistRace):
                     near = [combined, *[c for c in near if c != combined]]
         winners = [w[0] for w in self.winners] if first_of_search else []
         candidates = candidate_pool(start, frequent, near, max(k, 1), winners)
+        if len(candidates) < k:  # room left: pairs of gate openings (inputs that act together)
+            rng = np.random.default_rng([self.seed, self.step_count, 2])
+            taken = {tuple(c) for c in candidates} | lost  # enough pairs to fill it after these
+            pairs = two_moves(start, gate_openings(self.space, start),
+                              k - len(candidates) + len(taken), rng)
+            candidates += [c for c in pairs if tuple(c) not in taken][:k - len(candidates)]
         if len(candidates) < 2:  # nothing to compare: the start stands
             if first:
                 self.selected = candidates[0]

@@ -126,7 +126,11 @@ within a point; the others lose one or two seeds, whose runs close both inputs o
 product), the eight other tasks as before (program 58 seeds and 7 rows, routing 31
 seeds and no row);
 on seeds 5-9 many-inputs 47 -> 64 seeds, mixed-inputs 20 -> 55 (``split_choice=None``
-against the default).
+against the default). Then pairs of gate openings in the room a selection's pool has
+left (:func:`~nondiff.hybrid.selection.two_moves`; inputs that matter only together):
+rows meeting all three 98 -> 99 of 130, seeds 586 -> 588 — head-choice 13 rows and 65
+seeds (CEM's seed 4 had closed every gate), relevant-inputs 65 seeds; the tasks without
+gates cannot change, many-inputs and mixed-inputs did not.
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
