@@ -8,6 +8,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
 BIN := $(VENV)/bin
+# pytest-xdist workers for `make test`, whole test files each (module fixtures start
+# once); `make TEST_WORKERS=0 test` runs in one process.
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.nondiff-installed
 
 .PHONY: venv run test docs lint bench clean
@@ -25,7 +28,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The documentation site, into docs/site/ (not in git); --strict: a broken reference fails.
 docs: $(STAMP)
