@@ -1,0 +1,38 @@
+"""The regression benchmark of structure search (benchmarks/hybrid_tasks/regression_gap.py):
+its data, its known structure and one short run of each kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from nondiff.benchmarks.hybrid_tasks import regression_gap
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_the_target_depends_on_the_relevant_inputs_only() -> None:
+    x, y, x_test, y_test = regression_gap.make_data(0)
+    assert y_test.shape == y.shape
+    assert x.shape == (2000, 10) and y.shape == (2000, 1) and x_test.shape == x.shape
+    noise = y[:, 0] - (torch.sin(2 * x[:, 1]) + x[:, 4].square() - x[:, 7])
+    assert float(noise.std()) == pytest.approx(0.1, rel=0.1)
+    assert not torch.equal(regression_gap.make_data(1)[0], x)
+    known = regression_gap.known_structure()
+    assert np.flatnonzero(known["gates"]).tolist() == list(regression_gap.RELEVANT)
+
+
+def test_the_known_structure_trained_alone_beats_the_variance_of_the_target() -> None:
+    row = regression_gap.run_one("fixed", seed=0, epochs=3)
+    variance = float(regression_gap.make_data(0)[3].var())
+    assert row["recovered"] and row["test_mse"] < 0.5 * variance
+
+
+def test_a_search_returns_a_structure_of_the_model_and_its_test_mse(capsys) -> None:
+    rows = regression_gap.main(["--seeds", "1", "--epochs", "2", "--optimizers", "cmaes"])
+    (row,) = rows
+    assert row["optimizer"] == "cmaes" and np.isfinite(row["test_mse"])
+    assert row["structure"]["act"] in ("identity", "relu", "tanh")
+    assert len(row["structure"]["gates"]) == 10
+    out = capsys.readouterr().out
+    assert "machine:" in out and "cmaes" in out
