@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,7 +171,7 @@ def test_policy_file_roundtrip_and_replay(tmp_path, capsys) -> None:
     assert cli.main(["replay", "--policy", str(tmp_path / "missing.pt")]) == 2
 
 
-def test_registry_and_bad_input() -> None:
+def test_registry_and_bad_input(tmp_path: Path) -> None:
     assert {"cartpole-v1", "acrobot-v1", "pendulum-v1", "mountaincarcontinuous-v0"} <= set(
         problems.names("control"))
     problem = problems.get("CartPole-v1", policy="mlp", hidden=(4,), instance=2)
@@ -188,7 +189,7 @@ def test_registry_and_bad_input() -> None:
         problem = ControlProblem("CartPole-v1")
         problem.rollout(torch.zeros(2, 3), [0])
     with pytest.raises(ValueError, match="not a nondiff-policy"):
-        torch.save({"x": torch.zeros(1)}, "/tmp/not_a_policy.pt")
-        load_policy("/tmp/not_a_policy.pt")
+        torch.save({"x": torch.zeros(1)}, tmp_path / "not_a_policy.pt")
+        load_policy(tmp_path / "not_a_policy.pt")
     clone = copy.deepcopy(problem)  # picklable for worker processes
     assert clone.dim == problem.dim

@@ -309,7 +309,8 @@ def test_compare_two_databases_and_two_commits(tmp_path):
 
 # -- HTML in a real browser ----------------------------------------------------------
 def chromium(*args: str, profile: Path) -> str:
-    """Run headless Chromium with a 30 s limit (its whole process group killed after)."""
+    """Run headless Chromium with a 120 s limit (its whole process group killed after;
+    generous: `make test` runs another test file beside it on 2 cores)."""
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
@@ -317,11 +318,11 @@ def chromium(*args: str, profile: Path) -> str:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True, start_new_session=True)
     try:
-        out, _ = process.communicate(timeout=30)
+        out, _ = process.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        pytest.fail("chromium did not finish within 30 s")
+        pytest.fail("chromium did not finish within 120 s")
     assert process.returncode == 0, f"chromium exited with {process.returncode}"
     return out
 

@@ -30,7 +30,9 @@ accuracy.
 
 Beside the parts, :mod:`nondiff.benchmarks.hybrid_tasks.incumbent_bias` (run on its own) checks
 that every structure optimizer finds the relevant inputs and a nonlinear activation
-under shared weights (issue 17), with the trainer's weight steps before and after.
+under shared weights (issue 17), with the trainer's weight steps before and after, and
+:mod:`nondiff.benchmarks.hybrid_tasks.regression_gap` measures the same search on a
+regression (test MSE against the known structure trained alone).
 
 Commands (2 cores, one thread each):
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks               # all parts, 3 seeds
