@@ -93,6 +93,13 @@ from .batches import RowBatches
 from .blocks import rows as _rows
 from .devices import device_of, to_device
 from .finalists import FinalistRace, race_steps
+from .gate_screen import (
+    SCREEN_SHARE,
+    order_openings,
+    rank_closed,
+    screen_candidates,
+    screened_pairs,
+)
 from .nonfinite import NonFiniteError
 from .schedules import steps_of
 from .selection import (
@@ -131,6 +138,9 @@ class FinalPhase(FinalistRace):
     ``recent`` generations and ``epoch_rows``)."""
 
     late_select: float | None = LATE_SELECT
+    screen_gates: bool = True
+    """Whether a selection screens the closed gates of its start first
+    (:mod:`~nondiff.hybrid.gate_screen`) and races the best ranked pairs of openings."""
 
     def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
                     ) -> dict[str, float]:
@@ -200,9 +210,14 @@ class FinalPhase(FinalistRace):
 
         Raises:
             ValueError: ``race_finalists`` not an int >= 0, ``race_stage_steps`` not an
-                int >= 2, or ``late_select`` not None or a number in ``[0, 1)``.
+                int >= 2, ``screen_gates`` not a bool, or ``late_select`` not None or a
+                number in ``[0, 1)``.
         """
         self._check_race()
+        if not isinstance(self.screen_gates, bool):
+            raise ValueError(f"HybridTrainer.screen_gates must be True or False (whether the "
+                             f"final selection screens closed gates), got "
+                             f"{self.screen_gates!r}")
         late = self.late_select
         if late is not None and (isinstance(late, bool) or not isinstance(late, (int, float))
                                  or not 0 <= late < 1):
@@ -283,7 +298,10 @@ class FinalPhase(FinalistRace):
         stage's start with that stage's winning moves applied
         (:func:`~nondiff.hybrid.selection.combined_moves`) and the winner's neighbours;
         a pool with room left races pairs of gate openings after them
-        (:func:`~nondiff.hybrid.selection.two_moves`). A stage's
+        (:func:`~nondiff.hybrid.selection.two_moves`). Each selection first screens
+        the closed gates of its start on its first batch when ``screen_gates`` and the
+        budget allow (:meth:`_screen`, :mod:`~nondiff.hybrid.gate_screen`); every stage
+        then races the pairs of the best ranked ones first. A stage's
         pool is as large as its share of the budget pays for when raced by successive
         halving — the budget being what the final phase's steps earn under
         ``search_compute`` (at the mean batch of the steps so far, with the credit
@@ -315,6 +333,8 @@ class FinalPhase(FinalistRace):
                 rec = self.structure_optimizer.recommend()
                 rec = np.asarray(rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor)
                                  else rec, dtype=np.float64).tolist()
+            ranked, spent = self._screen(rec, x, y, budget)
+            budget -= spent
             stages = stage_lengths(batches)
             race = future[:batches]  # the rows each batch of the race will score
             sizes, at = [], 0
@@ -326,6 +346,8 @@ class FinalPhase(FinalistRace):
                    "target": batches, "left": None if math.isinf(budget) else float(budget)}
             if late:
                 sel.update(late=True, done=False)
+            if ranked:
+                sel["screen"] = ranked
             if not self._next_stage(sel, rec, first=True):
                 if late:  # nothing to race: the selected structure stands
                     self.selection = {**sel, "done": True}
@@ -396,6 +418,10 @@ class FinalPhase(FinalistRace):
                              self.recent_objectives)[1:] if first_of_search else []
         lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
         near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
+        if sel.get("screen"):  # the screened pairs first, the openings by their rank
+            pairs = [c for c in screened_pairs(start, sel["screen"]) if tuple(c) not in lost]
+            near = pairs + [c for c in order_openings(start, near, sel["screen"])
+                            if c not in pairs]
         if not first and sel.get("candidates"):  # the moves the last stage left out first
             near = untried_first(sel["candidates"][0], sel["candidates"], start, near)
         if not first and sel.get("first"):  # the last stage's winning moves at once
@@ -422,6 +448,24 @@ class FinalPhase(FinalistRace):
         if first:
             self.selection = sel
         return True
+
+    def _screen(self, start: list[float], x: Any, y: Any, budget: float
+                ) -> tuple[list[int], float]:
+        """The closed gates of ``start`` ranked by the screen of
+        :mod:`~nondiff.hybrid.gate_screen` on ``(x, y)`` (every gate open, then each
+        closed one closed again; forward examples counted) and the examples it took;
+        ``([], 0.0)`` without it: ``screen_gates`` False, fewer than two closed gates,
+        or a screen that would take more than
+        :data:`~nondiff.hybrid.gate_screen.SCREEN_SHARE` of ``budget``."""
+        if not self.screen_gates:
+            return [], 0.0
+        entries, rows = screen_candidates(self.space, start)
+        cost = float(_rows(x) * len(rows))
+        if len(entries) < 2 or (math.isfinite(budget) and cost > SCREEN_SHARE * budget):
+            return [], 0.0
+        scores = self.evaluate(self.space.decode_batch(np.asarray(rows)), x, y)
+        self.forward_examples += int(cost)
+        return rank_closed(entries, scores.tolist()), cost
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
         """The rows of each batch of an epoch of ``data`` known before it runs: a list of

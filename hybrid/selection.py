@@ -23,7 +23,10 @@ under the same weights (paired) — and trains and returns the best. The pool
 - in the room the budget leaves once every single move has a place, pairs of gate
   openings (:func:`gate_openings`, :func:`two_moves`): inputs that matter only together
   (the sign of a product) stay closed under single moves, since opening one alone
-  changes nothing but the cost.
+  changes nothing but the cost. Before those, when a selection has screened the
+  start's closed gates (:mod:`~nondiff.hybrid.gate_screen`: each one closed with every
+  gate open), the pairs of the best ranked ones, right after the start, and the single
+  openings in the order of their rank.
 
 The pool is raced by successive halving (:func:`halving_plan`; Jamieson & Talwalkar
 2016): every candidate on the first batch, the better half (by the sums so far) on the

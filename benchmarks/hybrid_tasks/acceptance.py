@@ -244,18 +244,19 @@ def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu",
 def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
            **options: Any) -> dict[str, Any]:
     """``HybridTrainer`` with ``optimizer`` (defaults otherwise, or keyword ``options`` of
-    the trainer, e.g. ``search_compute=1.0``, and ``late_select``, which sets
-    ``trainer.late_select``) on the task: the found structure, whether it is the known
-    one, test accuracy, forward examples and the step metrics."""
+    the trainer, e.g. ``search_compute=1.0``, and ``late_select`` and ``screen_gates``,
+    which set those attributes of the trainer) on the task: the found structure,
+    whether it is the known one, test accuracy, forward examples and the step metrics."""
     torch.manual_seed(seed)
     model = task.model().to(device)
     data = task.data.to(device)
     cost = {} if task.structure_cost is None else {
         "structure_cost": task.structure_cost}  # the trainer's default schedule
     late = options.pop("late_select", HybridTrainer.late_select)  # an attribute, not an option
+    screen = options.pop("screen_gates", HybridTrainer.screen_gates)  # an attribute too
     trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=task.lr),
                             seed=seed, progress=False, **cost, **options)
-    trainer.late_select = late
+    trainer.late_select, trainer.screen_gates = late, screen
     start = time.perf_counter()
     trainer.fit(data, epochs=task.epochs, batch_size=task.batch_size, seed=seed)
     found = trainer.recommended()
