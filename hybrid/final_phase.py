@@ -348,7 +348,9 @@ class FinalPhase(FinalistRace):
                 sel.update(late=True, done=False)
             if ranked:
                 sel["screen"] = ranked
-            if not self._next_stage(sel, rec, first=True):
+            opened = self._next_stage(sel, rec, first=True)  # may refuse: nothing changed
+            self.forward_examples += int(spent)  # the screen's, once the start stands
+            if not opened:
                 if late:  # nothing to race: the selected structure stands
                     self.selection = {**sel, "done": True}
                     self.late_credit = 0.0
@@ -453,7 +455,8 @@ class FinalPhase(FinalistRace):
                 ) -> tuple[list[int], float]:
         """The closed gates of ``start`` ranked by the screen of
         :mod:`~nondiff.hybrid.gate_screen` on ``(x, y)`` (every gate open, then each
-        closed one closed again; forward examples counted) and the examples it took;
+        closed one closed again) and the examples it took (the caller counts them once
+        the selection's start stands: a refused start changes nothing);
         ``([], 0.0)`` without it: ``screen_gates`` False, fewer than two closed gates,
         or a screen that would take more than
         :data:`~nondiff.hybrid.gate_screen.SCREEN_SHARE` of ``budget``."""
@@ -464,7 +467,6 @@ class FinalPhase(FinalistRace):
         if len(entries) < 2 or (math.isfinite(budget) and cost > SCREEN_SHARE * budget):
             return [], 0.0
         scores = self.evaluate(self.space.decode_batch(np.asarray(rows)), x, y)
-        self.forward_examples += int(cost)
         return rank_closed(entries, scores.tolist()), cost
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:

@@ -170,6 +170,7 @@ def test_four_selection_batches_descend_in_two_stages(device, seed) -> None:
                             final_steps=0.3, select_batches=4,
                             structure_options={"popsize": 4})
     trainer.late_select = None  # the first selection alone (test_late_selection.py)
+    trainer.screen_gates = False  # its stages alone (the screen: test_gate_screen.py)
     scored = record_final_scores(trainer)
     trainer.fit(data(device), epochs=4)  # 20 steps, the last 6 final
     assert trainer.selection["stages"] == [2, 2] and len(scored) == 4
