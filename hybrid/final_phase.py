@@ -90,10 +90,12 @@ import numpy as np
 import torch
 
 from .batches import RowBatches
+from .blocks import StructureBatchError, slice_rows
 from .blocks import rows as _rows
 from .devices import device_of, to_device
 from .finalists import FinalistRace, race_steps
 from .gate_screen import (
+    SCREEN_ROWS,
     SCREEN_SHARE,
     order_openings,
     rank_closed,
@@ -454,17 +456,24 @@ class FinalPhase(FinalistRace):
     def _screen(self, start: list[float], x: Any, y: Any, budget: float
                 ) -> tuple[list[int], float]:
         """The closed gates of ``start`` ranked by the screen of
-        :mod:`~nondiff.hybrid.gate_screen` on ``(x, y)`` (every gate open, then each
-        closed one closed again) and the examples it took (the caller counts them once
-        the selection's start stands: a refused start changes nothing);
-        ``([], 0.0)`` without it: ``screen_gates`` False, fewer than two closed gates,
-        or a screen that would take more than
-        :data:`~nondiff.hybrid.gate_screen.SCREEN_SHARE` of ``budget``."""
+        :mod:`~nondiff.hybrid.gate_screen` on the first
+        :data:`~nondiff.hybrid.gate_screen.SCREEN_ROWS` rows of ``(x, y)`` (every gate
+        open, then each closed one closed again) and the examples it took (the caller
+        counts them once the selection's start stands: a refused start changes nothing);
+        ``([], 0.0)`` without it: ``screen_gates`` False, fewer than two closed gates, a
+        screen that would take more than
+        :data:`~nondiff.hybrid.gate_screen.SCREEN_SHARE` of ``budget``, or targets that
+        cannot be cut to those rows."""
         if not self.screen_gates:
             return [], 0.0
         entries, rows = screen_candidates(self.space, start)
-        cost = float(_rows(x) * len(rows))
+        n = min(_rows(x), SCREEN_ROWS)
+        cost = float(n * len(rows))
         if len(entries) < 2 or (math.isfinite(budget) and cost > SCREEN_SHARE * budget):
+            return [], 0.0
+        try:
+            x, y = (x, y) if n == _rows(x) else (slice_rows(x, 0, n), slice_rows(y, 0, n))
+        except StructureBatchError:  # targets that are no tensors: not cut
             return [], 0.0
         scores = self.evaluate(self.space.decode_batch(np.asarray(rows)), x, y)
         return rank_closed(entries, scores.tolist()), cost

@@ -40,6 +40,7 @@ RULES = {  # each task's label, recomputed here from its inputs
     "head-choice": lambda x: x[:, 0] * x[:, 3] > 0,
     "many-inputs": lambda x: x[:, list(SPHERE_INPUTS)].square().sum(1) > chi2.median(3),
     "mixed-inputs": lambda x: x[:, 2] * x[:, 9] + x[:, 14].abs() - 0.5 * x[:, 21] > 0.7561,
+    "two-pairs": lambda x: x[:, 1] * x[:, 7] + x[:, 13] * x[:, 18] > 0,
 }
 
 
@@ -169,6 +170,7 @@ WRONG = {  # a plausible wrong structure per task, and the accuracy it cannot re
     "head-choice": ({"gates": np.isin(np.arange(6), [0, 3]), "head": "linear"}, 0.6),
     "many-inputs": ({"gates": np.isin(np.arange(20), [5, 17]), "act": "relu"}, 0.88),  # 11 shut
     "mixed-inputs": ({"gates": np.isin(np.arange(24), [2, 14, 21]), "act": "relu"}, 0.88),
+    "two-pairs": ({"gates": np.isin(np.arange(20), [1, 7, 13]), "act": "relu"}, 0.8),
 }
 KNOWN_FLOOR = {"routing": 0.93, "program": 0.93, "mixed-inputs": 0.94}  # the others: 0.95
 

@@ -13,6 +13,7 @@ from hybrid_net import Net
 from hybrid_net import data as shared_data
 from nondiff.hybrid.gate_screen import (
     SCREEN_PAIRS,
+    SCREEN_ROWS,
     order_openings,
     rank_closed,
     screen_candidates,
@@ -99,8 +100,8 @@ def test_a_screened_stage_races_the_best_pairs_first_then_openings_by_rank() -> 
 def test_the_screen_ranks_the_gates_of_a_product_first_and_counts_its_examples() -> None:
     """Weights trained with every gate open on the sign of x0 x1: from every gate
     closed, the screen ranks x0 and x1 first (opening either alone would not help); it
-    costs one scoring of each closed gate and one of every gate open (which the
-    selection counts once its start stands), and it is not run
+    costs one scoring of each closed gate and one of every gate open on the first
+    SCREEN_ROWS rows (which the selection counts once its start stands), and it is not run
     when it would take more than a third of the budget, or when screen_gates is off."""
     trainer = _trainer()
     batches = shared_data("cpu", batches=10, rows=64)
@@ -115,8 +116,8 @@ def test_the_screen_ranks_the_gates_of_a_product_first_and_counts_its_examples()
     before = trainer.forward_examples
     ranked, spent = trainer._screen([0.0, 0.0, 0.0, 0.0, 0.0], x, y, math.inf)
     assert sorted(ranked[:2]) == [0, 1] and sorted(ranked) == [0, 1, 2, 3]
-    assert spent == 64 * 5 and trainer.forward_examples == before  # counted by _select
-    assert trainer._screen([0.0] * 5, x, y, 3 * 64 * 5 - 1) == ([], 0.0)  # over a third
+    assert spent == SCREEN_ROWS * 5 and trainer.forward_examples == before  # by _select
+    assert trainer._screen([0.0] * 5, x, y, 3 * SCREEN_ROWS * 5 - 1) == ([], 0.0)
     assert trainer._screen([1.0, 1.0, 1.0, 0.0, 0.0], x, y, math.inf) == ([], 0.0)  # one
     trainer.screen_gates = False
     assert trainer._screen([0.0] * 5, x, y, math.inf) == ([], 0.0)
@@ -168,4 +169,4 @@ def test_the_selection_opens_the_product_pair_of_mixed_inputs() -> None:
     assert pair in sel["opening"]["candidates"][1:1 + SCREEN_PAIRS]
     assert np.flatnonzero(trainer.space.decode(np.asarray(trainer.selected))["gates"]
                           ).tolist()[:4] == [2, 9, 14, 21]
-    assert trainer.forward_examples - before >= 64 * 23  # the screen, counted
+    assert trainer.forward_examples - before >= SCREEN_ROWS * 23  # the screen, counted
