@@ -90,11 +90,11 @@ import numpy as np
 import torch
 
 from .batches import RowBatches
-from .blocks import StructureBatchError, slice_rows
 from .blocks import rows as _rows
 from .devices import device_of, to_device
 from .finalists import FinalistRace, race_steps
 from .gate_screen import (
+    SCREEN_PAIRS,
     SCREEN_ROWS,
     SCREEN_SHARE,
     order_openings,
@@ -423,7 +423,9 @@ class FinalPhase(FinalistRace):
         lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
         near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
         if sel.get("screen"):  # the screened pairs first, the openings by their rank
-            pairs = [c for c in screened_pairs(start, sel["screen"]) if tuple(c) not in lost]
+            room = min(SCREEN_PAIRS, (k - 1) // 3)  # a small pool keeps its single moves
+            pairs = [c for c in screened_pairs(start, sel["screen"], room)
+                     if tuple(c) not in lost]
             near = pairs + [c for c in order_openings(start, near, sel["screen"])
                             if c not in pairs]
         if not first and sel.get("candidates"):  # the moves the last stage left out first
@@ -462,8 +464,8 @@ class FinalPhase(FinalistRace):
         counts them once the selection's start stands: a refused start changes nothing);
         ``([], 0.0)`` without it: ``screen_gates`` False, fewer than two closed gates, a
         screen that would take more than
-        :data:`~nondiff.hybrid.gate_screen.SCREEN_SHARE` of ``budget``, or targets that
-        cannot be cut to those rows."""
+        :data:`~nondiff.hybrid.gate_screen.SCREEN_SHARE` of ``budget``; no ranking, the
+        examples still counted, when every gate open scores a non-finite value."""
         if not self.screen_gates:
             return [], 0.0
         entries, rows = screen_candidates(self.space, start)
@@ -471,11 +473,11 @@ class FinalPhase(FinalistRace):
         cost = float(n * len(rows))
         if len(entries) < 2 or (math.isfinite(budget) and cost > SCREEN_SHARE * budget):
             return [], 0.0
-        try:
-            x, y = (x, y) if n == _rows(x) else (slice_rows(x, 0, n), slice_rows(y, 0, n))
-        except StructureBatchError:  # targets that are no tensors: not cut
-            return [], 0.0
+        if n < _rows(x):  # the first rows, cut as the weight steps cut a batch
+            x, y = x[:n], y[:n]
         scores = self.evaluate(self.space.decode_batch(np.asarray(rows)), x, y)
+        if not math.isfinite(float(scores[0])):  # no reference: no ranking (still paid)
+            return [], cost
         return rank_closed(entries, scores.tolist()), cost
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:

@@ -25,8 +25,8 @@ under the same weights (paired) — and trains and returns the best. The pool
   (the sign of a product) stay closed under single moves, since opening one alone
   changes nothing but the cost. Before those, when a selection has screened the
   start's closed gates (:mod:`~nondiff.hybrid.gate_screen`: each one closed with every
-  gate open), the pairs of the best ranked ones, right after the start, and the single
-  openings in the order of their rank.
+  gate open), the pairs of the best ranked ones still closed, before the single moves,
+  and the single openings in the order of their rank.
 
 The pool is raced by successive halving (:func:`halving_plan`; Jamieson & Talwalkar
 2016): every candidate on the first batch, the better half (by the sums so far) on the
@@ -104,7 +104,8 @@ from nondiff.optim.spaces import Space
 
 __all__ = ["PAIR_ENUMERATE", "SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS",
            "SELECT_RECENT", "SELECT_STAGE_BATCHES", "SELECT_WINNERS", "candidate_pool",
-           "combined_moves", "gate_openings", "halving_plan", "leaf_turns", "neighbour_count",
+           "closed_gates", "combined_moves", "gate_openings", "halving_plan", "leaf_turns",
+           "neighbour_count",
            "neighbours", "pool_size", "record_winner", "shortlist", "stage_lengths",
            "survivors", "two_moves", "untried_first"]
 
@@ -324,10 +325,22 @@ def two_moves(start: Sequence[float], near: Sequence[Sequence[float]], limit: in
     return out
 
 
+def closed_gates(space: Space, start: Sequence[float]) -> list[int]:
+    """The entries of ``start`` in the binary leaves of ``space`` that are closed
+    (exactly 0, as :func:`neighbours` reads them), in order.
+
+    >>> from nondiff.optim.spaces import Binary, Categorical, Product
+    >>> closed_gates(Product(gates=Binary(3), act=Categorical(["relu", "tanh"])), [0, 1, 0, 0])
+    [0, 2]
+    """
+    base = np.asarray(start, dtype=np.float64).reshape(-1)
+    return [j for _, leaf, where in space.leaves() if leaf.kind == "binary"
+            for j in range(where.start, where.stop) if base[j] == 0]
+
+
 def gate_openings(space: Space, start: Sequence[float]) -> list[list[float]]:
     """Every structure one gate opening from ``start``: one entry of a binary leaf of
-    ``space`` set from 0 to 1, nothing else changed (an entry is closed when it is
-    exactly 0, as :func:`neighbours` reads it).
+    ``space`` set from 0 to 1 (:func:`closed_gates`), nothing else changed.
 
     >>> from nondiff.optim.spaces import Binary, Categorical, Product
     >>> gate_openings(Product(gates=Binary(3), act=Categorical(["relu", "tanh"])), [0, 1, 0, 1])
@@ -335,14 +348,10 @@ def gate_openings(space: Space, start: Sequence[float]) -> list[list[float]]:
     """
     base = np.asarray(start, dtype=np.float64).reshape(-1)
     out = []
-    for _, leaf, where in space.leaves():
-        if leaf.kind != "binary":
-            continue
-        for j in range(where.start, where.stop):
-            if base[j] == 0:
-                row = base.copy()
-                row[j] = 1.0
-                out.append(row.tolist())
+    for j in closed_gates(space, start):
+        row = base.copy()
+        row[j] = 1.0
+        out.append(row.tolist())
     return out
 
 

@@ -75,24 +75,29 @@ def _trainer(**options) -> HybridTrainer:
 
 
 def test_a_screened_stage_races_the_best_pairs_first_then_openings_by_rank() -> None:
-    """With a screen, the pairs of the three best ranked closed gates come right after
-    the start, and the single openings follow the ranking; without one (the selection
-    before the screen, or screen_gates False) the pairs only fill the room left."""
+    """With a screen, the pairs of the three best ranked closed gates come before the
+    single moves, and the single openings follow the ranking; a small pool gives the
+    pairs a third of its places at most; without a screen (screen_gates False, or one
+    not paid for) the pairs only fill the room left."""
     trainer = _trainer()
     start = [0.0, 0.0, 0.0, 1.0, 0.0]  # gates 0, 1, 2 closed
 
-    def pool(screen):
-        sel = {"stages": [2, 2], "sizes": [8, 8], "stage": -1, "batches": 0, "target": 4,
-               "left": None, **({"screen": screen} if screen else {})}
+    def pool(screen, size):
+        sel = {"stages": [2, 2], "sizes": [size, size], "stage": -1, "batches": 0,
+               "target": 4, "left": None, **({"screen": screen} if screen else {})}
         assert trainer._next_stage(sel, start, first=True)
         return sel["candidates"]
 
-    screened = pool([1, 0, 2])
+    screened = pool([1, 0, 2], 12)
     assert screened[1:4] == [[1.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0, 0.0],
                              [1.0, 0.0, 1.0, 1.0, 0.0]]
+    assert len(screened) == 10  # the start, 3 pairs, 6 single moves
     openings = [c for c in screened[4:] if sum(c[:4]) == 2 and c[4] == 0.0]
-    assert [c.index(1.0) for c in openings] == [1, 0, 2][:len(openings)]
-    plain = pool(None)
+    assert [c.index(1.0) for c in openings] == [1, 0, 2]  # every opening, by rank
+    small = pool([1, 0, 2], 5)
+    away = [sum(a != b for a, b in zip(c, start, strict=True)) for c in small]
+    assert away == [0, 2, 1, 1, 1]  # one pair, then single moves
+    plain = pool(None, 8)
     away = [sum(a != b for a, b in zip(c, start, strict=True)) for c in plain]
     assert away == [0] + [1] * 6 + [2]  # the start, its 6 neighbours, then one pair
 
@@ -122,6 +127,9 @@ def test_the_screen_ranks_the_gates_of_a_product_first_and_counts_its_examples()
     trainer.screen_gates = False
     assert trainer._screen([0.0] * 5, x, y, math.inf) == ([], 0.0)
     assert trainer.forward_examples == before
+    trainer.screen_gates = True  # every gate open scores NaN: no ranking, still paid
+    trainer.evaluate = lambda values, x, y: np.full(len(values), np.nan)
+    assert trainer._screen([0.0] * 5, x, y, math.inf) == ([], SCREEN_ROWS * 5)
 
 
 @pytest.mark.parametrize("value", [1, "yes", None])
@@ -133,11 +141,10 @@ def test_a_bad_screen_gates_names_the_attribute_and_value(value) -> None:
     assert trainer.step_count == 0
 
 
-def test_the_selection_opens_the_product_pair_of_mixed_inputs() -> None:
-    """Issue 17's mixed-inputs (x2 x9 + |x14| - x21/2 among 24 inputs), the weights
-    trained with every gate open, the search ending on x14 and x21 (the runs that missed
-    the product): the screen ranks x2 and x9 first, the first stage races them together
-    right after the start, and the selection opens both."""
+def _select_from_a_miss(screen: bool) -> tuple[HybridTrainer, int]:
+    """mixed-inputs, the weights trained with every gate open, the search ending on x14
+    and x21: the trainer after the selection's four batches and the forward examples
+    they took."""
     task = make_task("mixed-inputs", seed=0)
     torch.manual_seed(0)
     model = task.model()
@@ -152,7 +159,7 @@ def test_the_selection_opens_the_product_pair_of_mixed_inputs() -> None:
                             select_batches=4, search_compute=None,  # a pool of 24
                             structure_cost=task.structure_cost,
                             structure_options={"popsize": 4})
-    trainer.late_select = None
+    trainer.late_select, trainer.screen_gates = None, screen
     batches = list(task.data.batches(64, seed=1, epoch=0))[:12]
     for x, y in batches[:3]:  # the search's steps
         trainer.step(x, y)
@@ -162,11 +169,23 @@ def test_the_selection_opens_the_product_pair_of_mixed_inputs() -> None:
     before = trainer.forward_examples
     for x, y in batches[3:7]:  # the selection's four batches
         trainer.step(x, y)
+    return trainer, trainer.forward_examples - before
+
+
+def test_the_selection_opens_the_product_pair_of_mixed_inputs() -> None:
+    """Issue 17's mixed-inputs (x2 x9 + |x14| - x21/2 among 24 inputs), the weights
+    trained with every gate open, the search ending on x14 and x21 (the runs that missed
+    the product): the screen ranks x2 and x9 first, the first stage races them together
+    before its single moves, and the selection opens both; the screen costs its 23
+    scorings of SCREEN_ROWS rows over a selection without it."""
+    trainer, spent = _select_from_a_miss(screen=True)
     sel = trainer.selection
     assert sorted(sel["screen"][:2]) == [2, 9]
     pair = trainer.space.encode({"gates": np.isin(np.arange(24), [2, 9, 14, 21]),
                                  "act": "relu"}).tolist()
     assert pair in sel["opening"]["candidates"][1:1 + SCREEN_PAIRS]
-    assert np.flatnonzero(trainer.space.decode(np.asarray(trainer.selected))["gates"]
-                          ).tolist()[:4] == [2, 9, 14, 21]
-    assert trainer.forward_examples - before >= SCREEN_ROWS * 23  # the screen, counted
+    selected = trainer.space.decode(np.asarray(trainer.selected))
+    assert set(np.flatnonzero(selected["gates"]).tolist()) == {2, 9, 14, 21}
+    plain, plain_spent = _select_from_a_miss(screen=False)
+    assert "screen" not in plain.selection
+    assert spent - plain_spent == SCREEN_ROWS * 23
