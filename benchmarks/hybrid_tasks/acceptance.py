@@ -132,15 +132,15 @@ rows meeting all three 98 -> 99 of 130, seeds 586 -> 588 — head-choice 13 rows
 seeds (CEM's seed 4 had closed every gate), relevant-inputs 65 seeds; the tasks without
 gates cannot change, many-inputs and mixed-inputs did not. Then a screen of the start's
 closed gates before each selection (:mod:`nondiff.hybrid.gate_screen`: each closed gate
-closed again with every gate open, on 32 rows; the pairs of the best ranked raced first)
-and an eleventh task, ``two-pairs`` (``x_1 x_7 + x_13 x_18`` among 20 gated inputs,
-written after the screen as a check on it): rows meeting all three 110 of 143, seeds
-646 of 715 — the ten older tasks 101 rows (99) and 589 seeds (588): mixed-inputs 2 -> 4
-rows and 47 -> 49 seeds, many-inputs 62 seeds, relevant-inputs 64 (one noise gate left
-open by REINFORCE; the row still meets all three); two-pairs 9 rows and 57 seeds (8 and
-54 with ``screen_gates=False``). On seeds 5-9 mixed-inputs 6 -> 10 rows, two-pairs 7 ->
-12 (58 -> 61 seeds). Routing (0 rows, 31 seeds) and program (7 rows, 58 seeds) have no
-gates and do not change.
+closed again with every gate open; the pairs of the best ranked raced first) and an
+eleventh task, ``two-pairs`` (``x_1 x_7 + x_13 x_18`` among 20 gated inputs, written
+after the screen as a check on it): rows meeting all three 112 of 143, seeds 647 of 715
+— the ten older tasks 103 rows (99) and 594 seeds (588): mixed-inputs 2 -> 6 rows and
+47 -> 55 seeds, relevant-inputs 64 seeds (one noise gate left open by REINFORCE; the row
+still meets all three); two-pairs 9 rows and 53 seeds (8 and 54 with
+``screen_gates=False``). On seeds 5-9 mixed-inputs 6 -> 9 rows (55 -> 56 seeds),
+two-pairs 7 -> 6 rows (58 -> 52 seeds). Routing (0 rows, 31 seeds) and program (7 rows,
+58 seeds) have no gates and do not change.
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
