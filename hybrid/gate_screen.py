@@ -19,10 +19,13 @@ partner is open loses the interaction when it closes, so it ranks high
 (:func:`rank_closed`) though opening it alone would not help. The selection then races
 the pairs among the best ranked first, before its single moves (:func:`screened_pairs`;
 at most a third of a pool, so a small one keeps its single moves) and orders the single
-gate openings by their rank (:func:`order_openings`). On those 14 runs the late
-selection's screen put ``x_2`` and ``x_9`` both among its top three in 10, and both
-first in 8. The local Hessian of the loss in relaxed gate openings does not find them
-(it ranked the pair 1st-229th of 231): in a ReLU network the loss is piecewise linear in
+gate openings by their rank (:func:`order_openings`). On those 14 runs a screen of the
+late selection's start (scored offline, on its whole batch) put ``x_2`` and ``x_9`` both
+among its top three in 10, and both first in 8. In the trainer the late selection's
+budget there seldom pays for a screen (22 scorings of 64 rows against a third of about
+3,000 examples), so the runs it turns around are turned by the first selection's. The
+local Hessian of the loss in relaxed gate openings does not find them (it ranked the
+pair 1st-229th of 231): in a ReLU network the loss is piecewise linear in
 each opening, so the mixed derivative at a closed gate holds only the Gauss-Newton term,
 not the interaction. The gradient at every gate open ranked them less well than the
 leave-one-out scores (both in the top three 6 times of 14).
