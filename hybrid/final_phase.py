@@ -82,6 +82,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import warnings
 from typing import Any
@@ -91,6 +92,14 @@ import torch
 
 from .batches import RowBatches
 from .blocks import rows as _rows
+from .choice_screen import (
+    PAIR_SCREEN_KEEP,
+    PAIR_SCREEN_ROWS,
+    PAIR_SCREEN_SHARE,
+    choice_moves,
+    screened_choice_pairs,
+    taylor_pairs,
+)
 from .devices import device_of, to_device
 from .finalists import FinalistRace, race_steps
 from .gate_screen import (
@@ -143,6 +152,9 @@ class FinalPhase(FinalistRace):
     screen_gates: bool = True
     """Whether a selection screens the closed gates of its start first
     (:mod:`~nondiff.hybrid.gate_screen`) and races the best ranked pairs of openings."""
+    screen_choices: bool = True
+    """Whether a selection screens the pairs of moves of two ``Choice`` slots of its start
+    (:mod:`~nondiff.hybrid.choice_screen`) and races the best predicted first."""
 
     def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
                     ) -> dict[str, float]:
@@ -212,14 +224,18 @@ class FinalPhase(FinalistRace):
 
         Raises:
             ValueError: ``race_finalists`` not an int >= 0, ``race_stage_steps`` not an
-                int >= 2, ``screen_gates`` not a bool, or ``late_select`` not None or a
-                number in ``[0, 1)``.
+                int >= 2, ``screen_gates`` or ``screen_choices`` not a bool, or
+                ``late_select`` not None or a number in ``[0, 1)``.
         """
         self._check_race()
         if not isinstance(self.screen_gates, bool):
             raise ValueError(f"HybridTrainer.screen_gates must be True or False (whether the "
                              f"final selection screens closed gates), got "
                              f"{self.screen_gates!r}")
+        if not isinstance(self.screen_choices, bool):
+            raise ValueError(f"HybridTrainer.screen_choices must be True or False (whether the "
+                             f"final selection screens pairs of choice moves), got "
+                             f"{self.screen_choices!r}")
         late = self.late_select
         if late is not None and (isinstance(late, bool) or not isinstance(late, (int, float))
                                  or not 0 <= late < 1):
@@ -302,8 +318,10 @@ class FinalPhase(FinalistRace):
         a pool with room left races pairs of gate openings after them
         (:func:`~nondiff.hybrid.selection.two_moves`). Each selection first screens
         the closed gates of its start on its first batch when ``screen_gates`` and the
-        budget allow (:meth:`_screen`, :mod:`~nondiff.hybrid.gate_screen`); every stage
-        then races the pairs of the best ranked ones first. A stage's
+        budget allow (:meth:`_screen`, :mod:`~nondiff.hybrid.gate_screen`), and the
+        pairs of moves of two ``Choice`` slots when ``screen_choices`` and the budget
+        allow (:meth:`_choice_screen`, :mod:`~nondiff.hybrid.choice_screen`); every
+        stage then races the pairs of the best ranked ones first. A stage's
         pool is as large as its share of the budget pays for when raced by successive
         halving — the budget being what the final phase's steps earn under
         ``search_compute`` (at the mean batch of the steps so far, with the credit
@@ -336,6 +354,8 @@ class FinalPhase(FinalistRace):
                 rec = np.asarray(rec.detach().cpu().numpy() if isinstance(rec, torch.Tensor)
                                  else rec, dtype=np.float64).tolist()
             ranked, spent = self._screen(rec, x, y, budget)
+            pairs, paid = self._choice_screen(rec, x, y, budget, spent)
+            spent += paid
             budget -= spent
             stages = stage_lengths(batches)
             race = future[:batches]  # the rows each batch of the race will score
@@ -350,6 +370,8 @@ class FinalPhase(FinalistRace):
                 sel.update(late=True, done=False)
             if ranked:
                 sel["screen"] = ranked
+            if pairs:
+                sel["choice_pairs"] = pairs
             opened = self._next_stage(sel, rec, first=True)  # may refuse: nothing changed
             self.forward_examples += int(spent)  # the screen's, once the start stands
             if not opened:
@@ -422,12 +444,17 @@ class FinalPhase(FinalistRace):
                              self.recent_objectives)[1:] if first_of_search else []
         lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
         near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
-        if sel.get("screen"):  # the screened pairs first, the openings by their rank
+        if sel.get("screen") or sel.get("choice_pairs"):  # the screened pairs first
             room = min(SCREEN_PAIRS, (k - 1) // 3)  # a small pool keeps its single moves
-            pairs = [c for c in screened_pairs(start, sel["screen"], room)
+            gates = [c for c in screened_pairs(start, sel.get("screen", []), room)
                      if tuple(c) not in lost]
-            near = pairs + [c for c in order_openings(start, near, sel["screen"])
-                            if c not in pairs]
+            choices = [c for c in screened_choice_pairs(
+                start, sel.get("choice_pairs", []), PAIR_SCREEN_KEEP) if tuple(c) not in lost]
+            pairs = [c for both in itertools.zip_longest(gates, choices) for c in both
+                     if c is not None][:room]  # the two screens take turns
+            if sel.get("screen"):  # the single openings by their rank
+                near = order_openings(start, near, sel["screen"])
+            near = pairs + [c for c in near if c not in pairs]
         if not first and sel.get("candidates"):  # the moves the last stage left out first
             near = untried_first(sel["candidates"][0], sel["candidates"], start, near)
         if not first and sel.get("first"):  # the last stage's winning moves at once
@@ -479,6 +506,30 @@ class FinalPhase(FinalistRace):
         if not math.isfinite(float(scores[0])):  # no reference: no ranking (still paid)
             return [], cost
         return rank_closed(entries, scores.tolist()), cost
+
+    def _choice_screen(self, start: list[float], x: Any, y: Any, budget: float, spent: float
+                       ) -> tuple[list[list[float]], float]:
+        """The best predicted pairs of moves of two ``Choice`` slots of ``start``
+        (:func:`~nondiff.hybrid.choice_screen.taylor_pairs` on the first
+        :data:`~nondiff.hybrid.choice_screen.PAIR_SCREEN_ROWS` rows of ``(x, y)``, under
+        the trainer's ``loss``: it only ranks, the race scores the ``fitness`` and the
+        structure cost), each ``[entry, value, entry, value]``, and the examples it
+        took (counted by the caller, as :meth:`_screen`'s); ``([], 0.0)`` without it:
+        ``screen_choices`` False, fewer than two slots that can move, few-shot weights
+        still split (each option on its own copy: no mixture), a Decoupled engine (its
+        blocks train apart: no second derivative through them), or ``spent`` (the gate
+        screen's examples) plus its cost above
+        :data:`~nondiff.hybrid.choice_screen.PAIR_SCREEN_SHARE` of ``budget``."""
+        if not self.screen_choices or self.engine is not None or self._split_active():
+            return [], 0.0
+        moves = choice_moves(self.model, self.space)
+        n = min(_rows(x), PAIR_SCREEN_ROWS)
+        cost = float(n * (1 + 2 * moves))
+        if not moves or (math.isfinite(budget) and spent + cost > PAIR_SCREEN_SHARE * budget):
+            return [], 0.0
+        x, y = to_device((x[:n], y[:n]), device_of(self.model))
+        pairs, passes = taylor_pairs(self.model, self.space, start, x, y, self.loss)
+        return [list(p[:4]) for p in pairs[:PAIR_SCREEN_KEEP]], float(n * passes)
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
         """The rows of each batch of an epoch of ``data`` known before it runs: a list of

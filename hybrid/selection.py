@@ -26,7 +26,10 @@ under the same weights (paired) — and trains and returns the best. The pool
   changes nothing but the cost. Before those, when a selection has screened the
   start's closed gates (:mod:`~nondiff.hybrid.gate_screen`: each one closed with every
   gate open), the pairs of the best ranked ones still closed, before the single moves,
-  and the single openings in the order of their rank.
+  and the single openings in the order of their rank; and when it has screened pairs of
+  moves of two ``Choice`` slots (:mod:`~nondiff.hybrid.choice_screen`: a Taylor
+  prediction in the slots relaxed to mixtures), the best predicted ones, taking turns
+  with the gate pairs.
 
 The pool is raced by successive halving (:func:`halving_plan`; Jamieson & Talwalkar
 2016): every candidate on the first batch, the better half (by the sums so far) on the
