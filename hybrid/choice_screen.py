@@ -25,7 +25,12 @@ best predicted first (:func:`screened_choice_pairs`, at most a third of a stage'
 taking turns with the gate screen's pairs). Unlike the gates of a ReLU network, whose
 loss is piecewise linear in each opening (so the Hessian holds no interaction:
 :mod:`~nondiff.hybrid.gate_screen`), slots whose outputs meet in a product or a later
-layer interact through the curvature. The prediction is local — a move replaces a whole
+layer interact through the curvature — but not where they meet only in a ReLU network:
+there the loss is piecewise linear in the slots' outputs and the cross term holds only the
+Gauss-Newton part. Measured on two slots that pick the inputs of an MLP head for the
+sign of ``x_3 x_5`` (8 inputs, weights shared by the known pair and random ones, 8
+seeds), the known pair ranked 5th-29th of 49 with a ReLU head, 0th-15th with a tanh head:
+the screen does not find such pairs. The prediction is local — a move replaces a whole
 option — so it only ranks: at the late selection of four ``x4 * x4`` runs the known pair
 was predicted best of the 147 in each (on 32 or 64 rows; on 16, 0th-16th); on the
 product of a unit test (``tests/test_choice_screen.py``) it is first in 15 of 20 draws
@@ -41,7 +46,9 @@ options' outputs differ in shape cannot be mixed; a model holding one is not scr
 nor one whose few-shot weights (:mod:`~nondiff.hybrid.few_shot`) are still split.
 
 Measured on the acceptance suite (13 optimizers, seeds 0-4, the trainer's defaults;
-seeds recovering the known structure of 65): ``"routing"`` 31 without the screen, 39
+seeds recovering the known structure of 65; ``python -m
+nondiff.benchmarks.hybrid_tasks.acceptance routing op-graph nonlinearity``, with
+``--first-seed 5`` and ``--no-screen-choices``): ``"routing"`` 31 without the screen, 39
 with a third of the budget (the first selection's screen only), 53 with half (both
 selections; on seeds 5-9, 39 -> 51); ``"op-graph"`` (three op slots) 65 in each (seeds
 5-9: 64 with and without); ``"nonlinearity"`` (four activation slots of an additive

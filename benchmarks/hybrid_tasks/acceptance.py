@@ -35,6 +35,8 @@ Commands (under ``nice``: the machine is shared)::
         --optimizers reinforce cmaes ga
     python -m nondiff.benchmarks.hybrid_tasks.acceptance --search-compute none  # unbounded
     python -m nondiff.benchmarks.hybrid_tasks.acceptance --select-batches 0  # no selection
+    python -m nondiff.benchmarks.hybrid_tasks.acceptance routing --first-seed 5 \
+        --no-screen-choices                   # seeds 5-9 without the choice screen
 
 Measured last (5 seeds, the 13 registry names without restart variants on the 7 first
 tasks: 91 (task, optimizer) rows, 455 runs; 2 cores, one thread each, 347 s with the
@@ -332,19 +334,21 @@ def print_table(task: AcceptanceTask, table: dict[str, dict[str, Any]],
 
 def run_suite(tasks: Sequence[str] | None = None, seeds: int = 5,
               optimizers: Sequence[str] | None = None, device: str = "cpu",
-              verbose: bool = True, **options: Any) -> dict[str, dict[str, Any]]:
-    """Every (task, handled optimizer, seed); returns ``{task: {"table", "skipped",
-    "fixed", "runs"}}`` and prints one table per task. ``options`` go to every
-    ``HybridTrainer``."""
+              verbose: bool = True, first_seed: int = 0, **options: Any
+              ) -> dict[str, dict[str, Any]]:
+    """Every (task, handled optimizer, seed) for the ``seeds`` seeds from ``first_seed``;
+    returns ``{task: {"table", "skipped", "fixed", "runs"}}`` and prints one table per
+    task. ``options`` go to every ``HybridTrainer`` (through :func:`search`)."""
     results: dict[str, dict[str, Any]] = {}
+    chosen = range(first_seed, first_seed + seeds)
     for task_name in tasks or list(TASKS):
-        per_seed = [make_task(task_name, seed) for seed in range(seeds)]
-        names, skipped = handled(per_seed[0], optimizers)
-        fixed = {seed: train_fixed(per_seed[seed], seed, device) for seed in range(seeds)}
+        per_seed = {seed: make_task(task_name, seed) for seed in chosen}
+        names, skipped = handled(per_seed[first_seed], optimizers)
+        fixed = {seed: train_fixed(per_seed[seed], seed, device) for seed in chosen}
         runs: dict[str, list[dict[str, Any]]] = {}
         for name in names:
             runs[name] = []
-            for seed in range(seeds):
+            for seed in chosen:
                 run = search(per_seed[seed], name, seed, device, **options)
                 run.update(seed=seed, optimizer=name)
                 runs[name].append(run)
@@ -354,7 +358,7 @@ def run_suite(tasks: Sequence[str] | None = None, seeds: int = 5,
                           f"(fixed {fixed[seed]['test_accuracy']:.3f}) found "
                           f"{_short(run['structure'])}", flush=True)
         table = {name: summarize(rows, fixed) for name, rows in runs.items()}
-        print_table(per_seed[0], table, skipped)
+        print_table(per_seed[first_seed], table, skipped)
         results[task_name] = {"table": table, "skipped": skipped, "fixed": fixed, "runs": runs}
     return results
 
@@ -377,6 +381,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("tasks", nargs="*", metavar="task",
                         help=f"any of {', '.join(TASKS)} (default: all)")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed (e.g. 5 for seeds 5-9 with --seeds 5)")
     parser.add_argument("--quick", action="store_true", help="2 seeds")
     parser.add_argument("--optimizers", nargs="+", default=None,
                         help="registry names (default: every one that handles the space, "
@@ -399,6 +405,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
                         help="HybridTrainer.late_select: how far into the final phase the "
                              "late selection starts ('none': no late selection; default: "
                              f"the trainer's, {LATE_SELECT})")
+    parser.add_argument("--no-screen-gates", action="store_true",
+                        help="HybridTrainer.screen_gates = False (nondiff.hybrid.gate_screen)")
+    parser.add_argument("--no-screen-choices", action="store_true",
+                        help="HybridTrainer.screen_choices = False "
+                             "(nondiff.hybrid.choice_screen)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
@@ -409,11 +420,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             parser.error(f"unknown optimizers {bad}; choose from {', '.join(registry.names())}")
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be >= 0, got {args.first_seed}")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     seeds = 2 if args.quick else args.seeds
     print(f"{platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}, "
-          f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds; search_compute="
+          f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds from {args.first_seed}; "
+          f"screens gates/choices {not args.no_screen_gates}/{not args.no_screen_choices}; "
+          f"search_compute="
           f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
           f"{'default' if args.final_steps is None else args.final_steps}, select_batches="
           f"{'default' if args.select_batches is None else args.select_batches}, "
@@ -422,7 +437,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     given = {"search_compute": args.search_compute, "final_steps": args.final_steps,
              "select_batches": args.select_batches, "late_select": args.late_select}
     options = {k: None if v == "none" else v for k, v in given.items() if v is not None}
-    results = run_suite(args.tasks or None, seeds, args.optimizers, args.device, **options)
+    if args.no_screen_gates:
+        options["screen_gates"] = False
+    if args.no_screen_choices:
+        options["screen_choices"] = False
+    results = run_suite(args.tasks or None, seeds, args.optimizers, args.device,
+                        first_seed=args.first_seed, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
     every = {k: sum(r["met"][k] for _, _, r in rows) for k in ("recovered", "gap", "compute")}
     print(f"\nTargets over {len(rows)} (task, optimizer) rows: recovered >= 4/5 in "
