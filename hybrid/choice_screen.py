@@ -38,7 +38,9 @@ of 32 rows.
 
 Its cost, counted in ``forward_examples``: one gradient pass and two passes per
 Hessian-vector product, over every option of every slot, on :data:`PAIR_SCREEN_ROWS`
-rows — for ``"routing"``'s 21 moves 43 passes of 32 rows, 1,376 examples. A selection
+rows — for ``"routing"``'s 21 moves 43 passes of 32 rows, 1,376 examples (timed on one
+CPU thread: as long as 37 weight steps on those rows; with 12 inputs, 67 passes charged,
+79 weight steps timed, so the charge is not generous). A selection
 runs it only when that and the gate screen's examples are at most
 :data:`PAIR_SCREEN_SHARE` of its budget: on ``"routing"`` a third paid for the first
 selection's screen only (about 6,000 examples against the late one's 3,000). Slots whose
@@ -53,11 +55,16 @@ with a third of the budget (the first selection's screen only), 53 with half (bo
 selections; on seeds 5-9, 39 -> 51); ``"op-graph"`` (three op slots) 65 in each (seeds
 5-9: 64 with and without); ``"nonlinearity"`` (four activation slots of an additive
 model, where pairs add nothing) 65 -> 63 (the (1+lambda) EA twice on ``abs`` for
-``square``: a smaller pool; seeds 5-9: 63 with and without). Racing only the pairs the descent
-cannot reach (a move predicted to lose alone, the pair predicted to beat both) took
-routing to 48 and changed nothing else, so every pair is ranked. Routing's accuracy gap
-is not closed (3-14 points): trained alone, the known structure needs about 250 of the
-320 steps, and the search finds it at the final phase, 96 steps before the end.
+``square``: a smaller pool; seeds 5-9: 63 with and without). Racing only the pairs the
+descent cannot reach (a move predicted to lose alone, the pair predicted to beat both)
+took routing to 48 and changed nothing else, so every pair is ranked. It does not
+generalize to more inputs within the budget: on ``"routing"`` rewritten for 12 inputs
+(``x_1 x_9 + x_5^2``, a check written after it, not in the suite) it recovered 20 seeds
+of 65 against 19 without it — the screen, 2,144 examples, no longer fits half the late
+selection's budget, and the first selection's screen, which fits, did not turn the runs
+(16 of the 45 misses end on ``x5 * x5``). Routing's accuracy gap is not closed (3-14 points):
+trained alone, the known structure needs about 250 of the 320 steps, and the search
+finds it at the final phase, 96 steps before the end.
 
 Sources:
     - H. Liu, K. Simonyan, Y. Yang, "DARTS: differentiable architecture search", ICLR

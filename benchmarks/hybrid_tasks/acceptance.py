@@ -150,7 +150,9 @@ the default), its rows still none (gaps 3-14 points: the known structure, found 
 final phase, trains for its 96 steps; trained alone it needs about 250); nonlinearity 65
 -> 63 seeds and 13 -> 12 rows (seeds 5-9: 63 and 13 rows either way), op-graph 65 (seeds
 5-9: 64 either way); the tasks with fewer than two ``Choice`` slots do not change. The
-suite: 111 of 143 rows, 667 of 715 seeds (1,329 s, two processes).
+suite: 111 of 143 rows, 667 of 715 seeds (1,329 s, two processes). Routing rewritten for
+12 inputs (``x_1 x_9 + x_5^2``, a check afterwards, not in the suite): 19 -> 20 seeds,
+no row — the screen's cost grows with the moves and no longer fits the late selection.
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
