@@ -115,8 +115,9 @@ __all__ = ["PAIR_SCREEN_KEEP", "PAIR_SCREEN_ROWS", "PAIR_SCREEN_SHARE", "choice_
 
 PAIR_SCREEN_ROWS = 32
 """Rows of its batch the choice screen computes its derivatives on (at 32 and 64 rows
-the known pair ranked first in the runs above; 32 keeps the screen within a third of the
-late selection's budget on ``"routing"``)."""
+the known pair ranked first in the runs above, at 16 0th-16th; 32 keeps the screen,
+1,376 examples on ``"routing"``, within half of the late selection's budget there,
+about 3,000)."""
 PAIR_SCREEN_KEEP = 8
 """The best predicted pairs a selection keeps for its stages."""
 PAIR_SCREEN_SHARE = 1 / 2
@@ -146,8 +147,8 @@ def choice_entries(model: nn.Module, space: Space) -> list[tuple[int, Choice]]:
 
 def choice_moves(model: nn.Module, space: Space) -> int:
     """The single moves of the ``Choice`` slots :func:`taylor_pairs` screens (one per other
-    option of each slot), 0 when fewer than two slots can move: the screen takes ``1 + 2
-    x`` that many passes."""
+    option of each slot), 0 when fewer than two slots can move: the screen takes at most
+    ``1 + 2 x`` that many passes (fewer when it leaves moves out or stops early)."""
     entries = choice_entries(model, space)
     return sum(len(c.options) - 1 for _, c in entries) if len(entries) > 1 else 0
 
