@@ -240,6 +240,17 @@ def _devices_line() -> str:
     return f"devices covered: {', '.join(DEVICES)}{missing}{stages}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker takes its share of the cores for torch's threads:
+    two workers of two threads each on 2 cores contend (their intra-op pools spin), and
+    the suite ran 17 % slower (tests/test_newuser_tasks.py and three other heavy files on
+    2 workers: 202 s against 168 s with one thread each). Tests that need another number
+    set it themselves (``one_torch_thread``, the worker start-up tests)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return _devices_line()
 

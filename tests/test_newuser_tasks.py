@@ -98,7 +98,7 @@ def assert_resumes_exactly(tmp_path, fn, x0, name, budget, **kwargs):
 @pytest.mark.parametrize("name", REAL)
 def test_real_run_resumed_mid_way_equals_the_uninterrupted_run(tmp_path, name, kind):
     options = {"popsize": 20} if "cem" in name else None  # cem's default: 1 generation
-    assert_resumes_exactly(tmp_path, rastrigin, x0_of(kind), name, 600, sigma0=2.0,
+    assert_resumes_exactly(tmp_path, rastrigin, x0_of(kind), name, 300, sigma0=2.0,
                            bounds=(-5, 5), vectorized=True, options=options)
 
 
