@@ -50,18 +50,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import cma
 import numpy as np
 import torch
-from cma.sigma_adaptation import CMAAdaptSigmaTPA
-from cma.utilities.utils import ElapsedWCTime
 
+from .backends import pycma_options  # its QuietTPA and QuietAL import pycma on first use
 from .backends.pycma_options import (
     FINAL_STOPS,
     FIXED_OPTIONS,
     GLOBAL_RNG_OPTIONS,
-    QuietAL,
-    QuietTPA,
     check_indices,
     check_options,
     plain_options,
@@ -271,13 +267,16 @@ class CMAES(BaseOptimizer):
         def randn(*shape: int) -> np.ndarray:  # pycma calls randn(lam, N) and randn(N)
             return rng.standard_normal(shape)
 
+        import cma  # here, not at the top: a process that runs no CMA-ES skips its import
+        from cma.sigma_adaptation import CMAAdaptSigmaTPA
+
         adapt = self.options.get("AdaptSigma", True)
         tpa = adapt is CMAAdaptSigmaTPA or (
             adapt is True and self.dim >= cma.evolution_strategy.TPA_dimension)
         opts = {**self.options, **FIXED_OPTIONS, "randn": randn,
                 "CMA_diagonal": self.covariance == "diagonal"}
         if tpa:
-            opts["AdaptSigma"] = QuietTPA
+            opts["AdaptSigma"] = pycma_options.QuietTPA
         if self.bounds is not None:
             opts["bounds"] = [_pad(lower).tolist(), _pad(upper).tolist()]
         if self.integer_variables:
@@ -301,6 +300,8 @@ class CMAES(BaseOptimizer):
         coordinate that no fitness reads (see :func:`_pad`)."""
         opts = copy.deepcopy({k: v for k, v in self._run_options.items() if k != "randn"})
         opts.update(randn=self._run_options["randn"], popsize=self.popsize)
+        import cma
+
         return cma.CMAEvolutionStrategy(_pad(x0), self.sigma0, opts)
 
     def continue_from(self, previous: CMAES) -> None:
@@ -317,11 +318,14 @@ class CMAES(BaseOptimizer):
 
     def _new_al(self) -> Any:
         """A ``cma.ConstrainedFitnessAL`` reading the told values of the current row."""
+        import cma
+
         row = self._al_row
         cfun = cma.ConstrainedFitnessAL(
             lambda x: row[0], lambda x: row[1], dimension=max(self.dim, 2),
             find_feasible_first=self.find_feasible_first, archives=False, logging=0)
-        cfun._al = QuietAL(max(self.dim, 2))  # what cfun.al would build, minus the loggers
+        # what cfun.al would build, minus the loggers
+        cfun._al = pycma_options.QuietAL(max(self.dim, 2))
         return cfun
 
     # ----- ask / tell / stop ---------------------------------------------------------
@@ -453,11 +457,13 @@ class CMAES(BaseOptimizer):
             _, key, pos, has_gauss, gauss = st.legacy.get_state()
             legacy = {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "gauss": float(gauss)}
-        return {"es": snapshot(st.es, skip=_SKIP, extra_classes=(QuietTPA,)),
+        return {"es": snapshot(st.es, skip=_SKIP,
+                                   extra_classes=(pycma_options.QuietTPA,)),
                 "legacy_rng": legacy,
                 "asked": None if st.asked is None else to_plain(st.asked),
                 "constraints": st.constraints,
-                "al": None if st.al is None else snapshot(st.al, extra_classes=(QuietAL,)),
+                "al": None if st.al is None else snapshot(
+                    st.al, extra_classes=(pycma_options.QuietAL,)),
                 "dummy": None if st.dummy is None else to_plain(st.dummy)}
 
     def _state_from_plain(self, plain: Any) -> None:
@@ -475,9 +481,11 @@ class CMAES(BaseOptimizer):
             raise ValueError("CMAES state does not match this configuration (legacy RNG)")
         rng_state = self._rng_state()
         es = self._new_es(self._x0.copy())  # shell to fill
-        restore(plain["es"], es, extra_classes=(QuietTPA,))
+        restore(plain["es"], es, extra_classes=(pycma_options.QuietTPA,))
         self._set_rng_state(rng_state)  # building the shell must not consume randomness
         if not hasattr(es, "timer"):  # pycma times generations for display only
+            from cma.utilities.utils import ElapsedWCTime
+
             es.timer = ElapsedWCTime().pause()
         legacy, g = None, plain["legacy_rng"]
         if g is not None:
@@ -489,7 +497,7 @@ class CMAES(BaseOptimizer):
                 al is not None and type(told) is int and told > 0)):
             raise ValueError("corrupted CMAES state: constraints and al disagree")
         if al is not None:
-            al = restore(al, self._new_al(), extra_classes=(QuietAL,))
+            al = restore(al, self._new_al(), extra_classes=(pycma_options.QuietAL,))
         asked, dummy = plain["asked"], plain.get("dummy")
         self.state = CMAState(es=es, legacy=legacy,
                               asked=None if asked is None else from_plain(np.zeros(0), asked),

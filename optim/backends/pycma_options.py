@@ -14,16 +14,15 @@ Example:
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import cma
 import numpy as np
-from cma.sigma_adaptation import CMAAdaptSigmaTPA
 
-__all__ = [
-    "FINAL_STOPS", "FIXED_OPTIONS", "GLOBAL_RNG_OPTIONS", "RESERVED_OPTIONS", "QuietAL",
-    "QuietTPA", "check_indices", "check_options", "plain_options",
+__all__ = [  # and QuietAL, QuietTPA: built on first use (see __getattr__)
+    "FINAL_STOPS", "FIXED_OPTIONS", "GLOBAL_RNG_OPTIONS", "RESERVED_OPTIONS",
+    "check_indices", "check_options", "plain_options",
 ]  # fmt: skip
 
 # pycma stop reasons that end a restart sequence rather than trigger a restart (as in cma.fmin)
@@ -45,25 +44,44 @@ RESERVED_OPTIONS = {
 GLOBAL_RNG_OPTIONS = frozenset({"CMA_mirrormethod", "CMA_sampler", "CMA_sampler_options"})
 
 
-class QuietTPA(CMAAdaptSigmaTPA):
-    """pycma's TPA step-size adaptation (used from dimension 300 on) without its
-    debugging self-check, which draws indices from the global ``np.random`` and
-    changes nothing else."""
+def __getattr__(name: str) -> type:
+    """``QuietTPA`` and ``QuietAL``, built on first use: they subclass pycma's classes, and
+    importing pycma (with scipy.stats and matplotlib) takes 1.5 s that a process which
+    runs no CMA-ES (a worker, the command line) need not wait."""
+    if name in ("QuietTPA", "QuietAL"):
+        return _quiet_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def check_consistency(self, es: Any) -> None:
-        return None
 
+@functools.cache
+def _quiet_classes() -> dict[str, type]:
+    import cma
+    from cma.sigma_adaptation import CMAAdaptSigmaTPA
 
-class QuietAL(cma.constraints_handler.AugmentedLagrangian):
-    """pycma's augmented Lagrangian without its data loggers: constructing them
-    creates the directory ``./outcmaes`` and records absolute paths, even when
-    logging is off afterwards. Nothing else differs (``logging = 0`` is pycma's
-    own switch; ``_init_`` is its logger setup)."""
+    class QuietTPA(CMAAdaptSigmaTPA):
+        """pycma's TPA step-size adaptation (used from dimension 300 on) without its
+        debugging self-check, which draws indices from the global ``np.random`` and
+        changes nothing else."""
 
-    def _init_(self) -> None:
-        self.logging = 0
-        self.logger_mu_conditions = None
-        super()._init_()  # with logging 0: an empty logger list
+        def check_consistency(self, es: Any) -> None:
+            return None
+
+    class QuietAL(cma.constraints_handler.AugmentedLagrangian):
+        """pycma's augmented Lagrangian without its data loggers: constructing them
+        creates the directory ``./outcmaes`` and records absolute paths, even when
+        logging is off afterwards. Nothing else differs (``logging = 0`` is pycma's
+        own switch; ``_init_`` is its logger setup)."""
+
+        def _init_(self) -> None:
+            self.logging = 0
+            self.logger_mu_conditions = None
+            super()._init_()  # with logging 0: an empty logger list
+
+    classes = {"QuietTPA": QuietTPA, "QuietAL": QuietAL}
+    for name, cls in classes.items():  # module attributes, as if defined at the top level
+        cls.__qualname__ = name
+        globals()[name] = cls
+    return classes
 
 
 def check_indices(indices: Sequence[int]) -> tuple[int, ...]:
@@ -84,6 +102,8 @@ def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(options, Mapping):
         raise ValueError(f"options must be a dict of pycma options, got {type(options).__name__}")
+    import cma
+
     known = cma.CMAOptions()
     for key in options:
         if not isinstance(key, str) or key not in known:

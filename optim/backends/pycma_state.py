@@ -58,7 +58,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from cma.utilities.utils import SolutionDict
 
 FORMAT = "pycma-graph"
 VERSION = 1
@@ -259,6 +258,8 @@ class _Decoder:
             raise ValueError("pycma snapshot root does not match the fresh instance's class")
         self.objs[self.root] = self.fresh
         attrs = {name: self.value(x) for name, x in node["attrs"].items()}
+        from cma.utilities.utils import SolutionDict  # pycma is imported by now: fresh is one
+
         for obj in self.created if self.rehash else ():
             if isinstance(obj, SolutionDict):
                 _rehash(obj)
