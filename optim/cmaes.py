@@ -457,8 +457,7 @@ class CMAES(BaseOptimizer):
             _, key, pos, has_gauss, gauss = st.legacy.get_state()
             legacy = {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "gauss": float(gauss)}
-        return {"es": snapshot(st.es, skip=_SKIP,
-                                   extra_classes=(pycma_options.QuietTPA,)),
+        return {"es": snapshot(st.es, skip=_SKIP, extra_classes=(pycma_options.QuietTPA,)),
                 "legacy_rng": legacy,
                 "asked": None if st.asked is None else to_plain(st.asked),
                 "constraints": st.constraints,

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import difflib
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,43 +44,19 @@ GLOBAL_RNG_OPTIONS = frozenset({"CMA_mirrormethod", "CMA_sampler", "CMA_sampler_
 
 
 def __getattr__(name: str) -> type:
-    """``QuietTPA`` and ``QuietAL``, built on first use: they subclass pycma's classes, and
-    importing pycma (with scipy.stats and matplotlib) takes 1.5 s that a process which
-    runs no CMA-ES (a worker, the command line) need not wait."""
+    """``QuietTPA`` and ``QuietAL`` (:mod:`~nondiff.optim.backends.pycma_quiet`), imported
+    on first use: they subclass pycma's classes, and importing pycma (with scipy.stats and
+    matplotlib) takes 1.5 s that a process which runs no CMA-ES (a worker, the command
+    line) need not wait. Python's import lock makes the first use thread-safe."""
     if name in ("QuietTPA", "QuietAL"):
-        return _quiet_classes()[name]
+        from . import pycma_quiet
+
+        return getattr(pycma_quiet, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@functools.cache
-def _quiet_classes() -> dict[str, type]:
-    import cma
-    from cma.sigma_adaptation import CMAAdaptSigmaTPA
-
-    class QuietTPA(CMAAdaptSigmaTPA):
-        """pycma's TPA step-size adaptation (used from dimension 300 on) without its
-        debugging self-check, which draws indices from the global ``np.random`` and
-        changes nothing else."""
-
-        def check_consistency(self, es: Any) -> None:
-            return None
-
-    class QuietAL(cma.constraints_handler.AugmentedLagrangian):
-        """pycma's augmented Lagrangian without its data loggers: constructing them
-        creates the directory ``./outcmaes`` and records absolute paths, even when
-        logging is off afterwards. Nothing else differs (``logging = 0`` is pycma's
-        own switch; ``_init_`` is its logger setup)."""
-
-        def _init_(self) -> None:
-            self.logging = 0
-            self.logger_mu_conditions = None
-            super()._init_()  # with logging 0: an empty logger list
-
-    classes = {"QuietTPA": QuietTPA, "QuietAL": QuietAL}
-    for name, cls in classes.items():  # module attributes, as if defined at the top level
-        cls.__qualname__ = name
-        globals()[name] = cls
-    return classes
+def __dir__() -> list[str]:
+    return sorted([*globals(), "QuietAL", "QuietTPA"])
 
 
 def check_indices(indices: Sequence[int]) -> tuple[int, ...]:
