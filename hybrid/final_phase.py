@@ -102,6 +102,13 @@ from .choice_screen import (
 )
 from .devices import device_of, to_device
 from .finalists import FinalistRace, race_steps
+from .gate_closing import (
+    CLOSING_SHARE,
+    closed_together,
+    closing_changes,
+    gate_entries,
+    order_closings,
+)
 from .gate_screen import (
     SCREEN_PAIRS,
     SCREEN_ROWS,
@@ -152,6 +159,10 @@ class FinalPhase(FinalistRace):
     screen_gates: bool = True
     """Whether a selection screens the closed gates of its start first
     (:mod:`~nondiff.hybrid.gate_screen`) and races the best ranked pairs of openings."""
+    screen_closings: bool = True
+    """Whether a selection screens the open gates of its start
+    (:mod:`~nondiff.hybrid.gate_closing`) and races the closings predicted to win first,
+    and all of them at once."""
     screen_choices: bool = True
     """Whether a selection screens the pairs of moves of two ``Choice`` slots of its start
     (:mod:`~nondiff.hybrid.choice_screen`) and races the best predicted first."""
@@ -224,7 +235,8 @@ class FinalPhase(FinalistRace):
 
         Raises:
             ValueError: ``race_finalists`` not an int >= 0, ``race_stage_steps`` not an
-                int >= 2, ``screen_gates`` or ``screen_choices`` not a bool, or
+                int >= 2, ``screen_gates``, ``screen_choices`` or ``screen_closings`` not a
+                bool, or
                 ``late_select`` not None or a number in ``[0, 1)``.
         """
         self._check_race()
@@ -236,6 +248,10 @@ class FinalPhase(FinalistRace):
             raise ValueError(f"HybridTrainer.screen_choices must be True or False (whether the "
                              f"final selection screens pairs of choice moves), got "
                              f"{self.screen_choices!r}")
+        if not isinstance(self.screen_closings, bool):
+            raise ValueError(f"HybridTrainer.screen_closings must be True or False (whether "
+                             f"the final selection screens the closings of open gates), got "
+                             f"{self.screen_closings!r}")
         late = self.late_select
         if late is not None and (isinstance(late, bool) or not isinstance(late, (int, float))
                                  or not 0 <= late < 1):
@@ -320,8 +336,12 @@ class FinalPhase(FinalistRace):
         the closed gates of its start on its first batch when ``screen_gates`` and the
         budget allow (:meth:`_screen`, :mod:`~nondiff.hybrid.gate_screen`), and the
         pairs of moves of two ``Choice`` slots when ``screen_choices`` and the budget
-        allow (:meth:`_choice_screen`, :mod:`~nondiff.hybrid.choice_screen`); every
-        stage then races the pairs of the best ranked ones first. A stage's
+        allow (:meth:`_choice_screen`, :mod:`~nondiff.hybrid.choice_screen`), and its open
+        gates when ``screen_closings`` and the budget allow (:meth:`_closing_screen`,
+        :mod:`~nondiff.hybrid.gate_closing`); every
+        stage then races the pairs of the best ranked ones first, then the start with
+        every gate closed that the closing screen predicts to win, and orders its single
+        closings by that prediction. A stage's
         pool is as large as its share of the budget pays for when raced by successive
         halving — the budget being what the final phase's steps earn under
         ``search_compute`` (at the mean batch of the steps so far, with the credit
@@ -356,6 +376,8 @@ class FinalPhase(FinalistRace):
             ranked, spent = self._screen(rec, x, y, budget)
             pairs, paid = self._choice_screen(rec, x, y, budget, spent)
             spent += paid
+            closings, paid = self._closing_screen(rec, x, y, budget, spent)
+            spent += paid
             budget -= spent
             stages = stage_lengths(batches)
             race = future[:batches]  # the rows each batch of the race will score
@@ -372,6 +394,9 @@ class FinalPhase(FinalistRace):
                 sel["screen"] = ranked
             if pairs:
                 sel["choice_pairs"] = pairs
+            if closings:
+                sel["closings"] = closings
+                sel["close_together"] = self.fitness is self.loss  # the cost is in its units
             opened = self._next_stage(sel, rec, first=True)  # may refuse: nothing changed
             self.forward_examples += int(spent)  # the screen's, once the start stands
             if not opened:
@@ -444,6 +469,12 @@ class FinalPhase(FinalistRace):
                              self.recent_objectives)[1:] if first_of_search else []
         lost = {tuple(c) for c in sel.get("candidates", []) if c != start}
         near = [c for c in self._near(start) if tuple(c) not in lost]  # raced before: out
+        if sel.get("closings"):  # the single closings by their predicted change
+            changes = {int(j): v for j, v in sel["closings"]}
+            near = order_closings(start, near, changes)
+            together = closed_together(start, changes) if sel.get("close_together") else None
+            if together is not None and tuple(together) not in lost:  # all winning closings
+                near = [together, *[c for c in near if c != together]]
         if sel.get("screen") or sel.get("choice_pairs"):  # the screened pairs first
             room = min(SCREEN_PAIRS, (k - 1) // 3)  # a small pool keeps its single moves
             gates = [c for c in screened_pairs(start, sel.get("screen", []), room)
@@ -530,6 +561,41 @@ class FinalPhase(FinalistRace):
         x, y = to_device((x[:n], y[:n]), device_of(self.model))
         pairs, passes = taylor_pairs(self.model, self.space, start, x, y, self.loss)
         return [list(p[:4]) for p in pairs[:PAIR_SCREEN_KEEP]], float(n * passes)
+
+    def _closing_screen(self, start: list[float], x: Any, y: Any, budget: float,
+                        spent: float) -> tuple[list[list[float]], float]:
+        """``[entry, predicted change]`` of closing each open gate of ``start``
+        (:func:`~nondiff.hybrid.gate_closing.closing_changes` on the first
+        :data:`~nondiff.hybrid.gate_screen.SCREEN_ROWS` rows of ``(x, y)``, under the
+        trainer's ``loss``) and the examples it took (counted by the caller, as
+        :meth:`_screen`'s), the change of the structure cost (at this step's weight)
+        included when the fitness is the loss (the cost is scaled for the fitness);
+        ``([], 0.0)`` without it: ``screen_closings`` False, fewer than two open gates,
+        few-shot weights still split, a Decoupled engine (as :meth:`_choice_screen`), or
+        ``spent`` (the other screens' examples) plus its cost above
+        :data:`~nondiff.hybrid.gate_closing.CLOSING_SHARE` of ``budget``."""
+        if not self.screen_closings or self.engine is not None or self._split_active():
+            return [], 0.0
+        base = np.asarray(start, dtype=np.float64)
+        opened = sum(int(base[at:at + g.space.size].sum())
+                     for at, g in gate_entries(self.model, self.space))
+        n = min(_rows(x), SCREEN_ROWS)
+        if opened < 2 or (math.isfinite(budget) and spent + n > CLOSING_SHARE * budget):
+            return [], 0.0
+        x, y = to_device((x[:n], y[:n]), device_of(self.model))
+        changes, passes = closing_changes(self.model, self.space, start, x, y, self.loss)
+        if changes and self.structure_cost is not None and self.fitness is self.loss:
+            # the cost each closing saves (scaled for the fitness: only where it is the loss)
+            rows = []
+            for j in changes:
+                row = list(start)
+                row[j] = 0.0
+                rows.append(row)
+            costs = self.costs(self.space.decode_batch(np.asarray([list(start), *rows])))
+            weight = self.cost_weight_at(self.step_count)
+            for j, cost in zip(changes, costs[1:], strict=True):
+                changes[j] += weight * float(cost - costs[0])
+        return [[float(j), v] for j, v in sorted(changes.items())], float(n * passes)
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
         """The rows of each batch of an epoch of ``data`` known before it runs: a list of

@@ -226,22 +226,24 @@ def test_suite_table_for_one_task(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_suite_from_a_later_seed_without_the_choice_screen(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """``--first-seed`` runs the seeds from it; ``--no-screen-choices`` reaches the
-    trainer (its selections are asked with ``screen_choices`` False)."""
+    """``--first-seed`` runs the seeds from it; ``--no-screen-choices`` and
+    ``--no-screen-closings`` reach the trainer (its selections are asked with
+    ``screen_choices`` and ``screen_closings`` False)."""
     from nondiff.hybrid.final_phase import FinalPhase
     asked: list[bool] = []
     screen = FinalPhase._choice_screen
 
     def recorded(self, *args):
-        asked.append(self.screen_choices)
+        asked.append(self.screen_choices or self.screen_closings)
         return screen(self, *args)
 
     monkeypatch.setattr(FinalPhase, "_choice_screen", recorded)
     results = main(["op-graph", "--seeds", "1", "--first-seed", "3", "--optimizers", "cga",
-                    "--no-screen-choices"])
+                    "--no-screen-choices", "--no-screen-closings"])
     assert [run["seed"] for run in results["op-graph"]["runs"]["cga"]] == [3]
     assert list(results["op-graph"]["fixed"]) == [3]
     assert asked and not any(asked)
-    assert "1 seeds from 3; screens gates/choices True/False" in capsys.readouterr().out
+    assert "1 seeds from 3; screens gates/choices/closings True/False/False" in \
+        capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["op-graph", "--first-seed", "-1"])

@@ -267,7 +267,7 @@ def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
            **options: Any) -> dict[str, Any]:
     """``HybridTrainer`` with ``optimizer`` (defaults otherwise, or keyword ``options`` of
     the trainer, e.g. ``search_compute=1.0``, and ``late_select``, ``screen_gates`` and
-    ``screen_choices``,
+    ``screen_choices`` and ``screen_closings``,
     which set those attributes of the trainer) on the task: the found structure,
     whether it is the known one, test accuracy, forward examples and the step metrics."""
     torch.manual_seed(seed)
@@ -278,9 +278,11 @@ def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
     late = options.pop("late_select", HybridTrainer.late_select)  # an attribute, not an option
     screen = options.pop("screen_gates", HybridTrainer.screen_gates)  # an attribute too
     choices = options.pop("screen_choices", HybridTrainer.screen_choices)  # and this one
+    closings = options.pop("screen_closings", HybridTrainer.screen_closings)  # and this
     trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=task.lr),
                             seed=seed, progress=False, **cost, **options)
     trainer.late_select, trainer.screen_gates, trainer.screen_choices = late, screen, choices
+    trainer.screen_closings = closings
     start = time.perf_counter()
     trainer.fit(data, epochs=task.epochs, batch_size=task.batch_size, seed=seed)
     found = trainer.recommended()
@@ -412,6 +414,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--no-screen-choices", action="store_true",
                         help="HybridTrainer.screen_choices = False "
                              "(nondiff.hybrid.choice_screen)")
+    parser.add_argument("--no-screen-closings", action="store_true",
+                        help="HybridTrainer.screen_closings = False "
+                             "(nondiff.hybrid.gate_closing)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
@@ -429,7 +434,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     print(f"{platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}, "
           f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds from {args.first_seed}; "
-          f"screens gates/choices {not args.no_screen_gates}/{not args.no_screen_choices}; "
+          f"screens gates/choices/closings {not args.no_screen_gates}/"
+          f"{not args.no_screen_choices}/{not args.no_screen_closings}; "
           f"search_compute="
           f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
           f"{'default' if args.final_steps is None else args.final_steps}, select_batches="
@@ -443,6 +449,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         options["screen_gates"] = False
     if args.no_screen_choices:
         options["screen_choices"] = False
+    if args.no_screen_closings:
+        options["screen_closings"] = False
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device,
                         first_seed=args.first_seed, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
