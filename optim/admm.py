@@ -72,7 +72,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import torch
 
 from . import registry
@@ -228,6 +227,8 @@ class ADMM:
     def _x_update(self, s: ADMMState) -> np.ndarray:
         v = s.z - s.u
         if self.x_update == "quadratic":
+            import scipy.linalg  # here: importing scipy takes 0.5 s a process may not need
+
             if self._factor is None or self._factor[0] != s.rho:
                 self._factor = (s.rho, scipy.linalg.lu_factor(self.P + s.rho * np.eye(self.dim)))
             return scipy.linalg.lu_solve(self._factor[1], s.rho * v - self.q)  # Eq. (1)
@@ -316,6 +317,8 @@ class ADMM:
             return x
         d = ~c
         rhs = -(self.q[c] + self.P[np.ix_(c, d)] @ x[d])
+        import scipy.linalg
+
         try:
             xc = scipy.linalg.solve(self.P[np.ix_(c, c)], rhs, assume_a="sym")
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):

@@ -47,7 +47,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from .arrays import Array
 from .checks import check_int, check_positive
@@ -331,6 +330,8 @@ class Permutations(ConstraintSet):
         if v.numel() != self.n * self.n:
             raise ValueError(f"Permutations({self.n}) projects vectors of {self.n * self.n} "
                              f"entries (a flattened n x n matrix), got {v.numel()}")
+        from scipy.optimize import linear_sum_assignment  # here: scipy takes 0.5 s to import
+
         matrix = v.reshape(self.n, self.n).cpu().double().numpy()
         rows, cols = linear_sum_assignment(matrix, maximize=True)  # Eq. (6)
         x = torch.zeros(self.n, self.n, dtype=v.dtype, device=v.device)
