@@ -59,11 +59,11 @@ def _run(tmp_path, name: str, checkpoint: str, budget: int, optimizer: str, env:
 def test_control_run_resumed_in_a_fresh_process_is_bit_identical(tmp_path, env, optimizer):
     dim = ControlProblem(env).dim
     popsize = registry.create(optimizer, np.zeros(dim), seed=0).popsize
-    whole = _run(tmp_path, "whole", "-", 6 * popsize, optimizer, env)
+    whole = _run(tmp_path, "whole", "-", 4 * popsize, optimizer, env)
     path = str(tmp_path / "run.pt")
-    _run(tmp_path, "first", path, 3 * popsize, optimizer, env)  # stops after 3 generations
-    resumed = _run(tmp_path, "resumed", path, 6 * popsize, optimizer, env)
-    assert len(resumed["history"]) == 6
+    _run(tmp_path, "first", path, 2 * popsize, optimizer, env)  # stops after 2 generations
+    resumed = _run(tmp_path, "resumed", path, 4 * popsize, optimizer, env)
+    assert len(resumed["history"]) == 4
     assert resumed == whole  # history, x, f and the problem's state, exactly
 
 

@@ -123,7 +123,7 @@ def test_progress_bar_when_asked(capsys):
 def test_checkpoint_resume_continues_bit_for_bit(tmp_path, optimizer_name):
     x0 = np.ones(5) if handles_real(optimizer_name) else example_space(optimizer_name)
     fn = lambda x: (x**2).sum(axis=1) + np.sin(5 * x).sum(axis=1)  # noqa: E731
-    common = dict(optimizer=optimizer_name, budget=1500, vectorized=True, seed=9, sigma0=0.5)
+    common = dict(optimizer=optimizer_name, budget=1000, vectorized=True, seed=9, sigma0=0.5)
     full = minimize(fn, x0, **common)
     assert full.iterations > 17
 
