@@ -108,7 +108,7 @@ from nondiff.optim.spaces import Space
 from torch import nn
 
 from .candidate_norms import candidate_statistics
-from .structure import Choice, get_structure, named_structures, set_structure_encoded
+from .structure import Choice, declared_entries, get_structure, set_structure_encoded
 
 __all__ = ["PAIR_SCREEN_KEEP", "PAIR_SCREEN_ROWS", "PAIR_SCREEN_SHARE", "choice_entries",
            "choice_moves", "relaxed_choices", "screened_choice_pairs", "taylor_pairs"]
@@ -134,15 +134,8 @@ class _NotMixable(Exception):
 def choice_entries(model: nn.Module, space: Space) -> list[tuple[int, Choice]]:
     """``(entry, choice)`` for every ``Choice`` of ``model`` with two options or more:
     its entry in the encoding of ``space`` (``structure_space(model)``)."""
-    out, at = [], 0
-    for _, decl in named_structures(model):
-        if isinstance(decl, Choice) and len(decl.options) > 1:
-            out.append((at, decl))
-        at += decl.space.size
-    if at != space.size:
-        raise ValueError(f"space has {space.size} entries, the model's declarations "
-                         f"{at}; pass structure_space(model)")
-    return out
+    return [(at, decl) for at, decl in declared_entries(model, space)
+            if isinstance(decl, Choice) and len(decl.options) > 1]
 
 
 def choice_moves(model: nn.Module, space: Space) -> int:

@@ -97,7 +97,8 @@ from nondiff.optim.spaces import Space
 from torch import nn
 
 from .candidate_norms import candidate_statistics
-from .structure import Gates, get_structure, named_structures, set_structure_encoded
+from .gate_screen import reorder_flips
+from .structure import Gates, declared_entries, get_structure, set_structure_encoded
 
 __all__ = ["CLOSING_SHARE", "closed_together", "closing_changes", "gate_entries",
            "order_closings"]
@@ -112,15 +113,8 @@ def gate_entries(model: nn.Module, space: Space) -> list[tuple[int, Gates]]:
     """``(first entry, gates)`` for every :class:`~nondiff.hybrid.structure.Gates` of
     ``model``: where its bits start in the encoding of ``space``
     (``structure_space(model)``)."""
-    out, at = [], 0
-    for _, decl in named_structures(model):
-        if isinstance(decl, Gates):
-            out.append((at, decl))
-        at += decl.space.size
-    if at != space.size:
-        raise ValueError(f"space has {space.size} entries, the model's declarations "
-                         f"{at}; pass structure_space(model)")
-    return out
+    return [(at, decl) for at, decl in declared_entries(model, space)
+            if isinstance(decl, Gates)]
 
 
 def closing_changes(model: nn.Module, space: Space, start: Sequence[float], x: torch.Tensor,
@@ -207,18 +201,7 @@ def order_closings(start: Sequence[float], near: Sequence[Sequence[float]],
     the gates in ``changes`` (:func:`closing_changes`) ordered by their predicted change,
     lowest first, in the places those closings hold (other moves keep theirs, as
     :func:`~nondiff.hybrid.gate_screen.order_openings` does for openings)."""
-    base = np.asarray(start, dtype=np.float64).reshape(-1)
-    rows = [[float(v) for v in row] for row in near]
-    places, predicted = [], []
-    for i, row in enumerate(rows):
-        changed = np.flatnonzero(np.asarray(row) != base)
-        if changed.size == 1 and int(changed[0]) in changes and base[changed[0]] == 1:
-            places.append(i)
-            predicted.append(changes[int(changed[0])])
-    order = sorted(range(len(places)), key=predicted.__getitem__)
-    for place, k in zip(places, order, strict=True):
-        rows[place] = [float(v) for v in near[places[k]]]
-    return rows
+    return reorder_flips(start, near, changes, 1)
 
 
 def closed_together(start: Sequence[float], changes: dict[int, float]) -> list[float] | None:

@@ -84,7 +84,7 @@ from nondiff.optim.spaces import Space
 from .selection import closed_gates
 
 __all__ = ["SCREEN_PAIRS", "SCREEN_ROWS", "SCREEN_SHARE", "order_openings", "rank_closed",
-           "screen_candidates", "screened_pairs"]
+           "reorder_flips", "screen_candidates", "screened_pairs"]
 
 SCREEN_PAIRS = 3
 """Pairs of screened gate openings a stage of the selection races before its single
@@ -168,16 +168,28 @@ def order_openings(start: Sequence[float], near: Sequence[Sequence[float]],
     >>> order_openings([0, 0, 0, 1], [[1, 0, 0, 1], [0, 0, 0, 0], [0, 0, 1, 1]], [2, 0, 1])
     [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 1.0]]
     """
-    base = np.asarray(start, dtype=np.float64).reshape(-1)
-    rank = {int(j): r for r, j in enumerate(ranked)}
+    return reorder_flips(start, near, {int(j): r for r, j in enumerate(ranked)}, 0)
+
+
+def reorder_flips(start: Sequence[float], near: Sequence[Sequence[float]],
+                  keys: dict[int, float], base: float) -> list[list[float]]:
+    """``near`` (moves from ``start``, in order of priority) with its single moves of an
+    entry in ``keys`` whose value in ``start`` is ``base`` (a gate's opening, 0, or its
+    closing, 1) ordered by their key, lowest first, in the places those moves hold;
+    other moves keep theirs.
+
+    >>> reorder_flips([1, 1, 0], [[0, 1, 0], [1, 1, 1], [1, 0, 0]], {0: 0.5, 1: -0.1}, 1)
+    [[1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]]
+    """
+    at = np.asarray(start, dtype=np.float64).reshape(-1)
     rows = [[float(v) for v in row] for row in near]
-    places, opened = [], []
+    places, order = [], []
     for i, row in enumerate(rows):
-        changed = np.flatnonzero(np.asarray(row) != base)
-        if changed.size == 1 and int(changed[0]) in rank and base[changed[0]] == 0:
+        changed = np.flatnonzero(np.asarray(row) != at)
+        if changed.size == 1 and int(changed[0]) in keys and at[changed[0]] == base:
             places.append(i)
-            opened.append(rank[int(changed[0])])
-    for place, k in zip(places, sorted(range(len(places)), key=opened.__getitem__),
+            order.append(keys[int(changed[0])])
+    for place, k in zip(places, sorted(range(len(places)), key=order.__getitem__),
                         strict=True):
         rows[place] = [float(v) for v in near[places[k]]]
     return rows

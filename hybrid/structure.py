@@ -72,8 +72,8 @@ from torch import nn
 
 __all__ = [
     "Choice", "Gates", "IntParam", "Program", "RealParam", "Structure", "StructureBatchError",
-    "batched_structures", "get_structure", "named_structures", "set_structure",
-    "set_structure_encoded", "structure_space",
+    "batched_structures", "declared_entries", "get_structure", "named_structures",
+    "set_structure", "set_structure_encoded", "structure_space",
 ]  # fmt: skip
 
 
@@ -352,6 +352,23 @@ def named_structures(model: nn.Module) -> Iterator[tuple[str, Structure]]:
     for name, module in model.named_modules():
         if isinstance(module, Structure):
             yield (name or "root"), module
+
+
+def declared_entries(model: nn.Module, space: Space) -> list[tuple[int, Structure]]:
+    """``(first entry, declaration)`` for every declaration of ``model``: where its entries
+    start in the encoding of ``space`` (``structure_space(model)``).
+
+    Raises:
+        ValueError: ``space`` is not the model's (its size differs).
+    """
+    out, at = [], 0
+    for _, decl in named_structures(model):
+        out.append((at, decl))
+        at += decl.space.size
+    if at != space.size:
+        raise ValueError(f"space has {space.size} entries, the model's declarations "
+                         f"{at}; pass structure_space(model)")
+    return out
 
 
 def structure_space(model: nn.Module) -> Product:
