@@ -236,8 +236,7 @@ class FinalPhase(FinalistRace):
         Raises:
             ValueError: ``race_finalists`` not an int >= 0, ``race_stage_steps`` not an
                 int >= 2, ``screen_gates``, ``screen_choices`` or ``screen_closings`` not a
-                bool, or
-                ``late_select`` not None or a number in ``[0, 1)``.
+                bool, or ``late_select`` not None or a number in ``[0, 1)``.
         """
         self._check_race()
         if not isinstance(self.screen_gates, bool):
