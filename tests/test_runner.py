@@ -180,7 +180,7 @@ def test_sigkill_mid_run_loses_only_units_in_flight(tmp_path: Path) -> None:
     suite_file.write_text(textwrap.dedent("""
         name = "slow"
         seeds = [0, 1, 2, 3, 4, 5]
-        budget = 4000
+        budget = 2000
         [[problems]]
         name = "rastrigin"
         dim = 10
