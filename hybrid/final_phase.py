@@ -106,6 +106,7 @@ from .gate_closing import (
     CLOSING_SHARE,
     closed_together,
     closing_changes,
+    every_gate_open,
     gate_entries,
     order_closings,
 )
@@ -166,6 +167,10 @@ class FinalPhase(FinalistRace):
     screen_choices: bool = True
     """Whether a selection screens the pairs of moves of two ``Choice`` slots of its start
     (:mod:`~nondiff.hybrid.choice_screen`) and races the best predicted first."""
+    prune_open: bool = True
+    """Whether the first selection also races the start with every gate open, pruned by
+    the closing screen (:meth:`_pruned_starts`): one per option of the split ``Choice``
+    while few-shot weights are split, each under its option's copy."""
 
     def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
                     ) -> dict[str, float]:
@@ -235,8 +240,9 @@ class FinalPhase(FinalistRace):
 
         Raises:
             ValueError: ``race_finalists`` not an int >= 0, ``race_stage_steps`` not an
-                int >= 2, ``screen_gates``, ``screen_choices`` or ``screen_closings`` not a
-                bool, or ``late_select`` not None or a number in ``[0, 1)``.
+                int >= 2, ``screen_gates``, ``screen_choices``, ``screen_closings`` or
+                ``prune_open`` not a bool, or ``late_select`` not None or a number in
+                ``[0, 1)``.
         """
         self._check_race()
         if not isinstance(self.screen_gates, bool):
@@ -251,6 +257,10 @@ class FinalPhase(FinalistRace):
             raise ValueError(f"HybridTrainer.screen_closings must be True or False (whether "
                              f"the final selection screens the closings of open gates), got "
                              f"{self.screen_closings!r}")
+        if not isinstance(self.prune_open, bool):
+            raise ValueError(f"HybridTrainer.prune_open must be True or False (whether the "
+                             f"first selection races the start with every gate open, "
+                             f"pruned), got {self.prune_open!r}")
         late = self.late_select
         if late is not None and (isinstance(late, bool) or not isinstance(late, (int, float))
                                  or not 0 <= late < 1):
@@ -323,7 +333,9 @@ class FinalPhase(FinalistRace):
     def _select(self, x: Any, y: Any) -> None:
         """One batch of the final selection (see :mod:`nondiff.hybrid.selection`), a
         local descent in stages of two batches (:func:`~nondiff.hybrid.selection.
-        stage_lengths`): the first stage races the recommendation, the most asked
+        stage_lengths`): the first stage races the recommendation, the
+        recommendation with every gate open pruned by the closing screen when
+        ``prune_open`` and the budget allow (:meth:`_pruned_starts`), the most asked
         structures of the last generations and the recommendation's neighbours
         (cheapest first within each leaf of the space under a structure cost, else in a
         seeded random order; the leaves taking turns: :meth:`_near`); each
@@ -377,6 +389,8 @@ class FinalPhase(FinalistRace):
             spent += paid
             closings, paid = self._closing_screen(rec, x, y, budget, spent)
             spent += paid
+            pruned, paid = ([], 0.0) if late else self._pruned_starts(rec, x, y, budget, spent)
+            spent += paid
             budget -= spent
             stages = stage_lengths(batches)
             race = future[:batches]  # the rows each batch of the race will score
@@ -396,6 +410,8 @@ class FinalPhase(FinalistRace):
             if closings:
                 sel["closings"] = closings
                 sel["close_together"] = self.fitness is self.loss  # the cost is in its units
+            if pruned:
+                sel["pruned"] = pruned
             opened = self._next_stage(sel, rec, first=True)  # may refuse: nothing changed
             self.forward_examples += int(spent)  # the screen's, once the start stands
             if not opened:
@@ -495,7 +511,9 @@ class FinalPhase(FinalistRace):
                         combined != start:
                     near = [combined, *[c for c in near if c != combined]]
         winners = [w[0] for w in self.winners] if first_of_search else []
-        candidates = candidate_pool(start, frequent, near, max(k, 1), winners)
+        built = sel.get("pruned", []) if first_of_search else []
+        candidates = candidate_pool(start, frequent, near, max(k, 1), winners,
+                                    [c for c in built if tuple(c) not in lost])
         if len(candidates) < k:  # room left: pairs of gate openings (inputs that act together)
             rng = np.random.default_rng([self.seed, self.step_count, 2])
             taken = {tuple(c) for c in candidates} | lost  # enough pairs to fill it after these
@@ -583,18 +601,87 @@ class FinalPhase(FinalistRace):
             return [], 0.0
         x, y = to_device((x[:n], y[:n]), device_of(self.model))
         changes, passes = closing_changes(self.model, self.space, start, x, y, self.loss)
-        if changes and self.structure_cost is not None and self.fitness is self.loss:
-            # the cost each closing saves (scaled for the fitness: only where it is the loss)
-            rows = []
-            for j in changes:
-                row = list(start)
-                row[j] = 0.0
-                rows.append(row)
-            costs = self.costs(self.space.decode_batch(np.asarray([list(start), *rows])))
-            weight = self.cost_weight_at(self.step_count)
-            for j, cost in zip(changes, costs[1:], strict=True):
-                changes[j] += weight * float(cost - costs[0])
+        changes = self._with_cost_changes(start, changes)
         return [[float(j), v] for j, v in sorted(changes.items())], float(n * passes)
+
+    def _with_cost_changes(self, start: list[float], changes: dict[int, float]
+                           ) -> dict[int, float]:
+        """``changes`` (the predicted loss change of closing each gate of ``start``) plus
+        the change of the structure cost each closing makes, at this step's weight, when
+        the fitness is the loss (the cost is scaled for the fitness: else unchanged)."""
+        if not changes or self.structure_cost is None or self.fitness is not self.loss:
+            return changes
+        rows = []
+        for j in changes:
+            row = list(start)
+            row[j] = 0.0
+            rows.append(row)
+        costs = self.costs(self.space.decode_batch(np.asarray([list(start), *rows])))
+        weight = self.cost_weight_at(self.step_count)
+        return {j: v + weight * float(cost - costs[0])
+                for (j, v), cost in zip(changes.items(), costs[1:], strict=True)}
+
+    def _pruned_starts(self, start: list[float], x: Any, y: Any, budget: float,
+                       spent: float) -> tuple[list[list[float]], float]:
+        """``start`` with every gate open, then every gate closed whose predicted change
+        (:func:`~nondiff.hybrid.gate_closing.closing_changes` on the first
+        :data:`~nondiff.hybrid.gate_screen.SCREEN_ROWS` rows of ``(x, y)``, plus the
+        structure cost's change when the fitness is the loss, as in
+        :meth:`_closing_screen`) is below 0 — one such structure per option of the split
+        ``Choice``, each screened under its option's copy, ``start``'s option first,
+        while few-shot weights are split, else one — and the examples it took (counted
+        by the caller, as :meth:`_screen`'s). Gates the loss does not reach (inside an
+        option not taken) keep ``start``'s value.
+
+        This is the selection's way back to inputs the search has lost: the search's
+        recommendation may hold none of the inputs that matter together (both inputs of a
+        product closed) while the weights, trained first with every gate open, still
+        read them; pruning the whole model by what each gate is worth under those
+        weights keeps them (as Wang et al. 2021 select a supernet's operations by the
+        loss of removing each). ``([], 0.0)`` without it: ``prune_open`` False, a
+        Decoupled engine, fewer than two gates, or no screen that fits in
+        :data:`~nondiff.hybrid.gate_closing.CLOSING_SHARE` of ``budget`` after
+        ``spent`` (the options whose screens do not fit are left out)."""
+        entries = gate_entries(self.model, self.space)
+        n = min(_rows(x), SCREEN_ROWS)
+        if not self.prune_open or self.engine is not None or \
+                sum(g.space.size for _, g in entries) < 2 or \
+                (math.isfinite(budget) and spent + n > CLOSING_SHARE * budget):
+            return [], 0.0
+        value = self.space.decode(np.asarray(every_gate_open(start, entries)))
+        split = self._split_active()
+        starts = [value]
+        if split:  # an option per start, start's own first
+            options = sorted(self.space.spaces[self.split_on].choices,
+                             key=lambda option: option != value[self.split_on])
+            starts = [{**value, self.split_on: option} for option in options]
+            self._split_start()
+        x, y = to_device((x[:n], y[:n]), device_of(self.model))
+        loaded = self.split["loaded"] if split else None
+        gates = [j for at, g in entries for j in range(at, at + g.space.size)]
+        pruned: list[list[float]] = []
+        paid = 0.0
+        try:
+            for value in starts:
+                if math.isfinite(budget) and spent + paid + n > CLOSING_SHARE * budget:
+                    break
+                row = np.asarray(self.space.encode(value), dtype=np.float64).tolist()
+                if split:
+                    self._use_option(self._option(value))
+                changes, passes = closing_changes(self.model, self.space, row, x, y,
+                                                  self.loss)
+                paid += float(n * passes)
+                if not changes:
+                    continue
+                kept = closed_together(row, self._with_cost_changes(row, changes), least=0)
+                for j in gates:  # gates the loss does not reach: as the start has them
+                    if j not in changes:
+                        kept[j] = float(start[j])
+                pruned.append(kept)
+        finally:
+            if split:
+                self._use_option(loaded)
+        return pruned, paid
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
         """The rows of each batch of an epoch of ``data`` known before it runs: a list of

@@ -264,15 +264,17 @@ def record_winner(winners: Sequence[Sequence[Any]], row: Sequence[float], genera
 
 def candidate_pool(recommended: Sequence[float], frequent: Sequence[Sequence[float]],
                    near: Sequence[Sequence[float]], limit: int,
-                   winners: Sequence[Sequence[float]] = ()) -> list[list[float]]:
+                   winners: Sequence[Sequence[float]] = (),
+                   built: Sequence[Sequence[float]] = ()) -> list[list[float]]:
     """At most ``limit`` distinct candidates, in order of priority: ``recommended``, the
-    three most ``frequent`` (a :func:`shortlist` without its first entry), the three
-    first ``winners`` (the best of earlier generations, most often best first), the
-    ``near`` structures (neighbours, best first), then the other frequent ones and
-    winners."""
+    ``built`` ones (structures a screen constructed), the three most ``frequent`` (a
+    :func:`shortlist` without its first entry), the three first ``winners`` (the best of
+    earlier generations, most often best first), the ``near`` structures (neighbours,
+    best first), then the other frequent ones and winners."""
     pool: list[list[float]] = []
     seen: set[tuple[float, ...]] = set()
-    for row in [recommended, *frequent[:3], *winners[:3], *near, *frequent[3:], *winners[3:]]:
+    for row in [recommended, *built, *frequent[:3], *winners[:3], *near, *frequent[3:],
+                *winners[3:]]:
         key = tuple(float(v) for v in row)
         if key not in seen and len(pool) < max(limit, 0):
             seen.add(key)

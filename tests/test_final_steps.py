@@ -130,6 +130,7 @@ def test_the_final_phase_races_a_pool_on_several_batches_within_the_bound(device
                             final_steps=0.25, select_batches=2,
                             structure_options={"popsize": 4})
     trainer.late_select = None  # the first selection alone (test_late_selection.py)
+    trainer.prune_open = False  # its pool alone (the pruned starts: test_gate_closing.py)
     seen, scored = [], record_final_scores(trainer)
     trainer.callbacks.append(lambda m, t: seen.append(
         (t.structure_optimizer.counters["iterations"], t.forward_examples)))
@@ -171,6 +172,7 @@ def test_four_selection_batches_descend_in_two_stages(device, seed) -> None:
                             structure_options={"popsize": 4})
     trainer.late_select = None  # the first selection alone (test_late_selection.py)
     trainer.screen_gates = False  # its stages alone (the screen: test_gate_screen.py)
+    trainer.prune_open = False  # and without the pruned starts (test_gate_closing.py)
     scored = record_final_scores(trainer)
     trainer.fit(data(device), epochs=4)  # 20 steps, the last 6 final
     assert trainer.selection["stages"] == [2, 2] and len(scored) == 4

@@ -13,11 +13,12 @@ import torch
 from nondiff.hybrid.gate_closing import (
     closed_together,
     closing_changes,
+    every_gate_open,
     gate_entries,
     order_closings,
 )
 from nondiff.hybrid.gate_screen import SCREEN_ROWS
-from nondiff.hybrid.structure import Gates, get_structure, set_structure, structure_space
+from nondiff.hybrid.structure import Choice, Gates, get_structure, set_structure, structure_space
 from nondiff.hybrid.trainer import HybridTrainer
 from torch import nn
 
@@ -209,7 +210,8 @@ def test_the_screen_costs_one_pass_within_its_share_and_counts_the_structure_cos
     assert other._closing_screen(start, x, y, math.inf, 0.0)[0] == plain
 
 
-def _select_from_every_gate_open(screen: bool, **options) -> HybridTrainer:
+def _select_from_every_gate_open(screen: bool, recommend: float = 1.0, prune: bool = True,
+                                 **options) -> HybridTrainer:
     torch.manual_seed(0)
     model = _trained()
     trainer = HybridTrainer(model, "ga", seed=0, total_steps=12, final_steps=0.75,
@@ -217,8 +219,9 @@ def _select_from_every_gate_open(screen: bool, **options) -> HybridTrainer:
                             structure_cost=lambda s: 0.02 * float(np.sum(s["gates"])),
                             structure_options={"popsize": 4}, **options)
     trainer.late_select, trainer.screen_closings = None, screen
+    trainer.prune_open = prune
     batches = [_data(500 + seed, 64) for seed in range(12)]
-    trainer.structure_optimizer.recommend = lambda: np.ones(FEATURES)
+    trainer.structure_optimizer.recommend = lambda: np.full(FEATURES, recommend)
     trainer.cost_weight_at = lambda step: 1.0
     for x, y in batches[:3]:  # the search's steps
         trainer.step(x, y)
@@ -238,10 +241,14 @@ def test_the_selection_races_every_noise_gate_closed_at_once() -> None:
     opening = trainer.selection["opening"]["candidates"]
     assert opening[0] == [1.0] * FEATURES and opening[1] == known
     assert trainer.selected == known
-    plain = _select_from_every_gate_open(screen=False).selection["opening"]["candidates"]
+    plain = _select_from_every_gate_open(screen=False, prune=False)
+    plain = plain.selection["opening"]["candidates"]
     assert sum(plain[1]) == FEATURES - 1 and known not in plain
+    pruned = _select_from_every_gate_open(screen=False)  # the pruned start instead
+    assert pruned.selection["opening"]["candidates"][1] == known
     other = _select_from_every_gate_open(  # a fitness that is not the loss: ordered only
-        screen=True, fitness=lambda out, t: nn.functional.cross_entropy(out, t) * 2)
+        screen=True, prune=False,
+        fitness=lambda out, t: nn.functional.cross_entropy(out, t) * 2)
     assert other.selection["close_together"] is False
     assert sum(other.selection["opening"]["candidates"][1]) == FEATURES - 1
 
@@ -252,5 +259,89 @@ def test_a_bad_screen_closings_names_the_attribute_and_value(value) -> None:
     trainer.screen_closings = value
     x, y = _data(0, 16)
     with pytest.raises(ValueError, match=f"screen_closings must be True or False.*{value!r}"):
+        trainer.fit([(x, y)], epochs=1)
+    assert trainer.step_count == 0
+
+
+def test_the_first_selection_races_the_start_pruned_from_every_gate_open() -> None:
+    """The search recommends every gate closed (it lost the inputs); the weights, trained
+    with every gate open, still read them: the first stage races every gate open, pruned
+    by the closing screen, right after the start, and the selection ends on the relevant
+    inputs alone. Without it the pool holds single and paired openings only."""
+    known = [1.0 if i in RELEVANT else 0.0 for i in range(FEATURES)]
+    trainer = _select_from_every_gate_open(screen=True, recommend=0.0)
+    assert trainer.selection["pruned"] == [known]
+    opening = trainer.selection["opening"]["candidates"]
+    assert opening[0] == [0.0] * FEATURES and opening[1] == known
+    assert trainer.selected == known
+    plain = _select_from_every_gate_open(screen=True, recommend=0.0, prune=False)
+    assert "pruned" not in plain.selection
+    assert all(sum(c) <= 2 for c in plain.selection["opening"]["candidates"])
+
+
+class _GatedChoiceMLP(_GatedMLP):
+    """A gated MLP with a weightless activation Choice: few-shot weights split on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = Choice({"tanh": nn.Tanh(), "identity": nn.Identity()})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.inp(self.gates(x))))
+
+
+def test_pruned_starts_one_per_split_option_each_under_its_copy_and_refusals() -> None:
+    """While few-shot weights are split: one pruned start per option of the split Choice,
+    the start's option first, each screened under its option's copy (SCREEN_ROWS
+    examples each; the tanh copy no longer reads input 0, so only its start closes it),
+    the loaded copy put back; none when turned off, without two gates, or beyond the
+    closing share of the budget, where the copies are not even made."""
+    torch.manual_seed(0)
+    model = _GatedChoiceMLP()
+    set_structure(model, {"gates": np.ones(FEATURES, bool), "act": "identity"})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(150):
+        x, y = _data(step, 32)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    trainer = HybridTrainer(model, "ga", seed=0,
+                            structure_cost=lambda s: 0.02 * float(np.sum(s["gates"])))
+    trainer.cost_weight_at = lambda step: 1.0
+    assert trainer.split_on == "act" and trainer._split_active()
+    x, y = _data(5, 64)
+    start = trainer.space.encode({"gates": np.zeros(FEATURES, bool), "act": "identity"})
+    start = np.asarray(start, dtype=np.float64).tolist()
+    assert trainer._pruned_starts(start, x, y, 2 * SCREEN_ROWS, 1.0) == ([], 0.0)
+    assert trainer.split is None  # refused before anything
+    trainer._split_start()
+    assert trainer.split["loaded"] == 0  # the tanh copy is the live one
+    with torch.no_grad():
+        model.inp.weight[:, 0] = 0.0  # the tanh copy's weights only
+    trainer._use_option(1)
+    weight = model.inp.weight.data_ptr()
+    pruned, spent = trainer._pruned_starts(start, x, y, math.inf, 0.0)
+    assert spent == 2 * SCREEN_ROWS and trainer.forward_examples == 0
+    assert trainer.split["loaded"] == 1 and model.inp.weight.data_ptr() == weight
+    values = [trainer.space.decode(np.asarray(row)) for row in pruned]
+    assert [v["act"] for v in values] == ["identity", "tanh"]
+    assert values[0]["gates"][list(RELEVANT)].all()  # identity's copy reads both
+    assert not values[1]["gates"][0] and values[1]["gates"][1]  # tanh's: input 0 not
+    assert trainer._pruned_starts(start, x, y, 2 * SCREEN_ROWS, 0.0)[1] == SCREEN_ROWS
+    trainer.prune_open = False
+    assert trainer._pruned_starts(start, x, y, math.inf, 0.0) == ([], 0.0)
+    plain = _trainer()  # no split: one start
+    assert len(plain._pruned_starts([0.0] * FEATURES, x, y, math.inf, 0.0)[0]) == 1
+    assert every_gate_open([0.0, 1.0, 3.0], [(0, Gates(2))]) == [1.0, 1.0, 3.0]
+    one = HybridTrainer(nn.Sequential(Gates(1), nn.Linear(1, 2)), "ga", seed=0)
+    assert one._pruned_starts([0.0], x[:, :1], y, math.inf, 0.0) == ([], 0.0)
+
+
+@pytest.mark.parametrize("value", [1, "no"])
+def test_a_bad_prune_open_names_the_attribute_and_value(value) -> None:
+    trainer = _trainer()
+    trainer.prune_open = value
+    x, y = _data(0, 16)
+    with pytest.raises(ValueError, match=f"prune_open must be True or False.*{value!r}"):
         trainer.fit([(x, y)], epochs=1)
     assert trainer.step_count == 0

@@ -160,6 +160,7 @@ def _select_from_a_miss(screen: bool) -> tuple[HybridTrainer, int]:
                             structure_cost=task.structure_cost,
                             structure_options={"popsize": 4})
     trainer.late_select, trainer.screen_gates = None, screen
+    trainer.prune_open = False  # its pruned starts: tests/test_gate_closing.py
     batches = list(task.data.batches(64, seed=1, epoch=0))[:12]
     for x, y in batches[:3]:  # the search's steps
         trainer.step(x, y)

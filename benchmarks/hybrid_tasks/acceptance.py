@@ -153,6 +153,15 @@ final phase, trains for its 96 steps; trained alone it needs about 250); nonline
 suite: 111 of 143 rows, 667 of 715 seeds (1,329 s, two processes). Routing rewritten for
 12 inputs (``x_1 x_9 + x_5^2``, a check afterwards, not in the suite): 19 -> 20 seeds,
 no row — the screen's cost grows with the moves and no longer fits the late selection.
+Then a screen of the start's open gates (:mod:`nondiff.hybrid.gate_closing`: the
+closings ordered by a predicted loss change, and the predicted winners closed at once;
+``--no-screen-closings``) and the first selection's pruned starts (every gate open, the
+gates predicted to lose closed, one per option of the few-shot split;
+``--no-prune-open``): on the six gated tasks, seeds 0-4, rows meeting all three 66 -> 65
+-> 73 of 78 and seeds 368 -> 373 -> 385 of 390 (seeds 5-9: 62 -> 66 -> 73 rows, 358 ->
+371 -> 385 seeds); mixed-inputs 12 rows and two-pairs 11 on seeds 0-4. The five tasks
+without gates have nothing to screen: with them as in the run above, the suite holds 118
+of 143 rows and 689 of 715 seeds (routing no row, program 7).
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
@@ -206,7 +215,7 @@ from nondiff.problems.hybrid.acceptance import TASKS, AcceptanceTask, make_task
 from nondiff.problems.learning import accuracy
 from torch import nn
 
-__all__ = ["TARGETS", "handled", "main", "run_suite", "search", "summarize",
+__all__ = ["FINAL_ATTRIBUTES", "TARGETS", "handled", "main", "run_suite", "search", "summarize",
            "train_fixed"]
 
 TARGETS = {"recovered": 0.8, "gap_points": 2.0, "compute": 2.0}
@@ -263,26 +272,29 @@ def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu",
             "forward_examples": forwards, "seconds": time.perf_counter() - start}
 
 
+FINAL_ATTRIBUTES = ("late_select", "screen_gates", "screen_choices", "screen_closings",
+                    "prune_open")
+"""The final phase's class attributes of :class:`~nondiff.hybrid.trainer.HybridTrainer`
+that :func:`search` takes as keywords."""
+
+
 def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
            **options: Any) -> dict[str, Any]:
     """``HybridTrainer`` with ``optimizer`` (defaults otherwise, or keyword ``options`` of
-    the trainer, e.g. ``search_compute=1.0``, and ``late_select``, ``screen_gates`` and
-    ``screen_choices`` and ``screen_closings``,
-    which set those attributes of the trainer) on the task: the found structure,
-    whether it is the known one, test accuracy, forward examples and the step metrics."""
+    the trainer, e.g. ``search_compute=1.0``, and the final phase's attributes of
+    :data:`FINAL_ATTRIBUTES`, e.g. ``screen_gates=False``, which set those attributes of
+    the trainer) on the task: the found structure, whether it is the known one, test
+    accuracy, forward examples and the step metrics."""
     torch.manual_seed(seed)
     model = task.model().to(device)
     data = task.data.to(device)
     cost = {} if task.structure_cost is None else {
         "structure_cost": task.structure_cost}  # the trainer's default schedule
-    late = options.pop("late_select", HybridTrainer.late_select)  # an attribute, not an option
-    screen = options.pop("screen_gates", HybridTrainer.screen_gates)  # an attribute too
-    choices = options.pop("screen_choices", HybridTrainer.screen_choices)  # and this one
-    closings = options.pop("screen_closings", HybridTrainer.screen_closings)  # and this
+    attributes = {k: options.pop(k) for k in FINAL_ATTRIBUTES if k in options}
     trainer = HybridTrainer(model, optimizer, lambda p: torch.optim.Adam(p, lr=task.lr),
                             seed=seed, progress=False, **cost, **options)
-    trainer.late_select, trainer.screen_gates, trainer.screen_choices = late, screen, choices
-    trainer.screen_closings = closings
+    for name, value in attributes.items():  # attributes of the trainer, not options
+        setattr(trainer, name, value)
     start = time.perf_counter()
     trainer.fit(data, epochs=task.epochs, batch_size=task.batch_size, seed=seed)
     found = trainer.recommended()
@@ -417,6 +429,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--no-screen-closings", action="store_true",
                         help="HybridTrainer.screen_closings = False "
                              "(nondiff.hybrid.gate_closing)")
+    parser.add_argument("--no-prune-open", action="store_true",
+                        help="HybridTrainer.prune_open = False (the first selection's "
+                             "pruned starts with every gate open)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
@@ -434,8 +449,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     print(f"{platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}, "
           f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds from {args.first_seed}; "
-          f"screens gates/choices/closings {not args.no_screen_gates}/"
-          f"{not args.no_screen_choices}/{not args.no_screen_closings}; "
+          f"screens gates/choices/closings/pruned {not args.no_screen_gates}/"
+          f"{not args.no_screen_choices}/{not args.no_screen_closings}/"
+          f"{not args.no_prune_open}; "
           f"search_compute="
           f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
           f"{'default' if args.final_steps is None else args.final_steps}, select_batches="
@@ -451,6 +467,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         options["screen_choices"] = False
     if args.no_screen_closings:
         options["screen_closings"] = False
+    if args.no_prune_open:
+        options["prune_open"] = False
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device,
                         first_seed=args.first_seed, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
