@@ -641,7 +641,10 @@ class FinalPhase(FinalistRace):
         loss of removing each). ``([], 0.0)`` without it: ``prune_open`` False, a
         Decoupled engine, fewer than two gates, or no screen that fits in
         :data:`~nondiff.hybrid.gate_closing.CLOSING_SHARE` of ``budget`` after
-        ``spent`` (the options whose screens do not fit are left out)."""
+        ``spent`` (the options whose screens do not fit are left out, and so are those
+        whose screen fails: a non-finite loss or derivative, autograd refusing; its pass
+        is still paid). A structure cost that is not a sum over gates is weighed with
+        the unreached gates open."""
         entries = gate_entries(self.model, self.space)
         n = min(_rows(x), SCREEN_ROWS)
         if not self.prune_open or self.engine is not None or \
@@ -655,13 +658,15 @@ class FinalPhase(FinalistRace):
             options = sorted(self.space.spaces[self.split_on].choices,
                              key=lambda option: option != value[self.split_on])
             starts = [{**value, self.split_on: option} for option in options]
-            self._split_start()
-        x, y = to_device((x[:n], y[:n]), device_of(self.model))
-        loaded = self.split["loaded"] if split else None
         gates = [j for at, g in entries for j in range(at, at + g.space.size)]
         pruned: list[list[float]] = []
         paid = 0.0
+        loaded = None
         try:
+            x, y = to_device((x[:n], y[:n]), device_of(self.model))
+            if split:
+                self._split_start()
+                loaded = self.split["loaded"]
             for value in starts:
                 if math.isfinite(budget) and spent + paid + n > CLOSING_SHARE * budget:
                     break
@@ -679,7 +684,7 @@ class FinalPhase(FinalistRace):
                         kept[j] = float(start[j])
                 pruned.append(kept)
         finally:
-            if split:
+            if loaded is not None:
                 self._use_option(loaded)
         return pruned, paid
 

@@ -9,6 +9,10 @@ under the same weights (paired) — and trains and returns the best. The pool
 (:func:`candidate_pool`) is
 
 - the optimizer's recommendation;
+- in the first selection, structures a screen built (``built``): the recommendation
+  with every gate open, pruned by the closing screen, one per option of a few-shot split
+  (:mod:`~nondiff.hybrid.gate_closing`; the search may have lost inputs the weights
+  still read);
 - the structures its last generations asked most often (a converged population holds
   its best several times; the luckiest single draw of the last generation does not get
   in by luck), as often asked ones by their place in their generations;

@@ -345,3 +345,39 @@ def test_a_bad_prune_open_names_the_attribute_and_value(value) -> None:
     with pytest.raises(ValueError, match=f"prune_open must be True or False.*{value!r}"):
         trainer.fit([(x, y)], epochs=1)
     assert trainer.step_count == 0
+
+
+class _GatedBranches(nn.Module):
+    """Gates on the inputs, then a Choice between a branch with gates of its own and a
+    plain one: under the plain branch the loss does not reach the inner gates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates = Gates(FEATURES)
+        self.branch = Choice({"gated": nn.Sequential(Gates(FEATURES), nn.Linear(FEATURES, 2)),
+                              "plain": nn.Linear(FEATURES, 2)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.branch(self.gates(x))
+
+
+def test_a_pruned_start_keeps_the_gates_the_loss_does_not_reach_as_they_were() -> None:
+    """Every gate is opened before the screen; those of the branch not taken are not
+    screened, and the pruned start has them as the recommendation had."""
+    torch.manual_seed(0)
+    model = _GatedBranches()
+    trainer = HybridTrainer(model, "ga", seed=0)
+    assert trainer.split_on is None  # the branches have weights: no few-shot split
+    start = {k: np.zeros(FEATURES, bool) if isinstance(v, np.ndarray) else v
+             for k, v in get_structure(model).items()}
+    start["branch"] = "plain"
+    inner = [k for k, v in start.items() if isinstance(v, np.ndarray) and k != "gates"]
+    assert len(inner) == 1
+    for closed_before in (False, True):
+        start[inner[0]] = np.full(FEATURES, closed_before)
+        row = np.asarray(trainer.space.encode(start), dtype=np.float64).tolist()
+        x, y = _data(3, 64)
+        (pruned,), spent = trainer._pruned_starts(row, x, y, math.inf, 0.0)
+        value = trainer.space.decode(np.asarray(pruned))
+        assert spent == SCREEN_ROWS and value["branch"] == "plain"
+        assert (value[inner[0]] == closed_before).all()  # as the start had them
