@@ -151,6 +151,16 @@ LATE_RESERVE = 0.2
 the late selection."""
 
 
+FINAL_SWITCHES = {
+    "screen_gates": "the final selection screens closed gates",
+    "screen_choices": "the final selection screens pairs of choice moves",
+    "screen_closings": "the final selection screens the closings of open gates",
+    "prune_open": "the first selection races the start with every gate open, pruned",
+}
+"""The final phase's switches (bool class attributes of
+:class:`~nondiff.hybrid.trainer.HybridTrainer`) and what each turns on."""
+
+
 class FinalPhase(FinalistRace):
     """The final-phase methods of :class:`~nondiff.hybrid.trainer.HybridTrainer` (a
     mixin: it reads the trainer's optimizers, counters, ``selection``, ``winners``,
@@ -245,22 +255,10 @@ class FinalPhase(FinalistRace):
                 ``[0, 1)``.
         """
         self._check_race()
-        if not isinstance(self.screen_gates, bool):
-            raise ValueError(f"HybridTrainer.screen_gates must be True or False (whether the "
-                             f"final selection screens closed gates), got "
-                             f"{self.screen_gates!r}")
-        if not isinstance(self.screen_choices, bool):
-            raise ValueError(f"HybridTrainer.screen_choices must be True or False (whether the "
-                             f"final selection screens pairs of choice moves), got "
-                             f"{self.screen_choices!r}")
-        if not isinstance(self.screen_closings, bool):
-            raise ValueError(f"HybridTrainer.screen_closings must be True or False (whether "
-                             f"the final selection screens the closings of open gates), got "
-                             f"{self.screen_closings!r}")
-        if not isinstance(self.prune_open, bool):
-            raise ValueError(f"HybridTrainer.prune_open must be True or False (whether the "
-                             f"first selection races the start with every gate open, "
-                             f"pruned), got {self.prune_open!r}")
+        for name, purpose in FINAL_SWITCHES.items():
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"HybridTrainer.{name} must be True or False (whether "
+                                 f"{purpose}), got {getattr(self, name)!r}")
         late = self.late_select
         if late is not None and (isinstance(late, bool) or not isinstance(late, (int, float))
                                  or not 0 <= late < 1):

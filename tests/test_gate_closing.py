@@ -253,12 +253,13 @@ def test_the_selection_races_every_noise_gate_closed_at_once() -> None:
     assert sum(other.selection["opening"]["candidates"][1]) == FEATURES - 1
 
 
+@pytest.mark.parametrize("name", ["screen_closings", "prune_open"])
 @pytest.mark.parametrize("value", [1, "yes", None])
-def test_a_bad_screen_closings_names_the_attribute_and_value(value) -> None:
+def test_a_bad_switch_names_the_attribute_and_value(name: str, value) -> None:
     trainer = _trainer()
-    trainer.screen_closings = value
+    setattr(trainer, name, value)
     x, y = _data(0, 16)
-    with pytest.raises(ValueError, match=f"screen_closings must be True or False.*{value!r}"):
+    with pytest.raises(ValueError, match=f"{name} must be True or False.*{value!r}"):
         trainer.fit([(x, y)], epochs=1)
     assert trainer.step_count == 0
 
@@ -335,16 +336,6 @@ def test_pruned_starts_one_per_split_option_each_under_its_copy_and_refusals() -
     assert every_gate_open([0.0, 1.0, 3.0], [(0, Gates(2))]) == [1.0, 1.0, 3.0]
     one = HybridTrainer(nn.Sequential(Gates(1), nn.Linear(1, 2)), "ga", seed=0)
     assert one._pruned_starts([0.0], x[:, :1], y, math.inf, 0.0) == ([], 0.0)
-
-
-@pytest.mark.parametrize("value", [1, "no"])
-def test_a_bad_prune_open_names_the_attribute_and_value(value) -> None:
-    trainer = _trainer()
-    trainer.prune_open = value
-    x, y = _data(0, 16)
-    with pytest.raises(ValueError, match=f"prune_open must be True or False.*{value!r}"):
-        trainer.fit([(x, y)], epochs=1)
-    assert trainer.step_count == 0
 
 
 class _GatedBranches(nn.Module):
