@@ -148,7 +148,9 @@ gate is worth its cost, and a closed gate's weights get no gradient, so it never
 worth it. :meth:`HybridTrainer.pareto` gives the
 non-dominated (fitness, cost) candidates of the last generation.
 
-``fit`` ends with the model set to the recommended structure. ``state_dict`` holds the
+``fit`` ends with the model set to the recommended structure, and warns when under it
+the model gives every input the same output (:mod:`nondiff.hybrid.ignored_input`: a
+structure cost that closed every input gate). ``state_dict`` holds the
 weights, both optimizers, counters and random states; a trainer loaded from it and fit
 to the same total epochs ends exactly where an uninterrupted one does.
 
@@ -213,6 +215,7 @@ from .devices import device_of, to_device
 from .few_shot import FewShotSplit
 from .few_shot import split_choice as split_choice_of
 from .final_phase import FinalPhase
+from .ignored_input import ignored_input_message, ignores_input
 from .named_optimizer import named_structure_optimizer
 from .nonfinite import NonFiniteError, check_finite, check_policy
 from .sampling import FAIR_OPEN, FAIR_OPEN_START, fair_structures, merge_small, split_rows
@@ -1004,6 +1007,12 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
         Returns:
             the metrics of every step taken in this call. The model is left at the
             recommended structure.
+
+        Warns:
+            UserWarning: no generation ran in the steps taken; or the structure
+                returned makes the model give every row of the last batch the same
+                output (:mod:`nondiff.hybrid.ignored_input`: e.g. every input gate
+                closed by the structure cost).
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -1044,7 +1053,7 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
                                  "rows to train on; choose a batch_size that leaves no "
                                  "single row, or drop the last row")
         taken: list[dict[str, float]] = []
-        stopped = False
+        stopped, last_x = False, None
         before = (self.epoch_rows, self.planned_steps, self.fair_plan, self._warned_plan,
                   self.step_count)
         if not self.epoch_rows:  # the rows of each batch, where known before the epoch
@@ -1062,6 +1071,7 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
                     x, y = self._pair(batch, i)
                     metrics = self.step(x, y, None if held_out is None else
                                         held_out[self.step_count % len(held_out)])
+                    last_x = x
                     self._rows_now.append(_rows(x))
                     self.batch_in_epoch = i + 1
                     metrics["epoch"] = float(self.epoch)
@@ -1091,6 +1101,9 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
         set_structure(self.model, recommended)
         if taken and self.structure_optimizer.counters["iterations"] == 0:
             self._warn_no_generation(len(taken))
+        elif taken and ignores_input(self.model, to_device(last_x, device_of(self.model))):
+            warnings.warn(ignored_input_message(recommended, self.structure_cost is not None),
+                          stacklevel=2)
         if bar is not None and self.structure_cost is not None and taken:
             self.print_pareto(file=sys.stderr)  # where the progress bar was
         return taken
