@@ -109,6 +109,7 @@ from .gate_closing import (
     every_gate_open,
     gate_entries,
     order_closings,
+    pruning_path,
 )
 from .gate_screen import (
     SCREEN_PAIRS,
@@ -149,6 +150,11 @@ steps) the late selection starts."""
 LATE_RESERVE = 0.2
 """The share of the search phase's evaluation budget (``search_compute``) set aside for
 the late selection."""
+
+PRUNE_PATH = 2
+"""The steps back along the pruning path (:func:`~nondiff.hybrid.gate_closing.
+pruning_path`) the first selection races after each pruned start: it with its most
+valuable closed gate open again, then its two most valuable."""
 
 
 FINAL_SWITCHES = {
@@ -627,7 +633,10 @@ class FinalPhase(FinalistRace):
         structure cost's change when the fitness is the loss, as in
         :meth:`_closing_screen`) is below 0 — one such structure per option of the split
         ``Choice``, each screened under its option's copy, ``start``'s option first,
-        while few-shot weights are split, else one — and the examples it took (counted
+        while few-shot weights are split, else one — then each one's next
+        :data:`PRUNE_PATH` steps back along its pruning path
+        (:func:`~nondiff.hybrid.gate_closing.pruning_path`: its most valuable closed
+        gate open again, then its two most valuable), and the examples it took (counted
         by the caller, as :meth:`_screen`'s). Gates the loss does not reach (inside an
         option not taken) keep ``start``'s value.
 
@@ -658,6 +667,7 @@ class FinalPhase(FinalistRace):
             starts = [{**value, self.split_on: option} for option in options]
         gates = [j for at, g in entries for j in range(at, at + g.space.size)]
         pruned: list[list[float]] = []
+        path: list[list[float]] = []
         paid = 0.0
         loaded = None
         try:
@@ -676,15 +686,19 @@ class FinalPhase(FinalistRace):
                 paid += float(n * passes)
                 if not changes:
                     continue
-                kept = closed_together(row, self._with_cost_changes(row, changes), least=0)
-                for j in gates:  # gates the loss does not reach: as the start has them
-                    if j not in changes:
-                        kept[j] = float(start[j])
-                pruned.append(kept)
+                weighed = self._with_cost_changes(row, changes)
+                built = [closed_together(row, weighed, least=0),
+                         *pruning_path(row, weighed, PRUNE_PATH)]
+                for kept in built:
+                    for j in gates:  # gates the loss does not reach: as the start has them
+                        if j not in changes:
+                            kept[j] = float(start[j])
+                pruned.append(built[0])
+                path.extend(built[1:])
         finally:
             if loaded is not None:
                 self._use_option(loaded)
-        return pruned, paid
+        return pruned + path, paid
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
         """The rows of each batch of an epoch of ``data`` known before it runs: a list of

@@ -10,12 +10,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from nondiff.hybrid.final_phase import PRUNE_PATH
 from nondiff.hybrid.gate_closing import (
     closed_together,
     closing_changes,
     every_gate_open,
     gate_entries,
     order_closings,
+    pruning_path,
 )
 from nondiff.hybrid.gate_screen import SCREEN_ROWS
 from nondiff.hybrid.structure import Choice, Gates, get_structure, set_structure, structure_space
@@ -271,13 +273,30 @@ def test_the_first_selection_races_the_start_pruned_from_every_gate_open() -> No
     inputs alone. Without it the pool holds single and paired openings only."""
     known = [1.0 if i in RELEVANT else 0.0 for i in range(FEATURES)]
     trainer = _select_from_every_gate_open(screen=True, recommend=0.0)
-    assert trainer.selection["pruned"] == [known]
+    pruned, *path = trainer.selection["pruned"]
+    assert pruned == known
+    assert len(path) == PRUNE_PATH  # then one, then two noise gates kept open as well
+    for back, row in enumerate(path, start=1):
+        assert all(row[i] == 1.0 for i in RELEVANT) and sum(row) == len(RELEVANT) + back
     opening = trainer.selection["opening"]["candidates"]
     assert opening[0] == [0.0] * FEATURES and opening[1] == known
     assert trainer.selected == known
     plain = _select_from_every_gate_open(screen=True, recommend=0.0, prune=False)
     assert "pruned" not in plain.selection
     assert all(sum(c) <= 2 for c in plain.selection["opening"]["candidates"])
+
+
+def test_the_pruning_path_reopens_the_most_valuable_closings_only() -> None:
+    """One and two steps back from the pruned start: the closed gates of highest
+    predicted change first (the half of a product the cost cut off); gates the start
+    has closed stay closed, and there are no more steps than closings."""
+    start = [1.0, 1.0, 0.0, 1.0, 1.0, 2.0]  # entry 2 closed, entry 5 not a gate
+    changes = {0: 0.05, 1: -0.001, 2: 0.4, 3: -0.3, 4: -0.02}
+    assert closed_together(start, changes, least=0) == [1.0, 0.0, 0.0, 0.0, 0.0, 2.0]
+    assert pruning_path(start, changes) == [[1.0, 1.0, 0.0, 0.0, 0.0, 2.0],
+                                            [1.0, 1.0, 0.0, 0.0, 1.0, 2.0]]
+    assert len(pruning_path(start, changes, steps=5)) == 3  # three closings to undo
+    assert pruning_path(start, changes, steps=0) == []
 
 
 class _GatedChoiceMLP(_GatedMLP):
@@ -324,15 +343,18 @@ def test_pruned_starts_one_per_split_option_each_under_its_copy_and_refusals() -
     pruned, spent = trainer._pruned_starts(start, x, y, math.inf, 0.0)
     assert spent == 2 * SCREEN_ROWS and trainer.forward_examples == 0
     assert trainer.split["loaded"] == 1 and model.inp.weight.data_ptr() == weight
+    assert len(pruned) == 2 + 2 * PRUNE_PATH  # the two starts, then each one's path
     values = [trainer.space.decode(np.asarray(row)) for row in pruned]
-    assert [v["act"] for v in values] == ["identity", "tanh"]
+    assert [v["act"] for v in values] == ["identity", "tanh"] + \
+        ["identity"] * PRUNE_PATH + ["tanh"] * PRUNE_PATH
     assert values[0]["gates"][list(RELEVANT)].all()  # identity's copy reads both
     assert not values[1]["gates"][0] and values[1]["gates"][1]  # tanh's: input 0 not
     assert trainer._pruned_starts(start, x, y, 2 * SCREEN_ROWS, 0.0)[1] == SCREEN_ROWS
     trainer.prune_open = False
     assert trainer._pruned_starts(start, x, y, math.inf, 0.0) == ([], 0.0)
     plain = _trainer()  # no split: one start
-    assert len(plain._pruned_starts([0.0] * FEATURES, x, y, math.inf, 0.0)[0]) == 1
+    assert len(plain._pruned_starts([0.0] * FEATURES, x, y, math.inf, 0.0)[0]) == \
+        1 + PRUNE_PATH
     assert every_gate_open([0.0, 1.0, 3.0], [(0, Gates(2))]) == [1.0, 1.0, 3.0]
     one = HybridTrainer(nn.Sequential(Gates(1), nn.Linear(1, 2)), "ga", seed=0)
     assert one._pruned_starts([0.0], x[:, :1], y, math.inf, 0.0) == ([], 0.0)
@@ -368,7 +390,9 @@ def test_a_pruned_start_keeps_the_gates_the_loss_does_not_reach_as_they_were() -
         start[inner[0]] = np.full(FEATURES, closed_before)
         row = np.asarray(trainer.space.encode(start), dtype=np.float64).tolist()
         x, y = _data(3, 64)
-        (pruned,), spent = trainer._pruned_starts(row, x, y, math.inf, 0.0)
-        value = trainer.space.decode(np.asarray(pruned))
-        assert spent == SCREEN_ROWS and value["branch"] == "plain"
-        assert (value[inner[0]] == closed_before).all()  # as the start had them
+        built, spent = trainer._pruned_starts(row, x, y, math.inf, 0.0)
+        assert spent == SCREEN_ROWS and len(built) == 1 + PRUNE_PATH  # the start, its path
+        for pruned in built:
+            value = trainer.space.decode(np.asarray(pruned))
+            assert value["branch"] == "plain"
+            assert (value[inner[0]] == closed_before).all()  # as the start had them
