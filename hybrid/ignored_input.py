@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -82,10 +83,19 @@ def ignores_input(model: nn.Module, x: Any, rows: int = CHECK_ROWS) -> bool:
                for t in outputs)
 
 
+def _shown(value: Any) -> str:
+    """A structure's value in one short line: the open entries of gates."""
+    if isinstance(value, (np.ndarray, list, tuple)) and len(value) and \
+            all(isinstance(v, (bool, np.bool_)) for v in value):
+        opened = [int(i) for i in np.flatnonzero(np.asarray(value, dtype=bool))]
+        return f"open {opened}" if opened else "none open"
+    return repr(value)
+
+
 def ignored_input_message(structure: Mapping[str, Any], cost: bool) -> str:
     """The warning :meth:`~nondiff.hybrid.trainer.HybridTrainer.fit` gives when its
     structure ignores the input (``cost``: whether the trainer has a structure cost)."""
-    shown = repr(dict(structure))
+    shown = ", ".join(f"{name}={_shown(value)}" for name, value in structure.items())
     if len(shown) > 200:
         shown = shown[:197] + "..."
     why = ("The structure cost outweighed what the shared weights had learned by then; "

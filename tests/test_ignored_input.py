@@ -91,7 +91,9 @@ def test_fit_does_not_warn_when_the_structure_reads_the_input(device):
 
 
 def test_the_message_names_the_structure_and_what_to_try():
-    message = ignored_input_message({"gates": [False] * 300}, cost=False)
-    assert "same output" in message and "more epochs" in message
-    assert len(message) < 500  # a long structure is cut short
+    message = ignored_input_message({"gates": np.zeros(20, bool), "act": "relu"}, cost=False)
+    assert "gates=none open, act='relu'" in message and "more epochs" in message
+    assert "gates=open [2]" in ignored_input_message({"gates": [False, False, True]}, False)
+    many = {f"choice{i}": "identity" for i in range(40)}
+    assert len(ignored_input_message(many, cost=False)) < 500  # a long structure cut short
     assert "cost_weight" in ignored_input_message({"g": [False]}, cost=True)
