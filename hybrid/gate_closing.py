@@ -163,7 +163,7 @@ from .gate_screen import reorder_flips
 from .structure import Gates, declared_entries, get_structure, set_structure_encoded
 
 __all__ = ["CLOSING_SHARE", "closed_together", "closing_changes", "every_gate_open",
-           "gate_entries", "order_closings"]
+           "gate_entries", "order_closings", "pruning_path"]
 
 CLOSING_SHARE = 1 / 2
 """The most of a selection's budget the closing screen may take together with the other
@@ -302,7 +302,13 @@ def pruning_path(start: Sequence[float], changes: dict[int, float], steps: int =
     [[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0]]
     >>> pruning_path([1, 1], {0: 0.1, 1: 0.3})  # nothing closed: no step back
     []
+
+    Raises:
+        ValueError: ``steps`` not an int >= 0.
     """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0 (structures back along the path), "
+                         f"got {steps!r}; e.g. 2")
     row = np.asarray(start, dtype=np.float64).reshape(-1)
     closed = sorted((j for j, v in changes.items() if v < 0 and row[j] == 1),
                     key=lambda j: -changes[j])

@@ -149,10 +149,11 @@ worth it. :meth:`HybridTrainer.pareto` gives the
 non-dominated (fitness, cost) candidates of the last generation.
 
 ``fit`` ends with the model set to the recommended structure, and warns when under it
-the model gives every input the same output (:mod:`nondiff.hybrid.ignored_input`: a
-structure cost that closed every input gate). ``state_dict`` holds the
-weights, both optimizers, counters and random states; a trainer loaded from it and fit
-to the same total epochs ends exactly where an uninterrupted one does.
+the model gives every row of a batch the same output
+(:mod:`nondiff.hybrid.ignored_input`: a structure cost that closed every input gate).
+``state_dict`` holds the weights, both optimizers, counters and random states; a trainer
+loaded from it and fit to the same total epochs ends exactly where an uninterrupted one
+does.
 
 Few-shot weights (``split_choice``, :mod:`nondiff.hybrid.few_shot`): while the search
 runs, each option of one parameter-free ``Choice`` (by default the model's only one, such
@@ -1071,7 +1072,8 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
                     x, y = self._pair(batch, i)
                     metrics = self.step(x, y, None if held_out is None else
                                         held_out[self.step_count % len(held_out)])
-                    last_x = x
+                    if last_x is None or _rows(x) >= _rows(last_x):
+                        last_x = x  # the latest of the largest batches: not a short tail
                     self._rows_now.append(_rows(x))
                     self.batch_in_epoch = i + 1
                     metrics["epoch"] = float(self.epoch)
@@ -1101,12 +1103,22 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
         set_structure(self.model, recommended)
         if taken and self.structure_optimizer.counters["iterations"] == 0:
             self._warn_no_generation(len(taken))
-        elif taken and ignores_input(self.model, to_device(last_x, device_of(self.model))):
-            warnings.warn(ignored_input_message(recommended, self.structure_cost is not None),
-                          stacklevel=2)
+        elif taken and self._ignores_input(last_x):
+            cost = self.structure_cost is not None and \
+                float(self.cost_weight_at(self.step_count)) > 0
+            warnings.warn(ignored_input_message(recommended, cost), stacklevel=2)
         if bar is not None and self.structure_cost is not None and taken:
             self.print_pareto(file=sys.stderr)  # where the progress bar was
         return taken
+
+    def _ignores_input(self, x: Any) -> bool:
+        """:func:`~nondiff.hybrid.ignored_input.ignores_input` on ``x`` under the model as
+        ``fit`` leaves it; False where the check itself fails (a model that cannot run
+        in eval mode, or on fewer rows): it is advice, and the training is done."""
+        try:
+            return ignores_input(self.model, x)
+        except Exception:  # advice only: never lose a finished fit
+            return False
 
     def _plan_fair(self, per_epoch: int | None, epochs: int) -> None:
         """Pin the run a float ``fair_steps`` or ``final_steps`` is a fraction of

@@ -92,8 +92,9 @@ def test_the_default_fit_races_within_the_bound_and_off_it_does_not(device) -> N
         torch.manual_seed(0)
         trainer = HybridTrainer(Net().to(device), "ga", seed=0,
                                 structure_options={"popsize": 4}, **options)
-        # the race's own budget at stake: no pruned starts in the selection before it
-        # (with them, this tiny run's selection leaves 122 examples, below a race of two)
+        # the race's own budget at stake: no pruned starts in the selection before it.
+        # With them (the default), this run's selection leaves 122 examples, short of a
+        # race of two finalists (128): the trade-off PRUNE_PATH's docstring states
         trainer.prune_open = False
         return trainer, trainer.fit(data(device, batches=10, rows=32), epochs=8)
 
