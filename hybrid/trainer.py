@@ -1011,7 +1011,7 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
 
         Warns:
             UserWarning: no generation ran in the steps taken; or the structure
-                returned makes the model give every row of the last batch the same
+                returned makes the model give every row of a batch it trained on the same
                 output (:mod:`nondiff.hybrid.ignored_input`: e.g. every input gate
                 closed by the structure cost).
         """
