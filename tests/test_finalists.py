@@ -135,6 +135,18 @@ def test_a_short_budget_races_fewer_finalists_or_none() -> None:
                                                             others[0]]
 
 
+def test_finalists_of_one_score_are_raced_once() -> None:
+    """Structures that score bit for bit alike on the same rows compute the same thing
+    (a program with a second sort, a product's inputs swapped): one of them is raced,
+    the best scored first, and the selected one's twins are left out."""
+    selected = [0.0, 0.0]
+    twins = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [2.0, 1.0]]
+    opening = {"candidates": [selected, *twins], "first": [0.5, 0.5, 0.3, 0.3, 0.4, 0.2]}
+    assert pick_finalists(selected, opening, 8) == [selected, [2.0, 1.0], [0.0, 1.0],
+                                                    [2.0, 0.0]]
+    assert pick_finalists(selected, opening, 2) == [selected, [2.0, 1.0]]
+
+
 def test_resume_inside_the_race_is_exact() -> None:
     def make():
         torch.manual_seed(0)
