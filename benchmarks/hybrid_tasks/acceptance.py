@@ -169,9 +169,8 @@ path to take), the suite holds 120 of 143 rows and 690 of 715 seeds on seeds 0-4
 Then the finalists' race takes one candidate of each first score
 (:func:`~nondiff.hybrid.finalists.pick_finalists`: equal scores are one function):
 program 7 -> 9 rows and 58 -> 61 seeds on seeds 0-4 (seeds 5-9: 6 -> 8, 57 -> 61),
-routing and head-choice re-measured and as before; with the other tasks as in the run
-above (not re-measured), the suite holds 122 of 143 rows and 693 of 715 seeds on seeds
-0-4.
+the other tasks as before; the whole suite, re-measured on this code (seeds 0-4), holds
+122 of 143 rows and 693 of 715 seeds.
 
 Earlier: (5 seeds, 37 (task, optimizer) rows; rows meeting recovered / gap / compute /
 all three; 2 cores, one thread each): the trainer's defaults since issue 17 (bounded,
