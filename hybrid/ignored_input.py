@@ -52,8 +52,8 @@ __all__ = ["CHECK_ROWS", "LEAST_ROWS", "ROUNDING", "ignored_input_message", "ign
 CHECK_ROWS = 64
 """The rows of a batch that :func:`ignores_input` runs the model on (at most)."""
 LEAST_ROWS = 8
-"""The fewest distinct rows :func:`ignores_input` judges on: fewer tell nothing (a last
-batch of two equal rows gets two equal outputs from any model)."""
+"""The fewest rows :func:`ignores_input` judges on: fewer tell little (a last batch of
+two equal rows gets two equal outputs from any model)."""
 ROUNDING = 8
 """Outputs count as the same when each entry differs across the rows by at most this
 many machine epsilons of its dtype, relative to that entry's largest magnitude (float
@@ -91,7 +91,7 @@ def ignores_input(model: nn.Module, x: Any, rows: int = CHECK_ROWS) -> bool:
     rounding (:data:`ROUNDING`).
 
     False when that cannot be told: ``x`` not a tensor (a model of several inputs is
-    not checked), fewer than :data:`LEAST_ROWS` rows or those rows not distinct, or an
+    not checked), fewer than :data:`LEAST_ROWS` rows or those rows all alike, or an
     output without floating tensors of one row per input row.
 
     Raises:
