@@ -15,7 +15,9 @@ of the selection's first batch, one of each score (:func:`pick_finalists`: equal
 scores are one function) — each on its own copy of the
 weights and of the weight optimizer's state, on the same batches. Each is scored on a
 batch before it trains on it (its fitness from that forward pass, plus the structure
-cost at the step's weight), averaged over the second half of each stage of
+cost at the step's weight, or without a cost the penalty of
+:attr:`~nondiff.hybrid.final_phase.FinalPhase.gate_parsimony`), averaged over the second
+half of each stage of
 :data:`RACE_STAGE_STEPS` steps (the first half lets its weights adapt: a finalist the
 shared weights read backwards starts far behind), and after each stage the better half
 goes on (successive halving; ties go to the better place in the stage before); the last
@@ -234,6 +236,7 @@ class FinalistRace:
             else 0.0
         values = self.space.decode_batch(np.asarray(race["encoded"]))
         costs = self.costs(values) if self.structure_cost is not None else None
+        parsimony = self._parsimony(race["encoded"])  # FinalPhase.gate_parsimony: else 0
         self.model.train()
         try:
             for i in race["alive"]:
@@ -252,7 +255,8 @@ class FinalistRace:
                 loss.backward()
                 self.weight_optimizer.step()
                 losses.append(float(loss.detach()))
-                scores[i] = score + (weight * float(costs[i]) if costs is not None else 0.0)
+                scores[i] = score + (weight * float(costs[i]) if costs is not None else 0.0) \
+                    + float(parsimony[i])
                 race["weights"][i] = _copy_state(self.model.state_dict())
                 race["optimizers"][i] = copy.deepcopy(self.weight_optimizer.state_dict()
                                                       ["state"])

@@ -118,6 +118,11 @@ Sources:
     - M. C. Mozer, P. Smolensky, "Skeletonization: a technique for trimming the fat from
       a network via relevance assessment", NIPS 1988 (the derivative of the loss in a
       unit's attentional strength as its relevance).
+    - L. Breiman, J. Friedman, R. Olshen, C. Stone, "Classification and regression
+      trees", Wadsworth 1984 (the one-standard-error rule: the simplest model within
+      one standard error of the best).
+    - D. L. Donoho, I. M. Johnstone, "Ideal spatial adaptation by wavelet shrinkage",
+      Biometrika 81, 1994 (the universal threshold ``sqrt(2 ln n)`` standard errors).
     - Y. LeCun, J. Denker, S. Solla, "Optimal brain damage", NIPS 1989 (the
       second-order saliency of removing a weight).
     - L. Theis, I. Korshunova, A. Tejani, F. Huszár, "Faster gaze prediction with
@@ -162,8 +167,9 @@ from .candidate_norms import candidate_statistics
 from .gate_screen import reorder_flips
 from .structure import Gates, declared_entries, get_structure, set_structure_encoded
 
-__all__ = ["CLOSING_SHARE", "closed_together", "closing_changes", "every_gate_open",
-           "gate_entries", "order_closings", "pruning_path"]
+__all__ = ["CLOSING_SHARE", "closed_together", "closing_changes", "closing_screen",
+           "every_gate_open", "gate_entries", "noise_threshold", "order_closings",
+           "pruning_path"]
 
 CLOSING_SHARE = 1 / 2
 """The most of a selection's budget the closing screen may take together with the other
@@ -193,13 +199,44 @@ def closing_changes(model: nn.Module, space: Space, start: Sequence[float], x: t
     parameter's ``.grad`` changes. Left out: gates the loss does not reach. Returns
     ``({}, passes)`` when the loss or a derivative is not finite, autograd refuses (a
     RuntimeError), or a ``Gates`` does not see one row per row of ``x`` (gates on the
-    rows' dimension, rows reshaped)."""
+    rows' dimension, rows reshaped). :func:`closing_screen` gives their standard errors
+    too."""
+    changes, _, passes = closing_screen(model, space, start, x, y, loss)
+    return changes, passes
+
+
+def closing_screen(model: nn.Module, space: Space, start: Sequence[float], x: torch.Tensor,
+                   y: Any, loss: Callable[[Any, Any], torch.Tensor]
+                   ) -> tuple[dict[int, float], dict[int, float], int]:
+    """:func:`closing_changes` with the standard error of each prediction: ``(changes,
+    errors, passes)``, ``errors`` by entry as ``changes``. Row ``r``'s own predicted
+    change is ``-D_r + D_r^2 / 2`` (``D_r`` the derivative of its loss in the opening),
+    whose mean over the rows is the prediction; the error is their standard deviation
+    over the square root of the rows (the gate parsimony of
+    :class:`~nondiff.hybrid.trainer.HybridTrainer` weighs a gate by it:
+    :func:`noise_threshold`).
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from nondiff.hybrid.structure import Gates, structure_space
+    >>> model = nn.Sequential(Gates(2), nn.Linear(2, 1))
+    >>> with torch.no_grad():
+    ...     _ = model[1].weight.copy_(torch.tensor([[1.0, 0.05]]))
+    ...     _ = model[1].bias.zero_()
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(256, 2, generator=g)
+    >>> y = x[:, :1] + 0.5 * torch.randn(256, 1, generator=g)  # input 1 is noise
+    >>> changes, errors, _ = closing_screen(model, structure_space(model), [1, 1], x, y,
+    ...                                     nn.MSELoss())
+    >>> changes[0] > 3 * errors[0], changes[1] < 0  # input 0 matters; 1 only adds noise
+    (True, True)
+    """
     entries = gate_entries(model, space)
     base = np.asarray(start, dtype=np.float64).reshape(-1)
     open_entries = [(at, gates) for at, gates in entries
                     if base[at:at + gates.space.size].any()]
     if not open_entries:
-        return {}, 0
+        return {}, {}, 0
     before = space.encode(get_structure(model))  # restored after
     was_training = model.training
     floating = [p.dtype for p in model.parameters() if p.is_floating_point()]
@@ -218,10 +255,10 @@ def closing_changes(model: nn.Module, space: Space, start: Sequence[float], x: t
         with torch.enable_grad(), candidate_statistics(model, rows):
             value = loss(model(x), y)
             if not math.isfinite(float(value.detach())):
-                return {}, 1
+                return {}, {}, 1
             parts = torch.autograd.grad(value, openings, allow_unused=True)
     except RuntimeError:  # autograd refused, or the gates saw no rows of x
-        return {}, 1
+        return {}, {}, 1
     finally:
         for gates, previous in patched:
             del gates.forward
@@ -230,17 +267,40 @@ def closing_changes(model: nn.Module, space: Space, start: Sequence[float], x: t
         set_structure_encoded(model, before)
         model.train(was_training)
     out: dict[int, float] = {}
+    errors: dict[int, float] = {}
     for (at, _), part in zip(open_entries, parts, strict=True):
         if part is None:  # the loss does not reach these gates
             continue
         grad = part.detach().double().cpu().numpy()  # (rows, n): d mean loss / d g_ri
         if not np.isfinite(grad).all():
-            return {}, 1
+            return {}, {}, 1
         first = grad.sum(axis=0)  # dL/dg
         fisher = rows * np.square(grad).sum(axis=0)  # mean over rows of (d loss_r / dg)^2
-        for i in np.flatnonzero(base[at:at + grad.shape[1]] > 0):
+        own = rows * grad  # (rows, n): d loss_r / d g_ri, each row's own derivative
+        spread = (-own + 0.5 * np.square(own)).std(axis=0) / math.sqrt(rows)  # of its mean:
+        for i in np.flatnonzero(base[at:at + grad.shape[1]] > 0):  # -dL/dg + F/2
             out[at + int(i)] = float(-first[i] + 0.5 * fisher[i])
-    return out, 1
+            errors[at + int(i)] = float(spread[i])
+    return out, errors, 1
+
+
+def noise_threshold(gates: int) -> float:
+    """How many standard errors (:func:`closing_screen`) a gate's predicted value must
+    exceed to be told from noise among ``gates`` gates: the universal threshold
+    ``sqrt(2 ln gates)`` of Donoho and Johnstone (1994), at least 1 (the one-standard-error
+    rule of Breiman et al. 1984). Of ``gates`` values that are noise alone, the largest
+    stays below it with a probability that tends to 1 as ``gates`` grows; a value of the
+    same order as the loss clears it by far.
+
+    >>> round(noise_threshold(16), 2), round(noise_threshold(2), 3)
+    (2.35, 1.177)
+
+    Raises:
+        ValueError: ``gates`` not an int >= 1.
+    """
+    if isinstance(gates, bool) or not isinstance(gates, int) or gates < 1:
+        raise ValueError(f"gates must be an int >= 1 (the gates screened), got {gates!r}")
+    return max(1.0, math.sqrt(2.0 * math.log(gates)))
 
 
 def _per_row(gates: Gates, opening: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -516,6 +516,7 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
         self._step_fitness: torch.Tensor | None = None
         self.search_credit = 0.0  # evaluation examples earned and not yet spent
         self.late_credit = 0.0  # and set aside for the late selection
+        self.gate_noise: list[list[float]] = []  # [entry, penalty]: FinalPhase.gate_parsimony
         self._generation_cost: int | None = None  # of the next generation, its rows
         self._eval_rows = 1
         self.between: dict[str, list] = {"encoded": [], "objective": []}  # last generation

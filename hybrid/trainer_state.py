@@ -86,6 +86,7 @@ class TrainerState:
                        "recent": copy.deepcopy(self.recent),
                        "recent_objectives": copy.deepcopy(self.recent_objectives),
                        "winners": copy.deepcopy(self.winners),
+                       "gate_noise": copy.deepcopy(self.gate_noise),
                        "cost_signal_at": self.cost_signal_at,
                        "epoch_rows": list(self.epoch_rows), "rows_now": list(self._rows_now),
                        "selection": copy.deepcopy(self.selection),
@@ -127,6 +128,8 @@ class TrainerState:
                                             search.get("recent_objectives") or []],
                       "winners": [[list(map(float, w[0])), int(w[1]), int(w[2])]
                                   for w in search.get("winners") or []],
+                      "gate_noise": [[float(j), float(v)]
+                                     for j, v in search.get("gate_noise") or []],
                       # a state from before the signal: the schedule it ran (30 %)
                       "cost_signal_at": 0 if "cost_signal_at" not in search else None
                       if search["cost_signal_at"] is None else int(search["cost_signal_at"]),
@@ -192,6 +195,7 @@ class TrainerState:
         self.recent, self.selection = search["recent"], search["selection"]
         self.recent_objectives = search["recent_objectives"]
         self.winners = search["winners"]
+        self.gate_noise = search["gate_noise"]
         self.cost_signal_at = search.get("cost_signal_at")
         self.epoch_rows, self._rows_now = search["epoch_rows"], search["rows_now"]
         self.selected = search["selected"]

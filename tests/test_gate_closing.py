@@ -14,8 +14,10 @@ from nondiff.hybrid.final_phase import PRUNE_PATH
 from nondiff.hybrid.gate_closing import (
     closed_together,
     closing_changes,
+    closing_screen,
     every_gate_open,
     gate_entries,
+    noise_threshold,
     order_closings,
     pruning_path,
 )
@@ -180,10 +182,12 @@ def test_the_screen_costs_one_pass_within_its_share_and_counts_the_structure_cos
     """SCREEN_ROWS examples (counted by the selection, not by the screen); not run above
     half the budget less the other screens' examples, with fewer than two open gates,
     with screen_closings off, or while few-shot weights are split. Under a structure cost
-    each closing's saving (at the step's weight) is in its predicted change."""
+    each closing's saving (at the step's weight) is in its predicted change; without
+    one, the gate parsimony's penalty (noise_threshold standard errors)."""
     x, y = _data(5, 64)
     start = [1.0] * FEATURES
     trainer = _trainer()
+    trainer.gate_parsimony = False
     plain, spent = trainer._closing_screen(start, x, y, math.inf, 0.0)
     assert spent == SCREEN_ROWS and len(plain) == FEATURES and trainer.forward_examples == 0
     assert trainer._closing_screen(start, x, y, 2 * SCREEN_ROWS, 0.0)[1] == SCREEN_ROWS
@@ -210,6 +214,23 @@ def test_the_screen_costs_one_pass_within_its_share_and_counts_the_structure_cos
 
     other = _trainer(structure_cost=cost, fitness=errors)  # the cost is in its units
     assert other._closing_screen(start, x, y, math.inf, 0.0)[0] == plain
+    assert costly.gate_noise == [] and other.gate_noise == []  # a cost: no parsimony
+
+    parsimonious = _trainer()
+    weighed, _ = parsimonious._closing_screen(start, x, y, math.inf, 0.0)
+    _, errors_, _ = closing_screen(parsimonious.model, parsimonious.space, start,
+                                   x[:SCREEN_ROWS], y[:SCREEN_ROWS],
+                                   nn.functional.cross_entropy)
+    threshold, cap = noise_threshold(FEATURES), float(np.median(list(errors_.values())))
+    assert [j for j, _ in parsimonious.gate_noise] == list(range(FEATURES))
+    for (j, free), (k, less), (m, noise) in zip(plain, weighed, parsimonious.gate_noise,
+                                                strict=True):
+        assert j == k == m and noise == pytest.approx(threshold * min(errors_[j], cap))
+        assert less == pytest.approx(free - noise)
+    assert max(noise for _, noise in parsimonious.gate_noise) == pytest.approx(threshold * cap)
+    stripped = _trainer(fitness=errors)  # a fitness that is not the loss: none either
+    assert stripped._closing_screen(start, x, y, math.inf, 0.0)[0] == plain
+    assert stripped.gate_noise == []
 
 
 def _select_from_every_gate_open(screen: bool, recommend: float = 1.0, prune: bool = True,
@@ -255,7 +276,7 @@ def test_the_selection_races_every_noise_gate_closed_at_once() -> None:
     assert sum(other.selection["opening"]["candidates"][1]) == FEATURES - 1
 
 
-@pytest.mark.parametrize("name", ["screen_closings", "prune_open"])
+@pytest.mark.parametrize("name", ["screen_closings", "prune_open", "gate_parsimony"])
 @pytest.mark.parametrize("value", [1, "yes", None])
 def test_a_bad_switch_names_the_attribute_and_value(name: str, value) -> None:
     trainer = _trainer()
@@ -396,3 +417,66 @@ def test_a_pruned_start_keeps_the_gates_the_loss_does_not_reach_as_they_were() -
             value = trainer.space.decode(np.asarray(pruned))
             assert value["branch"] == "plain"
             assert (value[inner[0]] == closed_before).all()  # as the start had them
+
+
+def test_the_screen_errors_tell_the_relevant_gates_from_noise(device) -> None:
+    """closing_screen predicts what closing_changes does, with a standard error each: no
+    noise input clears noise_threshold errors; the relevant inputs clear that many
+    times the median error (what a gate that does nothing has) by far, but one does not
+    clear its own (a confident model: large changes on a few rows)."""
+    model = _trained(device)
+    x, y = _data(1000, SCREEN_ROWS, device)
+    space, loss = structure_space(model), nn.functional.cross_entropy
+    changes, errors, passes = closing_screen(model, space, [1] * FEATURES, x, y, loss)
+    assert (changes, passes) == closing_changes(model, space, [1] * FEATURES, x, y, loss)
+    assert sorted(errors) == sorted(changes) and all(e > 0 for e in errors.values())
+    threshold, cap = noise_threshold(FEATURES), float(np.median(list(errors.values())))
+    for i in range(FEATURES):
+        assert (changes[i] > 3 * threshold * min(errors[i], cap)) == (i in RELEVANT)
+    assert any(changes[i] < threshold * errors[i] for i in RELEVANT)  # why the cap
+    assert closing_screen(model, space, [0] * FEATURES, x, y, loss) == ({}, {}, 0)
+
+
+def test_the_noise_threshold_grows_with_the_gates_and_refuses_a_bad_count() -> None:
+    assert noise_threshold(1) == 1.0  # at least the one-standard-error rule
+    assert noise_threshold(2) == pytest.approx(math.sqrt(2 * math.log(2)))
+    assert noise_threshold(16) == pytest.approx(math.sqrt(2 * math.log(16)))
+    assert noise_threshold(64) > noise_threshold(16)
+    for bad in (0, -3, 2.0, True, "4"):
+        with pytest.raises(ValueError, match=f"gates must be an int >= 1.*{bad!r}"):
+            noise_threshold(bad)
+
+
+def test_without_a_cost_the_selection_closes_the_gates_that_are_noise() -> None:
+    """No structure cost, from every gate open under weights trained so: the gate
+    parsimony weighs each gate by its screen's error and the selection ends on the
+    relevant inputs alone; without it nothing closes a noise input the weights read,
+    and the selection keeps some. The penalties are in the trainer's state."""
+    known = [1.0 if i in RELEVANT else 0.0 for i in range(FEATURES)]
+    trainer = _select_without_a_cost(parsimony=True)
+    assert trainer.selected == known
+    assert [j for j, _ in trainer.gate_noise] == list(range(FEATURES))
+    noise = dict(trainer.gate_noise)
+    assert all(noise[i] > 0 for i in range(FEATURES))
+    assert trainer._parsimony([known])[0] == pytest.approx(sum(noise[i] for i in RELEVANT))
+    state = trainer.state_dict()
+    fresh = _select_without_a_cost(parsimony=True, steps=0)
+    assert fresh.gate_noise == []
+    fresh.load_state_dict(state)
+    assert fresh.gate_noise == trainer.gate_noise
+    plain = _select_without_a_cost(parsimony=False)
+    assert plain.gate_noise == [] and sum(plain.selected) > len(RELEVANT)
+
+
+def _select_without_a_cost(parsimony: bool, steps: int = 7) -> HybridTrainer:
+    torch.manual_seed(0)
+    trainer = HybridTrainer(_trained(), "ga", seed=0, total_steps=12, final_steps=0.75,
+                            select_batches=4, search_compute=None,
+                            structure_options={"popsize": 4})
+    trainer.late_select, trainer.gate_parsimony = None, parsimony
+    trainer.structure_optimizer.recommend = lambda: np.ones(FEATURES)
+    for seed in range(steps):  # three of the search, four of the selection
+        if seed == 3:
+            trainer.recent, trainer.winners = [], []  # the pool: the start and its moves
+        trainer.step(*_data(500 + seed, 64))
+    return trainer

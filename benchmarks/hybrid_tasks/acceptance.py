@@ -205,6 +205,7 @@ recovers op-graph on 5/5 seeds bounded (the rounded index: 0/5) and 4/5 unbounde
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import platform
@@ -282,7 +283,7 @@ def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu",
 
 
 FINAL_ATTRIBUTES = ("late_select", "screen_gates", "screen_choices", "screen_closings",
-                    "prune_open")
+                    "prune_open", "gate_parsimony")
 """The final phase's class attributes of :class:`~nondiff.hybrid.trainer.HybridTrainer`
 that :func:`search` takes as keywords."""
 
@@ -359,15 +360,21 @@ def print_table(task: AcceptanceTask, table: dict[str, dict[str, Any]],
 
 def run_suite(tasks: Sequence[str] | None = None, seeds: int = 5,
               optimizers: Sequence[str] | None = None, device: str = "cpu",
-              verbose: bool = True, first_seed: int = 0, **options: Any
-              ) -> dict[str, dict[str, Any]]:
+              verbose: bool = True, first_seed: int = 0, no_cost: bool = False,
+              **options: Any) -> dict[str, dict[str, Any]]:
     """Every (task, handled optimizer, seed) for the ``seeds`` seeds from ``first_seed``;
     returns ``{task: {"table", "skipped", "fixed", "runs"}}`` and prints one table per
-    task. ``options`` go to every ``HybridTrainer`` (through :func:`search`)."""
+    task. ``options`` go to every ``HybridTrainer`` (through :func:`search`); with
+    ``no_cost`` the tasks run without their structure cost (a user who states none: the
+    trainer's gate parsimony, :attr:`~nondiff.hybrid.final_phase.FinalPhase.
+    gate_parsimony`, is what closes noise inputs)."""
     results: dict[str, dict[str, Any]] = {}
     chosen = range(first_seed, first_seed + seeds)
     for task_name in tasks or list(TASKS):
         per_seed = {seed: make_task(task_name, seed) for seed in chosen}
+        if no_cost:
+            per_seed = {seed: dataclasses.replace(task, structure_cost=None)
+                        for seed, task in per_seed.items()}
         names, skipped = handled(per_seed[first_seed], optimizers)
         fixed = {seed: train_fixed(per_seed[seed], seed, device) for seed in chosen}
         runs: dict[str, list[dict[str, Any]]] = {}
@@ -441,6 +448,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--no-prune-open", action="store_true",
                         help="HybridTrainer.prune_open = False (the first selection's "
                              "pruned starts with every gate open)")
+    parser.add_argument("--no-gate-parsimony", action="store_true",
+                        help="HybridTrainer.gate_parsimony = False (without a structure "
+                             "cost, gates weighed by their noise)")
+    parser.add_argument("--no-cost", action="store_true",
+                        help="run the tasks without their structure cost")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.tasks) - set(TASKS))
     if unknown:
@@ -460,7 +472,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
           f"load average {os.getloadavg()[0]:.1f}; {seeds} seeds from {args.first_seed}; "
           f"screens gates/choices/closings/pruned {not args.no_screen_gates}/"
           f"{not args.no_screen_choices}/{not args.no_screen_closings}/"
-          f"{not args.no_prune_open}; "
+          f"{not args.no_prune_open}; gate parsimony {not args.no_gate_parsimony}; "
+          f"{'no structure cost; ' if args.no_cost else ''}"
           f"search_compute="
           f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
           f"{'default' if args.final_steps is None else args.final_steps}, select_batches="
@@ -478,8 +491,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         options["screen_closings"] = False
     if args.no_prune_open:
         options["prune_open"] = False
+    if args.no_gate_parsimony:
+        options["gate_parsimony"] = False
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device,
-                        first_seed=args.first_seed, **options)
+                        first_seed=args.first_seed, no_cost=args.no_cost, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
     every = {k: sum(r["met"][k] for _, _, r in rows) for k in ("recovered", "gap", "compute")}
     print(f"\nTargets over {len(rows)} (task, optimizer) rows: recovered >= 4/5 in "
