@@ -253,17 +253,18 @@ def test_suite_from_a_later_seed_without_the_choice_screen(
 
     def recorded(self, *args):
         asked.append(self.screen_choices or self.screen_closings or self.prune_open
-                     or self.gate_parsimony)
+                     or self.gate_parsimony or self.fresh_final_state)
         return screen(self, *args)
 
     monkeypatch.setattr(FinalPhase, "_choice_screen", recorded)
     results = main(["op-graph", "--seeds", "1", "--first-seed", "3", "--optimizers", "cga",
                     "--no-screen-choices", "--no-screen-closings", "--no-prune-open",
-                    "--no-gate-parsimony", "--no-cost"])
+                    "--no-gate-parsimony", "--no-fresh-final-state", "--no-cost"])
     assert [run["seed"] for run in results["op-graph"]["runs"]["cga"]] == [3]
     assert list(results["op-graph"]["fixed"]) == [3]
     assert asked and not any(asked)
     assert "1 seeds from 3; screens gates/choices/closings/pruned True/False/False/False; " \
-        "gate parsimony False; no structure cost; " in capsys.readouterr().out
+        "gate parsimony False; fresh final state False; no structure cost; " in \
+        capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["op-graph", "--first-seed", "-1"])

@@ -510,3 +510,35 @@ def test_two_moves_samples_distinct_pairs_in_a_large_space() -> None:
     assert pairs == two_moves(start, openings, 10, np.random.default_rng(3))
     assert two_moves(start, openings[:1], 10, np.random.default_rng(3)) == []
     assert two_moves(start, openings, 0, np.random.default_rng(3)) == []
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_the_weight_optimizers_state_starts_afresh_once_the_first_selection_picks(
+        device, fresh: bool) -> None:
+    """fresh_final_state: on the step the first selection picks its structure, the weight
+    optimizer's per-parameter state is dropped before that step's weight step (Adam
+    counts its steps from 1 again); off, it counts on. Later steps (the finalists' race,
+    the late selection) do not drop it again."""
+    torch.manual_seed(0)
+    trainer = HybridTrainer(Net().to(device), "ga", seed=0, search_compute=2.0,
+                            final_steps=0.25, select_batches=2,
+                            weight_optimizer=lambda p: torch.optim.Adam(p, lr=1e-2),
+                            structure_options={"popsize": 4})
+    trainer.fresh_final_state = fresh
+    counted: list[tuple[bool, int]] = []
+
+    def record(metrics, trainer) -> None:
+        state = trainer.weight_optimizer.state
+        steps = {int(s["step"]) for s in state.values()}
+        assert len(steps) == 1
+        counted.append((trainer.selected is not None, steps.pop()))
+
+    trainer.callbacks.append(record)
+    trainer.fit(data(device), epochs=4)  # 20 steps, the last 5 final, 2 of them selecting
+    picked = next(i for i, (selected, _) in enumerate(counted) if selected)
+    assert picked == 16  # the second selection batch
+    assert [steps for _, steps in counted[:picked]] == list(range(1, picked + 1))
+    after = [steps for _, steps in counted[picked:]]
+    assert np.diff(after).tolist() == [1, 1, 1]
+    # off: the count goes on (the selected option's copy of the few-shot split: its steps)
+    assert after[0] == 1 if fresh else after[0] > 1

@@ -276,7 +276,8 @@ def test_the_selection_races_every_noise_gate_closed_at_once() -> None:
     assert sum(other.selection["opening"]["candidates"][1]) == FEATURES - 1
 
 
-@pytest.mark.parametrize("name", ["screen_closings", "prune_open", "gate_parsimony"])
+@pytest.mark.parametrize("name", ["screen_closings", "prune_open", "gate_parsimony",
+                                  "fresh_final_state"])
 @pytest.mark.parametrize("value", [1, "yes", None])
 def test_a_bad_switch_names_the_attribute_and_value(name: str, value) -> None:
     trainer = _trainer()

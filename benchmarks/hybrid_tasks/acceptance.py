@@ -283,7 +283,7 @@ def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu",
 
 
 FINAL_ATTRIBUTES = ("late_select", "screen_gates", "screen_choices", "screen_closings",
-                    "prune_open", "gate_parsimony")
+                    "prune_open", "gate_parsimony", "fresh_final_state")
 """The final phase's class attributes of :class:`~nondiff.hybrid.trainer.HybridTrainer`
 that :func:`search` takes as keywords."""
 
@@ -451,6 +451,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--no-gate-parsimony", action="store_true",
                         help="HybridTrainer.gate_parsimony = False (without a structure "
                              "cost, gates weighed by their noise)")
+    parser.add_argument("--no-fresh-final-state", action="store_true",
+                        help="HybridTrainer.fresh_final_state = False (the weight "
+                             "optimizer's state kept through the first selection)")
     parser.add_argument("--no-cost", action="store_true",
                         help="run the tasks without their structure cost")
     args = parser.parse_args(argv)
@@ -473,6 +476,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
           f"screens gates/choices/closings/pruned {not args.no_screen_gates}/"
           f"{not args.no_screen_choices}/{not args.no_screen_closings}/"
           f"{not args.no_prune_open}; gate parsimony {not args.no_gate_parsimony}; "
+          f"fresh final state {not args.no_fresh_final_state}; "
           f"{'no structure cost; ' if args.no_cost else ''}"
           f"search_compute="
           f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
@@ -493,6 +497,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         options["prune_open"] = False
     if args.no_gate_parsimony:
         options["gate_parsimony"] = False
+    if args.no_fresh_final_state:
+        options["fresh_final_state"] = False
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device,
                         first_seed=args.first_seed, no_cost=args.no_cost, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
