@@ -229,7 +229,8 @@ class FinalPhase(FinalistRace):
     candidate's score
     in the selection and the finalists' race and to the predicted change of closing it
     (:meth:`_parsimony`). A gate whose value the weights cannot tell from noise then
-    closes, as a structure cost would close it.
+    closes, as a structure cost would close it. It applies with ``held_out`` batches too
+    (the finalists' race scores on training rows either way).
 
     Without it, nothing closes a noise input: the search and the races score on training
     rows, where weights that have fitted a noise input read it to a lower loss. Traced on
@@ -311,9 +312,10 @@ class FinalPhase(FinalistRace):
 
         Raises:
             ValueError: ``race_finalists`` not an int >= 0, ``race_stage_steps`` not an
-                int >= 2, ``screen_gates``, ``screen_choices``, ``screen_closings`` or
-                ``prune_open`` not a bool, or ``late_select`` not None or a number in
-                ``[0, 1)``.
+                int >= 2, a switch of :data:`FINAL_SWITCHES` (``screen_gates``,
+                ``screen_choices``, ``screen_closings``, ``prune_open``,
+                ``gate_parsimony``, ``fresh_final_state``) not a bool, or
+                ``late_select`` not None or a number in ``[0, 1)``.
         """
         self._check_race()
         for name, purpose in FINAL_SWITCHES.items():
@@ -450,6 +452,9 @@ class FinalPhase(FinalistRace):
             spent += paid
             pruned, paid = ([], 0.0) if late else self._pruned_starts(rec, x, y, budget, spent)
             spent += paid
+            if closings:  # the gate parsimony's penalties, now that every screen has run
+                closings = [[float(j), v] for j, v in sorted(self._less_noise(
+                    {int(j): v for j, v in closings}).items())]
             budget -= spent
             stages = stage_lengths(batches)
             race = future[:batches]  # the rows each batch of the race will score
@@ -652,7 +657,10 @@ class FinalPhase(FinalistRace):
         ``([], 0.0)`` without it: ``screen_closings`` False, fewer than two open gates,
         few-shot weights still split, a Decoupled engine (as :meth:`_choice_screen`), or
         ``spent`` (the other screens' examples) plus its cost above
-        :data:`~nondiff.hybrid.gate_closing.CLOSING_SHARE` of ``budget``."""
+        :data:`~nondiff.hybrid.gate_closing.CLOSING_SHARE` of ``budget``. The gate
+        parsimony's penalties (:meth:`_less_noise`) are taken off by the caller once
+        every screen has run; the screen's errors weigh the gates no screen has
+        weighed yet (:meth:`_note_noise`)."""
         if not self.screen_closings or self.engine is not None or self._split_active():
             return [], 0.0
         base = np.asarray(start, dtype=np.float64)
@@ -678,8 +686,9 @@ class FinalPhase(FinalistRace):
         """Keep each gate's penalty of :attr:`gate_parsimony` from a closing screen's
         standard errors (``errors``, by entry): :func:`~nondiff.hybrid.gate_closing.
         noise_threshold` of the model's gates times the gate's error, at most the
-        median error of the screen. A screen of ``every_gate`` open (the pruned start's)
-        sets every penalty; another adds only gates not weighed yet.
+        median of the screen's errors above 0 (none above 0: nothing kept). A screen of
+        ``every_gate`` open (the pruned start's) sets every penalty, 0 for the gates
+        its loss does not reach; another adds only gates not weighed yet.
 
         The cap is the error a gate would have if it did nothing: a relevant input's
         rows change by very different amounts when it closes (a confident model loses
@@ -687,41 +696,55 @@ class FinalPhase(FinalistRace):
         predicted change of 0.18 (a real one of 1.2) in the tests, where noise inputs
         have 0.001 to 0.01 — and would count against it; most gates of a model that
         needs the search are noise, and the median error is theirs."""
-        if not errors or not self._parsimony_on():
+        positive = [e for e in errors.values() if e > 0]
+        if not positive or not self._parsimony_on():
             return
-        count = sum(g.space.size for _, g in gate_entries(self.model, self.space))
-        cap = float(np.median(list(errors.values())))
-        fresh = {j: noise_threshold(max(1, count)) * min(e, cap) for j, e in errors.items()}
-        noise = {} if every_gate else {int(j): v for j, v in self.gate_noise}
-        noise = {**fresh, **noise}  # another screen: the gates weighed before stay
+        gates = [j for at, g in gate_entries(self.model, self.space)
+                 for j in range(at, at + g.space.size)]
+        cap = float(np.median(positive))
+        fresh = {j: noise_threshold(max(1, len(gates))) * min(e, cap)
+                 for j, e in errors.items()}
+        if every_gate:  # the gates it does not reach: nothing says they are noise
+            noise = {**{j: 0.0 for j in gates}, **fresh}
+        else:  # another screen: the gates weighed before stay
+            noise = {**fresh, **{int(j): v for j, v in self.gate_noise}}
         self.gate_noise = [[float(j), float(v)] for j, v in sorted(noise.items())]
+
+    def _gate_penalties(self) -> dict[int, float]:
+        """Each gate's penalty of :attr:`gate_parsimony` (:meth:`_note_noise`), by entry;
+        a gate no screen has weighed: the median of those weighed. Empty when it is off
+        or nothing is weighed yet."""
+        if not self.gate_noise or not self._parsimony_on():
+            return {}
+        noise = {int(j): v for j, v in self.gate_noise}
+        fallback = float(np.median(list(noise.values())))
+        return {j: noise.get(j, fallback) for at, g in gate_entries(self.model, self.space)
+                for j in range(at, at + g.space.size)}
 
     def _parsimony(self, rows: Any) -> np.ndarray:
         """The penalty of :attr:`gate_parsimony` of each encoded structure of ``rows``:
-        the sum of its open gates' penalties (:meth:`_note_noise`; a gate no screen has
-        weighed yet: the median of those weighed); zeros when it is off or nothing is
-        weighed yet."""
-        rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
-        if not self.gate_noise or not self._parsimony_on():
+        the sum of its open gates' penalties (:meth:`_gate_penalties`); zeros when it is
+        off or nothing is weighed yet."""
+        penalties = self._gate_penalties()
+        if not penalties or not len(rows):
             return np.zeros(len(rows))
-        noise = {int(j): v for j, v in self.gate_noise}
-        fallback = float(np.median(list(noise.values())))
-        gates = [j for at, g in gate_entries(self.model, self.space)
-                 for j in range(at, at + g.space.size)]
-        penalty = np.asarray([noise.get(j, fallback) for j in gates])
-        return (rows[:, gates] > 0) @ penalty if gates else np.zeros(len(rows))
+        rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        gates = list(penalties)
+        return (rows[:, gates] > 0) @ np.asarray([penalties[j] for j in gates])
+
+    def _less_noise(self, changes: dict[int, float]) -> dict[int, float]:
+        """``changes`` (predicted changes of closing each gate, by entry) less each
+        gate's penalty of :attr:`gate_parsimony` (:meth:`_gate_penalties`): the saving
+        of closing it; unchanged when it is off or nothing is weighed yet."""
+        penalties = self._gate_penalties()
+        return {j: v - penalties.get(j, 0.0) for j, v in changes.items()} if penalties \
+            else changes
 
     def _with_cost_changes(self, start: list[float], changes: dict[int, float]
                            ) -> dict[int, float]:
         """``changes`` (the predicted loss change of closing each gate of ``start``) plus
         the change of the structure cost each closing makes, at this step's weight, when
-        the fitness is the loss (the cost is scaled for the fitness: else unchanged);
-        without a cost, less the gate's penalty of :attr:`gate_parsimony` when it is on
-        (:meth:`_parsimony`)."""
-        if changes and self._parsimony_on():
-            saved = self._parsimony([start])[0] - self._parsimony(
-                [[0.0 if i == j else v for i, v in enumerate(start)] for j in changes])
-            return {j: v - float(s) for (j, v), s in zip(changes.items(), saved, strict=True)}
+        the fitness is the loss (the cost is scaled for the fitness: else unchanged)."""
         if not changes or self.structure_cost is None or self.fitness is not self.loss:
             return changes
         rows = []
@@ -795,9 +818,9 @@ class FinalPhase(FinalistRace):
                 paid += float(n * passes)
                 if not changes:
                     continue
-                if not pruned:  # the start's own option: every gate weighed at once
+                if value is starts[0]:  # the start's own option: every gate weighed at once
                     self._note_noise(errors, every_gate=True)
-                weighed = self._with_cost_changes(row, changes)
+                weighed = self._less_noise(self._with_cost_changes(row, changes))
                 built = [closed_together(row, weighed, least=0),
                          *pruning_path(row, weighed, PRUNE_PATH)]
                 for kept in built:

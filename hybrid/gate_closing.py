@@ -212,9 +212,9 @@ def closing_screen(model: nn.Module, space: Space, start: Sequence[float], x: to
     errors, passes)``, ``errors`` by entry as ``changes``. Row ``r``'s own predicted
     change is ``-D_r + D_r^2 / 2`` (``D_r`` the derivative of its loss in the opening),
     whose mean over the rows is the prediction; the error is their standard deviation
-    over the square root of the rows (the gate parsimony of
-    :class:`~nondiff.hybrid.trainer.HybridTrainer` weighs a gate by it:
-    :func:`noise_threshold`).
+    (one degree of freedom less; 0 for one row) over the square root of the rows (the
+    gate parsimony of :class:`~nondiff.hybrid.trainer.HybridTrainer` weighs a gate by
+    it: :func:`noise_threshold`).
 
     >>> import torch
     >>> from torch import nn
@@ -277,8 +277,9 @@ def closing_screen(model: nn.Module, space: Space, start: Sequence[float], x: to
         first = grad.sum(axis=0)  # dL/dg
         fisher = rows * np.square(grad).sum(axis=0)  # mean over rows of (d loss_r / dg)^2
         own = rows * grad  # (rows, n): d loss_r / d g_ri, each row's own derivative
-        spread = (-own + 0.5 * np.square(own)).std(axis=0) / math.sqrt(rows)  # of its mean:
-        for i in np.flatnonzero(base[at:at + grad.shape[1]] > 0):  # -dL/dg + F/2
+        per_row = -own + 0.5 * np.square(own)  # each row's change; their mean: -dL/dg + F/2
+        spread = per_row.std(axis=0, ddof=min(1, rows - 1)) / math.sqrt(rows)
+        for i in np.flatnonzero(base[at:at + grad.shape[1]] > 0):
             out[at + int(i)] = float(-first[i] + 0.5 * fisher[i])
             errors[at + int(i)] = float(spread[i])
     return out, errors, 1

@@ -216,18 +216,27 @@ def test_the_screen_costs_one_pass_within_its_share_and_counts_the_structure_cos
     assert other._closing_screen(start, x, y, math.inf, 0.0)[0] == plain
     assert costly.gate_noise == [] and other.gate_noise == []  # a cost: no parsimony
 
-    parsimonious = _trainer()
-    weighed, _ = parsimonious._closing_screen(start, x, y, math.inf, 0.0)
+    parsimonious = _trainer()  # no cost: the screen weighs the gates, the caller charges
+    assert parsimonious._closing_screen(start, x, y, math.inf, 0.0)[0] == plain
     _, errors_, _ = closing_screen(parsimonious.model, parsimonious.space, start,
                                    x[:SCREEN_ROWS], y[:SCREEN_ROWS],
                                    nn.functional.cross_entropy)
     threshold, cap = noise_threshold(FEATURES), float(np.median(list(errors_.values())))
     assert [j for j, _ in parsimonious.gate_noise] == list(range(FEATURES))
-    for (j, free), (k, less), (m, noise) in zip(plain, weighed, parsimonious.gate_noise,
-                                                strict=True):
-        assert j == k == m and noise == pytest.approx(threshold * min(errors_[j], cap))
-        assert less == pytest.approx(free - noise)
+    less = parsimonious._less_noise({int(j): v for j, v in plain})
+    for (j, free), (m, noise) in zip(plain, parsimonious.gate_noise, strict=True):
+        assert j == m and noise == pytest.approx(threshold * min(errors_[j], cap))
+        assert less[j] == pytest.approx(free - noise)
     assert max(noise for _, noise in parsimonious.gate_noise) == pytest.approx(threshold * cap)
+    assert parsimonious._parsimony([]).shape == (0,)
+    parsimonious._note_noise({0: 0.01, 1: 0.0}, every_gate=True)  # input 1 unreached: 0
+    assert parsimonious.gate_noise[:3] == [[0.0, pytest.approx(0.01 * threshold)],
+                                           [1.0, 0.0], [2.0, 0.0]]
+    before = list(parsimonious.gate_noise)
+    parsimonious._note_noise({0: 0.5, 3: 0.02}, every_gate=False)  # weighed gates stay
+    assert parsimonious.gate_noise == before
+    parsimonious._note_noise({0: 0.0}, every_gate=True)  # no error above 0: nothing kept
+    assert parsimonious.gate_noise == before
     stripped = _trainer(fitness=errors)  # a fitness that is not the loss: none either
     assert stripped._closing_screen(start, x, y, math.inf, 0.0)[0] == plain
     assert stripped.gate_noise == []
