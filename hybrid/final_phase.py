@@ -230,7 +230,13 @@ class FinalPhase(FinalistRace):
     in the selection and the finalists' race and to the predicted change of closing it
     (:meth:`_parsimony`). A gate whose value the weights cannot tell from noise then
     closes, as a structure cost would close it. It applies with ``held_out`` batches too
-    (the finalists' race scores on training rows either way).
+    (the finalists' race scores on training rows either way). And as a cost can, it
+    closes every input when the start's option of a ``Choice`` cannot use them (the
+    identity before a product of two inputs) and no few-shot copy screens the other
+    options (``split_choice=None``; :meth:`_pruned_starts`): traced on a run with no
+    search at all (tests/test_fair_sampling.py), the selection started from the
+    identity with every gate closed and stayed there, where without the parsimony the
+    noise of the race kept the inputs that a move to ReLU then used.
 
     Without it, nothing closes a noise input: the search and the races score on training
     rows, where weights that have fitted a noise input read it to a lower loss. Traced on

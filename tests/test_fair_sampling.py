@@ -127,6 +127,9 @@ def _product_loss(fair_open: float | None, start: float | None = None) -> float:
     # (the ramp's effect on shared weights; few-shot copies: tests/test_few_shot.py)
     trainer = HybridTrainer(model, "cem", lambda p: torch.optim.Adam(p, lr=task.lr), seed=1,
                             warmup_steps=10**6, split_choice=None, **given)
+    # no search: the final phase starts from CEM's all-closed mean with the identity, which
+    # the gate parsimony keeps (no input is worth its noise there; test_gate_closing.py)
+    trainer.gate_parsimony = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fit ends before the first generation
         trainer.fit(task.data, epochs=16, batch_size=64, seed=1)
