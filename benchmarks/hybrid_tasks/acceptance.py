@@ -225,7 +225,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from nondiff.hybrid.final_phase import LATE_SELECT
+from nondiff.hybrid.final_phase import FINAL_SWITCHES, LATE_SELECT
 from nondiff.hybrid.named_optimizer import named_structure_optimizer
 from nondiff.hybrid.structure import set_structure, structure_space
 from nondiff.hybrid.trainer import DEFAULT_FINAL_STEPS, HybridTrainer
@@ -292,8 +292,7 @@ def train_fixed(task: AcceptanceTask, seed: int, device: str = "cpu",
             "forward_examples": forwards, "seconds": time.perf_counter() - start}
 
 
-FINAL_ATTRIBUTES = ("late_select", "screen_gates", "screen_choices", "screen_closings",
-                    "prune_open", "gate_parsimony", "fresh_final_state")
+FINAL_ATTRIBUTES = ("late_select", *FINAL_SWITCHES)
 """The final phase's class attributes of :class:`~nondiff.hybrid.trainer.HybridTrainer`
 that :func:`search` takes as keywords."""
 
@@ -447,23 +446,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
                         help="HybridTrainer.late_select: how far into the final phase the "
                              "late selection starts ('none': no late selection; default: "
                              f"the trainer's, {LATE_SELECT})")
-    parser.add_argument("--no-screen-gates", action="store_true",
-                        help="HybridTrainer.screen_gates = False (nondiff.hybrid.gate_screen)")
-    parser.add_argument("--no-screen-choices", action="store_true",
-                        help="HybridTrainer.screen_choices = False "
-                             "(nondiff.hybrid.choice_screen)")
-    parser.add_argument("--no-screen-closings", action="store_true",
-                        help="HybridTrainer.screen_closings = False "
-                             "(nondiff.hybrid.gate_closing)")
-    parser.add_argument("--no-prune-open", action="store_true",
-                        help="HybridTrainer.prune_open = False (the first selection's "
-                             "pruned starts with every gate open)")
-    parser.add_argument("--no-gate-parsimony", action="store_true",
-                        help="HybridTrainer.gate_parsimony = False (without a structure "
-                             "cost, gates weighed by their noise)")
-    parser.add_argument("--no-fresh-final-state", action="store_true",
-                        help="HybridTrainer.fresh_final_state = False (the weight "
-                             "optimizer's state kept through the first selection)")
+    for name, purpose in FINAL_SWITCHES.items():  # --no-screen-gates, ...
+        parser.add_argument(f"--no-{name.replace('_', '-')}", action="store_true",
+                            help=f"HybridTrainer.{name} = False (on: {purpose})")
     parser.add_argument("--no-cost", action="store_true",
                         help="run the tasks without their structure cost")
     args = parser.parse_args(argv)
@@ -497,18 +482,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     given = {"search_compute": args.search_compute, "final_steps": args.final_steps,
              "select_batches": args.select_batches, "late_select": args.late_select}
     options = {k: None if v == "none" else v for k, v in given.items() if v is not None}
-    if args.no_screen_gates:
-        options["screen_gates"] = False
-    if args.no_screen_choices:
-        options["screen_choices"] = False
-    if args.no_screen_closings:
-        options["screen_closings"] = False
-    if args.no_prune_open:
-        options["prune_open"] = False
-    if args.no_gate_parsimony:
-        options["gate_parsimony"] = False
-    if args.no_fresh_final_state:
-        options["fresh_final_state"] = False
+    options.update({name: False for name in FINAL_SWITCHES if getattr(args, f"no_{name}")})
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device,
                         first_seed=args.first_seed, no_cost=args.no_cost, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
