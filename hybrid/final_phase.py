@@ -226,10 +226,10 @@ class FinalPhase(FinalistRace):
     noise_threshold` standard errors of its closing screen's prediction
     (:func:`~nondiff.hybrid.gate_closing.closing_screen`; the first selection's screen of
     every gate open, at most the median error: :meth:`_note_noise`), added to a
-    candidate's score
-    in the selection and the finalists' race and to the predicted change of closing it
-    (:meth:`_parsimony`). A gate whose value the weights cannot tell from noise then
-    closes, as a structure cost would close it. It applies with ``held_out`` batches too
+    candidate's score in the selection and the finalists' race (:meth:`_parsimony`) and
+    taken off the predicted change of closing it (:meth:`_less_noise`). A gate whose
+    value the weights cannot tell from noise then closes, as a structure cost would
+    close it. It applies with ``held_out`` batches too
     (the finalists' race scores on training rows either way). And as a cost can, it
     closes every input when the start's option of a ``Choice`` cannot use them (the
     identity before a product of two inputs) and no few-shot copy screens the other
