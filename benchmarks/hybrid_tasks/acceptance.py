@@ -232,6 +232,7 @@ from nondiff.hybrid.trainer import DEFAULT_FINAL_STEPS, HybridTrainer
 from nondiff.optim import registry
 from nondiff.optim.base import UnsupportedSpaceError
 from nondiff.problems.hybrid.acceptance import TASKS, AcceptanceTask, make_task
+from nondiff.problems.hybrid.acceptance_checks import CHECKS, make_check
 from nondiff.problems.learning import accuracy
 from torch import nn
 
@@ -370,20 +371,29 @@ def print_table(task: AcceptanceTask, table: dict[str, dict[str, Any]],
 def run_suite(tasks: Sequence[str] | None = None, seeds: int = 5,
               optimizers: Sequence[str] | None = None, device: str = "cpu",
               verbose: bool = True, first_seed: int = 0, no_cost: bool = False,
+              lr: float | None = None, epochs: int | None = None,
               **options: Any) -> dict[str, dict[str, Any]]:
     """Every (task, handled optimizer, seed) for the ``seeds`` seeds from ``first_seed``;
     returns ``{task: {"table", "skipped", "fixed", "runs"}}`` and prints one table per
-    task. ``options`` go to every ``HybridTrainer`` (through :func:`search`); with
-    ``no_cost`` the tasks run without their structure cost (a user who states none: the
-    trainer's gate parsimony, :attr:`~nondiff.hybrid.final_phase.FinalPhase.
-    gate_parsimony`, is what closes noise inputs)."""
+    task. ``tasks``: names of the suite's :data:`~nondiff.problems.hybrid.acceptance.
+    TASKS` (all of them by default) or of the check tasks outside it
+    (:data:`~nondiff.problems.hybrid.acceptance_checks.CHECKS`). ``options`` go to every
+    ``HybridTrainer`` (through :func:`search`); with ``no_cost`` the tasks run without
+    their structure cost (a user who states none: the trainer's gate parsimony,
+    :attr:`~nondiff.hybrid.final_phase.FinalPhase.gate_parsimony`, is what closes noise
+    inputs); ``lr`` and ``epochs`` replace every task's learning rate and epochs (the
+    search's and the fixed structure's alike: e.g. ``lr=1e-3``, the trainer's default
+    Adam)."""
     results: dict[str, dict[str, Any]] = {}
     chosen = range(first_seed, first_seed + seeds)
+    changes: dict[str, Any] = {k: v for k, v in (("lr", lr), ("epochs", epochs))
+                               if v is not None}
+    if no_cost:
+        changes["structure_cost"] = None
     for task_name in tasks or list(TASKS):
-        per_seed = {seed: make_task(task_name, seed) for seed in chosen}
-        if no_cost:
-            per_seed = {seed: dataclasses.replace(task, structure_cost=None)
-                        for seed, task in per_seed.items()}
+        make = make_check if task_name in CHECKS else make_task
+        per_seed = {seed: dataclasses.replace(make(task_name, seed), **changes)
+                    for seed in chosen}
         names, skipped = handled(per_seed[first_seed], optimizers)
         fixed = {seed: train_fixed(per_seed[seed], seed, device) for seed in chosen}
         runs: dict[str, list[dict[str, Any]]] = {}
@@ -420,7 +430,8 @@ def _late_select(text: str) -> float | str:
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("tasks", nargs="*", metavar="task",
-                        help=f"any of {', '.join(TASKS)} (default: all)")
+                        help=f"any of the suite's {', '.join(TASKS)} (default: all of "
+                             f"them) or of the check tasks {', '.join(CHECKS)}")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0,
                         help="the first seed (e.g. 5 for seeds 5-9 with --seeds 5)")
@@ -451,10 +462,20 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
                             help=f"HybridTrainer.{name} = False (on: {purpose})")
     parser.add_argument("--no-cost", action="store_true",
                         help="run the tasks without their structure cost")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="every task's learning rate (search and fixed), e.g. 1e-3 "
+                             "(the trainer's default Adam); default: each task's own")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="every task's epochs (search and fixed); default: each "
+                             "task's own")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.tasks) - set(TASKS))
+    unknown = sorted(set(args.tasks) - set(TASKS) - set(CHECKS))
     if unknown:
-        parser.error(f"unknown tasks {unknown}; choose from {', '.join(TASKS)}")
+        parser.error(f"unknown tasks {unknown}; choose from {', '.join([*TASKS, *CHECKS])}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        parser.error(f"--lr must be a positive number, got {args.lr}")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.optimizers:
         bad = sorted(set(args.optimizers) - set(registry.names()))
         if bad:
@@ -473,6 +494,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
           f"{not args.no_prune_open}; gate parsimony {not args.no_gate_parsimony}; "
           f"fresh final state {not args.no_fresh_final_state}; "
           f"{'no structure cost; ' if args.no_cost else ''}"
+          f"{'' if args.lr is None else f'lr {args.lr}; '}"
+          f"{'' if args.epochs is None else f'{args.epochs} epochs; '}"
           f"search_compute="
           f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
           f"{'default' if args.final_steps is None else args.final_steps}, select_batches="
@@ -484,7 +507,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     options = {k: None if v == "none" else v for k, v in given.items() if v is not None}
     options.update({name: False for name in FINAL_SWITCHES if getattr(args, f"no_{name}")})
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device,
-                        first_seed=args.first_seed, no_cost=args.no_cost, **options)
+                        first_seed=args.first_seed, no_cost=args.no_cost, lr=args.lr,
+                        epochs=args.epochs, **options)
     rows = [(t, n, r) for t, res in results.items() for n, r in res["table"].items()]
     every = {k: sum(r["met"][k] for _, _, r in rows) for k in ("recovered", "gap", "compute")}
     print(f"\nTargets over {len(rows)} (task, optimizer) rows: recovered >= 4/5 in "
