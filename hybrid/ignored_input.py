@@ -143,10 +143,12 @@ def ignored_input_message(structure: Mapping[str, Any], cost: bool) -> str:
     if len(shown) > 200:
         shown = shown[:197] + "..."
     why = ("The structure cost may have outweighed what the shared weights had learned; "
-           "try more epochs, a smaller cost_weight or a later cost_start" if cost else
-           "The search may have found no structure that did better with its input, or "
-           "the weights may have stopped reading it (check the loss); try more epochs or "
-           "check the structure space")
+           "try more epochs, a larger learning rate of the weight optimizer (the "
+           "default Adam's is 1e-3), a smaller cost_weight or a later cost_start" if cost
+           else "The search may have found no structure that did better with its input, "
+           "or the weights may have stopped reading it (check the loss); try more epochs, "
+           "a larger learning rate of the weight optimizer (the default Adam's is 1e-3) "
+           "or check the structure space")
     return (f"fit returns a structure under which the model gives every row of its last "
             f"batch the same output, so it predicts no better than a constant: {shown}. "
             f"{why}")

@@ -9,8 +9,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from nondiff.benchmarks.hybrid_tasks.acceptance import main, train_fixed
+from nondiff.benchmarks.hybrid_tasks import acceptance
+from nondiff.benchmarks.hybrid_tasks.acceptance import main, run_suite, train_fixed
 from nondiff.hybrid.structure import structure_space
+from nondiff.problems.hybrid.acceptance import TASKS
 from nondiff.problems.hybrid.acceptance_checks import CHECKS, make_check
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,7 +35,7 @@ KNOWN_FLOOR = {"xor-16": 0.95, "three-class": 0.9, "big-batch": 0.95, "circle-sl
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
-def test_check_data_is_seeded_balanced_and_labeled_by_its_rule(name: str) -> None:
+def test_check_data_is_seeded_labeled_by_its_rule_and_no_class_rare(name: str) -> None:
     task, again, other = make_check(name, 3), make_check(name, 3), make_check(name, 4)
     data = task.data
     assert torch.equal(data.x_train, again.data.x_train)
@@ -63,14 +65,34 @@ def test_the_known_structure_trained_alone_learns_each_check(name: str) -> None:
 def test_an_unknown_check_is_refused_with_the_names() -> None:
     with pytest.raises(ValueError, match=r"unknown check task 'xor'; choose from \['big-batch'"):
         make_check("xor")
+    assert not set(CHECKS) & set(TASKS)  # a name runs one task
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"tasks": ["xor"]}, r"unknown tasks \['xor'\]; choose from .*'xor-16'"),
+    ({"tasks": ["xor-16"], "lr": 0.0}, r"lr must be None .* got 0\.0; e\.g\. 1e-3"),
+    ({"tasks": ["xor-16"], "epochs": 0}, r"epochs must be None .* got 0; e\.g\. 20"),
+])
+def test_run_suite_refuses_bad_names_and_budgets_before_any_run(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        run_suite(seeds=1, optimizers=["ga"], verbose=False, **kwargs)
 
 
 def test_the_benchmark_runs_a_check_at_another_learning_rate_and_epochs(
-        capsys: pytest.CaptureFixture[str]) -> None:
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A check task runs by name; ``--lr`` and ``--epochs`` replace the task's own for
     the search and the fixed structure alike."""
+    rates = []
+    for name in ("train_fixed", "search"):
+        original = getattr(acceptance, name)
+
+        def recording(task, *args, _original=original, **kwargs):
+            rates.append(task.lr)
+            return _original(task, *args, **kwargs)
+        monkeypatch.setattr(acceptance, name, recording)
     results = main(["big-batch", "--seeds", "1", "--optimizers", "ga", "--lr", "0.02",
                     "--epochs", "2"])
+    assert rates == [0.02, 0.02]  # the fixed structure, then the search
     run = results["big-batch"]
     assert run["fixed"][0]["forward_examples"] == 2 * 3000
     assert run["runs"]["ga"][0]["forward_examples"] <= 2 * 2 * 3000  # the bound holds

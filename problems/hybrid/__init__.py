@@ -14,6 +14,8 @@ the data, the model pieces, the known structure and the evaluation:
   structure is known (relevant inputs, the needed nonlinearity, an op graph): the
   acceptance suite of structure search (``python -m
   nondiff.benchmarks.hybrid_tasks.acceptance``).
+- :mod:`nondiff.problems.hybrid.acceptance_checks` — check tasks outside that suite,
+  written after its methods (budgets and labels it does not have).
 
 The experiments that train and compare methods on them are
 :mod:`nondiff.benchmarks.hybrid_tasks` (``python -m nondiff.benchmarks.hybrid_tasks``

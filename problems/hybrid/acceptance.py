@@ -204,8 +204,10 @@ class AcceptanceTask:
     """A classification task whose right structure is known.
 
     Attributes:
-        name: the task's key in :data:`TASKS`.
-        data: training and test splits (float32 inputs, int64 labels, 2 classes).
+        name: the task's key in :data:`TASKS` (or in :data:`~nondiff.problems.hybrid.
+            acceptance_checks.CHECKS`).
+        data: training and test splits (float32 inputs, int64 labels, 2 classes unless
+            the task says otherwise).
         model: ``factory() -> nn.Module`` declaring the structure (seed torch first).
         known: one structure that solves the task (trained alone as the reference).
         accepted: ``{path: allowed values}``: a found structure is recovered when

@@ -9,7 +9,7 @@ labels the suite does not have, to see the methods on cases they were not built 
 
 - ``"xor-16"``: ``1[x_3 x_8 > 0]`` among 16 gated inputs, with the suite's gate cost;
 - ``"three-class"``: three classes, ``argmax(x_1, x_4 x_9, |x_6| - 0.8)`` among 14
-  inputs, no structure cost;
+  inputs (about 37, 34 and 29 % of the rows), no structure cost;
 - ``"big-batch"``: ``1[x_0 x_5 > 0]`` among 10 inputs, 3,000 rows in batches of 256
   for 8 epochs (96 steps), no cost;
 - ``"circle-slow"``: ``1[x_3^2 + x_11^2 < ln 4]`` among 16 inputs at Adam's default
@@ -38,19 +38,15 @@ from typing import Any
 import numpy as np
 import torch
 from nondiff.problems.hybrid.acceptance import (
-    GATE_COST,
     AcceptanceTask,
     GatedActivationMLP,
     _check_sizes,
+    _open_gates,
 )
 from nondiff.problems.learning import Dataset
 
 __all__ = ["CHECKS", "big_batch", "circle_slow", "make_check", "parity_3", "three_class",
            "xor_16"]
-
-
-def _gate_cost(structure: Any) -> float:
-    return GATE_COST * float(np.sum(structure["gates"]))
 
 
 def _gated_task(name: str, seed: int, n_train: int, n_test: int, features: int,
@@ -70,7 +66,7 @@ def _gated_task(name: str, seed: int, n_train: int, n_test: int, features: int,
     return AcceptanceTask(
         name, data, lambda: GatedActivationMLP(features, hidden, classes),
         {"gates": mask, "act": "relu"}, {"gates": [mask], "act": ["relu", "tanh"]},
-        structure_cost=_gate_cost if cost else None,
+        structure_cost=_open_gates if cost else None,
         notes=f"open gates {list(inputs)} of {features} and a nonlinear activation",
         **budget)
 
