@@ -507,7 +507,7 @@ class FinalPhase(FinalistRace):
         objective = self.evaluate(values, x, y)
         if self.structure_cost is not None:
             objective = objective + self.cost_weight_at(self.step_count) * self.costs(values)
-        elif self.gate_noise and self._parsimony_on():
+        if self.gate_noise and self._parsimony_on():
             objective = np.asarray(objective, dtype=np.float64) + self._parsimony(
                 [sel["candidates"][i] for i in alive])
         sums = list(sel["sums"])
@@ -685,8 +685,8 @@ class FinalPhase(FinalistRace):
     def _parsimony_on(self) -> bool:
         """Whether :attr:`gate_parsimony` weighs the gates: it is on, there is no
         structure cost, and the fitness is the loss (the penalty is in its units)."""
-        return self.gate_parsimony and self.structure_cost is None and \
-            self.fitness is self.loss
+        return self.gate_parsimony and self.fitness is self.loss and (
+            self.structure_cost is None or self.cost_held_back(self.step_count))
 
     def _note_noise(self, errors: dict[int, float], every_gate: bool) -> None:
         """Keep each gate's penalty of :attr:`gate_parsimony` from a closing screen's

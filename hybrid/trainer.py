@@ -139,7 +139,9 @@ count or FLOPs of the chosen ops — with a weight ``w_t`` that is 0 until
 schedule ``step -> weight``, e.g. an optax schedule). By default the cost is off for the
 first 30 % of the training, and after that until a generation's best fitness lies 10 %
 below its median (the weights tell structures apart: ``COST_SIGNAL``; at the latest at
-60 %), and then ramps in over 40 % of the training or by the final phase's start (the
+60 %, except on a model with ``Gates`` scored by its loss, where without the signal the
+cost stays off and the final phase's gate parsimony weighs the gates instead:
+``cost_withheld``), and then ramps in over 40 % of the training or by the final phase's start (the
 last 30 %: a cost that waits until 60 % then ramps over 10 %; ``DEFAULT_COST_START``); a
 given ``warmup_steps`` starts it there instead, at full weight unless
 ``cost_ramp_steps`` says otherwise. A cost at full weight from the first step closes
@@ -401,7 +403,9 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
             training — off while the weights learn what each part is worth — or later:
             the default waits for the first generation whose best fitness is
             :data:`COST_SIGNAL` below its median, at most until :data:`COST_LATEST` (0.6)
-            of the training (the step is ``cost_signal_at``, checkpointed). Never
+            of the training (the step is ``cost_signal_at``, checkpointed); on a model
+            with ``Gates`` scored by its loss, however late (the class attribute
+            ``cost_withheld``). Never
             before ``warmup_steps``; a fraction without a plan (steps taken without
             ``fit`` and no ``total_steps``) starts at ``warmup_steps``.
         cost_ramp_steps: steps (an int) or a fraction of the training (a float in
@@ -1108,6 +1112,8 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
             cost = self.structure_cost is not None and \
                 float(self.cost_weight_at(self.step_count)) > 0
             warnings.warn(ignored_input_message(recommended, cost), stacklevel=2)
+        if taken and self.cost_held_back(self.step_count):
+            self._warn_cost_held_back()
         if bar is not None and self.structure_cost is not None and taken:
             self.print_pareto(file=sys.stderr)  # where the progress bar was
         return taken

@@ -103,8 +103,8 @@ def _product_task(device: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def test_fit_warns_when_the_cost_closes_every_gate(device):
     torch.manual_seed(0)
     model = nn.Sequential(Gates(4), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).to(device)
-    trainer = HybridTrainer(model, "ga", seed=0, warmup_steps=0, cost_weight=10.0,
-                            structure_cost=lambda s: float(np.sum(s["0"])))
+    trainer = HybridTrainer(model, "ga", seed=0, cost_start=0.3, cost_weight=10.0,
+                            structure_cost=lambda s: float(np.sum(s["0"])))  # not withheld
     with pytest.warns(UserWarning, match="same output.*smaller cost_weight"):
         trainer.fit(_product_task(device), epochs=6)
     assert not trainer.structure()["0"].any()

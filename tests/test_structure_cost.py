@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import plain_equal, roundtrip
-from nondiff.hybrid.structure import get_structure
+from nondiff.hybrid.structure import Choice, get_structure
 from nondiff.hybrid.trainer import HybridTrainer, pareto_front
 from nondiff.optim.checkpoint import seal
 from test_trainer import GatedLinear, adam, gated_data
@@ -205,8 +205,10 @@ def test_a_fractional_cost_schedule_without_a_plan_warns_once() -> None:
         trainer.step(x, y)  # once only
     planned = HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
                             structure_cost=open_gates, total_steps=100)
-    assert planned.cost_window() == (60, 10)  # no signal yet; full weight by the final
-    # phase (the last 30 steps by default)
+    assert planned.cost_window() == (100, 0)  # no signal yet: withheld (gates, the loss)
+    planned.cost_withheld = False
+    assert planned.cost_window() == (60, 10)  # else at COST_LATEST; full weight by the
+    # final phase (the last 30 steps by default)
 
 
 def test_the_default_cost_waits_until_generations_tell_structures_apart() -> None:
@@ -216,9 +218,11 @@ def test_the_default_cost_waits_until_generations_tell_structures_apart() -> Non
     cost_start is kept as given; a state from before the signal loads as the old
     schedule."""
     def planned(**options):
-        return HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
-                             structure_cost=open_gates, total_steps=100, final_steps=0.1,
-                             **options)
+        trainer = HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
+                                structure_cost=open_gates, total_steps=100, final_steps=0.1,
+                                **options)
+        trainer.cost_withheld = False  # the start at COST_LATEST (withheld: below)
+        return trainer
 
     trainer = planned()  # the final phase is the last 10 steps
     assert trainer.cost_window() == (60, 30) and trainer.cost_weight_at(59) == 0.0
@@ -262,9 +266,11 @@ def test_fit_pins_a_plan_for_the_default_cost_schedule_alone() -> None:
 
     def make(**options):
         torch.manual_seed(0)
-        return HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
-                             structure_cost=open_gates, structure_options={"popsize": 4},
-                             seed=0, **options)
+        trainer = HybridTrainer(GatedLinear(), "ga", adam(0.05), loss=nn.functional.mse_loss,
+                                structure_cost=open_gates, structure_options={"popsize": 4},
+                                seed=0, **options)
+        trainer.cost_withheld = False  # the start at COST_LATEST (withheld: below)
+        return trainer
 
     trainer = make(search_compute=None, weight_step="sampled")
     with warnings.catch_warnings():
@@ -279,3 +285,44 @@ def test_fit_pins_a_plan_for_the_default_cost_schedule_alone() -> None:
     late = make(final_steps=0.45, total_steps=40)  # the search ends at step 22
     start, ramp = late.cost_window()
     assert start == 22 and ramp == 0 and late.cost_weight_at(22) == 1.0
+
+
+def test_without_a_signal_the_default_withholds_a_gate_cost_and_weighs_the_noise() -> None:
+    """With gates and the loss as the fitness, the default schedule waits for the
+    COST_SIGNAL however late: without one the cost stays off also in the final phase,
+    the gate parsimony weighs the gates instead and fit warns, naming the fixes; a late
+    signal starts the cost, ramped to full weight by the final phase. Without gates, or
+    with another fitness, or a cost_start, the cost starts at COST_LATEST as before."""
+    def make(model=None, **options):
+        torch.manual_seed(0)
+        options.setdefault("structure_cost", open_gates)
+        return HybridTrainer(model or GatedLinear(), "ga", adam(0.05),
+                             loss=nn.functional.mse_loss, structure_options={"popsize": 4},
+                             seed=0, **options)
+
+    trainer = make(total_steps=100)
+    assert trainer.cost_window() == (100, 0)
+    assert not trainer.cost_held_back(59) and trainer.cost_held_back(60)
+    assert trainer.cost_weight_at(99) == 0.0
+    trainer.step_count = 80  # in the final phase (the last 30 steps), no signal
+    assert trainer._parsimony_on()
+    trainer.gate_parsimony = False  # no stand-in: the cost is not withheld
+    assert trainer.cost_window() == (60, 10) and not trainer._parsimony_on()
+    late = make(total_steps=100)
+    late.step_count = 65  # a signal past COST_LATEST: the cost starts there
+    late.note_cost_signal([1.0, 1.0, 1.0, 0.5])
+    assert late.cost_window() == (65, 5) and not late.cost_held_back(80)
+    assert late.cost_weight_at(70) == 1.0
+    other_fitness = make(total_steps=100, fitness=lambda out, y: -out.mean())
+    assert other_fitness.cost_window() == (60, 10)
+    assert make(total_steps=100, cost_start=0.3).cost_window() == (30, 40)
+    ungated = make(nn.Sequential(nn.Linear(8, 1), Choice(nn.ReLU(), nn.Tanh())),
+                   total_steps=100, structure_cost=lambda s: 0.0)
+    assert ungated.cost_window() == (60, 10)
+    quiet = make()  # a short run whose generations never tell the gates apart
+    quiet.note_cost_signal = lambda objectives: None
+    with pytest.warns(UserWarning, match=r"structure cost was not weighed.*larger learning "
+                                         r"rate.*cost_start"):
+        quiet.fit(gated_data(), epochs=4)
+    assert quiet.cost_signal_at is None and quiet.cost_held_back(quiet.step_count)
+    assert all(m["cost_weight"] == 0.0 for m in quiet.history)
