@@ -166,8 +166,8 @@ FINAL_SWITCHES = {
     "screen_choices": "the final selection screens pairs of choice moves",
     "screen_closings": "the final selection screens the closings of open gates",
     "prune_open": "the first selection races the start with every gate open, pruned",
-    "gate_parsimony": "without a structure cost, a gate stays open only where its value "
-                      "clears its noise",
+    "gate_parsimony": "without a structure cost (or with one withheld), a gate stays open "
+                      "only where its value clears its noise",
     "fresh_final_state": "the weight optimizer's state starts afresh once the first "
                          "selection has picked",
 }
@@ -221,22 +221,23 @@ class FinalPhase(FinalistRace):
     53 -> 51: weights the search had trained well take a fresh optimizer's first,
     full-size steps)."""
     gate_parsimony: bool = True
-    """Whether, without a structure cost (and with the loss as the fitness), the final
-    phase weighs each open gate by its noise: :data:`~nondiff.hybrid.gate_closing.
-    noise_threshold` standard errors of its closing screen's prediction
-    (:func:`~nondiff.hybrid.gate_closing.closing_screen`; the first selection's screen of
-    every gate open, at most the median error: :meth:`_note_noise`), added to a
-    candidate's score in the selection and the finalists' race (:meth:`_parsimony`) and
-    taken off the predicted change of closing it (:meth:`_less_noise`). A gate whose
-    value the weights cannot tell from noise then closes, as a structure cost would
-    close it. It applies with ``held_out`` batches too
-    (the finalists' race scores on training rows either way). And as a cost can, it
-    closes every input when the start's option of a ``Choice`` cannot use them (the
-    identity before a product of two inputs) and no few-shot copy screens the other
-    options (``split_choice=None``; :meth:`_pruned_starts`): traced on a run with no
-    search at all (tests/test_fair_sampling.py), the selection started from the
-    identity with every gate closed and stayed there, where without the parsimony the
-    noise of the race kept the inputs that a move to ReLU then used.
+    """Whether, without a structure cost or with one withheld for want of a signal
+    (:attr:`~nondiff.hybrid.structure_costs.StructureCosts.cost_withheld`), and with the
+    loss as the fitness, the final phase weighs each open gate by its noise:
+    :data:`~nondiff.hybrid.gate_closing.noise_threshold` standard errors of its closing
+    screen's prediction (:func:`~nondiff.hybrid.gate_closing.closing_screen`; the first
+    selection's screen of every gate open, at most the median error: :meth:`_note_noise`),
+    added to a candidate's score in the selection and the finalists' race
+    (:meth:`_parsimony`) and taken off the predicted change of closing it
+    (:meth:`_less_noise`). A gate whose value the weights cannot tell from noise then
+    closes, as a structure cost would close it. It applies with ``held_out`` batches too
+    (the finalists' race scores on training rows either way). And as a cost can, it closes
+    every input when the start's option of a ``Choice`` cannot use them (the identity before
+    a product of two inputs) and no few-shot copy screens the other options
+    (``split_choice=None``; :meth:`_pruned_starts`): traced on a run with no search at all
+    (tests/test_fair_sampling.py), the selection started from the identity with every gate
+    closed and stayed there, where without the parsimony the noise of the race kept the
+    inputs that a move to ReLU then used.
 
     Without it, nothing closes a noise input: the search and the races score on training
     rows, where weights that have fitted a noise input read it to a lower loss. Traced on
@@ -246,7 +247,8 @@ class FinalPhase(FinalistRace):
     to +0.008 (3 to 9 thousandths) for the fourteen noise inputs; the run ended with
     eight of them open, at 0.965 test accuracy against 0.989 for the known structure
     trained alone. With a structure cost the user has weighed a gate already, and
-    nothing changes."""
+    nothing changes, unless the cost is withheld (no generation told the structures
+    apart, so the cost would rank them alone): the parsimony then stands in for it."""
 
     def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
                     ) -> dict[str, float]:
@@ -320,10 +322,15 @@ class FinalPhase(FinalistRace):
             ValueError: ``race_finalists`` not an int >= 0, ``race_stage_steps`` not an
                 int >= 2, a switch of :data:`FINAL_SWITCHES` (``screen_gates``,
                 ``screen_choices``, ``screen_closings``, ``prune_open``,
-                ``gate_parsimony``, ``fresh_final_state``) not a bool, or
+                ``gate_parsimony``, ``fresh_final_state``) or ``cost_withheld`` not a
+                bool, or
                 ``late_select`` not None or a number in ``[0, 1)``.
         """
         self._check_race()
+        if not isinstance(self.cost_withheld, bool):
+            raise ValueError(f"HybridTrainer.cost_withheld must be True or False (whether a "
+                             f"cost on gates waits for the generations to tell structures "
+                             f"apart), got {self.cost_withheld!r}")
         for name, purpose in FINAL_SWITCHES.items():
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HybridTrainer.{name} must be True or False (whether "
@@ -684,7 +691,9 @@ class FinalPhase(FinalistRace):
 
     def _parsimony_on(self) -> bool:
         """Whether :attr:`gate_parsimony` weighs the gates: it is on, there is no
-        structure cost, and the fitness is the loss (the penalty is in its units)."""
+        structure cost or it is withheld now (:meth:`~nondiff.hybrid.structure_costs.
+        StructureCosts.cost_held_back`), and the fitness is the loss (the penalty is in
+        its units)."""
         return self.gate_parsimony and self.fitness is self.loss and (
             self.structure_cost is None or self.cost_held_back(self.step_count))
 

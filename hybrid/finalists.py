@@ -15,7 +15,7 @@ of the selection's first batch, one of each score (:func:`pick_finalists`: equal
 scores are one function) — each on its own copy of the
 weights and of the weight optimizer's state, on the same batches. Each is scored on a
 batch before it trains on it (its fitness from that forward pass, plus the structure
-cost at the step's weight, or without a cost the penalty of
+cost at the step's weight, or without a cost (or with it withheld) the penalty of
 :attr:`~nondiff.hybrid.final_phase.FinalPhase.gate_parsimony`), averaged over the second
 half of each stage of
 :data:`RACE_STAGE_STEPS` steps (the first half lets its weights adapt: a finalist the

@@ -138,17 +138,17 @@ count or FLOPs of the chosen ops — with a weight ``w_t`` that is 0 until
 ``cost_start`` and then ramps linearly to ``cost_weight`` over ``cost_ramp_steps`` (or any
 schedule ``step -> weight``, e.g. an optax schedule). By default the cost is off for the
 first 30 % of the training, and after that until a generation's best fitness lies 10 %
-below its median (the weights tell structures apart: ``COST_SIGNAL``; at the latest at
-60 %, except on a model with ``Gates`` scored by its loss, where without the signal the
-cost stays off and the final phase's gate parsimony weighs the gates instead:
-``cost_withheld``), and then ramps in over 40 % of the training or by the final phase's start (the
-last 30 %: a cost that waits until 60 % then ramps over 10 %; ``DEFAULT_COST_START``); a
-given ``warmup_steps`` starts it there instead, at full weight unless
-``cost_ramp_steps`` says otherwise. A cost at full weight from the first step closes
-every gate before the weights behind them learn anything: under untrained weights no
-gate is worth its cost, and a closed gate's weights get no gradient, so it never becomes
-worth it. :meth:`HybridTrainer.pareto` gives the
-non-dominated (fitness, cost) candidates of the last generation.
+below its median (the weights tell structures apart: ``COST_SIGNAL``; at the latest at 60
+%, except on a model with ``Gates`` scored by its loss (and a final phase), where without
+the signal the cost stays off and the final phase's gate parsimony weighs the gates
+instead: ``cost_withheld``), and then ramps in over 40 % of the training or by the final
+phase's start (the last 30 %: a cost that waits until 60 % then ramps over 10 %;
+``DEFAULT_COST_START``); a given ``warmup_steps`` starts it there instead, at full weight
+unless ``cost_ramp_steps`` says otherwise. A cost at full weight from the first step
+closes every gate before the weights behind them learn anything: under untrained weights
+no gate is worth its cost, and a closed gate's weights get no gradient, so it never
+becomes worth it. :meth:`HybridTrainer.pareto` gives the non-dominated (fitness, cost)
+candidates of the last generation.
 
 ``fit`` ends with the model set to the recommended structure, and warns when under it
 the model gives every row of a batch the same output
@@ -1112,7 +1112,9 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
             cost = self.structure_cost is not None and \
                 float(self.cost_weight_at(self.step_count)) > 0
             warnings.warn(ignored_input_message(recommended, cost), stacklevel=2)
-        if taken and self.cost_held_back(self.step_count):
+        end = self._search_end()
+        if taken and self.cost_held_back(self.step_count) and (
+                end is None or self.step_count >= end):  # the search is over, no signal
             self._warn_cost_held_back()
         if bar is not None and self.structure_cost is not None and taken:
             self.print_pareto(file=sys.stderr)  # where the progress bar was

@@ -303,7 +303,15 @@ def test_without_a_signal_the_default_withholds_a_gate_cost_and_weighs_the_noise
     trainer = make(total_steps=100)
     assert trainer.cost_window() == (100, 0)
     assert not trainer.cost_held_back(59) and trainer.cost_held_back(60)
-    assert trainer.cost_weight_at(99) == 0.0
+    assert [trainer.cost_weight_at(s) for s in (60, 99, 100, 150)] == [0.0] * 4  # past
+    # the plan too (a second fit beyond total_steps)
+    early_final = make(total_steps=100, final_steps=0.5)  # the search ends before 60 %
+    assert not early_final.cost_held_back(49) and early_final.cost_held_back(50)
+    unbounded = make(total_steps=100, search_compute=None)  # no final phase: no stand-in
+    assert unbounded.cost_window() == (60, 40) and unbounded.cost_weight_at(70) == 0.25
+    unscreened = make(total_steps=100)
+    unscreened.screen_closings = unscreened.prune_open = False  # nothing weighs the gates
+    assert unscreened.cost_window() == (60, 10) and unscreened.cost_weight_at(70) == 1.0
     trainer.step_count = 80  # in the final phase (the last 30 steps), no signal
     assert trainer._parsimony_on()
     trainer.gate_parsimony = False  # no stand-in: the cost is not withheld
@@ -326,3 +334,9 @@ def test_without_a_signal_the_default_withholds_a_gate_cost_and_weighs_the_noise
         quiet.fit(gated_data(), epochs=4)
     assert quiet.cost_signal_at is None and quiet.cost_held_back(quiet.step_count)
     assert all(m["cost_weight"] == 0.0 for m in quiet.history)
+    assert quiet.gate_noise  # the final phase weighed the gates by their noise
+    penalties = quiet._gate_penalties()
+    assert quiet._parsimony([[1.0] * 8]).item() == pytest.approx(sum(penalties.values()))
+    with pytest.raises(ValueError, match=r"cost_withheld must be True or False"):
+        quiet.cost_withheld = "yes"
+        quiet.fit(gated_data(), epochs=5)
