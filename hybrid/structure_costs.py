@@ -166,7 +166,10 @@ class StructureCosts:
     -> 12, where 63 of 65 runs had closed every gate) and their mean gap to the known
     structure trained alone fell from 22.4 to 16.7 points. On the frequency count (an
     integer cost, no gates) withholding it lost 10 of 65 seeds at 1e-2 and 33 at 1e-3: it is
-    not withheld there."""
+    not withheld there. On the check task xor-16 at 1e-3
+    (:mod:`nondiff.problems.hybrid.acceptance_checks`, written before the change) the seeds
+    recovered rose from 33 to 54 of 65 and the mean gap fell from 26.2 to 12.3 points;
+    parity-3 stays at none."""
 
     @staticmethod
     def _check_cost_arguments(cost: Any, weight: Any, ramp: Any, schedule: Any,
