@@ -272,10 +272,16 @@ class StructureCosts:
         ``cost_ramp_steps`` or ``cost_schedule``, and a plan to take its fractions of)
         withholds the cost now: it waits for the signal (:meth:`_waits_for_signal`) and
         none has come. Its weight is then 0 at every step."""
+        return self._default_schedule() and self.cost_signal_at is None and \
+            self._run_plan() is not None and self._waits_for_signal()
+
+    def _default_schedule(self) -> bool:
+        """Whether a ``structure_cost`` follows the default schedule, the one that waits
+        for the :data:`COST_SIGNAL`: no ``cost_start``, ``warmup_steps``,
+        ``cost_ramp_steps`` or ``cost_schedule``."""
         return self.structure_cost is not None and self.cost_schedule is None and \
             self.cost_start is None and self.warmup_steps == 0 and \
-            self.cost_ramp_steps is None and self.cost_signal_at is None and \
-            self._run_plan() is not None and self._waits_for_signal()
+            self.cost_ramp_steps is None
 
     def cost_held_back(self, step: int) -> bool:
         """Whether the cost is withheld at ``step`` where the schedule would otherwise
@@ -324,9 +330,7 @@ class StructureCosts:
         late (CMA-ES-torch on relevant-inputs: 5 -> 3 of 5 seeds). A fitness offset far
         from 0 (minus an accuracy near 1) may hide the signal: the cost then starts at
         :data:`COST_LATEST`."""
-        if self.cost_signal_at is not None or self.structure_cost is None or \
-                self.cost_schedule is not None or self.cost_start is not None or \
-                self.warmup_steps > 0 or self.cost_ramp_steps is not None:
+        if self.cost_signal_at is not None or not self._default_schedule():
             return
         values = np.asarray(objectives, dtype=np.float64).reshape(-1)
         values = values[np.isfinite(values)]
