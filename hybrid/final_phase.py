@@ -121,6 +121,7 @@ from .gate_screen import (
     screen_candidates,
     screened_pairs,
 )
+from .joint_closing import joint_closing
 from .nonfinite import NonFiniteError
 from .schedules import steps_of
 from .selection import (
@@ -168,6 +169,8 @@ FINAL_SWITCHES = {
     "prune_open": "the first selection races the start with every gate open, pruned",
     "gate_parsimony": "without a structure cost (or with one withheld), a gate stays open "
                       "only where its value clears its noise",
+    "keep_together": "the gates the gate parsimony would close stay open where closing them "
+                     "together costs more than noise",
     "fresh_final_state": "the weight optimizer's state starts afresh once the first "
                          "selection has picked",
 }
@@ -248,7 +251,16 @@ class FinalPhase(FinalistRace):
     eight of them open, at 0.965 test accuracy against 0.989 for the known structure
     trained alone. With a structure cost the user has weighed a gate already, and
     nothing changes, unless the cost is withheld (no generation told the structures
-    apart, so the cost would rank them alone): the parsimony then stands in for it."""
+    apart, so the cost would rank them alone): the parsimony then stands in for it. Gates
+    each within their noise but worth much together keep no penalty
+    (:attr:`keep_together`)."""
+
+    keep_together: bool = True
+    """Whether the first selection tests the gates that the gate parsimony closes in its
+    pruned start as one group (:meth:`_keep_together`, :mod:`~nondiff.hybrid.joint_closing`)
+    and keeps them open, with no penalty, when closing them together costs more than
+    noise: inputs that each add little to the others but much together, as the pixels of
+    an image do."""
 
     def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
                     ) -> dict[str, float]:
@@ -798,7 +810,10 @@ class FinalPhase(FinalistRace):
         ``spent`` (the options whose screens do not fit are left out, and so are those
         whose screen fails: a non-finite loss or derivative, autograd refusing; its pass
         is still paid). A structure cost that is not a sum over gates is weighed with
-        the unreached gates open."""
+        the unreached gates open. Under the gate parsimony the gates the first pruned
+        start closes are then tested together (:meth:`_keep_together`): when they matter
+        together, the start is pruned again without their penalties, after the start with
+        every gate open."""
         entries = gate_entries(self.model, self.space)
         n = min(_rows(x), SCREEN_ROWS)
         if not self.prune_open or self.engine is not None or \
@@ -838,16 +853,64 @@ class FinalPhase(FinalistRace):
                 weighed = self._less_noise(self._with_cost_changes(row, changes))
                 built = [closed_together(row, weighed, least=0),
                          *pruning_path(row, weighed, PRUNE_PATH)]
+                opened = 0  # 1: built starts with every gate open
+                if value is starts[0]:  # the parsimony's closings, tested together
+                    together, cost = self._keep_together(
+                        row, built[0], self._with_cost_changes(row, changes), x, y, budget,
+                        spent + paid)
+                    paid += cost
+                    if together:  # every gate open, then pruned again without them
+                        weighed = self._less_noise(self._with_cost_changes(row, changes))
+                        built = [list(row), closed_together(row, weighed, least=0),
+                                 *pruning_path(row, weighed, PRUNE_PATH)]
+                        opened = 1
                 for kept in built:
                     for j in gates:  # gates the loss does not reach: as the start has them
                         if j not in changes:
                             kept[j] = float(start[j])
-                pruned.append(built[0])
-                path.extend(built[1:])
+                pruned.extend(built[:1 + opened])
+                path.extend(built[1 + opened:])
         finally:
             if loaded is not None:
                 self._use_option(loaded)
         return pruned + path, paid
+
+    def _keep_together(self, start: list[float], pruned: list[float],
+                       changes: dict[int, float], x: Any, y: Any, budget: float, spent: float
+                       ) -> tuple[bool, float]:
+        """Whether the gates that the pruned start ``pruned`` closes of ``start`` (every
+        gate open) under the gate parsimony's penalties are worth keeping together
+        (:mod:`~nondiff.hybrid.joint_closing`), and the examples it took. The group less
+        its :data:`PRUNE_PATH` most valuable gates by their predicted change of closing
+        (``changes``: the closing screen's of ``start``, by entry), which the pruning
+        path races open again, is closed together on the rows of ``(x, y)``
+        (:func:`~nondiff.hybrid.joint_closing.joint_closing`); when the loss rises by
+        more than :func:`~nondiff.hybrid.gate_closing.noise_threshold` of the model's
+        gates times its standard error, what they are worth is not in any one of them:
+        every gate of the group gets a penalty of 0 for the rest of the run (True).
+        ``(False, 0.0)`` when ``keep_together`` is off, the parsimony closes no more than
+        :data:`PRUNE_PATH` gates, or the two passes do not fit in
+        :data:`~nondiff.hybrid.gate_closing.CLOSING_SHARE` of ``budget`` after
+        ``spent``."""
+        penalties = self._gate_penalties() if self.keep_together else {}
+        group = sorted((j for j, v in penalties.items()
+                        if v > 0 and start[j] > 0 and pruned[j] == 0),
+                       key=lambda j: (-changes.get(j, 0.0), j))
+        n = _rows(x)
+        if len(group) <= PRUNE_PATH or (math.isfinite(budget) and
+                                        spent + 2 * n > CLOSING_SHARE * budget):
+            return False, 0.0
+        closed = list(start)
+        for j in group[PRUNE_PATH:]:
+            closed[j] = 0.0
+        change, error, passes = joint_closing(self.model, self.space, start, closed, x, y,
+                                              self.loss)
+        paid = float(n * passes)
+        if not (math.isfinite(change) and change > noise_threshold(len(penalties)) * error):
+            return False, paid
+        kept = set(group)
+        self.gate_noise = [[j, 0.0 if int(j) in kept else v] for j, v in self.gate_noise]
+        return True, paid
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:
         """The rows of each batch of an epoch of ``data`` known before it runs: a list of

@@ -411,6 +411,7 @@ def test_a_pruned_start_keeps_the_gates_the_loss_does_not_reach_as_they_were() -
     torch.manual_seed(0)
     model = _GatedBranches()
     trainer = HybridTrainer(model, "ga", seed=0)
+    trainer.keep_together = False  # the screen's pass alone (the group test: its own file)
     assert trainer.split_on is None  # the branches have weights: no few-shot split
     start = {k: np.zeros(FEATURES, bool) if isinstance(v, np.ndarray) else v
              for k, v in get_structure(model).items()}
