@@ -32,7 +32,10 @@ Beside the parts, :mod:`nondiff.benchmarks.hybrid_tasks.incumbent_bias` (run on 
 that every structure optimizer finds the relevant inputs and a nonlinear activation
 under shared weights (issue 17), with the trainer's weight steps before and after, and
 :mod:`nondiff.benchmarks.hybrid_tasks.regression_gap` measures the same search on a
-regression (test MSE against the known structure trained alone).
+regression (test MSE against the known structure trained alone), and
+:mod:`nondiff.benchmarks.hybrid_tasks.readme_digits` runs the README's example (digits
+behind 64 gated pixels, an activation choice) with every structure optimizer against
+each activation trained alone with every pixel.
 
 Commands (2 cores, one thread each):
     OMP_NUM_THREADS=1 python -m nondiff.benchmarks.hybrid_tasks               # all parts, 3 seeds

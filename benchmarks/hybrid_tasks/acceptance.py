@@ -184,7 +184,14 @@ weight optimizer's state starts afresh once the first selection picks
 (:attr:`~nondiff.hybrid.final_phase.FinalPhase.fresh_final_state`;
 ``--no-fresh-final-state``): rows +1 (many-inputs and nonlinearity +1, op-graph -1),
 seeds -4 (routing 53 -> 51), program's gap 2.4 -> 1.9 points, routing's 6.0 -> 7.1: 123
-of 143 rows (re-measured whole on that code: 123 rows, 688 seeds).
+of 143 rows (re-measured whole on that code: 123 rows, 688 seeds). Then the gates the
+parsimony would close, tested together
+(:attr:`~nondiff.hybrid.final_phase.FinalPhase.keep_together`, ``--no-keep-together``;
+built for inputs that matter together, the pixels of the README's example:
+:mod:`nondiff.hybrid.joint_closing`): the suite with its costs and the check tasks
+xor-16, three-class and big-batch 161 -> 160 rows of 182 and 876 -> 875 seeds
+(mixed-inputs -1 row: the test's passes changed the selection's pool); the six gated
+tasks, xor-16 and three-class without their cost 96 -> 95 of 104 rows, 478 -> 475 seeds.
 
 Then the check tasks outside the suite
 (:mod:`nondiff.problems.hybrid.acceptance_checks`, written after the methods as a new
