@@ -153,6 +153,10 @@ LATE_RESERVE = 0.2
 """The share of the search phase's evaluation budget (``search_compute``) set aside for
 the late selection."""
 
+JOINT_ROWS = 8
+"""The fewest rows :meth:`FinalPhase._keep_together` measures a group on: with fewer, the
+standard error of the rows' changes is no test (0 for one row)."""
+
 PRUNE_PATH = 2
 """The steps back along the pruning path (:func:`~nondiff.hybrid.gate_closing.
 pruning_path`) the first selection races after each pruned start: it with its most
@@ -169,8 +173,8 @@ FINAL_SWITCHES = {
     "prune_open": "the first selection races the start with every gate open, pruned",
     "gate_parsimony": "without a structure cost (or with one withheld), a gate stays open "
                       "only where its value clears its noise",
-    "keep_together": "the gates the gate parsimony would close stay open where closing them "
-                     "together costs more than noise",
+    "keep_together": "the gates the gate parsimony would close lose their penalty where "
+                     "closing them together costs more than noise",
     "fresh_final_state": "the weight optimizer's state starts afresh once the first "
                          "selection has picked",
 }
@@ -258,9 +262,9 @@ class FinalPhase(FinalistRace):
     keep_together: bool = True
     """Whether the first selection tests the gates that the gate parsimony closes in its
     pruned start as one group (:meth:`_keep_together`, :mod:`~nondiff.hybrid.joint_closing`)
-    and keeps them open, with no penalty, when closing them together costs more than
-    noise: inputs that each add little to the others but much together, as the pixels of
-    an image do."""
+    and takes their penalties off, racing every gate open too, when closing them together
+    costs more than noise: inputs that each add little to the others but much together,
+    as the pixels of an image do."""
 
     def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
                     ) -> dict[str, float]:
@@ -850,17 +854,17 @@ class FinalPhase(FinalistRace):
                     continue
                 if value is starts[0]:  # the start's own option: every gate weighed at once
                     self._note_noise(errors, every_gate=True)
-                weighed = self._less_noise(self._with_cost_changes(row, changes))
+                costed = self._with_cost_changes(row, changes)
+                weighed = self._less_noise(costed)
                 built = [closed_together(row, weighed, least=0),
                          *pruning_path(row, weighed, PRUNE_PATH)]
                 opened = 0  # 1: built starts with every gate open
-                if value is starts[0]:  # the parsimony's closings, tested together
-                    together, cost = self._keep_together(
-                        row, built[0], self._with_cost_changes(row, changes), x, y, budget,
-                        spent + paid)
+                if value is starts[0] and self.keep_together and self._parsimony_on():
+                    together, cost = self._keep_together(row, built[0], weighed, x, y,
+                                                         budget, spent + paid)
                     paid += cost
                     if together:  # every gate open, then pruned again without them
-                        weighed = self._less_noise(self._with_cost_changes(row, changes))
+                        weighed = self._less_noise(costed)
                         built = [list(row), closed_together(row, weighed, least=0),
                                  *pruning_path(row, weighed, PRUNE_PATH)]
                         opened = 1
@@ -876,29 +880,31 @@ class FinalPhase(FinalistRace):
         return pruned + path, paid
 
     def _keep_together(self, start: list[float], pruned: list[float],
-                       changes: dict[int, float], x: Any, y: Any, budget: float, spent: float
+                       weighed: dict[int, float], x: Any, y: Any, budget: float, spent: float
                        ) -> tuple[bool, float]:
         """Whether the gates that the pruned start ``pruned`` closes of ``start`` (every
         gate open) under the gate parsimony's penalties are worth keeping together
         (:mod:`~nondiff.hybrid.joint_closing`), and the examples it took. The group less
-        its :data:`PRUNE_PATH` most valuable gates by their predicted change of closing
-        (``changes``: the closing screen's of ``start``, by entry), which the pruning
-        path races open again, is closed together on the rows of ``(x, y)``
+        its :data:`PRUNE_PATH` most valuable gates (by ``weighed``: each gate's predicted
+        change of closing less its penalty, by entry, as
+        :func:`~nondiff.hybrid.gate_closing.pruning_path` ranks them, which races those
+        open again) is closed together on the rows of ``(x, y)``
         (:func:`~nondiff.hybrid.joint_closing.joint_closing`); when the loss rises by
         more than :func:`~nondiff.hybrid.gate_closing.noise_threshold` of the model's
         gates times its standard error, what they are worth is not in any one of them:
-        every gate of the group gets a penalty of 0 for the rest of the run (True).
-        ``(False, 0.0)`` when ``keep_together`` is off, the parsimony closes no more than
-        :data:`PRUNE_PATH` gates, or the two passes do not fit in
-        :data:`~nondiff.hybrid.gate_closing.CLOSING_SHARE` of ``budget`` after
-        ``spent``."""
-        penalties = self._gate_penalties() if self.keep_together else {}
+        every gate of the group gets a penalty of 0 for the rest of the run (True; those
+        the screen predicts to lower the loss when closed still close in the start
+        pruned again). ``(False, 0.0)`` when the parsimony closes no more than
+        :data:`PRUNE_PATH` gates, the rows are fewer than :data:`JOINT_ROWS`, or the two
+        passes do not fit in :data:`~nondiff.hybrid.gate_closing.CLOSING_SHARE` of
+        ``budget`` after ``spent``."""
+        penalties = self._gate_penalties()
         group = sorted((j for j, v in penalties.items()
                         if v > 0 and start[j] > 0 and pruned[j] == 0),
-                       key=lambda j: (-changes.get(j, 0.0), j))
+                       key=lambda j: (-weighed.get(j, 0.0), j))
         n = _rows(x)
-        if len(group) <= PRUNE_PATH or (math.isfinite(budget) and
-                                        spent + 2 * n > CLOSING_SHARE * budget):
+        if len(group) <= PRUNE_PATH or n < JOINT_ROWS or (
+                math.isfinite(budget) and spent + 2 * n > CLOSING_SHARE * budget):
             return False, 0.0
         closed = list(start)
         for j in group[PRUNE_PATH:]:
@@ -908,8 +914,9 @@ class FinalPhase(FinalistRace):
         paid = float(n * passes)
         if not (math.isfinite(change) and change > noise_threshold(len(penalties)) * error):
             return False, paid
-        kept = set(group)
-        self.gate_noise = [[j, 0.0 if int(j) in kept else v] for j, v in self.gate_noise]
+        noise = {int(j): v for j, v in self.gate_noise}
+        noise.update({j: 0.0 for j in group})
+        self.gate_noise = [[float(j), float(v)] for j, v in sorted(noise.items())]
         return True, paid
 
     def _epoch_rows(self, data: Any, batch_size: int) -> list[int]:

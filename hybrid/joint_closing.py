@@ -79,7 +79,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,6 +94,17 @@ from .structure import get_structure, set_structure_encoded
 __all__ = ["joint_closing", "row_losses"]
 
 
+def _leaves(value: Any) -> list[Any]:
+    """The tensors of a (nested: tuples, lists, mappings) output or target."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _leaves(v)]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _leaves(v)]
+    return [value]  # not a tensor: not cut into rows
+
+
 @torch.no_grad()
 def row_losses(model: nn.Module, space: Space, encoded: Sequence[float], x: torch.Tensor,
                y: Any, loss: Callable[[Any, Any], torch.Tensor]) -> np.ndarray | None:
@@ -103,7 +114,9 @@ def row_losses(model: nn.Module, space: Space, encoded: Sequence[float], x: torc
     (:func:`~nondiff.hybrid.gate_closing.closing_screen`). One forward pass of the rows
     in eval mode (a batch norm on the rows' own statistics, as the selection scores),
     without gradients; the model keeps its structure and mode. None when a loss is not
-    finite or the output cannot be cut into rows."""
+    finite, when the output or the target is not one row per row of ``x`` (a tensor whose
+    first dimension is not the rows, a scalar), or when ``loss`` refuses a single row;
+    an error of the forward pass itself propagates."""
     before = space.encode(get_structure(model))  # restored after
     was_training = model.training
     rows = int(x.shape[0])
@@ -112,13 +125,17 @@ def row_losses(model: nn.Module, space: Space, encoded: Sequence[float], x: torc
         set_structure_encoded(model, np.asarray(encoded, dtype=np.float64))
         with candidate_statistics(model, rows):
             out = model(x)
-        losses = np.asarray([float(loss(slice_rows(out, r, r + 1), slice_rows(y, r, r + 1)))
-                             for r in range(rows)])
-    except (RuntimeError, TypeError):  # an output or target that is not cut into rows
-        return None
     finally:
         set_structure_encoded(model, before)
         model.train(was_training)
+    if not all(isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == rows
+               for t in _leaves(out) + _leaves(y)):
+        return None
+    try:
+        losses = np.asarray([float(loss(slice_rows(out, r, r + 1), slice_rows(y, r, r + 1)))
+                             for r in range(rows)])
+    except (RuntimeError, TypeError, ValueError, IndexError):  # the loss refuses one row
+        return None
     return losses if np.isfinite(losses).all() else None
 
 

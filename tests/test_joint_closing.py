@@ -10,8 +10,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from nondiff.hybrid.gate_closing import closing_screen, noise_threshold
-from nondiff.hybrid.joint_closing import joint_closing
+from nondiff.hybrid.final_phase import JOINT_ROWS
+from nondiff.hybrid.gate_closing import CLOSING_SHARE, closing_screen, noise_threshold
+from nondiff.hybrid.joint_closing import joint_closing, row_losses
 from nondiff.hybrid.structure import Gates, get_structure, set_structure, structure_space
 from nondiff.hybrid.trainer import HybridTrainer
 from torch import nn
@@ -31,6 +32,14 @@ class _GatedMLP(nn.Module):
         return self.out(torch.tanh(self.inp(self.gates(x))))
 
 
+def _noise_data(seed: int, rows: int, device: str = "cpu"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The label is the sign of x_0 + x_1; every other input is noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, FEATURES, generator=g)
+    return x.to(device), (x[:, 0] + x[:, 1] > 0).long().to(device)
+
+
 def _data(seed: int, rows: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The label is the sign of a signal that each of the first COPIES inputs carries
     under three times as much noise (SPREAD): one copy says little the others do not;
@@ -42,14 +51,15 @@ def _data(seed: int, rows: int, device: str = "cpu") -> tuple[torch.Tensor, torc
     return x.to(device), (signal[:, 0] > 0).long().to(device)
 
 
-def _trained(device: str = "cpu", steps: int = 150) -> _GatedMLP:
+def _trained(device: str = "cpu", steps: int = 150, data=None) -> _GatedMLP:
     """Trained under random halves of the gates open, as the fair paths train."""
+    data = data or _data
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     model = _GatedMLP().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for step in range(steps):
-        x, y = _data(step, 32, device)
+        x, y = data(step, 32, device)
         set_structure(model, {"gates": rng.random(FEATURES) < 0.5})
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
@@ -130,11 +140,13 @@ def test_a_non_finite_loss_or_an_output_not_cut_into_rows_gives_nan() -> None:
     assert get_structure(scalar)["gates"].all()
 
 
-def _first_selection(keep_together: bool, parsimony: bool = True) -> HybridTrainer:
+def _first_selection(keep_together: bool, parsimony: bool = True, data=None
+                     ) -> HybridTrainer:
     """The first selection from every gate open under weights trained so, no cost: the
     gate parsimony weighs each gate by its screen's error."""
+    data = data or _data
     torch.manual_seed(0)
-    trainer = HybridTrainer(_trained(), "ga", seed=0, total_steps=12, final_steps=0.75,
+    trainer = HybridTrainer(_trained(data=data), "ga", seed=0, total_steps=12, final_steps=0.75,
                             select_batches=4, search_compute=None,
                             structure_options={"popsize": 4})
     trainer.late_select, trainer.keep_together = None, keep_together
@@ -143,7 +155,7 @@ def _first_selection(keep_together: bool, parsimony: bool = True) -> HybridTrain
     for seed in range(7):  # three of the search, four of the selection
         if seed == 3:
             trainer.recent, trainer.winners = [], []  # the pool: the start and its moves
-        trainer.step(*_data(500 + seed, 64))
+        trainer.step(*data(500 + seed, 64))
     return trainer
 
 
@@ -182,3 +194,70 @@ def test_the_group_is_tested_only_with_the_parsimony_and_its_passes_are_counted(
     assert off.gate_noise == [] and off.forward_examples == off_plain.forward_examples
     assert off.selection["pruned"] == off_plain.selection["pruned"]
     assert off.selection["pruned"][0] != [1.0] * FEATURES  # no every-gate-open start
+
+
+def test_a_group_of_noise_inputs_is_closed_as_without_the_test() -> None:
+    """Where only x_0 and x_1 matter, the parsimony's group is noise: closed together it
+    costs nothing beyond noise, and the selection, its pool and the penalties are those
+    of the run without the test; only its two passes are counted."""
+    kept = _first_selection(keep_together=True, data=_noise_data)
+    plain = _first_selection(keep_together=False, data=_noise_data)
+    assert kept.selection["pruned"][0] == [1.0, 1.0] + [0.0] * (FEATURES - 2)
+    assert kept.selection["pruned"] == plain.selection["pruned"]
+    assert kept.gate_noise == plain.gate_noise and all(v > 0 for _, v in kept.gate_noise)
+    assert kept.selected == plain.selected == [1.0, 1.0] + [0.0] * (FEATURES - 2)
+    assert kept.forward_examples == plain.forward_examples + 2 * 64
+
+
+def test_the_group_is_not_tested_on_too_few_rows_or_beyond_the_budget() -> None:
+    """Refused before any pass: fewer rows than JOINT_ROWS, or two passes beyond the
+    closing screen's share of the budget; the penalties are left as they were."""
+    trainer = _first_selection(keep_together=False)
+    before = [list(p) for p in trainer.gate_noise]
+    start, pruned = [1.0] * FEATURES, [1.0] * 2 + [0.0] * (FEATURES - 2)
+    weighed = {j: 0.0 for j in range(FEATURES)}
+    x, y = _data(903, 64)
+    small = JOINT_ROWS - 1
+    assert trainer._keep_together(start, pruned, weighed, x[:small], y[:small], math.inf,
+                                  0.0) == (False, 0.0)
+    budget = 2 * 64 / CLOSING_SHARE
+    assert trainer._keep_together(start, pruned, weighed, x, y, budget, 1.0) == (False, 0.0)
+    assert trainer.gate_noise == before
+    weighed.update({COPIES: 1.0, COPIES + 1: 1.0})  # two noise inputs ranked first stay
+    together, paid = trainer._keep_together(start, [0.0] * FEATURES, weighed, x, y, budget,
+                                            0.0)  # every copy closed: beyond noise
+    assert paid == 2 * 64 and together and all(v == 0.0 for _, v in trainer.gate_noise)
+
+
+def test_rows_that_cannot_be_cut_or_a_loss_that_refuses_one_row_give_none() -> None:
+    """An output whose first dimension is not the rows (sequence first), a target of
+    other rows, or a loss that refuses a single row: no losses, and the model keeps its
+    structure and mode."""
+    model = _trained(steps=1)
+    space = structure_space(model)
+    x, y = _data(904, 8)
+    start = [1.0] * FEATURES
+    assert row_losses(model, space, start, x, y[:5], nn.functional.cross_entropy) is None
+
+    def refuses(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if out.shape[0] < 2:
+            raise ValueError("a batch of one")
+        return nn.functional.cross_entropy(out, target)
+
+    assert row_losses(model, space, start, x, y, refuses) is None
+
+    class SequenceFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gates = Gates(FEATURES)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.gates(x).t()  # (features, rows)
+
+    seq = SequenceFirst()
+    seq.train()
+    losses = row_losses(seq, structure_space(seq), start, x, y,
+                        lambda out, t: out.sum())
+    assert losses is None and seq.training and get_structure(seq)["gates"].all()
+    fine = row_losses(model, space, start, x, y, nn.functional.cross_entropy)
+    assert fine is not None and fine.shape == (8,) and np.isfinite(fine).all()

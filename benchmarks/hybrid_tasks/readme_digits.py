@@ -141,12 +141,18 @@ def run_benchmark(seeds: int = 3, epochs: int = 10, lr: float = 1e-2,
     run and the table; returns the runs (each with its ``gap`` in points).
 
     Raises:
-        ValueError: a bad budget, ``seeds`` < 1 or an unknown optimizer, before any run.
+        ValueError: a bad budget, ``seeds`` < 1, ``optimizers`` empty or a string, or an
+            unknown optimizer, before any run.
     """
     _check_budget(epochs, lr)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an int >= 1, got {seeds!r}; e.g. 3")
-    optimizers = list(optimizers or structure_optimizers())
+    if optimizers is None:
+        optimizers = structure_optimizers()
+    if isinstance(optimizers, str) or not optimizers:
+        raise ValueError(f"optimizers must be a non-empty list of registry names or None "
+                         f"(every one), got {optimizers!r}; e.g. ['ga', 'cmaes']")
+    optimizers = list(dict.fromkeys(optimizers))  # each once, in order
     unknown = sorted(set(optimizers) - set(structure_optimizers()))
     if unknown:
         raise ValueError(f"optimizers {unknown} do not search this space; choose from "
@@ -197,14 +203,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     try:
         _check_budget(args.epochs, args.lr)
         if args.seeds < 1:
-            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}; e.g. 3")
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     start = time.perf_counter()
     print(f"{platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), load average "
-          f"{os.getloadavg()[0]:.1f}")
+          f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else math.nan:.1f}")
     runs = run_benchmark(args.seeds, args.epochs, args.lr, args.optimizers,
                          not args.no_keep_together)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
