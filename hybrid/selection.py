@@ -17,7 +17,8 @@ under the same weights (paired) — and trains and returns the best. The pool
   its best several times; the luckiest single draw of the last generation does not get
   in by luck), as often asked ones by their place in their generations;
 - the recommendation's neighbours (:func:`neighbours`: one gate flipped, one choice
-  changed, an integer moved by one, two adjacent items of an ordering swapped), the
+  changed, an integer moved by one, a real moved along a ladder of steps or to a coarse
+  grid (:mod:`~nondiff.hybrid.real_moves`), two adjacent items of an ordering swapped), the
   cheapest first under a structure cost, each declaration of the model taking its turn
   (:func:`leaf_turns`: 64 pixel gates do not crowd out an activation's moves): a local
   search on the trained supernet, which is competitive with far more elaborate NAS
@@ -109,6 +110,8 @@ from typing import Any
 import numpy as np
 from nondiff.optim.spaces import Space
 
+from .real_moves import REAL_GRID, REAL_STEPS, real_moves
+
 __all__ = ["PAIR_ENUMERATE", "SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS",
            "SELECT_RECENT", "SELECT_STAGE_BATCHES", "SELECT_WINNERS", "candidate_pool",
            "closed_gates", "combined_moves", "gate_openings", "halving_plan", "leaf_turns",
@@ -165,8 +168,9 @@ def shortlist(recommended: Sequence[float], recent: Sequence[Sequence[Sequence[f
 def neighbours(space: Space, encoded: Sequence[float]) -> list[list[float]]:
     """Every encoded structure one step from ``encoded`` in ``space``, leaf by leaf: a
     binary or categorical entry set to each of its other values, an integer entry
-    moved by one (within its bounds), two adjacent items of a permutation swapped;
-    real leaves have no discrete neighbour."""
+    moved by one (within its bounds), a real entry with finite bounds moved by a
+    ladder of local steps and to a coarse grid (:func:`~nondiff.hybrid.real_moves.
+    real_moves`), two adjacent items of a permutation swapped."""
     x = np.asarray(encoded, dtype=np.float64).reshape(-1)
     out: list[list[float]] = []
     for _, leaf, where in space.leaves():
@@ -177,6 +181,8 @@ def neighbours(space: Space, encoded: Sequence[float]) -> list[list[float]]:
                 values = [v for v in np.arange(lo, hi + 1) if v != x[j]]
             elif leaf.kind == "integer":
                 values = [v for v in (x[j] - 1, x[j] + 1) if lo <= v <= hi]
+            elif leaf.kind == "real":
+                values = real_moves(float(x[j]), float(lo), float(hi))
             else:
                 values = []
             for v in values:
@@ -193,8 +199,9 @@ def neighbours(space: Space, encoded: Sequence[float]) -> list[list[float]]:
 
 def neighbour_count(space: Space) -> int:
     """How many neighbours (:func:`neighbours`) a structure of ``space`` has at most: one
-    per other value of each binary or categorical entry, two per integer entry, one per
-    adjacent pair of a permutation.
+    per other value of each binary or categorical entry, two per integer entry, those of
+    :func:`~nondiff.hybrid.real_moves.real_moves` per real entry with finite bounds, one
+    per adjacent pair of a permutation.
 
     >>> from nondiff.optim.spaces import Binary, Categorical, Product
     >>> neighbour_count(Product(gates=Binary(20), act=Categorical(["relu", "tanh", "id"])))
@@ -207,6 +214,11 @@ def neighbour_count(space: Space) -> int:
             count += size * (int(leaf.cardinality) - 1)
         elif leaf.kind == "integer":
             count += 2 * size
+        elif leaf.kind == "real":
+            lower, upper = leaf.bounds()
+            count += sum(2 * len(REAL_STEPS) + REAL_GRID
+                         for lo, hi in zip(lower, upper, strict=True)
+                         if math.isfinite(lo) and math.isfinite(hi) and hi > lo)
         elif leaf.kind == "permutation":
             count += max(0, size - 1)
     return count
