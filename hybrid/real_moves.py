@@ -5,12 +5,13 @@ The final selection of :class:`~nondiff.hybrid.trainer.HybridTrainer`
 each: a gate flipped, a choice changed, an integer moved by one. A real entry (a
 :class:`~nondiff.hybrid.structure.RealParam`) had none, so the selections kept the
 search's value of it, and the search's value was often far off. Traced on a hard
-threshold written as a check (``x_0 > t`` fed to an MLP as a 0/1 feature beside
-``x_1 .. x_7``, the label ``1[x_1 > 0] xor 1[x_0 > 1]``, ``t`` a ``RealParam(-2, 2)``;
-10 epochs of 2,000 rows, Adam lr 1e-2): CMA-ES-torch (seed 1) found ``t = -1.95`` in its
-first generations, under weights that had not learned yet, and stopped there on a flat
-fitness, while under the weights of the run's end the loss is lowest at ``t = 1``; CEM,
-xNES and sep-CMA-ES ended as far off on other seeds.
+threshold written as a check (``"threshold"`` of
+:mod:`nondiff.problems.hybrid.acceptance_checks`: ``x_0 > t`` fed to an MLP as a 0/1
+feature beside ``x_1 .. x_7``, the label ``1[x_1 > 0] xor 1[x_0 > 1]``, ``t`` a
+``RealParam(-2, 2)``; 10 epochs of 2,000 rows, Adam lr 1e-2): CMA-ES-torch (seed 1)
+found ``t = -1.95`` in its first generations, under weights that had not learned yet,
+and stopped there on a flat fitness, while under the weights of the run's end the loss
+is lowest at ``t = 1``; CEM, xNES and sep-CMA-ES ended as far off on other seeds.
 
 :func:`real_moves` gives a real entry with finite bounds ``[lo, hi]`` (width ``w``, in the
 encoding: a log-scaled real moves in its logarithm) the moves ``value -+ w s`` for each
@@ -21,7 +22,8 @@ trained on. The first selection's grid reaches a region the search never saw; th
 stages and the late selection (under weights trained for the selected structure) walk
 the ladder down to ``w / 128``.
 
-Measured on that task (10 structure optimizers, seeds 0-4, against no real moves):
+Measured on that task (``python -m nondiff.benchmarks.hybrid_tasks.acceptance
+threshold``: 10 structure optimizers, seeds 0-4, against no real moves):
 runs ending within 0.1 of ``t = 1`` 34 -> 50 of 50, runs ending more than 0.5 away 7 -> 0,
 mean accuracy gap to ``t = 1`` trained alone 5.3 -> 2.5 points, runs within 2 points 23
 -> 32, (optimizer) rows with at least 4 of 5 seeds found and a mean gap within 2 points 1

@@ -34,7 +34,10 @@ KNOWN_FLOOR = {"xor-16": 0.95, "three-class": 0.9, "big-batch": 0.95, "circle-sl
                "parity-3": 0.8}  # measured on seed 0: 0.99, 0.95, 0.99, 0.95, 0.86
 
 
-@pytest.mark.parametrize("name", list(CHECKS))
+GATED = [name for name in CHECKS if name != "threshold"]
+
+
+@pytest.mark.parametrize("name", GATED)
 def test_check_data_is_seeded_labeled_by_its_rule_and_no_class_rare(name: str) -> None:
     task, again, other = make_check(name, 3), make_check(name, 3), make_check(name, 4)
     data = task.data
@@ -54,12 +57,30 @@ def test_check_data_is_seeded_labeled_by_its_rule_and_no_class_rare(name: str) -
     assert task.recovered(dict(task.known, act="tanh")) and not task.recovered(wrong)
 
 
-@pytest.mark.parametrize("name", list(CHECKS))
+@pytest.mark.parametrize("name", GATED)
 def test_the_known_structure_trained_alone_learns_each_check(name: str) -> None:
     task = make_check(name, seed=0)
     known = train_fixed(task, seed=0)
     assert known["test_accuracy"] > KNOWN_FLOOR[name]
     assert known["forward_examples"] == task.epochs * len(task.data.y_train)
+
+
+def test_the_threshold_check_reads_a_hard_feature_and_recovers_within_its_interval() -> None:
+    """The label is x_1's sign flipped above x_0 = 1; the model reads 1[x_0 > t] alone of
+    x_0, so only a threshold near 1 solves it; recovered within 0.1 of 1; the known
+    threshold trained alone learns it, a far one does not."""
+    task, again = make_check("threshold", 3), make_check("threshold", 3)
+    data = task.data
+    assert torch.equal(data.x_train, again.data.x_train)
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        assert torch.equal(y, ((x[:, 1] > 0) ^ (x[:, 0] > 1.0)).long())
+    assert structure_space(task.model()).contains(task.known)
+    assert task.recovered({"t": 1.0}) and task.recovered({"t": np.float64(0.92)})
+    assert not task.recovered({"t": 0.85}) and not task.recovered({"t": -1.3})
+    task = make_check("threshold", 0)
+    known = train_fixed(task, seed=0)
+    far = train_fixed(task, seed=0, structure={"t": -1.5})
+    assert known["test_accuracy"] > 0.95 > 0.85 > far["test_accuracy"]
 
 
 def test_an_unknown_check_is_refused_with_the_names() -> None:

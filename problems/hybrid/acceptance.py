@@ -211,7 +211,8 @@ class AcceptanceTask:
         model: ``factory() -> nn.Module`` declaring the structure (seed torch first).
         known: one structure that solves the task (trained alone as the reference).
         accepted: ``{path: allowed values}``: a found structure is recovered when
-            every path's value is among them (gates: the exact mask).
+            every path's value is among them (gates: the exact mask; a real: within one
+            of the ``(low, high)`` intervals given).
         structure_cost: the task's ``cost(structure)`` for ``HybridTrainer`` or None.
         epochs, lr, batch_size: the training budget every method gets.
         notes: the known structure in words (for tables).
@@ -247,7 +248,10 @@ class AcceptanceTask:
 def _matches(structure: Mapping[str, Any], accepted: Mapping[str, list[Any]]) -> bool:
     for path, allowed in accepted.items():
         value = structure[path]
-        if (isinstance(value, np.ndarray) and value.dtype == bool) or (
+        if isinstance(value, (float, np.floating)) and isinstance(allowed[0], tuple):
+            if not any(low <= float(value) <= high for low, high in allowed):  # intervals
+                return False
+        elif (isinstance(value, np.ndarray) and value.dtype == bool) or (
                 isinstance(allowed[0], np.ndarray)):
             if not any(np.array_equal(np.asarray(value, dtype=bool), np.asarray(a))
                        for a in allowed):

@@ -1,7 +1,7 @@
 """Check tasks outside the acceptance suite: a new user's first tries of structure search.
 
 The suite's tasks (:mod:`nondiff.problems.hybrid.acceptance`) were each written before
-or while the methods that solve them were built. These five were written after, as a
+or while the methods that solve them were built. These six were written after, as a
 user of issue 17 would write a first task — a few relevant inputs among many, an
 activation ``Choice`` that includes the identity
 (:class:`~nondiff.problems.hybrid.acceptance.GatedActivationMLP`) — but with budgets and
@@ -16,7 +16,14 @@ labels the suite does not have, to see the methods on cases they were not built 
   learning rate, 1e-3 (the trainer's default weight optimizer), 1,500 rows in batches of
   32 for 20 epochs, no cost;
 - ``"parity-3"``: ``1[x_0 x_5 x_9 > 0]`` among 12 inputs, with the gate cost: a
-  third-order interaction, which no one or two of its inputs show.
+  third-order interaction, which no one or two of its inputs show;
+- ``"threshold"``: a hard decision with a real structure parameter: an MLP reads
+  ``1[x_0 > t]`` beside ``x_1 .. x_7`` (:class:`ThresholdNet`, ``t`` a
+  :class:`~nondiff.hybrid.structure.RealParam` in ``[-2, 2]``), the label is
+  ``1[x_1 > 0] xor 1[x_0 > 1]``; recovered when ``t`` lies within 0.1 of 1. Only the
+  optimizers of real vectors search it. Written as a check, it then showed that the final
+  selection had no move for a real entry; :mod:`nondiff.hybrid.real_moves` was built on
+  it.
 
 The acceptance benchmark runs them by name like the suite's tasks (``python -m
 nondiff.benchmarks.hybrid_tasks.acceptance xor-16 parity-3``); what they measured is in
@@ -37,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nondiff.hybrid.structure import RealParam
 from nondiff.problems.hybrid.acceptance import (
     AcceptanceTask,
     GatedActivationMLP,
@@ -44,9 +52,10 @@ from nondiff.problems.hybrid.acceptance import (
     _open_gates,
 )
 from nondiff.problems.learning import Dataset
+from torch import nn
 
-__all__ = ["CHECKS", "big_batch", "circle_slow", "make_check", "parity_3", "three_class",
-           "xor_16"]
+__all__ = ["CHECKS", "ThresholdNet", "big_batch", "circle_slow", "make_check", "parity_3",
+           "three_class", "threshold", "xor_16"]
 
 
 def _gated_task(name: str, seed: int, n_train: int, n_test: int, features: int,
@@ -105,9 +114,36 @@ def parity_3(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> Acceptan
                        lambda x: x[:, 0] * x[:, 5] * x[:, 9] > 0, cost=True)
 
 
+class ThresholdNet(nn.Module):
+    """An MLP (8 -> 16 -> 2, ReLU) that reads the hard feature ``1[x_0 > t]`` in place
+    of ``x_0``, ``t`` a structure parameter (``RealParam(-2, 2)``): no gradient reaches
+    ``t``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = RealParam(-2.0, 2.0)
+        self.mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hard = (x[:, :1] > self.t.value).to(x.dtype)
+        return self.mlp(torch.cat([hard, x[:, 1:]], dim=1))
+
+
+def threshold(seed: int = 0, n_train: int = 2000, n_test: int = 2000) -> AcceptanceTask:
+    """``"threshold"``: ``1[x_1 > 0] xor 1[x_0 > 1]`` through :class:`ThresholdNet`."""
+    _check_sizes(n_train, n_test)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_test, 8, generator=g)
+    y = ((x[:, 1] > 0) ^ (x[:, 0] > 1.0)).long()
+    data = Dataset("threshold", 2, x[:n_train].contiguous(), y[:n_train].contiguous(),
+                   x[n_train:].contiguous(), y[n_train:].contiguous(), (8,))
+    return AcceptanceTask("threshold", data, ThresholdNet, {"t": 1.0}, {"t": [(0.9, 1.1)]},
+                          notes="the threshold t within 0.1 of 1")
+
+
 CHECKS: dict[str, Callable[..., AcceptanceTask]] = {
     "xor-16": xor_16, "three-class": three_class, "big-batch": big_batch,
-    "circle-slow": circle_slow, "parity-3": parity_3,
+    "circle-slow": circle_slow, "parity-3": parity_3, "threshold": threshold,
 }
 """The check tasks by name: ``name -> factory(seed, n_train, n_test)``."""
 
