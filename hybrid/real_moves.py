@@ -9,9 +9,10 @@ threshold written as a check (``"threshold"`` of
 :mod:`nondiff.problems.hybrid.acceptance_checks`: ``x_0 > t`` fed to an MLP as a 0/1
 feature beside ``x_1 .. x_7``, the label ``1[x_1 > 0] xor 1[x_0 > 1]``, ``t`` a
 ``RealParam(-2, 2)``; 10 epochs of 2,000 rows, Adam lr 1e-2): CMA-ES-torch (seed 1)
-found ``t = -1.95`` in its first generations, under weights that had not learned yet,
-and stopped there on a flat fitness, while under the weights of the run's end the loss
-is lowest at ``t = 1``; CEM, xNES and sep-CMA-ES ended as far off on other seeds.
+went to ``t = -1.95``, then ``-1.34``, in its first generations, under weights that had
+not learned yet, and stopped there on a flat fitness, while under the weights of the
+run's end the loss is lowest at ``t = 1``; CEM, xNES and sep-CMA-ES ended as far off on
+other seeds.
 
 :func:`real_moves` gives a real entry with finite bounds ``[lo, hi]`` (width ``w``, in the
 encoding: a log-scaled real moves in its logarithm) the moves ``value -+ w s`` for each
