@@ -136,6 +136,8 @@ from .selection import (
     neighbour_count,
     neighbours,
     pool_size,
+    real_entries,
+    real_moves_of,
     record_winner,
     shortlist,
     stage_lengths,
@@ -608,6 +610,10 @@ class FinalPhase(FinalistRace):
                     near = [combined, *[c for c in near if c != combined]]
         winners = [w[0] for w in self.winners] if first_of_search else []
         built = sel.get("pruned", []) if first_of_search else []
+        entries = real_entries(self.space)
+        reals: list[list[float]] = []
+        if entries and len(entries) < self.space.size:  # a mixed space: reals after the rest
+            near, reals = real_moves_of(start, near, entries)
         candidates = candidate_pool(start, frequent, near, max(k, 1), winners,
                                     [c for c in built if tuple(c) not in lost])
         if len(candidates) < k:  # room left: pairs of gate openings (inputs that act together)
@@ -616,6 +622,9 @@ class FinalPhase(FinalistRace):
             pairs = two_moves(start, gate_openings(self.space, start),
                               k - len(candidates) + len(taken), rng)
             candidates += [c for c in pairs if tuple(c) not in taken][:k - len(candidates)]
+        if len(candidates) < k and reals:  # the room still left: moves of real entries
+            taken = {tuple(c) for c in candidates} | lost
+            candidates += [c for c in reals if tuple(c) not in taken][:k - len(candidates)]
         if len(candidates) < 2:  # nothing to compare: the start stands
             if first:
                 self.selected = candidates[0]

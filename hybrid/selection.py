@@ -115,9 +115,9 @@ from .real_moves import REAL_GRID, REAL_STEPS, real_moves
 __all__ = ["PAIR_ENUMERATE", "SELECT_BATCHES", "SELECT_CANDIDATES", "SELECT_GENERATIONS",
            "SELECT_RECENT", "SELECT_STAGE_BATCHES", "SELECT_WINNERS", "candidate_pool",
            "closed_gates", "combined_moves", "gate_openings", "halving_plan", "leaf_turns",
-           "neighbour_count",
-           "neighbours", "pool_size", "record_winner", "shortlist", "stage_lengths",
-           "survivors", "two_moves", "untried_first"]
+           "neighbour_count", "neighbours", "pool_size", "real_entries", "real_moves_of",
+           "record_winner", "shortlist", "stage_lengths", "survivors", "two_moves",
+           "untried_first"]
 
 SELECT_BATCHES = 4
 """Default ``select_batches``: batches the pool is raced on (4 x 64 rows)."""
@@ -169,8 +169,9 @@ def neighbours(space: Space, encoded: Sequence[float]) -> list[list[float]]:
     """Every encoded structure one step from ``encoded`` in ``space``, leaf by leaf: a
     binary or categorical entry set to each of its other values, an integer entry
     moved by one (within its bounds), a real entry with finite bounds moved by a
-    ladder of local steps and to a coarse grid (:func:`~nondiff.hybrid.real_moves.
-    real_moves`), two adjacent items of a permutation swapped."""
+    ladder of local steps and to a coarse grid
+    (:func:`~nondiff.hybrid.real_moves.real_moves`), two adjacent items of a permutation
+    swapped."""
     x = np.asarray(encoded, dtype=np.float64).reshape(-1)
     out: list[list[float]] = []
     for _, leaf, where in space.leaves():
@@ -195,6 +196,35 @@ def neighbours(space: Space, encoded: Sequence[float]) -> list[list[float]]:
                 y[j], y[j + 1] = x[j + 1], x[j]
                 out.append(y.tolist())
     return out
+
+
+def real_entries(space: Space) -> set[int]:
+    """The entries of ``space``'s encoding that belong to its real leaves.
+
+    >>> from nondiff.optim.spaces import Binary, Product, Real
+    >>> sorted(real_entries(Product(g=Binary(2), t=Real(0.0, 1.0))))
+    [2]
+    """
+    return {j for _, leaf, where in space.leaves() if leaf.kind == "real"
+            for j in range(where.start, where.stop)}
+
+
+def real_moves_of(start: Sequence[float], near: Sequence[Sequence[float]], reals: set[int]
+                  ) -> tuple[list[list[float]], list[list[float]]]:
+    """``near`` split into the moves of other entries and those that change real entries
+    only (``reals``: :func:`real_entries`), each in its order.
+
+    >>> real_moves_of([0, 0.5], [[1, 0.5], [0, 0.75], [1, 0.75]], {1})
+    ([[1, 0.5], [1, 0.75]], [[0, 0.75]])
+    """
+    base = np.asarray(start, dtype=np.float64).reshape(-1)
+    others: list[list[float]] = []
+    moves: list[list[float]] = []
+    for row in near:
+        changed = np.flatnonzero(np.asarray(row, dtype=np.float64).reshape(-1) != base)
+        (moves if changed.size and set(changed.tolist()) <= reals else others).append(
+            list(row))
+    return others, moves
 
 
 def neighbour_count(space: Space) -> int:

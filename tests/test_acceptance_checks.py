@@ -69,18 +69,23 @@ def test_the_threshold_check_reads_a_hard_feature_and_recovers_within_its_interv
     """The label is x_1's sign flipped above x_0 = 1; the model reads 1[x_0 > t] alone of
     x_0, so only a threshold near 1 solves it; recovered within 0.1 of 1; the known
     threshold trained alone learns it, a far one does not."""
-    task, again = make_check("threshold", 3), make_check("threshold", 3)
+    task, again, other = (make_check("threshold", s) for s in (3, 3, 4))
     data = task.data
     assert torch.equal(data.x_train, again.data.x_train)
+    assert not torch.equal(data.x_train[:10], other.data.x_train[:10])
     for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
         assert torch.equal(y, ((x[:, 1] > 0) ^ (x[:, 0] > 1.0)).long())
+        assert torch.bincount(y, minlength=2).min() > 0.3 * len(y)  # no class rare
     assert structure_space(task.model()).contains(task.known)
     assert task.recovered({"t": 1.0}) and task.recovered({"t": np.float64(0.92)})
     assert not task.recovered({"t": 0.85}) and not task.recovered({"t": -1.3})
+    assert task.recovered({"t": 1}) and task.recovered({"t": np.array([0.95])})
+    with pytest.raises(ValueError, match="intervals"):
+        task.recovered({"t": np.array([0.95, 1.0])})
     task = make_check("threshold", 0)
     known = train_fixed(task, seed=0)
     far = train_fixed(task, seed=0, structure={"t": -1.5})
-    assert known["test_accuracy"] > 0.95 > 0.85 > far["test_accuracy"]
+    assert known["test_accuracy"] > 0.95 > 0.9 > far["test_accuracy"]
 
 
 def test_an_unknown_check_is_refused_with_the_names() -> None:

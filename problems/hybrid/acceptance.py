@@ -248,8 +248,14 @@ class AcceptanceTask:
 def _matches(structure: Mapping[str, Any], accepted: Mapping[str, list[Any]]) -> bool:
     for path, allowed in accepted.items():
         value = structure[path]
-        if isinstance(value, (float, np.floating)) and isinstance(allowed[0], tuple):
-            if not any(low <= float(value) <= high for low, high in allowed):  # intervals
+        if isinstance(allowed[0], tuple):  # a real: intervals (low, high)
+            number = np.asarray(value, dtype=np.float64)
+            if number.size != 1 or not all(isinstance(a, tuple) and len(a) == 2 and
+                                           a[0] <= a[1] for a in allowed):
+                raise ValueError(f"path {path!r} is accepted within intervals {allowed!r}, "
+                                 f"which need one real and (low, high) pairs, got "
+                                 f"{value!r}; give each interval as (low, high)")
+            if not any(low <= float(number.reshape(-1)[0]) <= high for low, high in allowed):
                 return False
         elif (isinstance(value, np.ndarray) and value.dtype == bool) or (
                 isinstance(allowed[0], np.ndarray)):

@@ -1,11 +1,12 @@
 """Check tasks outside the acceptance suite: a new user's first tries of structure search.
 
 The suite's tasks (:mod:`nondiff.problems.hybrid.acceptance`) were each written before
-or while the methods that solve them were built. These six were written after, as a
+or while the methods that solve them were built. These six were written after: five as a
 user of issue 17 would write a first task — a few relevant inputs among many, an
 activation ``Choice`` that includes the identity
 (:class:`~nondiff.problems.hybrid.acceptance.GatedActivationMLP`) — but with budgets and
-labels the suite does not have, to see the methods on cases they were not built around:
+labels the suite does not have, and one with a real structure parameter, to see the
+methods on cases they were not built around:
 
 - ``"xor-16"``: ``1[x_3 x_8 > 0]`` among 16 gated inputs, with the suite's gate cost;
 - ``"three-class"``: three classes, ``argmax(x_1, x_4 x_9, |x_6| - 0.8)`` among 14
