@@ -175,8 +175,8 @@ FINAL_SWITCHES = {
     "prune_open": "the first selection races the start with every gate open, pruned",
     "gate_parsimony": "without a structure cost (or with one withheld), a gate stays open "
                       "only where its value clears its noise",
-    "keep_together": "the gates the gate parsimony would close lose their penalty where "
-                     "closing them together costs more than noise",
+    "keep_together": "without a structure cost, the gates the gate parsimony would close "
+                     "lose their penalty where closing them together costs more than noise",
     "fresh_final_state": "the weight optimizer's state starts afresh once the first "
                          "selection has picked",
 }
@@ -262,11 +262,13 @@ class FinalPhase(FinalistRace):
     (:attr:`keep_together`)."""
 
     keep_together: bool = True
-    """Whether the first selection tests the gates that the gate parsimony closes in its
-    pruned start as one group (:meth:`_keep_together`, :mod:`~nondiff.hybrid.joint_closing`)
-    and takes their penalties off, racing every gate open too, when closing them together
-    costs more than noise: inputs that each add little to the others but much together,
-    as the pixels of an image do."""
+    """Whether, without a structure cost, the first selection tests the gates that the gate
+    parsimony closes in its pruned start as one group (:meth:`_keep_together`,
+    :mod:`~nondiff.hybrid.joint_closing`) and takes their penalties off, racing every gate
+    open too, when closing them together costs more than noise: inputs that each add
+    little to the others but much together, as the pixels of an image do. With a cost
+    withheld (:attr:`~nondiff.hybrid.structure_costs.StructureCosts.cost_withheld`) the
+    parsimony stands in for a cost the user asked for, and it is not tested."""
 
     def _final_step(self, x: Any, y: Any, held_out: tuple[Any, Any] | None = None
                     ) -> dict[str, float]:
@@ -823,10 +825,10 @@ class FinalPhase(FinalistRace):
         ``spent`` (the options whose screens do not fit are left out, and so are those
         whose screen fails: a non-finite loss or derivative, autograd refusing; its pass
         is still paid). A structure cost that is not a sum over gates is weighed with
-        the unreached gates open. Under the gate parsimony the gates the first pruned
-        start closes are then tested together (:meth:`_keep_together`): when they matter
-        together, the start is pruned again without their penalties, after the start with
-        every gate open."""
+        the unreached gates open. Under the gate parsimony without a structure cost the
+        gates the first pruned start closes are then tested together
+        (:meth:`_keep_together`): when they matter together, the start is pruned again
+        without their penalties, after the start with every gate open."""
         entries = gate_entries(self.model, self.space)
         n = min(_rows(x), SCREEN_ROWS)
         if not self.prune_open or self.engine is not None or \
@@ -868,7 +870,8 @@ class FinalPhase(FinalistRace):
                 built = [closed_together(row, weighed, least=0),
                          *pruning_path(row, weighed, PRUNE_PATH)]
                 opened = 0  # 1: built starts with every gate open
-                if value is starts[0] and self.keep_together and self._parsimony_on():
+                if value is starts[0] and self.keep_together and self._parsimony_on() \
+                        and self.structure_cost is None:  # a withheld cost keeps its say
                     together, cost = self._keep_together(row, built[0], weighed, x, y,
                                                          budget, spent + paid)
                     paid += cost

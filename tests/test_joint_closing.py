@@ -140,15 +140,19 @@ def test_a_non_finite_loss_or_an_output_not_cut_into_rows_gives_nan() -> None:
     assert get_structure(scalar)["gates"].all()
 
 
-def _first_selection(keep_together: bool, parsimony: bool = True, data=None
-                     ) -> HybridTrainer:
-    """The first selection from every gate open under weights trained so, no cost: the
-    gate parsimony weighs each gate by its screen's error."""
+def _first_selection(keep_together: bool, parsimony: bool = True, data=None,
+                     withheld: bool = False) -> HybridTrainer:
+    """The first selection from every gate open under weights trained so, no cost (or,
+    ``withheld``, a cost of 0 held back for want of a signal): the gate parsimony weighs
+    each gate by its screen's error."""
     data = data or _data
     torch.manual_seed(0)
+    cost = {"structure_cost": lambda structure: 0.0} if withheld else {}
     trainer = HybridTrainer(_trained(data=data), "ga", seed=0, total_steps=12, final_steps=0.75,
                             select_batches=4, search_compute=None,
-                            structure_options={"popsize": 4})
+                            structure_options={"popsize": 4}, **cost)
+    if withheld:
+        trainer.cost_held_back = lambda step: True  # no generation told structures apart
     trainer.late_select, trainer.keep_together = None, keep_together
     trainer.gate_parsimony = parsimony
     trainer.structure_optimizer.recommend = lambda: np.ones(FEATURES)
@@ -261,3 +265,14 @@ def test_rows_that_cannot_be_cut_or_a_loss_that_refuses_one_row_give_none() -> N
     assert losses is None and seq.training and get_structure(seq)["gates"].all()
     fine = row_losses(model, space, start, x, y, nn.functional.cross_entropy)
     assert fine is not None and fine.shape == (8,) and np.isfinite(fine).all()
+
+
+def test_with_a_cost_withheld_the_parsimony_stands_in_for_it_untested() -> None:
+    """A cost the user asked for, held back: the parsimony stands in for it and its
+    closings are not tested together (the same pool, penalties and examples as with the
+    switch off)."""
+    kept = _first_selection(keep_together=True, withheld=True)
+    plain = _first_selection(keep_together=False, withheld=True)
+    assert kept._parsimony_on() and all(v > 0 for _, v in kept.gate_noise)
+    assert kept.selection["pruned"] == plain.selection["pruned"]
+    assert kept.forward_examples == plain.forward_examples
