@@ -28,7 +28,7 @@ import torch
 
 from .structure import StructureBatchError
 
-__all__ = ["block", "detached", "repeat", "rows", "slice_rows"]
+__all__ = ["block", "detached", "leaves", "repeat", "rows", "slice_rows"]
 
 
 def rows(x: Any) -> int:
@@ -50,6 +50,18 @@ def slice_rows(output: Any, start: int, stop: int) -> Any:
     if isinstance(output, Mapping):
         return {key: slice_rows(value, start, stop) for key, value in output.items()}
     raise StructureBatchError(f"cannot split a model output of type {type(output).__name__}")
+
+
+def leaves(output: Any) -> list[Any]:
+    """Every leaf of a (nested) model output or target: its tensors, and whatever else
+    sits where a tensor could (a number, None), in order."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, Mapping):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        return [leaf for item in output for leaf in leaves(item)]
+    return [output]
 
 
 def detached(output: Any) -> Any:

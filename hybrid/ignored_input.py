@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .blocks import leaves
 from .devices import device_of, to_device
 
 __all__ = ["CHECK_ROWS", "LEAST_ROWS", "ROUNDING", "ignored_input_message", "ignores_input"]
@@ -58,18 +59,6 @@ ROUNDING = 8
 """Outputs count as the same when each entry differs across the rows by at most this
 many machine epsilons of its dtype, relative to that entry's largest magnitude (float
 rounding, not closeness: a probability of 1e-18 and one of 1e-35 differ)."""
-
-
-def _tensors(output: Any) -> list[torch.Tensor]:
-    """The tensors of a model's output: a tensor, or those in (nested) tuples, lists
-    and dicts."""
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, Mapping):
-        output = list(output.values())
-    if isinstance(output, (list, tuple)):
-        return [t for item in output for t in _tensors(item)]
-    return []
 
 
 def _same_rows(t: torch.Tensor) -> bool:
@@ -114,7 +103,7 @@ def ignores_input(model: nn.Module, x: Any, rows: int = CHECK_ROWS) -> bool:
     was_training = model.training
     model.eval()
     try:
-        outputs = _tensors(model(x))
+        outputs = [t for t in leaves(model(x)) if isinstance(t, torch.Tensor)]
     finally:
         model.train(was_training)
     outputs = [t for t in outputs

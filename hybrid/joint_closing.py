@@ -82,7 +82,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -90,22 +90,11 @@ import torch
 from nondiff.optim.spaces import Space
 from torch import nn
 
-from .blocks import slice_rows
+from .blocks import leaves, slice_rows
 from .candidate_norms import candidate_statistics
 from .structure import get_structure, set_structure_encoded
 
 __all__ = ["joint_closing", "row_losses"]
-
-
-def _leaves(value: Any) -> list[Any]:
-    """The tensors of a (nested: tuples, lists, mappings) output or target."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _leaves(v)]
-    if isinstance(value, Mapping):
-        return [t for v in value.values() for t in _leaves(v)]
-    return [value]  # not a tensor: not cut into rows
 
 
 @torch.no_grad()
@@ -132,7 +121,7 @@ def row_losses(model: nn.Module, space: Space, encoded: Sequence[float], x: torc
         set_structure_encoded(model, before)
         model.train(was_training)
     if not all(isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == rows
-               for t in _leaves(out) + _leaves(y)):
+               for t in leaves(out) + leaves(y)):
         return None
     try:
         losses = np.asarray([float(loss(slice_rows(out, r, r + 1), slice_rows(y, r, r + 1)))
