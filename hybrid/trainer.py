@@ -34,7 +34,7 @@ identity activation, at chance accuracy. Fair paths give every structure the sam
 training while the ranking forms (Bender et al. 2018; Guo et al. 2020; Chu et al.
 2021); the falling share then hands the weights to the structures the search has come
 to prefer, so they end specialised to the one it returns (SPOS instead retrains the
-found structure from scratch; a user of this trainer keeps the trained model). FairNAS
+found structure from scratch: :meth:`retrain`, :mod:`nondiff.hybrid.retrain`). FairNAS
 trains its ``k`` paths on ``k`` copies of the batch; here they share the batch, so a
 step costs the same examples as a single-path one. Uniform warm-up alone
 (``warmup_steps`` with ``"sampled"``) did not prevent the lock-in: once the search
@@ -221,6 +221,7 @@ from .final_phase import FinalPhase
 from .ignored_input import ignored_input_message, ignores_input
 from .named_optimizer import named_structure_optimizer
 from .nonfinite import NonFiniteError, check_finite, check_policy
+from .retrain import Retraining, initial_groups, initial_weights
 from .sampling import FAIR_OPEN, FAIR_OPEN_START, fair_structures, merge_small, split_rows
 from .sampling import fair_paths as fair_path_count
 from .schedules import fair_share_at, final_at, open_share_at, plan_warning
@@ -275,7 +276,7 @@ def _host_scores(values: list[Any]) -> np.ndarray:
     return np.array([float(v) for v in values], dtype=np.float64)
 
 
-class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
+class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, Retraining, TrainerState):
     """Train a model's declared structure by search and its weights by gradient.
 
     Args:
@@ -557,6 +558,9 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
         else:
             raise ValueError(f"engine must be 'backprop' or a hybrid.Decoupled, got {engine!r}")
         self.weight_optimizer = weight_optimizer
+        # what retrain starts from: the weights and optimizer settings as given
+        self.initial_model = initial_weights(model)
+        self.initial_optimizer = initial_groups(weight_optimizer)
         self.split_on = split_choice_of(model, split_choice)  # few-shot weights (few_shot)
         if self.split_on is not None and split_choice != "auto" and (
                 self.engine is not None or self.search_compute == "shared"):
@@ -1023,11 +1027,7 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         data, held_out = as_batches(data), as_batches(held_out, "held_out")
-        if (hasattr(data, "batches") or hasattr(held_out, "batches")) and (
-                isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}; "
-                             f"e.g. 64")
+        self._check_batch_size(batch_size, data, held_out)
         if held_out is not None and self.search_compute == "shared":
             raise ValueError("held_out batches are for evaluations; search_compute='shared' "
                              "scores the structures on their training rows instead: pass "
@@ -1038,9 +1038,7 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
             raise ValueError(f"data has no batches ({kind} of length 0), so "
                              f"fit would count {epochs - self.epoch} epoch(s) without a step; "
                              "pass a Dataset or a non-empty list of (x, y) batches")
-        if isinstance(data, (list, tuple)):  # checked whole before the plan is pinned
-            for i, batch in enumerate(data):
-                self._pair(batch, i)
+        self._check_pairs(data)  # checked whole before the plan is pinned
         if held_out is not None:  # checked whole before the plan is pinned
             held_out = list(held_out.batches(batch_size, seed=seed) if hasattr(
                 held_out, "batches") else held_out)
@@ -1049,15 +1047,7 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
             for i, batch in enumerate(held_out):
                 self._pair(batch, i, "held_out")
         self._check_final()
-        if has_batch_norm(self.model):  # a batch norm cannot train on one row
-            known = self._epoch_rows(data, batch_size)
-            single = [i for i, r in enumerate(known) if r < 2]
-            if single:
-                raise ValueError(f"batch {single[0]} of each epoch has {known[single[0]]} "
-                                 f"row(s) (batch_size={batch_size!r} of {sum(known)} rows) "
-                                 "and the model has a batch norm, which needs at least 2 "
-                                 "rows to train on; choose a batch_size that leaves no "
-                                 "single row, or drop the last row")
+        self._check_norm_rows(data, batch_size)
         taken: list[dict[str, float]] = []
         stopped, last_x = False, None
         before = (self.epoch_rows, self.planned_steps, self.fair_plan, self._warned_plan,
@@ -1119,6 +1109,35 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, TrainerState):
         if bar is not None and self.structure_cost is not None and taken:
             self.print_pareto(file=sys.stderr)  # where the progress bar was
         return taken
+
+    @staticmethod
+    def _check_batch_size(batch_size: Any, *sources: Any) -> None:
+        """A ValueError for a bad ``batch_size`` where one of ``sources`` is batched by it."""
+        if any(hasattr(s, "batches") for s in sources) and (
+                isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}; "
+                             f"e.g. 64")
+
+    def _check_pairs(self, data: Any) -> None:
+        """Every batch of a list or tuple of batches checked as an ``(x, y)`` pair."""
+        if isinstance(data, (list, tuple)):
+            for i, batch in enumerate(data):
+                self._pair(batch, i)
+
+    def _check_norm_rows(self, data: Any, batch_size: int) -> None:
+        """A ValueError where the model has a batch norm and a batch of ``data`` would
+        have a single row (a batch norm cannot train on one)."""
+        if not has_batch_norm(self.model):
+            return
+        known = self._epoch_rows(data, batch_size)
+        single = [i for i, r in enumerate(known) if r < 2]
+        if single:
+            raise ValueError(f"batch {single[0]} of each epoch has {known[single[0]]} "
+                             f"row(s) (batch_size={batch_size!r} of {sum(known)} rows) "
+                             "and the model has a batch norm, which needs at least 2 "
+                             "rows to train on; choose a batch_size that leaves no "
+                             "single row, or drop the last row")
 
     def _ignores_input(self, x: Any) -> bool:
         """:func:`~nondiff.hybrid.ignored_input.ignores_input` on ``x`` under the model as

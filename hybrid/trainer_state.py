@@ -43,6 +43,7 @@ import torch
 from nondiff.optim.checkpoint import seal, verify
 
 from .devices import device_of
+from .retrain import host_copy
 
 __all__ = ["STATE_VERSION", "TrainerState"]
 
@@ -93,6 +94,8 @@ class TrainerState:
                        "selected": None if self.selected is None else list(self.selected),
                        "race": self.race,  # seal copies it
                        "split": self.split},
+            # what retrain starts from (hybrid.retrain)
+            "initial": {"model": self.initial_model, "optimizer": self.initial_optimizer},
         })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -103,7 +106,7 @@ class TrainerState:
         keys = {"version", "model", "weight_optimizer", "structure_optimizer", "counters",
                 "rng", "torch_rng", "batched"}
         if not isinstance(state, Mapping) or \
-                set(state) - {"last_generation", "batched_steps", "search"} != keys:
+                set(state) - {"last_generation", "batched_steps", "search", "initial"} != keys:
             got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(f"not a HybridTrainer state dict: expected keys {sorted(keys)}, "
                              f"got {got}")
@@ -201,6 +204,27 @@ class TrainerState:
         self.selected = search["selected"]
         self.race = copy.deepcopy(search.get("race"))
         self.split = copy.deepcopy(search.get("split"))
+        if state.get("initial") is not None:  # a state from before retrain: kept as built
+            self._load_initial(state["initial"])
+
+    def _load_initial(self, initial: Mapping[str, Any]) -> None:
+        """The starting weights and optimizer settings of a stored state, checked
+        against the model (the same names) and the optimizer (as many groups)."""
+        weights, groups = initial["model"], initial["optimizer"]
+        names = set(self.model.state_dict())
+        if weights is not None and (not isinstance(weights, Mapping) or set(weights) != names):
+            raise ValueError("this HybridTrainer state dict's initial weights do not fit the "
+                             "model (other parameter names); build the trainer with the same "
+                             "model before loading")
+        count = None if self.weight_optimizer is None else \
+            len(self.weight_optimizer.param_groups)
+        if (groups is None) != (count is None) or (
+                groups is not None and len(groups) != count):
+            raise ValueError(f"this HybridTrainer state dict's initial optimizer settings "
+                             f"({groups!r}) do not fit the weight optimizer; build the "
+                             f"trainer with the same optimizer before loading")
+        self.initial_model = None if weights is None else host_copy(weights)
+        self.initial_optimizer = copy.deepcopy(groups)
 
 
 def _race_state(race: Any) -> dict[str, Any] | None:
