@@ -231,6 +231,24 @@ def test_without_a_structure_cost_the_default_search_closes_the_noise_inputs(
     assert plain["structure"]["gates"].sum() > run["structure"]["gates"].sum()
 
 
+def test_retrain_searches_a_share_of_the_epochs_then_retrains_the_found_structure(
+        device: str) -> None:
+    """The retrained model is the found structure trained alone, bit for bit (same
+    starting weights, batches and optimizer); the compute counts the half-length search
+    and the retraining."""
+    task = make_task("nonlinearity", seed=0)
+    run = search(task, "ga", seed=0, device=device, retrain=0.5)
+    assert run["recovered"], run["structure"]
+    alone = train_fixed(task, seed=0, device=device, structure=run["structure"])
+    assert run["test_accuracy"] == alone["test_accuracy"]
+    half = search(dataclasses.replace(task, epochs=task.epochs // 2), "ga", seed=0,
+                  device=device)
+    assert run["forward_examples"] == half["forward_examples"] + alone["forward_examples"]
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="retrain must be"):
+            search(task, "ga", seed=0, retrain=bad)
+
+
 def test_suite_table_for_one_task(capsys: pytest.CaptureFixture[str]) -> None:
     results = main(["op-graph", "--seeds", "1", "--optimizers", "reinforce", "cga"])
     row = results["op-graph"]["table"]["reinforce"]

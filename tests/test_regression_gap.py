@@ -58,3 +58,27 @@ def test_a_search_returns_a_structure_of_the_model_and_its_test_mse(
 def test_trainer_options_reach_the_trainer() -> None:
     with pytest.raises(ValueError, match="final_steps"):
         regression_gap.run_one("cmaes", seed=0, epochs=1, final_steps=-1.0)
+
+
+def test_retrain_adds_the_retraining_to_the_compute() -> None:
+    searched = regression_gap.run_one("cmaes", seed=0, epochs=2)
+    retrained = regression_gap.run_one("cmaes", seed=0, epochs=2, retrain=True)
+    assert retrained["structure"]["act"] == searched["structure"]["act"]
+    assert np.array_equal(retrained["structure"]["gates"], searched["structure"]["gates"])
+    assert retrained["forward_examples"] == searched["forward_examples"] + 2 * 2000
+    assert np.isfinite(retrained["test_mse"])
+
+
+def test_the_known_structure_retrained_is_the_fixed_run() -> None:
+    fixed = regression_gap.run_one("fixed", seed=0, epochs=2)
+    torch.manual_seed(0)
+    x, y, x_test, y_test = regression_gap.make_data(0)
+    model = regression_gap._model()
+    trainer = regression_gap.HybridTrainer(model, "cmaes", regression_gap._adam,
+                                           loss=torch.nn.functional.mse_loss, progress=False)
+    rows = regression_gap.TensorDataset(x, y)
+    trainer.fit(rows, epochs=1, batch_size=64)
+    trainer.retrain(rows, epochs=2, batch_size=64, structure=regression_gap.known_structure())
+    with torch.no_grad():
+        mse = float(torch.nn.functional.mse_loss(model(x_test), y_test))
+    assert mse == fixed["test_mse"]

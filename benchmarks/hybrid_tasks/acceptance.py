@@ -369,12 +369,19 @@ that :func:`search` takes as keywords."""
 
 
 def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
-           **options: Any) -> dict[str, Any]:
+           retrain: float | None = None, **options: Any) -> dict[str, Any]:
     """``HybridTrainer`` with ``optimizer`` (defaults otherwise, or keyword ``options`` of
     the trainer, e.g. ``search_compute=1.0``, and the final phase's attributes of
     :data:`FINAL_ATTRIBUTES`, e.g. ``screen_gates=False``, which set those attributes of
     the trainer) on the task: the found structure, whether it is the known one, test
-    accuracy, forward examples and the step metrics."""
+    accuracy, forward examples and the step metrics. With ``retrain`` (a share in
+    ``(0, 1]``) the search runs for that share of the task's epochs and the found
+    structure is then retrained alone for all of them
+    (:meth:`~nondiff.hybrid.trainer.HybridTrainer.retrain`; the compute counts both)."""
+    if retrain is not None and (isinstance(retrain, bool) or not isinstance(
+            retrain, (int, float)) or not 0 < retrain <= 1):
+        raise ValueError(f"retrain must be None or the share of the epochs to search for, "
+                         f"in (0, 1], got {retrain!r}; e.g. 0.5")
     torch.manual_seed(seed)
     model = task.model().to(device)
     data = task.data.to(device)
@@ -386,8 +393,11 @@ def search(task: AcceptanceTask, optimizer: str, seed: int, device: str = "cpu",
     for name, value in attributes.items():  # attributes of the trainer, not options
         setattr(trainer, name, value)
     start = time.perf_counter()
-    trainer.fit(data, epochs=task.epochs, batch_size=task.batch_size, seed=seed)
+    epochs = task.epochs if retrain is None else max(1, round(task.epochs * retrain))
+    trainer.fit(data, epochs=epochs, batch_size=task.batch_size, seed=seed)
     found = trainer.recommended()
+    if retrain is not None:
+        trainer.retrain(data, task.epochs, task.batch_size, seed)
     return {"structure": found, "recovered": task.recovered(found),
             "test_accuracy": accuracy(model, data.x_test, data.y_test),
             "forward_examples": trainer.forward_examples,
@@ -549,7 +559,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--epochs", type=int, default=None,
                         help="every task's epochs (search and fixed); default: each "
                              "task's own")
+    parser.add_argument("--retrain", type=float, default=None, metavar="SHARE",
+                        help="search for this share of the epochs, then retrain the found "
+                             "structure alone for all of them (HybridTrainer.retrain)")
     args = parser.parse_args(argv)
+    if args.retrain is not None and not 0 < args.retrain <= 1:
+        parser.error(f"--retrain must be in (0, 1], got {args.retrain}; e.g. 0.5")
     unknown = sorted(set(args.tasks) - set(TASKS) - set(CHECKS))
     if unknown:
         parser.error(f"unknown tasks {unknown}; choose from {', '.join([*TASKS, *CHECKS])}")
@@ -581,12 +596,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
           f"{'default' if args.search_compute is None else args.search_compute}, final_steps="
           f"{'default' if args.final_steps is None else args.final_steps}, select_batches="
           f"{'default' if args.select_batches is None else args.select_batches}, "
-          f"late_select={'default' if args.late_select is None else args.late_select}")
+          f"late_select={'default' if args.late_select is None else args.late_select}"
+          f"{'' if args.retrain is None else f'; search {args.retrain:g} of the epochs, '}"
+          f"{'' if args.retrain is None else 'then retrain'}")
     start = time.perf_counter()
     given = {"search_compute": args.search_compute, "final_steps": args.final_steps,
              "select_batches": args.select_batches, "late_select": args.late_select}
     options = {k: None if v == "none" else v for k, v in given.items() if v is not None}
     options.update({name: False for name in FINAL_SWITCHES if getattr(args, f"no_{name}")})
+    if args.retrain is not None:
+        options["retrain"] = args.retrain
     results = run_suite(args.tasks or None, seeds, args.optimizers, args.device,
                         first_seed=args.first_seed, no_cost=args.no_cost, lr=args.lr,
                         epochs=args.epochs, **options)
