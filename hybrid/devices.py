@@ -8,7 +8,8 @@ once per step (tensors nested in tuples, lists and dicts; ``non_blocking`` when 
 source is pinned, so a pinned host batch overlaps with the work already queued), and
 :func:`draw_on` runs a random draw with a generator of another device (a CPU
 ``torch.Generator`` for a CUDA model) and moves the result, so a seeded CPU stream
-stays the same stream wherever the model is.
+stays the same stream wherever the model is. :func:`copy_state` copies a state dict
+whose tensors no longer follow the live ones (kept beside the model, or on the host).
 
 Example:
     >>> import torch
@@ -23,13 +24,14 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-__all__ = ["device_of", "draw_on", "placed_device", "to_device"]
+__all__ = ["copy_state", "device_of", "draw_on", "placed_device", "to_device"]
 
 T = TypeVar("T")
 
@@ -77,3 +79,12 @@ def draw_on(device: torch.device, generator: torch.Generator | None,
     ``device``: a CPU generator keeps its stream for a model on another device."""
     source = device if generator is None else generator.device
     return draw(source).to(device)
+
+
+def copy_state(state: Mapping[str, Any], device: torch.device | str | None = None
+               ) -> dict[str, Any]:
+    """A copy of a module's state dict whose tensors do not follow the live ones (on
+    ``device``, e.g. ``"cpu"`` to keep it on the host; default: where each is), and
+    whose extra states (a declaration's value) are copies too."""
+    return {k: (v.detach().clone() if device is None else v.detach().to(device, copy=True))
+            if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in state.items()}

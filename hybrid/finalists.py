@@ -82,6 +82,7 @@ import torch
 
 from .blocks import rows as _rows
 from .candidate_norms import norm_buffers, restore_norm_buffers
+from .devices import copy_state
 from .nonfinite import check_finite
 from .structure import set_structure
 
@@ -192,10 +193,10 @@ class FinalistRace:
             finalists = finalists[:-1]
         if len(finalists) < 2:
             return None
-        weights = _copy_state(self.model.state_dict())
+        weights = copy_state(self.model.state_dict())
         moments = copy.deepcopy(self.weight_optimizer.state_dict()["state"])
         k = len(finalists)
-        return {"encoded": finalists, "weights": [_copy_state(weights) for _ in finalists],
+        return {"encoded": finalists, "weights": [copy_state(weights) for _ in finalists],
                 "optimizers": [copy.deepcopy(moments) for _ in finalists],
                 "sums": [0.0] * k, "counts": [0] * k, "prior": [0.0] * k,
                 "alive": list(range(k)), "steps": 0, "nonfinite": 0, "stage_steps": stage}
@@ -257,7 +258,7 @@ class FinalistRace:
                 losses.append(float(loss.detach()))
                 scores[i] = score + (weight * float(costs[i]) if costs is not None else 0.0) \
                     + float(parsimony[i])
-                race["weights"][i] = _copy_state(self.model.state_dict())
+                race["weights"][i] = copy_state(self.model.state_dict())
                 race["optimizers"][i] = copy.deepcopy(self.weight_optimizer.state_dict()
                                                       ["state"])
         except BaseException:
@@ -326,10 +327,3 @@ class FinalistRace:
         copies go."""
         self.race = {"done": True, "winner": race["alive"][0],
                      "nonfinite": race["nonfinite"], "encoded": race["encoded"]}
-
-
-def _copy_state(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a module's state dict whose tensors do not follow the live ones (and
-    whose extra states, e.g. a declaration's value, are copies too)."""
-    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
-            for k, v in state.items()}

@@ -11,8 +11,9 @@ sampling", ECCV: supernet training, search, then retraining from scratch).
 weights the model had when the trainer was made (and the weight optimizer's settings
 then, its state cleared), sets the recommended structure (or a given one) and trains
 it for ``epochs`` with the trainer's loss on the same batches ``fit`` would draw. With
-the same data, seed and epochs as a plain loop over the same model, it is that loop:
-the known structure retrained reproduces the known structure trained alone.
+the same data, seed and epochs (and torch random state, for dropout) as a plain loop over
+the same model, it is that loop: the known structure retrained reproduces the known
+structure trained alone.
 
 What it costs and buys (issue 17; the compute is the trainer's ``forward_examples``, which
 counts the retraining too):
@@ -20,7 +21,7 @@ counts the retraining too):
 - ``nondiff.benchmarks.hybrid_tasks.regression_gap`` (a regression, 13 optimizers, seeds
   0-1, 10 epochs): with the shared weights as ``fit`` leaves them, the searched model's
   test MSE is 1.8-5.1x that of the known structure trained alone on the same batches;
-  retrained, the 18 runs that found the known structure end at exactly its MSE (1.0x),
+  retrained, the 19 runs that found the known structure end at exactly its MSE (1.0x),
   those that left a noise gate open at 0.9-1.3x, and the one that closed a relevant
   gate at 4.7x. Search and retraining together take 3x the compute of training the
   structure alone.
@@ -54,19 +55,21 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from .batches import as_batches
+from .batches import as_batches, epoch_seed
 from .blocks import rows as _rows
-from .devices import device_of, to_device
+from .candidate_norms import has_batch_norm
+from .devices import copy_state, device_of, to_device
+from .nonfinite import NonFiniteError
 from .structure import set_structure
 
-__all__ = ["Retraining", "host_copy", "initial_groups", "initial_weights"]
+__all__ = ["Retraining", "check_initial", "initial_groups", "initial_weights"]
 
 
 def initial_weights(model: nn.Module) -> dict[str, Any] | None:
@@ -76,13 +79,36 @@ def initial_weights(model: nn.Module) -> dict[str, Any] | None:
     state = model.state_dict()
     if any(is_lazy(value) for value in state.values()):
         return None
-    return host_copy(state)
+    return copy_state(state, "cpu")
 
 
-def host_copy(state: Mapping[str, Any]) -> dict[str, Any]:
-    """``state`` with every tensor copied to the host, everything else deep-copied."""
-    return {name: value.detach().to("cpu", copy=True) if isinstance(value, torch.Tensor)
-            else copy.deepcopy(value) for name, value in state.items()}
+def check_initial(initial: Any, model: nn.Module, optimizer: torch.optim.Optimizer | None
+                  ) -> None:
+    """A ValueError unless ``initial`` (a stored ``{"model", "optimizer"}``) fits
+    ``model`` (the same entries, tensors of the same shapes) and ``optimizer`` (a
+    mapping of settings per parameter group)."""
+    fix = "build the trainer with the same model and weight optimizer before loading"
+    if not isinstance(initial, Mapping) or set(initial) != {"model", "optimizer"}:
+        raise ValueError(f"this HybridTrainer state dict's initial entry is not "
+                         f"{{'model', 'optimizer'}}: {initial!r:.80}; {fix}")
+    weights, groups = initial["model"], initial["optimizer"]
+    live = model.state_dict()
+    if weights is not None and (not isinstance(weights, Mapping) or set(weights) != set(live)
+                                or any(_shape(weights[k]) != _shape(v)
+                                       for k, v in live.items())):
+        raise ValueError(f"this HybridTrainer state dict's initial weights do not fit the "
+                         f"model (other entries or shapes); {fix}")
+    count = None if optimizer is None else len(optimizer.param_groups)
+    if (groups is None) != (count is None) or (groups is not None and (
+            not isinstance(groups, list) or len(groups) != count
+            or not all(isinstance(g, Mapping) for g in groups))):
+        raise ValueError(f"this HybridTrainer state dict's initial optimizer settings do not "
+                         f"fit the weight optimizer ({count} parameter groups); {fix}")
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) and not is_lazy(value) \
+        else None
 
 
 def initial_groups(optimizer: torch.optim.Optimizer | None) -> list[dict[str, Any]] | None:
@@ -102,54 +128,45 @@ class Retraining:
     initial_optimizer: list[dict[str, Any]] | None
 
     def retrain(self, data: Any, epochs: int, batch_size: int = 64, seed: int = 0,
-                structure: Mapping[str, Any] | None = None) -> list[dict[str, float]]:
+                structure: Mapping[str, Any] | None = None,
+                callbacks: Iterable[Callable[[dict[str, float], Any], Any]] = ()
+                ) -> list[dict[str, float]]:
         """Train ``structure`` (default: the trainer's ``recommended()``) alone from the
         weights the model had when the trainer was made, for ``epochs`` epochs of
-        ``data`` (as ``fit`` takes it, batched by ``batch_size`` and ``seed`` alike), with the
-        trainer's loss and its weight optimizer, its state cleared and its settings
-        (learning rates, ...) as they were then. The few-shot copies of the weights go.
-        The search's state is left as it is; the model is left at ``structure``.
+        ``data`` (as ``fit`` takes it, batched by ``batch_size`` and ``seed`` alike),
+        with the trainer's loss and its weight optimizer, its state cleared and its
+        settings (learning rates, ...) as they were then. The few-shot copies of the
+        weights go. The search's state is left as it is; the model is left at
+        ``structure``. With the global torch random state the same (dropout, a shuffling
+        ``DataLoader``), it is a plain training loop over the same model, bit for bit.
+
+        A retraining is one call: it is not checkpointed partway, and a stopped or
+        interrupted one is run again whole (from the starting weights; its rows are
+        counted again in ``forward_examples``).
+
+        Args:
+            callbacks: ``cb(metrics, trainer)`` after every step of the retraining (the
+                trainer's own callbacks are for ``fit``); True stops it.
 
         Returns:
             the metrics of each weight step taken (``retrain_step``, ``epoch``,
-            ``loss``, ``skipped``). The trainer's callbacks see each (one returning True
-            stops the retraining), and ``forward_examples`` counts the rows.
+            ``loss``, ``skipped``); ``forward_examples`` and ``weight_examples`` count
+            the rows, ``skipped_steps`` the steps a non-finite loss left out (with
+            ``on_nonfinite="skip"``).
 
         Raises:
             ValueError: a Decoupled engine (it owns its optimizers: retrain its blocks
-                with the engine instead), a model with lazy modules not yet run when the
-                trainer was made (no starting weights were kept), a bad ``epochs`` or
-                ``batch_size``, data without batches, a structure outside the model's
-                space, or a weight optimizer given parameter groups since; all before
-                anything changes.
+                with the engine instead), no starting weights (a lazy module not yet run
+                when the trainer was made), a model whose entries changed since, a bad
+                ``epochs``, ``batch_size`` or ``seed``, data without batches, a structure
+                outside the model's space, or a weight optimizer given parameter groups
+                since; all before anything changes.
+            NonFiniteError: a non-finite loss under ``on_nonfinite="raise"``, with the
+                retraining's step and epoch.
         """
-        if self.engine is not None:
-            raise ValueError("retrain trains the model with the trainer's weight optimizer, "
-                             "and a Decoupled engine owns its optimizers; build a "
-                             "HybridTrainer with engine='backprop' to retrain, or train the "
-                             "engine on the found structure")
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1 (the epochs to retrain for), got "
-                             f"{epochs!r}; e.g. the epochs fit ran")
-        if self.initial_model is None:
-            raise ValueError("retrain starts from the weights the model had when the "
-                             "trainer was made, and a lazy module's were not made yet; run "
-                             "the model on one batch before building the HybridTrainer")
-        found = self.recommended() if structure is None else structure
-        self.space.encode(found)  # a ValueError names the path, before anything changes
+        found, groups = self._check_retrain(data, epochs, batch_size, seed, structure)
+        callbacks = list(callbacks)
         data = as_batches(data)
-        self._check_batch_size(batch_size, data)
-        if self._batches_per_epoch(data, batch_size) == 0:
-            raise ValueError("data has no batches, so retrain would take no step; pass a "
-                             "Dataset or a non-empty list of (x, y) batches")
-        self._check_pairs(data)
-        self._check_norm_rows(data, batch_size)
-        groups = self.weight_optimizer.param_groups
-        if len(groups) != len(self.initial_optimizer):
-            raise ValueError(f"the weight optimizer has {len(groups)} parameter groups and "
-                             f"had {len(self.initial_optimizer)} when the trainer was made, "
-                             f"so retrain cannot put its settings back; add parameter "
-                             f"groups before building the HybridTrainer")
         self.split = None  # the search's copies of the weights
         self.model.load_state_dict(self.initial_model)
         set_structure(self.model, found)
@@ -158,16 +175,66 @@ class Retraining:
         self.weight_optimizer.state.clear()
         self.model.train()
         taken: list[dict[str, float]] = []
+        norms = has_batch_norm(self.model)
         for epoch in range(epochs):
-            batches = data.batches(batch_size, seed=seed, epoch=epoch) \
-                if hasattr(data, "batches") else iter(data)
-            for i, batch in enumerate(batches):
+            for i, batch in enumerate(self._epoch_batches(data, batch_size, seed, epoch)):
                 x, y = to_device(self._pair(batch, i), device_of(self.model))
-                loss, skipped = self._shared_weight_step(x, y, [found], [_rows(x)])
+                if norms and _rows(x) < 2:
+                    raise ValueError(f"batch {i} of epoch {epoch} has {_rows(x)} row and the "
+                                     "model has a batch norm, which needs at least 2 rows "
+                                     "to train on; drop the batch (a DataLoader's "
+                                     "drop_last=True) or choose another batch_size")
+                try:
+                    loss, skipped = self._shared_weight_step(x, y, [found], [_rows(x)])
+                except NonFiniteError as error:  # the retraining's step, not the search's
+                    error.step, error.epoch = len(taken), epoch
+                    raise
                 self.forward_examples += _rows(x)
+                self.skipped_steps += skipped
                 metrics = {"retrain_step": float(len(taken) + 1), "epoch": float(epoch),
                            "loss": loss, "skipped": float(skipped)}
                 taken.append(metrics)
-                if any(cb(metrics, self) is True for cb in self.callbacks):
+                if any(cb(metrics, self) is True for cb in callbacks):
                     return taken
         return taken
+
+    def _check_retrain(self, data: Any, epochs: Any, batch_size: Any, seed: Any,
+                       structure: Mapping[str, Any] | None
+                       ) -> tuple[Mapping[str, Any], list[dict[str, Any]]]:
+        """Every check of :meth:`retrain`, before it changes anything: the structure to
+        train and the optimizer's parameter groups."""
+        if self.engine is not None:
+            raise ValueError("retrain trains the model with the trainer's weight optimizer, "
+                             "and a Decoupled engine owns its optimizers; build a "
+                             "HybridTrainer with engine='backprop' to retrain, or train the "
+                             "engine on the found structure")
+        if self.initial_model is None:
+            raise ValueError("retrain starts from the weights the model had when the "
+                             "trainer was made, and none were kept: a lazy module had not "
+                             "made its weights yet (or the trainer's state was saved from "
+                             "such a trainer); run the model on one batch before building "
+                             "the HybridTrainer")
+        if set(self.initial_model) != set(self.model.state_dict()):
+            raise ValueError("the model's parameters and buffers are not those it had when "
+                             "the trainer was made, so retrain cannot put its starting "
+                             "weights back; build a HybridTrainer on the model as it is")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be an int >= 1 (the epochs to retrain for), got "
+                             f"{epochs!r}; e.g. the epochs fit ran")
+        found = self.recommended() if structure is None else structure
+        self.space.encode(found)  # a ValueError names the path
+        data = as_batches(data)
+        self._check_batch_size(batch_size, data)
+        if hasattr(data, "batches"):
+            epoch_seed(seed, 0)  # the ValueError data.batches would raise, up front
+        if self._batches_per_epoch(data, batch_size) == 0:
+            raise self._no_batches(data, "retrain would take no step")
+        self._check_pairs(data)
+        self._check_norm_rows(data, batch_size)
+        groups = self.weight_optimizer.param_groups
+        if len(groups) != len(self.initial_optimizer):
+            raise ValueError(f"the weight optimizer has {len(groups)} parameter groups and "
+                             f"had {len(self.initial_optimizer)} when the trainer was made, "
+                             f"so retrain cannot put its settings back; add parameter "
+                             f"groups before building the HybridTrainer")
+        return found, groups

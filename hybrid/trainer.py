@@ -196,7 +196,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -558,8 +558,9 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, Retraining, Traine
         else:
             raise ValueError(f"engine must be 'backprop' or a hybrid.Decoupled, got {engine!r}")
         self.weight_optimizer = weight_optimizer
-        # what retrain starts from: the weights and optimizer settings as given
-        self.initial_model = initial_weights(model)
+        # what retrain starts from: the weights and optimizer settings as given (an
+        # engine owns its optimizers, and retrain refuses it)
+        self.initial_model = initial_weights(model) if self.engine is None else None
         self.initial_optimizer = initial_groups(weight_optimizer)
         self.split_on = split_choice_of(model, split_choice)  # few-shot weights (few_shot)
         if self.split_on is not None and split_choice != "auto" and (
@@ -1034,10 +1035,8 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, Retraining, Traine
                              "held_out=None, or search_compute=None or a number")
         per_epoch = self._batches_per_epoch(data, batch_size)
         if per_epoch == 0 and self.epoch < epochs:
-            kind = type(data.rows if isinstance(data, RowBatches) else data).__name__
-            raise ValueError(f"data has no batches ({kind} of length 0), so "
-                             f"fit would count {epochs - self.epoch} epoch(s) without a step; "
-                             "pass a Dataset or a non-empty list of (x, y) batches")
+            raise self._no_batches(data, f"fit would count {epochs - self.epoch} epoch(s) "
+                                         "without a step")
         self._check_pairs(data)  # checked whole before the plan is pinned
         if held_out is not None:  # checked whole before the plan is pinned
             held_out = list(held_out.batches(batch_size, seed=seed) if hasattr(
@@ -1059,9 +1058,8 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, Retraining, Traine
         bar = self._progress_bar(data, epochs, batch_size)
         try:
             while self.epoch < epochs and not stopped:
-                batches = data.batches(batch_size, seed=seed, epoch=self.epoch) \
-                    if hasattr(data, "batches") else iter(data)
-                for i, batch in enumerate(batches):
+                for i, batch in enumerate(self._epoch_batches(data, batch_size, seed,
+                                                              self.epoch)):
                     if i < self.batch_in_epoch:
                         continue  # done before a resume
                     x, y = self._pair(batch, i)
@@ -1109,6 +1107,20 @@ class HybridTrainer(StructureCosts, FinalPhase, FewShotSplit, Retraining, Traine
         if bar is not None and self.structure_cost is not None and taken:
             self.print_pareto(file=sys.stderr)  # where the progress bar was
         return taken
+
+    @staticmethod
+    def _epoch_batches(data: Any, batch_size: int, seed: int, epoch: int) -> Iterator[Any]:
+        """The batches of one epoch of ``data`` (drawn by ``batch_size``, ``seed`` and
+        ``epoch`` where it has ``batches``; else in its own order)."""
+        return data.batches(batch_size, seed=seed, epoch=epoch) \
+            if hasattr(data, "batches") else iter(data)
+
+    @staticmethod
+    def _no_batches(data: Any, consequence: str) -> ValueError:
+        """The error for ``data`` without a batch; ``consequence``: what the call would do."""
+        kind = type(data.rows if isinstance(data, RowBatches) else data).__name__
+        return ValueError(f"data has no batches ({kind} of length 0), so {consequence}; "
+                          "pass a Dataset or a non-empty list of (x, y) batches")
 
     @staticmethod
     def _check_batch_size(batch_size: Any, *sources: Any) -> None:

@@ -3,7 +3,10 @@
 ``state_dict()`` holds the weights, both optimizers (a shared generation left open: the
 structure optimizer as before its ask, asked again on load), the counters, the random
 states (the trainer's and torch's), the last generation and the search's bookkeeping
-(credit, generations remembered, winners, the selection under way, the cost signal), sealed
+(credit, generations remembered, winners, the selection under way, the cost signal) and
+the starting weights and optimizer settings :meth:`~nondiff.hybrid.retrain.Retraining.
+retrain` puts back (a second copy of the model's state, on the host; none with a
+Decoupled engine; a state saved without them leaves the trainer's own), sealed
 with a checksum (:mod:`nondiff.optim.checkpoint`): a trainer loaded from it and fit to
 the same total epochs ends exactly where an uninterrupted one does. ``load_state_dict``
 checks the whole state before it changes anything, and a load that fails half way puts
@@ -42,8 +45,8 @@ from typing import Any
 import torch
 from nondiff.optim.checkpoint import seal, verify
 
-from .devices import device_of
-from .retrain import host_copy
+from .devices import copy_state, device_of
+from .retrain import check_initial
 
 __all__ = ["STATE_VERSION", "TrainerState"]
 
@@ -155,6 +158,8 @@ class TrainerState:
                              f"search_compute='shared', but the trainer has search_compute="
                              f"{self.search_compute!r}; build the trainer with "
                              f"search_compute='shared' to load it")
+        if state.get("initial") is not None:
+            check_initial(state["initial"], self.model, self.weight_optimizer)
         before = self.state_dict()  # a refused load leaves the trainer as it was
         try:
             self._load_parts(state, counters, last, search)
@@ -205,26 +210,9 @@ class TrainerState:
         self.race = copy.deepcopy(search.get("race"))
         self.split = copy.deepcopy(search.get("split"))
         if state.get("initial") is not None:  # a state from before retrain: kept as built
-            self._load_initial(state["initial"])
-
-    def _load_initial(self, initial: Mapping[str, Any]) -> None:
-        """The starting weights and optimizer settings of a stored state, checked
-        against the model (the same names) and the optimizer (as many groups)."""
-        weights, groups = initial["model"], initial["optimizer"]
-        names = set(self.model.state_dict())
-        if weights is not None and (not isinstance(weights, Mapping) or set(weights) != names):
-            raise ValueError("this HybridTrainer state dict's initial weights do not fit the "
-                             "model (other parameter names); build the trainer with the same "
-                             "model before loading")
-        count = None if self.weight_optimizer is None else \
-            len(self.weight_optimizer.param_groups)
-        if (groups is None) != (count is None) or (
-                groups is not None and len(groups) != count):
-            raise ValueError(f"this HybridTrainer state dict's initial optimizer settings "
-                             f"({groups!r}) do not fit the weight optimizer; build the "
-                             f"trainer with the same optimizer before loading")
-        self.initial_model = None if weights is None else host_copy(weights)
-        self.initial_optimizer = copy.deepcopy(groups)
+            weights = state["initial"]["model"]
+            self.initial_model = None if weights is None else copy_state(weights, "cpu")
+            self.initial_optimizer = copy.deepcopy(state["initial"]["optimizer"])
 
 
 def _race_state(race: Any) -> dict[str, Any] | None:

@@ -214,8 +214,13 @@ def test_a_refused_trainer_load_leaves_the_trainer_unchanged():
     other.step(x, y)
     other.step(x, y)
     before = target.state_dict()
+    with pytest.raises(ValueError, match="initial weights do not fit the model"):
+        target.load_state_dict(other.state_dict())  # refused by the check up front
+    from nondiff.optim.checkpoint import CHECKSUM_KEY, seal
+    older = seal({k: v for k, v in other.state_dict().items()  # no starting weights
+                  if k not in ("initial", CHECKSUM_KEY)})
     with pytest.raises(ValueError, match="does not fit the trainer"):
-        target.load_state_dict(other.state_dict())  # the model's shapes differ: refused
+        target.load_state_dict(older)  # the model's shapes differ: refused half way
     after = target.state_dict()
     assert plain_equal({k: v for k, v in after.items() if k != "torch_rng"},
                        {k: v for k, v in before.items() if k != "torch_rng"})

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import roundtrip
+from conftest import plain_equal, roundtrip
 from nondiff.hybrid.batches import epoch_seed
 from nondiff.hybrid.decoupled import Decoupled
+from nondiff.hybrid.nonfinite import NonFiniteError
 from nondiff.hybrid.structure import Choice, Gates, get_structure, set_structure
 from nondiff.hybrid.trainer import HybridTrainer
 from nondiff.optim.checkpoint import CHECKSUM_KEY, seal
@@ -110,9 +111,13 @@ def test_bad_retrain_arguments_change_nothing() -> None:
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()
               if isinstance(v, torch.Tensor)}
     split = trainer.split
+    lr, moments = trainer.weight_optimizer.param_groups[0]["lr"], \
+        len(trainer.weight_optimizer.state)
     for kwargs, words in (({"epochs": 0}, "epochs must be an int >= 1"),
                           ({"epochs": 1.5}, "epochs must be"),
                           ({"epochs": 1, "batch_size": 0}, "batch_size must be"),
+                          ({"epochs": 1, "seed": -1}, "seed must be"),
+                          ({"epochs": 1, "seed": "a"}, "seed must be"),
                           ({"epochs": 1, "structure": {"gates": KNOWN["gates"]}}, "act"),
                           ({"epochs": 1, "structure": {**KNOWN, "act": "gelu"}}, "gelu")):
         with pytest.raises(ValueError, match=words):
@@ -121,9 +126,14 @@ def test_bad_retrain_arguments_change_nothing() -> None:
         trainer.retrain([], epochs=1)
     with pytest.raises(ValueError, match="pair"):
         trainer.retrain([(torch.zeros(2, 6),)], epochs=1)
+    trainer.weight_optimizer.add_param_group({"params": [nn.Parameter(torch.zeros(1))]})
+    with pytest.raises(ValueError, match="2 parameter groups and had 1"):
+        trainer.retrain(_data(), epochs=1)
     after = trainer.model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
-    assert trainer.split is split
+    assert trainer.split is split and moments > 0
+    assert trainer.weight_optimizer.param_groups[0]["lr"] == lr
+    assert len(trainer.weight_optimizer.state) == moments
 
 
 def test_retrain_refuses_a_decoupled_engine() -> None:
@@ -157,28 +167,61 @@ def test_a_state_without_starting_weights_keeps_the_trainers_own() -> None:
     assert trainer.initial_model is start
 
 
-def test_a_state_with_other_starting_weights_is_refused_whole() -> None:
+@pytest.mark.parametrize("initial, words", [
+    ({"model": {"other.weight": torch.zeros(1)}, "optimizer": None}, "initial weights"),
+    ("shapes", "initial weights"), ({"model": None, "optimizer": None}, "optimizer settings"),
+    ({"model": None}, "initial entry")])
+def test_a_state_with_other_starting_weights_is_refused_whole(initial, words: str) -> None:
+    donor = _trainer("cpu")
+    donor.fit(_data(), epochs=2, batch_size=32)
+    state = {k: v for k, v in donor.state_dict().items() if k != CHECKSUM_KEY}
+    if initial == "shapes":
+        initial = {"model": {k: (v[:1] if isinstance(v, torch.Tensor) and v.dim() else v)
+                             for k, v in state["initial"]["model"].items()},
+                   "optimizer": state["initial"]["optimizer"]}
+    state["initial"] = initial
     trainer = _trainer("cpu")
-    state = trainer.state_dict()
-    bad = {k: v for k, v in state.items() if k != CHECKSUM_KEY}
-    bad["initial"] = {"model": {"other.weight": torch.zeros(1)}, "optimizer": None}
-    start = trainer.initial_model
-    with pytest.raises(ValueError, match="initial weights do not fit"):
-        trainer.load_state_dict(seal(bad))
-    assert set(trainer.initial_model) == set(start)
+    before = trainer.state_dict()
+    with pytest.raises(ValueError, match=words):
+        trainer.load_state_dict(seal(state))
+    assert plain_equal(trainer.state_dict(), before)
 
 
-def test_a_callback_stops_the_retraining() -> None:
-    seen = []
-
-    def stop_after_three(metrics: dict, trainer: HybridTrainer) -> bool:
-        seen.append(metrics)
-        return "retrain_step" in metrics and metrics["retrain_step"] >= 3
-
-    trainer = _trainer("cpu", callbacks=[stop_after_three])
+def test_a_callback_of_the_retraining_stops_it_and_the_trainers_see_none() -> None:
+    seen, fitted = [], []
+    trainer = _trainer("cpu", callbacks=[lambda m, t: fitted.append(m["step"])])
     trainer.fit(_data(), epochs=1, batch_size=32)
-    steps = trainer.retrain(_data(), epochs=2, batch_size=32, structure=KNOWN)
-    assert len(steps) == 3 and seen[-1] is steps[-1]
+    count = len(fitted)
+    steps = trainer.retrain(_data(), epochs=2, batch_size=32, structure=KNOWN,
+                            callbacks=[lambda m, t: seen.append(m) or m["retrain_step"] >= 3])
+    assert len(steps) == 3 and seen == steps and len(fitted) == count
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_a_non_finite_loss_in_the_retraining_follows_the_policy(policy: str) -> None:
+    trainer = _trainer("cpu", on_nonfinite=policy)
+    trainer.fit(_data(), epochs=2, batch_size=32)
+    x, y = _data().tensors
+    bad = x[:32].clone()
+    bad[0, 1] = float("nan")
+    rows = [(x[:32], y[:32]), (bad, y[:32]), (x[32:64], y[32:64])]
+    if policy == "raise":
+        with pytest.raises(NonFiniteError) as caught:
+            trainer.retrain(rows, epochs=1, structure=KNOWN)
+        assert (caught.value.step, caught.value.epoch) == (1, 0)
+    else:
+        steps = trainer.retrain(rows, epochs=1, structure=KNOWN)
+        assert [s["skipped"] for s in steps] == [0.0, 1.0, 0.0]
+        assert trainer.skipped_steps >= 1
+        assert all(bool(torch.isfinite(p).all()) for p in trainer.model.parameters())
+
+
+def test_a_decoupled_trainer_keeps_no_starting_weights() -> None:
+    engine = Decoupled([nn.Sequential(Gates(4), nn.Linear(4, 8)), nn.Linear(8, 2)],
+                       signal="synthetic", seed=0)
+    trainer = HybridTrainer(engine, "ga", engine=engine, progress=False,
+                            structure_options={"popsize": 4})
+    assert trainer.initial_model is None
 
 
 def test_a_lazy_model_not_yet_run_says_how_to_retrain() -> None:
