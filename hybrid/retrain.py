@@ -27,10 +27,10 @@ counts the retraining too):
   structure alone.
 - Searching half as long and then retraining, to stay within 2x, loses the structure:
   on the acceptance suite (:mod:`nondiff.benchmarks.hybrid_tasks.acceptance`, seeds
-  0-4, 13 optimizers, ``--retrain 0.5``) the seeds recovered fell from 874 to 684 of 910
-  (many-inputs 62 -> 24 of 65), and the rows that meet issue 17's targets from 160 to
-  97 of 182. So it is a step a user takes when the weights matter more than the
-  compute, not a default.
+  0-4, 13 optimizers, ``--retrain 0.5`` against the defaults, in one session) the seeds
+  recovered fell from 687 to 531 of 715 (many-inputs 62 -> 24 of 65, mixed-inputs 63
+  -> 25), and the rows that meet issue 17's targets from 123 to 77 of 143. So it is a
+  step a user takes when the weights matter more than the compute, not a default.
 
 The starting weights are kept on the host from the trainer's construction (one copy of
 the model's state) and are part of the trainer's
