@@ -85,6 +85,7 @@ def copy_state(state: Mapping[str, Any], device: torch.device | str | None = Non
                ) -> dict[str, Any]:
     """A copy of a module's state dict whose tensors do not follow the live ones (on
     ``device``, e.g. ``"cpu"`` to keep it on the host; default: where each is), and
-    whose extra states (a declaration's value) are copies too."""
+    whose extra states (a declaration's value) are deep copies too, where they are (a
+    tensor inside an extra state is not moved)."""
     return {k: (v.detach().clone() if device is None else v.detach().to(device, copy=True))
             if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in state.items()}

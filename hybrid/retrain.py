@@ -58,6 +58,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
@@ -82,33 +83,46 @@ def initial_weights(model: nn.Module) -> dict[str, Any] | None:
     return copy_state(state, "cpu")
 
 
-def check_initial(initial: Any, model: nn.Module, optimizer: torch.optim.Optimizer | None
-                  ) -> None:
-    """A ValueError unless ``initial`` (a stored ``{"model", "optimizer"}``) fits
-    ``model`` (the same entries, tensors of the same shapes) and ``optimizer`` (a
-    mapping of settings per parameter group)."""
-    fix = "build the trainer with the same model and weight optimizer before loading"
+def check_initial(initial: Any, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                  fix: str = "build the trainer with the same model and weight optimizer "
+                             "before loading") -> None:
+    """A ValueError (ending in ``fix``) unless ``initial`` (starting weights and settings,
+    ``{"model", "optimizer"}``) fits ``model`` (the same entries, laid out alike: tensors
+    of the same shapes, extra states of the same keys and shapes) and ``optimizer``
+    (per parameter group, settings it has, without its parameters)."""
     if not isinstance(initial, Mapping) or set(initial) != {"model", "optimizer"}:
-        raise ValueError(f"this HybridTrainer state dict's initial entry is not "
-                         f"{{'model', 'optimizer'}}: {initial!r:.80}; {fix}")
+        raise ValueError(f"the initial entry is not {{'model', 'optimizer'}}: "
+                         f"{initial!r:.80}; {fix}")
     weights, groups = initial["model"], initial["optimizer"]
     live = model.state_dict()
     if weights is not None and (not isinstance(weights, Mapping) or set(weights) != set(live)
-                                or any(_shape(weights[k]) != _shape(v)
+                                or any(_layout(weights[k]) != _layout(v)
                                        for k, v in live.items())):
-        raise ValueError(f"this HybridTrainer state dict's initial weights do not fit the "
-                         f"model (other entries or shapes); {fix}")
-    count = None if optimizer is None else len(optimizer.param_groups)
-    if (groups is None) != (count is None) or (groups is not None and (
-            not isinstance(groups, list) or len(groups) != count
-            or not all(isinstance(g, Mapping) for g in groups))):
-        raise ValueError(f"this HybridTrainer state dict's initial optimizer settings do not "
-                         f"fit the weight optimizer ({count} parameter groups); {fix}")
+        raise ValueError(f"the initial weights do not fit the model (other entries or "
+                         f"shapes); {fix}")
+    live_groups = None if optimizer is None else optimizer.param_groups
+    if (groups is None) != (live_groups is None) or (groups is not None and (
+            not isinstance(groups, list) or len(groups) != len(live_groups)
+            or not all(isinstance(g, Mapping) and "params" not in g
+                       and set(g) <= set(live) for g, live in zip(groups, live_groups,
+                                                                  strict=True)))):
+        count = None if live_groups is None else len(live_groups)
+        raise ValueError(f"the initial optimizer settings do not fit the weight optimizer "
+                         f"({count} parameter groups, settings it has); {fix}")
 
 
-def _shape(value: Any) -> tuple[int, ...] | None:
-    return tuple(value.shape) if isinstance(value, torch.Tensor) and not is_lazy(value) \
-        else None
+def _layout(value: Any) -> Any:
+    """What must match between a stored entry of a state dict and the live one: the
+    shapes of tensors and arrays, the keys and lengths of what holds them."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", None if is_lazy(value) else tuple(value.shape))
+    if isinstance(value, np.ndarray):
+        return ("array", value.shape)
+    if isinstance(value, Mapping):
+        return ("map", tuple(sorted((str(k), _layout(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return ("sequence", tuple(_layout(v) for v in value))
+    return type(value).__name__
 
 
 def initial_groups(optimizer: torch.optim.Optimizer | None) -> list[dict[str, Any]] | None:
@@ -160,18 +174,20 @@ class Retraining:
                 when the trainer was made), a model whose entries changed since, a bad
                 ``epochs``, ``batch_size`` or ``seed``, data without batches, a structure
                 outside the model's space, or a weight optimizer given parameter groups
-                since; all before anything changes.
+                since; all before anything changes. Also a batch of one row under a
+                batch norm, found only when it comes where its rows are not known up
+                front (a ``DataLoader``).
             NonFiniteError: a non-finite loss under ``on_nonfinite="raise"``, with the
                 retraining's step and epoch.
         """
         found, groups = self._check_retrain(data, epochs, batch_size, seed, structure)
         callbacks = list(callbacks)
         data = as_batches(data)
-        self.split = None  # the search's copies of the weights
         self.model.load_state_dict(self.initial_model)
+        self.split = None  # the search's copies of the weights
         set_structure(self.model, found)
         for group, settings in zip(groups, self.initial_optimizer, strict=True):
-            group.update(copy.deepcopy(settings))
+            group.update({k: copy.deepcopy(v) for k, v in settings.items() if k != "params"})
         self.weight_optimizer.state.clear()
         self.model.train()
         taken: list[dict[str, float]] = []
@@ -179,10 +195,10 @@ class Retraining:
         for epoch in range(epochs):
             for i, batch in enumerate(self._epoch_batches(data, batch_size, seed, epoch)):
                 x, y = to_device(self._pair(batch, i), device_of(self.model))
-                if norms and _rows(x) < 2:
-                    raise ValueError(f"batch {i} of epoch {epoch} has {_rows(x)} row and the "
-                                     "model has a batch norm, which needs at least 2 rows "
-                                     "to train on; drop the batch (a DataLoader's "
+                if norms and _rows(x) < 2:  # rows not known up front (a DataLoader)
+                    raise ValueError(f"batch {i} of epoch {epoch} has {_rows(x)} row(s) and "
+                                     "the model has a batch norm, which needs at least 2 "
+                                     "rows to train on; drop the batch (a DataLoader's "
                                      "drop_last=True) or choose another batch_size")
                 try:
                     loss, skipped = self._shared_weight_step(x, y, [found], [_rows(x)])
@@ -214,10 +230,11 @@ class Retraining:
                              "made its weights yet (or the trainer's state was saved from "
                              "such a trainer); run the model on one batch before building "
                              "the HybridTrainer")
-        if set(self.initial_model) != set(self.model.state_dict()):
-            raise ValueError("the model's parameters and buffers are not those it had when "
-                             "the trainer was made, so retrain cannot put its starting "
-                             "weights back; build a HybridTrainer on the model as it is")
+        check_initial({"model": self.initial_model, "optimizer": self.initial_optimizer},
+                      self.model, self.weight_optimizer,
+                      "the model or its weight optimizer changed since the trainer was made "
+                      "(parameters, buffers or parameter groups), so retrain cannot put "
+                      "them back; build a HybridTrainer on the model as it is")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an int >= 1 (the epochs to retrain for), got "
                              f"{epochs!r}; e.g. the epochs fit ran")
@@ -231,10 +248,4 @@ class Retraining:
             raise self._no_batches(data, "retrain would take no step")
         self._check_pairs(data)
         self._check_norm_rows(data, batch_size)
-        groups = self.weight_optimizer.param_groups
-        if len(groups) != len(self.initial_optimizer):
-            raise ValueError(f"the weight optimizer has {len(groups)} parameter groups and "
-                             f"had {len(self.initial_optimizer)} when the trainer was made, "
-                             f"so retrain cannot put its settings back; add parameter "
-                             f"groups before building the HybridTrainer")
-        return found, groups
+        return found, self.weight_optimizer.param_groups

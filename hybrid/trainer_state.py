@@ -211,7 +211,8 @@ class TrainerState:
         self.split = copy.deepcopy(search.get("split"))
         if state.get("initial") is not None:  # a state from before retrain: kept as built
             weights = state["initial"]["model"]
-            self.initial_model = None if weights is None else copy_state(weights, "cpu")
+            self.initial_model = None if weights is None or self.engine is not None \
+                else copy_state(weights, "cpu")
             self.initial_optimizer = copy.deepcopy(state["initial"]["optimizer"])
 
 
