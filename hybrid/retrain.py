@@ -104,8 +104,8 @@ def check_initial(initial: Any, model: nn.Module, optimizer: torch.optim.Optimiz
     if (groups is None) != (live_groups is None) or (groups is not None and (
             not isinstance(groups, list) or len(groups) != len(live_groups)
             or not all(isinstance(g, Mapping) and "params" not in g
-                       and set(g) <= set(live) for g, live in zip(groups, live_groups,
-                                                                  strict=True)))):
+                       and set(g) <= set(now) for g, now in zip(groups, live_groups,
+                                                                strict=True)))):
         count = None if live_groups is None else len(live_groups)
         raise ValueError(f"the initial optimizer settings do not fit the weight optimizer "
                          f"({count} parameter groups, settings it has); {fix}")
@@ -180,13 +180,13 @@ class Retraining:
             NonFiniteError: a non-finite loss under ``on_nonfinite="raise"``, with the
                 retraining's step and epoch.
         """
-        found, groups = self._check_retrain(data, epochs, batch_size, seed, structure)
+        found, data = self._check_retrain(data, epochs, batch_size, seed, structure)
         callbacks = list(callbacks)
-        data = as_batches(data)
         self.model.load_state_dict(self.initial_model)
         self.split = None  # the search's copies of the weights
         set_structure(self.model, found)
-        for group, settings in zip(groups, self.initial_optimizer, strict=True):
+        for group, settings in zip(self.weight_optimizer.param_groups,
+                                   self.initial_optimizer, strict=True):
             group.update({k: copy.deepcopy(v) for k, v in settings.items() if k != "params"})
         self.weight_optimizer.state.clear()
         self.model.train()
@@ -216,9 +216,9 @@ class Retraining:
 
     def _check_retrain(self, data: Any, epochs: Any, batch_size: Any, seed: Any,
                        structure: Mapping[str, Any] | None
-                       ) -> tuple[Mapping[str, Any], list[dict[str, Any]]]:
+                       ) -> tuple[Mapping[str, Any], Any]:
         """Every check of :meth:`retrain`, before it changes anything: the structure to
-        train and the optimizer's parameter groups."""
+        train and the data as :meth:`fit` reads it."""
         if self.engine is not None:
             raise ValueError("retrain trains the model with the trainer's weight optimizer, "
                              "and a Decoupled engine owns its optimizers; build a "
@@ -248,4 +248,4 @@ class Retraining:
             raise self._no_batches(data, "retrain would take no step")
         self._check_pairs(data)
         self._check_norm_rows(data, batch_size)
-        return found, self.weight_optimizer.param_groups
+        return found, data
